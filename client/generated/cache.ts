@@ -1,0 +1,46 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
+
+import type { AddRequest as _latchkey_v1_AddRequest, AddRequest__Output as _latchkey_v1_AddRequest__Output } from './latchkey/v1/AddRequest.js';
+import type { AddResponse as _latchkey_v1_AddResponse, AddResponse__Output as _latchkey_v1_AddResponse__Output } from './latchkey/v1/AddResponse.js';
+import type { CacheClient as _latchkey_v1_CacheClient, CacheDefinition as _latchkey_v1_CacheDefinition } from './latchkey/v1/Cache.js';
+import type { CasRequest as _latchkey_v1_CasRequest, CasRequest__Output as _latchkey_v1_CasRequest__Output } from './latchkey/v1/CasRequest.js';
+import type { CasResponse as _latchkey_v1_CasResponse, CasResponse__Output as _latchkey_v1_CasResponse__Output } from './latchkey/v1/CasResponse.js';
+import type { DeleteRequest as _latchkey_v1_DeleteRequest, DeleteRequest__Output as _latchkey_v1_DeleteRequest__Output } from './latchkey/v1/DeleteRequest.js';
+import type { DeleteResponse as _latchkey_v1_DeleteResponse, DeleteResponse__Output as _latchkey_v1_DeleteResponse__Output } from './latchkey/v1/DeleteResponse.js';
+import type { GetRequest as _latchkey_v1_GetRequest, GetRequest__Output as _latchkey_v1_GetRequest__Output } from './latchkey/v1/GetRequest.js';
+import type { GetResponse as _latchkey_v1_GetResponse, GetResponse__Output as _latchkey_v1_GetResponse__Output } from './latchkey/v1/GetResponse.js';
+import type { IncrRequest as _latchkey_v1_IncrRequest, IncrRequest__Output as _latchkey_v1_IncrRequest__Output } from './latchkey/v1/IncrRequest.js';
+import type { IncrResponse as _latchkey_v1_IncrResponse, IncrResponse__Output as _latchkey_v1_IncrResponse__Output } from './latchkey/v1/IncrResponse.js';
+import type { SetRequest as _latchkey_v1_SetRequest, SetRequest__Output as _latchkey_v1_SetRequest__Output } from './latchkey/v1/SetRequest.js';
+import type { SetResponse as _latchkey_v1_SetResponse, SetResponse__Output as _latchkey_v1_SetResponse__Output } from './latchkey/v1/SetResponse.js';
+import type { TouchRequest as _latchkey_v1_TouchRequest, TouchRequest__Output as _latchkey_v1_TouchRequest__Output } from './latchkey/v1/TouchRequest.js';
+import type { TouchResponse as _latchkey_v1_TouchResponse, TouchResponse__Output as _latchkey_v1_TouchResponse__Output } from './latchkey/v1/TouchResponse.js';
+
+type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
+  new(...args: ConstructorParameters<Constructor>): Subtype;
+};
+
+export interface ProtoGrpcType {
+  latchkey: {
+    v1: {
+      AddRequest: MessageTypeDefinition<_latchkey_v1_AddRequest, _latchkey_v1_AddRequest__Output>
+      AddResponse: MessageTypeDefinition<_latchkey_v1_AddResponse, _latchkey_v1_AddResponse__Output>
+      Cache: SubtypeConstructor<typeof grpc.Client, _latchkey_v1_CacheClient> & { service: _latchkey_v1_CacheDefinition }
+      CasRequest: MessageTypeDefinition<_latchkey_v1_CasRequest, _latchkey_v1_CasRequest__Output>
+      CasResponse: MessageTypeDefinition<_latchkey_v1_CasResponse, _latchkey_v1_CasResponse__Output>
+      DeleteRequest: MessageTypeDefinition<_latchkey_v1_DeleteRequest, _latchkey_v1_DeleteRequest__Output>
+      DeleteResponse: MessageTypeDefinition<_latchkey_v1_DeleteResponse, _latchkey_v1_DeleteResponse__Output>
+      GetRequest: MessageTypeDefinition<_latchkey_v1_GetRequest, _latchkey_v1_GetRequest__Output>
+      GetResponse: MessageTypeDefinition<_latchkey_v1_GetResponse, _latchkey_v1_GetResponse__Output>
+      IncrRequest: MessageTypeDefinition<_latchkey_v1_IncrRequest, _latchkey_v1_IncrRequest__Output>
+      IncrResponse: MessageTypeDefinition<_latchkey_v1_IncrResponse, _latchkey_v1_IncrResponse__Output>
+      Outcome: EnumTypeDefinition
+      SetRequest: MessageTypeDefinition<_latchkey_v1_SetRequest, _latchkey_v1_SetRequest__Output>
+      SetResponse: MessageTypeDefinition<_latchkey_v1_SetResponse, _latchkey_v1_SetResponse__Output>
+      TouchRequest: MessageTypeDefinition<_latchkey_v1_TouchRequest, _latchkey_v1_TouchRequest__Output>
+      TouchResponse: MessageTypeDefinition<_latchkey_v1_TouchResponse, _latchkey_v1_TouchResponse__Output>
+    }
+  }
+}
+

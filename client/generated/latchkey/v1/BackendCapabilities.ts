@@ -1,0 +1,40 @@
+// Original file: proto/latchkey/v1/locks.proto
+
+
+export interface BackendCapabilities {
+  /**
+   * Mutual exclusion holds across latchkey servers on different hosts.
+   */
+  'across_hosts'?: (boolean);
+  /**
+   * Fencing tokens strictly increase per lock name.
+   */
+  'fencing'?: (boolean);
+  /**
+   * Waiters are granted in arrival order.
+   */
+  'fifo'?: (boolean);
+  /**
+   * A lease that is not refreshed is released when its TTL runs out.
+   */
+  'auto_release'?: (boolean);
+}
+
+export interface BackendCapabilities__Output {
+  /**
+   * Mutual exclusion holds across latchkey servers on different hosts.
+   */
+  'across_hosts': (boolean);
+  /**
+   * Fencing tokens strictly increase per lock name.
+   */
+  'fencing': (boolean);
+  /**
+   * Waiters are granted in arrival order.
+   */
+  'fifo': (boolean);
+  /**
+   * A lease that is not refreshed is released when its TTL runs out.
+   */
+  'auto_release': (boolean);
+}

@@ -1,0 +1,33 @@
+// Original file: proto/latchkey/v1/locks.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface Lease {
+  'name'?: (string);
+  'backend'?: (string);
+  /**
+   * Opaque; pass it back to Refresh and Release.
+   */
+  'lease_id'?: (string);
+  /**
+   * Strictly increases per lock name with every grant.
+   */
+  'fencing_token'?: (number | string | Long);
+  'expires_at_ms'?: (number | string | Long);
+  'owner'?: (string);
+}
+
+export interface Lease__Output {
+  'name': (string);
+  'backend': (string);
+  /**
+   * Opaque; pass it back to Refresh and Release.
+   */
+  'lease_id': (string);
+  /**
+   * Strictly increases per lock name with every grant.
+   */
+  'fencing_token': (string);
+  'expires_at_ms': (string);
+  'owner': (string);
+}

@@ -1,0 +1,110 @@
+// Original file: proto/latchkey/v1/locks.proto
+
+import type * as grpc from '@grpc/grpc-js'
+import type { MethodDefinition } from '@grpc/proto-loader'
+import type { AcquireRequest as _latchkey_v1_AcquireRequest, AcquireRequest__Output as _latchkey_v1_AcquireRequest__Output } from '../../latchkey/v1/AcquireRequest.js';
+import type { DescribeRequest as _latchkey_v1_DescribeRequest, DescribeRequest__Output as _latchkey_v1_DescribeRequest__Output } from '../../latchkey/v1/DescribeRequest.js';
+import type { Lease as _latchkey_v1_Lease, Lease__Output as _latchkey_v1_Lease__Output } from '../../latchkey/v1/Lease.js';
+import type { LockState as _latchkey_v1_LockState, LockState__Output as _latchkey_v1_LockState__Output } from '../../latchkey/v1/LockState.js';
+import type { RefreshRequest as _latchkey_v1_RefreshRequest, RefreshRequest__Output as _latchkey_v1_RefreshRequest__Output } from '../../latchkey/v1/RefreshRequest.js';
+import type { ReleaseRequest as _latchkey_v1_ReleaseRequest, ReleaseRequest__Output as _latchkey_v1_ReleaseRequest__Output } from '../../latchkey/v1/ReleaseRequest.js';
+import type { ReleaseResponse as _latchkey_v1_ReleaseResponse, ReleaseResponse__Output as _latchkey_v1_ReleaseResponse__Output } from '../../latchkey/v1/ReleaseResponse.js';
+
+export interface LocksClient extends grpc.Client {
+  /**
+   * Acquire a lock. wait_ms = 0 tries once; wait_ms > 0 waits (FIFO where the backend
+   * declares `fifo`) up to wait_ms, never past the call's deadline. Not granted in time:
+   * ABORTED, naming the lock and its current owner.
+   */
+  Acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  Acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  Acquire(argument: _latchkey_v1_AcquireRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  Acquire(argument: _latchkey_v1_AcquireRequest, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  /**
+   * Acquire a lock. wait_ms = 0 tries once; wait_ms > 0 waits (FIFO where the backend
+   * declares `fifo`) up to wait_ms, never past the call's deadline. Not granted in time:
+   * ABORTED, naming the lock and its current owner.
+   */
+  acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  acquire(argument: _latchkey_v1_AcquireRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  acquire(argument: _latchkey_v1_AcquireRequest, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * Read the lock's state without changing it.
+   */
+  Describe(argument: _latchkey_v1_DescribeRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_LockState__Output>): grpc.ClientUnaryCall;
+  Describe(argument: _latchkey_v1_DescribeRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_LockState__Output>): grpc.ClientUnaryCall;
+  Describe(argument: _latchkey_v1_DescribeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_LockState__Output>): grpc.ClientUnaryCall;
+  Describe(argument: _latchkey_v1_DescribeRequest, callback: grpc.requestCallback<_latchkey_v1_LockState__Output>): grpc.ClientUnaryCall;
+  /**
+   * Read the lock's state without changing it.
+   */
+  describe(argument: _latchkey_v1_DescribeRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_LockState__Output>): grpc.ClientUnaryCall;
+  describe(argument: _latchkey_v1_DescribeRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_LockState__Output>): grpc.ClientUnaryCall;
+  describe(argument: _latchkey_v1_DescribeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_LockState__Output>): grpc.ClientUnaryCall;
+  describe(argument: _latchkey_v1_DescribeRequest, callback: grpc.requestCallback<_latchkey_v1_LockState__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * Extend a held lease. A lease that no longer holds the lock: FAILED_PRECONDITION.
+   */
+  Refresh(argument: _latchkey_v1_RefreshRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  Refresh(argument: _latchkey_v1_RefreshRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  Refresh(argument: _latchkey_v1_RefreshRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  Refresh(argument: _latchkey_v1_RefreshRequest, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  /**
+   * Extend a held lease. A lease that no longer holds the lock: FAILED_PRECONDITION.
+   */
+  refresh(argument: _latchkey_v1_RefreshRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  refresh(argument: _latchkey_v1_RefreshRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  refresh(argument: _latchkey_v1_RefreshRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  refresh(argument: _latchkey_v1_RefreshRequest, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * Release a held lease. A wrong or expired lease: FAILED_PRECONDITION, holder untouched.
+   */
+  Release(argument: _latchkey_v1_ReleaseRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
+  Release(argument: _latchkey_v1_ReleaseRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
+  Release(argument: _latchkey_v1_ReleaseRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
+  Release(argument: _latchkey_v1_ReleaseRequest, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
+  /**
+   * Release a held lease. A wrong or expired lease: FAILED_PRECONDITION, holder untouched.
+   */
+  release(argument: _latchkey_v1_ReleaseRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
+  release(argument: _latchkey_v1_ReleaseRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
+  release(argument: _latchkey_v1_ReleaseRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
+  release(argument: _latchkey_v1_ReleaseRequest, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
+  
+}
+
+export interface LocksHandlers extends grpc.UntypedServiceImplementation {
+  /**
+   * Acquire a lock. wait_ms = 0 tries once; wait_ms > 0 waits (FIFO where the backend
+   * declares `fifo`) up to wait_ms, never past the call's deadline. Not granted in time:
+   * ABORTED, naming the lock and its current owner.
+   */
+  Acquire: grpc.handleUnaryCall<_latchkey_v1_AcquireRequest__Output, _latchkey_v1_Lease>;
+  
+  /**
+   * Read the lock's state without changing it.
+   */
+  Describe: grpc.handleUnaryCall<_latchkey_v1_DescribeRequest__Output, _latchkey_v1_LockState>;
+  
+  /**
+   * Extend a held lease. A lease that no longer holds the lock: FAILED_PRECONDITION.
+   */
+  Refresh: grpc.handleUnaryCall<_latchkey_v1_RefreshRequest__Output, _latchkey_v1_Lease>;
+  
+  /**
+   * Release a held lease. A wrong or expired lease: FAILED_PRECONDITION, holder untouched.
+   */
+  Release: grpc.handleUnaryCall<_latchkey_v1_ReleaseRequest__Output, _latchkey_v1_ReleaseResponse>;
+  
+}
+
+export interface LocksDefinition extends grpc.ServiceDefinition {
+  Acquire: MethodDefinition<_latchkey_v1_AcquireRequest, _latchkey_v1_Lease, _latchkey_v1_AcquireRequest__Output, _latchkey_v1_Lease__Output>
+  Describe: MethodDefinition<_latchkey_v1_DescribeRequest, _latchkey_v1_LockState, _latchkey_v1_DescribeRequest__Output, _latchkey_v1_LockState__Output>
+  Refresh: MethodDefinition<_latchkey_v1_RefreshRequest, _latchkey_v1_Lease, _latchkey_v1_RefreshRequest__Output, _latchkey_v1_Lease__Output>
+  Release: MethodDefinition<_latchkey_v1_ReleaseRequest, _latchkey_v1_ReleaseResponse, _latchkey_v1_ReleaseRequest__Output, _latchkey_v1_ReleaseResponse__Output>
+}

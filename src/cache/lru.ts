@@ -1,0 +1,121 @@
+// In-process cache store on lru-cache: bounded by entry count and by bytes (key + value),
+// per-item TTL, and a cas unique that changes on every write.
+import { LRUCache } from 'lru-cache';
+import { systemClock, type Clock } from '../clock.js';
+import { FailedPreconditionError } from '../errors.js';
+import type { CacheStore, Item } from './store.js';
+
+interface Entry {
+  readonly value: Buffer;
+  readonly cas: bigint;
+  /** 0 = never expires. */
+  readonly expiresAtMs: number;
+}
+
+export interface LruStoreOptions {
+  /** Most entries kept; the least recently used goes first. */
+  readonly maxEntries: number;
+  /** Most bytes kept, counting each key's UTF-8 bytes plus its value's bytes. */
+  readonly maxBytes: number;
+  readonly clock?: Clock;
+}
+
+const UINT64 = 2n ** 64n;
+const DECIMAL = /^\d{1,20}$/;
+
+export class LruStore implements CacheStore {
+  readonly kind = 'lru';
+  readonly #lru: LRUCache<string, Entry>;
+  readonly #clock: Clock;
+  #lastCas = 0n;
+
+  constructor(options: LruStoreOptions) {
+    this.#clock = options.clock ?? systemClock;
+    // NOTE: expiry is kept in the entry and checked on read (against the injected clock)
+    // rather than with lru-cache's own ttl, whose clock caching runs on real timers.
+    // Expired entries are dropped when read, or evicted like any other cold entry.
+    this.#lru = new LRUCache<string, Entry>({
+      max: options.maxEntries,
+      maxSize: options.maxBytes,
+      sizeCalculation: (entry, key) => Buffer.byteLength(key, 'utf8') + entry.value.length,
+    });
+  }
+
+  async get(key: string): Promise<Item | undefined> {
+    return this.#live(key);
+  }
+
+  async set(key: string, value: Buffer, ttlMs: number): Promise<bigint> {
+    return this.#write(key, value, ttlMs);
+  }
+
+  async cas(key: string, value: Buffer, cas: bigint, ttlMs: number) {
+    const current = this.#live(key);
+    if (current === undefined) return { outcome: 'NOT_FOUND' as const, cas: 0n };
+    if (current.cas !== cas) return { outcome: 'EXISTS' as const, cas: current.cas };
+    return { outcome: 'STORED' as const, cas: this.#write(key, value, ttlMs) };
+  }
+
+  async add(key: string, value: Buffer, ttlMs: number) {
+    const current = this.#live(key);
+    if (current !== undefined) return { outcome: 'EXISTS' as const, cas: current.cas };
+    return { outcome: 'STORED' as const, cas: this.#write(key, value, ttlMs) };
+  }
+
+  async delete(key: string, cas: bigint) {
+    const current = this.#live(key);
+    if (current === undefined) return 'NOT_FOUND' as const;
+    if (cas !== 0n && current.cas !== cas) return 'EXISTS' as const;
+    this.#lru.delete(key);
+    return 'DELETED' as const;
+  }
+
+  async incr(key: string, delta: bigint, initial: bigint, ttlMs: number) {
+    const current = this.#live(key);
+    if (current === undefined) {
+      return { value: initial, cas: this.#write(key, Buffer.from(initial.toString()), ttlMs) };
+    }
+    const text = current.value.toString('latin1');
+    if (!DECIMAL.test(text) || BigInt(text) >= UINT64) {
+      throw new FailedPreconditionError(`key "${key}" holds a value that is not a decimal number below 2^64; incr needs one (reset it with set)`);
+    }
+    const sum = BigInt(text) + delta;
+    // memcached: incr wraps at 2^64, decr stops at 0.
+    const value = delta >= 0n ? sum % UINT64 : sum < 0n ? 0n : sum;
+    const entry = { value: Buffer.from(value.toString()), cas: ++this.#lastCas, expiresAtMs: current.expiresAtMs };
+    this.#lru.set(key, entry);
+    return { value, cas: entry.cas };
+  }
+
+  async touch(key: string, ttlMs: number) {
+    const current = this.#live(key);
+    if (current === undefined) return 'NOT_FOUND' as const;
+    this.#lru.set(key, { ...current, expiresAtMs: this.#expiry(ttlMs) });
+    return 'TOUCHED' as const;
+  }
+
+  async close(): Promise<void> {
+    this.#lru.clear();
+  }
+
+  #live(key: string): Entry | undefined {
+    const entry = this.#lru.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAtMs !== 0 && this.#clock.now() >= entry.expiresAtMs) {
+      this.#lru.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  #write(key: string, value: Buffer, ttlMs: number): bigint {
+    const cas = ++this.#lastCas;
+    // Copy: the request's buffer may be a view into a larger gRPC frame.
+    this.#lru.set(key, { value: Buffer.from(value), cas, expiresAtMs: this.#expiry(ttlMs) });
+    return cas;
+  }
+
+  #expiry(ttlMs: number): number {
+    return ttlMs > 0 ? this.#clock.now() + ttlMs : 0;
+  }
+}

@@ -1,0 +1,108 @@
+// gRPC handlers of latchkey.v1.Cache: validate, pick the store, call it, shape the answer.
+import type { AddRequest__Output } from '../../client/generated/latchkey/v1/AddRequest.js';
+import type { AddResponse } from '../../client/generated/latchkey/v1/AddResponse.js';
+import type { CasRequest__Output } from '../../client/generated/latchkey/v1/CasRequest.js';
+import type { CasResponse } from '../../client/generated/latchkey/v1/CasResponse.js';
+import type { DeleteRequest__Output } from '../../client/generated/latchkey/v1/DeleteRequest.js';
+import type { DeleteResponse } from '../../client/generated/latchkey/v1/DeleteResponse.js';
+import type { GetRequest__Output } from '../../client/generated/latchkey/v1/GetRequest.js';
+import type { GetResponse } from '../../client/generated/latchkey/v1/GetResponse.js';
+import type { IncrRequest__Output } from '../../client/generated/latchkey/v1/IncrRequest.js';
+import type { IncrResponse } from '../../client/generated/latchkey/v1/IncrResponse.js';
+import type { SetRequest__Output } from '../../client/generated/latchkey/v1/SetRequest.js';
+import type { SetResponse } from '../../client/generated/latchkey/v1/SetResponse.js';
+import type { TouchRequest__Output } from '../../client/generated/latchkey/v1/TouchRequest.js';
+import type { TouchResponse } from '../../client/generated/latchkey/v1/TouchResponse.js';
+import type { Config } from '../config.js';
+import { InvalidArgumentError } from '../errors.js';
+import type { CallContext } from '../rpc.js';
+import { checkMs, checkName } from '../validate.js';
+import type { CacheStore } from './store.js';
+
+/** The longest cache TTL accepted: 365 days. */
+export const MAX_CACHE_TTL_MS = 365 * 86_400_000;
+const INT64_MIN = -(2n ** 63n);
+const UINT64_MAX = 2n ** 64n - 1n;
+
+export interface CacheService {
+  get(request: GetRequest__Output, ctx: CallContext): Promise<GetResponse>;
+  set(request: SetRequest__Output, ctx: CallContext): Promise<SetResponse>;
+  cas(request: CasRequest__Output, ctx: CallContext): Promise<CasResponse>;
+  add(request: AddRequest__Output, ctx: CallContext): Promise<AddResponse>;
+  delete(request: DeleteRequest__Output, ctx: CallContext): Promise<DeleteResponse>;
+  incr(request: IncrRequest__Output, ctx: CallContext): Promise<IncrResponse>;
+  touch(request: TouchRequest__Output, ctx: CallContext): Promise<TouchResponse>;
+}
+
+export function createCacheService(stores: ReadonlyMap<string, CacheStore>, config: Config): CacheService {
+  function pick(name: string): CacheStore {
+    const store = stores.get(name === '' ? config.store : name);
+    if (store === undefined) {
+      throw new InvalidArgumentError(`store "${name}" is not enabled on this server; use one of: ${[...stores.keys()].join(', ')} (or leave it empty for ${config.store})`);
+    }
+    return store;
+  }
+
+  const key = (value: string) => checkName('key', value);
+  const ttl = (value: string) => checkMs('ttl_ms', value, 0, MAX_CACHE_TTL_MS);
+  function value(buffer: Buffer): Buffer {
+    if (buffer.length > config.maxValueBytes) {
+      throw new InvalidArgumentError(`value is ${buffer.length} bytes; the limit is ${config.maxValueBytes} (--max-value-bytes)`);
+    }
+    return buffer;
+  }
+  function bigint(field: string, raw: string, min: bigint, max: bigint): bigint {
+    const n = BigInt(raw);
+    if (n < min || n > max) throw new InvalidArgumentError(`${field} must be between ${min} and ${max}, got ${raw}`);
+    return n;
+  }
+
+  return {
+    async get(request, ctx) {
+      const store = pick(request.store);
+      const item = await store.get(key(request.key), ctx.signal);
+      return item === undefined ? { found: false, value: Buffer.alloc(0), cas: '0' } : { found: true, value: item.value, cas: item.cas.toString() };
+    },
+
+    async set(request, ctx) {
+      const store = pick(request.store);
+      const cas = await store.set(key(request.key), value(request.value), ttl(request.ttl_ms), ctx.signal);
+      return { cas: cas.toString() };
+    },
+
+    async cas(request, ctx) {
+      const store = pick(request.store);
+      const k = key(request.key);
+      const v = value(request.value);
+      const t = ttl(request.ttl_ms);
+      if (request.cas === '0') throw new InvalidArgumentError('cas is required: send the cas from a Get (use Set or Add to write without one)');
+      const result = await store.cas(k, v, BigInt(request.cas), t, ctx.signal);
+      return { outcome: result.outcome, cas: result.cas.toString() };
+    },
+
+    async add(request, ctx) {
+      const store = pick(request.store);
+      const result = await store.add(key(request.key), value(request.value), ttl(request.ttl_ms), ctx.signal);
+      return { outcome: result.outcome, cas: result.cas.toString() };
+    },
+
+    async delete(request, ctx) {
+      const store = pick(request.store);
+      return { outcome: await store.delete(key(request.key), BigInt(request.cas), ctx.signal) };
+    },
+
+    async incr(request, ctx) {
+      const store = pick(request.store);
+      const k = key(request.key);
+      const delta = bigint('delta', request.delta, INT64_MIN, UINT64_MAX);
+      const initial = bigint('initial', request.initial, 0n, UINT64_MAX);
+      const result = await store.incr(k, delta, initial, ttl(request.ttl_ms), ctx.signal);
+      return { value: result.value.toString(), cas: result.cas.toString() };
+    },
+
+    async touch(request, ctx) {
+      const store = pick(request.store);
+      return { outcome: await store.touch(key(request.key), ttl(request.ttl_ms), ctx.signal) };
+    },
+  };
+}

@@ -1,0 +1,114 @@
+// Flags and environment → one validated Config. Every flag has an env var; a flag beats its
+// env var, which beats the default. Messages say which flag is wrong and what it accepts.
+import { MAX_NAME_BYTES } from './validate.js';
+
+export interface Config {
+  /** host:port to listen on. */
+  readonly listen: string;
+  /** Lock backend used when a request leaves `backend` empty. */
+  readonly backend: string;
+  /** Cache store used when a request leaves `store` empty. */
+  readonly store: string;
+  readonly defaultTtlMs: number;
+  readonly maxTtlMs: number;
+  readonly maxWaitMs: number;
+  readonly maxValueBytes: number;
+  readonly lruMaxEntries: number;
+  readonly lruMaxBytes: number;
+  readonly shutdownGraceMs: number;
+}
+
+type Kind = 'string' | 'integer';
+
+interface FlagSpec {
+  readonly key: keyof Config;
+  readonly flag: string;
+  readonly env: string;
+  readonly kind: Kind;
+  readonly default: string | number;
+  readonly help: string;
+  /** Inclusive bounds for integers. */
+  readonly min?: number;
+  readonly max?: number;
+}
+
+const DAY_MS = 86_400_000;
+
+export const FLAGS: readonly FlagSpec[] = [
+  { key: 'listen', flag: '--listen', env: 'LATCHKEY_LISTEN', kind: 'string', default: '127.0.0.1:50051', help: 'address to serve gRPC on, host:port (port 0 = any free port)' },
+  { key: 'backend', flag: '--backend', env: 'LATCHKEY_BACKEND', kind: 'string', default: 'memory', help: 'default lock backend for requests with an empty `backend`' },
+  { key: 'store', flag: '--store', env: 'LATCHKEY_STORE', kind: 'string', default: 'lru', help: 'default cache store for requests with an empty `store`' },
+  { key: 'defaultTtlMs', flag: '--default-ttl-ms', env: 'LATCHKEY_DEFAULT_TTL_MS', kind: 'integer', default: 15_000, min: 10, max: 7 * DAY_MS, help: 'lease TTL when Acquire sends ttl_ms = 0' },
+  { key: 'maxTtlMs', flag: '--max-ttl-ms', env: 'LATCHKEY_MAX_TTL_MS', kind: 'integer', default: DAY_MS, min: 10, max: 7 * DAY_MS, help: 'largest lease TTL a request may ask for' },
+  { key: 'maxWaitMs', flag: '--max-wait-ms', env: 'LATCHKEY_MAX_WAIT_MS', kind: 'integer', default: 3_600_000, min: 0, max: DAY_MS, help: 'largest wait_ms a request may ask for' },
+  { key: 'maxValueBytes', flag: '--max-value-bytes', env: 'LATCHKEY_MAX_VALUE_BYTES', kind: 'integer', default: 1024 * 1024, min: 1, max: 64 * 1024 * 1024, help: 'largest cache value accepted' },
+  { key: 'lruMaxEntries', flag: '--lru-max-entries', env: 'LATCHKEY_LRU_MAX_ENTRIES', kind: 'integer', default: 1_000_000, min: 1, max: 2 ** 31, help: 'LRU store: most entries kept before evicting the least recently used' },
+  { key: 'lruMaxBytes', flag: '--lru-max-bytes', env: 'LATCHKEY_LRU_MAX_BYTES', kind: 'integer', default: 256 * 1024 * 1024, min: 1024, max: 2 ** 50, help: 'LRU store: most bytes (keys + values) kept before evicting' },
+  { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'LATCHKEY_SHUTDOWN_GRACE_MS', kind: 'integer', default: 5_000, min: 0, max: 600_000, help: 'on SIGINT/SIGTERM, how long in-flight calls may finish before they are cut off' },
+];
+
+export const defaultConfig: Config = Object.fromEntries(FLAGS.map((f) => [f.key, f.default])) as unknown as Config;
+
+export class ConfigError extends TypeError {
+  override name = 'ConfigError';
+}
+
+function parseValue(spec: FlagSpec, raw: string, source: string): string | number {
+  if (spec.kind === 'string') {
+    if (raw.trim() === '') throw new ConfigError(`${source} must not be empty`);
+    return raw;
+  }
+  if (!/^\d+$/.test(raw.replaceAll('_', ''))) throw new ConfigError(`${source} must be a whole number, got "${raw}"`);
+  const n = Number(raw.replaceAll('_', ''));
+  if (!Number.isSafeInteger(n) || n < (spec.min ?? 0) || n > (spec.max ?? Number.MAX_SAFE_INTEGER)) {
+    throw new ConfigError(`${source} must be between ${spec.min ?? 0} and ${spec.max}, got ${raw}`);
+  }
+  return n;
+}
+
+/** Options a caller may pass programmatically (tests, embedding) on top of the defaults. */
+export function resolveConfig(overrides: Partial<Config> = {}): Config {
+  const config = { ...defaultConfig, ...overrides };
+  validate(config);
+  return config;
+}
+
+/**
+ * Parses `latchkey serve` arguments and the environment. Returns the config, or throws
+ * ConfigError naming the flag. Unknown flags are errors, not ignored.
+ */
+export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Config {
+  const values: Record<string, string | number> = {};
+  for (const spec of FLAGS) {
+    const raw = env[spec.env];
+    if (raw !== undefined && raw !== '') values[spec.key] = parseValue(spec, raw, `${spec.env}`);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(0, eq) : arg;
+    const spec = FLAGS.find((f) => f.flag === name);
+    if (spec === undefined) throw new ConfigError(`unknown option "${name}" (see latchkey serve --help)`);
+    const raw = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+    if (raw === undefined) throw new ConfigError(`${spec.flag} needs a value`);
+    values[spec.key] = parseValue(spec, raw, spec.flag);
+  }
+  return resolveConfig(values as Partial<Config>);
+}
+
+function validate(config: Config): void {
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(config.listen)) {
+    throw new ConfigError(`--listen must be host:port (e.g. 127.0.0.1:50051 or [::1]:50051), got "${config.listen}"`);
+  }
+  if (config.defaultTtlMs > config.maxTtlMs) {
+    throw new ConfigError(`--default-ttl-ms (${config.defaultTtlMs}) must not exceed --max-ttl-ms (${config.maxTtlMs})`);
+  }
+  if (config.maxValueBytes + MAX_NAME_BYTES > config.lruMaxBytes) {
+    throw new ConfigError(`--lru-max-bytes (${config.lruMaxBytes}) must be at least --max-value-bytes (${config.maxValueBytes}) + ${MAX_NAME_BYTES}, or the LRU store could not hold a value it accepted`);
+  }
+}
+
+export function configHelp(): string {
+  const rows = FLAGS.map((f) => `  ${`${f.flag} ${f.kind === 'integer' ? 'N' : 'VALUE'}`.padEnd(26)}${f.help}\n  ${''.padEnd(26)}env ${f.env}, default ${f.default}`);
+  return rows.join('\n');
+}

@@ -1,0 +1,77 @@
+// One error root for the server. Backends translate their libraries' errors into these at
+// their own edge; toStatus() is the one mapping from these to gRPC status codes.
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
+
+export class LatchkeyError extends Error {
+  readonly code: status = status.INTERNAL;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The request itself is wrong; the message says which field and how to fix it. */
+export class InvalidArgumentError extends LatchkeyError {
+  override readonly code = status.INVALID_ARGUMENT;
+}
+
+/** The lock was not granted in time; retry later or wait longer. */
+export class LockBusyError extends LatchkeyError {
+  override readonly code = status.ABORTED;
+}
+
+/** The lease does not hold the lock (never did, or another lease does now). */
+export class NotHolderError extends LatchkeyError {
+  override readonly code = status.FAILED_PRECONDITION;
+}
+
+/** The lease ran out of time (or was lost) before this call; acquire the lock again. */
+export class LeaseExpiredError extends LatchkeyError {
+  override readonly code = status.FAILED_PRECONDITION;
+}
+
+/** A state precondition failed that is neither of the above (e.g. a non-numeric Incr). */
+export class FailedPreconditionError extends LatchkeyError {
+  override readonly code = status.FAILED_PRECONDITION;
+}
+
+/** The backend (etcd, memcached, the lock dir) cannot be reached; retry when it is back. */
+export class BackendUnavailableError extends LatchkeyError {
+  override readonly code = status.UNAVAILABLE;
+}
+
+/** The server is shutting down; retry against another server or after restart. */
+export class ShuttingDownError extends LatchkeyError {
+  override readonly code = status.UNAVAILABLE;
+}
+
+/** The caller went away or its deadline passed; nobody is listening for the answer. */
+export class CancelledError extends LatchkeyError {
+  override readonly code = status.CANCELLED;
+}
+
+/** A configured limit was reached; the message names it. */
+export class ResourceExhaustedError extends LatchkeyError {
+  override readonly code = status.RESOURCE_EXHAUSTED;
+}
+
+export type Logger = (line: string) => void;
+
+/**
+ * Maps any thrown value to the status a client sees. Unknown errors become INTERNAL with a
+ * generic message and are logged in full: a bug must be visible in the server log, and
+ * must not leak internals to callers.
+ */
+export function toStatus(err: unknown, log: Logger): Partial<ServiceError> {
+  if (err instanceof LatchkeyError) {
+    return { code: err.code, details: err.message, metadata: new Metadata() };
+  }
+  log(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  return { code: status.INTERNAL, details: 'internal server error (see the server log)', metadata: new Metadata() };
+}
+
+/** Throws CancelledError if the signal is aborted. */
+export function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw signal.reason instanceof LatchkeyError ? signal.reason : new CancelledError('call cancelled');
+}

@@ -1,0 +1,5 @@
+// The server API: embed latchkey in a Node process.
+export { createServer, type LatchkeyServer, type ServerOptions } from './server.js';
+export { parseConfig, resolveConfig, defaultConfig, ConfigError, FLAGS, type Config } from './config.js';
+export type { Capabilities, LockBackend, Lease, LockState } from './locks/backend.js';
+export type { CacheStore, Item, Outcome } from './cache/store.js';

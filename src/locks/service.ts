@@ -1,0 +1,102 @@
+// gRPC handlers of latchkey.v1.Locks: validate the request, pick the backend, call it, and
+// shape the answer. Backend errors are already ours; rpc.ts maps them to status codes.
+import type { AcquireRequest__Output } from '../../client/generated/latchkey/v1/AcquireRequest.js';
+import type { DescribeRequest__Output } from '../../client/generated/latchkey/v1/DescribeRequest.js';
+import type { Lease as LeaseMessage } from '../../client/generated/latchkey/v1/Lease.js';
+import type { LockState as LockStateMessage } from '../../client/generated/latchkey/v1/LockState.js';
+import type { RefreshRequest__Output } from '../../client/generated/latchkey/v1/RefreshRequest.js';
+import type { ReleaseRequest__Output } from '../../client/generated/latchkey/v1/ReleaseRequest.js';
+import type { ReleaseResponse } from '../../client/generated/latchkey/v1/ReleaseResponse.js';
+import type { Config } from '../config.js';
+import { InvalidArgumentError, LockBusyError } from '../errors.js';
+import type { CallContext } from '../rpc.js';
+import { checkMs, checkName, checkText } from '../validate.js';
+import type { Lease, LockBackend } from './backend.js';
+
+const MAX_OWNER_BYTES = 1024;
+const MAX_LEASE_ID_BYTES = 1024;
+
+export interface LockService {
+  acquire(request: AcquireRequest__Output, ctx: CallContext): Promise<LeaseMessage>;
+  refresh(request: RefreshRequest__Output, ctx: CallContext): Promise<LeaseMessage>;
+  release(request: ReleaseRequest__Output, ctx: CallContext): Promise<ReleaseResponse>;
+  describe(request: DescribeRequest__Output, ctx: CallContext): Promise<LockStateMessage>;
+}
+
+export function createLockService(backends: ReadonlyMap<string, LockBackend>, config: Config): LockService {
+  function pick(name: string): LockBackend {
+    const backend = backends.get(name === '' ? config.backend : name);
+    if (backend === undefined) {
+      throw new InvalidArgumentError(`backend "${name}" is not enabled on this server; use one of: ${[...backends.keys()].join(', ')} (or leave it empty for ${config.backend})`);
+    }
+    return backend;
+  }
+
+  function leaseId(value: string): string {
+    if (value === '') throw new InvalidArgumentError('lease_id is required: send the lease_id that Acquire returned');
+    return checkText('lease_id', value, MAX_LEASE_ID_BYTES);
+  }
+
+  const toMessage = (backend: LockBackend, lease: Lease): LeaseMessage => ({
+    name: lease.name,
+    backend: backend.kind,
+    lease_id: lease.leaseId,
+    fencing_token: lease.fencingToken.toString(),
+    expires_at_ms: lease.expiresAtMs.toString(),
+    owner: lease.owner,
+  });
+
+  return {
+    async acquire(request, ctx) {
+      const name = checkName('name', request.name);
+      const backend = pick(request.backend);
+      const ttlMs = request.ttl_ms === '0' ? config.defaultTtlMs : checkMs('ttl_ms', request.ttl_ms, 10, config.maxTtlMs);
+      const waitMs = checkMs('wait_ms', request.wait_ms, 0, config.maxWaitMs);
+      const owner = checkText('owner', request.owner, MAX_OWNER_BYTES) || ctx.peer;
+      // Never wait past the caller's deadline: it would get DEADLINE_EXCEEDED instead of the
+      // ABORTED that names the holder.
+      const remaining = ctx.remainingMs();
+      const boundedWait = waitMs > 0 && Number.isFinite(remaining) ? Math.max(1, Math.min(waitMs, remaining - 5)) : waitMs;
+      if (boundedWait > 0 && remaining <= 0) throw new LockBusyError(`lock "${name}" not acquired: the call's deadline has already passed`);
+      const lease = await backend.acquire({ name, ttlMs, waitMs: boundedWait, owner, signal: ctx.signal });
+      if (ctx.signal.aborted) {
+        // NOTE: granted to a caller that is gone (cancelled between the grant and the reply).
+        // Release at once, or the lock would stay orphaned until its TTL runs out.
+        await backend.release({ name, leaseId: lease.leaseId, signal: new AbortController().signal }).catch(() => {});
+      }
+      return toMessage(backend, lease);
+    },
+
+    async refresh(request, ctx) {
+      const name = checkName('name', request.name);
+      const backend = pick(request.backend);
+      const ttlMs = request.ttl_ms === '0' ? 0 : checkMs('ttl_ms', request.ttl_ms, 10, config.maxTtlMs);
+      const lease = await backend.refresh({ name, leaseId: leaseId(request.lease_id), signal: ctx.signal }, ttlMs);
+      return toMessage(backend, lease);
+    },
+
+    async release(request, ctx) {
+      const name = checkName('name', request.name);
+      const backend = pick(request.backend);
+      await backend.release({ name, leaseId: leaseId(request.lease_id), signal: ctx.signal });
+      return { released: true };
+    },
+
+    async describe(request, ctx) {
+      const name = checkName('name', request.name);
+      const backend = pick(request.backend);
+      const state = await backend.describe(name, ctx.signal);
+      const c = backend.capabilities;
+      return {
+        name,
+        backend: backend.kind,
+        held: state.held,
+        owner: state.owner,
+        fencing_token: state.fencingToken.toString(),
+        expires_at_ms: state.expiresAtMs.toString(),
+        waiters: state.waiters,
+        capabilities: { across_hosts: c.acrossHosts, fencing: c.fencing, fifo: c.fifo, auto_release: c.autoRelease },
+      };
+    },
+  };
+}

@@ -1,0 +1,80 @@
+// Adapts async handlers to grpc-js: one AbortSignal per call (client cancel, deadline,
+// server shutdown), error mapping through errors.ts, and in-flight tracking for shutdown.
+import type * as grpc from '@grpc/grpc-js';
+import { CancelledError, ShuttingDownError, toStatus, type Logger } from './errors.js';
+
+export interface CallContext {
+  /** Aborted when the client cancels, the deadline passes, or the server is cut off. */
+  readonly signal: AbortSignal;
+  /** The caller's address, e.g. "ipv4:127.0.0.1:53211". */
+  readonly peer: string;
+  /** Milliseconds left before the call's deadline; Infinity without one. */
+  remainingMs(): number;
+}
+
+export type Handler<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
+
+/** Calls in progress, so shutdown can wait for them and then cut off the rest. */
+export class InflightCalls {
+  readonly #calls = new Set<AbortController>();
+  #idle: (() => void)[] = [];
+
+  get size(): number {
+    return this.#calls.size;
+  }
+
+  add(controller: AbortController): void {
+    this.#calls.add(controller);
+  }
+
+  delete(controller: AbortController): void {
+    this.#calls.delete(controller);
+    if (this.#calls.size === 0) for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  /** Resolves once no call is in flight. */
+  idle(): Promise<void> {
+    return this.#calls.size === 0 ? Promise.resolve() : new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  abortAll(): void {
+    for (const controller of this.#calls) controller.abort(new ShuttingDownError('server is shutting down; retry on another server'));
+  }
+}
+
+function deadlineMs(call: grpc.ServerUnaryCall<unknown, unknown>): number {
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  return Number.isFinite(ms) ? ms : Infinity;
+}
+
+export function unary<Req, Res>(handler: Handler<Req, Res>, inflight: InflightCalls, log: Logger): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    const controller = new AbortController();
+    // NOTE: grpc-js emits 'cancelled' even after a reply was sent; only a call that has not
+    // been answered yet is really cancelled.
+    let answered = false;
+    call.on('cancelled', () => {
+      if (!answered) controller.abort(new CancelledError('call cancelled by the client or its deadline'));
+    });
+    const deadline = deadlineMs(call);
+    const ctx: CallContext = {
+      signal: controller.signal,
+      peer: call.getPeer(),
+      remainingMs: () => deadline - Date.now(),
+    };
+    inflight.add(controller);
+    handler(call.request, ctx).then(
+      (response) => {
+        answered = true;
+        inflight.delete(controller);
+        callback(null, response);
+      },
+      (err: unknown) => {
+        answered = true;
+        inflight.delete(controller);
+        callback(toStatus(err, log));
+      },
+    );
+  };
+}

@@ -1,0 +1,116 @@
+// createServer(config): the grpc.Server with the Locks, Cache, Health and Reflection
+// services, the lock backends and cache stores the config enables, and graceful shutdown.
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { createCacheService } from './cache/service.js';
+import { LruStore } from './cache/lru.js';
+import type { CacheStore } from './cache/store.js';
+import { systemClock, type Clock } from './clock.js';
+import { resolveConfig, ConfigError, type Config } from './config.js';
+import type { Logger } from './errors.js';
+import type { LockBackend } from './locks/backend.js';
+import { MemoryLockBackend } from './locks/memory.js';
+import { createLockService } from './locks/service.js';
+import { loadProto, packageDefinition } from './proto.js';
+import { InflightCalls, unary } from './rpc.js';
+
+export interface ServerOptions {
+  /** Where log lines go; default stderr. */
+  readonly log?: Logger;
+  /** Time source for leases and cache TTLs; default the system clock. */
+  readonly clock?: Clock;
+}
+
+export interface LatchkeyServer {
+  readonly config: Config;
+  /** Binds config.listen and starts serving; resolves with the bound host:port. */
+  listen(): Promise<string>;
+  /**
+   * Stops accepting calls, fails lock waiters with UNAVAILABLE, lets other in-flight calls
+   * finish for up to graceMs, then cuts off whatever is left. Idempotent.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
+
+function createLockBackends(_config: Config, clock: Clock): Map<string, LockBackend> {
+  const backends: LockBackend[] = [new MemoryLockBackend({ clock })];
+  return new Map(backends.map((b) => [b.kind, b]));
+}
+
+function createStores(config: Config, clock: Clock): Map<string, CacheStore> {
+  const stores: CacheStore[] = [new LruStore({ maxEntries: config.lruMaxEntries, maxBytes: config.lruMaxBytes, clock })];
+  return new Map(stores.map((s) => [s.kind, s]));
+}
+
+export function createServer(overrides: Partial<Config> = {}, options: ServerOptions = {}): LatchkeyServer {
+  const config = resolveConfig(overrides);
+  const log = options.log ?? ((line: string) => process.stderr.write(`latchkey: ${line}\n`));
+  const clock = options.clock ?? systemClock;
+  const backends = createLockBackends(config, clock);
+  const stores = createStores(config, clock);
+  if (!backends.has(config.backend)) throw new ConfigError(`--backend "${config.backend}" is not enabled; enabled: ${[...backends.keys()].join(', ')}`);
+  if (!stores.has(config.store)) throw new ConfigError(`--store "${config.store}" is not enabled; enabled: ${[...stores.keys()].join(', ')}`);
+
+  const inflight = new InflightCalls();
+  const locks = createLockService(backends, config);
+  const cache = createCacheService(stores, config);
+  const proto = loadProto();
+  const server = new grpc.Server();
+  const h = <Req, Res>(handler: (req: Req, ctx: import('./rpc.js').CallContext) => Promise<Res>) => unary(handler, inflight, log);
+
+  server.addService(proto.latchkey.v1.Locks.service, {
+    Acquire: h(locks.acquire),
+    Refresh: h(locks.refresh),
+    Release: h(locks.release),
+    Describe: h(locks.describe),
+  });
+  server.addService(proto.latchkey.v1.Cache.service, {
+    Get: h(cache.get),
+    Set: h(cache.set),
+    Cas: h(cache.cas),
+    Add: h(cache.add),
+    Delete: h(cache.delete),
+    Incr: h(cache.incr),
+    Touch: h(cache.touch),
+  });
+  const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
+  health.addToServer(server);
+  new ReflectionService(packageDefinition()).addToServer(server);
+
+  let shuttingDown: Promise<void> | undefined;
+
+  return {
+    config,
+    listen() {
+      return new Promise((resolve, reject) => {
+        server.bindAsync(config.listen, grpc.ServerCredentials.createInsecure(), (err, port) => {
+          if (err) return reject(new ConfigError(`cannot listen on ${config.listen}: ${err.message}`));
+          const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
+          resolve(`${host}:${port}`);
+        });
+      });
+    },
+
+    shutdown(graceMs = config.shutdownGraceMs) {
+      shuttingDown ??= (async () => {
+        for (const s of ['', ...SERVICE_NAMES]) health.setStatus(s, 'NOT_SERVING');
+        // Waiters cannot "finish" within a grace period: they would wait for a holder that
+        // may never release. They get UNAVAILABLE now and can retry on another server.
+        await Promise.all([...backends.values()].map((b) => b.close()));
+        const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        let timer: NodeJS.Timeout | undefined;
+        const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+        // NOTE: tryShutdown waits forever on open calls; the grace timer bounds it.
+        await Promise.race([Promise.all([drained, inflight.idle()]), graceOver]);
+        clearTimeout(timer);
+        inflight.abortAll();
+        server.forceShutdown();
+        await Promise.all([...stores.values()].map((s) => s.close()));
+      })();
+      return shuttingDown;
+    },
+  };
+}
