@@ -20,6 +20,10 @@ export interface ServerOptions {
   readonly log?: Logger;
   /** Time source for leases and cache TTLs; default the system clock. */
   readonly clock?: Clock;
+  /** Lock backends to serve besides those the config enables (embedding, tests). */
+  readonly lockBackends?: readonly LockBackend[];
+  /** Cache stores to serve besides those the config enables (embedding, tests). */
+  readonly stores?: readonly CacheStore[];
 }
 
 export interface LatchkeyServer {
@@ -35,13 +39,13 @@ export interface LatchkeyServer {
 
 const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
 
-function createLockBackends(_config: Config, clock: Clock): Map<string, LockBackend> {
-  const backends: LockBackend[] = [new MemoryLockBackend({ clock })];
+function createLockBackends(_config: Config, clock: Clock, extra: readonly LockBackend[]): Map<string, LockBackend> {
+  const backends: LockBackend[] = [new MemoryLockBackend({ clock }), ...extra];
   return new Map(backends.map((b) => [b.kind, b]));
 }
 
-function createStores(config: Config, clock: Clock): Map<string, CacheStore> {
-  const stores: CacheStore[] = [new LruStore({ maxEntries: config.lruMaxEntries, maxBytes: config.lruMaxBytes, clock })];
+function createStores(config: Config, clock: Clock, extra: readonly CacheStore[]): Map<string, CacheStore> {
+  const stores: CacheStore[] = [new LruStore({ maxEntries: config.lruMaxEntries, maxBytes: config.lruMaxBytes, clock }), ...extra];
   return new Map(stores.map((s) => [s.kind, s]));
 }
 
@@ -49,8 +53,8 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   const config = resolveConfig(overrides);
   const log = options.log ?? ((line: string) => process.stderr.write(`latchkey: ${line}\n`));
   const clock = options.clock ?? systemClock;
-  const backends = createLockBackends(config, clock);
-  const stores = createStores(config, clock);
+  const backends = createLockBackends(config, clock, options.lockBackends ?? []);
+  const stores = createStores(config, clock, options.stores ?? []);
   if (!backends.has(config.backend)) throw new ConfigError(`--backend "${config.backend}" is not enabled; enabled: ${[...backends.keys()].join(', ')}`);
   if (!stores.has(config.store)) throw new ConfigError(`--store "${config.store}" is not enabled; enabled: ${[...stores.keys()].join(', ')}`);
 
