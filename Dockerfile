@@ -1,0 +1,12 @@
+# latchkey server image: docker-compose.yml builds it.
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY proto proto
+COPY src src
+COPY client client
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev
+ENV LATCHKEY_LISTEN=0.0.0.0:50051
+EXPOSE 50051
+ENTRYPOINT ["node", "dist/src/cli.js"]
+CMD ["serve"]
