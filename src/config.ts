@@ -16,6 +16,10 @@ export interface Config {
   readonly lruMaxEntries: number;
   readonly lruMaxBytes: number;
   readonly shutdownGraceMs: number;
+  /** memcached servers, host:port comma-separated; '' = memcached store disabled. */
+  readonly memcached: string;
+  readonly memcachedMaxItemBytes: number;
+  readonly memcachedTimeoutMs: number;
 }
 
 type Kind = 'string' | 'integer';
@@ -44,6 +48,9 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'maxValueBytes', flag: '--max-value-bytes', env: 'LATCHKEY_MAX_VALUE_BYTES', kind: 'integer', default: 1024 * 1024, min: 1, max: 64 * 1024 * 1024, help: 'largest cache value accepted' },
   { key: 'lruMaxEntries', flag: '--lru-max-entries', env: 'LATCHKEY_LRU_MAX_ENTRIES', kind: 'integer', default: 1_000_000, min: 1, max: 2 ** 31, help: 'LRU store: most entries kept before evicting the least recently used' },
   { key: 'lruMaxBytes', flag: '--lru-max-bytes', env: 'LATCHKEY_LRU_MAX_BYTES', kind: 'integer', default: 256 * 1024 * 1024, min: 1024, max: 2 ** 50, help: 'LRU store: most bytes (keys + values) kept before evicting' },
+  { key: 'memcached', flag: '--memcached', env: 'LATCHKEY_MEMCACHED', kind: 'string', default: '', help: 'enable the memcached store on these servers: host:port[,host:port...] (keys spread by hash)' },
+  { key: 'memcachedMaxItemBytes', flag: '--memcached-max-item-bytes', env: 'LATCHKEY_MEMCACHED_MAX_ITEM_BYTES', kind: 'integer', default: 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, help: "memcached's item size limit (its -I); larger items are refused with INVALID_ARGUMENT" },
+  { key: 'memcachedTimeoutMs', flag: '--memcached-timeout-ms', env: 'LATCHKEY_MEMCACHED_TIMEOUT_MS', kind: 'integer', default: 1_000, min: 10, max: 60_000, help: 'how long a memcached request may take before that server counts as unavailable' },
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'LATCHKEY_SHUTDOWN_GRACE_MS', kind: 'integer', default: 5_000, min: 0, max: 600_000, help: 'on SIGINT/SIGTERM, how long in-flight calls may finish before they are cut off' },
 ];
 
@@ -55,8 +62,8 @@ export class ConfigError extends TypeError {
 
 function parseValue(spec: FlagSpec, raw: string, source: string): string | number {
   if (spec.kind === 'string') {
-    if (raw.trim() === '') throw new ConfigError(`${source} must not be empty`);
-    return raw;
+    if (raw.trim() === '' && spec.default !== '') throw new ConfigError(`${source} must not be empty`);
+    return raw.trim();
   }
   if (!/^\d+$/.test(raw.replaceAll('_', ''))) throw new ConfigError(`${source} must be a whole number, got "${raw}"`);
   const n = Number(raw.replaceAll('_', ''));
@@ -96,7 +103,13 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   return resolveConfig(values as Partial<Config>);
 }
 
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^:\s,]+):\d{1,5}$/;
+
 function validate(config: Config): void {
+  for (const server of config.memcached === '' ? [] : config.memcached.split(',')) {
+    if (!HOST_PORT.test(server.trim())) throw new ConfigError(`--memcached must list host:port servers separated by commas, got "${server}"`);
+  }
+  if (config.store === 'memcached' && config.memcached === '') throw new ConfigError('--store memcached needs --memcached host:port[,host:port...]');
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(config.listen)) {
     throw new ConfigError(`--listen must be host:port (e.g. 127.0.0.1:50051 or [::1]:50051), got "${config.listen}"`);
   }

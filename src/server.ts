@@ -5,6 +5,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { createCacheService } from './cache/service.js';
 import { LruStore } from './cache/lru.js';
+import { MemcachedStore } from './cache/memcached.js';
 import type { CacheStore } from './cache/store.js';
 import { systemClock, type Clock } from './clock.js';
 import { resolveConfig, ConfigError, type Config } from './config.js';
@@ -46,6 +47,10 @@ function createLockBackends(_config: Config, clock: Clock, extra: readonly LockB
 
 function createStores(config: Config, clock: Clock, extra: readonly CacheStore[]): Map<string, CacheStore> {
   const stores: CacheStore[] = [new LruStore({ maxEntries: config.lruMaxEntries, maxBytes: config.lruMaxBytes, clock }), ...extra];
+  if (config.memcached !== '') {
+    const servers = config.memcached.split(',').map((s) => s.trim());
+    stores.push(new MemcachedStore({ servers, maxItemBytes: config.memcachedMaxItemBytes, timeoutMs: config.memcachedTimeoutMs }));
+  }
   return new Map(stores.map((s) => [s.kind, s]));
 }
 
