@@ -1,5 +1,6 @@
 // Flags and environment → one validated Config. Every flag has an env var; a flag beats its
 // env var, which beats the default. Messages say which flag is wrong and what it accepts.
+import { MAX_ENVELOPE_OVERHEAD } from './cache/fencing.js';
 import { MAX_NAME_BYTES } from './validate.js';
 
 export interface Config {
@@ -15,11 +16,17 @@ export interface Config {
   readonly maxValueBytes: number;
   readonly lruMaxEntries: number;
   readonly lruMaxBytes: number;
+  /** File lock backend directory; '' = the file backend is disabled. */
+  readonly lockDir: string;
   readonly shutdownGraceMs: number;
   /** memcached servers, host:port comma-separated; '' = memcached store disabled. */
   readonly memcached: string;
   readonly memcachedMaxItemBytes: number;
   readonly memcachedTimeoutMs: number;
+  /** etcd client endpoints, host:port comma-separated; '' = etcd lock backend disabled. */
+  readonly etcdEndpoints: string;
+  /** etcd key prefix of locks: lock <name> is `etcdctl lock <etcdPrefix><name>`. */
+  readonly etcdPrefix: string;
 }
 
 type Kind = 'string' | 'integer';
@@ -48,9 +55,12 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'maxValueBytes', flag: '--max-value-bytes', env: 'LATCHKEY_MAX_VALUE_BYTES', kind: 'integer', default: 1024 * 1024, min: 1, max: 64 * 1024 * 1024, help: 'largest cache value accepted' },
   { key: 'lruMaxEntries', flag: '--lru-max-entries', env: 'LATCHKEY_LRU_MAX_ENTRIES', kind: 'integer', default: 1_000_000, min: 1, max: 2 ** 31, help: 'LRU store: most entries kept before evicting the least recently used' },
   { key: 'lruMaxBytes', flag: '--lru-max-bytes', env: 'LATCHKEY_LRU_MAX_BYTES', kind: 'integer', default: 256 * 1024 * 1024, min: 1024, max: 2 ** 50, help: 'LRU store: most bytes (keys + values) kept before evicting' },
+  { key: 'lockDir', flag: '--lock-dir', env: 'LATCHKEY_LOCK_DIR', kind: 'string', default: '', help: "enable the file lock backend with lock files in this directory, created if missing (one host's local filesystem, not NFS)" },
   { key: 'memcached', flag: '--memcached', env: 'LATCHKEY_MEMCACHED', kind: 'string', default: '', help: 'enable the memcached store on these servers: host:port[,host:port...] (keys spread by hash)' },
   { key: 'memcachedMaxItemBytes', flag: '--memcached-max-item-bytes', env: 'LATCHKEY_MEMCACHED_MAX_ITEM_BYTES', kind: 'integer', default: 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, help: "memcached's item size limit (its -I); larger items are refused with INVALID_ARGUMENT" },
   { key: 'memcachedTimeoutMs', flag: '--memcached-timeout-ms', env: 'LATCHKEY_MEMCACHED_TIMEOUT_MS', kind: 'integer', default: 1_000, min: 10, max: 60_000, help: 'how long a memcached request may take before that server counts as unavailable' },
+  { key: 'etcdEndpoints', flag: '--etcd-endpoints', env: 'LATCHKEY_ETCD_ENDPOINTS', kind: 'string', default: '', help: 'enable the etcd lock backend on this cluster: host:port[,host:port...] (client URLs)' },
+  { key: 'etcdPrefix', flag: '--etcd-prefix', env: 'LATCHKEY_ETCD_PREFIX', kind: 'string', default: 'latchkey/locks/', help: 'etcd key prefix of locks; lock NAME is the one `etcdctl lock PREFIXNAME` takes' },
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'LATCHKEY_SHUTDOWN_GRACE_MS', kind: 'integer', default: 5_000, min: 0, max: 600_000, help: 'on SIGINT/SIGTERM, how long in-flight calls may finish before they are cut off' },
 ];
 
@@ -106,6 +116,13 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^:\s,]+):\d{1,5}$/;
 
 function validate(config: Config): void {
+  for (const endpoint of config.etcdEndpoints === '' ? [] : config.etcdEndpoints.split(',')) {
+    if (!HOST_PORT.test(endpoint.trim().replace(/^https?:\/\//, ''))) throw new ConfigError(`--etcd-endpoints must list host:port endpoints separated by commas, got "${endpoint}"`);
+  }
+  if (config.backend === 'etcd' && config.etcdEndpoints === '') throw new ConfigError('--backend etcd needs --etcd-endpoints host:port[,host:port...] (or LATCHKEY_ETCD_ENDPOINTS)');
+  if (config.backend === 'file' && config.lockDir === '') {
+    throw new ConfigError('--backend file needs --lock-dir (or LATCHKEY_LOCK_DIR): the directory to keep lock files in');
+  }
   for (const server of config.memcached === '' ? [] : config.memcached.split(',')) {
     if (!HOST_PORT.test(server.trim())) throw new ConfigError(`--memcached must list host:port servers separated by commas, got "${server}"`);
   }
@@ -116,8 +133,9 @@ function validate(config: Config): void {
   if (config.defaultTtlMs > config.maxTtlMs) {
     throw new ConfigError(`--default-ttl-ms (${config.defaultTtlMs}) must not exceed --max-ttl-ms (${config.maxTtlMs})`);
   }
-  if (config.maxValueBytes + MAX_NAME_BYTES > config.lruMaxBytes) {
-    throw new ConfigError(`--lru-max-bytes (${config.lruMaxBytes}) must be at least --max-value-bytes (${config.maxValueBytes}) + ${MAX_NAME_BYTES}, or the LRU store could not hold a value it accepted`);
+  const itemOverhead = MAX_NAME_BYTES + MAX_ENVELOPE_OVERHEAD;
+  if (config.maxValueBytes + itemOverhead > config.lruMaxBytes) {
+    throw new ConfigError(`--lru-max-bytes (${config.lruMaxBytes}) must be at least --max-value-bytes (${config.maxValueBytes}) + ${itemOverhead} (key and fence), or the LRU store could not hold a value it accepted`);
   }
 }
 

@@ -31,6 +31,11 @@ export class LeaseExpiredError extends LatchkeyError {
   override readonly code = status.FAILED_PRECONDITION;
 }
 
+/** A concurrency conflict the caller should simply retry (e.g. a CAS loop that kept losing). */
+export class AbortedError extends LatchkeyError {
+  override readonly code = status.ABORTED;
+}
+
 /** A state precondition failed that is neither of the above (e.g. a non-numeric Incr). */
 export class FailedPreconditionError extends LatchkeyError {
   override readonly code = status.FAILED_PRECONDITION;

@@ -39,12 +39,12 @@ test('lru: evicts by total bytes of keys and values past --lru-max-bytes', async
 test('lru: TTL is exact to the millisecond against the store clock', async () => {
   const clock = new ManualClock();
   const store: CacheStore = new LruStore({ maxEntries: 10, maxBytes: 1 << 20, clock });
-  await store.set('k', Buffer.from('v'), 1000, signal);
+  await store.set('k', Buffer.from('v'), 0, 1000, signal);
   clock.advance(999);
   assert.ok(await store.get('k', signal));
   clock.advance(1);
   assert.equal(await store.get('k', signal), undefined);
-  assert.equal((await store.cas('k', Buffer.from('x'), 1n, 0, signal)).outcome, 'NOT_FOUND');
+  assert.equal((await store.cas('k', Buffer.from('x'), 0, 1n, 0, signal)).outcome, 'NOT_FOUND');
 });
 
 test('lru: touch and incr keep or set expiry as memcached does', async () => {

@@ -8,6 +8,7 @@ import type { CasRequest as _latchkey_v1_CasRequest, CasRequest__Output as _latc
 import type { CasResponse as _latchkey_v1_CasResponse, CasResponse__Output as _latchkey_v1_CasResponse__Output } from './latchkey/v1/CasResponse.js';
 import type { DeleteRequest as _latchkey_v1_DeleteRequest, DeleteRequest__Output as _latchkey_v1_DeleteRequest__Output } from './latchkey/v1/DeleteRequest.js';
 import type { DeleteResponse as _latchkey_v1_DeleteResponse, DeleteResponse__Output as _latchkey_v1_DeleteResponse__Output } from './latchkey/v1/DeleteResponse.js';
+import type { Fence as _latchkey_v1_Fence, Fence__Output as _latchkey_v1_Fence__Output } from './latchkey/v1/Fence.js';
 import type { GetRequest as _latchkey_v1_GetRequest, GetRequest__Output as _latchkey_v1_GetRequest__Output } from './latchkey/v1/GetRequest.js';
 import type { GetResponse as _latchkey_v1_GetResponse, GetResponse__Output as _latchkey_v1_GetResponse__Output } from './latchkey/v1/GetResponse.js';
 import type { IncrRequest as _latchkey_v1_IncrRequest, IncrRequest__Output as _latchkey_v1_IncrRequest__Output } from './latchkey/v1/IncrRequest.js';
@@ -31,6 +32,7 @@ export interface ProtoGrpcType {
       CasResponse: MessageTypeDefinition<_latchkey_v1_CasResponse, _latchkey_v1_CasResponse__Output>
       DeleteRequest: MessageTypeDefinition<_latchkey_v1_DeleteRequest, _latchkey_v1_DeleteRequest__Output>
       DeleteResponse: MessageTypeDefinition<_latchkey_v1_DeleteResponse, _latchkey_v1_DeleteResponse__Output>
+      Fence: MessageTypeDefinition<_latchkey_v1_Fence, _latchkey_v1_Fence__Output>
       GetRequest: MessageTypeDefinition<_latchkey_v1_GetRequest, _latchkey_v1_GetRequest__Output>
       GetResponse: MessageTypeDefinition<_latchkey_v1_GetResponse, _latchkey_v1_GetResponse__Output>
       IncrRequest: MessageTypeDefinition<_latchkey_v1_IncrRequest, _latchkey_v1_IncrRequest__Output>

@@ -2,11 +2,12 @@
 // per-item TTL, and a cas unique that changes on every write.
 import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock } from '../clock.js';
-import { FailedPreconditionError } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
 import type { CacheStore, Item } from './store.js';
 
 interface Entry {
   readonly value: Buffer;
+  readonly flags: number;
   readonly cas: bigint;
   /** 0 = never expires. */
   readonly expiresAtMs: number;
@@ -27,10 +28,12 @@ export class LruStore implements CacheStore {
   readonly kind = 'lru';
   readonly #lru: LRUCache<string, Entry>;
   readonly #clock: Clock;
+  readonly #maxBytes: number;
   #lastCas = 0n;
 
   constructor(options: LruStoreOptions) {
     this.#clock = options.clock ?? systemClock;
+    this.#maxBytes = options.maxBytes;
     // NOTE: expiry is kept in the entry and checked on read (against the injected clock)
     // rather than with lru-cache's own ttl, whose clock caching runs on real timers.
     // Expired entries are dropped when read, or evicted like any other cold entry.
@@ -45,21 +48,21 @@ export class LruStore implements CacheStore {
     return this.#live(key);
   }
 
-  async set(key: string, value: Buffer, ttlMs: number): Promise<bigint> {
-    return this.#write(key, value, ttlMs);
+  async set(key: string, value: Buffer, flags: number, ttlMs: number): Promise<bigint> {
+    return this.#write(key, value, flags, ttlMs);
   }
 
-  async cas(key: string, value: Buffer, cas: bigint, ttlMs: number) {
+  async cas(key: string, value: Buffer, flags: number, cas: bigint, ttlMs: number) {
     const current = this.#live(key);
     if (current === undefined) return { outcome: 'NOT_FOUND' as const, cas: 0n };
     if (current.cas !== cas) return { outcome: 'EXISTS' as const, cas: current.cas };
-    return { outcome: 'STORED' as const, cas: this.#write(key, value, ttlMs) };
+    return { outcome: 'STORED' as const, cas: this.#write(key, value, flags, ttlMs) };
   }
 
-  async add(key: string, value: Buffer, ttlMs: number) {
+  async add(key: string, value: Buffer, flags: number, ttlMs: number) {
     const current = this.#live(key);
     if (current !== undefined) return { outcome: 'EXISTS' as const, cas: current.cas };
-    return { outcome: 'STORED' as const, cas: this.#write(key, value, ttlMs) };
+    return { outcome: 'STORED' as const, cas: this.#write(key, value, flags, ttlMs) };
   }
 
   async delete(key: string, cas: bigint) {
@@ -73,7 +76,7 @@ export class LruStore implements CacheStore {
   async incr(key: string, delta: bigint, initial: bigint, ttlMs: number) {
     const current = this.#live(key);
     if (current === undefined) {
-      return { value: initial, cas: this.#write(key, Buffer.from(initial.toString()), ttlMs) };
+      return { value: initial, cas: this.#write(key, Buffer.from(initial.toString()), 0, ttlMs) };
     }
     const text = current.value.toString('latin1');
     if (!DECIMAL.test(text) || BigInt(text) >= UINT64) {
@@ -82,7 +85,7 @@ export class LruStore implements CacheStore {
     const sum = BigInt(text) + delta;
     // memcached: incr wraps at 2^64, decr stops at 0.
     const value = delta >= 0n ? sum % UINT64 : sum < 0n ? 0n : sum;
-    const entry = { value: Buffer.from(value.toString()), cas: ++this.#lastCas, expiresAtMs: current.expiresAtMs };
+    const entry = { value: Buffer.from(value.toString()), flags: current.flags, cas: ++this.#lastCas, expiresAtMs: current.expiresAtMs };
     this.#lru.set(key, entry);
     return { value, cas: entry.cas };
   }
@@ -108,10 +111,14 @@ export class LruStore implements CacheStore {
     return entry;
   }
 
-  #write(key: string, value: Buffer, ttlMs: number): bigint {
+  #write(key: string, value: Buffer, flags: number, ttlMs: number): bigint {
+    // NOTE: lru-cache silently drops an entry larger than maxSize; an acknowledged write
+    // must never vanish that way, so it is refused instead.
+    const size = Buffer.byteLength(key, 'utf8') + value.length;
+    if (size > this.#maxBytes) throw new InvalidArgumentError(`item of ${size} bytes does not fit in the LRU store (--lru-max-bytes ${this.#maxBytes})`);
     const cas = ++this.#lastCas;
     // Copy: the request's buffer may be a view into a larger gRPC frame.
-    this.#lru.set(key, { value: Buffer.from(value), cas, expiresAtMs: this.#expiry(ttlMs) });
+    this.#lru.set(key, { value: Buffer.from(value), flags, cas, expiresAtMs: this.#expiry(ttlMs) });
     return cas;
   }
 

@@ -75,17 +75,18 @@ export class MemcachedStore implements CacheStore {
     const response = await this.#send(key, Op.get, { signal, idempotent: true });
     if (response.header.status === Status.notFound) return undefined;
     this.#expectOk(key, response);
-    return { value: Buffer.from(response.val), cas: response.header.cas.readBigUInt64BE() };
+    const flags = response.extras.length >= 4 ? response.extras.readUInt32BE(0) : 0;
+    return { value: Buffer.from(response.val), flags, cas: response.header.cas.readBigUInt64BE() };
   }
 
-  async set(key: string, value: Buffer, ttlMs: number, signal: AbortSignal): Promise<bigint> {
-    const response = await this.#send(key, Op.set, { value, extras: storageExtras(ttlMs), signal, idempotent: true });
+  async set(key: string, value: Buffer, flags: number, ttlMs: number, signal: AbortSignal): Promise<bigint> {
+    const response = await this.#send(key, Op.set, { value, extras: storageExtras(flags, ttlMs), signal, idempotent: true });
     this.#expectOk(key, response);
     return response.header.cas.readBigUInt64BE();
   }
 
-  async cas(key: string, value: Buffer, cas: bigint, ttlMs: number, signal: AbortSignal) {
-    const response = await this.#send(key, Op.set, { value, extras: storageExtras(ttlMs), cas, signal });
+  async cas(key: string, value: Buffer, flags: number, cas: bigint, ttlMs: number, signal: AbortSignal) {
+    const response = await this.#send(key, Op.set, { value, extras: storageExtras(flags, ttlMs), cas, signal });
     const { status } = response.header;
     if (status === Status.notFound) return { outcome: 'NOT_FOUND' as const, cas: 0n };
     if (status === Status.exists) return { outcome: 'EXISTS' as const, cas: 0n };
@@ -93,8 +94,8 @@ export class MemcachedStore implements CacheStore {
     return { outcome: 'STORED' as const, cas: response.header.cas.readBigUInt64BE() };
   }
 
-  async add(key: string, value: Buffer, ttlMs: number, signal: AbortSignal) {
-    const response = await this.#send(key, Op.add, { value, extras: storageExtras(ttlMs), signal });
+  async add(key: string, value: Buffer, flags: number, ttlMs: number, signal: AbortSignal) {
+    const response = await this.#send(key, Op.add, { value, extras: storageExtras(flags, ttlMs), signal });
     const { status } = response.header;
     if (status === Status.exists || status === Status.notStored) return { outcome: 'EXISTS' as const, cas: 0n };
     this.#expectOk(key, response);
@@ -192,10 +193,10 @@ export function expiration(ttlMs: number, nowMs = Date.now()): number {
   return seconds <= RELATIVE_LIMIT_S ? seconds : Math.ceil((nowMs + ttlMs) / 1000);
 }
 
-/** Set/add extras: flags (0: latchkey stores raw bytes, see README) and expiration. */
-function storageExtras(ttlMs: number): Buffer {
+/** Set/add extras: flags (see fencing.ts and the README's flags convention) and expiration. */
+function storageExtras(flags: number, ttlMs: number): Buffer {
   const extras = Buffer.alloc(8);
-  extras.writeUInt32BE(0, 0);
+  extras.writeUInt32BE(flags >>> 0, 0);
   extras.writeUInt32BE(expiration(ttlMs), 4);
   return extras;
 }

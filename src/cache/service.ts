@@ -16,7 +16,9 @@ import type { TouchResponse } from '../../client/generated/latchkey/v1/TouchResp
 import type { Config } from '../config.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { CallContext } from '../rpc.js';
-import { checkMs, checkName } from '../validate.js';
+import { checkMs, checkName, checkText } from '../validate.js';
+import type { Fence__Output } from '../../client/generated/latchkey/v1/Fence.js';
+import { decode, fencedCas, fencedDelete, fencedSet, type Fence } from './fencing.js';
 import type { CacheStore } from './store.js';
 
 /** The longest cache TTL accepted: 365 days. */
@@ -51,6 +53,11 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
     }
     return buffer;
   }
+  function fence(message: Fence__Output | null): Fence | undefined {
+    if (message === null) return undefined;
+    if (message.token === '0') throw new InvalidArgumentError('fence.token is required: send the fencing_token of the lease you hold');
+    return { lock: checkName('fence.lock', message.lock), backend: checkText('fence.backend', message.backend, 255) || config.backend, token: BigInt(message.token) };
+  }
   function bigint(field: string, raw: string, min: bigint, max: bigint): bigint {
     const n = BigInt(raw);
     if (n < min || n > max) throw new InvalidArgumentError(`${field} must be between ${min} and ${max}, got ${raw}`);
@@ -61,12 +68,14 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
     async get(request, ctx) {
       const store = pick(request.store);
       const item = await store.get(key(request.key), ctx.signal);
-      return item === undefined ? { found: false, value: Buffer.alloc(0), cas: '0' } : { found: true, value: item.value, cas: item.cas.toString() };
+      const value = item === undefined ? undefined : decode(item).value;
+      return value === undefined ? { found: false, value: Buffer.alloc(0), cas: '0' } : { found: true, value, cas: item!.cas.toString() };
     },
 
     async set(request, ctx) {
       const store = pick(request.store);
-      const cas = await store.set(key(request.key), value(request.value), ttl(request.ttl_ms), ctx.signal);
+      const [k, v, t, f] = [key(request.key), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
+      const cas = f === undefined ? await store.set(k, v, 0, t, ctx.signal) : await fencedSet(store, k, v, t, f, ctx.signal);
       return { cas: cas.toString() };
     },
 
@@ -75,20 +84,32 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
       const k = key(request.key);
       const v = value(request.value);
       const t = ttl(request.ttl_ms);
+      const f = fence(request.fence);
       if (request.cas === '0') throw new InvalidArgumentError('cas is required: send the cas from a Get (use Set or Add to write without one)');
-      const result = await store.cas(k, v, BigInt(request.cas), t, ctx.signal);
+      const cas = BigInt(request.cas);
+      const result = f === undefined ? await store.cas(k, v, 0, cas, t, ctx.signal) : await fencedCas(store, k, v, cas, t, f, ctx.signal);
       return { outcome: result.outcome, cas: result.cas.toString() };
     },
 
     async add(request, ctx) {
       const store = pick(request.store);
-      const result = await store.add(key(request.key), value(request.value), ttl(request.ttl_ms), ctx.signal);
-      return { outcome: result.outcome, cas: result.cas.toString() };
+      const [k, v, t] = [key(request.key), value(request.value), ttl(request.ttl_ms)];
+      for (;;) {
+        const added = await store.add(k, v, 0, t, ctx.signal);
+        if (added.outcome === 'STORED') return { outcome: added.outcome, cas: added.cas.toString() };
+        // A tombstone of a fenced delete reads as absent, so Add may replace it.
+        const current = await store.get(k, ctx.signal);
+        if (current === undefined) continue;
+        if (decode(current).value !== undefined) return { outcome: 'EXISTS', cas: '0' };
+        const replaced = await store.cas(k, v, 0, current.cas, t, ctx.signal);
+        if (replaced.outcome === 'STORED') return { outcome: 'STORED', cas: replaced.cas.toString() };
+      }
     },
 
     async delete(request, ctx) {
       const store = pick(request.store);
-      return { outcome: await store.delete(key(request.key), BigInt(request.cas), ctx.signal) };
+      const [k, cas, f] = [key(request.key), BigInt(request.cas), fence(request.fence)];
+      return { outcome: f === undefined ? await store.delete(k, cas, ctx.signal) : await fencedDelete(store, k, cas, f, ctx.signal) };
     },
 
     async incr(request, ctx) {

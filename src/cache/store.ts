@@ -6,6 +6,8 @@ export type Outcome = 'STORED' | 'EXISTS' | 'NOT_FOUND' | 'DELETED' | 'TOUCHED';
 
 export interface Item {
   readonly value: Buffer;
+  /** memcached's 32-bit client flags, stored with the value (see fencing.ts for their use). */
+  readonly flags: number;
   /** Changes on every write of the key; never 0. */
   readonly cas: bigint;
 }
@@ -15,11 +17,11 @@ export interface CacheStore {
   /** undefined = miss (absent or expired). */
   get(key: string, signal: AbortSignal): Promise<Item | undefined>;
   /** ttlMs 0 = no expiry. Returns the new cas. */
-  set(key: string, value: Buffer, ttlMs: number, signal: AbortSignal): Promise<bigint>;
+  set(key: string, value: Buffer, flags: number, ttlMs: number, signal: AbortSignal): Promise<bigint>;
   /** STORED (with the new cas), EXISTS (cas differs) or NOT_FOUND. */
-  cas(key: string, value: Buffer, cas: bigint, ttlMs: number, signal: AbortSignal): Promise<{ outcome: 'STORED' | 'EXISTS' | 'NOT_FOUND'; cas: bigint }>;
+  cas(key: string, value: Buffer, flags: number, cas: bigint, ttlMs: number, signal: AbortSignal): Promise<{ outcome: 'STORED' | 'EXISTS' | 'NOT_FOUND'; cas: bigint }>;
   /** STORED only if absent, else EXISTS. */
-  add(key: string, value: Buffer, ttlMs: number, signal: AbortSignal): Promise<{ outcome: 'STORED' | 'EXISTS'; cas: bigint }>;
+  add(key: string, value: Buffer, flags: number, ttlMs: number, signal: AbortSignal): Promise<{ outcome: 'STORED' | 'EXISTS'; cas: bigint }>;
   /** cas 0n = unconditional. DELETED, NOT_FOUND, or EXISTS when the cas does not match. */
   delete(key: string, cas: bigint, signal: AbortSignal): Promise<'DELETED' | 'NOT_FOUND' | 'EXISTS'>;
   /**

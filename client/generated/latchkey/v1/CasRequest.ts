@@ -1,5 +1,6 @@
 // Original file: proto/latchkey/v1/cache.proto
 
+import type { Fence as _latchkey_v1_Fence, Fence__Output as _latchkey_v1_Fence__Output } from '../../latchkey/v1/Fence.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface CasRequest {
@@ -11,6 +12,7 @@ export interface CasRequest {
    */
   'cas'?: (number | string | Long);
   'ttl_ms'?: (number | string | Long);
+  'fence'?: (_latchkey_v1_Fence | null);
 }
 
 export interface CasRequest__Output {
@@ -22,4 +24,5 @@ export interface CasRequest__Output {
    */
   'cas': (string);
   'ttl_ms': (string);
+  'fence': (_latchkey_v1_Fence__Output | null);
 }

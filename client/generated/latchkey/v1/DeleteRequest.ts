@@ -1,5 +1,6 @@
 // Original file: proto/latchkey/v1/cache.proto
 
+import type { Fence as _latchkey_v1_Fence, Fence__Output as _latchkey_v1_Fence__Output } from '../../latchkey/v1/Fence.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface DeleteRequest {
@@ -9,6 +10,11 @@ export interface DeleteRequest {
    * 0 = delete whatever is there.
    */
   'cas'?: (number | string | Long);
+  /**
+   * Optional: a fenced delete leaves a tombstone that remembers the fence, so an older
+   * holder cannot write the key back.
+   */
+  'fence'?: (_latchkey_v1_Fence | null);
 }
 
 export interface DeleteRequest__Output {
@@ -18,4 +24,9 @@ export interface DeleteRequest__Output {
    * 0 = delete whatever is there.
    */
   'cas': (string);
+  /**
+   * Optional: a fenced delete leaves a tombstone that remembers the fence, so an older
+   * holder cannot write the key back.
+   */
+  'fence': (_latchkey_v1_Fence__Output | null);
 }

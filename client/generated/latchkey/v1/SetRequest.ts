@@ -1,5 +1,6 @@
 // Original file: proto/latchkey/v1/cache.proto
 
+import type { Fence as _latchkey_v1_Fence, Fence__Output as _latchkey_v1_Fence__Output } from '../../latchkey/v1/Fence.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface SetRequest {
@@ -7,6 +8,10 @@ export interface SetRequest {
   'key'?: (string);
   'value'?: (Buffer | Uint8Array | string);
   'ttl_ms'?: (number | string | Long);
+  /**
+   * Optional: refuse the write if a newer holder of the lock has written this key.
+   */
+  'fence'?: (_latchkey_v1_Fence | null);
 }
 
 export interface SetRequest__Output {
@@ -14,4 +19,8 @@ export interface SetRequest__Output {
   'key': (string);
   'value': (Buffer);
   'ttl_ms': (string);
+  /**
+   * Optional: refuse the write if a newer holder of the lock has written this key.
+   */
+  'fence': (_latchkey_v1_Fence__Output | null);
 }
