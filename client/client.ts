@@ -1,0 +1,236 @@
+// connect(address): the latchkey client. One channel for both services; every call goes
+// through unaryCall (deadline, AbortSignal, error mapping, retries of idempotent calls).
+import * as grpc from '@grpc/grpc-js';
+import { createCacheClient, type CacheClient } from './cache.js';
+import { CancelledError, InvalidArgumentError } from './errors.js';
+import type { ProtoGrpcType as CacheProto } from './generated/cache.js';
+import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
+import type { Lease__Output } from './generated/latchkey/v1/Lease.js';
+import type { LockState__Output } from './generated/latchkey/v1/LockState.js';
+import type { LocksClient as LocksStub } from './generated/latchkey/v1/Locks.js';
+import type { ReleaseResponse__Output } from './generated/latchkey/v1/ReleaseResponse.js';
+import type { ProtoGrpcType as LocksProto } from './generated/locks.js';
+import { openLockHandle, type LeaseCalls, type LockHandle } from './lock-handle.js';
+import { loadPackageDefinition } from './proto.js';
+import { unaryCall, type CallOptions, type Invoke, type RetryOptions } from './unary-call.js';
+import { msField, toDate } from './wire.js';
+
+export interface ConnectOptions {
+  /**
+   * Deadline of each call in ms, unless the call passes its own `deadlineMs`. Default
+   * 10_000. lock() adds its `waitMs` on top, so a long wait does not end in
+   * DEADLINE_EXCEEDED; a lock handle's Release is further capped at its TTL.
+   */
+  readonly deadlineMs?: number;
+  /** Channel credentials; default insecure (plaintext), for a server on a trusted network. */
+  readonly credentials?: grpc.ChannelCredentials;
+  /**
+   * Retries on UNAVAILABLE, for idempotent calls only (Get, Describe); the whole series stays
+   * within the call's deadline. Default { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
+   * false turns them off. Lock handles retry their own Refreshes until the lease's expiry.
+   */
+  readonly retry?: RetryOptions | false;
+  /**
+   * grpc-js channel options (keepalive, message size limits, ...).
+   * NOTE: after a connection failure grpc-js waits `grpc.initial_reconnect_backoff_ms`
+   * (default 1 s, growing to 120 s) before reconnecting, and calls fail at once meanwhile.
+   * Lock handles with TTLs near or below that lose their lease across a server blip unless
+   * it is lowered.
+   */
+  readonly channelOptions?: grpc.ChannelOptions;
+}
+
+export interface LockOptions extends CallOptions {
+  /**
+   * Lease TTL in ms; default 15_000. The handle refreshes every ttlMs / 3 and gives up on
+   * the lease (aborting its signal) when no Refresh has succeeded for about ttlMs.
+   */
+  readonly ttlMs?: number;
+  /** How long to wait for a held lock, in ms; default 0 = try once (LockBusyError if held). */
+  readonly waitMs?: number;
+  /** Lock backend ("memory", "file", "etcd"); default the server's. */
+  readonly backend?: string;
+  /** Names the holder for humans (in LockBusyError messages, Describe); default the peer address. */
+  readonly owner?: string;
+  // `signal` cancels the Acquire (and its wait) only; the handle has its own signal.
+  // `deadlineMs` defaults to waitMs + the client's deadlineMs.
+}
+
+export interface DescribeOptions extends CallOptions {
+  readonly backend?: string;
+}
+
+/** What a lock backend guarantees, as the server declares it. */
+export interface Capabilities {
+  /** Mutual exclusion holds across latchkey servers on different hosts. */
+  readonly acrossHosts: boolean;
+  /** Fencing tokens strictly increase per lock name. */
+  readonly fencing: boolean;
+  /** Waiters are granted in arrival order. */
+  readonly fifo: boolean;
+  /** A lease that is not refreshed is released when its TTL runs out. */
+  readonly autoRelease: boolean;
+}
+
+export interface LockState {
+  readonly name: string;
+  readonly backend: string;
+  readonly held: boolean;
+  /** '' when not held. */
+  readonly owner: string;
+  /** The current holder's token; 0n when not held. */
+  readonly fencingToken: bigint;
+  /** undefined when not held. */
+  readonly expiresAt: Date | undefined;
+  /** Callers waiting for the lock right now. */
+  readonly waiters: number;
+  readonly capabilities: Capabilities;
+}
+
+export interface LatchkeyClient extends AsyncDisposable {
+  readonly address: string;
+  /** Acquires a lock; dispose the handle (or call release()) to let it go. */
+  lock(name: string, options?: LockOptions): Promise<LockHandle>;
+  /**
+   * Acquires, runs fn, and releases even if fn throws; resolves with fn's result. fn should
+   * stop when `lock.signal` aborts: past that point the lock no longer protects it.
+   */
+  withLock<T>(name: string, fn: (lock: LockHandle) => T | Promise<T>, options?: LockOptions): Promise<T>;
+  describe(name: string, options?: DescribeOptions): Promise<LockState>;
+  /** The cache API on one store; default the server's default store. */
+  cache(store?: string): CacheClient;
+  /** Releases the lock handles still held, then closes the channel. Idempotent. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_DEADLINE_MS = 10_000;
+export const DEFAULT_TTL_MS = 15_000;
+export const DEFAULT_RETRY: RetryOptions = { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
+
+let proto: (LocksProto & CacheProto)['latchkey']['v1'] | undefined;
+
+function services() {
+  proto ??= (grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as LocksProto & CacheProto).latchkey.v1;
+  return proto;
+}
+
+export function connect(address: string, options: ConnectOptions = {}): LatchkeyClient {
+  return new Client(address, options);
+}
+
+class Client implements LatchkeyClient {
+  readonly address: string;
+  readonly #locks: LocksStub;
+  readonly #cacheStub: CacheStub;
+  readonly #deadlineMs: number;
+  readonly #retry: RetryOptions | false;
+  readonly #handles = new Set<LockHandle>();
+  #closing: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(address: string, options: ConnectOptions) {
+    this.address = address;
+    this.#deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+    if (!(this.#deadlineMs > 0)) throw new InvalidArgumentError(`deadlineMs must be > 0, got ${this.#deadlineMs}`);
+    this.#retry = options.retry ?? DEFAULT_RETRY;
+    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    const { Locks, Cache } = services();
+    this.#locks = new Locks(address, credentials, options.channelOptions);
+    // One channel (one HTTP/2 connection) for both services.
+    this.#cacheStub = new Cache(address, credentials, { ...options.channelOptions, channelOverride: this.#locks.getChannel() });
+  }
+
+  readonly #invoke: Invoke = (method, start, options) => {
+    if (this.#closed) return Promise.reject(new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method }));
+    return unaryCall(start, {
+      method,
+      deadlineMs: options.deadlineMs ?? this.#deadlineMs,
+      signal: options.signal,
+      retry: options.retry ?? this.#retry,
+      onAbandoned: options.onAbandoned,
+    });
+  };
+
+  async lock(name: string, options: LockOptions = {}): Promise<LockHandle> {
+    const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
+    const waitMs = options.waitMs ?? 0;
+    // NOTE: the server would fill in its own default for 0, but the handle must know the TTL
+    // to schedule refreshes and to estimate expiry, and Lease does not carry it.
+    if (!(ttlMs > 0)) throw new InvalidArgumentError(`ttlMs must be > 0, got ${ttlMs}`);
+    const request = { name, backend: options.backend ?? '', ttl_ms: msField('ttlMs', ttlMs), wait_ms: msField('waitMs', waitMs), owner: options.owner ?? '' };
+    const sentAt = performance.now();
+    const lease = await this.#invoke<Lease__Output>('Acquire', (md, o, cb) => this.#locks.Acquire(request, md, o, cb), {
+      signal: options.signal,
+      deadlineMs: options.deadlineMs ?? waitMs + this.#deadlineMs,
+      // NOTE: the grant crossed our cancel on the wire; the server saw no cancellation and
+      // would keep the lock held for a caller that is gone until the TTL ran out.
+      onAbandoned: (granted) => void this.#leaseCalls(granted).release({ deadlineMs: ttlMs }).catch(() => {}),
+    });
+    const handle = await openLockHandle({
+      lease,
+      ttlMs,
+      sentAt,
+      calls: this.#leaseCalls(lease),
+      deadlineMs: this.#deadlineMs,
+      signal: options.signal,
+      onSettled: (h) => this.#handles.delete(h),
+    });
+    if (this.#closing !== undefined) {
+      await handle.release();
+      throw new CancelledError(`latchkey client for ${this.address} was closed while lock "${name}" was being acquired`, { method: 'Acquire' });
+    }
+    this.#handles.add(handle);
+    return handle;
+  }
+
+  #leaseCalls(lease: Lease__Output): LeaseCalls {
+    const ref = { name: lease.name, backend: lease.backend, lease_id: lease.lease_id };
+    return {
+      // The handle retries Refresh itself, on its own schedule, until the lease's expiry.
+      refresh: (ttlMs, options) =>
+        this.#invoke<Lease__Output>('Refresh', (md, o, cb) => this.#locks.Refresh({ ...ref, ttl_ms: msField('ttlMs', ttlMs) }, md, o, cb), { ...options, retry: false }),
+      release: async (options) => {
+        await this.#invoke<ReleaseResponse__Output>('Release', (md, o, cb) => this.#locks.Release(ref, md, o, cb), options);
+      },
+    };
+  }
+
+  async withLock<T>(name: string, fn: (lock: LockHandle) => T | Promise<T>, options?: LockOptions): Promise<T> {
+    await using lock = await this.lock(name, options);
+    return await fn(lock);
+  }
+
+  async describe(name: string, options: DescribeOptions = {}): Promise<LockState> {
+    const request = { name, backend: options.backend ?? '' };
+    const state = await this.#invoke<LockState__Output>('Describe', (md, o, cb) => this.#locks.Describe(request, md, o, cb), options);
+    const c = state.capabilities;
+    return {
+      name: state.name,
+      backend: state.backend,
+      held: state.held,
+      owner: state.owner,
+      fencingToken: BigInt(state.fencing_token),
+      expiresAt: toDate(state.expires_at_ms),
+      waiters: state.waiters,
+      capabilities: { acrossHosts: c?.across_hosts ?? false, fencing: c?.fencing ?? false, fifo: c?.fifo ?? false, autoRelease: c?.auto_release ?? false },
+    };
+  }
+
+  cache(store = ''): CacheClient {
+    return createCacheClient(this.#cacheStub, store, this.#invoke, this.#deadlineMs);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.all([...this.#handles].map((h) => h.release()));
+      this.#closed = true;
+      // Closes the shared channel, so the cache stub's too.
+      this.#locks.close();
+    })();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,166 @@
+// The errors the SDK throws: one root, LatchkeyError, with subclasses named after what the
+// caller can do. fromStatus() is the one mapping from a gRPC status to those subclasses.
+import { status } from '@grpc/grpc-js';
+
+export interface LatchkeyErrorOptions extends ErrorOptions {
+  /** The gRPC status code; subclasses fix their own. */
+  readonly code?: status;
+  /** The server's status details; defaults to the message. */
+  readonly details?: string;
+  /** The RPC that failed, e.g. "Acquire". */
+  readonly method?: string;
+}
+
+export class LatchkeyError extends Error {
+  /** The gRPC status code the server answered (or the SDK chose for a local failure). */
+  readonly code: status;
+  /** The status details as the server sent them. */
+  readonly details: string;
+  /** The RPC that failed, e.g. "Acquire"; undefined when no RPC was involved. */
+  readonly method: string | undefined;
+
+  constructor(message: string, options: LatchkeyErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = options.code ?? status.UNKNOWN;
+    this.details = options.details ?? message;
+    this.method = options.method;
+  }
+}
+
+/** The request is wrong (bad name, TTL out of range, unknown backend); fix it, do not retry. */
+export class InvalidArgumentError extends LatchkeyError {
+  override readonly code = status.INVALID_ARGUMENT;
+}
+
+/** The lock was not granted in time; the message names its holder. Retry later or wait longer. */
+export class LockBusyError extends LatchkeyError {
+  override readonly code = status.ABORTED;
+}
+
+/** A state precondition failed (e.g. Incr on a value that is not a number). */
+export class FailedPreconditionError extends LatchkeyError {
+  override readonly code = status.FAILED_PRECONDITION;
+}
+
+/**
+ * The lease does not hold the lock: it never did, it expired, or another lease holds it now.
+ * The server uses one status for all three; the message says which. Acquire again.
+ */
+export class NotHolderError extends FailedPreconditionError {}
+
+/**
+ * A lock handle lost its lock, or can no longer be sure it holds it: the server answered a
+ * Refresh with "not holder", or no Refresh succeeded before the lease's expiry. `cause` is
+ * the last error seen. Stop touching the protected resource and acquire again.
+ */
+export class LeaseLostError extends NotHolderError {}
+
+/**
+ * A fenced cache write was refused: a newer holder of the fencing lock (higher token) has
+ * written the key, or another lock fences it. This holder's lock is stale: stop writing.
+ */
+export class FencedOutError extends FailedPreconditionError {}
+
+/** `cache.update()` lost every compare-and-set race it was allowed; retry later. */
+export class CasConflictError extends LatchkeyError {
+  override readonly code = status.ABORTED;
+  constructor(
+    message: string,
+    readonly attempts: number,
+    options: LatchkeyErrorOptions = {},
+  ) {
+    super(message, options);
+  }
+}
+
+/** The server (or its backend) cannot be reached; retry when it is back, or elsewhere. */
+export class UnavailableError extends LatchkeyError {
+  override readonly code = status.UNAVAILABLE;
+}
+
+/** The call's deadline passed before an answer came; its effect on the server is unknown. */
+export class DeadlineExceededError extends LatchkeyError {
+  override readonly code = status.DEADLINE_EXCEEDED;
+}
+
+/** The call was cancelled: by the server, or because the client was closed. */
+export class CancelledError extends LatchkeyError {
+  override readonly code = status.CANCELLED;
+}
+
+/**
+ * The caller's AbortSignal cancelled the call. `name` is "AbortError", as code that checks
+ * `err.name === 'AbortError'` expects; `cause` is the signal's reason.
+ */
+export class AbortError extends CancelledError {}
+
+export class PermissionDeniedError extends LatchkeyError {
+  override readonly code = status.PERMISSION_DENIED;
+}
+
+export class UnauthenticatedError extends LatchkeyError {
+  override readonly code = status.UNAUTHENTICATED;
+}
+
+/** A server limit was reached; the message names it. */
+export class ResourceExhaustedError extends LatchkeyError {
+  override readonly code = status.RESOURCE_EXHAUSTED;
+}
+
+/** A bug on the server (see its log) or in the SDK; not worth retrying as is. */
+export class InternalError extends LatchkeyError {
+  override readonly code = status.INTERNAL;
+}
+
+const LOCK_METHODS: ReadonlySet<string> = new Set(['Acquire', 'Refresh', 'Release', 'Describe']);
+/** Cache writes whose only precondition is their fence. */
+const FENCED_METHODS: ReadonlySet<string> = new Set(['Set', 'Cas', 'Delete']);
+
+function isStatusError(err: unknown): err is Error & { code: status; details?: string } {
+  return err instanceof Error && typeof (err as { code?: unknown }).code === 'number';
+}
+
+/**
+ * Maps what a grpc-js call failed with to the SDK's error for it. ABORTED means "lock busy"
+ * only from Acquire. FAILED_PRECONDITION means "not the holder" from the Locks RPCs, "fenced
+ * out" from Set, Cas and Delete (their only precondition is the fence), and stays generic
+ * otherwise (Incr on a non-number). Anything that is not a status error is a bug: InternalError.
+ */
+export function fromStatus(err: unknown, method: string): LatchkeyError {
+  if (err instanceof LatchkeyError) return err;
+  if (!isStatusError(err)) {
+    const text = err instanceof Error ? err.message : String(err);
+    return new InternalError(`${method}: ${text}`, { cause: err, method });
+  }
+  const details = err.details ?? err.message;
+  const message = details || `${method} failed with status ${status[err.code] ?? err.code}`;
+  const options: LatchkeyErrorOptions = { cause: err, details, method, code: err.code };
+  switch (err.code) {
+    case status.INVALID_ARGUMENT:
+      return new InvalidArgumentError(message, options);
+    case status.ABORTED:
+      return method === 'Acquire' ? new LockBusyError(message, options) : new LatchkeyError(message, options);
+    case status.FAILED_PRECONDITION:
+      if (LOCK_METHODS.has(method)) return new NotHolderError(message, options);
+      if (FENCED_METHODS.has(method)) return new FencedOutError(message, options);
+      return new FailedPreconditionError(message, options);
+    case status.UNAVAILABLE:
+      return new UnavailableError(message, options);
+    case status.DEADLINE_EXCEEDED:
+      return new DeadlineExceededError(message, options);
+    case status.CANCELLED:
+      return new CancelledError(message, options);
+    case status.PERMISSION_DENIED:
+      return new PermissionDeniedError(message, options);
+    case status.UNAUTHENTICATED:
+      return new UnauthenticatedError(message, options);
+    case status.RESOURCE_EXHAUSTED:
+      return new ResourceExhaustedError(message, options);
+    case status.INTERNAL:
+      return new InternalError(message, options);
+    default:
+      // UNKNOWN, NOT_FOUND, UNIMPLEMENTED, ...: nothing this server sends on purpose.
+      return new LatchkeyError(message, options);
+  }
+}

@@ -1,0 +1,37 @@
+// The latchkey client SDK (package export "latchkey/client"). Public types are the SDK's own
+// (bigint, Date, Buffer); the wire shapes in ./generated stay internal.
+export {
+  connect,
+  DEFAULT_DEADLINE_MS,
+  DEFAULT_RETRY,
+  DEFAULT_TTL_MS,
+  type Capabilities,
+  type ConnectOptions,
+  type DescribeOptions,
+  type LatchkeyClient,
+  type LockOptions,
+  type LockState,
+} from './client.js';
+export type { LockHandle, LockHandleState } from './lock-handle.js';
+export type { CacheClient, CacheItem, CacheValue, DeleteOptions, Fence, FencedWriteOptions, IncrOptions, UpdateFn, UpdateOptions, WriteOptions } from './cache.js';
+export type { CallOptions, RetryOptions } from './unary-call.js';
+export {
+  AbortError,
+  CancelledError,
+  CasConflictError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  FencedOutError,
+  fromStatus,
+  InternalError,
+  InvalidArgumentError,
+  LatchkeyError,
+  LeaseLostError,
+  LockBusyError,
+  NotHolderError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+  UnauthenticatedError,
+  UnavailableError,
+  type LatchkeyErrorOptions,
+} from './errors.js';

@@ -1,0 +1,117 @@
+// unaryCall: every RPC the SDK makes goes through here. It applies the deadline, wires the
+// caller's AbortSignal to call.cancel(), maps failures through fromStatus(), and retries
+// UNAVAILABLE for idempotent methods only.
+import * as grpc from '@grpc/grpc-js';
+import { AbortError, fromStatus, UnavailableError } from './errors.js';
+
+/** Options every SDK call accepts. */
+export interface CallOptions {
+  /** Aborting it cancels the gRPC call; the promise rejects with AbortError. */
+  readonly signal?: AbortSignal;
+  /** Deadline in ms from now, covering retries too; default the client's `deadlineMs`. Infinity = none. */
+  readonly deadlineMs?: number;
+}
+
+/** Exponential backoff with full jitter between attempts. */
+export interface RetryOptions {
+  /** Attempts in all, the first included; 1 = no retry. */
+  readonly attempts: number;
+  /** Upper bound of the first delay; doubles per attempt. */
+  readonly baseDelayMs: number;
+  /** Cap on any one delay. */
+  readonly maxDelayMs: number;
+}
+
+/**
+ * NOTE: only these are ever retried. UNAVAILABLE does not prove the server did nothing (it
+ * may have applied the call and then failed to answer, or shut down after applying it), so
+ * a retried Acquire could take a second lease and a retried Release or Set could act twice.
+ * Refresh is safe: repeating it only moves the expiry to now + ttl again.
+ */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['Get', 'Describe', 'Refresh']);
+
+export interface UnaryPolicy<Res> {
+  /** The RPC name, e.g. "Acquire": picks the error mapping and whether retries are allowed. */
+  readonly method: string;
+  readonly deadlineMs: number;
+  readonly signal?: AbortSignal | undefined;
+  readonly retry: RetryOptions | false;
+  /**
+   * Called with a response that arrived after the caller's signal had already given up on the
+   * call (the reply crossed the cancel on the wire), e.g. to release a lease nobody will use.
+   */
+  readonly onAbandoned?: (response: Res) => void;
+}
+
+export type StartCall<Res> = (metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
+
+export async function unaryCall<Res>(start: StartCall<Res>, policy: UnaryPolicy<Res>): Promise<Res> {
+  const deadline = Date.now() + policy.deadlineMs;
+  const retry = IDEMPOTENT.has(policy.method) ? policy.retry : false;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await attemptOnce(start, deadline, policy);
+    } catch (err) {
+      if (!(err instanceof UnavailableError) || retry === false || attempt >= retry.attempts) throw err;
+      const delay = Math.random() * Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
+      if (Date.now() + delay >= deadline) throw err;
+      await sleep(delay, policy.signal, policy.method);
+    }
+  }
+}
+
+function abortError(method: string, signal: AbortSignal): AbortError {
+  return new AbortError(`${method} cancelled by the caller's signal`, { cause: signal.reason, method });
+}
+
+function attemptOnce<Res>(start: StartCall<Res>, deadline: number, policy: UnaryPolicy<Res>): Promise<Res> {
+  const { method, signal } = policy;
+  return new Promise<Res>((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(method, signal));
+    let abandoned = false;
+    let call: grpc.ClientUnaryCall;
+    const onAbort = () => {
+      abandoned = true;
+      call.cancel();
+      reject(abortError(method, signal!));
+    };
+    try {
+      call = start(new grpc.Metadata(), { deadline: Number.isFinite(deadline) ? new Date(deadline) : Infinity }, (err, response) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (abandoned) {
+          if (err === null && response !== undefined) policy.onAbandoned?.(response);
+          return;
+        }
+        if (err !== null) reject(fromStatus(err, method));
+        else if (response === undefined) reject(fromStatus(new Error('empty response'), method));
+        else resolve(response);
+      });
+    } catch (err) {
+      // grpc-js throws synchronously for a closed channel or an unserializable request.
+      return reject(fromStatus(err, method));
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined, method: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(method, signal));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(method, signal!));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** What the client hands its modules: unaryCall with the client's defaults filled in. */
+export type Invoke = <Res>(
+  method: string,
+  start: StartCall<Res>,
+  options: CallOptions & { readonly retry?: false; readonly onAbandoned?: (response: Res) => void },
+) => Promise<Res>;
