@@ -11,6 +11,7 @@ import { systemClock, type Clock } from './clock.js';
 import { resolveConfig, ConfigError, type Config } from './config.js';
 import type { Logger } from './errors.js';
 import type { LockBackend } from './locks/backend.js';
+import { FileLockBackend } from './locks/file.js';
 import { MemoryLockBackend } from './locks/memory.js';
 import { createLockService } from './locks/service.js';
 import { loadProto, packageDefinition } from './proto.js';
@@ -40,8 +41,10 @@ export interface LatchkeyServer {
 
 const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
 
-function createLockBackends(_config: Config, clock: Clock, extra: readonly LockBackend[]): Map<string, LockBackend> {
-  const backends: LockBackend[] = [new MemoryLockBackend({ clock }), ...extra];
+function createLockBackends(config: Config, clock: Clock, extra: readonly LockBackend[], log: Logger): Map<string, LockBackend> {
+  const backends: LockBackend[] = [new MemoryLockBackend({ clock })];
+  if (config.lockDir !== '') backends.push(new FileLockBackend({ dir: config.lockDir, clock, log }));
+  backends.push(...extra);
   return new Map(backends.map((b) => [b.kind, b]));
 }
 
@@ -58,7 +61,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   const config = resolveConfig(overrides);
   const log = options.log ?? ((line: string) => process.stderr.write(`latchkey: ${line}\n`));
   const clock = options.clock ?? systemClock;
-  const backends = createLockBackends(config, clock, options.lockBackends ?? []);
+  const backends = createLockBackends(config, clock, options.lockBackends ?? [], log);
   const stores = createStores(config, clock, options.stores ?? []);
   if (!backends.has(config.backend)) throw new ConfigError(`--backend "${config.backend}" is not enabled; enabled: ${[...backends.keys()].join(', ')}`);
   if (!stores.has(config.store)) throw new ConfigError(`--store "${config.store}" is not enabled; enabled: ${[...stores.keys()].join(', ')}`);

@@ -1,0 +1,686 @@
+// File lock backend: one proper-lockfile lock per lock name, in a directory on this host's
+// filesystem. It excludes every latchkey server using the same directory, and any other
+// process that locks the same path with proper-lockfile. Fencing tokens are persisted beside
+// each lock, so they keep increasing across restarts. The only file that imports
+// proper-lockfile.
+//
+// Files for a lock name (see lockFilePath for how the name becomes <base>):
+//   <base>        the lock target: a JSON record of the current holder (owner, token, expiry),
+//                 so Describe and busy messages can name a holder in another process
+//   <base>.lock   proper-lockfile's lock (a directory, created by an atomic mkdir)
+//   <base>.token  the fencing-token counter, JSON {name, token}; written only while locked
+//   *.tmp         temporary files of atomic writes (write, fsync, rename)
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, realpathSync } from 'node:fs';
+import { open, readFile, rename, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { check as checkLock, lock as lockFile } from 'proper-lockfile';
+import { systemClock, type Clock, type Timer } from '../clock.js';
+import {
+  BackendUnavailableError,
+  CancelledError,
+  LatchkeyError,
+  LeaseExpiredError,
+  LockBusyError,
+  NotHolderError,
+  ShuttingDownError,
+  throwIfAborted,
+  type Logger,
+} from '../errors.js';
+import type { AcquireOptions, Capabilities, Lease, LeaseRef, LockBackend, LockState } from './backend.js';
+import { describeHolder } from './memory.js';
+
+// NOTE: acrossHosts is false on purpose. proper-lockfile's exclusion rests on mkdir being
+// atomic and on the lock directory's mtime being kept fresh by its holder; network
+// filesystems (NFS above all: attribute caching, clock skew between hosts) give neither
+// reliably, so a lock dir shared between hosts is not trusted.
+// fifo is false because waiting is polling (POLL_FIRST_MS..POLL_MAX_MS below): waiters in
+// one server are queued and handed the lock in order, but which process's poll wins against
+// another process is up to the scheduler.
+export const fileCapabilities: Capabilities = { acrossHosts: false, fencing: true, fifo: false, autoRelease: true };
+
+/**
+ * Waiting for a lock held by another process polls, because proper-lockfile cannot notify:
+ * the first retry comes after POLL_FIRST_MS, each next one after twice the last, never more
+ * than POLL_MAX_MS. So a waiter notices a foreign release within POLL_MAX_MS (plus one
+ * attempt, an mkdir). A release inside this server hands off directly, without polling.
+ */
+export const POLL_FIRST_MS = 10;
+export const POLL_MAX_MS = 100;
+
+/** proper-lockfile's default: a lock whose mtime is not refreshed for this long is taken over. */
+export const DEFAULT_STALE_MS = 10_000;
+
+export interface FileLockBackendOptions {
+  /** Directory holding the lock files; created (with parents) if missing. */
+  readonly dir: string;
+  /** Time source for lease expiry and wait timers; default the system clock. */
+  readonly clock?: Clock;
+  /**
+   * proper-lockfile's `stale`, in ms: a lock whose directory mtime has not been refreshed for
+   * this long is considered abandoned and taken over. It bounds how long a crashed server's
+   * locks stay held (its leases' TTLs cannot: nobody is left to enforce them). The holder
+   * refreshes the mtime every staleMs / 2. At least 2000 (proper-lockfile raises smaller
+   * values to that); default 10_000. Every process sharing a lock dir must use the same value.
+   */
+  readonly staleMs?: number;
+  /** Where background failures go (a lock dir that cannot be removed, a lost lock). */
+  readonly log?: Logger;
+}
+
+const SLUG_MAX_CHARS = 40;
+
+/**
+ * The lock target file for a lock name: `<dir>/<slug>.<sha256>`, where slug is the name with
+ * every character outside [A-Za-z0-9_-] replaced by `_`, cut to 40 characters (there only
+ * to make `ls` readable), and sha256 is the lowercase hex SHA-256 of the name's UTF-8 bytes.
+ *
+ * NOTE: why not a reversible encoding: a 250-byte name is 500 hex or 334 base64url
+ * characters, over the 255-byte NAME_MAX of common filesystems, before our suffixes. The
+ * hash is what makes the file unique; the slug can never contain `/`, `\`, `.` or `..`, so
+ * the path is always a direct child of dir; the basename is at most 105 bytes, leaving room
+ * for `.token.<hex>.tmp`. Hex, not base64url, so names that differ only in case stay distinct
+ * on case-insensitive filesystems. The full name is stored in the token file and checked on
+ * every grant, so even a SHA-256 collision would be refused rather than share a lock.
+ */
+export function lockFilePath(dir: string, name: string): string {
+  const slug = name.replace(/[^A-Za-z0-9_-]/gu, '_').slice(0, SLUG_MAX_CHARS);
+  const hash = createHash('sha256').update(name, 'utf8').digest('hex');
+  return join(dir, `${slug}.${hash}`);
+}
+
+/** The holder record in the lock target file. No lease id: it would let any reader release. */
+interface HolderRecord {
+  readonly name: string;
+  readonly held: boolean;
+  readonly owner: string;
+  readonly token: string;
+  readonly expiresAtMs: number;
+  readonly pid: number;
+  readonly host: string;
+}
+
+/** One proper-lockfile lock we took; possibly carried over several leases by hand-off. */
+interface FileLock {
+  release: () => Promise<void>;
+  /** Set by onCompromised: the lock is no longer ours (never write under it again). */
+  compromised: Error | undefined;
+}
+
+interface Holder {
+  readonly lease: Lease;
+  readonly lock: FileLock;
+  readonly timer: Timer;
+}
+
+interface Waiter {
+  readonly owner: string;
+  readonly ttlMs: number;
+  /** wait_ms = 0: fails as soon as one attempt finds the lock held. */
+  readonly tryOnce: boolean;
+  /** Granted, failed, cancelled or timed out; a grant in flight checks it before granting. */
+  done: boolean;
+  /** Leaves the queue (idempotent); reject() or grant() then settles the caller's promise. */
+  leave(): void;
+  reject(err: Error): void;
+  grant(lease: Lease): void;
+}
+
+interface Entry {
+  readonly name: string;
+  readonly path: string;
+  holder: Holder | undefined;
+  /** Insertion-ordered: local waiters are served FIFO. */
+  waiters: Set<Waiter>;
+  /** The waiter a grant is being written for (its token and record), out of the queue. */
+  granting: Waiter | undefined;
+  /** A lock attempt or a grant/hand-off is in flight; nothing else may take the file lock. */
+  busy: boolean;
+  poll: Timer | undefined;
+  pollDelayMs: number;
+  /** The lock target file has been created (once per entry; see #attempt). */
+  targetReady: boolean;
+  /** Holder-record writes run in issue order, so a slow write never overwrites a newer one. */
+  writes: Promise<void>;
+  pendingWrites: number;
+}
+
+/** How many ended lease ids to remember, so Refresh/Release can say "expired"/"lost" precisely. */
+const ENDED_MEMORY = 10_000;
+
+const noop = () => {};
+
+function errnoCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+export class FileLockBackend implements LockBackend {
+  readonly kind = 'file';
+  readonly capabilities = fileCapabilities;
+  /** The lock directory, absolute and with symlinks resolved. */
+  readonly dir: string;
+  readonly #clock: Clock;
+  readonly #staleMs: number;
+  readonly #log: Logger;
+  readonly #host = hostname();
+  readonly #locks = new Map<string, Entry>();
+  /** leaseId → why it ended (expired, lost), for LeaseExpiredError messages. */
+  readonly #ended = new Map<string, string>();
+  /** Lock attempts and hand-offs in flight; close() waits for them so no lock is left behind. */
+  readonly #inflight = new Set<Promise<void>>();
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: FileLockBackendOptions) {
+    this.#clock = options.clock ?? systemClock;
+    this.#staleMs = Math.max(options.staleMs ?? DEFAULT_STALE_MS, 2000);
+    this.#log = options.log ?? ((line) => process.stderr.write(`latchkey: ${line}\n`));
+    try {
+      mkdirSync(options.dir, { recursive: true });
+      this.dir = realpathSync(options.dir);
+    } catch (err) {
+      throw new BackendUnavailableError(`file lock backend: cannot create lock dir "${options.dir}": ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** The lock target file of a name in this backend's dir (proper-lockfile locks `${path}.lock`). */
+  pathOf(name: string): string {
+    return lockFilePath(this.dir, name);
+  }
+
+  async acquire({ name, ttlMs, waitMs, owner, signal }: AcquireOptions): Promise<Lease> {
+    throwIfAborted(signal);
+    this.#checkOpen();
+    const entry = this.#entry(name);
+    const tryOnce = waitMs <= 0;
+    // A try-once never jumps the local queue: if anyone here holds, waits or is being
+    // granted the lock, it is busy without touching the filesystem.
+    if (tryOnce && (entry.holder !== undefined || entry.busy || entry.waiters.size > 0)) {
+      throw new LockBusyError(`lock "${name}" is held by ${await this.#holderText(entry)}; not acquired (wait_ms = 0 tries once)`);
+    }
+    return new Promise<Lease>((resolve, reject) => {
+      let timer: Timer | undefined;
+      const waiter: Waiter = {
+        owner,
+        ttlMs,
+        tryOnce,
+        done: false,
+        leave: () => {
+          waiter.done = true;
+          entry.waiters.delete(waiter);
+          timer?.cancel();
+          signal.removeEventListener('abort', onAbort);
+        },
+        reject: (err) => {
+          waiter.leave();
+          reject(err);
+        },
+        grant: (lease) => {
+          waiter.leave();
+          resolve(lease);
+        },
+      };
+      const onAbort = () => {
+        if (waiter.done) return;
+        waiter.reject(new CancelledError(`acquire of lock "${name}" cancelled while waiting`));
+        this.#settle(entry);
+      };
+      entry.waiters.add(waiter);
+      signal.addEventListener('abort', onAbort, { once: true });
+      if (!tryOnce) {
+        timer = this.#clock.schedule(waitMs, () => {
+          if (waiter.done) return;
+          waiter.leave();
+          this.#settle(entry);
+          void this.#holderText(entry).then((who) => reject(new LockBusyError(`lock "${name}" still held by ${who} after waiting ${waitMs} ms`)));
+        });
+      }
+      this.#pump(entry);
+    });
+  }
+
+  async refresh({ name, leaseId, signal }: LeaseRef, ttlMs: number): Promise<Lease> {
+    throwIfAborted(signal);
+    this.#checkOpen();
+    const found = this.#holderOf(name, leaseId);
+    if (found === undefined) return this.#notHolder(name, leaseId);
+    const { entry, holder } = found;
+    // The lock dir vanishing (deleted by hand) is caught here at once; a takeover by another
+    // process is caught by proper-lockfile's mtime check within staleMs / 2 (onCompromised).
+    let stillLocked: boolean;
+    try {
+      stillLocked = await checkLock(entry.path, { stale: this.#staleMs, realpath: false });
+    } catch (err) {
+      throw this.#translate(err, `checking lock "${name}"`);
+    }
+    if (entry.holder !== holder) return this.#notHolder(name, leaseId);
+    if (!stillLocked) {
+      this.#lose(entry, holder, new Error(`its lock directory ${entry.path}.lock is gone or stale`));
+      return this.#notHolder(name, leaseId);
+    }
+    holder.timer.cancel();
+    const ttl = ttlMs > 0 ? ttlMs : holder.lease.ttlMs;
+    const lease: Lease = { ...holder.lease, ttlMs: ttl, expiresAtMs: this.#clock.now() + ttl };
+    entry.holder = { lease, lock: holder.lock, timer: this.#expiryTimer(entry, lease) };
+    // The record only informs other servers; the lease itself lives here. A failed write is
+    // logged, not turned into a failed refresh that did in fact extend the lease.
+    await this.#writeRecord(entry, this.#recordOf(lease)).catch((err) => this.#log(`file lock backend: cannot update the holder record of lock "${name}": ${String(err)}`));
+    return lease;
+  }
+
+  async release({ name, leaseId, signal }: LeaseRef): Promise<void> {
+    throwIfAborted(signal);
+    this.#checkOpen();
+    const found = this.#holderOf(name, leaseId);
+    if (found === undefined) return this.#notHolder(name, leaseId);
+    // Waits for the hand-off or the unlock, so that once Release returns, another server can
+    // acquire at once.
+    await this.#handOff(found.entry, found.holder);
+  }
+
+  async describe(name: string, signal: AbortSignal): Promise<LockState> {
+    throwIfAborted(signal);
+    const entry = this.#locks.get(name);
+    let waiters = 0;
+    for (const w of entry?.waiters ?? []) if (!w.tryOnce) waiters++;
+    const lease = entry?.holder?.lease;
+    if (lease !== undefined) return { held: true, owner: lease.owner, fencingToken: lease.fencingToken, expiresAtMs: lease.expiresAtMs, waiters };
+    const path = this.pathOf(name);
+    let held: boolean;
+    try {
+      held = await checkLock(path, { stale: this.#staleMs, realpath: false });
+    } catch (err) {
+      throw this.#translate(err, `checking lock "${name}"`);
+    }
+    if (!held) return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters };
+    // Held by another process: a latchkey server's record names it; anything else is anonymous.
+    const record = await this.#readRecord(name, path);
+    if (record?.held) return { held: true, owner: record.owner, fencingToken: BigInt(record.token), expiresAtMs: record.expiresAtMs, waiters };
+    return { held: true, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters };
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#closed = true;
+      const unlocks: Promise<void>[] = [];
+      for (const entry of this.#locks.values()) {
+        entry.poll?.cancel();
+        entry.poll = undefined;
+        const failure = () => new ShuttingDownError('server is shutting down; retry on another server');
+        for (const waiter of [...entry.waiters]) waiter.reject(failure());
+        if (entry.granting !== undefined && !entry.granting.done) entry.granting.reject(failure());
+        const holder = entry.holder;
+        if (holder !== undefined) {
+          // NOTE: the file locks must go now, not with the process: a server restarted on
+          // the same dir would otherwise find them held until they go stale.
+          holder.timer.cancel();
+          entry.holder = undefined;
+          this.#remember(holder.lease.leaseId, `lease ${holder.lease.leaseId} on lock "${entry.name}" was released when the server shut down`);
+          unlocks.push(this.#unlock(entry, holder.lock));
+        }
+      }
+      // In-flight attempts and hand-offs find no waiter left and unlock (see #grantNext).
+      await Promise.all([...unlocks, ...this.#inflight]);
+    })();
+    return this.#closing;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ShuttingDownError('server is shutting down; acquire on another server');
+  }
+
+  #entry(name: string): Entry {
+    let entry = this.#locks.get(name);
+    if (entry === undefined) {
+      entry = {
+        name,
+        path: this.pathOf(name),
+        holder: undefined,
+        waiters: new Set(),
+        granting: undefined,
+        busy: false,
+        poll: undefined,
+        pollDelayMs: POLL_FIRST_MS,
+        targetReady: false,
+        writes: Promise.resolve(),
+        pendingWrites: 0,
+      };
+      this.#locks.set(name, entry);
+    }
+    return entry;
+  }
+
+  /** Forgets an entry nobody uses any more (no holder, waiter, attempt, timer or write). */
+  #settle(entry: Entry): void {
+    const idle = entry.holder === undefined && entry.waiters.size === 0 && entry.granting === undefined && !entry.busy && entry.poll === undefined && entry.pendingWrites === 0;
+    if (idle && this.#locks.get(entry.name) === entry) this.#locks.delete(entry.name);
+  }
+
+  #track(work: Promise<void>): Promise<void> {
+    this.#inflight.add(work);
+    const done = () => void this.#inflight.delete(work);
+    work.then(done, done);
+    return work;
+  }
+
+  /** If the lock is free here and someone waits, try to take the file lock for them. */
+  #pump(entry: Entry): void {
+    if (this.#closed || entry.holder !== undefined || entry.busy) return;
+    entry.poll?.cancel();
+    entry.poll = undefined;
+    if (entry.waiters.size === 0) return this.#settle(entry);
+    entry.busy = true;
+    void this.#track(this.#attempt(entry));
+  }
+
+  async #attempt(entry: Entry): Promise<void> {
+    const fileLock: FileLock = { release: async () => {}, compromised: undefined };
+    try {
+      if (!entry.targetReady) {
+        // proper-lockfile's default (realpath: true) needs the target to exist; creating it
+        // lets other processes lock our paths with default options. Flag 'a' never truncates.
+        await (await open(entry.path, 'a')).close();
+        entry.targetReady = true;
+      }
+      fileLock.release = await lockFile(entry.path, {
+        stale: this.#staleMs,
+        realpath: false,
+        retries: 0,
+        // NOTE: the default onCompromised throws inside proper-lockfile's timer, which kills
+        // the process. A compromised lock (its dir deleted or touched by someone else, or not
+        // refreshed within staleMs) only loses the lease that held it.
+        onCompromised: (err) => this.#compromised(entry, fileLock, err),
+      });
+    } catch (err) {
+      entry.busy = false;
+      if (errnoCode(err) === 'ELOCKED') return this.#stillLocked(entry);
+      const failure = this.#translate(err, `locking "${entry.name}"`);
+      for (const waiter of [...entry.waiters]) waiter.reject(failure);
+      return this.#settle(entry);
+    }
+    entry.pollDelayMs = POLL_FIRST_MS;
+    await this.#grantNext(entry, fileLock);
+  }
+
+  /** Another process holds the lock: fail the try-once callers, poll again for the others. */
+  async #stillLocked(entry: Entry): Promise<void> {
+    const tryOnce = [...entry.waiters].filter((w) => w.tryOnce);
+    for (const waiter of tryOnce) waiter.leave();
+    if (entry.waiters.size > 0 && !this.#closed) {
+      const delay = entry.pollDelayMs;
+      entry.pollDelayMs = Math.min(delay * 2, POLL_MAX_MS);
+      entry.poll = this.#clock.schedule(delay, () => {
+        entry.poll = undefined;
+        this.#pump(entry);
+      });
+    }
+    if (tryOnce.length > 0) {
+      const who = await this.#holderText(entry);
+      for (const waiter of tryOnce) waiter.reject(new LockBusyError(`lock "${entry.name}" is held by ${who}; not acquired (wait_ms = 0 tries once)`));
+    }
+    this.#settle(entry);
+  }
+
+  /**
+   * We hold the file lock (fresh, or carried over from a lease that ended) and entry.busy is
+   * set: grant it to the first local waiter, or unlock it if there is none. Never rejects.
+   *
+   * NOTE: handing off without unlocking means a steady stream of waiters in this server can
+   * keep the lock away from other servers' pollers; unlocking first would not help (a local
+   * retry wins the race against a poll almost always). Cross-process fairness needs a shared
+   * queue, which proper-lockfile does not have; hence fifo: false.
+   */
+  async #grantNext(entry: Entry, fileLock: FileLock): Promise<void> {
+    try {
+      for (;;) {
+        if (fileLock.compromised !== undefined) return;
+        const next = this.#closed ? undefined : entry.waiters.values().next();
+        if (next === undefined || next.done) return await this.#unlock(entry, fileLock);
+        const waiter = next.value;
+        entry.waiters.delete(waiter);
+        entry.granting = waiter;
+        let lease: Lease;
+        try {
+          // NOTE: the token is persisted (fsync'd, renamed, dir fsync'd) before anyone sees
+          // it, so no crash or power loss can make a later grant reuse it.
+          const fencingToken = await this.#bumpToken(entry);
+          lease = {
+            name: entry.name,
+            leaseId: randomBytes(16).toString('hex'),
+            fencingToken,
+            expiresAtMs: this.#clock.now() + waiter.ttlMs,
+            ttlMs: waiter.ttlMs,
+            owner: waiter.owner,
+          };
+          await this.#writeRecord(entry, this.#recordOf(lease));
+        } catch (err) {
+          entry.granting = undefined;
+          if (!waiter.done) waiter.reject(this.#translate(err, `granting lock "${entry.name}"`));
+          return await this.#unlock(entry, fileLock);
+        }
+        entry.granting = undefined;
+        if (fileLock.compromised !== undefined) {
+          // Lost while writing: the waiter goes back to the head of the queue and polls.
+          if (!waiter.done) entry.waiters = new Set([waiter, ...entry.waiters]);
+          return;
+        }
+        if (waiter.done) continue; // cancelled or timed out meanwhile: the next one, same lock
+        entry.holder = { lease, lock: fileLock, timer: this.#expiryTimer(entry, lease) };
+        waiter.grant(lease);
+        return;
+      }
+    } catch (err) {
+      this.#log(`internal error: file lock backend, handing off lock "${entry.name}": ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    } finally {
+      entry.busy = false;
+      if (entry.holder === undefined) this.#pump(entry);
+      this.#settle(entry);
+    }
+  }
+
+  /** Ends a holder's lease and passes its file lock on (or unlocks it). */
+  #handOff(entry: Entry, holder: Holder): Promise<void> {
+    holder.timer.cancel();
+    entry.holder = undefined;
+    entry.busy = true;
+    return this.#track(this.#grantNext(entry, holder.lock));
+  }
+
+  /** Clears the holder record, then removes the lock dir. Never rejects (failures are logged). */
+  async #unlock(entry: Entry, fileLock: FileLock): Promise<void> {
+    if (fileLock.compromised !== undefined) return;
+    await this.#writeRecord(entry, this.#recordOf(undefined, entry.name)).catch((err) =>
+      this.#log(`file lock backend: cannot clear the holder record of lock "${entry.name}": ${String(err)}`),
+    );
+    try {
+      await fileLock.release();
+    } catch (err) {
+      // The mtime is no longer refreshed, so the lock goes stale and is free after staleMs.
+      if (errnoCode(err) !== 'ERELEASED') this.#log(`file lock backend: cannot remove ${entry.path}.lock (${String(err)}); it is free once stale, after ${this.#staleMs} ms`);
+    }
+  }
+
+  #expiryTimer(entry: Entry, lease: Lease): Timer {
+    return this.#clock.schedule(lease.expiresAtMs - this.#clock.now(), () => {
+      const holder = entry.holder;
+      if (holder?.lease !== lease) return;
+      this.#remember(lease.leaseId, `lease ${lease.leaseId} on lock "${entry.name}" expired at ${new Date(lease.expiresAtMs).toISOString()}; acquire the lock again`);
+      void this.#handOff(entry, holder);
+    });
+  }
+
+  /** proper-lockfile's onCompromised, called from its timer: must not throw. */
+  #compromised(entry: Entry, fileLock: FileLock, err: Error): void {
+    if (fileLock.compromised !== undefined) return; // already lost (Refresh found its dir gone)
+    fileLock.compromised = err;
+    const holder = entry.holder;
+    if (holder?.lock === fileLock) this.#lose(entry, holder, err);
+    else this.#log(`file lock backend: lock "${entry.name}" was compromised before it was granted: ${err.message}`);
+  }
+
+  /** The holder's file lock is no longer ours: its lease is lost, waiters poll again. */
+  #lose(entry: Entry, holder: Holder, cause: Error): void {
+    holder.lock.compromised ??= cause;
+    holder.timer.cancel();
+    entry.holder = undefined;
+    const lease = holder.lease;
+    this.#remember(
+      lease.leaseId,
+      `lease ${lease.leaseId} on lock "${entry.name}" was lost at ${new Date(this.#clock.now()).toISOString()}: the lock file was compromised (${cause.message}); another process may hold the lock now; acquire it again`,
+    );
+    this.#log(`file lock backend: lock "${entry.name}" (owner ${lease.owner || 'unnamed'}, fencing token ${lease.fencingToken}) was compromised: ${cause.message}`);
+    this.#pump(entry);
+    this.#settle(entry);
+  }
+
+  #holderOf(name: string, leaseId: string): { entry: Entry; holder: Holder } | undefined {
+    const entry = this.#locks.get(name);
+    const holder = entry?.holder;
+    if (entry === undefined || holder === undefined || holder.lease.leaseId !== leaseId) return undefined;
+    // A timer can fire late; the lease's own expiry time is what counts.
+    if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
+    this.#remember(leaseId, `lease ${leaseId} on lock "${name}" expired at ${new Date(holder.lease.expiresAtMs).toISOString()}; acquire the lock again`);
+    void this.#handOff(entry, holder);
+    return undefined;
+  }
+
+  async #notHolder(name: string, leaseId: string): Promise<never> {
+    const ended = this.#ended.get(leaseId);
+    if (ended !== undefined) throw new LeaseExpiredError(ended);
+    const entry = this.#locks.get(name);
+    const who = entry?.holder !== undefined ? `it is held by ${describeHolder(entry.holder.lease, this.#clock.now())}` : 'this server does not hold it';
+    throw new NotHolderError(`lease ${leaseId || '(empty)'} does not hold lock "${name}": ${who}`);
+  }
+
+  #remember(leaseId: string, why: string): void {
+    this.#ended.set(leaseId, why);
+    if (this.#ended.size > ENDED_MEMORY) this.#ended.delete(this.#ended.keys().next().value!);
+  }
+
+  /** Who holds the lock, for busy messages: this server's holder, or another process's record. */
+  async #holderText(entry: Entry): Promise<string> {
+    const now = this.#clock.now();
+    if (entry.holder !== undefined) return describeHolder(entry.holder.lease, now);
+    if (entry.granting !== undefined) return `${entry.granting.owner || 'an unnamed owner'} (being granted it now)`;
+    try {
+      const record = await this.#readRecord(entry.name, entry.path);
+      if (record?.held) {
+        const lease: Lease = { name: entry.name, leaseId: '', fencingToken: BigInt(record.token), expiresAtMs: record.expiresAtMs, ttlMs: 0, owner: record.owner };
+        return `${describeHolder(lease, now)} on another latchkey server (pid ${record.pid} on ${record.host})`;
+      }
+      return `another process (no latchkey holder recorded in ${entry.path})`;
+    } catch (err) {
+      return `another process (its holder record is unreadable: ${(err as Error).message})`;
+    }
+  }
+
+  #recordOf(lease: Lease | undefined, name = lease?.name ?? ''): HolderRecord {
+    return {
+      name,
+      held: lease !== undefined,
+      owner: lease?.owner ?? '',
+      token: (lease?.fencingToken ?? 0n).toString(),
+      expiresAtMs: lease?.expiresAtMs ?? 0,
+      pid: process.pid,
+      host: this.#host,
+    };
+  }
+
+  /** The holder record, or undefined when there is none (never locked, or not by latchkey). */
+  async #readRecord(name: string, path: string): Promise<HolderRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw this.#translate(err, `reading the holder record of lock "${name}"`);
+    }
+    try {
+      const record = JSON.parse(text) as Partial<HolderRecord>;
+      const valid = record.name === name && typeof record.held === 'boolean' && typeof record.owner === 'string' && /^\d+$/.test(String(record.token)) && typeof record.expiresAtMs === 'number';
+      return valid ? (record as HolderRecord) : undefined;
+    } catch {
+      return undefined; // empty (just created) or not ours
+    }
+  }
+
+  #writeRecord(entry: Entry, record: HolderRecord): Promise<void> {
+    const write = entry.writes.then(() => writeAtomic(entry.path, `${JSON.stringify(record)}\n`, false));
+    entry.writes = write.then(noop, noop);
+    entry.pendingWrites++;
+    void entry.writes.then(() => {
+      entry.pendingWrites--;
+      this.#settle(entry);
+    });
+    return write;
+  }
+
+  /** Reads, increments and durably writes the name's token counter. Call only holding the lock. */
+  async #bumpToken(entry: Entry): Promise<bigint> {
+    const path = `${entry.path}.token`;
+    let last = 0n;
+    let text: string | undefined;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    if (text !== undefined) {
+      let stored: { name?: unknown; token?: unknown } | undefined;
+      try {
+        stored = JSON.parse(text) as { name?: unknown; token?: unknown };
+      } catch {
+        stored = undefined;
+      }
+      if (typeof stored?.token !== 'string' || !/^\d+$/.test(stored.token)) {
+        // NOTE: never guess: restarting at 1 would hand out tokens already used.
+        throw new BackendUnavailableError(`file lock backend: token file ${path} of lock "${entry.name}" is corrupt; refusing to grant, as fencing tokens could go backwards (restore it, or write a token above any issued)`);
+      }
+      if (stored.name !== entry.name) {
+        throw new LatchkeyError(`file lock backend: locks "${entry.name}" and "${String(stored.name)}" map to the same file ${entry.path} (a SHA-256 collision?); refusing to share it`);
+      }
+      last = BigInt(stored.token);
+    }
+    const next = last + 1n;
+    await writeAtomic(path, `${JSON.stringify({ name: entry.name, token: next.toString() })}\n`, true);
+    return next;
+  }
+
+  #translate(err: unknown, what: string): Error {
+    if (err instanceof LatchkeyError) return err;
+    const code = errnoCode(err);
+    if (code !== undefined) {
+      return new BackendUnavailableError(`file lock backend: ${what} in ${this.dir} failed (${code}): ${(err as Error).message}`, { cause: err });
+    }
+    return err instanceof Error ? err : new Error(String(err));
+  }
+}
+
+/** Replaces path's content all at once: readers see the old or the new file, never a part. */
+async function writeAtomic(path: string, data: string, durable: boolean): Promise<void> {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    const file = await open(tmp, 'wx');
+    try {
+      await file.writeFile(data, 'utf8');
+      if (durable) await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(noop);
+    throw err;
+  }
+  // The rename itself is durable only once the directory is synced.
+  if (durable && process.platform !== 'win32') {
+    const dir = await open(dirname(path), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+}
