@@ -54,7 +54,7 @@ export interface IncrOptions extends CallOptions {
   readonly ttlMs?: number;
 }
 
-export interface UpdateOptions extends WriteOptions {
+export interface UpdateOptions extends FencedWriteOptions {
   /** Get → fn → Cas rounds before giving up with CasConflictError; default 20. */
   readonly maxAttempts?: number;
 }
@@ -71,7 +71,7 @@ export interface CacheClient {
   /** Stores only if the key's cas is still `cas`. The cas returned is the new one when STORED. */
   cas(key: string, value: CacheValue, cas: bigint, options?: FencedWriteOptions): Promise<{ outcome: 'STORED' | 'EXISTS' | 'NOT_FOUND'; cas: bigint }>;
   /** Stores only if the key is absent. */
-  add(key: string, value: CacheValue, options?: WriteOptions): Promise<{ outcome: 'STORED' | 'EXISTS'; cas: bigint }>;
+  add(key: string, value: CacheValue, options?: FencedWriteOptions): Promise<{ outcome: 'STORED' | 'EXISTS'; cas: bigint }>;
   /** EXISTS: a `cas` was given and the key has another. */
   delete(key: string, options?: DeleteOptions): Promise<'DELETED' | 'NOT_FOUND' | 'EXISTS'>;
   /**
@@ -85,7 +85,6 @@ export interface CacheClient {
    * Read-modify-write: Get, fn(current value or undefined), then Cas (or Add when the key was
    * absent), until one write wins. fn may run several times, so it must not have side
    * effects. `deadlineMs` covers the whole loop. Resolves with what was stored.
-   * NOTE: no `fence` here: Add, which creates an absent key, carries none in the proto.
    */
   update(key: string, fn: UpdateFn, options?: UpdateOptions): Promise<CacheItem>;
 }
@@ -128,7 +127,7 @@ export function createCacheClient(stub: CacheStub, store: string, invoke: Invoke
     },
 
     async add(key, value, options = {}) {
-      const request = { store, key, value: toBuffer(value), ttl_ms: msField('ttlMs', options.ttlMs ?? 0) };
+      const request = { store, key, value: toBuffer(value), ttl_ms: msField('ttlMs', options.ttlMs ?? 0), fence: fenceField(options.fence) };
       const res = await invoke<AddResponse__Output>('Add', (md, o, cb) => stub.Add(request, md, o, cb), call(options));
       return { outcome: expectOutcome('Add', res.outcome, ['STORED', 'EXISTS'] as const), cas: BigInt(res.cas) };
     },
@@ -161,7 +160,7 @@ export function createCacheClient(stub: CacheStub, store: string, invoke: Invoke
       const maxAttempts = options.maxAttempts ?? 20;
       const end = Date.now() + (options.deadlineMs ?? defaultDeadlineMs);
       const step = (): CallOptions => ({ signal: options.signal, deadlineMs: Math.max(1, end - Date.now()) });
-      const write = { ttlMs: options.ttlMs ?? 0 };
+      const write = { ttlMs: options.ttlMs ?? 0, fence: options.fence };
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
         if (attempt > 1) await jitter(attempt);
         const current = await cache.get(key, step());

@@ -42,8 +42,10 @@ export interface ConnectOptions {
 
 export interface LockOptions extends CallOptions {
   /**
-   * Lease TTL in ms; default 15_000. The handle refreshes every ttlMs / 3 and gives up on
-   * the lease (aborting its signal) when no Refresh has succeeded for about ttlMs.
+   * Lease TTL in ms; default the server's (--default-ttl-ms, 15 s unless changed). The
+   * handle refreshes every TTL / 3 and gives up on the lease (aborting its signal) when no
+   * Refresh has succeeded for about one TTL. The backend may round the TTL up (etcd: to
+   * whole seconds); `handle.ttlMs` is what was granted.
    */
   readonly ttlMs?: number;
   /** How long to wait for a held lock, in ms; default 0 = try once (LockBusyError if held). */
@@ -104,6 +106,7 @@ export interface LatchkeyClient extends AsyncDisposable {
 }
 
 export const DEFAULT_DEADLINE_MS = 10_000;
+/** TTL the handle assumes if a server grants a lease without saying its TTL. */
 export const DEFAULT_TTL_MS = 15_000;
 export const DEFAULT_RETRY: RetryOptions = { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
 
@@ -152,20 +155,22 @@ class Client implements LatchkeyClient {
   };
 
   async lock(name: string, options: LockOptions = {}): Promise<LockHandle> {
-    const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
+    // 0 asks for the server's default TTL (--default-ttl-ms); the Lease says what was granted.
+    const requestedTtlMs = options.ttlMs ?? 0;
     const waitMs = options.waitMs ?? 0;
-    // NOTE: the server would fill in its own default for 0, but the handle must know the TTL
-    // to schedule refreshes and to estimate expiry, and Lease does not carry it.
-    if (!(ttlMs > 0)) throw new InvalidArgumentError(`ttlMs must be > 0, got ${ttlMs}`);
-    const request = { name, backend: options.backend ?? '', ttl_ms: msField('ttlMs', ttlMs), wait_ms: msField('waitMs', waitMs), owner: options.owner ?? '' };
+    if (options.ttlMs !== undefined && !(requestedTtlMs > 0)) throw new InvalidArgumentError(`ttlMs must be > 0, got ${requestedTtlMs}`);
+    const request = { name, backend: options.backend ?? '', ttl_ms: msField('ttlMs', requestedTtlMs), wait_ms: msField('waitMs', waitMs), owner: options.owner ?? '' };
     const sentAt = performance.now();
     const lease = await this.#invoke<Lease__Output>('Acquire', (md, o, cb) => this.#locks.Acquire(request, md, o, cb), {
       signal: options.signal,
       deadlineMs: options.deadlineMs ?? waitMs + this.#deadlineMs,
       // NOTE: the grant crossed our cancel on the wire; the server saw no cancellation and
       // would keep the lock held for a caller that is gone until the TTL ran out.
-      onAbandoned: (granted) => void this.#leaseCalls(granted).release({ deadlineMs: ttlMs }).catch(() => {}),
+      onAbandoned: (granted) => void this.#leaseCalls(granted).release({ deadlineMs: Number(granted.ttl_ms) || DEFAULT_TTL_MS }).catch(() => {}),
     });
+    // The TTL the backend granted: it may round up (etcd: whole seconds); older servers
+    // that send none granted what was asked, or their default.
+    const ttlMs = Number(lease.ttl_ms) || requestedTtlMs || DEFAULT_TTL_MS;
     const handle = await openLockHandle({
       lease,
       ttlMs,

@@ -117,6 +117,15 @@ const LOCK_METHODS: ReadonlySet<string> = new Set(['Acquire', 'Refresh', 'Releas
 /** Cache writes whose only precondition is their fence. */
 const FENCED_METHODS: ReadonlySet<string> = new Set(['Set', 'Cas', 'Delete']);
 
+/** Trailer in which the server names its error class (see the server's errors.ts). */
+const ERROR_TRAILER = 'latchkey-error';
+
+function serverErrorName(err: Error): string | undefined {
+  const metadata = (err as { metadata?: { get(key: string): unknown[] } }).metadata;
+  const value = metadata?.get(ERROR_TRAILER)[0];
+  return typeof value === 'string' ? value : undefined;
+}
+
 function isStatusError(err: unknown): err is Error & { code: status; details?: string } {
   return err instanceof Error && typeof (err as { code?: unknown }).code === 'number';
 }
@@ -136,6 +145,16 @@ export function fromStatus(err: unknown, method: string): LatchkeyError {
   const details = err.details ?? err.message;
   const message = details || `${method} failed with status ${status[err.code] ?? err.code}`;
   const options: LatchkeyErrorOptions = { cause: err, details, method, code: err.code };
+  // The server names its error class in a trailer; it is more precise than the status code.
+  switch (serverErrorName(err)) {
+    case 'LockBusyError':
+      return new LockBusyError(message, options);
+    case 'NotHolderError':
+    case 'LeaseExpiredError':
+      return new NotHolderError(message, options);
+    case 'FencedOutError':
+      return new FencedOutError(message, options);
+  }
   switch (err.code) {
     case status.INVALID_ARGUMENT:
       return new InvalidArgumentError(message, options);

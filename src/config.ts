@@ -53,7 +53,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'maxTtlMs', flag: '--max-ttl-ms', env: 'LATCHKEY_MAX_TTL_MS', kind: 'integer', default: DAY_MS, min: 10, max: 7 * DAY_MS, help: 'largest lease TTL a request may ask for' },
   { key: 'maxWaitMs', flag: '--max-wait-ms', env: 'LATCHKEY_MAX_WAIT_MS', kind: 'integer', default: 3_600_000, min: 0, max: DAY_MS, help: 'largest wait_ms a request may ask for' },
   { key: 'maxValueBytes', flag: '--max-value-bytes', env: 'LATCHKEY_MAX_VALUE_BYTES', kind: 'integer', default: 1024 * 1024, min: 1, max: 64 * 1024 * 1024, help: 'largest cache value accepted' },
-  { key: 'lruMaxEntries', flag: '--lru-max-entries', env: 'LATCHKEY_LRU_MAX_ENTRIES', kind: 'integer', default: 1_000_000, min: 1, max: 2 ** 31, help: 'LRU store: most entries kept before evicting the least recently used' },
+  { key: 'lruMaxEntries', flag: '--lru-max-entries', env: 'LATCHKEY_LRU_MAX_ENTRIES', kind: 'integer', default: 100_000, min: 1, max: 2 ** 31, help: 'LRU store: most entries kept before evicting the least recently used (memory for the index is reserved up front)' },
   { key: 'lruMaxBytes', flag: '--lru-max-bytes', env: 'LATCHKEY_LRU_MAX_BYTES', kind: 'integer', default: 256 * 1024 * 1024, min: 1024, max: 2 ** 50, help: 'LRU store: most bytes (keys + values) kept before evicting' },
   { key: 'lockDir', flag: '--lock-dir', env: 'LATCHKEY_LOCK_DIR', kind: 'string', default: '', help: "enable the file lock backend with lock files in this directory, created if missing (one host's local filesystem, not NFS)" },
   { key: 'memcached', flag: '--memcached', env: 'LATCHKEY_MEMCACHED', kind: 'string', default: '', help: 'enable the memcached store on these servers: host:port[,host:port...] (keys spread by hash)' },

@@ -41,6 +41,9 @@ export class FailedPreconditionError extends LatchkeyError {
   override readonly code = status.FAILED_PRECONDITION;
 }
 
+/** A fenced cache write was refused: a newer holder of the lock has written the key. */
+export class FencedOutError extends FailedPreconditionError {}
+
 /** The backend (etcd, memcached, the lock dir) cannot be reached; retry when it is back. */
 export class BackendUnavailableError extends LatchkeyError {
   override readonly code = status.UNAVAILABLE;
@@ -63,6 +66,9 @@ export class ResourceExhaustedError extends LatchkeyError {
 
 export type Logger = (line: string) => void;
 
+/** Trailer carrying the server error's class name, e.g. "NotHolderError". */
+export const ERROR_TRAILER = 'latchkey-error';
+
 /**
  * Maps any thrown value to the status a client sees. Unknown errors become INTERNAL with a
  * generic message and are logged in full: a bug must be visible in the server log, and
@@ -70,7 +76,11 @@ export type Logger = (line: string) => void;
  */
 export function toStatus(err: unknown, log: Logger): Partial<ServiceError> {
   if (err instanceof LatchkeyError) {
-    return { code: err.code, details: err.message, metadata: new Metadata() };
+    // The error's class travels in a trailer, so clients can tell apart the reasons that
+    // share a status code (FAILED_PRECONDITION: not holder, lease expired, fenced out, ...).
+    const metadata = new Metadata();
+    metadata.set(ERROR_TRAILER, err.name);
+    return { code: err.code, details: err.message, metadata };
   }
   log(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   return { code: status.INTERNAL, details: 'internal server error (see the server log)', metadata: new Metadata() };

@@ -12,7 +12,7 @@
 //
 // Items with any other flags are plain bytes. A fenced Delete leaves a tombstone (reads as a
 // miss) that keeps the fence, so an older holder cannot write the key back.
-import { AbortedError, FailedPreconditionError } from '../errors.js';
+import { AbortedError, FencedOutError } from '../errors.js';
 import type { CacheStore, Item } from './store.js';
 
 export const FENCED_FLAGS = 0x4c4b4631;
@@ -68,12 +68,12 @@ export function decode(item: Item): View {
 function checkFence(key: string, last: Fence | undefined, fence: Fence): void {
   if (last === undefined) return;
   if (last.lock !== fence.lock || last.backend !== fence.backend) {
-    throw new FailedPreconditionError(
+    throw new FencedOutError(
       `fenced write to key "${key}" refused: the key is fenced by lock "${last.lock}" (backend ${last.backend}), not "${fence.lock}" (backend ${fence.backend}); fence with that lock, or delete the key without a fence to reset it`,
     );
   }
   if (fence.token < last.token) {
-    throw new FailedPreconditionError(
+    throw new FencedOutError(
       `fenced write to key "${key}" refused: it was last written under lock "${fence.lock}" with fencing token ${last.token}, and this write carries ${fence.token}; a newer holder has written, so this holder's lock is stale`,
     );
   }
@@ -113,6 +113,14 @@ export function fencedCas(store: CacheStore, key: string, value: Buffer, cas: bi
     if (view?.value === undefined) return { done: { outcome: 'NOT_FOUND', cas: 0n } };
     if (item!.cas !== cas) return { done: { outcome: 'EXISTS', cas: 0n } };
     return { write: value, ttlMs, result: (newCas) => ({ outcome: 'STORED', cas: newCas }) };
+  });
+}
+
+export function fencedAdd(store: CacheStore, key: string, value: Buffer, ttlMs: number, fence: Fence, signal: AbortSignal) {
+  type Result = { outcome: 'STORED' | 'EXISTS'; cas: bigint };
+  return fencedStep<Result>(store, key, fence, signal, (view) => {
+    if (view?.value !== undefined) return { done: { outcome: 'EXISTS', cas: 0n } };
+    return { write: value, ttlMs, result: (cas) => ({ outcome: 'STORED', cas }) };
   });
 }
 

@@ -18,7 +18,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { CallContext } from '../rpc.js';
 import { checkMs, checkName, checkText } from '../validate.js';
 import type { Fence__Output } from '../../client/generated/latchkey/v1/Fence.js';
-import { decode, fencedCas, fencedDelete, fencedSet, type Fence } from './fencing.js';
+import { decode, fencedAdd, fencedCas, fencedDelete, fencedSet, type Fence } from './fencing.js';
 import type { CacheStore } from './store.js';
 
 /** The longest cache TTL accepted: 365 days. */
@@ -93,7 +93,11 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
 
     async add(request, ctx) {
       const store = pick(request.store);
-      const [k, v, t] = [key(request.key), value(request.value), ttl(request.ttl_ms)];
+      const [k, v, t, f] = [key(request.key), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
+      if (f !== undefined) {
+        const result = await fencedAdd(store, k, v, t, f, ctx.signal);
+        return { outcome: result.outcome, cas: result.cas.toString() };
+      }
       for (;;) {
         const added = await store.add(k, v, 0, t, ctx.signal);
         if (added.outcome === 'STORED') return { outcome: added.outcome, cas: added.cas.toString() };

@@ -44,6 +44,7 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     fencing_token: lease.fencingToken.toString(),
     expires_at_ms: lease.expiresAtMs.toString(),
     owner: lease.owner,
+    ttl_ms: lease.ttlMs.toString(),
   });
 
   return {

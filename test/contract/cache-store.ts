@@ -222,11 +222,17 @@ export function cacheStoreContract(target: CacheContractTarget): void {
         assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
       });
 
-      test('add treats a tombstone as absent', async () => {
+      test('add treats a tombstone as absent; a fenced add still checks its fence', async () => {
         const key = fresh('fenced-add');
         await fenced('Delete', { key }, 'lock-add', '3');
-        assert.equal((await add(key, 'after tombstone')).outcome, 'STORED');
-        assert.equal(await text(key), 'after tombstone');
+        await refusal(fenced('Add', { key, value: Buffer.from('older') }, 'lock-add', '2'));
+        assert.equal((await fenced<{ outcome: string }>('Add', { key, value: Buffer.from('newer') }, 'lock-add', '3')).outcome, 'STORED');
+        assert.equal((await fenced<{ outcome: string }>('Add', { key, value: Buffer.from('again') }, 'lock-add', '4')).outcome, 'EXISTS');
+        assert.equal(await text(key), 'newer');
+        const plain = fresh('plain-add');
+        await fenced('Delete', { key: plain }, 'lock-add', '3');
+        assert.equal((await add(plain, 'after tombstone')).outcome, 'STORED');
+        assert.equal(await text(plain), 'after tombstone');
       });
 
       test('concurrent fenced writers with rising tokens: the highest token wins', async () => {

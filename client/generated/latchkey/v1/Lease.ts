@@ -15,6 +15,11 @@ export interface Lease {
   'fencing_token'?: (number | string | Long);
   'expires_at_ms'?: (number | string | Long);
   'owner'?: (string);
+  /**
+   * The TTL granted (a backend may round it up, e.g. etcd to whole seconds); refresh well
+   * within it.
+   */
+  'ttl_ms'?: (number | string | Long);
 }
 
 export interface Lease__Output {
@@ -30,4 +35,9 @@ export interface Lease__Output {
   'fencing_token': (string);
   'expires_at_ms': (string);
   'owner': (string);
+  /**
+   * The TTL granted (a backend may round it up, e.g. etcd to whole seconds); refresh well
+   * within it.
+   */
+  'ttl_ms': (string);
 }
