@@ -87,6 +87,15 @@ export interface CacheClient {
    * effects. `deadlineMs` covers the whole loop. Resolves with what was stored.
    */
   update(key: string, fn: UpdateFn, options?: UpdateOptions): Promise<CacheItem>;
+  /**
+   * Cache-aside read: the cached value, or else loader()'s value, stored with `ttlMs` and
+   * returned. Concurrent calls for one key through one client share a single Get and a
+   * single loader run (single-flight), so a cold key does not stampede the loader. The
+   * value is stored with Add: if another client filled the key first, its value wins and
+   * is returned. A loader that throws stores nothing; every caller waiting on it sees the
+   * error.
+   */
+  getOrSet(key: string, loader: () => CacheValue | Promise<CacheValue>, options?: WriteOptions): Promise<Buffer>;
 }
 
 function expectOutcome<T extends string>(method: string, outcome: string, allowed: readonly T[]): T {
@@ -103,7 +112,10 @@ function jitter(attempt: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** attempt, 16)));
 }
 
-export function createCacheClient(stub: CacheStub, store: string, invoke: Invoke, defaultDeadlineMs: number): CacheClient {
+/** getOrSet calls in progress in one client, by store and key. */
+export type Flights = Map<string, Promise<Buffer>>;
+
+export function createCacheClient(stub: CacheStub, store: string, invoke: Invoke, defaultDeadlineMs: number, flights: Flights): CacheClient {
   const call = (options: CallOptions) => ({ signal: options.signal, deadlineMs: options.deadlineMs });
 
   const cache: CacheClient = {
@@ -154,6 +166,24 @@ export function createCacheClient(stub: CacheStub, store: string, invoke: Invoke
       const request = { store, key, ttl_ms: msField('ttlMs', ttlMs) };
       const res = await invoke<TouchResponse__Output>('Touch', (md, o, cb) => stub.Touch(request, md, o, cb), call(options));
       return expectOutcome('Touch', res.outcome, ['TOUCHED', 'NOT_FOUND'] as const);
+    },
+
+    getOrSet(key, loader, options = {}) {
+      const flight = `${store}\u0000${key}`;
+      let pending = flights.get(flight);
+      if (pending === undefined) {
+        pending = (async () => {
+          const cached = await cache.get(key, call(options));
+          if (cached !== undefined) return cached.value;
+          const value = toBuffer(await loader());
+          const added = await cache.add(key, value, options);
+          if (added.outcome === 'STORED') return value;
+          // Another client stored it between our Get and Add: theirs is the cached value.
+          return (await cache.get(key, call(options)))?.value ?? value;
+        })().finally(() => flights.delete(flight));
+        flights.set(flight, pending);
+      }
+      return pending;
     },
 
     async update(key, fn, options = {}) {

@@ -1,7 +1,7 @@
 // connect(address): the latchkey client. One channel for both services; every call goes
 // through unaryCall (deadline, AbortSignal, error mapping, retries of idempotent calls).
 import * as grpc from '@grpc/grpc-js';
-import { createCacheClient, type CacheClient } from './cache.js';
+import { createCacheClient, type Flights, type CacheClient } from './cache.js';
 import { CancelledError, InvalidArgumentError } from './errors.js';
 import type { ProtoGrpcType as CacheProto } from './generated/cache.js';
 import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
@@ -128,6 +128,7 @@ class Client implements LatchkeyClient {
   readonly #deadlineMs: number;
   readonly #retry: RetryOptions | false;
   readonly #handles = new Set<LockHandle>();
+  readonly #flights: Flights = new Map();
   #closing: Promise<void> | undefined;
   #closed = false;
 
@@ -222,7 +223,7 @@ class Client implements LatchkeyClient {
   }
 
   cache(store = ''): CacheClient {
-    return createCacheClient(this.#cacheStub, store, this.#invoke, this.#deadlineMs);
+    return createCacheClient(this.#cacheStub, store, this.#invoke, this.#deadlineMs, this.#flights);
   }
 
   close(): Promise<void> {
