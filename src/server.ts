@@ -12,6 +12,7 @@ import { resolveConfig, ConfigError, type Config } from './config.js';
 import type { Logger } from './errors.js';
 import type { LockBackend } from './locks/backend.js';
 import { FileLockBackend } from './locks/file.js';
+import { EtcdLockBackend } from './locks/etcd.js';
 import { MemoryLockBackend } from './locks/memory.js';
 import { createLockService } from './locks/service.js';
 import { loadProto, packageDefinition } from './proto.js';
@@ -44,6 +45,7 @@ const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
 function createLockBackends(config: Config, clock: Clock, extra: readonly LockBackend[], log: Logger): Map<string, LockBackend> {
   const backends: LockBackend[] = [new MemoryLockBackend({ clock })];
   if (config.lockDir !== '') backends.push(new FileLockBackend({ dir: config.lockDir, clock, log }));
+  if (config.etcdEndpoints !== '') backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix }));
   backends.push(...extra);
   return new Map(backends.map((b) => [b.kind, b]));
 }

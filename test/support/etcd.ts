@@ -1,0 +1,295 @@
+// Real etcd servers for tests: one member or a cluster, on free loopback ports, each with a
+// temporary data dir. Members are stopped, killed and restarted by PID (never by name), every
+// wait is bounded, and whatever a failed start left behind is cleaned up.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Health after a (re)start can take a leader election; a busy 2-core machine is slow. */
+const HEALTHY_TIMEOUT_MS = 20_000;
+/** How long stop() waits after SIGTERM before it sends SIGKILL. */
+const STOP_TIMEOUT_MS = 5_000;
+
+/**
+ * NOTE: etcd's minimum lease TTL is ⌈1.5 × election timeout⌉ in whole seconds (with the
+ * default 1000 ms it is 2 s, so a 1 s lease silently becomes 2 s). 500 ms makes it 1 s, and
+ * a 50 ms heartbeat keeps the 10:1 ratio etcd wants.
+ */
+const TIMING = ['--heartbeat-interval', '50', '--election-timeout', '500'];
+
+export const ETCD_SKIP_REASON = 'etcd not installed: apt-get install etcd-server etcd-client';
+
+let installed: boolean | undefined;
+
+/** Whether `etcd` and `etcdctl` are installed; suites skip with ETCD_SKIP_REASON when not. */
+export function etcdAvailable(): boolean {
+  installed ??= spawnSync('etcd', ['--version'], { stdio: 'ignore' }).status === 0 && spawnSync('etcdctl', ['version'], { stdio: 'ignore' }).status === 0;
+  if (!installed && process.env.LATCHKEY_REQUIRE_ALL_SUITES) throw new Error(`${ETCD_SKIP_REASON}; LATCHKEY_REQUIRE_ALL_SUITES forbids skipping`);
+  return installed;
+}
+
+/** For `test(..., { skip: etcdMissing() })`: false, or the reason printed with the skip. */
+export const etcdMissing = (): string | false => (etcdAvailable() ? false : ETCD_SKIP_REASON);
+
+export interface EtcdMember extends AsyncDisposable {
+  readonly name: string;
+  /** "127.0.0.1:PORT", the client endpoint. */
+  readonly endpoint: string;
+  /** The running process's pid; undefined while stopped. */
+  readonly pid: number | undefined;
+  /** SIGTERM, then SIGKILL if it is still running after 5 s; waits for the exit. */
+  stop(): Promise<void>;
+  /** SIGKILL at once (a crash); waits for the exit. */
+  kill9(): Promise<void>;
+  /** Starts it again on the same ports and data dir, and waits until it is healthy. */
+  restart(): Promise<void>;
+  /** Its stderr so far (for failure messages). */
+  log(): string;
+}
+
+export interface EtcdCluster extends AsyncDisposable {
+  readonly members: readonly EtcdMember[];
+  /** Every member's client endpoint, comma-separated (what --etcd-endpoints takes). */
+  readonly endpoints: string;
+}
+
+/** Children still running, killed if this test process exits without stopping them. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) if (child.pid !== undefined) try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+});
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** Waits for the exit up to ms; true if it exited. The timer does not outlive the wait. */
+async function exitedWithin(child: ChildProcess, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([exited(child).then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function healthy(clientPort: number): Promise<boolean> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${clientPort}/health`, { signal: AbortSignal.timeout(1_000) });
+    return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+  } catch {
+    return false;
+  }
+}
+
+interface MemberSpec {
+  readonly name: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly dataDir: string;
+}
+
+function createMember(spec: MemberSpec, initialCluster: string, token: string): EtcdMember & { launch(): void; waitHealthy(): Promise<void> } {
+  let child: ChildProcess | undefined;
+  let stderr = '';
+  const args = [
+    '--name', spec.name,
+    '--data-dir', spec.dataDir,
+    '--listen-client-urls', `http://127.0.0.1:${spec.clientPort}`,
+    '--advertise-client-urls', `http://127.0.0.1:${spec.clientPort}`,
+    '--listen-peer-urls', `http://127.0.0.1:${spec.peerPort}`,
+    '--initial-advertise-peer-urls', `http://127.0.0.1:${spec.peerPort}`,
+    // Ignored by etcd once the data dir holds a member, so restart() can pass them again.
+    '--initial-cluster', initialCluster,
+    '--initial-cluster-state', 'new',
+    '--initial-cluster-token', token,
+    ...TIMING,
+    '--logger', 'zap',
+    '--log-level', 'warn',
+  ];
+
+  const signal = async (sig: NodeJS.Signals) => {
+    const proc = child;
+    if (proc === undefined) return;
+    if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid!, sig);
+    if (sig !== 'SIGKILL') {
+      if (!(await exitedWithin(proc, STOP_TIMEOUT_MS))) process.kill(proc.pid!, 'SIGKILL');
+    }
+    await exited(proc);
+    live.delete(proc);
+    child = undefined;
+  };
+
+  const member = {
+    name: spec.name,
+    endpoint: `127.0.0.1:${spec.clientPort}`,
+    get pid() {
+      return child?.pid;
+    },
+    log: () => stderr,
+    launch() {
+      const proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      child = proc;
+      live.add(proc);
+      proc.stderr!.on('data', (chunk) => (stderr = (stderr + chunk).slice(-20_000)));
+      proc.once('exit', () => live.delete(proc));
+    },
+    async waitHealthy() {
+      const deadline = Date.now() + HEALTHY_TIMEOUT_MS;
+      while (!(await healthy(spec.clientPort))) {
+        const proc = child;
+        if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) {
+          throw new Error(`etcd ${spec.name} exited (${proc?.exitCode ?? proc?.signalCode}) before it was healthy:\n${stderr}`);
+        }
+        if (Date.now() > deadline) throw new Error(`etcd ${spec.name} was not healthy on ${member.endpoint} within ${HEALTHY_TIMEOUT_MS} ms:\n${stderr}`);
+        await sleep(50);
+      }
+    },
+    stop: () => signal('SIGTERM'),
+    kill9: () => signal('SIGKILL'),
+    async restart() {
+      await signal('SIGTERM');
+      member.launch();
+      await member.waitHealthy();
+    },
+    async [Symbol.asyncDispose]() {
+      // Its data is thrown away, so a graceful stop buys nothing; and a cluster's last
+      // members, without quorum, can take seconds to stop on SIGTERM.
+      await signal('SIGKILL');
+      await rm(spec.dataDir, { recursive: true, force: true });
+    },
+  };
+  return member;
+}
+
+async function tryStartCluster(size: number): Promise<EtcdCluster> {
+  const token = `latchkey-test-${randomBytes(6).toString('hex')}`;
+  const specs: MemberSpec[] = [];
+  const members: ReturnType<typeof createMember>[] = [];
+  const disposeAll = async () => {
+    await Promise.all(members.map((m) => m[Symbol.asyncDispose]()));
+    await Promise.all(specs.map((s) => rm(s.dataDir, { recursive: true, force: true })));
+  };
+  try {
+    for (let i = 0; i < size; i++) {
+      specs.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort(), dataDir: await mkdtemp(join(tmpdir(), 'latchkey-etcd-')) });
+    }
+    const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
+    for (const spec of specs) members.push(createMember(spec, initialCluster, token));
+    for (const member of members) member.launch();
+    await Promise.all(members.map((m) => m.waitHealthy()));
+  } catch (err) {
+    await disposeAll();
+    throw err;
+  }
+  return {
+    members,
+    endpoints: members.map((m) => m.endpoint).join(','),
+    [Symbol.asyncDispose]: disposeAll,
+  };
+}
+
+/**
+ * Starts a cluster of `size` members (`--initial-cluster`) and waits until every member is
+ * healthy. A free port can be taken between the probe and etcd's bind, so a start that fails
+ * is retried (twice) on new ports.
+ */
+export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await tryStartCluster(size);
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/.test(String(err))) throw err;
+    }
+  }
+}
+
+/** One etcd member; `endpoint` is what --etcd-endpoints takes. */
+export async function startEtcd(): Promise<EtcdMember> {
+  const cluster = await startEtcdCluster(1);
+  const member = cluster.members[0]!;
+  return Object.assign(Object.create(member) as EtcdMember, { [Symbol.asyncDispose]: () => cluster[Symbol.asyncDispose]() });
+}
+
+/** Runs `etcdctl --endpoints=<endpoints> ...args` (stdin = input) to completion, bounded; returns stdout. */
+export function etcdctl(endpoints: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    const proc = spawn('etcdctl', [`--endpoints=${endpoints}`, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ETCDCTL_API: '3' } });
+    proc.stdin.end(options.input ?? '');
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (c) => (out += c));
+    proc.stderr.on('data', (c) => (err += c));
+    const timer = setTimeout(() => process.kill(proc.pid!, 'SIGKILL'), timeoutMs);
+    proc.once('close', (code, sig) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`etcdctl ${args.join(' ')} failed (${code ?? sig}): ${err}`));
+    });
+  });
+}
+
+export interface EtcdctlLock extends AsyncDisposable {
+  readonly pid: number;
+  /** Resolves with the key once etcdctl holds the lock (bounded). */
+  held(timeoutMs?: number): Promise<string>;
+  /** Whether it holds the lock now. */
+  holding(): boolean;
+  /** SIGTERM (etcdctl then unlocks) and wait for the exit, bounded. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `etcdctl lock <lockName>`: waits for the lock, prints its key when it holds it, and holds
+ * it until it is signalled (then it unlocks) or its session expires.
+ */
+export function etcdctlLock(endpoints: string, lockName: string, options: { ttlS?: number } = {}): EtcdctlLock {
+  const args = [`--endpoints=${endpoints}`, 'lock', lockName];
+  if (options.ttlS !== undefined) args.push(`--ttl=${options.ttlS}`);
+  const proc = spawn('etcdctl', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ETCDCTL_API: '3' } });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (c) => (out += c));
+  proc.stderr.on('data', (c) => (err += c));
+  const key = () => out.split('\n')[0]!.trim();
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid!, 'SIGTERM');
+    if (!(await exitedWithin(proc, STOP_TIMEOUT_MS))) process.kill(proc.pid!, 'SIGKILL');
+    await exited(proc);
+  };
+  return {
+    pid: proc.pid!,
+    holding: () => out.includes('\n') && proc.exitCode === null,
+    async held(timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!out.includes('\n')) {
+        if (proc.exitCode !== null) throw new Error(`etcdctl lock ${lockName} exited (${proc.exitCode}) without the lock: ${err}`);
+        if (Date.now() > deadline) throw new Error(`etcdctl lock ${lockName} did not get the lock within ${timeoutMs} ms: ${err}`);
+        await sleep(20);
+      }
+      return key();
+    },
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
