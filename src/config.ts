@@ -19,6 +19,8 @@ export interface Config {
   /** File lock backend directory; '' = the file backend is disabled. */
   readonly lockDir: string;
   readonly shutdownGraceMs: number;
+  /** Most keys in one GetMany/SetMany and most operations in one Pipeline frame. */
+  readonly maxBatch: number;
   /** memcached servers, host:port comma-separated; '' = memcached store disabled. */
   readonly memcached: string;
   readonly memcachedMaxItemBytes: number;
@@ -61,6 +63,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'memcachedTimeoutMs', flag: '--memcached-timeout-ms', env: 'LATCHKEY_MEMCACHED_TIMEOUT_MS', kind: 'integer', default: 1_000, min: 10, max: 60_000, help: 'how long a memcached request may take before that server counts as unavailable' },
   { key: 'etcdEndpoints', flag: '--etcd-endpoints', env: 'LATCHKEY_ETCD_ENDPOINTS', kind: 'string', default: '', help: 'enable the etcd lock backend on this cluster: host:port[,host:port...] (client URLs)' },
   { key: 'etcdPrefix', flag: '--etcd-prefix', env: 'LATCHKEY_ETCD_PREFIX', kind: 'string', default: 'latchkey/locks/', help: 'etcd key prefix of locks; lock NAME is the one `etcdctl lock PREFIXNAME` takes' },
+  { key: 'maxBatch', flag: '--max-batch', env: 'LATCHKEY_MAX_BATCH', kind: 'integer', default: 1000, min: 1, max: 100_000, help: 'most keys in one GetMany/SetMany, and most operations in one Pipeline frame' },
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'LATCHKEY_SHUTDOWN_GRACE_MS', kind: 'integer', default: 5_000, min: 0, max: 600_000, help: 'on SIGINT/SIGTERM, how long in-flight calls may finish before they are cut off' },
 ];
 
@@ -130,6 +133,9 @@ function validate(config: Config): void {
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(config.listen)) {
     throw new ConfigError(`--listen must be host:port (e.g. 127.0.0.1:50051 or [::1]:50051), got "${config.listen}"`);
   }
+  // The pattern allows five digits; ports stop at 65535, and past that only bind would say so.
+  const port = Number(config.listen.slice(config.listen.lastIndexOf(':') + 1));
+  if (port > 65535) throw new ConfigError(`--listen port must be 0-65535 (0 = any free port), got ${port}`);
   if (config.defaultTtlMs > config.maxTtlMs) {
     throw new ConfigError(`--default-ttl-ms (${config.defaultTtlMs}) must not exceed --max-ttl-ms (${config.maxTtlMs})`);
   }
