@@ -17,7 +17,9 @@ export type Handler<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>
 /** Calls in progress, so shutdown can wait for them and then cut off the rest. */
 export class InflightCalls {
   readonly #calls = new Set<AbortController>();
+  readonly #drainers = new Set<() => void>();
   #idle: (() => void)[] = [];
+  #draining = false;
 
   get size(): number {
     return this.#calls.size;
@@ -35,6 +37,23 @@ export class InflightCalls {
   /** Resolves once no call is in flight. */
   idle(): Promise<void> {
     return this.#calls.size === 0 ? Promise.resolve() : new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /**
+   * Long-lived calls (streams) register how to wind down: at shutdown they stop taking new
+   * work and end once what they have is answered, instead of holding shutdown for the whole
+   * grace period. Returns the unregister function.
+   */
+  onDrain(fn: () => void): () => void {
+    if (this.#draining) queueMicrotask(fn);
+    else this.#drainers.add(fn);
+    return () => this.#drainers.delete(fn);
+  }
+
+  drain(): void {
+    this.#draining = true;
+    for (const fn of this.#drainers) fn();
+    this.#drainers.clear();
   }
 
   abortAll(): void {

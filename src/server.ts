@@ -3,6 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import { pipelineHandler } from './cache/pipeline.js';
 import { createCacheService } from './cache/service.js';
 import { LruStore } from './cache/lru.js';
 import { MemcachedStore } from './cache/memcached.js';
@@ -70,7 +71,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
 
   const inflight = new InflightCalls();
   const locks = createLockService(backends, config);
-  const cache = createCacheService(stores, config);
+  const cache = createCacheService(stores, config, log);
   const proto = loadProto();
   const server = new grpc.Server();
   const h = <Req, Res>(handler: (req: Req, ctx: import('./rpc.js').CallContext) => Promise<Res>) => unary(handler, inflight, log);
@@ -89,6 +90,9 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
     Delete: h(cache.delete),
     Incr: h(cache.incr),
     Touch: h(cache.touch),
+    GetMany: h(cache.getMany),
+    SetMany: h(cache.setMany),
+    Pipeline: pipelineHandler(cache, config, inflight, log),
   });
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
@@ -114,6 +118,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
         // Waiters cannot "finish" within a grace period: they would wait for a holder that
         // may never release. They get UNAVAILABLE now and can retry on another server.
         await Promise.all([...backends.values()].map((b) => b.close()));
+        inflight.drain();
         const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         let timer: NodeJS.Timeout | undefined;
         const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));

@@ -8,6 +8,7 @@ import { cacheStoreContract } from './contract/cache-store.js';
 import { startServer } from './support/server.js';
 
 cacheStoreContract({ store: 'lru', shortTtlMs: 200, start: () => startServer() });
+cacheStoreContract({ store: 'lru', shortTtlMs: 200, start: () => startServer(), transport: 'pipeline' });
 
 const signal = new AbortController().signal;
 

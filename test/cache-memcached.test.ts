@@ -31,7 +31,10 @@ function textProtocol(port: number, request: Buffer | string, until: RegExp): Pr
   });
 }
 
-if (!skip) cacheStoreContract({ store: 'memcached', shortTtlMs: 2000, start: () => startServer({ memcached: memcached!.address }) });
+if (!skip) {
+  cacheStoreContract({ store: 'memcached', shortTtlMs: 2000, start: () => startServer({ memcached: memcached!.address }) });
+  cacheStoreContract({ store: 'memcached', shortTtlMs: 2000, start: () => startServer({ memcached: memcached!.address }), transport: 'pipeline' });
+}
 
 describe('memcached store', { skip }, () => {
   test('a value set through latchkey reads back unchanged over the text protocol, and the reverse', async () => {

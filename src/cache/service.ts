@@ -14,7 +14,11 @@ import type { SetResponse } from '../../client/generated/latchkey/v1/SetResponse
 import type { TouchRequest__Output } from '../../client/generated/latchkey/v1/TouchRequest.js';
 import type { TouchResponse } from '../../client/generated/latchkey/v1/TouchResponse.js';
 import type { Config } from '../config.js';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, ResourceExhaustedError, toOpError, type Logger } from '../errors.js';
+import type { GetManyRequest__Output } from '../../client/generated/latchkey/v1/GetManyRequest.js';
+import type { GetManyResponse } from '../../client/generated/latchkey/v1/GetManyResponse.js';
+import type { SetManyRequest__Output } from '../../client/generated/latchkey/v1/SetManyRequest.js';
+import type { SetManyResponse } from '../../client/generated/latchkey/v1/SetManyResponse.js';
 import type { CallContext } from '../rpc.js';
 import { checkMs, checkName, checkText } from '../validate.js';
 import type { Fence__Output } from '../../client/generated/latchkey/v1/Fence.js';
@@ -34,9 +38,16 @@ export interface CacheService {
   delete(request: DeleteRequest__Output, ctx: CallContext): Promise<DeleteResponse>;
   incr(request: IncrRequest__Output, ctx: CallContext): Promise<IncrResponse>;
   touch(request: TouchRequest__Output, ctx: CallContext): Promise<TouchResponse>;
+  getMany(request: GetManyRequest__Output, ctx: CallContext): Promise<GetManyResponse>;
+  setMany(request: SetManyRequest__Output, ctx: CallContext): Promise<SetManyResponse>;
 }
 
-export function createCacheService(stores: ReadonlyMap<string, CacheStore>, config: Config): CacheService {
+/** Refuses a batch over --max-batch before any of it runs. */
+export function checkBatch(what: string, size: number, config: Config): void {
+  if (size > config.maxBatch) throw new ResourceExhaustedError(`${what} has ${size} entries; the limit is ${config.maxBatch} (--max-batch): split it`);
+}
+
+export function createCacheService(stores: ReadonlyMap<string, CacheStore>, config: Config, log: Logger): CacheService {
   function pick(name: string): CacheStore {
     const store = stores.get(name === '' ? config.store : name);
     if (store === undefined) {
@@ -64,7 +75,7 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
     return n;
   }
 
-  return {
+  const service: CacheService = {
     async get(request, ctx) {
       const store = pick(request.store);
       const item = await store.get(key(request.key), ctx.signal);
@@ -129,5 +140,36 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
       const store = pick(request.store);
       return { outcome: await store.touch(key(request.key), ttl(request.ttl_ms), ctx.signal) };
     },
+
+    // Batches run their items concurrently (memcached pipelines them on its connections) and
+    // answer each one, so one bad key or one down server fails only its own entries.
+    async getMany(request, ctx) {
+      checkBatch('keys', request.keys.length, config);
+      pick(request.store);
+      const results = await Promise.all(
+        request.keys.map((k) =>
+          service.get({ store: request.store, key: k }, ctx).then(
+            (res) => ({ key: k, ...res }),
+            (err: unknown) => ({ key: k, found: false, error: toOpError(err, log) }),
+          ),
+        ),
+      );
+      return { results };
+    },
+
+    async setMany(request, ctx) {
+      checkBatch('items', request.items.length, config);
+      pick(request.store);
+      const results = await Promise.all(
+        request.items.map((item) =>
+          service.set({ store: request.store, key: item.key, value: item.value, ttl_ms: item.ttl_ms, fence: null }, ctx).then(
+            (res) => ({ key: item.key, cas: res.cas }),
+            (err: unknown) => ({ key: item.key, error: toOpError(err, log) }),
+          ),
+        ),
+      );
+      return { results };
+    },
   };
+  return service;
 }

@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { CacheClient } from '../../client/generated/latchkey/v1/Cache.js';
 import type { GetResponse__Output } from '../../client/generated/latchkey/v1/GetResponse.js';
 import { loadProto } from '../../src/proto.js';
+import { PipelineCaller } from '../support/pipeline.js';
 import type { TestServer } from '../support/server.js';
 
 export interface CacheContractTarget {
@@ -15,23 +16,32 @@ export interface CacheContractTarget {
    * on a clock that ticks once a second, so its TTLs may end up to 1 s early. */
   readonly shortTtlMs: number;
   start(): Promise<TestServer>;
+  /** How cache operations travel: unary RPCs, or tagged operations on Cache/Pipeline. */
+  readonly transport?: 'unary' | 'pipeline';
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function cacheStoreContract(target: CacheContractTarget): void {
   const { store, shortTtlMs } = target;
+  const transport = target.transport ?? 'unary';
 
-  describe(`cache store contract: ${store}`, () => {
+  describe(`cache store contract: ${store} (${transport})`, () => {
     let server: TestServer;
     let cache: CacheClient;
     let seq = 0;
     const fresh = (label: string) => `contract:${store}:${label}:${process.pid}-${Date.now()}-${seq++}`;
-    const call = <Res>(method: string, request: object, client: CacheClient = cache) =>
-      new Promise<Res>((resolve, reject) => {
+    const pipelines = new Map<CacheClient, PipelineCaller>();
+    const call = <Res>(method: string, request: object, client: CacheClient = cache) => {
+      if (transport === 'pipeline') {
+        if (!pipelines.has(client)) pipelines.set(client, new PipelineCaller(client));
+        return pipelines.get(client)!.call<Res>(method, { store, ...request });
+      }
+      return new Promise<Res>((resolve, reject) => {
         const fn = (client as unknown as Record<string, Function>)[method]!;
         fn.call(client, { store, ...request }, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)));
       });
+    };
     const get = (key: string) => call<GetResponse__Output>('Get', { key });
     const set = async (key: string, value: Buffer | string, ttl_ms = 0) => BigInt((await call<{ cas: string }>('Set', { key, value: Buffer.from(value), ttl_ms })).cas);
     const cas = (key: string, value: string, casValue: bigint | string, ttl_ms = 0) => call<{ outcome: string; cas: string }>('Cas', { key, value: Buffer.from(value), cas: casValue.toString(), ttl_ms });
@@ -50,6 +60,7 @@ export function cacheStoreContract(target: CacheContractTarget): void {
       cache = server.cache;
     });
     after(async () => {
+      for (const pipeline of pipelines.values()) pipeline.close();
       await server[Symbol.asyncDispose]();
     });
 
@@ -265,7 +276,10 @@ export function cacheStoreContract(target: CacheContractTarget): void {
           }),
         );
       } finally {
-        for (const client of clients) client.close();
+        for (const client of clients) {
+          pipelines.get(client)?.close();
+          client.close();
+        }
       }
       assert.equal(await text(key), '400');
     });

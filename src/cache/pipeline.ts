@@ -1,0 +1,136 @@
+// Cache/Pipeline: any cache operations over one bidi stream. Each request frame carries
+// tagged operations; they run concurrently through the same handlers as the unary RPCs, and
+// their results go back tagged, coalesced into as few reply frames as possible (results
+// that finish in the same turn of the event loop share a frame). Per-message overhead is
+// what limits a gRPC server, so batching ops per frame is where the pipeline's speed comes from.
+import type * as grpc from '@grpc/grpc-js';
+import type { PipelineRequest__Output } from '../../client/generated/latchkey/v1/PipelineRequest.js';
+import type { PipelineResponse } from '../../client/generated/latchkey/v1/PipelineResponse.js';
+import type { PipelineResult } from '../../client/generated/latchkey/v1/PipelineResult.js';
+import type { PipelineOp__Output } from '../../client/generated/latchkey/v1/PipelineOp.js';
+import type { Config } from '../config.js';
+import { CancelledError, InvalidArgumentError, ShuttingDownError, toOpError, type Logger } from '../errors.js';
+import type { CallContext, InflightCalls } from '../rpc.js';
+import { checkBatch, type CacheService } from './service.js';
+
+/** Operations of one stream running at once; past this the stream stops reading. */
+const MAX_INFLIGHT_PER_STREAM = 4096;
+
+type Stream = grpc.ServerDuplexStream<PipelineRequest__Output, PipelineResponse>;
+
+async function run(cache: CacheService, op: PipelineOp__Output, ctx: CallContext): Promise<PipelineResult> {
+  switch (op.op) {
+    case 'get':
+      return { tag: op.tag, get: await cache.get(op.get!, ctx) };
+    case 'set':
+      return { tag: op.tag, set: await cache.set(op.set!, ctx) };
+    case 'cas':
+      return { tag: op.tag, cas: await cache.cas(op.cas!, ctx) };
+    case 'add':
+      return { tag: op.tag, add: await cache.add(op.add!, ctx) };
+    case 'delete':
+      return { tag: op.tag, delete: await cache.delete(op.delete!, ctx) };
+    case 'incr':
+      return { tag: op.tag, incr: await cache.incr(op.incr!, ctx) };
+    case 'touch':
+      return { tag: op.tag, touch: await cache.touch(op.touch!, ctx) };
+    default:
+      throw new InvalidArgumentError(`operation ${op.tag} names no operation: set one of get, set, cas, add, delete, incr, touch`);
+  }
+}
+
+export function pipelineHandler(cache: CacheService, config: Config, inflight: InflightCalls, log: Logger): grpc.handleBidiStreamingCall<PipelineRequest__Output, PipelineResponse> {
+  return (call: Stream) => {
+    const controller = new AbortController();
+    const ctx: CallContext = { signal: controller.signal, peer: call.getPeer(), remainingMs: () => Infinity };
+    let running = 0;
+    let ended = false;
+    let paused = false;
+    let finished = false;
+    let pending: PipelineResult[] = [];
+    let flushScheduled = false;
+
+    let draining = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      stopDraining();
+      inflight.delete(controller);
+      call.end();
+    };
+    const flush = () => {
+      flushScheduled = false;
+      if (pending.length === 0 || finished) return;
+      const results = pending;
+      pending = [];
+      // Backpressure: a client that does not read stops us reading its new operations.
+      if (!call.write({ results }) && !paused) {
+        paused = true;
+        call.pause();
+        call.once('drain', () => {
+          paused = false;
+          call.resume();
+        });
+      }
+      if (ended && running === 0) finish();
+    };
+    const answer = (result: PipelineResult) => {
+      pending.push(result);
+      running--;
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flush);
+      }
+      if (running < MAX_INFLIGHT_PER_STREAM / 2 && paused && call.writableLength === 0) {
+        paused = false;
+        call.resume();
+      }
+    };
+
+    inflight.add(controller);
+    // At shutdown: answer what is running, refuse what comes after, and end the stream.
+    const stopDraining = inflight.onDrain(() => {
+      draining = true;
+      ended = true;
+      if (running === 0) finish();
+    });
+    call.on('cancelled', () => {
+      if (!finished) controller.abort(new CancelledError('pipeline cancelled by the client'));
+      finished = true;
+      stopDraining();
+      inflight.delete(controller);
+    });
+    call.on('data', (request: PipelineRequest__Output) => {
+      try {
+        checkBatch('a pipeline frame', request.ops.length, config);
+      } catch (err) {
+        // A frame too big is refused op by op, so every tag still gets its answer.
+        for (const op of request.ops) {
+          running++;
+          answer({ tag: op.tag, error: toOpError(err, log) });
+        }
+        return;
+      }
+      for (const op of request.ops) {
+        running++;
+        if (draining) {
+          answer({ tag: op.tag, error: toOpError(new ShuttingDownError('server is shutting down; retry on another server'), log) });
+          continue;
+        }
+        run(cache, op, ctx).then(answer, (err: unknown) => answer({ tag: op.tag, error: toOpError(err, log) }));
+      }
+      if (running >= MAX_INFLIGHT_PER_STREAM && !paused) {
+        paused = true;
+        call.pause();
+      }
+    });
+    call.on('end', () => {
+      ended = true;
+      if (running === 0) {
+        flush();
+        finish();
+      }
+    });
+    call.on('error', () => finish());
+  };
+}
