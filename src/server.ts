@@ -16,7 +16,7 @@ import { FileLockBackend } from './locks/file.js';
 import { EtcdLockBackend } from './locks/etcd.js';
 import { MemoryLockBackend } from './locks/memory.js';
 import { createLockService } from './locks/service.js';
-import { loadProto, packageDefinition } from './proto.js';
+import { loadProto, reflectionDefinition } from './proto.js';
 import { InflightCalls, unary } from './rpc.js';
 
 export interface ServerOptions {
@@ -96,7 +96,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   });
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
-  new ReflectionService(packageDefinition()).addToServer(server);
+  new ReflectionService(reflectionDefinition()).addToServer(server);
 
   let shuttingDown: Promise<void> | undefined;
 
