@@ -1,75 +1,92 @@
 #!/usr/bin/env node
-// `latchkey serve | lock | cache`: the command line.
-import { configHelp, ConfigError, parseConfig } from './config.js';
-import { createServer } from './server.js';
+// `latchkey serve | lock | cache`: the command line. Each command lives in src/cli/; this file
+// dispatches, and is the one place that turns a command's result into the process's exit.
+import { CLIENT_OPTIONS_HELP } from './cli/args.js';
+import { EXIT, exitCodesHelp, UsageError } from './cli/exit-codes.js';
+import { Output } from './cli/output.js';
 
 const USAGE = `usage: latchkey <command> [options]
 
 commands:
-  serve     run the latchkey gRPC server (latchkey serve --help)
+  serve                              run the latchkey gRPC server (latchkey serve --help)
+  lock NAME [options] -- CMD [ARGS]  run CMD while holding lock NAME (latchkey lock --help)
+  lock describe NAME                 show a lock's holder, token, expiry and waiters
+  cache get|set|cas|add|delete|incr|touch KEY ...
+                                     the cache from a shell (latchkey cache --help)
 
-Run "latchkey <command> --help" for a command's options.`;
+Run "latchkey <command> --help" for a command's options. The client options may also come
+before the command: latchkey --address 10.0.0.5:50051 cache get KEY
 
-const SERVE_HELP = `usage: latchkey serve [options]
+${CLIENT_OPTIONS_HELP}
 
-Runs the latchkey gRPC server: services latchkey.v1.Locks and latchkey.v1.Cache, plus
-grpc.health.v1.Health and server reflection (for grpcurl). Lock backends: memory.
-Cache stores: lru. Every option can also be set by its environment variable; an option
-given on the command line wins.
+examples:
+  latchkey serve --listen 0.0.0.0:50051
+  latchkey lock nightly-backup -- /usr/local/bin/backup --full
+  latchkey lock describe nightly-backup --json
+  echo hello | latchkey cache set greeting --ttl-ms 60000 && latchkey cache get greeting
 
-options:
-${configHelp()}
+${exitCodesHelp({ withCmdNotes: true })}`;
 
-example:
-  latchkey serve --listen 127.0.0.1:50051 --lru-max-entries 100000`;
-
-async function serve(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(SERVE_HELP);
-    return 0;
+/** Client options given before the command; they are handed to it as if given after. */
+function splitGlobals(argv: readonly string[]): { globals: string[]; rest: string[] } {
+  const globals: string[] = [];
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--json' || arg.startsWith('--address=') || arg.startsWith('--deadline-ms=')) globals.push(arg);
+    else if ((arg === '--address' || arg === '--deadline-ms') && i + 1 < argv.length) globals.push(arg, argv[++i]!);
+    else break;
   }
-  const config = parseConfig(argv, process.env);
-  const server = createServer(config);
-  const address = await server.listen();
-  console.log(`latchkey listening on ${address} (locks: ${config.backend}, cache: ${config.store})`);
-  return new Promise((resolve) => {
-    const stop = (signal: string) => {
-      process.stderr.write(`latchkey: ${signal}: shutting down (grace ${config.shutdownGraceMs} ms)\n`);
-      server.shutdown().then(() => resolve(0));
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  return { globals, rest: argv.slice(i) };
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+async function main(argv: readonly string[]): Promise<number> {
+  const { globals, rest } = splitGlobals(argv);
+  const [command, ...args] = rest;
+  if (command === 'serve' && globals.length > 0) throw new UsageError(`${globals[0]} is a client option; latchkey serve takes --listen (see latchkey serve --help)`);
+  // Each command loads only what it needs: a cache get should not load etcd and memcached.
   switch (command) {
     case 'serve':
-      return serve(rest);
+      return (await import('./cli/serve.js')).serve(args);
+    case 'lock':
+      return (await import('./cli/lock.js')).lockCommand(args, globals);
+    case 'cache': {
+      const [sub, ...subArgs] = args;
+      const cache = await import('./cli/cache.js');
+      // Client options before the subcommand go after its name, where its parser reads them.
+      return sub === undefined ? cache.cacheCommand([]) : cache.cacheCommand([sub, ...globals, ...subArgs]);
+    }
     case undefined:
     case '--help':
     case '-h':
     case 'help':
-      console.log(USAGE);
+      process.stdout.write(`${USAGE}\n`);
       return command === undefined ? 2 : 0;
     default:
-      console.error(`latchkey: unknown command "${command}"\n\n${USAGE}`);
+      process.stderr.write(`latchkey: unknown command "${command}"\n\n${USAGE}\n`);
       return 2;
   }
 }
 
-main(process.argv.slice(2)).then(
+// A reader that goes away (`latchkey cache get KEY | head -c 10`) is not an error worth a
+// stack trace: stop quietly, with the status a shell gives a process killed by SIGPIPE.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(128 + 13);
+  throw err;
+});
+
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => {
     process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof ConfigError) {
-      console.error(`latchkey: ${err.message}`);
-      process.exitCode = 2;
-    } else {
-      console.error(err);
-      process.exitCode = 1;
-    }
+    // Commands report their own failures; what reaches here is a usage error found before a
+    // command could, or a bug. Either way: one line, no stack trace.
+    const code = err instanceof UsageError ? EXIT.usage : EXIT.error;
+    const message = `${code === EXIT.usage ? '' : 'unexpected error: '}${err instanceof Error ? err.message : String(err)}`;
+    const dashes = argv.indexOf('--');
+    new Output((dashes < 0 ? argv : argv.slice(0, dashes)).includes('--json'), '').fail(code, err instanceof Error ? err.name : 'Error', message);
+    process.exitCode = code;
   },
 );
