@@ -1,0 +1,156 @@
+// Results → ratios and target verdicts → the terminal table, latest.json and latest.md.
+import type { Group, Scenario, Target } from './scenarios.js';
+
+export interface CellResult {
+  readonly concurrency: number;
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly samples: number;
+  /** Scenarios that measure a value (RSS in MB). */
+  readonly value?: number;
+  readonly note?: string;
+  /** subject/baseline (throughput) or baseline/subject (latency); higher is better. */
+  ratio?: number;
+  verdict?: 'pass' | 'miss';
+  /** The target as printed, e.g. "≥ 0.85× echo.get". */
+  targetText?: string;
+  error?: string;
+}
+
+export interface ScenarioResult {
+  readonly id: string;
+  readonly group: string;
+  readonly label: string;
+  readonly unit: Scenario['unit'];
+  readonly baseline?: string;
+  readonly ratioOf: 'rps' | 'p50';
+  readonly target?: Target;
+  skipped?: string;
+  error?: string;
+  readonly cells: CellResult[];
+}
+
+export interface Machine {
+  readonly nproc: number;
+  readonly cpu: string;
+  readonly node: string;
+  readonly loadavgStart: readonly number[];
+  loadavgEnd?: readonly number[];
+}
+
+export interface Report {
+  readonly command: string;
+  readonly quick: boolean;
+  readonly startedAt: string;
+  finishedAt?: string;
+  /** The commit measured, "+ uncommitted changes" when the work tree differed from it. */
+  readonly git: string;
+  readonly machine: Machine;
+  /** Whether the SDK sent cache calls through Cache/Pipeline when asked to. */
+  sdkPipeline?: boolean | string;
+  readonly groups: readonly { name: string; title: string }[];
+  readonly scenarios: ScenarioResult[];
+  readonly profiles: { id: string; text: string }[];
+}
+
+/** Fills in ratios and verdicts from the baselines measured at the same concurrency. */
+export function judge(report: Report): void {
+  const byId = new Map(report.scenarios.map((s) => [s.id, s]));
+  for (const s of report.scenarios) {
+    for (const cell of s.cells) {
+      if (cell.error !== undefined) continue;
+      const base = s.baseline === undefined ? undefined : byId.get(s.baseline)?.cells.find((c) => c.concurrency === cell.concurrency && c.error === undefined);
+      if (base !== undefined) cell.ratio = s.ratioOf === 'p50' ? base.p50Ms / cell.p50Ms : cell.rps / base.rps;
+      const t = s.target;
+      if (t === undefined) continue;
+      if (t.kind === 'ratio') {
+        if (t.at !== undefined && !t.at.includes(cell.concurrency)) continue;
+        cell.targetText = `≥ ${t.min}× ${s.baseline}`;
+        if (cell.ratio !== undefined && Number.isFinite(cell.ratio)) cell.verdict = cell.ratio >= t.min ? 'pass' : 'miss';
+      } else if (t.kind === 'p50') {
+        cell.targetText = `p50 ≤ ${t.maxMs} ms`;
+        if (Number.isFinite(cell.p50Ms)) cell.verdict = cell.p50Ms <= t.maxMs ? 'pass' : 'miss';
+      } else {
+        cell.targetText = `≤ ${t.max} ${s.unit}`;
+        // The quick run loads fewer entries: a value, but not the one the target is about.
+        if (cell.value !== undefined && !report.quick) cell.verdict = cell.value <= t.max ? 'pass' : 'miss';
+      }
+    }
+  }
+}
+
+const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–');
+const ms = (n: number) => (Number.isFinite(n) ? (n < 10 ? n.toFixed(3) : n.toFixed(1)) : '–');
+const ratio = (c: CellResult, s: ScenarioResult) => (c.ratio === undefined || !Number.isFinite(c.ratio) ? '' : `${c.ratio.toFixed(2)}× ${s.baseline}${s.ratioOf === 'p50' ? ' (p50)' : ''}`);
+
+function rows(report: Report, group: string): string[][] {
+  const out: string[][] = [];
+  for (const s of report.scenarios.filter((x) => x.group === group)) {
+    if (s.skipped !== undefined || (s.error !== undefined && s.cells.length === 0)) {
+      out.push([s.id, s.label, '', s.skipped !== undefined ? `skipped: ${s.skipped}` : `ERROR: ${s.error}`, '', '', '', '', '']);
+      continue;
+    }
+    for (const c of s.cells) {
+      if (c.error !== undefined) {
+        out.push([s.id, s.label, String(c.concurrency), `ERROR: ${c.error}`, '', '', '', '', '']);
+        continue;
+      }
+      const throughput = s.unit === 'MB' ? `${c.value!.toFixed(0)} MB` : `${int(c.rps)} ${s.unit}/s`;
+      const verdict = c.verdict === undefined ? (c.targetText ? 'n/a' : '') : c.verdict;
+      out.push([s.id, s.label, String(c.concurrency), throughput, ms(c.p50Ms), ms(c.p99Ms), ratio(c, s), c.targetText ?? '', verdict]);
+    }
+  }
+  return out;
+}
+
+const HEADER = ['id', 'scenario', 'c', 'throughput', 'p50 ms', 'p99 ms', 'ratio', 'target', 'result'];
+
+export function textTable(report: Report): string {
+  const lines: string[] = [];
+  for (const g of report.groups) {
+    const body = rows(report, g.name).map((r) => [r[0]!, ...r.slice(2)]);
+    if (body.length === 0) continue;
+    const head = [HEADER[0]!, ...HEADER.slice(2)];
+    const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
+    lines.push('', `== ${g.title}`);
+    lines.push(head.map((h, i) => h.padEnd(widths[i]!)).join('  ').trimEnd());
+    for (const r of body) lines.push(r.map((v, i) => (i >= 2 && i <= 4 ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join('  ').trimEnd());
+  }
+  lines.push('', ...targetLines(report).map((l) => `  ${l}`));
+  for (const s of report.scenarios) for (const c of s.cells) if (c.note) lines.push(`  note ${s.id}: ${c.note}`);
+  return lines.join('\n');
+}
+
+function targetLines(report: Report): string[] {
+  const lines = ['targets:'];
+  for (const s of report.scenarios) {
+    for (const c of s.cells) {
+      if (c.targetText === undefined) continue;
+      const measured = s.target?.kind === 'ratio' ? ratio(c, s) || '–' : s.target?.kind === 'p50' ? `p50 ${ms(c.p50Ms)} ms` : `${c.value?.toFixed(0)} ${s.unit}`;
+      lines.push(`${(c.verdict ?? 'n/a').toUpperCase().padEnd(4)}  ${s.id} c=${c.concurrency}: ${measured} (target ${c.targetText})`);
+    }
+  }
+  return lines;
+}
+
+export function markdown(report: Report): string {
+  const m = report.machine;
+  const load = (l: readonly number[] | undefined) => (l ? l.map((x) => x.toFixed(2)).join(', ') : '?');
+  const out = [
+    `Measured ${report.startedAt.slice(0, 16).replace('T', ' ')} UTC on ${m.nproc} cores (${m.cpu}), Node ${m.node}; load average ${load(m.loadavgStart)} at the start, ${load(m.loadavgEnd)} at the end (a shared machine: other work ran alongside).`,
+    `Code: ${report.git}. Command: \`${report.command}\`${report.quick ? ' (quick mode: numbers are not meaningful)' : ''}. SDK cache pipeline: ${report.sdkPipeline === true ? 'on when asked' : `not in effect (${report.sdkPipeline})`}.`,
+    '',
+    'Throughput counts requests (or keys of a batch, lock cycles, hand-offs) per second over a closed loop of `c` concurrent callers in the bench process; the servers are child processes. `ratio` is against the named baseline measured at the same `c`, seconds apart, in the same run; higher is better (for hand-off it compares p50 latency).',
+  ];
+  for (const g of report.groups) {
+    const body = rows(report, g.name);
+    if (body.length === 0) continue;
+    out.push('', `**${g.title}**`, '', `| ${HEADER.slice(1).join(' | ')} |`, `|${HEADER.slice(1).map((_, i) => (i >= 2 && i <= 4 ? ' ---: ' : ' --- ')).join('|')}|`);
+    for (const r of body) out.push(`| ${r.slice(1).map((v) => v.replaceAll('|', '\\|')).join(' | ')} |`);
+  }
+  out.push('', ...targetLines(report).map((l, i) => (i === 0 ? '**Targets**' + '\n' : `- ${l}`)));
+  const notes = report.scenarios.flatMap((s) => s.cells.filter((c) => c.note).map((c) => `- ${s.id}: ${c.note}`));
+  if (notes.length > 0) out.push('', ...notes);
+  return `${out.join('\n')}\n`;
+}

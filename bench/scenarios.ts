@@ -1,0 +1,555 @@
+// What `npm run bench` measures. Scenarios come in groups; within a group every scenario is
+// measured at one concurrency, then all of them at the next, so a scenario and the baseline
+// it is divided by are measured back to back, seconds apart, in the same run.
+//
+// "ratio" is always "higher is better": subject/baseline for throughput, baseline/subject
+// for latency rows (hand-off).
+import * as grpc from '@grpc/grpc-js';
+import memjs from 'memjs';
+import { connect, type ConnectOptions, type LatchkeyClient, type LockHandle } from '../client/index.js';
+import type { ProtoGrpcType as CacheProto } from '../client/generated/cache.js';
+import type { ProtoGrpcType as LocksProto } from '../client/generated/locks.js';
+import type { CacheClient as CacheStub } from '../client/generated/latchkey/v1/Cache.js';
+import type { GetManyResponse__Output } from '../client/generated/latchkey/v1/GetManyResponse.js';
+import type { GetResponse__Output } from '../client/generated/latchkey/v1/GetResponse.js';
+import type { Lease__Output } from '../client/generated/latchkey/v1/Lease.js';
+import type { LocksClient as LocksStub } from '../client/generated/latchkey/v1/Locks.js';
+import type { PipelineResponse__Output } from '../client/generated/latchkey/v1/PipelineResponse.js';
+import type { SetManyResponse__Output } from '../client/generated/latchkey/v1/SetManyResponse.js';
+import type { SetResponse__Output } from '../client/generated/latchkey/v1/SetResponse.js';
+import { loadPackageDefinition } from '../client/proto.js';
+import { DirectEtcdMutex } from './etcd-mutex.js';
+import { runLoad, Samples, percentile, settle, sleep, type Cell, type LoadOptions, type Op } from './measure.js';
+
+export type Needs = 'etcd' | 'memcached';
+
+export type Target =
+  /** ratio ≥ min, at the listed concurrencies (all when omitted). */
+  | { readonly kind: 'ratio'; readonly min: number; readonly at?: readonly number[] }
+  /** p50 ≤ maxMs at every concurrency. */
+  | { readonly kind: 'p50'; readonly maxMs: number }
+  /** the measured value (e.g. MB) ≤ max. */
+  | { readonly kind: 'value'; readonly max: number };
+
+export interface Env {
+  readonly quick: boolean;
+  readonly echo: string;
+  /** The latchkey server this scenario talks to. */
+  readonly latchkey: string;
+  readonly memcached: string | undefined;
+  readonly etcd: string | undefined;
+}
+
+export interface Prepared {
+  /** One operation of a closed-loop worker (the usual case). */
+  readonly op?: Op;
+  /** Or a measurement of its own at concurrency c (hand-off, memory). */
+  readonly run?: (concurrency: number, load: LoadOptions) => Promise<Cell & { value?: number; note?: string }>;
+  readonly close?: () => Promise<void> | void;
+}
+
+export interface Scenario {
+  readonly id: string;
+  readonly label: string;
+  /** What the throughput column counts. */
+  readonly unit: 'req' | 'keys' | 'cycles' | 'hand-offs' | 'MB';
+  readonly needs?: readonly Needs[];
+  /** Whether it talks to a latchkey server (with --profile it gets a profiled one of its own). */
+  readonly latchkey: boolean;
+  /** Overrides the group's levels (the RSS row runs once). */
+  readonly concurrencies?: readonly number[];
+  readonly baseline?: string;
+  readonly ratioOf?: 'rps' | 'p50';
+  readonly target?: Target;
+  readonly prepare: (env: Env) => Promise<Prepared>;
+}
+
+export interface Group {
+  readonly name: string;
+  readonly title: string;
+  /** Concurrency levels (hand-off: contenders). */
+  readonly concurrencies: readonly number[];
+  /**
+   * by-concurrency: every scenario at c=1, then every one at c=16, ... (baselines next to
+   * their subjects); by-row: each scenario at every level before the next (state carried
+   * from one scenario to the next, as in the memory group).
+   */
+  readonly order: 'by-concurrency' | 'by-row';
+  /** A latchkey server of the group's own (e.g. a big LRU), instead of the shared one. */
+  readonly serverArgs?: readonly string[];
+  readonly scenarios: readonly Scenario[];
+}
+
+// ---- clients ------------------------------------------------------------------------------
+
+type Services = (CacheProto & LocksProto)['latchkey']['v1'];
+let services: Services | undefined;
+const proto = (): Services => (services ??= (grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as CacheProto & LocksProto).latchkey.v1);
+
+/** A raw grpc-js stub on a channel of its own; no deadline, no metadata: the least a client can do. */
+function cacheStub(address: string): CacheStub {
+  return new (proto().Cache)(address, grpc.credentials.createInsecure());
+}
+
+function locksStub(address: string): LocksStub {
+  return new (proto().Locks)(address, grpc.credentials.createInsecure());
+}
+
+function unary<Res>(fn: (cb: grpc.requestCallback<Res>) => unknown): Promise<Res> {
+  return new Promise((resolve, reject) => fn((err, res) => (err ? reject(err) : resolve(res!))));
+}
+
+/** The SDK, with the transparent cache pipeline asked for on or off. */
+function sdk(address: string, pipeline: boolean, extra: Partial<ConnectOptions> = {}): LatchkeyClient {
+  // `pipeline` is the SDK's switch for multiplexing concurrent cache calls onto Cache/Pipeline.
+  const options: ConnectOptions & { readonly pipeline: boolean } = { ...extra, pipeline };
+  return connect(address, options);
+}
+
+/**
+ * Whether the SDK really sends cache calls through Cache/Pipeline when asked to: a client
+ * with a recording interceptor makes a few concurrent Gets and reports the methods it saw.
+ */
+export async function sdkPipelines(address: string): Promise<boolean> {
+  const methods = new Set<string>();
+  const spy: grpc.Interceptor = (options, next) => {
+    methods.add(options.method_definition.path);
+    return new grpc.InterceptingCall(next(options));
+  };
+  const client = sdk(address, true, { channelOptions: { interceptors: [spy] } });
+  try {
+    await Promise.all(Array.from({ length: 8 }, (_, i) => client.cache('lru').get(`probe-${i}`)));
+  } finally {
+    await client.close();
+  }
+  return [...methods].some((m) => m.endsWith('/Pipeline'));
+}
+
+/** Multiplexes Get frames over one Cache/Pipeline stream: tags in, results matched by tag. */
+class RawPipeline {
+  readonly #stream: grpc.ClientDuplexStream<object, PipelineResponse__Output>;
+  readonly #waiting = new Map<string, { left: number; resolve: () => void; reject: (err: Error) => void }>();
+  #tag = 0;
+  #failure: Error | undefined;
+
+  constructor(stub: CacheStub) {
+    this.#stream = stub.Pipeline();
+    this.#stream.on('data', (response: PipelineResponse__Output) => {
+      for (const result of response.results) {
+        const frame = this.#waiting.get(result.tag);
+        this.#waiting.delete(result.tag);
+        if (frame === undefined) continue;
+        if (result.result === 'error') frame.reject(new Error(`pipeline op failed: ${result.error!.message}`));
+        else if (--frame.left === 0) frame.resolve();
+      }
+    });
+    this.#stream.on('error', (err: Error) => {
+      this.#failure = err;
+      for (const frame of this.#waiting.values()) frame.reject(err);
+      this.#waiting.clear();
+    });
+  }
+
+  /** One frame of Gets; resolves when every one is answered. */
+  get(store: string, keys: readonly string[]): Promise<number> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => {
+      const frame = { left: keys.length, resolve: () => resolve(keys.length), reject };
+      const ops = keys.map((key) => {
+        const tag = String(++this.#tag);
+        this.#waiting.set(tag, frame);
+        return { tag, get: { store, key } };
+      });
+      this.#stream.write({ ops });
+    });
+  }
+
+  close(): void {
+    this.#stream.end();
+  }
+}
+
+// ---- data -----------------------------------------------------------------------------------
+
+const KEYS = 1000;
+const VALUE = Buffer.alloc(100, 'v');
+const getKey = (i: number) => `bench:get:${i % KEYS}`;
+const setKey = (i: number) => `bench:set:${i % KEYS}`;
+const batchKeys = (start: number, n: number) => Array.from({ length: n }, (_, j) => getKey(start + j));
+
+/** Stores the Get keys: with SetMany on latchkey, with concurrent Sets on the echo server. */
+async function preloadGrpc(stub: CacheStub, store: string, echo: boolean): Promise<void> {
+  if (echo) {
+    await Promise.all(Array.from({ length: KEYS }, (_, i) => unary<SetResponse__Output>((cb) => stub.Set({ store, key: getKey(i), value: VALUE }, cb))));
+    return;
+  }
+  const items = Array.from({ length: KEYS }, (_, i) => ({ key: getKey(i), value: VALUE, ttl_ms: '0' }));
+  const res = await unary<SetManyResponse__Output>((cb) => stub.SetMany({ store, items }, cb));
+  const failed = res.results.find((r) => r.error);
+  if (failed) throw new Error(`preload of ${store} failed: ${failed.error!.message}`);
+}
+
+function counter(): () => number {
+  let n = 0;
+  return () => n++;
+}
+
+// ---- scenario builders --------------------------------------------------------------------
+
+/** Raw grpc-js unary Get (or Set) against the echo server or latchkey, same client code. */
+function rawUnary(kind: 'get' | 'set', target: 'echo' | 'latchkey', store = 'lru'): Scenario['prepare'] {
+  return async (env) => {
+    const stub = cacheStub(target === 'echo' ? env.echo : env.latchkey);
+    if (kind === 'get') await preloadGrpc(stub, store, target === 'echo');
+    const next = counter();
+    const op: Op =
+      kind === 'get'
+        ? () =>
+            unary<GetResponse__Output>((cb) => stub.Get({ store, key: getKey(next()) }, cb)).then((res) => {
+              if (!res.found) throw new Error('Get missed a preloaded key');
+            })
+        : () => unary<SetResponse__Output>((cb) => stub.Set({ store, key: setKey(next()), value: VALUE }, cb)).then(() => {});
+    return { op, close: () => stub.close() };
+  };
+}
+
+function sdkCache(kind: 'get' | 'set', store: 'lru' | 'memcached', pipeline: boolean): Scenario['prepare'] {
+  return async (env) => {
+    const stub = cacheStub(env.latchkey);
+    if (kind === 'get') await preloadGrpc(stub, store, false);
+    stub.close();
+    const client = sdk(env.latchkey, pipeline);
+    const cache = client.cache(store);
+    const next = counter();
+    const op: Op =
+      kind === 'get'
+        ? async () => {
+            if ((await cache.get(getKey(next()))) === undefined) throw new Error('SDK get missed a preloaded key');
+          }
+        : async () => {
+            await cache.set(setKey(next()), VALUE);
+          };
+    return { op, close: () => client.close() };
+  };
+}
+
+/** Raw Cache/Pipeline frames of `batch` Gets each; concurrency = frames in flight on one stream. */
+function rawStream(target: 'echo' | 'latchkey', batch: number): Scenario['prepare'] {
+  return async (env) => {
+    const stub = cacheStub(target === 'echo' ? env.echo : env.latchkey);
+    await preloadGrpc(stub, 'lru', target === 'echo');
+    const pipeline = new RawPipeline(stub);
+    const next = counter();
+    return {
+      op: () => pipeline.get('lru', batch === 1 ? [getKey(next())] : batchKeys(next() * batch, batch)),
+      close: () => {
+        pipeline.close();
+        stub.close();
+      },
+    };
+  };
+}
+
+function getMany(target: 'echo' | 'latchkey', batch: number): Scenario['prepare'] {
+  return async (env) => {
+    const stub = cacheStub(target === 'echo' ? env.echo : env.latchkey);
+    await preloadGrpc(stub, 'lru', target === 'echo');
+    const next = counter();
+    return {
+      op: async () => {
+        const res = await unary<GetManyResponse__Output>((cb) => stub.GetMany({ store: 'lru', keys: batchKeys(next() * batch, batch) }, cb));
+        if (res.results.some((r) => !r.found)) throw new Error('GetMany missed a preloaded key');
+        return batch;
+      },
+      close: () => stub.close(),
+    };
+  };
+}
+
+function memjsDirect(kind: 'get' | 'set'): Scenario['prepare'] {
+  return async (env) => {
+    const client = memjs.Client.create(env.memcached!, { logger: { log: () => {} } });
+    if (kind === 'get') await Promise.all(Array.from({ length: KEYS }, (_, i) => client.set(getKey(i), VALUE, {})));
+    const next = counter();
+    const op: Op =
+      kind === 'get'
+        ? async () => {
+            if ((await client.get(getKey(next()))).value === null) throw new Error('memjs get missed a preloaded key');
+          }
+        : async () => {
+            await client.set(setKey(next()), VALUE, {});
+          };
+    return { op, close: () => client.close() };
+  };
+}
+
+/** Uncontended acquire + release through the SDK: each worker has a lock name of its own. */
+function sdkLockCycle(backend: 'memory' | 'file' | 'etcd'): Scenario['prepare'] {
+  return async (env) => {
+    const client = sdk(env.latchkey, false);
+    const op: Op = async (w) => {
+      const handle = await client.lock(`bench-cycle-${w}`, { backend, ttlMs: 30_000 });
+      const state = await handle.release();
+      if (state !== 'released') throw new Error(`release ended ${state}: ${handle.error?.message}`);
+    };
+    return { op, close: () => client.close() };
+  };
+}
+
+/** The same cycle as two raw grpc-js calls: the server's share without the SDK's. */
+function rawLockCycle(backend: 'memory'): Scenario['prepare'] {
+  return async (env) => {
+    const stub = locksStub(env.latchkey);
+    const op: Op = async (w) => {
+      const name = `bench-raw-${w}`;
+      const lease = await unary<Lease__Output>((cb) => stub.Acquire({ name, backend, ttl_ms: '30000', wait_ms: '0', owner: 'bench' }, cb));
+      await unary((cb) => stub.Release({ name, backend, lease_id: lease.lease_id }, cb));
+    };
+    return { op, close: () => stub.close() };
+  };
+}
+
+function directEtcdCycle(perLockLease: boolean): Scenario['prepare'] {
+  return async (env) => {
+    const mutex = new DirectEtcdMutex(env.etcd!, { prefix: `bench/direct/${perLockLease ? 'lease' : 'session'}/`, perLockLease });
+    const op: Op = async (w) => mutex.unlock(await mutex.lock(`cycle-${w}`, w));
+    return { op, close: () => mutex.close() };
+  };
+}
+
+/**
+ * Contended hand-off: `concurrency` contenders take turns on one lock, each holding it for
+ * holdMs. A sample is the time from the holder calling release to the next holder's acquire
+ * resolving, counted only when that next holder had asked at least holdMs/2 before the
+ * release (so it was queued, not still on its way).
+ */
+function handoff<H>(holdMs: number, setup: (env: Env, name: string) => Promise<{ acquire(w: number): Promise<H>; release(w: number, held: H): Promise<void>; close(): Promise<void> }>): Scenario['prepare'] {
+  return async (env) => ({
+    run: async (concurrency, load) => {
+      const lock = await setup(env, `bench-handoff-${concurrency}-${Date.now()}`);
+      const samples = new Samples();
+      let releaseStartedAt = -1;
+      let measuring = false;
+      let stopping = false;
+      let windowStart = 0;
+      let failure: unknown;
+      const worker = async (w: number) => {
+        while (!stopping) {
+          try {
+            const asked = performance.now();
+            const held = await lock.acquire(w);
+            const got = performance.now();
+            if (measuring && releaseStartedAt >= windowStart && asked <= releaseStartedAt - holdMs / 2) samples.push(got - releaseStartedAt);
+            await new Promise((resolve) => setTimeout(resolve, holdMs));
+            releaseStartedAt = performance.now();
+            await lock.release(w, held);
+          } catch (err) {
+            failure ??= err;
+            stopping = true;
+          }
+        }
+      };
+      const workers = Array.from({ length: concurrency }, (_, w) => worker(w));
+      await sleep(load.warmupMs, () => stopping);
+      windowStart = performance.now();
+      measuring = true;
+      await sleep(load.durationMs, () => stopping);
+      const seconds = (performance.now() - windowStart) / 1000;
+      measuring = false;
+      stopping = true;
+      await settle(workers);
+      await lock.close();
+      if (failure !== undefined) throw failure;
+      const sorted = samples.sorted();
+      return { rps: sorted.length / seconds, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), samples: sorted.length };
+    },
+  });
+}
+
+function sdkHandoff(backend: 'memory' | 'etcd', holdMs: number): Scenario['prepare'] {
+  return handoff<LockHandle>(holdMs, async (env, name) => {
+    const client = sdk(env.latchkey, false);
+    return {
+      acquire: () => client.lock(name, { backend, ttlMs: 30_000, waitMs: 60_000 }),
+      release: async (_, handle) => {
+        const state = await handle.release();
+        if (state !== 'released') throw new Error(`release ended ${state}: ${handle.error?.message}`);
+      },
+      close: () => client.close(),
+    };
+  });
+}
+
+function directEtcdHandoff(holdMs: number): Scenario['prepare'] {
+  return handoff(holdMs, async (env, name) => {
+    const mutex = new DirectEtcdMutex(env.etcd!, { prefix: 'bench/direct/handoff/' });
+    return { acquire: (w) => mutex.lock(name, w), release: (_, held) => mutex.unlock(held), close: () => mutex.close() };
+  });
+}
+
+// ---- LRU memory -----------------------------------------------------------------------------
+
+export const RSS_ENTRIES = 1_000_000;
+const QUICK_RSS_ENTRIES = 20_000;
+const memKey = (i: number) => `mem:${String(i).padStart(7, '0')}`;
+
+/** SetMany batches of 1000 with 4 in flight: keys memKey(from..to-1), 100-byte values. */
+async function fill(stub: CacheStub, from: number, to: number): Promise<void> {
+  const BATCH = 1000;
+  let next = from;
+  const loader = async () => {
+    while (next < to) {
+      const start = next;
+      next = Math.min(to, next + BATCH);
+      const items: { key: string; value: Buffer; ttl_ms: string }[] = [];
+      for (let i = start; i < next; i++) items.push({ key: memKey(i), value: VALUE, ttl_ms: '0' });
+      const res = await unary<SetManyResponse__Output>((cb) => stub.SetMany({ store: 'lru', items }, cb));
+      const failed = res.results.find((r) => r.error);
+      if (failed) throw new Error(`SetMany failed: ${failed.error!.message}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, loader));
+}
+
+/** Random Gets over the first `keys` memKeys. */
+function randomGet(keys: (env: Env) => number): Scenario['prepare'] {
+  return async (env) => {
+    const stub = cacheStub(env.latchkey);
+    const n = keys(env);
+    if (n === 1000) await fill(stub, 0, 1000);
+    const op: Op = () =>
+      unary<GetResponse__Output>((cb) => stub.Get({ store: 'lru', key: memKey(Math.floor(Math.random() * n)) }, cb)).then((res) => {
+        if (!res.found) throw new Error('random Get missed a loaded key');
+      });
+    return { op, close: () => stub.close() };
+  };
+}
+
+// ---- the groups -----------------------------------------------------------------------------
+
+const C = [1, 16, 64] as const;
+/** The RSS row needs the server's pid; run.ts provides it. */
+export interface MemoryProbe {
+  rssMb(): number;
+}
+let memoryProbe: MemoryProbe | undefined;
+export const setMemoryProbe = (probe: MemoryProbe) => (memoryProbe = probe);
+
+/** Entries the memory group loads (the Get-over-1M row reads what the RSS row loaded). */
+export const rssEntries = (env: Env) => (env.quick ? QUICK_RSS_ENTRIES : RSS_ENTRIES);
+
+export const GROUPS: readonly Group[] = [
+  {
+    name: 'unary',
+    title: 'Unary calls vs a bare grpc-js echo server',
+    concurrencies: C,
+    order: 'by-concurrency',
+    scenarios: [
+      { id: 'echo.get', label: 'echo server: unary Get (raw grpc-js)', unit: 'req', latchkey: false, prepare: rawUnary('get', 'echo') },
+      { id: 'lru.get.raw', label: 'latchkey LRU: unary Get (raw grpc-js)', unit: 'req', latchkey: true, baseline: 'echo.get', target: { kind: 'ratio', min: 0.85 }, prepare: rawUnary('get', 'latchkey') },
+      { id: 'lru.get.sdk', label: 'latchkey LRU: SDK get, pipeline off', unit: 'req', latchkey: true, baseline: 'echo.get', prepare: sdkCache('get', 'lru', false) },
+      { id: 'echo.set', label: 'echo server: unary Set (raw grpc-js)', unit: 'req', latchkey: false, prepare: rawUnary('set', 'echo') },
+      { id: 'lru.set.raw', label: 'latchkey LRU: unary Set (raw grpc-js)', unit: 'req', latchkey: true, baseline: 'echo.set', prepare: rawUnary('set', 'latchkey') },
+      { id: 'lru.set.sdk', label: 'latchkey LRU: SDK set, pipeline off', unit: 'req', latchkey: true, baseline: 'echo.set', prepare: sdkCache('set', 'lru', false) },
+      { id: 'lock.memory.sdk', label: 'memory lock: acquire+release (SDK)', unit: 'cycles', latchkey: true, baseline: 'echo.get', target: { kind: 'ratio', min: 0.45 }, prepare: sdkLockCycle('memory') },
+      { id: 'lock.memory.raw', label: 'memory lock: acquire+release (raw grpc-js)', unit: 'cycles', latchkey: true, baseline: 'echo.get', prepare: rawLockCycle('memory') },
+      { id: 'lock.file.sdk', label: 'file lock: acquire+release (SDK)', unit: 'cycles', latchkey: true, baseline: 'echo.get', prepare: sdkLockCycle('file') },
+    ],
+  },
+  {
+    name: 'stream',
+    title: 'Cache/Pipeline frames vs the echo server over the same bidi stream',
+    concurrencies: C,
+    order: 'by-concurrency',
+    scenarios: [
+      { id: 'echo.stream.get', label: 'echo server: Pipeline, 1 Get per frame', unit: 'req', latchkey: false, prepare: rawStream('echo', 1) },
+      { id: 'lru.pipeline.get', label: 'latchkey LRU: Pipeline, 1 Get per frame', unit: 'req', latchkey: true, baseline: 'echo.stream.get', prepare: rawStream('latchkey', 1) },
+      { id: 'echo.stream.get100', label: 'echo server: Pipeline, 100 Gets per frame', unit: 'keys', latchkey: false, prepare: rawStream('echo', 100) },
+      { id: 'lru.pipeline.get100', label: 'latchkey LRU: Pipeline, 100 Gets per frame', unit: 'keys', latchkey: true, baseline: 'echo.stream.get100', prepare: rawStream('latchkey', 100) },
+      { id: 'echo.getmany100', label: 'echo server: GetMany, 100 keys', unit: 'keys', latchkey: false, prepare: getMany('echo', 100) },
+      { id: 'lru.getmany100', label: 'latchkey LRU: GetMany, 100 keys', unit: 'keys', latchkey: true, baseline: 'echo.getmany100', prepare: getMany('latchkey', 100) },
+    ],
+  },
+  {
+    name: 'memcached',
+    title: 'SDK cache calls vs a direct memjs client on the same memcached',
+    concurrencies: C,
+    order: 'by-concurrency',
+    scenarios: [
+      { id: 'memjs.get', label: 'memjs direct: get', unit: 'req', needs: ['memcached'], latchkey: false, prepare: memjsDirect('get') },
+      { id: 'lru.get.sdk-pipe', label: 'latchkey LRU: SDK get, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.get', target: { kind: 'ratio', min: 0.5, at: [64] }, prepare: sdkCache('get', 'lru', true) },
+      { id: 'mc.get.sdk', label: 'latchkey memcached: SDK get, pipeline off', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.get', prepare: sdkCache('get', 'memcached', false) },
+      { id: 'mc.get.sdk-pipe', label: 'latchkey memcached: SDK get, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.get', target: { kind: 'ratio', min: 0.4 }, prepare: sdkCache('get', 'memcached', true) },
+      { id: 'memjs.set', label: 'memjs direct: set', unit: 'req', needs: ['memcached'], latchkey: false, prepare: memjsDirect('set') },
+      { id: 'lru.set.sdk-pipe', label: 'latchkey LRU: SDK set, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.set', prepare: sdkCache('set', 'lru', true) },
+      { id: 'mc.set.sdk', label: 'latchkey memcached: SDK set, pipeline off', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.set', prepare: sdkCache('set', 'memcached', false) },
+      { id: 'mc.set.sdk-pipe', label: 'latchkey memcached: SDK set, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.set', prepare: sdkCache('set', 'memcached', true) },
+    ],
+  },
+  {
+    name: 'etcd',
+    title: 'etcd lock cycle vs the same mutex recipe driven directly with etcd3',
+    concurrencies: C,
+    order: 'by-concurrency',
+    scenarios: [
+      { id: 'etcd3.cycle', label: 'etcd3 direct mutex: lock+unlock (session lease)', unit: 'cycles', needs: ['etcd'], latchkey: false, prepare: directEtcdCycle(false) },
+      { id: 'lock.etcd.sdk', label: 'etcd lock: acquire+release (SDK)', unit: 'cycles', needs: ['etcd'], latchkey: true, baseline: 'etcd3.cycle', target: { kind: 'ratio', min: 0.7 }, prepare: sdkLockCycle('etcd') },
+      { id: 'etcd3.cycle.lease', label: 'etcd3 direct mutex: grant+lock+unlock+revoke (lease per lock)', unit: 'cycles', needs: ['etcd'], latchkey: false, baseline: 'etcd3.cycle', prepare: directEtcdCycle(true) },
+    ],
+  },
+  {
+    name: 'handoff',
+    title: 'Contended hand-off: release → next waiter granted (concurrency = contenders on one lock)',
+    concurrencies: [2, 16, 64],
+    order: 'by-concurrency',
+    scenarios: [
+      { id: 'handoff.memory', label: 'memory lock hand-off (SDK, 1 ms hold)', unit: 'hand-offs', latchkey: true, target: { kind: 'p50', maxMs: 1 }, prepare: sdkHandoff('memory', 1) },
+      { id: 'etcd3.handoff', label: 'etcd3 direct mutex hand-off (20 ms hold)', unit: 'hand-offs', needs: ['etcd'], latchkey: false, prepare: directEtcdHandoff(20) },
+      { id: 'handoff.etcd', label: 'etcd lock hand-off (SDK, 20 ms hold)', unit: 'hand-offs', needs: ['etcd'], latchkey: true, baseline: 'etcd3.handoff', ratioOf: 'p50', prepare: sdkHandoff('etcd', 20) },
+    ],
+  },
+  {
+    name: 'memory',
+    title: 'LRU memory and per-Get cost, 1 k vs 1 M entries of 100 bytes (one server of its own)',
+    concurrencies: C,
+    order: 'by-row',
+    serverArgs: ['--lru-max-entries', '1100000', '--lru-max-bytes', String(4 * 1024 ** 3)],
+    scenarios: [
+      { id: 'lru.get.1k', label: 'latchkey LRU: random Get over 1 k entries (raw grpc-js)', unit: 'req', latchkey: true, prepare: randomGet(() => 1000) },
+      {
+        id: 'lru.rss.1m',
+        label: 'latchkey LRU: server RSS with 1 M × 100-byte entries',
+        unit: 'MB',
+        latchkey: true,
+        concurrencies: [1],
+        target: { kind: 'value', max: 400 },
+        prepare: async (env) => ({
+          run: async () => {
+            const stub = cacheStub(env.latchkey);
+            const entries = rssEntries(env);
+            const before = memoryProbe!.rssMb();
+            const start = performance.now();
+            await fill(stub, 1000, entries);
+            const loadS = (performance.now() - start) / 1000;
+            // Let the last frames' garbage go before reading RSS.
+            await sleep(env.quick ? 100 : 1_000);
+            const after = memoryProbe!.rssMb();
+            stub.close();
+            return {
+              rps: (entries - 1000) / loadS,
+              p50Ms: NaN,
+              p99Ms: NaN,
+              samples: 0,
+              value: after,
+              note: `${entries.toLocaleString('en-US')} entries; RSS ${before.toFixed(0)} MB idle → ${after.toFixed(0)} MB loaded (${(((after - before) * 1024 * 1024) / entries).toFixed(0)} B/entry); loaded by SetMany at the rate shown`,
+            };
+          },
+        }),
+      },
+      { id: 'lru.get.1m', label: 'latchkey LRU: random Get over 1 M entries (raw grpc-js)', unit: 'req', latchkey: true, baseline: 'lru.get.1k', prepare: randomGet(rssEntries) },
+    ],
+  },
+];
+
+/** Every scenario id, in the order they run. */
+export const SCENARIO_IDS: readonly string[] = GROUPS.flatMap((g) => g.scenarios.map((s) => s.id));
