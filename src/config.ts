@@ -29,16 +29,33 @@ export interface Config {
   readonly etcdEndpoints: string;
   /** etcd key prefix of locks: lock <name> is `etcdctl lock <etcdPrefix><name>`. */
   readonly etcdPrefix: string;
+  /** PEM files; both set = serve TLS. */
+  readonly tlsCert: string;
+  readonly tlsKey: string;
+  /** PEM CA bundle; set = mutual TLS, clients must present a certificate it signed. */
+  readonly tlsCa: string;
+  /** Allow plaintext on an address that is not loopback. */
+  readonly insecure: boolean;
+  /** Bearer tokens file; '' = no authentication. */
+  readonly authTokensFile: string;
+  /** Who may use server reflection when tokens are required. */
+  readonly reflection: 'auth' | 'public' | 'off';
+  readonly maxWaitersPerLock: number;
+  readonly maxWaiters: number;
+  readonly maxStreams: number;
+  readonly maxMessageBytes: number;
 }
 
-type Kind = 'string' | 'integer';
+type Kind = 'string' | 'integer' | 'boolean';
 
 interface FlagSpec {
   readonly key: keyof Config;
   readonly flag: string;
   readonly env: string;
   readonly kind: Kind;
-  readonly default: string | number;
+  readonly default: string | number | boolean;
+  /** Allowed values of a string option. */
+  readonly choices?: readonly string[];
   readonly help: string;
   /** Inclusive bounds for integers. */
   readonly min?: number;
@@ -64,6 +81,16 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'etcdEndpoints', flag: '--etcd-endpoints', env: 'LATCHKEY_ETCD_ENDPOINTS', kind: 'string', default: '', help: 'enable the etcd lock backend on this cluster: host:port[,host:port...] (client URLs)' },
   { key: 'etcdPrefix', flag: '--etcd-prefix', env: 'LATCHKEY_ETCD_PREFIX', kind: 'string', default: 'latchkey/locks/', help: 'etcd key prefix of locks; lock NAME is the one `etcdctl lock PREFIXNAME` takes' },
   { key: 'maxBatch', flag: '--max-batch', env: 'LATCHKEY_MAX_BATCH', kind: 'integer', default: 1000, min: 1, max: 100_000, help: 'most keys in one GetMany/SetMany, and most operations in one Pipeline frame' },
+  { key: 'tlsCert', flag: '--tls-cert', env: 'LATCHKEY_TLS_CERT', kind: 'string', default: '', help: 'serve TLS with this PEM certificate (chain); needs --tls-key' },
+  { key: 'tlsKey', flag: '--tls-key', env: 'LATCHKEY_TLS_KEY', kind: 'string', default: '', help: 'PEM private key of --tls-cert' },
+  { key: 'tlsCa', flag: '--tls-ca', env: 'LATCHKEY_TLS_CA', kind: 'string', default: '', help: 'mutual TLS: require client certificates signed by this PEM CA bundle' },
+  { key: 'insecure', flag: '--insecure', env: 'LATCHKEY_INSECURE', kind: 'boolean', default: false, help: 'allow plaintext on an address that is not loopback (without it, such a --listen needs TLS)' },
+  { key: 'authTokensFile', flag: '--auth-tokens-file', env: 'LATCHKEY_AUTH_TOKENS_FILE', kind: 'string', default: '', help: 'require "authorization: Bearer <token>" from this file (one token per line, optional name prefixes after it; reloaded on SIGHUP)' },
+  { key: 'reflection', flag: '--reflection', env: 'LATCHKEY_REFLECTION', kind: 'string', default: 'auth', choices: ['auth', 'public', 'off'], help: 'server reflection: auth (needs a token when tokens are on), public (never needs one), or off' },
+  { key: 'maxWaitersPerLock', flag: '--max-waiters-per-lock', env: 'LATCHKEY_MAX_WAITERS_PER_LOCK', kind: 'integer', default: 1_000, min: 1, max: 1_000_000, help: 'most Acquire calls waiting on one lock name through this server' },
+  { key: 'maxWaiters', flag: '--max-waiters', env: 'LATCHKEY_MAX_WAITERS', kind: 'integer', default: 10_000, min: 1, max: 10_000_000, help: 'most Acquire calls waiting through this server in all' },
+  { key: 'maxStreams', flag: '--max-streams', env: 'LATCHKEY_MAX_STREAMS', kind: 'integer', default: 1_000, min: 1, max: 1_000_000, help: 'most Cache/Pipeline streams open at once' },
+  { key: 'maxMessageBytes', flag: '--max-message-bytes', env: 'LATCHKEY_MAX_MESSAGE_BYTES', kind: 'integer', default: 16 * 1024 * 1024, min: 64 * 1024, max: 1024 * 1024 * 1024, help: 'largest gRPC message accepted; must exceed --max-value-bytes' },
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'LATCHKEY_SHUTDOWN_GRACE_MS', kind: 'integer', default: 5_000, min: 0, max: 600_000, help: 'on SIGINT/SIGTERM, how long in-flight calls may finish before they are cut off' },
 ];
 
@@ -73,9 +100,15 @@ export class ConfigError extends TypeError {
   override name = 'ConfigError';
 }
 
-function parseValue(spec: FlagSpec, raw: string, source: string): string | number {
+function parseValue(spec: FlagSpec, raw: string, source: string): string | number | boolean {
+  if (spec.kind === 'boolean') {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new ConfigError(`${source} must be true or false, got "${raw}"`);
+  }
   if (spec.kind === 'string') {
     if (raw.trim() === '' && spec.default !== '') throw new ConfigError(`${source} must not be empty`);
+    if (spec.choices && !spec.choices.includes(raw.trim())) throw new ConfigError(`${source} must be one of ${spec.choices.join(', ')}, got "${raw}"`);
     return raw.trim();
   }
   if (!/^\d+$/.test(raw.replaceAll('_', ''))) throw new ConfigError(`${source} must be a whole number, got "${raw}"`);
@@ -98,7 +131,7 @@ export function resolveConfig(overrides: Partial<Config> = {}): Config {
  * ConfigError naming the flag. Unknown flags are errors, not ignored.
  */
 export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Config {
-  const values: Record<string, string | number> = {};
+  const values: Record<string, string | number | boolean> = {};
   for (const spec of FLAGS) {
     const raw = env[spec.env];
     if (raw !== undefined && raw !== '') values[spec.key] = parseValue(spec, raw, `${spec.env}`);
@@ -109,6 +142,10 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     const name = eq >= 0 ? arg.slice(0, eq) : arg;
     const spec = FLAGS.find((f) => f.flag === name);
     if (spec === undefined) throw new ConfigError(`unknown option "${name}" (see latchkey serve --help)`);
+    if (spec.kind === 'boolean' && eq < 0) {
+      values[spec.key] = true;
+      continue;
+    }
     const raw = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
     if (raw === undefined) throw new ConfigError(`${spec.flag} needs a value`);
     values[spec.key] = parseValue(spec, raw, spec.flag);
@@ -117,6 +154,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
 }
 
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^:\s,]+):\d{1,5}$/;
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost)$/;
 
 function validate(config: Config): void {
   for (const endpoint of config.etcdEndpoints === '' ? [] : config.etcdEndpoints.split(',')) {
@@ -143,9 +182,18 @@ function validate(config: Config): void {
   if (config.maxValueBytes + itemOverhead > config.lruMaxBytes) {
     throw new ConfigError(`--lru-max-bytes (${config.lruMaxBytes}) must be at least --max-value-bytes (${config.maxValueBytes}) + ${itemOverhead} (key and fence), or the LRU store could not hold a value it accepted`);
   }
+  if ((config.tlsCert === '') !== (config.tlsKey === '')) throw new ConfigError('--tls-cert and --tls-key go together: give both to serve TLS');
+  if (config.tlsCa !== '' && config.tlsCert === '') throw new ConfigError('--tls-ca (mutual TLS) needs --tls-cert and --tls-key too');
+  const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
+  if (config.tlsCert === '' && !config.insecure && !LOOPBACK.test(host)) {
+    throw new ConfigError(`refusing plaintext on ${config.listen}, which is not a loopback address: give --tls-cert and --tls-key, or --insecure if the network is private`);
+  }
+  if (config.maxMessageBytes < config.maxValueBytes + 64 * 1024) {
+    throw new ConfigError(`--max-message-bytes (${config.maxMessageBytes}) must be at least --max-value-bytes (${config.maxValueBytes}) + 65536, or a request carrying the largest value would be refused`);
+  }
 }
 
 export function configHelp(): string {
-  const rows = FLAGS.map((f) => `  ${`${f.flag} ${f.kind === 'integer' ? 'N' : 'VALUE'}`.padEnd(26)}${f.help}\n  ${''.padEnd(26)}env ${f.env}, default ${f.default}`);
+  const rows = FLAGS.map((f) => `  ${`${f.flag}${f.kind === 'integer' ? ' N' : f.kind === 'string' ? ' VALUE' : ''}`.padEnd(26)}${f.help}\n  ${''.padEnd(26)}env ${f.env}, default ${f.default}`);
   return rows.join('\n');
 }

@@ -59,6 +59,11 @@ export class CancelledError extends LatchkeyError {
   override readonly code = status.CANCELLED;
 }
 
+/** The caller's token may not touch this name. */
+export class PermissionDeniedError extends LatchkeyError {
+  override readonly code = status.PERMISSION_DENIED;
+}
+
 /** A configured limit was reached; the message names it. */
 export class ResourceExhaustedError extends LatchkeyError {
   override readonly code = status.RESOURCE_EXHAUSTED;

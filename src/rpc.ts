@@ -1,6 +1,7 @@
 // Adapts async handlers to grpc-js: one AbortSignal per call (client cancel, deadline,
 // server shutdown), error mapping through errors.ts, and in-flight tracking for shutdown.
 import type * as grpc from '@grpc/grpc-js';
+import { authorize, type TokenAuth } from './auth.js';
 import { CancelledError, ShuttingDownError, toStatus, type Logger } from './errors.js';
 
 export interface CallContext {
@@ -10,6 +11,24 @@ export interface CallContext {
   readonly peer: string;
   /** Milliseconds left before the call's deadline; Infinity without one. */
   remainingMs(): number;
+  /** Throws PermissionDeniedError if the caller's token may not use this lock name or key. */
+  authorize(what: 'lock' | 'key', name: string): void;
+}
+
+/** What every handler adapter needs from the server. */
+export interface RpcEnv {
+  readonly inflight: InflightCalls;
+  readonly log: Logger;
+  /** undefined = no authentication configured. */
+  readonly auth: TokenAuth | undefined;
+}
+
+/** The authorize() of a call with this metadata. */
+export function authorizer(env: RpcEnv, metadata: grpc.Metadata): CallContext['authorize'] {
+  if (env.auth === undefined) return () => {};
+  // The interceptor has already refused calls without a valid token.
+  const principal = env.auth.principalOf(metadata);
+  return (what, name) => authorize(principal, what, name);
 }
 
 export type Handler<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
@@ -67,7 +86,8 @@ function deadlineMs(call: grpc.ServerUnaryCall<unknown, unknown>): number {
   return Number.isFinite(ms) ? ms : Infinity;
 }
 
-export function unary<Req, Res>(handler: Handler<Req, Res>, inflight: InflightCalls, log: Logger): grpc.handleUnaryCall<Req, Res> {
+export function unary<Req, Res>(handler: Handler<Req, Res>, env: RpcEnv): grpc.handleUnaryCall<Req, Res> {
+  const { inflight, log } = env;
   return (call, callback) => {
     const controller = new AbortController();
     // NOTE: grpc-js emits 'cancelled' even after a reply was sent; only a call that has not
@@ -81,6 +101,7 @@ export function unary<Req, Res>(handler: Handler<Req, Res>, inflight: InflightCa
       signal: controller.signal,
       peer: call.getPeer(),
       remainingMs: () => deadline - Date.now(),
+      authorize: authorizer(env, call.metadata),
     };
     inflight.add(controller);
     handler(call.request, ctx).then(

@@ -17,7 +17,9 @@ import { EtcdLockBackend } from './locks/etcd.js';
 import { MemoryLockBackend } from './locks/memory.js';
 import { createLockService } from './locks/service.js';
 import { loadProto, reflectionDefinition } from './proto.js';
-import { InflightCalls, unary } from './rpc.js';
+import { InflightCalls, unary, type RpcEnv } from './rpc.js';
+import { TokenAuth } from './auth.js';
+import { readFileSync } from 'node:fs';
 
 export interface ServerOptions {
   /** Where log lines go; default stderr. */
@@ -28,6 +30,8 @@ export interface ServerOptions {
   readonly lockBackends?: readonly LockBackend[];
   /** Cache stores to serve besides those the config enables (embedding, tests). */
   readonly stores?: readonly CacheStore[];
+  /** Serve Cache without its Pipeline method (UNIMPLEMENTED), like an older server: for tests of client fallback. */
+  readonly disablePipeline?: boolean;
 }
 
 export interface LatchkeyServer {
@@ -39,6 +43,8 @@ export interface LatchkeyServer {
    * finish for up to graceMs, then cuts off whatever is left. Idempotent.
    */
   shutdown(graceMs?: number): Promise<void>;
+  /** Re-reads --auth-tokens-file (the CLI calls it on SIGHUP); a no-op without one. */
+  reloadAuth(): void;
 }
 
 const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
@@ -60,6 +66,20 @@ function createStores(config: Config, clock: Clock, extra: readonly CacheStore[]
   return new Map(stores.map((s) => [s.kind, s]));
 }
 
+/** TLS (mutual when --tls-ca is set) or plaintext, as the config says. */
+function credentials(config: Config): grpc.ServerCredentials {
+  if (config.tlsCert === '') return grpc.ServerCredentials.createInsecure();
+  const read = (flag: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new ConfigError(`${flag} ${path}: ${(err as Error).message}`);
+    }
+  };
+  const ca = config.tlsCa === '' ? null : read('--tls-ca', config.tlsCa);
+  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: read('--tls-cert', config.tlsCert), private_key: read('--tls-key', config.tlsKey) }], ca !== null);
+}
+
 export function createServer(overrides: Partial<Config> = {}, options: ServerOptions = {}): LatchkeyServer {
   const config = resolveConfig(overrides);
   const log = options.log ?? ((line: string) => process.stderr.write(`latchkey: ${line}\n`));
@@ -70,11 +90,18 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   if (!stores.has(config.store)) throw new ConfigError(`--store "${config.store}" is not enabled; enabled: ${[...stores.keys()].join(', ')}`);
 
   const inflight = new InflightCalls();
+  const auth = config.authTokensFile === '' ? undefined : new TokenAuth(config.authTokensFile, log);
+  const env: RpcEnv = { inflight, log, auth };
   const locks = createLockService(backends, config);
   const cache = createCacheService(stores, config, log);
   const proto = loadProto();
-  const server = new grpc.Server();
-  const h = <Req, Res>(handler: (req: Req, ctx: import('./rpc.js').CallContext) => Promise<Res>) => unary(handler, inflight, log);
+  const isPublic = (path: string) => path.startsWith('/grpc.health.v1.Health/') || (config.reflection === 'public' && path.startsWith('/grpc.reflection.'));
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': config.maxMessageBytes,
+    'grpc.max_send_message_length': config.maxMessageBytes,
+    interceptors: auth === undefined ? [] : [auth.interceptor(isPublic)],
+  });
+  const h = <Req, Res>(handler: (req: Req, ctx: import('./rpc.js').CallContext) => Promise<Res>) => unary(handler, env);
 
   server.addService(proto.latchkey.v1.Locks.service, {
     Acquire: h(locks.acquire),
@@ -92,11 +119,11 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
     Touch: h(cache.touch),
     GetMany: h(cache.getMany),
     SetMany: h(cache.setMany),
-    Pipeline: pipelineHandler(cache, config, inflight, log),
+    ...(options.disablePipeline ? {} : { Pipeline: pipelineHandler(cache, config, env) }),
   });
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
-  new ReflectionService(reflectionDefinition()).addToServer(server);
+  if (config.reflection !== 'off') new ReflectionService(reflectionDefinition()).addToServer(server);
 
   let shuttingDown: Promise<void> | undefined;
 
@@ -104,12 +131,16 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
     config,
     listen() {
       return new Promise((resolve, reject) => {
-        server.bindAsync(config.listen, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        server.bindAsync(config.listen, credentials(config), (err, port) => {
           if (err) return reject(new ConfigError(`cannot listen on ${config.listen}: ${err.message}`));
           const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
           resolve(`${host}:${port}`);
         });
       });
+    },
+
+    reloadAuth() {
+      auth?.reload();
     },
 
     shutdown(graceMs = config.shutdownGraceMs) {

@@ -9,8 +9,8 @@ import type { PipelineResponse } from '../../client/generated/latchkey/v1/Pipeli
 import type { PipelineResult } from '../../client/generated/latchkey/v1/PipelineResult.js';
 import type { PipelineOp__Output } from '../../client/generated/latchkey/v1/PipelineOp.js';
 import type { Config } from '../config.js';
-import { CancelledError, InvalidArgumentError, ShuttingDownError, toOpError, type Logger } from '../errors.js';
-import type { CallContext, InflightCalls } from '../rpc.js';
+import { CancelledError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError, toOpError, toStatus } from '../errors.js';
+import { authorizer, type CallContext, type RpcEnv } from '../rpc.js';
 import { checkBatch, type CacheService } from './service.js';
 
 /** Operations of one stream running at once; past this the stream stops reading. */
@@ -39,10 +39,18 @@ async function run(cache: CacheService, op: PipelineOp__Output, ctx: CallContext
   }
 }
 
-export function pipelineHandler(cache: CacheService, config: Config, inflight: InflightCalls, log: Logger): grpc.handleBidiStreamingCall<PipelineRequest__Output, PipelineResponse> {
+export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv): grpc.handleBidiStreamingCall<PipelineRequest__Output, PipelineResponse> {
+  const { inflight, log } = env;
+  let open = 0;
   return (call: Stream) => {
+    if (open >= config.maxStreams) {
+      const err = new ResourceExhaustedError(`${open} Cache/Pipeline streams are open; the limit is ${config.maxStreams} (--max-streams): use unary calls or fewer clients`);
+      call.emit('error', Object.assign(new Error(err.message), toStatus(err, log)));
+      return;
+    }
+    open++;
     const controller = new AbortController();
-    const ctx: CallContext = { signal: controller.signal, peer: call.getPeer(), remainingMs: () => Infinity };
+    const ctx: CallContext = { signal: controller.signal, peer: call.getPeer(), remainingMs: () => Infinity, authorize: authorizer(env, call.metadata) };
     let running = 0;
     let ended = false;
     let paused = false;
@@ -54,6 +62,7 @@ export function pipelineHandler(cache: CacheService, config: Config, inflight: I
     const finish = () => {
       if (finished) return;
       finished = true;
+      open--;
       stopDraining();
       inflight.delete(controller);
       call.end();
@@ -95,8 +104,10 @@ export function pipelineHandler(cache: CacheService, config: Config, inflight: I
       if (running === 0) finish();
     });
     call.on('cancelled', () => {
-      if (!finished) controller.abort(new CancelledError('pipeline cancelled by the client'));
+      if (finished) return;
+      controller.abort(new CancelledError('pipeline cancelled by the client'));
       finished = true;
+      open--;
       stopDraining();
       inflight.delete(controller);
     });

@@ -56,7 +56,11 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
     return store;
   }
 
-  const key = (value: string) => checkName('key', value);
+  const key = (value: string, ctx: CallContext) => {
+    checkName('key', value);
+    ctx.authorize('key', value);
+    return value;
+  };
   const ttl = (value: string) => checkMs('ttl_ms', value, 0, MAX_CACHE_TTL_MS);
   function value(buffer: Buffer): Buffer {
     if (buffer.length > config.maxValueBytes) {
@@ -78,21 +82,21 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
   const service: CacheService = {
     async get(request, ctx) {
       const store = pick(request.store);
-      const item = await store.get(key(request.key), ctx.signal);
+      const item = await store.get(key(request.key, ctx), ctx.signal);
       const value = item === undefined ? undefined : decode(item).value;
       return value === undefined ? { found: false, value: Buffer.alloc(0), cas: '0' } : { found: true, value, cas: item!.cas.toString() };
     },
 
     async set(request, ctx) {
       const store = pick(request.store);
-      const [k, v, t, f] = [key(request.key), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
+      const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
       const cas = f === undefined ? await store.set(k, v, 0, t, ctx.signal) : await fencedSet(store, k, v, t, f, ctx.signal);
       return { cas: cas.toString() };
     },
 
     async cas(request, ctx) {
       const store = pick(request.store);
-      const k = key(request.key);
+      const k = key(request.key, ctx);
       const v = value(request.value);
       const t = ttl(request.ttl_ms);
       const f = fence(request.fence);
@@ -104,7 +108,7 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
 
     async add(request, ctx) {
       const store = pick(request.store);
-      const [k, v, t, f] = [key(request.key), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
+      const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
       if (f !== undefined) {
         const result = await fencedAdd(store, k, v, t, f, ctx.signal);
         return { outcome: result.outcome, cas: result.cas.toString() };
@@ -123,13 +127,13 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
 
     async delete(request, ctx) {
       const store = pick(request.store);
-      const [k, cas, f] = [key(request.key), BigInt(request.cas), fence(request.fence)];
+      const [k, cas, f] = [key(request.key, ctx), BigInt(request.cas), fence(request.fence)];
       return { outcome: f === undefined ? await store.delete(k, cas, ctx.signal) : await fencedDelete(store, k, cas, f, ctx.signal) };
     },
 
     async incr(request, ctx) {
       const store = pick(request.store);
-      const k = key(request.key);
+      const k = key(request.key, ctx);
       const delta = bigint('delta', request.delta, INT64_MIN, UINT64_MAX);
       const initial = bigint('initial', request.initial, 0n, UINT64_MAX);
       const result = await store.incr(k, delta, initial, ttl(request.ttl_ms), ctx.signal);
@@ -138,7 +142,7 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
 
     async touch(request, ctx) {
       const store = pick(request.store);
-      return { outcome: await store.touch(key(request.key), ttl(request.ttl_ms), ctx.signal) };
+      return { outcome: await store.touch(key(request.key, ctx), ttl(request.ttl_ms), ctx.signal) };
     },
 
     // Batches run their items concurrently (memcached pipelines them on its connections) and

@@ -1,4 +1,5 @@
 // `latchkey serve`: flags and env → Config → createServer → listen, until SIGINT/SIGTERM.
+import * as grpc from '@grpc/grpc-js';
 import { configHelp, ConfigError, parseConfig, type Config } from '../config.js';
 import { createServer, type LatchkeyServer } from '../server.js';
 
@@ -48,6 +49,14 @@ export async function serve(argv: readonly string[]): Promise<number> {
   let config: Config;
   let server: LatchkeyServer;
   let address: string;
+  // grpc-js logs its own line for a failed bind before we report it, once, ourselves;
+  // anything else it has to say goes to stderr marked as coming from grpc.
+  grpc.setLogger({
+    error: (...args: unknown[]) => {
+      const line = args.join(' ');
+      if (!/No address added out of total/.test(line)) process.stderr.write(`latchkey: grpc: ${line}\n`);
+    },
+  });
   try {
     config = parseConfig(argv, process.env);
     server = createServer(config);
@@ -56,6 +65,8 @@ export async function serve(argv: readonly string[]): Promise<number> {
     failStart(err);
   }
   console.log(`latchkey listening on ${address} (locks: ${config.backend}, cache: ${config.store})`);
+  // SIGHUP re-reads --auth-tokens-file (a bad file keeps the old tokens, and says so).
+  process.on('SIGHUP', () => server.reloadAuth());
   return new Promise((resolve) => {
     const stop = (signal: string) => {
       process.stderr.write(`latchkey: ${signal}: shutting down (grace ${config.shutdownGraceMs} ms)\n`);

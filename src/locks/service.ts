@@ -8,7 +8,7 @@ import type { RefreshRequest__Output } from '../../client/generated/latchkey/v1/
 import type { ReleaseRequest__Output } from '../../client/generated/latchkey/v1/ReleaseRequest.js';
 import type { ReleaseResponse } from '../../client/generated/latchkey/v1/ReleaseResponse.js';
 import type { Config } from '../config.js';
-import { InvalidArgumentError, LockBusyError } from '../errors.js';
+import { InvalidArgumentError, LockBusyError, ResourceExhaustedError } from '../errors.js';
 import type { CallContext } from '../rpc.js';
 import { checkMs, checkName, checkText } from '../validate.js';
 import type { Lease, LockBackend } from './backend.js';
@@ -32,6 +32,30 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     return backend;
   }
 
+  // Acquire calls that may wait, per lock name and in all: each holds a call, timers and
+  // backend resources, so a flood of them is refused before it can exhaust the server.
+  const waiting = new Map<string, number>();
+  let waitingTotal = 0;
+  function admitWaiter(name: string): () => void {
+    const here = waiting.get(name) ?? 0;
+    if (here >= config.maxWaitersPerLock) throw new ResourceExhaustedError(`${here} callers already wait for lock "${name}" through this server; the limit is ${config.maxWaitersPerLock} (--max-waiters-per-lock)`);
+    if (waitingTotal >= config.maxWaiters) throw new ResourceExhaustedError(`${waitingTotal} callers already wait for locks through this server; the limit is ${config.maxWaiters} (--max-waiters)`);
+    waiting.set(name, here + 1);
+    waitingTotal++;
+    return () => {
+      waitingTotal--;
+      const left = waiting.get(name)! - 1;
+      if (left === 0) waiting.delete(name);
+      else waiting.set(name, left);
+    };
+  }
+
+  function lockName(value: string, ctx: CallContext): string {
+    checkName('name', value);
+    ctx.authorize('lock', value);
+    return value;
+  }
+
   function leaseId(value: string): string {
     if (value === '') throw new InvalidArgumentError('lease_id is required: send the lease_id that Acquire returned');
     return checkText('lease_id', value, MAX_LEASE_ID_BYTES);
@@ -49,7 +73,7 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
 
   return {
     async acquire(request, ctx) {
-      const name = checkName('name', request.name);
+      const name = lockName(request.name, ctx);
       const backend = pick(request.backend);
       const ttlMs = request.ttl_ms === '0' ? config.defaultTtlMs : checkMs('ttl_ms', request.ttl_ms, 10, config.maxTtlMs);
       const waitMs = checkMs('wait_ms', request.wait_ms, 0, config.maxWaitMs);
@@ -59,7 +83,13 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
       const remaining = ctx.remainingMs();
       const boundedWait = waitMs > 0 && Number.isFinite(remaining) ? Math.max(1, Math.min(waitMs, remaining - 5)) : waitMs;
       if (boundedWait > 0 && remaining <= 0) throw new LockBusyError(`lock "${name}" not acquired: the call's deadline has already passed`);
-      const lease = await backend.acquire({ name, ttlMs, waitMs: boundedWait, owner, signal: ctx.signal });
+      const leave = boundedWait > 0 ? admitWaiter(name) : undefined;
+      let lease: Lease;
+      try {
+        lease = await backend.acquire({ name, ttlMs, waitMs: boundedWait, owner, signal: ctx.signal });
+      } finally {
+        leave?.();
+      }
       if (ctx.signal.aborted) {
         // NOTE: granted to a caller that is gone (cancelled between the grant and the reply).
         // Release at once, or the lock would stay orphaned until its TTL runs out.
@@ -69,7 +99,7 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     },
 
     async refresh(request, ctx) {
-      const name = checkName('name', request.name);
+      const name = lockName(request.name, ctx);
       const backend = pick(request.backend);
       const ttlMs = request.ttl_ms === '0' ? 0 : checkMs('ttl_ms', request.ttl_ms, 10, config.maxTtlMs);
       const lease = await backend.refresh({ name, leaseId: leaseId(request.lease_id), signal: ctx.signal }, ttlMs);
@@ -77,14 +107,14 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     },
 
     async release(request, ctx) {
-      const name = checkName('name', request.name);
+      const name = lockName(request.name, ctx);
       const backend = pick(request.backend);
       await backend.release({ name, leaseId: leaseId(request.lease_id), signal: ctx.signal });
       return { released: true };
     },
 
     async describe(request, ctx) {
-      const name = checkName('name', request.name);
+      const name = lockName(request.name, ctx);
       const backend = pick(request.backend);
       const state = await backend.describe(name, ctx.signal);
       const c = backend.capabilities;
