@@ -141,24 +141,35 @@ function tryHosts(attempts: number): Policy {
   } as unknown as Policy;
 }
 
+/** Until when each host is passed over; shared by the hosts of one client. */
+type Pauses = Map<string, number>;
+
 /**
  * The per-host policy: a host that just failed in transport is skipped for `pauseMs`, so the
  * next calls (and streams, which etcd3 places on a random host) go to the others.
+ * NOTE: during an election every member can fail at once ("no leader"); were all of them
+ * skipped, the server would refuse every etcd call without trying. So a host is skipped
+ * only while some other host is not.
  * NOTE: this replaces etcd3's default circuit breaker, which after three failures refuses a
  * host for 5 s; with one endpoint that is 5 s of UNAVAILABLE after etcd is back. With one
  * endpoint there is no other host to prefer, so nothing is skipped (pauseMs 0).
  */
-function pauseAfterFailure(endpoint: string, pauseMs: number): Policy {
-  let pausedUntil = 0;
+function pauseAfterFailure(endpoint: string, pauseMs: number, pauses: Pauses, hostCount: number): Policy {
   return {
     onSuccess: noEvent,
     onFailure: noEvent,
     async execute<T>(fn: PolicyFn<T>, signal = new AbortController().signal): Promise<T> {
-      if (Date.now() < pausedUntil) throw new GRPCUnavailableError(`etcd endpoint ${endpoint} failed less than ${pauseMs} ms ago`);
+      const now = Date.now();
+      if (now < (pauses.get(endpoint) ?? 0)) {
+        const pausedHosts = [...pauses.values()].filter((until) => now < until).length;
+        if (pausedHosts < hostCount) throw new GRPCUnavailableError(`etcd endpoint ${endpoint} failed less than ${pauseMs} ms ago`);
+      }
       try {
-        return await fn({ signal });
+        const result = await fn({ signal });
+        pauses.delete(endpoint);
+        return result;
       } catch (err) {
-        if (isTransportFailure(err)) pausedUntil = Date.now() + pauseMs;
+        if (isTransportFailure(err)) pauses.set(endpoint, Date.now() + pauseMs);
         throw err;
       }
     },
@@ -188,11 +199,12 @@ export class EtcdLockBackend implements LockBackend {
     // Every waiting acquire listens for close(); hundreds of waiters are normal, not a leak.
     setMaxListeners(0, this.#closing.signal);
     const opTimeoutMs = this.#opTimeoutMs;
+    const pauses: Pauses = new Map();
     this.#client = new Etcd3({
       hosts,
       // Unary calls get a deadline; streams (watch, keepalive) are bounded where they are used.
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + opTimeoutMs }),
-      faultHandling: { host: (host) => pauseAfterFailure(host, hosts.length > 1 ? HOST_PAUSE_MS : 0), global: tryHosts(hosts.length) },
+      faultHandling: { host: (host) => pauseAfterFailure(host, hosts.length > 1 ? HOST_PAUSE_MS : 0, pauses, hosts.length), global: tryHosts(hosts.length) },
       grpcOptions: {
         // grpc-js backs off reconnects up to 120 s; cap it so a returning etcd is used promptly.
         'grpc.initial_reconnect_backoff_ms': 100,
