@@ -1,16 +1,22 @@
 // CacheClient: the Cache RPCs with friendly types (Buffer values, bigint cas), plus
 // update(), a compare-and-set loop for read-modify-write without a lock.
 import { CasConflictError, InternalError } from './errors.js';
-import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
+import type { AddRequest } from './generated/latchkey/v1/AddRequest.js';
 import type { AddResponse__Output } from './generated/latchkey/v1/AddResponse.js';
+import type { CasRequest } from './generated/latchkey/v1/CasRequest.js';
 import type { CasResponse__Output } from './generated/latchkey/v1/CasResponse.js';
+import type { DeleteRequest } from './generated/latchkey/v1/DeleteRequest.js';
 import type { DeleteResponse__Output } from './generated/latchkey/v1/DeleteResponse.js';
+import type { GetRequest } from './generated/latchkey/v1/GetRequest.js';
 import type { GetResponse__Output } from './generated/latchkey/v1/GetResponse.js';
+import type { IncrRequest } from './generated/latchkey/v1/IncrRequest.js';
 import type { IncrResponse__Output } from './generated/latchkey/v1/IncrResponse.js';
+import type { SetRequest } from './generated/latchkey/v1/SetRequest.js';
 import type { SetResponse__Output } from './generated/latchkey/v1/SetResponse.js';
+import type { TouchRequest } from './generated/latchkey/v1/TouchRequest.js';
 import type { TouchResponse__Output } from './generated/latchkey/v1/TouchResponse.js';
 import type { LockHandle } from './lock-handle.js';
-import type { CallOptions, Invoke } from './unary-call.js';
+import type { CallOptions } from './unary-call.js';
 import { int64Field, msField, toBuffer, uint64Field } from './wire.js';
 
 /** A value to store: bytes as they are, or a string as UTF-8. */
@@ -112,45 +118,66 @@ function jitter(attempt: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** attempt, 16)));
 }
 
+const NO_OPTIONS: CallOptions = Object.freeze({});
+
+/** The Cache RPCs the cache client makes: request and response of each. */
+export interface CacheRpcs {
+  Get: [GetRequest, GetResponse__Output];
+  Set: [SetRequest, SetResponse__Output];
+  Cas: [CasRequest, CasResponse__Output];
+  Add: [AddRequest, AddResponse__Output];
+  Delete: [DeleteRequest, DeleteResponse__Output];
+  Incr: [IncrRequest, IncrResponse__Output];
+  Touch: [TouchRequest, TouchResponse__Output];
+}
+
+export type CacheMethod = keyof CacheRpcs;
+
+/**
+ * How the cache client reaches the server: one call of a Cache RPC with the caller's options;
+ * the client decides whether it goes through the pipeline or as a unary RPC (cache-transport.ts).
+ */
+export type CacheCall = <M extends CacheMethod>(method: M, request: CacheRpcs[M][0], options: CallOptions) => Promise<CacheRpcs[M][1]>;
+
 /** getOrSet calls in progress in one client, by store and key. */
 export type Flights = Map<string, Promise<Buffer>>;
 
-export function createCacheClient(stub: CacheStub, store: string, invoke: Invoke, defaultDeadlineMs: number, flights: Flights): CacheClient {
+export function createCacheClient(send: CacheCall, store: string, defaultDeadlineMs: number, flights: Flights): CacheClient {
   const call = (options: CallOptions) => ({ signal: options.signal, deadlineMs: options.deadlineMs });
 
   const cache: CacheClient = {
     store,
 
-    async get(key, options = {}) {
-      const res = await invoke<GetResponse__Output>('Get', (md, o, cb) => stub.Get({ store, key }, md, o, cb), call(options));
+    async get(key, options = NO_OPTIONS) {
+      const res = await send('Get', { store, key }, options);
       return res.found ? { value: res.value, cas: BigInt(res.cas) } : undefined;
     },
 
-    async set(key, value, options = {}) {
+    async set(key, value, options = NO_OPTIONS) {
       const request = { store, key, value: toBuffer(value), ttl_ms: msField('ttlMs', options.ttlMs ?? 0), fence: fenceField(options.fence) };
-      const res = await invoke<SetResponse__Output>('Set', (md, o, cb) => stub.Set(request, md, o, cb), call(options));
+      const res = await send('Set', request, options);
       return BigInt(res.cas);
     },
 
-    async cas(key, value, cas, options = {}) {
+    async cas(key, value, cas, options = NO_OPTIONS) {
       const request = { store, key, value: toBuffer(value), cas: uint64Field('cas', cas), ttl_ms: msField('ttlMs', options.ttlMs ?? 0), fence: fenceField(options.fence) };
-      const res = await invoke<CasResponse__Output>('Cas', (md, o, cb) => stub.Cas(request, md, o, cb), call(options));
+      const res = await send('Cas', request, options);
       return { outcome: expectOutcome('Cas', res.outcome, ['STORED', 'EXISTS', 'NOT_FOUND'] as const), cas: BigInt(res.cas) };
     },
 
-    async add(key, value, options = {}) {
+    async add(key, value, options = NO_OPTIONS) {
       const request = { store, key, value: toBuffer(value), ttl_ms: msField('ttlMs', options.ttlMs ?? 0), fence: fenceField(options.fence) };
-      const res = await invoke<AddResponse__Output>('Add', (md, o, cb) => stub.Add(request, md, o, cb), call(options));
+      const res = await send('Add', request, options);
       return { outcome: expectOutcome('Add', res.outcome, ['STORED', 'EXISTS'] as const), cas: BigInt(res.cas) };
     },
 
-    async delete(key, options = {}) {
+    async delete(key, options = NO_OPTIONS) {
       const request = { store, key, cas: uint64Field('cas', options.cas ?? 0n), fence: fenceField(options.fence) };
-      const res = await invoke<DeleteResponse__Output>('Delete', (md, o, cb) => stub.Delete(request, md, o, cb), call(options));
+      const res = await send('Delete', request, options);
       return expectOutcome('Delete', res.outcome, ['DELETED', 'NOT_FOUND', 'EXISTS'] as const);
     },
 
-    async incr(key, delta, options = {}) {
+    async incr(key, delta, options = NO_OPTIONS) {
       const request = {
         store,
         key,
@@ -158,13 +185,13 @@ export function createCacheClient(stub: CacheStub, store: string, invoke: Invoke
         initial: uint64Field('initial', options.initial ?? 0n),
         ttl_ms: msField('ttlMs', options.ttlMs ?? 0),
       };
-      const res = await invoke<IncrResponse__Output>('Incr', (md, o, cb) => stub.Incr(request, md, o, cb), call(options));
+      const res = await send('Incr', request, options);
       return { value: BigInt(res.value), cas: BigInt(res.cas) };
     },
 
-    async touch(key, ttlMs, options = {}) {
+    async touch(key, ttlMs, options = NO_OPTIONS) {
       const request = { store, key, ttl_ms: msField('ttlMs', ttlMs) };
-      const res = await invoke<TouchResponse__Output>('Touch', (md, o, cb) => stub.Touch(request, md, o, cb), call(options));
+      const res = await send('Touch', request, options);
       return expectOutcome('Touch', res.outcome, ['TOUCHED', 'NOT_FOUND'] as const);
     },
 
@@ -173,7 +200,7 @@ export function createCacheClient(stub: CacheStub, store: string, invoke: Invoke
       let pending = flights.get(flight);
       if (pending === undefined) {
         pending = (async () => {
-          const cached = await cache.get(key, call(options));
+          const cached = await cache.get(key, options);
           if (cached !== undefined) return cached.value;
           const value = toBuffer(await loader());
           const added = await cache.add(key, value, options);

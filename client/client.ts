@@ -1,7 +1,10 @@
-// connect(address): the latchkey client. One channel for both services; every call goes
-// through unaryCall (deadline, AbortSignal, error mapping, retries of idempotent calls).
+// connect(address): the latchkey client. One channel for both services. Lock calls go
+// through unaryCall (deadline, AbortSignal, error mapping, retries of idempotent calls);
+// cache calls through the cache transport, which multiplexes them onto the Cache/Pipeline
+// stream with the same guarantees, or makes them unary.
 import * as grpc from '@grpc/grpc-js';
 import { createCacheClient, type Flights, type CacheClient } from './cache.js';
+import { createCacheTransport, type CacheTransport } from './cache-transport.js';
 import { CancelledError, InvalidArgumentError } from './errors.js';
 import type { ProtoGrpcType as CacheProto } from './generated/cache.js';
 import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
@@ -11,6 +14,7 @@ import type { LocksClient as LocksStub } from './generated/latchkey/v1/Locks.js'
 import type { ReleaseResponse__Output } from './generated/latchkey/v1/ReleaseResponse.js';
 import type { ProtoGrpcType as LocksProto } from './generated/locks.js';
 import { openLockHandle, type LeaseCalls, type LockHandle } from './lock-handle.js';
+import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js';
 import { loadPackageDefinition } from './proto.js';
 import { unaryCall, type CallOptions, type Invoke, type RetryOptions } from './unary-call.js';
 import { msField, toDate } from './wire.js';
@@ -38,6 +42,18 @@ export interface ConnectOptions {
    * it is lowered.
    */
   readonly channelOptions?: grpc.ChannelOptions;
+  /**
+   * Cache calls made at the same time share one Cache/Pipeline stream, many to a frame,
+   * which serves far more calls per second than one RPC per call. Deadlines, signals, errors
+   * and retries are the same either way. Default on, with { maxOutstanding: 2048,
+   * maxFrameOps: 1000, idleMs: 1000 }; false makes every cache call its own unary RPC.
+   * The client falls back to unary calls by itself against a server without the method,
+   * while a broken stream backs off, and for values over 8 KiB.
+   * NOTE: with the pipeline on, the channel accepts messages of any size unless
+   * `channelOptions` sets `grpc.max_receive_message_length`: a reply frame carries many
+   * values, and grpc-js's default 4 MB cap would break the stream, not one call.
+   */
+  readonly pipeline?: boolean | PipelineOptions;
 }
 
 export interface LockOptions extends CallOptions {
@@ -121,10 +137,25 @@ export function connect(address: string, options: ConnectOptions = {}): Latchkey
   return new Client(address, options);
 }
 
+function pipelineOptions(option: boolean | PipelineOptions | undefined): Required<PipelineOptions> | false {
+  if (option === false) return false;
+  const given: PipelineOptions = option === true || option === undefined ? {} : option;
+  const merged = {
+    maxOutstanding: given.maxOutstanding ?? DEFAULT_PIPELINE.maxOutstanding,
+    maxFrameOps: given.maxFrameOps ?? DEFAULT_PIPELINE.maxFrameOps,
+    idleMs: given.idleMs ?? DEFAULT_PIPELINE.idleMs,
+  };
+  for (const key of ['maxOutstanding', 'maxFrameOps'] as const) {
+    if (!Number.isSafeInteger(merged[key]) || merged[key] < 1) throw new InvalidArgumentError(`pipeline.${key} must be a whole number >= 1, got ${merged[key]}`);
+  }
+  if (!(merged.idleMs >= 0) || merged.idleMs === Infinity) throw new InvalidArgumentError(`pipeline.idleMs must be a finite number of ms >= 0, got ${merged.idleMs}`);
+  return merged;
+}
+
 class Client implements LatchkeyClient {
   readonly address: string;
   readonly #locks: LocksStub;
-  readonly #cacheStub: CacheStub;
+  readonly #cache: CacheTransport;
   readonly #deadlineMs: number;
   readonly #retry: RetryOptions | false;
   readonly #handles = new Set<LockHandle>();
@@ -138,10 +169,13 @@ class Client implements LatchkeyClient {
     if (!(this.#deadlineMs > 0)) throw new InvalidArgumentError(`deadlineMs must be > 0, got ${this.#deadlineMs}`);
     this.#retry = options.retry ?? DEFAULT_RETRY;
     const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    const pipeline = pipelineOptions(options.pipeline);
+    const channelOptions = pipeline === false ? options.channelOptions : { 'grpc.max_receive_message_length': -1, ...options.channelOptions };
     const { Locks, Cache } = services();
-    this.#locks = new Locks(address, credentials, options.channelOptions);
+    this.#locks = new Locks(address, credentials, channelOptions);
     // One channel (one HTTP/2 connection) for both services.
-    this.#cacheStub = new Cache(address, credentials, { ...options.channelOptions, channelOverride: this.#locks.getChannel() });
+    const cacheStub: CacheStub = new Cache(address, credentials, { ...channelOptions, channelOverride: this.#locks.getChannel() });
+    this.#cache = createCacheTransport({ address, stub: cacheStub, deadlineMs: this.#deadlineMs, retry: this.#retry, pipeline });
   }
 
   readonly #invoke: Invoke = (method, start, options) => {
@@ -223,14 +257,16 @@ class Client implements LatchkeyClient {
   }
 
   cache(store = ''): CacheClient {
-    return createCacheClient(this.#cacheStub, store, this.#invoke, this.#deadlineMs, this.#flights);
+    return createCacheClient(this.#cache.call, store, this.#deadlineMs, this.#flights);
   }
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.all([...this.#handles].map((h) => h.release()));
       this.#closed = true;
-      // Closes the shared channel, so the cache stub's too.
+      this.#cache.close();
+      // Closes the shared channel, so the cache stub's too. A stream still owed answers
+      // keeps going until they come.
       this.#locks.close();
     })();
     return this.#closing;

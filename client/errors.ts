@@ -118,7 +118,7 @@ const LOCK_METHODS: ReadonlySet<string> = new Set(['Acquire', 'Refresh', 'Releas
 const FENCED_METHODS: ReadonlySet<string> = new Set(['Set', 'Cas', 'Delete']);
 
 /** Trailer in which the server names its error class (see the server's errors.ts). */
-const ERROR_TRAILER = 'latchkey-error';
+export const ERROR_TRAILER = 'latchkey-error';
 
 function serverErrorName(err: Error): string | undefined {
   const metadata = (err as { metadata?: { get(key: string): unknown[] } }).metadata;
@@ -131,10 +131,8 @@ function isStatusError(err: unknown): err is Error & { code: status; details?: s
 }
 
 /**
- * Maps what a grpc-js call failed with to the SDK's error for it. ABORTED means "lock busy"
- * only from Acquire. FAILED_PRECONDITION means "not the holder" from the Locks RPCs, "fenced
- * out" from Set, Cas and Delete (their only precondition is the fence), and stays generic
- * otherwise (Incr on a non-number). Anything that is not a status error is a bug: InternalError.
+ * Maps what a grpc-js call failed with to the SDK's error for it. Anything that is not a
+ * status error is a bug: InternalError.
  */
 export function fromStatus(err: unknown, method: string): LatchkeyError {
   if (err instanceof LatchkeyError) return err;
@@ -142,11 +140,33 @@ export function fromStatus(err: unknown, method: string): LatchkeyError {
     const text = err instanceof Error ? err.message : String(err);
     return new InternalError(`${method}: ${text}`, { cause: err, method });
   }
-  const details = err.details ?? err.message;
-  const message = details || `${method} failed with status ${status[err.code] ?? err.code}`;
-  const options: LatchkeyErrorOptions = { cause: err, details, method, code: err.code };
-  // The server names its error class in a trailer; it is more precise than the status code.
-  switch (serverErrorName(err)) {
+  return fromCode(err.code, err.details ?? err.message, serverErrorName(err), method, err);
+}
+
+/** What one pipelined (or batched) operation failed with, as the server's OpError carries it. */
+export interface OpError {
+  readonly code: number;
+  readonly message: string;
+  /** The server's error class name, as the `latchkey-error` trailer carries it for unary calls. */
+  readonly reason: string;
+}
+
+/** Maps a failed operation of Cache/Pipeline to the error its unary RPC would have thrown. */
+export function fromOpError(error: OpError, method: string): LatchkeyError {
+  return fromCode(error.code, error.message, error.reason || undefined, method, undefined);
+}
+
+/**
+ * The one mapping from a status to the SDK's errors, for unary calls and pipelined operations
+ * alike. ABORTED means "lock busy" only from Acquire. FAILED_PRECONDITION means "not the
+ * holder" from the Locks RPCs, "fenced out" from Set, Cas and Delete (their only precondition
+ * is the fence), and stays generic otherwise (Incr on a non-number). `reason`, the server's
+ * error class, is more precise than the code and wins when it names one we know.
+ */
+function fromCode(code: status, details: string, reason: string | undefined, method: string, cause: unknown): LatchkeyError {
+  const message = details || `${method} failed with status ${status[code] ?? code}`;
+  const options: LatchkeyErrorOptions = { cause, details, method, code };
+  switch (reason) {
     case 'LockBusyError':
       return new LockBusyError(message, options);
     case 'NotHolderError':
@@ -155,7 +175,7 @@ export function fromStatus(err: unknown, method: string): LatchkeyError {
     case 'FencedOutError':
       return new FencedOutError(message, options);
   }
-  switch (err.code) {
+  switch (code) {
     case status.INVALID_ARGUMENT:
       return new InvalidArgumentError(message, options);
     case status.ABORTED:

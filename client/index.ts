@@ -15,6 +15,7 @@ export {
 export type { LockHandle, LockHandleState } from './lock-handle.js';
 export type { CacheClient, CacheItem, CacheValue, DeleteOptions, Fence, FencedWriteOptions, IncrOptions, UpdateFn, UpdateOptions, WriteOptions } from './cache.js';
 export type { CallOptions, RetryOptions } from './unary-call.js';
+export type { PipelineOptions } from './pipeline.js';
 export {
   AbortError,
   CancelledError,

@@ -1,6 +1,7 @@
-// unaryCall: every RPC the SDK makes goes through here. It applies the deadline, wires the
-// caller's AbortSignal to call.cancel(), maps failures through fromStatus(), and retries
-// UNAVAILABLE for idempotent methods only.
+// unaryCall: every unary RPC the SDK makes goes through here. It applies the deadline, wires
+// the caller's AbortSignal to call.cancel(), maps failures through fromStatus(), and retries
+// UNAVAILABLE for idempotent methods only. Cache calls sent through the pipeline
+// (pipeline.ts) share the retry loop and the abort error.
 import * as grpc from '@grpc/grpc-js';
 import { AbortError, fromStatus, UnavailableError } from './errors.js';
 
@@ -45,27 +46,50 @@ export interface UnaryPolicy<Res> {
 
 export type StartCall<Res> = (metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
 
-export async function unaryCall<Res>(start: StartCall<Res>, policy: UnaryPolicy<Res>): Promise<Res> {
-  const deadline = Date.now() + policy.deadlineMs;
-  const retry = IDEMPOTENT.has(policy.method) ? policy.retry : false;
-  for (let attempt = 1; ; attempt++) {
+export function unaryCall<Res>(start: StartCall<Res>, policy: UnaryPolicy<Res>): Promise<Res> {
+  const retry = retryPolicy(policy.method, policy.retry);
+  if (retry === false) return unaryAttempt(start, policy.deadlineMs, policy);
+  return withRetries((deadlineMs) => unaryAttempt(start, deadlineMs, policy), policy.deadlineMs, retry, policy.method, policy.signal);
+}
+
+/** The retries a call of `method` may make: none unless it is idempotent. */
+export function retryPolicy(method: string, retry: RetryOptions | false): RetryOptions | false {
+  return IDEMPOTENT.has(method) && retry !== false && retry.attempts > 1 ? retry : false;
+}
+
+/**
+ * Runs attempt() until it succeeds, fails with anything but UnavailableError, or the attempts
+ * or the deadline run out; each attempt gets the ms left before the deadline. The one retry
+ * loop, whatever carries the attempts (a unary call, the cache pipeline).
+ */
+export async function withRetries<Res>(
+  attempt: (deadlineMs: number) => Promise<Res>,
+  deadlineMs: number,
+  retry: RetryOptions,
+  method: string,
+  signal: AbortSignal | undefined,
+): Promise<Res> {
+  const deadline = Date.now() + deadlineMs;
+  for (let n = 1; ; n++) {
     try {
-      return await attemptOnce(start, deadline, policy);
+      return await attempt(n === 1 ? deadlineMs : deadline - Date.now());
     } catch (err) {
-      if (!(err instanceof UnavailableError) || retry === false || attempt >= retry.attempts) throw err;
-      const delay = Math.random() * Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
+      if (!(err instanceof UnavailableError) || n >= retry.attempts) throw err;
+      const delay = Math.random() * Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (n - 1));
       if (Date.now() + delay >= deadline) throw err;
-      await sleep(delay, policy.signal, policy.method);
+      await sleep(delay, signal, method);
     }
   }
 }
 
-function abortError(method: string, signal: AbortSignal): AbortError {
+export function abortError(method: string, signal: AbortSignal): AbortError {
   return new AbortError(`${method} cancelled by the caller's signal`, { cause: signal.reason, method });
 }
 
-function attemptOnce<Res>(start: StartCall<Res>, deadline: number, policy: UnaryPolicy<Res>): Promise<Res> {
+/** One unary RPC, no retries: deadlineMs from now (Infinity = none), the caller's signal, fromStatus(). */
+export function unaryAttempt<Res>(start: StartCall<Res>, deadlineMs: number, policy: Pick<UnaryPolicy<Res>, 'method' | 'signal' | 'onAbandoned'>): Promise<Res> {
   const { method, signal } = policy;
+  const deadline = Date.now() + deadlineMs;
   return new Promise<Res>((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(method, signal));
     let abandoned = false;

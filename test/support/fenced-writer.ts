@@ -1,12 +1,12 @@
 // A lock holder in its own process, so a test can freeze it (SIGSTOP) past its lease's TTL.
-// argv: address store lock key ttlMs. Acquires, writes "first" fenced, prints
+// argv: address store lock key ttlMs [pipeline|unary]. Acquires, writes "first" fenced, prints
 // {"token": "..."}; then on each stdin line writes that line fenced with the same handle and
 // prints {"ok": true} or {"error": "<class name>", "message": "..."}.
 import { createInterface } from 'node:readline';
 import { connect } from '../../client/index.js';
 
-const [address, store, lockName, key, ttlMs] = process.argv.slice(2) as [string, string, string, string, string];
-const client = connect(address);
+const [address, store, lockName, key, ttlMs, mode] = process.argv.slice(2) as [string, string, string, string, string, string?];
+const client = connect(address, { pipeline: mode !== 'unary' });
 const lock = await client.lock(lockName, { ttlMs: Number(ttlMs) });
 const cache = client.cache(store);
 await cache.set(key, 'first', { fence: lock });

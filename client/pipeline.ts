@@ -1,0 +1,476 @@
+// Pipeline: a client's cache calls multiplexed onto one Cache/Pipeline stream. Calls made in
+// the same turn of the event loop go out as one frame of tagged operations, and the replies
+// are matched back by tag. grpc-js pays mostly per message, not per byte, so a frame of 100
+// operations costs about what one unary call does: that is where the speed comes from, and
+// why the per-call path below allocates little (no closure or timer per call when the call
+// uses the client's default deadline).
+//
+// The stream opens on the first call, ends after `idleMs` with nothing outstanding (an open
+// stream keeps the process alive and holds a server's graceful shutdown), and reopens on
+// demand. Where it cannot be used, send() returns undefined and the call goes unary: for
+// good once the server answers UNIMPLEMENTED (an older server), for a while after the server
+// refused the stream or the stream broke, and for values too big to be worth coalescing.
+import * as grpc from '@grpc/grpc-js';
+import type { CacheMethod, CacheRpcs } from './cache.js';
+import { CancelledError, DeadlineExceededError, ERROR_TRAILER, fromOpError, InternalError, UnavailableError } from './errors.js';
+import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
+import type { PipelineOp } from './generated/latchkey/v1/PipelineOp.js';
+import type { PipelineRequest } from './generated/latchkey/v1/PipelineRequest.js';
+import type { PipelineResponse__Output } from './generated/latchkey/v1/PipelineResponse.js';
+import type { PipelineResult__Output } from './generated/latchkey/v1/PipelineResult.js';
+import { abortError } from './unary-call.js';
+
+export interface PipelineOptions {
+  /**
+   * Operations sent and not yet answered, at most; later calls wait in the client until
+   * answers free room. Default 2048 (a server stops reading a stream at 4096 running).
+   */
+  readonly maxOutstanding?: number;
+  /** Operations in one frame, at most; must not exceed the server's --max-batch. Default 1000. */
+  readonly maxFrameOps?: number;
+  /** The stream ends after this many ms with nothing outstanding, and reopens on the next call. Default 1000. */
+  readonly idleMs?: number;
+}
+
+export const DEFAULT_PIPELINE: Required<PipelineOptions> = { maxOutstanding: 2048, maxFrameOps: 1000, idleMs: 1000 };
+
+/** A call as its own unary RPC: for calls the stream cannot take, and those it gives back. */
+export type UnaryAttempt = (method: CacheMethod, request: CacheRequest, deadlineMs: number, signal: AbortSignal | undefined) => Promise<unknown>;
+
+type CacheRequest = CacheRpcs[CacheMethod][0];
+type Stream = grpc.ClientDuplexStream<PipelineRequest, PipelineResponse__Output>;
+type Field = Exclude<PipelineResult__Output['result'], 'error' | undefined>;
+
+/**
+ * Frames are cut at about FRAME_BYTES, and an operation estimated above OP_BYTES_MAX goes
+ * unary. A frame so stays well below the smallest message a server can be configured to
+ * take (--max-message-bytes is at least 64 KiB), and a big value does not hold up the small
+ * operations queued behind it; big values gain nothing from coalescing anyway.
+ * NOTE: the estimate counts string lengths, not UTF-8 bytes; the 2x margin covers keys that
+ * are not ASCII.
+ */
+const FRAME_BYTES = 32 * 1024;
+const OP_BYTES_MAX = 8 * 1024;
+/** Tag, field headers and the integer fields of one operation, generously. */
+const OP_OVERHEAD_BYTES = 48;
+
+/** Backoff before reopening a broken stream (calls go unary meanwhile): doubles per break. */
+const REOPEN_BASE_MS = 100;
+const REOPEN_MAX_MS = 5_000;
+/** After the server refused the stream (see refused()): stay unary longer. */
+const REOPEN_REFUSED_MS = 30_000;
+
+const FIELD: Record<CacheMethod, Field> = { Get: 'get', Set: 'set', Cas: 'cas', Add: 'add', Delete: 'delete', Incr: 'incr', Touch: 'touch' };
+
+// One literal shape per kind of operation keeps the frames' objects monomorphic.
+const WRAP: Record<CacheMethod, (tag: number, request: CacheRequest) => PipelineOp> = {
+  Get: (tag, get) => ({ tag, get }),
+  Set: (tag, set) => ({ tag, set: set as CacheRpcs['Set'][0] }),
+  Cas: (tag, cas) => ({ tag, cas: cas as CacheRpcs['Cas'][0] }),
+  Add: (tag, add) => ({ tag, add: add as CacheRpcs['Add'][0] }),
+  Delete: (tag, del) => ({ tag, delete: del as CacheRpcs['Delete'][0] }),
+  Incr: (tag, incr) => ({ tag, incr: incr as CacheRpcs['Incr'][0] }),
+  Touch: (tag, touch) => ({ tag, touch: touch as CacheRpcs['Touch'][0] }),
+};
+
+function opBytes(request: CacheRequest): number {
+  const r = request as { key?: string; store?: string; value?: { length: number }; fence?: { lock?: string; backend?: string } | null };
+  const fence = r.fence ? (r.fence.lock?.length ?? 0) + (r.fence.backend?.length ?? 0) : 0;
+  return OP_OVERHEAD_BYTES + (r.key?.length ?? 0) + (r.store?.length ?? 0) + (r.value?.length ?? 0) + fence;
+}
+
+/**
+ * Whether the server refused the stream as a whole, before running any of it: an older
+ * server without the method (UNIMPLEMENTED), credentials refused at the door, or the
+ * Pipeline handler itself refusing the stream (a status with the server's error class in
+ * the trailer, e.g. ResourceExhaustedError at its --max-streams limit).
+ * NOTE: this relies on the server answering every operation it runs with a result or an
+ * OpError, never with a status that ends the stream: its per-stream errors are refusals.
+ * grpc-js's own failures (a reset, a message over a size limit) carry no such trailer.
+ */
+function refused(status: grpc.StatusObject): boolean {
+  switch (status.code) {
+    case grpc.status.OK:
+      return false;
+    case grpc.status.UNIMPLEMENTED:
+    case grpc.status.UNAUTHENTICATED:
+    case grpc.status.PERMISSION_DENIED:
+      return true;
+    default:
+      return status.metadata?.get(ERROR_TRAILER).length > 0;
+  }
+}
+
+function deadlineError(method: string, deadlineMs: number): DeadlineExceededError {
+  return new DeadlineExceededError(`${method}: no answer within its deadline of ${deadlineMs} ms`, { method });
+}
+
+/**
+ * One call on its way through the stream. It is its own abort listener (handleEvent), so a
+ * call with a signal costs no closure either.
+ */
+class Op {
+  tag = 0;
+  /** Written to the stream (and in `sent`), rather than still queued. */
+  sent = false;
+  /** Answered, expired, aborted or given back; a late answer for it is dropped. */
+  settled = false;
+  /** Only for a deadline other than the client's default; those share one sweep instead. */
+  timer: NodeJS.Timeout | undefined = undefined;
+  resolve!: (value: unknown) => void;
+  reject!: (reason: unknown) => void;
+
+  constructor(
+    readonly pipeline: Pipeline,
+    readonly method: CacheMethod,
+    readonly request: CacheRequest,
+    readonly bytes: number,
+    readonly deadlineMs: number,
+    /** On the performance.now() clock; Infinity = none. */
+    readonly deadline: number,
+    readonly signal: AbortSignal | undefined,
+  ) {}
+
+  handleEvent(): void {
+    this.pipeline.abort(this);
+  }
+}
+
+// new Promise(capture) hands the promise's functions to the Op being built, without a
+// closure per call.
+let capturing: Op | undefined;
+function capture(resolve: (value: unknown) => void, reject: (reason: unknown) => void): void {
+  capturing!.resolve = resolve;
+  capturing!.reject = reject;
+}
+
+function expire(op: Op): void {
+  op.pipeline.expire(op);
+}
+
+export class Pipeline {
+  readonly #stub: CacheStub;
+  readonly #unary: UnaryAttempt;
+  readonly #maxOutstanding: number;
+  readonly #maxFrameOps: number;
+  readonly #idleMs: number;
+  readonly #defaultDeadlineMs: number;
+
+  /** Calls not yet written: waiting for this turn's flush, for room, or for 'drain'. Settled ones are skipped. */
+  #queue: Op[] = [];
+  #queueHead = 0;
+  /** Written and not yet answered, by tag; its size is the room in use. */
+  readonly #sent = new Map<number, Op>();
+  /**
+   * Calls with the client's default deadline, in call order, which is their deadline order:
+   * one timer, armed for the first, sweeps them all.
+   */
+  readonly #byDeadline = new Set<Op>();
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #idleSince = 0;
+  #lastTag = 0;
+  #flushScheduled = false;
+  #waitingForDrain = false;
+
+  /** The stream calls are written to; undefined until the next call opens one. */
+  #stream: Stream | undefined;
+  /** #stream has its status: nothing more goes into it, and #ended is on its way. */
+  #streamOver = false;
+  /** The stream close() half-closed, still owed answers. */
+  #closing: Stream | undefined;
+  #unimplemented = false;
+  #closed = false;
+  #breaks = 0;
+  /** While the stream is down: no new one before this (performance.now() clock). */
+  #reopenAt = 0;
+
+  constructor(stub: CacheStub, unary: UnaryAttempt, options: Required<PipelineOptions>, defaultDeadlineMs: number) {
+    this.#stub = stub;
+    this.#unary = unary;
+    this.#maxOutstanding = options.maxOutstanding;
+    this.#maxFrameOps = options.maxFrameOps;
+    this.#idleMs = options.idleMs;
+    this.#defaultDeadlineMs = defaultDeadlineMs;
+  }
+
+  /**
+   * Sends one call through the stream, resolving with its response. undefined when the
+   * stream cannot take it now: the caller makes it a unary call instead.
+   */
+  send(method: CacheMethod, request: CacheRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<unknown> | undefined {
+    if (this.#unimplemented || this.#closed) return undefined;
+    if (this.#stream === undefined && this.#reopenAt !== 0 && performance.now() < this.#reopenAt) return undefined;
+    const bytes = opBytes(request);
+    if (bytes > OP_BYTES_MAX) return undefined;
+    if (signal?.aborted) return Promise.reject(abortError(method, signal));
+    if (!(deadlineMs > 0)) return Promise.reject(deadlineError(method, deadlineMs));
+
+    const finite = deadlineMs !== Infinity;
+    const op = new Op(this, method, request, bytes, deadlineMs, finite ? performance.now() + deadlineMs : Infinity, signal);
+    capturing = op;
+    const promise = new Promise<unknown>(capture);
+    capturing = undefined;
+    if (finite) {
+      if (deadlineMs === this.#defaultDeadlineMs) {
+        this.#byDeadline.add(op);
+        if (this.#sweepTimer === undefined) this.#armSweep();
+      } else {
+        op.timer = setTimeout(expire, deadlineMs, op);
+        op.timer.unref();
+      }
+    }
+    signal?.addEventListener('abort', op, { once: true });
+    this.#queue.push(op);
+    this.#scheduleFlush();
+    return promise;
+  }
+
+  /** Ends the stream: calls already written still get their answers; queued ones are written first if there is room. */
+  close(): void {
+    if (this.#closed) return;
+    this.#pump();
+    this.#closed = true;
+    for (let i = this.#queueHead; i < this.#queue.length; i++) {
+      const op = this.#queue[i]!;
+      if (op.settled) continue;
+      this.#settle(op);
+      op.reject(new CancelledError(`${op.method}: the latchkey client was closed before this call was sent`, { method: op.method }));
+    }
+    this.#queue = [];
+    this.#queueHead = 0;
+    if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+    const stream = this.#stream;
+    this.#stream = undefined;
+    if (stream !== undefined) {
+      this.#closing = stream;
+      stream.end();
+    }
+  }
+
+  /** The caller's signal fired (Op.handleEvent). */
+  abort(op: Op): void {
+    if (op.settled) return;
+    this.#drop(op);
+    op.reject(abortError(op.method, op.signal!));
+  }
+
+  expire(op: Op): void {
+    if (op.settled) return;
+    this.#drop(op);
+    op.reject(deadlineError(op.method, op.deadlineMs));
+  }
+
+  /**
+   * Gives up on a call before its answer. A written operation still runs on the server (the
+   * protocol cannot cancel one); its answer, if it comes, is dropped. Its room is freed now,
+   * like a cancelled unary call's: the server bounds what one stream runs at once anyway.
+   */
+  #drop(op: Op): void {
+    this.#settle(op);
+    if (!op.sent) return; // skipped when the queue gets to it
+    this.#sent.delete(op.tag);
+    if (this.#queueHead < this.#queue.length) this.#scheduleFlush();
+    else this.#maybeIdle();
+  }
+
+  #settle(op: Op): void {
+    op.settled = true;
+    if (op.timer !== undefined) clearTimeout(op.timer);
+    else if (op.deadline !== Infinity) this.#byDeadline.delete(op);
+    op.signal?.removeEventListener('abort', op);
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // After this turn's I/O callbacks, so every call made in the turn shares the frame.
+    setImmediate(this.#flush);
+  }
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    this.#pump();
+  };
+
+  readonly #onDrain = (): void => {
+    this.#waitingForDrain = false;
+    this.#pump();
+  };
+
+  /** Writes queued calls as frames while there is room and the stream's buffer takes them. */
+  #pump(): void {
+    if (this.#closed) return;
+    while (!this.#waitingForDrain && !this.#streamOver && this.#sent.size < this.#maxOutstanding && this.#queueHead < this.#queue.length) {
+      const room = Math.min(this.#maxFrameOps, this.#maxOutstanding - this.#sent.size);
+      const ops: PipelineOp[] = [];
+      let bytes = 0;
+      while (ops.length < room && this.#queueHead < this.#queue.length) {
+        const op = this.#queue[this.#queueHead]!;
+        if (op.settled) {
+          this.#queueHead++;
+          continue;
+        }
+        if (bytes + op.bytes > FRAME_BYTES && ops.length > 0) break;
+        this.#queueHead++;
+        bytes += op.bytes;
+        op.tag = ++this.#lastTag;
+        op.sent = true;
+        this.#sent.set(op.tag, op);
+        ops.push(WRAP[op.method](op.tag, op.request));
+      }
+      if (ops.length === 0) break;
+      const stream = (this.#stream ??= this.#open());
+      if (!stream.write({ ops })) {
+        this.#waitingForDrain = true;
+        stream.once('drain', this.#onDrain);
+      }
+    }
+    if (this.#queueHead === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#queueHead = 0;
+    } else if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#queueHead);
+      this.#queueHead = 0;
+    }
+    this.#maybeIdle();
+  }
+
+  #open(): Stream {
+    const stream = this.#stub.Pipeline();
+    stream.on('data', this.#onData);
+    // The 'status' that always follows says the same.
+    stream.on('error', () => {});
+    stream.on('status', (status: grpc.StatusObject) => {
+      // Nothing more goes into a stream that is over: calls stay queued, and #ended gives
+      // them back as unary calls.
+      if (stream === this.#stream) this.#streamOver = true;
+      // NOTE: grpc-js may still hold replies it has read and not yet emitted as 'data' (they
+      // go out on process.nextTick); settle the stream's calls only after those.
+      setImmediate(this.#ended, stream, status);
+    });
+    return stream;
+  }
+
+  readonly #onData = (response: PipelineResponse__Output): void => {
+    this.#breaks = 0;
+    for (const result of response.results) {
+      const tag = Number(result.tag);
+      const op = this.#sent.get(tag);
+      if (op === undefined) continue; // settled before its answer came: dropped
+      this.#sent.delete(tag);
+      this.#settle(op);
+      const kind = result.result;
+      if (kind === FIELD[op.method]) op.resolve(result[kind]);
+      else if (kind === 'error') op.reject(fromOpError(result.error!, op.method));
+      else op.reject(new InternalError(`${op.method}: the pipeline answered with "${kind ?? 'nothing'}" instead of "${FIELD[op.method]}"`, { method: op.method }));
+    }
+    // Coalesce what this room lets out with the calls the answers' callers make next.
+    if (this.#queueHead < this.#queue.length) this.#scheduleFlush();
+    else this.#maybeIdle();
+  };
+
+  /**
+   * A stream is over and every reply it carried has been handled. What was written on it
+   * and not answered, and what is still queued, is settled here.
+   * NOTE: every call in `sent` was written on the current stream or on the closing one: a
+   * new stream opens only after the previous one ended with nothing outstanding (idle) or
+   * ended here.
+   */
+  readonly #ended = (stream: Stream, status: grpc.StatusObject): void => {
+    if (stream === this.#stream) {
+      this.#stream = undefined;
+      this.#streamOver = false;
+      this.#waitingForDrain = false;
+    } else if (stream !== this.#closing) {
+      return; // ended for being idle: it owed nothing
+    }
+    if (refused(status)) {
+      // None of these ran: unary calls instead, them too (for good on an older server), and
+      // those fail or succeed exactly as they would have without the pipeline.
+      if (status.code === grpc.status.UNIMPLEMENTED) this.#unimplemented = true;
+      else this.#reopenAt = performance.now() + REOPEN_REFUSED_MS;
+      for (const op of this.#sent.values()) this.#giveBack(op);
+      this.#sent.clear();
+      this.#giveBackQueued();
+      return;
+    }
+    if (!(stream === this.#closing && status.code === grpc.status.OK)) {
+      // Broken, or ended by the server (it does so at shutdown): unary for a while.
+      this.#breaks++;
+      const backoffMs = Math.min(REOPEN_MAX_MS, REOPEN_BASE_MS * 2 ** (this.#breaks - 1));
+      this.#reopenAt = performance.now() + backoffMs * (0.5 + Math.random() / 2);
+    }
+    const cause = Object.assign(new Error(`${status.code} ${grpc.status[status.code]}: ${status.details}`), status);
+    for (const op of this.#sent.values()) {
+      this.#settle(op);
+      // Its fate is unknown, as for a unary call cut off by a dropped connection; Get,
+      // being idempotent, is retried by the caller's retry policy.
+      op.reject(new UnavailableError(`${op.method}: the pipeline stream ended before the answer came (${status.details || grpc.status[status.code]}); the operation may or may not have been applied`, { method: op.method, cause }));
+    }
+    this.#sent.clear();
+    // Never written, so safe to send again: as unary calls, while the stream is down.
+    this.#giveBackQueued();
+  };
+
+  #giveBackQueued(): void {
+    const queued = this.#queue;
+    const head = this.#queueHead;
+    this.#queue = [];
+    this.#queueHead = 0;
+    for (let i = head; i < queued.length; i++) if (!queued[i]!.settled) this.#giveBack(queued[i]!);
+  }
+
+  /** Sends a call the stream will not answer as a unary call, within what is left of its deadline. */
+  #giveBack(op: Op): void {
+    this.#settle(op);
+    const left = op.deadline - performance.now();
+    if (!(left > 0)) return op.reject(deadlineError(op.method, op.deadlineMs));
+    this.#unary(op.method, op.request, left, op.signal).then(op.resolve, op.reject);
+  }
+
+  #armSweep(): void {
+    const first = this.#byDeadline.values().next();
+    if (first.done) return;
+    // unref: while calls are outstanding their stream keeps the process alive; after that,
+    // a leftover sweep must not.
+    this.#sweepTimer = setTimeout(this.#sweep, Math.max(1, first.value.deadline - performance.now()));
+    this.#sweepTimer.unref();
+  }
+
+  readonly #sweep = (): void => {
+    this.#sweepTimer = undefined;
+    const now = performance.now();
+    for (const op of this.#byDeadline) {
+      if (op.deadline > now) break;
+      this.expire(op);
+    }
+    this.#armSweep();
+  };
+
+  /** Starts the idle countdown when nothing is outstanding; one timer, re-armed only when it fires early. */
+  #maybeIdle(): void {
+    if (this.#stream === undefined || this.#sent.size > 0 || this.#queueHead < this.#queue.length) return;
+    this.#idleSince = performance.now();
+    if (this.#idleTimer === undefined) {
+      this.#idleTimer = setTimeout(this.#onIdle, this.#idleMs);
+      this.#idleTimer.unref();
+    }
+  }
+
+  readonly #onIdle = (): void => {
+    this.#idleTimer = undefined;
+    const stream = this.#stream;
+    if (stream === undefined || this.#sent.size > 0 || this.#queueHead < this.#queue.length) return;
+    const left = this.#idleSince + this.#idleMs - performance.now();
+    if (left > 1) {
+      this.#idleTimer = setTimeout(this.#onIdle, left);
+      this.#idleTimer.unref();
+      return;
+    }
+    this.#stream = undefined;
+    this.#streamOver = false;
+    this.#waitingForDrain = false;
+    stream.end();
+  };
+}
