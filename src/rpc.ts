@@ -118,3 +118,48 @@ export function unary<Req, Res>(handler: Handler<Req, Res>, env: RpcEnv): grpc.h
     );
   };
 }
+
+/**
+ * Adapts a handler that yields messages to a grpc-js server stream: the stream ends cleanly
+ * (OK) when the handler's iteration ends, including at shutdown (drain), and with the
+ * mapped status when it throws. Writes wait for the client to keep up.
+ */
+export function serverStream<Req, Res>(handler: (request: Req, ctx: CallContext) => AsyncIterable<Res>, env: RpcEnv): grpc.handleServerStreamingCall<Req, Res> {
+  const { inflight, log } = env;
+  return (call) => {
+    const controller = new AbortController();
+    let done = false;
+    call.on('cancelled', () => {
+      if (!done) controller.abort(new CancelledError('stream cancelled by the client'));
+    });
+    const ctx: CallContext = {
+      signal: controller.signal,
+      peer: call.getPeer(),
+      remainingMs: () => Infinity,
+      authorize: authorizer(env, call.metadata),
+    };
+    inflight.add(controller);
+    // At shutdown a stream has nothing left to finish: end it now rather than at the cut-off.
+    const stopDraining = inflight.onDrain(() => controller.abort(new ShuttingDownError('server is shutting down')));
+    const finish = () => {
+      done = true;
+      stopDraining();
+      inflight.delete(controller);
+    };
+    (async () => {
+      for await (const message of handler(call.request, ctx)) {
+        if (controller.signal.aborted) break;
+        if (!call.write(message)) await new Promise<void>((resolve) => call.once('drain', resolve));
+      }
+    })().then(
+      () => {
+        finish();
+        if (!call.cancelled) call.end();
+      },
+      (err: unknown) => {
+        finish();
+        if (!call.cancelled) call.emit('error', Object.assign(new Error('stream failed'), toStatus(err, log)));
+      },
+    );
+  };
+}

@@ -17,7 +17,7 @@ import { EtcdLockBackend } from './locks/etcd.js';
 import { MemoryLockBackend } from './locks/memory.js';
 import { createLockService } from './locks/service.js';
 import { loadProto, reflectionDefinition } from './proto.js';
-import { InflightCalls, unary, type RpcEnv } from './rpc.js';
+import { InflightCalls, serverStream, unary, type RpcEnv } from './rpc.js';
 import { TokenAuth } from './auth.js';
 import { readFileSync } from 'node:fs';
 
@@ -108,6 +108,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
     Refresh: h(locks.refresh),
     Release: h(locks.release),
     Describe: h(locks.describe),
+    Watch: serverStream(locks.watch, env),
   });
   server.addService(proto.latchkey.v1.Cache.service, {
     Get: h(cache.get),

@@ -11,7 +11,7 @@ function setup() {
   const clock = new ManualClock();
   const backend = new MemoryLockBackend({ clock });
   const acquire = (name: string, fields: { ttlMs?: number; waitMs?: number; owner?: string; signal?: AbortSignal } = {}) =>
-    backend.acquire({ name, ttlMs: 1000, waitMs: 0, owner: 'test', signal: open(), ...fields });
+    backend.acquire({ name, ttlMs: 1000, waitMs: 0, owner: 'test', mode: 'EXCLUSIVE', limit: 1, signal: open(), ...fields });
   return { clock, backend, acquire };
 }
 

@@ -15,6 +15,8 @@ import { checkBatch, type CacheService } from './service.js';
 
 /** Operations of one stream running at once; past this the stream stops reading. */
 const MAX_INFLIGHT_PER_STREAM = 4096;
+/** Reply frames are cut near this size (a frame holds at least one result). */
+const FRAME_BYTES = 1024 * 1024;
 
 type Stream = grpc.ServerDuplexStream<PipelineRequest__Output, PipelineResponse>;
 
@@ -70,10 +72,25 @@ export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv
     const flush = () => {
       flushScheduled = false;
       if (pending.length === 0 || finished) return;
-      const results = pending;
+      // Reply frames stay near FRAME_BYTES however many results finished together, so no
+      // frame outgrows the client's message size limit.
+      let writable = true;
+      let frame: PipelineResult[] = [];
+      let bytes = 0;
+      for (const result of pending) {
+        const size = 32 + (result.get?.value?.length ?? 0);
+        if (frame.length > 0 && bytes + size > FRAME_BYTES) {
+          writable = call.write({ results: frame }) && writable;
+          frame = [];
+          bytes = 0;
+        }
+        frame.push(result);
+        bytes += size;
+      }
       pending = [];
+      writable = call.write({ results: frame }) && writable;
       // Backpressure: a client that does not read stops us reading its new operations.
-      if (!call.write({ results }) && !paused) {
+      if (!writable && !paused) {
         paused = true;
         call.pause();
         call.once('drain', () => {

@@ -15,6 +15,40 @@ export interface Capabilities {
   readonly fifo: boolean;
   /** A lease that is not refreshed is released when its TTL runs out. */
   readonly autoRelease: boolean;
+  /** Acquire with limit > 1: up to `limit` exclusive holders at once. */
+  readonly semaphore: boolean;
+  /** Acquire in SHARED mode (read locks). */
+  readonly shared: boolean;
+  /** watch(): a stream of the lock's events. */
+  readonly watch: boolean;
+}
+
+export type LockMode = 'EXCLUSIVE' | 'SHARED';
+
+export interface HolderInfo {
+  readonly owner: string;
+  readonly fencingToken: bigint;
+  readonly expiresAtMs: number;
+  readonly mode: LockMode;
+}
+
+export interface WaiterInfo {
+  readonly owner: string;
+  readonly mode: LockMode;
+}
+
+export type LockEventType = 'STATE' | 'ACQUIRED' | 'RELEASED' | 'EXPIRED' | 'WAITER_ADDED' | 'WAITER_LEFT';
+
+export interface LockEvent {
+  readonly type: LockEventType;
+  readonly name: string;
+  /** The holder or waiter the event is about ('' for STATE). */
+  readonly owner: string;
+  readonly fencingToken: bigint;
+  readonly mode: LockMode;
+  readonly atMs: number;
+  /** Only on STATE. */
+  readonly state?: LockState;
 }
 
 export interface Lease {
@@ -25,14 +59,24 @@ export interface Lease {
   readonly expiresAtMs: number;
   readonly ttlMs: number;
   readonly owner: string;
+  readonly mode: LockMode;
+  /** 1 for a plain lock. */
+  readonly limit: number;
 }
 
 export interface LockState {
   readonly held: boolean;
+  /** The first holder's (oldest grant); '' / 0 when free. */
   readonly owner: string;
   readonly fencingToken: bigint;
   readonly expiresAtMs: number;
   readonly waiters: number;
+  /** Every holder, oldest grant first. */
+  readonly holders: readonly HolderInfo[];
+  /** Waiters in the order they will be served. */
+  readonly queue: readonly WaiterInfo[];
+  /** The semaphore limit in force (1 for a plain lock; 0 when nobody holds or waits). */
+  readonly limit: number;
 }
 
 export interface AcquireOptions {
@@ -42,6 +86,10 @@ export interface AcquireOptions {
   /** 0 = try once; > 0 = wait up to this long. */
   readonly waitMs: number;
   readonly owner: string;
+  /** EXCLUSIVE unless the backend declares `shared`. */
+  readonly mode: LockMode;
+  /** 1 unless the backend declares `semaphore`. */
+  readonly limit: number;
   /** Aborted when the caller goes away or its deadline passes; the waiter must leave. */
   readonly signal: AbortSignal;
 }
@@ -62,6 +110,18 @@ export interface LockBackend {
   /** Rejects with NotHolderError / LeaseExpiredError, leaving the holder untouched. */
   release(ref: LeaseRef): Promise<void>;
   describe(name: string, signal: AbortSignal): Promise<LockState>;
+  /**
+   * The lock's events, starting with one STATE event, until `signal` aborts or the backend
+   * closes (the iteration then ends). Only for backends that declare `watch`.
+   */
+  watch?(name: string, signal: AbortSignal): AsyncIterable<LockEvent>;
   /** Fails every waiter with ShuttingDownError and frees the backend's resources. */
   close(): Promise<void>;
+}
+
+/** The state of a plain (exclusive, limit 1) lock with at most one holder. */
+export function singleHolderState(holder: Omit<HolderInfo, 'mode'> | undefined, waiters: number): LockState {
+  if (holder === undefined) return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters, holders: [], queue: [], limit: waiters > 0 ? 1 : 0 };
+  const info: HolderInfo = { owner: holder.owner, fencingToken: holder.fencingToken, expiresAtMs: holder.expiresAtMs, mode: 'EXCLUSIVE' };
+  return { held: true, ...info, waiters, holders: [info], queue: Array.from({ length: waiters }, () => ({ owner: '', mode: 'EXCLUSIVE' as const })), limit: 1 };
 }

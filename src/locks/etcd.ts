@@ -29,9 +29,9 @@ import {
   ShuttingDownError,
   throwIfAborted,
 } from '../errors.js';
-import type { AcquireOptions, Capabilities, Lease, LeaseRef, LockBackend, LockState } from './backend.js';
+import { singleHolderState, type AcquireOptions, type Capabilities, type Lease, type LeaseRef, type LockBackend, type LockState } from './backend.js';
 
-export const etcdCapabilities: Capabilities = { acrossHosts: true, fencing: true, fifo: true, autoRelease: true };
+export const etcdCapabilities: Capabilities = { acrossHosts: true, fencing: true, fifo: true, autoRelease: true, semaphore: false, shared: false, watch: false };
 
 export interface EtcdLockBackendOptions {
   /** etcd client endpoints, `host:port` or `http(s)://host:port`: a list or a comma-separated string. */
@@ -243,7 +243,7 @@ export class EtcdLockBackend implements LockBackend {
     }
     const { ttlS, sentAt } = await this.#keepAliveOnce(holder.leaseDec, signal);
     if (ttlS <= 0) throw this.#expired(name, leaseId);
-    return { name, leaseId, fencingToken: holder.createRevision, expiresAtMs: sentAt + ttlS * 1000, ttlMs: ttlS * 1000, owner: holder.owner };
+    return { name, leaseId, fencingToken: holder.createRevision, expiresAtMs: sentAt + ttlS * 1000, ttlMs: ttlS * 1000, owner: holder.owner, mode: 'EXCLUSIVE', limit: 1 };
   }
 
   async release({ name, leaseId, signal }: LeaseRef): Promise<void> {
@@ -270,7 +270,7 @@ export class EtcdLockBackend implements LockBackend {
     const all = await this.#rpc('describe', signal, () => this.#client.kv.range(this.#queueRange(dir, 'Ascend', { limit: 0 })));
     const queue = this.#queueKeys(dir, all.kvs);
     const holder = queue[0];
-    if (holder === undefined) return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters: 0 };
+    if (holder === undefined) return singleHolderState(undefined, 0);
     let expiresAtMs = 0;
     if (holder.leaseDec !== '0') {
       const now = Date.now();
@@ -278,7 +278,7 @@ export class EtcdLockBackend implements LockBackend {
       // etcd reports whole seconds left, rounded down: this is the earliest it can expire.
       expiresAtMs = now + Math.max(0, Number(info.TTL)) * 1000;
     }
-    return { held: true, owner: holder.owner, fencingToken: holder.createRevision, expiresAtMs, waiters: queue.length - 1 };
+    return singleHolderState({ owner: holder.owner, fencingToken: holder.createRevision, expiresAtMs }, queue.length - 1);
   }
 
   async close(): Promise<void> {
@@ -338,7 +338,7 @@ export class EtcdLockBackend implements LockBackend {
         expiresAtMs = await this.#waitTurn({ name, dir, key, lease, mine, waitUntil, waitMs, signal });
       }
       granted = true;
-      return { name, leaseId: lease.hex, fencingToken: mine, expiresAtMs, ttlMs: lease.ttlS * 1000, owner };
+      return { name, leaseId: lease.hex, fencingToken: mine, expiresAtMs, ttlMs: lease.ttlS * 1000, owner, mode: 'EXCLUSIVE', limit: 1 };
     } finally {
       // Not granted (lost try-once, timeout, cancel, lost lease, shutdown, etcd error): leave
       // the queue before answering, so nobody waits behind a key whose caller is gone and a

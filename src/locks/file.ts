@@ -28,7 +28,7 @@ import {
   throwIfAborted,
   type Logger,
 } from '../errors.js';
-import type { AcquireOptions, Capabilities, Lease, LeaseRef, LockBackend, LockState } from './backend.js';
+import { singleHolderState, type AcquireOptions, type Capabilities, type Lease, type LeaseRef, type LockBackend, type LockState } from './backend.js';
 import { describeHolder } from './memory.js';
 
 // NOTE: acrossHosts is false on purpose. proper-lockfile's exclusion rests on mkdir being
@@ -38,7 +38,7 @@ import { describeHolder } from './memory.js';
 // fifo is false because waiting is polling (POLL_FIRST_MS..POLL_MAX_MS below): waiters in
 // one server are queued and handed the lock in order, but which process's poll wins against
 // another process is up to the scheduler.
-export const fileCapabilities: Capabilities = { acrossHosts: false, fencing: true, fifo: false, autoRelease: true };
+export const fileCapabilities: Capabilities = { acrossHosts: false, fencing: true, fifo: false, autoRelease: true, semaphore: false, shared: false, watch: false };
 
 /**
  * Waiting for a lock held by another process polls, because proper-lockfile cannot notify:
@@ -286,7 +286,7 @@ export class FileLockBackend implements LockBackend {
     let waiters = 0;
     for (const w of entry?.waiters ?? []) if (!w.tryOnce) waiters++;
     const lease = entry?.holder?.lease;
-    if (lease !== undefined) return { held: true, owner: lease.owner, fencingToken: lease.fencingToken, expiresAtMs: lease.expiresAtMs, waiters };
+    if (lease !== undefined) return singleHolderState(lease, waiters);
     const path = this.pathOf(name);
     let held: boolean;
     try {
@@ -294,11 +294,11 @@ export class FileLockBackend implements LockBackend {
     } catch (err) {
       throw this.#translate(err, `checking lock "${name}"`);
     }
-    if (!held) return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters };
+    if (!held) return singleHolderState(undefined, waiters);
     // Held by another process: a latchkey server's record names it; anything else is anonymous.
     const record = await this.#readRecord(name, path);
-    if (record?.held) return { held: true, owner: record.owner, fencingToken: BigInt(record.token), expiresAtMs: record.expiresAtMs, waiters };
-    return { held: true, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters };
+    if (record?.held) return singleHolderState({ owner: record.owner, fencingToken: BigInt(record.token), expiresAtMs: record.expiresAtMs }, waiters);
+    return singleHolderState({ owner: '', fencingToken: 0n, expiresAtMs: 0 }, waiters);
   }
 
   close(): Promise<void> {
@@ -453,6 +453,8 @@ export class FileLockBackend implements LockBackend {
             expiresAtMs: this.#clock.now() + waiter.ttlMs,
             ttlMs: waiter.ttlMs,
             owner: waiter.owner,
+            mode: 'EXCLUSIVE',
+            limit: 1,
           };
           await this.#writeRecord(entry, this.#recordOf(lease));
         } catch (err) {
@@ -567,7 +569,7 @@ export class FileLockBackend implements LockBackend {
     try {
       const record = await this.#readRecord(entry.name, entry.path);
       if (record?.held) {
-        const lease: Lease = { name: entry.name, leaseId: '', fencingToken: BigInt(record.token), expiresAtMs: record.expiresAtMs, ttlMs: 0, owner: record.owner };
+        const lease: Lease = { name: entry.name, leaseId: '', fencingToken: BigInt(record.token), expiresAtMs: record.expiresAtMs, ttlMs: 0, owner: record.owner, mode: 'EXCLUSIVE', limit: 1 };
         return `${describeHolder(lease, now)} on another latchkey server (pid ${record.pid} on ${record.host})`;
       }
       return `another process (no latchkey holder recorded in ${entry.path})`;

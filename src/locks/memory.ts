@@ -1,11 +1,12 @@
 // In-process lock backend: exact FIFO hand-off, TTL leases, fencing tokens from one
-// process-wide counter. Locks live and die with this server process.
+// process-wide counter, semaphores (limit > 1), shared (read) locks, and watch streams.
+// Locks live and die with this server process.
 import { randomBytes } from 'node:crypto';
 import { systemClock, type Clock, type Timer } from '../clock.js';
-import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError, throwIfAborted } from '../errors.js';
-import type { AcquireOptions, Capabilities, Lease, LeaseRef, LockBackend, LockState } from './backend.js';
+import { CancelledError, FailedPreconditionError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError, throwIfAborted } from '../errors.js';
+import type { AcquireOptions, Capabilities, Lease, LeaseRef, LockBackend, LockEvent, LockEventType, LockMode, LockState } from './backend.js';
 
-export const memoryCapabilities: Capabilities = { acrossHosts: false, fencing: true, fifo: true, autoRelease: true };
+export const memoryCapabilities: Capabilities = { acrossHosts: false, fencing: true, fifo: true, autoRelease: true, semaphore: true, shared: true, watch: true };
 
 interface Holder {
   lease: Lease;
@@ -15,20 +16,25 @@ interface Holder {
 interface Waiter {
   owner: string;
   ttlMs: number;
+  mode: LockMode;
+  limit: number;
   grant(lease: Lease): void;
   fail(err: Error): void;
 }
 
 interface Entry {
-  holder: Holder | undefined;
+  /** By lease id; insertion order is grant order. */
+  holders: Map<string, Holder>;
   /** Insertion-ordered, so iteration is FIFO and a cancelled waiter leaves in O(1). */
   waiters: Set<Waiter>;
+  exclusive: number;
+  shared: number;
 }
 
 /** How many expired lease ids to remember, so Refresh/Release can say "expired" precisely. */
 const EXPIRED_MEMORY = 10_000;
 
-export function describeHolder(lease: Lease, now: number): string {
+export function describeHolder(lease: Pick<Lease, 'owner' | 'fencingToken' | 'expiresAtMs'>, now: number): string {
   return `${lease.owner || 'an unnamed owner'} (fencing token ${lease.fencingToken}, expires in ${Math.max(0, lease.expiresAtMs - now)} ms)`;
 }
 
@@ -38,25 +44,33 @@ export class MemoryLockBackend implements LockBackend {
   readonly #clock: Clock;
   readonly #locks = new Map<string, Entry>();
   readonly #expired = new Map<string, number>();
+  readonly #watchers = new Map<string, Set<(event: LockEvent) => void>>();
+  readonly #closing = new AbortController();
   // NOTE: one counter for every name. Per-name counters would restart at 1 when an idle
   // name's entry is dropped, reusing tokens; a process-wide counter is strictly increasing
   // per name for the life of the process without keeping idle entries.
   #lastToken = 0n;
-  #closed = false;
 
   constructor(options: { clock?: Clock } = {}) {
     this.#clock = options.clock ?? systemClock;
   }
 
-  async acquire({ name, ttlMs, waitMs, owner, signal }: AcquireOptions): Promise<Lease> {
+  async acquire({ name, ttlMs, waitMs, owner, mode, limit, signal }: AcquireOptions): Promise<Lease> {
     throwIfAborted(signal);
-    if (this.#closed) throw new ShuttingDownError('server is shutting down; acquire on another server');
+    if (this.#closing.signal.aborted) throw new ShuttingDownError('server is shutting down; acquire on another server');
     const entry = this.#entry(name);
-    if (entry.holder === undefined) {
-      return this.#grant(name, entry, owner, ttlMs);
+    const current = this.#limitOf(entry);
+    if (mode === 'EXCLUSIVE' && current !== 0 && current !== limit) {
+      this.#dropIfIdle(name, entry);
+      throw new FailedPreconditionError(`lock "${name}" is held or awaited with limit ${current}; this request asks for limit ${limit}: every holder of a name must use the same limit`);
+    }
+    // NOTE: a request may not pass a waiter even when it could be granted (a reader behind a
+    // waiting writer): that is what keeps the queue FIFO across modes and writers unstarved.
+    if (entry.waiters.size === 0 && this.#grantable(entry, mode, limit)) {
+      return this.#grant(name, entry, owner, ttlMs, mode, limit);
     }
     if (waitMs <= 0) {
-      throw new LockBusyError(`lock "${name}" is held by ${describeHolder(entry.holder.lease, this.#clock.now())}; not acquired (wait_ms = 0 tries once)`);
+      throw new LockBusyError(`lock "${name}" is held by ${this.#holdersText(entry)}; not acquired (wait_ms = 0 tries once)`);
     }
     return new Promise<Lease>((resolve, reject) => {
       let timer: Timer | undefined;
@@ -65,14 +79,19 @@ export class MemoryLockBackend implements LockBackend {
         timer?.cancel();
         signal.removeEventListener('abort', onAbort);
       };
-      const onAbort = () => {
+      const giveUp = (err: Error) => {
         leave();
-        reject(new CancelledError(`acquire of lock "${name}" cancelled while waiting`));
-        this.#dropIfIdle(name, entry);
+        this.#emit(name, 'WAITER_LEFT', owner, 0n, mode);
+        reject(err);
+        // The waiter may have blocked others (a writer at the head in front of readers).
+        this.#pump(name, entry);
       };
+      const onAbort = () => giveUp(new CancelledError(`acquire of lock "${name}" cancelled while waiting`));
       const waiter: Waiter = {
         owner,
         ttlMs,
+        mode,
+        limit,
         grant: (lease) => {
           leave();
           resolve(lease);
@@ -83,13 +102,11 @@ export class MemoryLockBackend implements LockBackend {
         },
       };
       entry.waiters.add(waiter);
+      this.#emit(name, 'WAITER_ADDED', owner, 0n, mode);
       signal.addEventListener('abort', onAbort, { once: true });
       timer = this.#clock.schedule(waitMs, () => {
-        const holder = entry.holder;
-        leave();
-        const held = holder ? `still held by ${describeHolder(holder.lease, this.#clock.now())}` : 'not granted';
-        reject(new LockBusyError(`lock "${name}" ${held} after waiting ${waitMs} ms`));
-        this.#dropIfIdle(name, entry);
+        const held = entry.holders.size > 0 ? `still held by ${this.#holdersText(entry)}` : 'not granted';
+        giveUp(new LockBusyError(`lock "${name}" ${held} after waiting ${waitMs} ms`));
       });
     });
   }
@@ -100,7 +117,7 @@ export class MemoryLockBackend implements LockBackend {
     holder.timer.cancel();
     const ttl = ttlMs > 0 ? ttlMs : holder.lease.ttlMs;
     const lease: Lease = { ...holder.lease, ttlMs: ttl, expiresAtMs: this.#clock.now() + ttl };
-    entry.holder = { lease, timer: this.#expiryTimer(name, entry, lease) };
+    entry.holders.set(leaseId, { lease, timer: this.#expiryTimer(name, entry, lease) });
     return lease;
   }
 
@@ -108,21 +125,51 @@ export class MemoryLockBackend implements LockBackend {
     throwIfAborted(signal);
     const { entry, holder } = this.#holderOf(name, leaseId);
     holder.timer.cancel();
-    this.#handOff(name, entry);
+    this.#free(name, entry, holder.lease, 'RELEASED');
   }
 
   async describe(name: string, signal: AbortSignal): Promise<LockState> {
     throwIfAborted(signal);
-    const entry = this.#locks.get(name);
-    const lease = entry?.holder?.lease;
-    if (entry === undefined || lease === undefined) return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters: 0 };
-    return { held: true, owner: lease.owner, fencingToken: lease.fencingToken, expiresAtMs: lease.expiresAtMs, waiters: entry.waiters.size };
+    return this.#state(this.#locks.get(name));
+  }
+
+  async *watch(name: string, signal: AbortSignal): AsyncIterable<LockEvent> {
+    const pending: LockEvent[] = [];
+    let wake: (() => void) | undefined;
+    const listener = (event: LockEvent) => {
+      pending.push(event);
+      wake?.();
+    };
+    const stop = () => wake?.();
+    let listeners = this.#watchers.get(name);
+    if (listeners === undefined) this.#watchers.set(name, (listeners = new Set()));
+    listeners.add(listener);
+    signal.addEventListener('abort', stop);
+    this.#closing.signal.addEventListener('abort', stop);
+    try {
+      // Subscribed before the snapshot, and nothing runs in between: no event is missed.
+      yield { type: 'STATE', name, owner: '', fencingToken: 0n, mode: 'EXCLUSIVE', atMs: this.#clock.now(), state: this.#state(this.#locks.get(name)) };
+      while (!signal.aborted && !this.#closing.signal.aborted) {
+        const event = pending.shift();
+        if (event !== undefined) {
+          yield event;
+          continue;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+    } finally {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.#watchers.get(name) === listeners) this.#watchers.delete(name);
+      signal.removeEventListener('abort', stop);
+      this.#closing.signal.removeEventListener('abort', stop);
+    }
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
+    this.#closing.abort();
     for (const entry of this.#locks.values()) {
-      entry.holder?.timer.cancel();
+      for (const holder of entry.holders.values()) holder.timer.cancel();
       for (const waiter of [...entry.waiters]) waiter.fail(new ShuttingDownError('server is shutting down; retry on another server'));
     }
     this.#locks.clear();
@@ -131,13 +178,24 @@ export class MemoryLockBackend implements LockBackend {
   #entry(name: string): Entry {
     let entry = this.#locks.get(name);
     if (entry === undefined) {
-      entry = { holder: undefined, waiters: new Set() };
+      entry = { holders: new Map(), waiters: new Set(), exclusive: 0, shared: 0 };
       this.#locks.set(name, entry);
     }
     return entry;
   }
 
-  #grant(name: string, entry: Entry, owner: string, ttlMs: number): Lease {
+  /** The limit the name's exclusive holders and waiters agreed on; 0 when there are none. */
+  #limitOf(entry: Entry): number {
+    for (const holder of entry.holders.values()) if (holder.lease.mode === 'EXCLUSIVE') return holder.lease.limit;
+    for (const waiter of entry.waiters) if (waiter.mode === 'EXCLUSIVE') return waiter.limit;
+    return 0;
+  }
+
+  #grantable(entry: Entry, mode: LockMode, limit: number): boolean {
+    return mode === 'SHARED' ? entry.exclusive === 0 : entry.shared === 0 && entry.exclusive < limit;
+  }
+
+  #grant(name: string, entry: Entry, owner: string, ttlMs: number, mode: LockMode, limit: number): Lease {
     const lease: Lease = {
       name,
       leaseId: randomBytes(16).toString('hex'),
@@ -145,52 +203,94 @@ export class MemoryLockBackend implements LockBackend {
       expiresAtMs: this.#clock.now() + ttlMs,
       ttlMs,
       owner,
+      mode,
+      limit: mode === 'EXCLUSIVE' ? limit : 1,
     };
-    entry.holder = { lease, timer: this.#expiryTimer(name, entry, lease) };
+    entry.holders.set(lease.leaseId, { lease, timer: this.#expiryTimer(name, entry, lease) });
+    if (mode === 'EXCLUSIVE') entry.exclusive++;
+    else entry.shared++;
+    this.#emit(name, 'ACQUIRED', owner, lease.fencingToken, mode);
     return lease;
   }
 
   #expiryTimer(name: string, entry: Entry, lease: Lease): Timer {
     return this.#clock.schedule(lease.expiresAtMs - this.#clock.now(), () => {
-      if (entry.holder?.lease !== lease) return;
+      if (entry.holders.get(lease.leaseId)?.lease !== lease) return;
       this.#rememberExpired(lease);
-      this.#handOff(name, entry);
+      this.#free(name, entry, lease, 'EXPIRED');
     });
   }
 
-  /** The lock is free: grant it to exactly the next waiter, or forget the idle name. */
-  #handOff(name: string, entry: Entry): void {
-    entry.holder = undefined;
-    const next = entry.waiters.values().next();
-    if (next.done) {
-      this.#locks.delete(name);
-      return;
+  /** A holder is gone: hand its slot on in FIFO order, or forget the idle name. */
+  #free(name: string, entry: Entry, lease: Lease, why: 'RELEASED' | 'EXPIRED'): void {
+    entry.holders.delete(lease.leaseId);
+    if (lease.mode === 'EXCLUSIVE') entry.exclusive--;
+    else entry.shared--;
+    this.#emit(name, why, lease.owner, lease.fencingToken, lease.mode);
+    this.#pump(name, entry);
+  }
+
+  /** Grants waiters from the head of the queue for as long as the head can be granted. */
+  #pump(name: string, entry: Entry): void {
+    for (const waiter of entry.waiters) {
+      if (!this.#grantable(entry, waiter.mode, waiter.limit)) break;
+      entry.waiters.delete(waiter);
+      waiter.grant(this.#grant(name, entry, waiter.owner, waiter.ttlMs, waiter.mode, waiter.limit));
     }
-    const waiter = next.value;
-    waiter.grant(this.#grant(name, entry, waiter.owner, waiter.ttlMs));
+    this.#dropIfIdle(name, entry);
   }
 
   #dropIfIdle(name: string, entry: Entry): void {
-    if (entry.holder === undefined && entry.waiters.size === 0 && this.#locks.get(name) === entry) this.#locks.delete(name);
+    if (entry.holders.size === 0 && entry.waiters.size === 0 && this.#locks.get(name) === entry) this.#locks.delete(name);
   }
 
   #holderOf(name: string, leaseId: string): { entry: Entry; holder: Holder } {
     const entry = this.#locks.get(name);
-    const holder = entry?.holder;
-    if (entry !== undefined && holder !== undefined && holder.lease.leaseId === leaseId) {
+    const holder = entry?.holders.get(leaseId);
+    if (entry !== undefined && holder !== undefined) {
       // A timer can fire late; the lease's own expiry time is what counts.
       if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
       holder.timer.cancel();
       this.#rememberExpired(holder.lease);
-      this.#handOff(name, entry);
+      this.#free(name, entry, holder.lease, 'EXPIRED');
     }
     const expiredAt = this.#expired.get(leaseId);
     if (expiredAt !== undefined) {
       throw new LeaseExpiredError(`lease ${leaseId} on lock "${name}" expired at ${new Date(expiredAt).toISOString()}; acquire the lock again`);
     }
-    const current = this.#locks.get(name)?.holder;
-    const who = current ? `it is held by ${describeHolder(current.lease, this.#clock.now())}` : 'it is not held';
+    const current = this.#locks.get(name);
+    const who = current !== undefined && current.holders.size > 0 ? `it is held by ${this.#holdersText(current)}` : 'it is not held';
     throw new NotHolderError(`lease ${leaseId || '(empty)'} does not hold lock "${name}": ${who}`);
+  }
+
+  #holdersText(entry: Entry): string {
+    const now = this.#clock.now();
+    const holders = [...entry.holders.values()].map((h) => `${h.lease.mode === 'SHARED' ? 'shared: ' : ''}${describeHolder(h.lease, now)}`);
+    if (holders.length === 0) return 'nobody, but earlier waiters are queued';
+    return holders.length <= 3 ? holders.join(', ') : `${holders.slice(0, 3).join(', ')} and ${holders.length - 3} more`;
+  }
+
+  #state(entry: Entry | undefined): LockState {
+    if (entry === undefined) return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters: 0, holders: [], queue: [], limit: 0 };
+    const holders = [...entry.holders.values()].map(({ lease }) => ({ owner: lease.owner, fencingToken: lease.fencingToken, expiresAtMs: lease.expiresAtMs, mode: lease.mode }));
+    const first = holders[0];
+    return {
+      held: first !== undefined,
+      owner: first?.owner ?? '',
+      fencingToken: first?.fencingToken ?? 0n,
+      expiresAtMs: first?.expiresAtMs ?? 0,
+      waiters: entry.waiters.size,
+      holders,
+      queue: [...entry.waiters].map((w) => ({ owner: w.owner, mode: w.mode })),
+      limit: this.#limitOf(entry) || (holders.length > 0 ? 1 : 0),
+    };
+  }
+
+  #emit(name: string, type: LockEventType, owner: string, fencingToken: bigint, mode: LockMode): void {
+    const listeners = this.#watchers.get(name);
+    if (listeners === undefined) return;
+    const event: LockEvent = { type, name, owner, fencingToken, mode, atMs: this.#clock.now() };
+    for (const listener of listeners) listener(event);
   }
 
   #rememberExpired(lease: Lease): void {

@@ -7,11 +7,13 @@ import type { LockState as LockStateMessage } from '../../client/generated/latch
 import type { RefreshRequest__Output } from '../../client/generated/latchkey/v1/RefreshRequest.js';
 import type { ReleaseRequest__Output } from '../../client/generated/latchkey/v1/ReleaseRequest.js';
 import type { ReleaseResponse } from '../../client/generated/latchkey/v1/ReleaseResponse.js';
+import type { WatchRequest__Output } from '../../client/generated/latchkey/v1/WatchRequest.js';
+import type { LockEvent as LockEventMessage } from '../../client/generated/latchkey/v1/LockEvent.js';
 import type { Config } from '../config.js';
-import { InvalidArgumentError, LockBusyError, ResourceExhaustedError } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, LockBusyError, ResourceExhaustedError } from '../errors.js';
 import type { CallContext } from '../rpc.js';
 import { checkMs, checkName, checkText } from '../validate.js';
-import type { Lease, LockBackend } from './backend.js';
+import type { Capabilities, Lease, LockBackend, LockEvent, LockMode, LockState } from './backend.js';
 
 const MAX_OWNER_BYTES = 1024;
 const MAX_LEASE_ID_BYTES = 1024;
@@ -21,6 +23,34 @@ export interface LockService {
   refresh(request: RefreshRequest__Output, ctx: CallContext): Promise<LeaseMessage>;
   release(request: ReleaseRequest__Output, ctx: CallContext): Promise<ReleaseResponse>;
   describe(request: DescribeRequest__Output, ctx: CallContext): Promise<LockStateMessage>;
+  /** The lock's events as Watch sends them; ends when ctx.signal aborts or the backend closes. */
+  watch(request: WatchRequest__Output, ctx: CallContext): AsyncIterable<LockEventMessage>;
+}
+
+/** The largest semaphore limit accepted. */
+const MAX_LIMIT = 1_000_000;
+
+const CAPABILITY_USE: Record<'semaphore' | 'shared' | 'watch', string> = {
+  semaphore: 'semaphores (limit > 1)',
+  shared: 'shared locks (mode SHARED)',
+  watch: 'Watch',
+};
+
+function stateMessage(name: string, backend: LockBackend, state: LockState): LockStateMessage {
+  const c = backend.capabilities;
+  return {
+    name,
+    backend: backend.kind,
+    held: state.held,
+    owner: state.owner,
+    fencing_token: state.fencingToken.toString(),
+    expires_at_ms: state.expiresAtMs.toString(),
+    waiters: state.waiters,
+    capabilities: { across_hosts: c.acrossHosts, fencing: c.fencing, fifo: c.fifo, auto_release: c.autoRelease, semaphore: c.semaphore, shared: c.shared, watch: c.watch },
+    holders: state.holders.map((h) => ({ owner: h.owner, fencing_token: h.fencingToken.toString(), expires_at_ms: h.expiresAtMs.toString(), mode: h.mode })),
+    queue: state.queue.map((w) => ({ owner: w.owner, mode: w.mode })),
+    limit: state.limit,
+  };
 }
 
 export function createLockService(backends: ReadonlyMap<string, LockBackend>, config: Config): LockService {
@@ -50,6 +80,13 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     };
   }
 
+  /** Refuses, naming the capability, what a backend does not declare. */
+  function requireCapability(backend: LockBackend, capability: keyof typeof CAPABILITY_USE & keyof Capabilities): void {
+    if (backend.capabilities[capability]) return;
+    const able = [...backends.values()].filter((b) => b.capabilities[capability]).map((b) => b.kind);
+    throw new FailedPreconditionError(`backend ${backend.kind} does not support ${CAPABILITY_USE[capability]} (capability ${capability})${able.length > 0 ? `; use ${able.join(' or ')}` : ''}`);
+  }
+
   function lockName(value: string, ctx: CallContext): string {
     checkName('name', value);
     ctx.authorize('lock', value);
@@ -69,6 +106,8 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     expires_at_ms: lease.expiresAtMs.toString(),
     owner: lease.owner,
     ttl_ms: lease.ttlMs.toString(),
+    mode: lease.mode,
+    limit: lease.limit,
   });
 
   return {
@@ -78,6 +117,13 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
       const ttlMs = request.ttl_ms === '0' ? config.defaultTtlMs : checkMs('ttl_ms', request.ttl_ms, 10, config.maxTtlMs);
       const waitMs = checkMs('wait_ms', request.wait_ms, 0, config.maxWaitMs);
       const owner = checkText('owner', request.owner, MAX_OWNER_BYTES) || ctx.peer;
+      const mode = request.mode as LockMode;
+      if (mode !== 'EXCLUSIVE' && mode !== 'SHARED') throw new InvalidArgumentError(`mode must be EXCLUSIVE or SHARED, got ${String(request.mode)}`);
+      const limit = request.limit === 0 ? 1 : request.limit;
+      if (limit > MAX_LIMIT) throw new InvalidArgumentError(`limit must be at most ${MAX_LIMIT}, got ${limit}`);
+      if (mode === 'SHARED' && limit !== 1) throw new InvalidArgumentError(`limit applies to EXCLUSIVE holders (a semaphore); SHARED holders are not counted: send limit 0 with mode SHARED, got ${limit}`);
+      if (limit > 1) requireCapability(backend, 'semaphore');
+      if (mode === 'SHARED') requireCapability(backend, 'shared');
       // Never wait past the caller's deadline: it would get DEADLINE_EXCEEDED instead of the
       // ABORTED that names the holder.
       const remaining = ctx.remainingMs();
@@ -86,7 +132,7 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
       const leave = boundedWait > 0 ? admitWaiter(name) : undefined;
       let lease: Lease;
       try {
-        lease = await backend.acquire({ name, ttlMs, waitMs: boundedWait, owner, signal: ctx.signal });
+        lease = await backend.acquire({ name, ttlMs, waitMs: boundedWait, owner, mode, limit, signal: ctx.signal });
       } finally {
         leave?.();
       }
@@ -116,18 +162,26 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     async describe(request, ctx) {
       const name = lockName(request.name, ctx);
       const backend = pick(request.backend);
-      const state = await backend.describe(name, ctx.signal);
-      const c = backend.capabilities;
-      return {
-        name,
-        backend: backend.kind,
-        held: state.held,
-        owner: state.owner,
-        fencing_token: state.fencingToken.toString(),
-        expires_at_ms: state.expiresAtMs.toString(),
-        waiters: state.waiters,
-        capabilities: { across_hosts: c.acrossHosts, fencing: c.fencing, fifo: c.fifo, auto_release: c.autoRelease },
-      };
+      return stateMessage(name, backend, await backend.describe(name, ctx.signal));
     },
+
+    async *watch(request, ctx) {
+      const name = lockName(request.name, ctx);
+      const backend = pick(request.backend);
+      requireCapability(backend, 'watch');
+      for await (const event of backend.watch!(name, ctx.signal)) yield eventMessage(backend, event);
+    },
+  };
+}
+
+function eventMessage(backend: LockBackend, event: LockEvent): LockEventMessage {
+  return {
+    type: event.type,
+    name: event.name,
+    owner: event.owner,
+    fencing_token: event.fencingToken.toString(),
+    mode: event.mode,
+    at_ms: event.atMs.toString(),
+    state: event.state === undefined ? null : stateMessage(event.name, backend, event.state),
   };
 }

@@ -95,7 +95,134 @@ export function lockBackendContract(target: LockContractTarget): void {
         fencing: capabilities.fencing,
         fifo: capabilities.fifo,
         auto_release: capabilities.autoRelease,
+        semaphore: capabilities.semaphore,
+        shared: capabilities.shared,
+        watch: capabilities.watch,
       });
+    });
+
+    for (const [capability, request] of [
+      ['semaphore', { limit: 3 }],
+      ['shared', { mode: 'SHARED' }],
+    ] as const) {
+      if (capabilities[capability]) continue;
+      test(`${capability} is refused with FAILED_PRECONDITION naming the capability`, async () => {
+        const err = await rejection(acquire(fresh(`no-${capability}`), request));
+        assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+        assert.match(err.details, new RegExp(`capability ${capability}`));
+      });
+    }
+
+    test('a semaphore admits at most `limit` holders at any instant under 20 concurrent clients', { skip: skip('semaphore') }, async () => {
+      const name = fresh('semaphore');
+      const limit = 3;
+      let inside = 0;
+      let maxInside = 0;
+      const tokens = new Set<string>();
+      const worker = async (client: LocksClient) => {
+        for (let round = 0; round < 3; round++) {
+          const lease = await acquire(name, { wait_ms: 60_000, limit }, client);
+          assert.equal(lease.limit, limit);
+          inside++;
+          maxInside = Math.max(maxInside, inside);
+          tokens.add(lease.fencing_token);
+          await sleep(5);
+          inside--;
+          await release(lease, client);
+        }
+      };
+      await Promise.all(Array.from({ length: 20 }, () => worker(newClient())));
+      assert.ok(maxInside <= limit, `${maxInside} holders at once with limit ${limit}`);
+      assert.equal(maxInside, limit, 'the semaphore never admitted more than one holder');
+      assert.equal(tokens.size, 60, 'every holder gets its own fencing token');
+    });
+
+    test('a semaphore: Describe lists holders and the queue in order; a different limit is refused naming both', { skip: skip('semaphore') }, async () => {
+      const name = fresh('semaphore-describe');
+      const a = await acquire(name, { limit: 2, owner: 'a' });
+      const b = await acquire(name, { limit: 2, owner: 'b' });
+      const waiting = [acquire(name, { limit: 2, owner: 'c', wait_ms: 30_000 }, newClient())];
+      await until('c queued', async () => (await describeLock(name)).waiters === 1);
+      waiting.push(acquire(name, { limit: 2, owner: 'd', wait_ms: 30_000 }, newClient()));
+      await until('d queued', async () => (await describeLock(name)).waiters === 2);
+      const state = await describeLock(name);
+      assert.equal(state.limit, 2);
+      assert.deepEqual(state.holders.map((h) => [h.owner, h.fencing_token]), [['a', a.fencing_token], ['b', b.fencing_token]]);
+      assert.deepEqual(state.queue.map((w) => w.owner), ['c', 'd']);
+      const err = await rejection(acquire(name, { limit: 5, wait_ms: 0 }));
+      assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+      assert.match(err.details, /limit 2/);
+      assert.match(err.details, /limit 5/);
+      await release(a);
+      await release(b);
+      for (const lease of await Promise.all(waiting)) await release(lease);
+    });
+
+    test('shared holders share; an exclusive request excludes them', { skip: skip('shared') }, async () => {
+      const name = fresh('rw');
+      const r1 = await acquire(name, { mode: 'SHARED', owner: 'r1' });
+      const r2 = await acquire(name, { mode: 'SHARED', owner: 'r2' });
+      assert.equal(r2.mode, 'SHARED');
+      assert.equal((await describeLock(name)).holders.length, 2);
+      assert.equal((await rejection(acquire(name, { wait_ms: 0 }))).code, grpc.status.ABORTED);
+      await release(r1);
+      await release(r2);
+      const w = await acquire(name, { owner: 'writer' });
+      assert.equal((await rejection(acquire(name, { mode: 'SHARED', wait_ms: 0 }))).code, grpc.status.ABORTED);
+      await release(w);
+    });
+
+    test('a writer waiting behind readers gets in before readers that came after it', { skip: skip('shared') }, async () => {
+      const name = fresh('rw-fifo');
+      const reader = await acquire(name, { mode: 'SHARED', owner: 'early-reader' });
+      const order: string[] = [];
+      const writer = acquire(name, { owner: 'writer', wait_ms: 30_000 }, newClient()).then(async (lease) => {
+        order.push('writer');
+        await sleep(20);
+        order.push('writer-done');
+        await release(lease);
+      });
+      await until('writer queued', async () => (await describeLock(name)).waiters === 1);
+      // Could share with the early reader, but must not pass the waiting writer.
+      const late = acquire(name, { mode: 'SHARED', owner: 'late-reader', wait_ms: 30_000 }, newClient()).then(async (lease) => {
+        order.push('late-reader');
+        await release(lease);
+      });
+      await until('late reader queued', async () => (await describeLock(name)).waiters === 2);
+      assert.deepEqual((await describeLock(name)).queue.map((w) => [w.owner, w.mode]), [['writer', 'EXCLUSIVE'], ['late-reader', 'SHARED']]);
+      await release(reader);
+      await Promise.all([writer, late]);
+      assert.deepEqual(order, ['writer', 'writer-done', 'late-reader']);
+    });
+
+    test('Watch starts with the state and sees every grant and release in order', { skip: skip('watch') }, async () => {
+      const name = fresh('watch');
+      const held = await acquire(name, { owner: 'first' });
+      const client = newClient();
+      const stream = (client as unknown as { Watch(req: object): grpc.ClientReadableStream<{ type: string; owner: string; fencing_token: string; state: LockState__Output | null }> }).Watch({ name, backend });
+      const events: { type: string; owner: string; fencing_token: string; state: LockState__Output | null }[] = [];
+      stream.on('data', (event) => events.push(event));
+      stream.on('error', () => {});
+      await until('the STATE event', async () => events.length >= 1);
+      assert.equal(events[0]!.type, 'STATE');
+      assert.equal(events[0]!.state!.owner, 'first');
+      const waiter = acquire(name, { owner: 'second', wait_ms: 30_000 }, newClient());
+      await until('the waiter queued', async () => (await describeLock(name)).waiters === 1);
+      await release(held);
+      const second = await waiter;
+      await release(second);
+      await until('all events', async () => events.length >= 5);
+      stream.cancel();
+      assert.deepEqual(
+        events.slice(1, 5).map((e) => [e.type, e.owner]),
+        [
+          ['WAITER_ADDED', 'second'],
+          ['RELEASED', 'first'],
+          ['ACQUIRED', 'second'],
+          ['RELEASED', 'second'],
+        ],
+      );
+      assert.equal(events[3]!.fencing_token, second.fencing_token);
     });
 
     test('try-once on a held lock is ABORTED and names the lock and its owner', async () => {

@@ -1,5 +1,6 @@
 // Original file: proto/latchkey/v1/locks.proto
 
+import type { LockMode as _latchkey_v1_LockMode, LockMode__Output as _latchkey_v1_LockMode__Output } from '../../latchkey/v1/LockMode.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface AcquireRequest {
@@ -23,6 +24,16 @@ export interface AcquireRequest {
    * Free text naming the holder for humans; empty = the caller's peer address.
    */
   'owner'?: (string);
+  /**
+   * Exclusive holders allowed at once; 0 or 1 = a plain lock, N > 1 = a semaphore. Every
+   * holder and waiter of a name must agree on it (else FAILED_PRECONDITION).
+   */
+  'limit'?: (number);
+  /**
+   * EXCLUSIVE (default) or SHARED. Waiters of both modes are served in one FIFO queue, so a
+   * waiting EXCLUSIVE request is not starved by SHARED ones that came after it.
+   */
+  'mode'?: (_latchkey_v1_LockMode);
 }
 
 export interface AcquireRequest__Output {
@@ -46,4 +57,14 @@ export interface AcquireRequest__Output {
    * Free text naming the holder for humans; empty = the caller's peer address.
    */
   'owner': (string);
+  /**
+   * Exclusive holders allowed at once; 0 or 1 = a plain lock, N > 1 = a semaphore. Every
+   * holder and waiter of a name must agree on it (else FAILED_PRECONDITION).
+   */
+  'limit': (number);
+  /**
+   * EXCLUSIVE (default) or SHARED. Waiters of both modes are served in one FIFO queue, so a
+   * waiting EXCLUSIVE request is not starved by SHARED ones that came after it.
+   */
+  'mode': (_latchkey_v1_LockMode__Output);
 }

@@ -18,6 +18,18 @@ export interface BackendCapabilities {
    * A lease that is not refreshed is released when its TTL runs out.
    */
   'auto_release'?: (boolean);
+  /**
+   * Acquire with limit > 1.
+   */
+  'semaphore'?: (boolean);
+  /**
+   * Acquire with mode SHARED.
+   */
+  'shared'?: (boolean);
+  /**
+   * The Watch RPC.
+   */
+  'watch'?: (boolean);
 }
 
 export interface BackendCapabilities__Output {
@@ -37,4 +49,16 @@ export interface BackendCapabilities__Output {
    * A lease that is not refreshed is released when its TTL runs out.
    */
   'auto_release': (boolean);
+  /**
+   * Acquire with limit > 1.
+   */
+  'semaphore': (boolean);
+  /**
+   * Acquire with mode SHARED.
+   */
+  'shared': (boolean);
+  /**
+   * The Watch RPC.
+   */
+  'watch': (boolean);
 }

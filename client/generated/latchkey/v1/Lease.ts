@@ -1,5 +1,6 @@
 // Original file: proto/latchkey/v1/locks.proto
 
+import type { LockMode as _latchkey_v1_LockMode, LockMode__Output as _latchkey_v1_LockMode__Output } from '../../latchkey/v1/LockMode.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Lease {
@@ -20,6 +21,11 @@ export interface Lease {
    * within it.
    */
   'ttl_ms'?: (number | string | Long);
+  'mode'?: (_latchkey_v1_LockMode);
+  /**
+   * The semaphore limit the lease was granted under (1 for a plain lock).
+   */
+  'limit'?: (number);
 }
 
 export interface Lease__Output {
@@ -40,4 +46,9 @@ export interface Lease__Output {
    * within it.
    */
   'ttl_ms': (string);
+  'mode': (_latchkey_v1_LockMode__Output);
+  /**
+   * The semaphore limit the lease was granted under (1 for a plain lock).
+   */
+  'limit': (number);
 }

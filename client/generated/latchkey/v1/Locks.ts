@@ -5,10 +5,12 @@ import type { MethodDefinition } from '@grpc/proto-loader'
 import type { AcquireRequest as _latchkey_v1_AcquireRequest, AcquireRequest__Output as _latchkey_v1_AcquireRequest__Output } from '../../latchkey/v1/AcquireRequest.js';
 import type { DescribeRequest as _latchkey_v1_DescribeRequest, DescribeRequest__Output as _latchkey_v1_DescribeRequest__Output } from '../../latchkey/v1/DescribeRequest.js';
 import type { Lease as _latchkey_v1_Lease, Lease__Output as _latchkey_v1_Lease__Output } from '../../latchkey/v1/Lease.js';
+import type { LockEvent as _latchkey_v1_LockEvent, LockEvent__Output as _latchkey_v1_LockEvent__Output } from '../../latchkey/v1/LockEvent.js';
 import type { LockState as _latchkey_v1_LockState, LockState__Output as _latchkey_v1_LockState__Output } from '../../latchkey/v1/LockState.js';
 import type { RefreshRequest as _latchkey_v1_RefreshRequest, RefreshRequest__Output as _latchkey_v1_RefreshRequest__Output } from '../../latchkey/v1/RefreshRequest.js';
 import type { ReleaseRequest as _latchkey_v1_ReleaseRequest, ReleaseRequest__Output as _latchkey_v1_ReleaseRequest__Output } from '../../latchkey/v1/ReleaseRequest.js';
 import type { ReleaseResponse as _latchkey_v1_ReleaseResponse, ReleaseResponse__Output as _latchkey_v1_ReleaseResponse__Output } from '../../latchkey/v1/ReleaseResponse.js';
+import type { WatchRequest as _latchkey_v1_WatchRequest, WatchRequest__Output as _latchkey_v1_WatchRequest__Output } from '../../latchkey/v1/WatchRequest.js';
 
 export interface LocksClient extends grpc.Client {
   /**
@@ -75,6 +77,21 @@ export interface LocksClient extends grpc.Client {
   release(argument: _latchkey_v1_ReleaseRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
   release(argument: _latchkey_v1_ReleaseRequest, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
   
+  /**
+   * Follow a lock: first one STATE event with the current state, then an event for every
+   * grant, release, expiry and waiter arriving or leaving, in order, until the caller
+   * cancels or the server shuts down (the stream then ends cleanly).
+   */
+  Watch(argument: _latchkey_v1_WatchRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_LockEvent__Output>;
+  Watch(argument: _latchkey_v1_WatchRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_LockEvent__Output>;
+  /**
+   * Follow a lock: first one STATE event with the current state, then an event for every
+   * grant, release, expiry and waiter arriving or leaving, in order, until the caller
+   * cancels or the server shuts down (the stream then ends cleanly).
+   */
+  watch(argument: _latchkey_v1_WatchRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_LockEvent__Output>;
+  watch(argument: _latchkey_v1_WatchRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_LockEvent__Output>;
+  
 }
 
 export interface LocksHandlers extends grpc.UntypedServiceImplementation {
@@ -100,6 +117,13 @@ export interface LocksHandlers extends grpc.UntypedServiceImplementation {
    */
   Release: grpc.handleUnaryCall<_latchkey_v1_ReleaseRequest__Output, _latchkey_v1_ReleaseResponse>;
   
+  /**
+   * Follow a lock: first one STATE event with the current state, then an event for every
+   * grant, release, expiry and waiter arriving or leaving, in order, until the caller
+   * cancels or the server shuts down (the stream then ends cleanly).
+   */
+  Watch: grpc.handleServerStreamingCall<_latchkey_v1_WatchRequest__Output, _latchkey_v1_LockEvent>;
+  
 }
 
 export interface LocksDefinition extends grpc.ServiceDefinition {
@@ -107,4 +131,5 @@ export interface LocksDefinition extends grpc.ServiceDefinition {
   Describe: MethodDefinition<_latchkey_v1_DescribeRequest, _latchkey_v1_LockState, _latchkey_v1_DescribeRequest__Output, _latchkey_v1_LockState__Output>
   Refresh: MethodDefinition<_latchkey_v1_RefreshRequest, _latchkey_v1_Lease, _latchkey_v1_RefreshRequest__Output, _latchkey_v1_Lease__Output>
   Release: MethodDefinition<_latchkey_v1_ReleaseRequest, _latchkey_v1_ReleaseResponse, _latchkey_v1_ReleaseRequest__Output, _latchkey_v1_ReleaseResponse__Output>
+  Watch: MethodDefinition<_latchkey_v1_WatchRequest, _latchkey_v1_LockEvent, _latchkey_v1_WatchRequest__Output, _latchkey_v1_LockEvent__Output>
 }
