@@ -1,11 +1,18 @@
 // The load generator: a closed loop of `concurrency` workers, each awaiting one operation
 // at a time, for a warm-up and then a measured window. Throughput counts the operations (or
 // items, for batches) that complete inside the window, and latency is sampled from the same
-// operations: in a steady state that is every operation's fair share of the window.
+// operations: in a steady state that is every operation's fair share of the window. CPU time
+// of the server under test and of this process is metered over the same window: per
+// operation, it holds up much better than throughput when other work shares the machine.
+import { readFileSync } from 'node:fs';
 
 export interface Cell {
   /** Operations (or items) completed per second in the measured window. */
   readonly rps: number;
+  /** CPU time per operation (or item) of the server process under test, in µs. */
+  readonly serverUsPerOp?: number;
+  /** CPU time per operation (or item) of this process (the client side), in µs. */
+  readonly clientUsPerOp?: number;
   /** Latency of one operation (a whole batch, for batches), in ms. */
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -17,6 +24,24 @@ export interface LoadOptions {
   readonly concurrency: number;
   readonly warmupMs: number;
   readonly durationMs: number;
+  /** The pid of the server under test, whose CPU time is metered over the window. */
+  readonly serverPid?: number;
+}
+
+/** CPU time (user + system) a process has used so far, in µs, from /proc/<pid>/stat. */
+export function processCpuUs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
+}
+
+/** USER_HZ: the unit of /proc/<pid>/stat times; 100 on every Linux this runs on. */
+const CLOCK_TICKS = 100;
+
+function selfCpuUs(): number {
+  const usage = process.cpuUsage();
+  return usage.user + usage.system;
 }
 
 /**
@@ -54,15 +79,24 @@ export class Samples {
   }
 }
 
-export async function runLoad(op: Op, options: LoadOptions): Promise<Cell> {
+/** One measured window: its throughput, every operation's latency in it, CPU used in it. */
+export interface Round {
+  readonly rps: number;
+  readonly latencies: Float64Array;
+  /** Operations (or items) completed in the window. */
+  readonly ops: number;
+  readonly clientCpuUs: number;
+  /** NaN without a server pid. */
+  readonly serverCpuUs: number;
+}
+
+export async function runRound(op: Op, options: LoadOptions): Promise<Round> {
   const { concurrency, warmupMs, durationMs } = options;
   const samples = new Samples();
   let measuring = false;
   let stopping = false;
   let items = 0;
   let failure: unknown;
-  let windowStart = 0;
-  let windowEnd = 0;
 
   const worker = async (w: number) => {
     while (!stopping) {
@@ -85,15 +119,49 @@ export async function runLoad(op: Op, options: LoadOptions): Promise<Cell> {
 
   const workers = Array.from({ length: concurrency }, (_, w) => worker(w));
   await sleep(warmupMs, () => stopping);
-  windowStart = performance.now();
+  const serverCpu = () => (options.serverPid === undefined ? NaN : processCpuUs(options.serverPid));
+  const cpuStart = [selfCpuUs(), serverCpu()] as const;
+  const windowStart = performance.now();
   measuring = true;
   await sleep(durationMs, () => stopping);
-  windowEnd = performance.now();
+  const windowEnd = performance.now();
   stopping = true;
+  const cpuEnd = [selfCpuUs(), serverCpu()] as const;
   await settle(workers);
   if (failure !== undefined) throw failure;
-  const sorted = samples.sorted();
-  return { rps: items / ((windowEnd - windowStart) / 1000), p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), samples: sorted.length };
+  return { rps: items / ((windowEnd - windowStart) / 1000), latencies: samples.sorted(), ops: items, clientCpuUs: cpuEnd[0] - cpuStart[0], serverCpuUs: cpuEnd[1] - cpuStart[1] };
+}
+
+/**
+ * Rounds of one scenario, taken in turn with its baseline's: throughput is the median
+ * round's (a burst of load from elsewhere on the machine spoils one round, not the cell),
+ * latency percentiles are over every operation of every round.
+ */
+export function combine(rounds: readonly Round[]): Cell {
+  const rates = rounds.map((r) => r.rps).sort((a, b) => a - b);
+  const all = new Float64Array(rounds.reduce((n, r) => n + r.latencies.length, 0));
+  let at = 0;
+  for (const r of rounds) {
+    all.set(r.latencies, at);
+    at += r.latencies.length;
+  }
+  all.sort();
+  const mid = rates.length >> 1;
+  const rps = rates.length % 2 === 1 ? rates[mid]! : (rates[mid - 1]! + rates[mid]!) / 2;
+  const ops = rounds.reduce((n, r) => n + r.ops, 0);
+  const perOp = (us: number) => (ops > 0 && Number.isFinite(us) ? us / ops : undefined);
+  return {
+    rps,
+    p50Ms: percentile(all, 50),
+    p99Ms: percentile(all, 99),
+    samples: all.length,
+    serverUsPerOp: perOp(rounds.reduce((n, r) => n + r.serverCpuUs, 0)),
+    clientUsPerOp: perOp(rounds.reduce((n, r) => n + r.clientCpuUs, 0)),
+  };
+}
+
+export async function runLoad(op: Op, options: LoadOptions): Promise<Cell> {
+  return combine([await runRound(op, options)]);
 }
 
 /** How long the operations still running at the end of a window may take to finish. */

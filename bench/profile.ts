@@ -9,6 +9,7 @@ import { REPO_ROOT } from '../test/support/spawn.js';
 
 interface ProfileNode {
   readonly id: number;
+  readonly children?: readonly number[];
   readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
 }
 
@@ -33,6 +34,13 @@ export interface ProfileSummary {
   readonly samples: number;
   readonly top: readonly HotSpot[];
   readonly areas: readonly HotSpot[];
+  /**
+   * Each busy sample charged to the innermost function of this repository (src/, client/,
+   * bench/) on its stack: which of our functions the time (library and native work
+   * included) was spent for. "(no latchkey frame)" is grpc-js/node work outside any call
+   * of ours, e.g. parsing HTTP/2 frames.
+   */
+  readonly responsible: readonly HotSpot[];
 }
 
 /** A time window in µs of CLOCK_MONOTONIC (what process.hrtime and V8's profiler both use). */
@@ -62,6 +70,10 @@ function area(node: ProfileNode): string {
 export function summarize(file: string, windows: readonly Window[], topN = 15): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const ours = (n: ProfileNode) => /^(src|client|bench)\//.test(where(n.callFrame.url));
+  const responsible = new Map<string, number>();
   const self = new Map<string, number>();
   const areas = new Map<string, number>();
   let t = profile.startTime;
@@ -79,13 +91,17 @@ export function summarize(file: string, windows: readonly Window[], topN = 15): 
     self.set(name, (self.get(name) ?? 0) + 1);
     const a = area(node);
     areas.set(a, (areas.get(a) ?? 0) + 1);
+    let up: ProfileNode | undefined = node;
+    while (up !== undefined && !ours(up)) up = byId.get(parent.get(up.id) ?? -1);
+    const owner = up === undefined ? '(no latchkey frame)' : `${up.callFrame.functionName || '(anonymous)'} (${where(up.callFrame.url)}:${up.callFrame.lineNumber + 1})`;
+    responsible.set(owner, (responsible.get(owner) ?? 0) + 1);
   }
   const rank = (m: Map<string, number>, n: number) =>
     [...m.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
       .map(([name, count]) => ({ name, share: busy === 0 ? 0 : count / busy }));
-  return { file, busy: inWindows === 0 ? 0 : busy / inWindows, samples: busy, top: rank(self, topN), areas: rank(areas, 12) };
+  return { file, busy: inWindows === 0 ? 0 : busy / inWindows, samples: busy, top: rank(self, topN), areas: rank(areas, 12), responsible: rank(responsible, 12) };
 }
 
 export function formatSummary(title: string, s: ProfileSummary): string {
@@ -97,6 +113,8 @@ export function formatSummary(title: string, s: ProfileSummary): string {
     ...s.areas.map((a) => `    ${pct(a.share)}  ${a.name}`),
     '  top functions by self time:',
     ...s.top.map((h) => `    ${pct(h.share)}  ${h.name}`),
+    '  time charged to the innermost function of this repository on the stack:',
+    ...s.responsible.map((h) => `    ${pct(h.share)}  ${h.name}`),
   ].join('\n');
 }
 

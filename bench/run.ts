@@ -3,25 +3,27 @@
 // latest.md. Exits 1 if a scenario failed (never because of a number), 2 on a bad option.
 //
 //   --quick           every scenario briefly (smoke test: numbers are not meaningful)
-//   --profile         each latchkey scenario on a server of its own under node --cpu-prof;
+//   --profile         each latchkey scenario on a server of its own, CPU-profiled;
 //                     prints where that server's main thread spent its time
 //   --only REGEX      only scenarios whose id matches (their baselines are added)
-//   --duration-ms N   measured window per cell (default 2000; quick 100)
-//   --warmup-ms N     warm-up per cell (default 500; quick 50)
+//   --duration-ms N   measured time per cell (default 2000; quick 100), split over the rounds
+//   --warmup-ms N     warm-up before a cell's first round (default 500; quick 50)
+//   --rounds N        rounds per cell, each scenario of a group in turn (default 3; quick 1)
 //   --out DIR         where results go (default bench/results)
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Session } from 'node:inspector';
 import { etcdMissing } from '../test/support/etcd.js';
 import { memcachedMissing } from '../test/support/memcached.js';
 import { REPO_ROOT } from '../test/support/spawn.js';
-import { runLoad, type Cell, type LoadOptions } from './measure.js';
+import { combine, runRound, type Cell, type Round } from './measure.js';
 import { formatSummary, nowUs, summarize, type Window } from './profile.js';
 import { judge, markdown, textTable, type Report, type ScenarioResult } from './report.js';
 import { GROUPS, sdkPipelines, setMemoryProbe, type Env, type Group, type Needs, type Prepared, type Scenario } from './scenarios.js';
-import { mainThreadProfile, rssMb, startEcho, startEtcdChild, startLatchkey, startMemcachedChild, stopAll, type LatchkeyChild } from './servers.js';
+import { rssMb, startEcho, startEtcdChild, startLatchkey, startMemcachedChild, stopAll, type LatchkeyChild } from './servers.js';
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -33,6 +35,7 @@ function options() {
       only: { type: 'string' },
       'duration-ms': { type: 'string' },
       'warmup-ms': { type: 'string' },
+      rounds: { type: 'string' },
       out: { type: 'string', default: join(REPO_ROOT, 'bench', 'results') },
     },
     strict: true,
@@ -48,6 +51,7 @@ function options() {
     quick,
     profile: values.profile!,
     only: values.only === undefined ? undefined : new RegExp(values.only),
+    rounds: Math.max(1, num(values.rounds, quick ? 1 : 3, '--rounds')),
     load: { durationMs: num(values['duration-ms'], quick ? 100 : 2_000, '--duration-ms'), warmupMs: num(values['warmup-ms'], quick ? 50 : 500, '--warmup-ms') },
     out: values.out!,
   };
@@ -85,6 +89,7 @@ async function main(): Promise<number> {
   const report: Report = {
     command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     quick: opts.quick,
+    rounds: opts.rounds,
     startedAt: new Date().toISOString(),
     machine: machine(),
     git: gitState(),
@@ -105,6 +110,10 @@ async function main(): Promise<number> {
     rmSync(profileRoot, { recursive: true, force: true });
     mkdirSync(profileRoot, { recursive: true });
   }
+  // The client side (SDK, grpc-js client, memjs, etcd3) runs here: with --profile this
+  // process samples itself too, and each scenario's windows are summarized from it.
+  const self = opts.profile ? startSelfProfile() : undefined;
+  const allWindows = new Map<string, Window[]>();
   try {
     log('bench: starting servers (echo, memcached, etcd, latchkey)...');
     const [echo, memcached, etcd] = await Promise.all([
@@ -150,26 +159,64 @@ async function main(): Promise<number> {
       const windows = new Map<string, Window[]>();
       if (group.serverArgs !== undefined) {
         const profileDir = opts.profile ? join(profileRoot, group.name) : undefined;
-        groupServer = await startLatchkey([...serverArgs, ...group.serverArgs], { profileDir });
-        setMemoryProbe({ rssMb: () => rssMb(groupServer!.pid) });
+        const server = await startLatchkey([...serverArgs, ...group.serverArgs], { profileDir, gcOnSignal: true });
+        setMemoryProbe({ rssMb: () => rssMb(server.pid), gc: () => server.gc() });
+        groupServer = server;
       }
 
-      const measureScenario = async (s: Scenario, prepared: Prepared, c: number) => {
-        const result = results.get(s.id)!;
-        const load: LoadOptions = { ...opts.load, concurrency: c };
-        const startUs = nowUs();
-        try {
-          const cell: Cell & { value?: number; note?: string } = prepared.run ? await prepared.run(c, load) : await runLoad(prepared.op!, load);
-          result.cells.push({ concurrency: c, ...cell });
-          const shown = s.unit === 'MB' ? `${cell.value?.toFixed(0)} MB` : `${Math.round(cell.rps).toLocaleString('en-US')} ${s.unit}/s, p50 ${cell.p50Ms.toFixed(3)} ms, p99 ${cell.p99Ms.toFixed(3)} ms`;
-          log(`[${++done}/${total} ${((performance.now() - started) / 1000).toFixed(0)}s] ${s.id} c=${c}: ${shown}`);
-        } catch (err) {
-          result.cells.push({ concurrency: c, rps: NaN, p50Ms: NaN, p99Ms: NaN, samples: 0, error: err instanceof Error ? err.message : String(err) });
-          log(`[${++done}/${total}] ${s.id} c=${c}: ERROR ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-        }
-        const list = windows.get(s.id) ?? [];
+      const progress = (line: string) => log(`[${done}/${total} ${((performance.now() - started) / 1000).toFixed(0)}s] ${line}`);
+      const track = (id: string, startUs: number) => {
+        const list = windows.get(id) ?? [];
         list.push({ startUs, endUs: nowUs() });
-        windows.set(s.id, list);
+        windows.set(id, list);
+        allWindows.set(id, list);
+      };
+      const failure = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+      /**
+       * The cells of these scenarios at concurrency c: `rounds` rounds, each scenario in turn
+       * within a round, so each is measured next to its baseline several times over. A
+       * scenario with a measurement of its own (hand-off, RSS) runs once, in the first round.
+       */
+      const measureCells = async (items: readonly { s: Scenario; prepared: Prepared }[], c: number, latchkeyPid: number | undefined) => {
+        const pids = { echo: echo.pid, memcached: memcached?.pid, etcd: etcd?.pid };
+        const meter = (s: Scenario) => (s.meter !== undefined ? pids[s.meter] : s.latchkey ? latchkeyPid : undefined);
+        const rounds = new Map<string, Round[]>(items.map(({ s }) => [s.id, []]));
+        const custom = new Map<string, Cell & { value?: number; note?: string }>();
+        const failed = new Map<string, string>();
+        for (let r = 0; r < opts.rounds; r++) {
+          for (const { s, prepared } of items) {
+            if (failed.has(s.id) || (prepared.run && r > 0)) continue;
+            const startUs = nowUs();
+            try {
+              if (prepared.run) {
+                custom.set(s.id, await prepared.run(c, { concurrency: c, ...opts.load }));
+              } else {
+                const load = { concurrency: c, serverPid: meter(s), warmupMs: r === 0 ? opts.load.warmupMs : Math.min(opts.load.warmupMs, 150), durationMs: opts.load.durationMs / opts.rounds };
+                const round = await runRound(prepared.op!, load);
+                rounds.get(s.id)!.push(round);
+                if (opts.rounds > 1) progress(`${s.id} c=${c} round ${r + 1}/${opts.rounds}: ${Math.round(round.rps).toLocaleString('en-US')} ${s.unit}/s`);
+              }
+            } catch (err) {
+              failed.set(s.id, failure(err));
+              log(`bench: ${s.id} c=${c}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+            }
+            track(s.id, startUs);
+          }
+        }
+        for (const { s } of items) {
+          done++;
+          const result = results.get(s.id)!;
+          const error = failed.get(s.id);
+          if (error !== undefined) {
+            result.cells.push({ concurrency: c, rps: NaN, p50Ms: NaN, p99Ms: NaN, samples: 0, error });
+            progress(`${s.id} c=${c}: ERROR ${error}`);
+            continue;
+          }
+          const cell: Cell & { value?: number; note?: string } = custom.get(s.id) ?? combine(rounds.get(s.id)!);
+          result.cells.push({ concurrency: c, ...cell });
+          progress(`${s.id} c=${c}: ${s.unit === 'MB' ? `${cell.value?.toFixed(0)} MB` : `${Math.round(cell.rps).toLocaleString('en-US')} ${s.unit}/s, p50 ${cell.p50Ms.toFixed(3)} ms, p99 ${cell.p99Ms.toFixed(3)} ms`}`);
+        }
       };
 
       const prepare = async (s: Scenario, env: Env): Promise<Prepared | undefined> => {
@@ -189,35 +236,42 @@ async function main(): Promise<number> {
         for (const s of runnable) {
           const server = s.latchkey ? await startLatchkey(serverArgs, { profileDir: join(profileRoot, s.id) }) : undefined;
           const prepared = await prepare(s, { ...baseEnv, latchkey: server?.address ?? '' });
-          if (prepared) for (const c of levels(s)) await measureScenario(s, prepared, c);
+          if (prepared) for (const c of levels(s)) await measureCells([{ s, prepared }], c, server?.pid);
           await prepared?.close?.();
           if (server) {
             await server.stop();
-            addProfile(report, s.id, server.profileDir!, windows.get(s.id) ?? []);
+            addProfile(report, s.id, server.profile!, windows.get(s.id) ?? []);
           }
         }
       } else {
-        const env: Env = { ...baseEnv, latchkey: (groupServer ?? shared)!.address };
+        const latchkey = (groupServer ?? shared)!;
+        const env: Env = { ...baseEnv, latchkey: latchkey.address };
         const prepared = new Map<string, Prepared>();
         for (const s of runnable) {
           const p = await prepare(s, env);
           if (p) prepared.set(s.id, p);
         }
+        const ready = runnable.filter((s) => prepared.has(s.id)).map((s) => ({ s, prepared: prepared.get(s.id)! }));
         if (group.order === 'by-row') {
-          for (const s of runnable) if (prepared.has(s.id)) for (const c of levels(s)) await measureScenario(s, prepared.get(s.id)!, c);
+          for (const item of ready) for (const c of levels(item.s)) await measureCells([item], c, latchkey.pid);
         } else {
-          for (const c of group.concurrencies) for (const s of runnable) if (prepared.has(s.id) && levels(s).includes(c)) await measureScenario(s, prepared.get(s.id)!, c);
+          for (const c of group.concurrencies) await measureCells(ready.filter((item) => levels(item.s).includes(c)), c, latchkey.pid);
         }
         for (const p of prepared.values()) await p.close?.();
       }
       if (groupServer) {
         await groupServer.stop();
-        if (groupServer.profileDir) addProfile(report, group.name, groupServer.profileDir, [...windows.values()].flat());
+        if (groupServer.profile) addProfile(report, group.name, groupServer.profile, [...windows.values()].flat());
       }
     }
   } finally {
     await stopAll();
     rmSync(lockDir, { recursive: true, force: true });
+  }
+  if (self !== undefined) {
+    const file = join(profileRoot, 'bench-client.cpuprofile');
+    writeFileSync(file, JSON.stringify(await self.stop()));
+    for (const [id, windows] of allWindows) report.profiles.push({ id: `${id} (client)`, text: formatSummary(`${id}, client side (this process)`, summarize(file, windows)) });
   }
 
   report.machine.loadavgEnd = loadavg();
@@ -234,13 +288,30 @@ async function main(): Promise<number> {
   return failed.length > 0 ? 1 : 0;
 }
 
-function addProfile(report: Report, id: string, dir: string, windows: Window[]): void {
-  const file = mainThreadProfile(dir);
-  if (file === undefined) {
-    report.profiles.push({ id, text: `profile of ${id}: no .cpuprofile in ${dir}` });
+function addProfile(report: Report, id: string, file: string, windows: Window[]): void {
+  if (!existsSync(file)) {
+    report.profiles.push({ id, text: `profile of ${id}: the server wrote no ${file}` });
     return;
   }
   report.profiles.push({ id, text: formatSummary(id, summarize(file, windows)) });
+}
+
+function startSelfProfile(): { stop(): Promise<object> } {
+  const session = new Session();
+  session.connect();
+  session.post('Profiler.enable');
+  session.post('Profiler.setSamplingInterval', { interval: 250 });
+  session.post('Profiler.start');
+  return {
+    stop: () =>
+      new Promise((resolve, reject) =>
+        session.post('Profiler.stop', (err, result) => {
+          session.disconnect();
+          if (err) reject(err);
+          else resolve(result.profile);
+        }),
+      ),
+  };
 }
 
 // Ctrl-C / SIGTERM: stop every child by pid, then leave.

@@ -19,7 +19,7 @@ import type { SetManyResponse__Output } from '../client/generated/latchkey/v1/Se
 import type { SetResponse__Output } from '../client/generated/latchkey/v1/SetResponse.js';
 import { loadPackageDefinition } from '../client/proto.js';
 import { DirectEtcdMutex } from './etcd-mutex.js';
-import { runLoad, Samples, percentile, settle, sleep, type Cell, type LoadOptions, type Op } from './measure.js';
+import { Samples, percentile, settle, sleep, type Cell, type LoadOptions, type Op } from './measure.js';
 
 export type Needs = 'etcd' | 'memcached';
 
@@ -56,6 +56,8 @@ export interface Scenario {
   readonly needs?: readonly Needs[];
   /** Whether it talks to a latchkey server (with --profile it gets a profiled one of its own). */
   readonly latchkey: boolean;
+  /** The server whose CPU time is metered, when it is not latchkey. */
+  readonly meter?: 'echo' | 'memcached' | 'etcd';
   /** Overrides the group's levels (the RSS row runs once). */
   readonly concurrencies?: readonly number[];
   readonly baseline?: string;
@@ -431,6 +433,8 @@ const C = [1, 16, 64] as const;
 /** The RSS row needs the server's pid; run.ts provides it. */
 export interface MemoryProbe {
   rssMb(): number;
+  /** A full garbage collection in the server. */
+  gc(): Promise<void>;
 }
 let memoryProbe: MemoryProbe | undefined;
 export const setMemoryProbe = (probe: MemoryProbe) => (memoryProbe = probe);
@@ -445,10 +449,10 @@ export const GROUPS: readonly Group[] = [
     concurrencies: C,
     order: 'by-concurrency',
     scenarios: [
-      { id: 'echo.get', label: 'echo server: unary Get (raw grpc-js)', unit: 'req', latchkey: false, prepare: rawUnary('get', 'echo') },
+      { id: 'echo.get', label: 'echo server: unary Get (raw grpc-js)', unit: 'req', meter: 'echo', latchkey: false, prepare: rawUnary('get', 'echo') },
       { id: 'lru.get.raw', label: 'latchkey LRU: unary Get (raw grpc-js)', unit: 'req', latchkey: true, baseline: 'echo.get', target: { kind: 'ratio', min: 0.85 }, prepare: rawUnary('get', 'latchkey') },
       { id: 'lru.get.sdk', label: 'latchkey LRU: SDK get, pipeline off', unit: 'req', latchkey: true, baseline: 'echo.get', prepare: sdkCache('get', 'lru', false) },
-      { id: 'echo.set', label: 'echo server: unary Set (raw grpc-js)', unit: 'req', latchkey: false, prepare: rawUnary('set', 'echo') },
+      { id: 'echo.set', label: 'echo server: unary Set (raw grpc-js)', unit: 'req', meter: 'echo', latchkey: false, prepare: rawUnary('set', 'echo') },
       { id: 'lru.set.raw', label: 'latchkey LRU: unary Set (raw grpc-js)', unit: 'req', latchkey: true, baseline: 'echo.set', prepare: rawUnary('set', 'latchkey') },
       { id: 'lru.set.sdk', label: 'latchkey LRU: SDK set, pipeline off', unit: 'req', latchkey: true, baseline: 'echo.set', prepare: sdkCache('set', 'lru', false) },
       { id: 'lock.memory.sdk', label: 'memory lock: acquire+release (SDK)', unit: 'cycles', latchkey: true, baseline: 'echo.get', target: { kind: 'ratio', min: 0.45 }, prepare: sdkLockCycle('memory') },
@@ -462,11 +466,11 @@ export const GROUPS: readonly Group[] = [
     concurrencies: C,
     order: 'by-concurrency',
     scenarios: [
-      { id: 'echo.stream.get', label: 'echo server: Pipeline, 1 Get per frame', unit: 'req', latchkey: false, prepare: rawStream('echo', 1) },
+      { id: 'echo.stream.get', label: 'echo server: Pipeline, 1 Get per frame', unit: 'req', meter: 'echo', latchkey: false, prepare: rawStream('echo', 1) },
       { id: 'lru.pipeline.get', label: 'latchkey LRU: Pipeline, 1 Get per frame', unit: 'req', latchkey: true, baseline: 'echo.stream.get', prepare: rawStream('latchkey', 1) },
-      { id: 'echo.stream.get100', label: 'echo server: Pipeline, 100 Gets per frame', unit: 'keys', latchkey: false, prepare: rawStream('echo', 100) },
+      { id: 'echo.stream.get100', label: 'echo server: Pipeline, 100 Gets per frame', unit: 'keys', meter: 'echo', latchkey: false, prepare: rawStream('echo', 100) },
       { id: 'lru.pipeline.get100', label: 'latchkey LRU: Pipeline, 100 Gets per frame', unit: 'keys', latchkey: true, baseline: 'echo.stream.get100', prepare: rawStream('latchkey', 100) },
-      { id: 'echo.getmany100', label: 'echo server: GetMany, 100 keys', unit: 'keys', latchkey: false, prepare: getMany('echo', 100) },
+      { id: 'echo.getmany100', label: 'echo server: GetMany, 100 keys', unit: 'keys', meter: 'echo', latchkey: false, prepare: getMany('echo', 100) },
       { id: 'lru.getmany100', label: 'latchkey LRU: GetMany, 100 keys', unit: 'keys', latchkey: true, baseline: 'echo.getmany100', prepare: getMany('latchkey', 100) },
     ],
   },
@@ -476,11 +480,11 @@ export const GROUPS: readonly Group[] = [
     concurrencies: C,
     order: 'by-concurrency',
     scenarios: [
-      { id: 'memjs.get', label: 'memjs direct: get', unit: 'req', needs: ['memcached'], latchkey: false, prepare: memjsDirect('get') },
+      { id: 'memjs.get', label: 'memjs direct: get', unit: 'req', meter: 'memcached', needs: ['memcached'], latchkey: false, prepare: memjsDirect('get') },
       { id: 'lru.get.sdk-pipe', label: 'latchkey LRU: SDK get, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.get', target: { kind: 'ratio', min: 0.5, at: [64] }, prepare: sdkCache('get', 'lru', true) },
       { id: 'mc.get.sdk', label: 'latchkey memcached: SDK get, pipeline off', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.get', prepare: sdkCache('get', 'memcached', false) },
       { id: 'mc.get.sdk-pipe', label: 'latchkey memcached: SDK get, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.get', target: { kind: 'ratio', min: 0.4 }, prepare: sdkCache('get', 'memcached', true) },
-      { id: 'memjs.set', label: 'memjs direct: set', unit: 'req', needs: ['memcached'], latchkey: false, prepare: memjsDirect('set') },
+      { id: 'memjs.set', label: 'memjs direct: set', unit: 'req', meter: 'memcached', needs: ['memcached'], latchkey: false, prepare: memjsDirect('set') },
       { id: 'lru.set.sdk-pipe', label: 'latchkey LRU: SDK set, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.set', prepare: sdkCache('set', 'lru', true) },
       { id: 'mc.set.sdk', label: 'latchkey memcached: SDK set, pipeline off', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.set', prepare: sdkCache('set', 'memcached', false) },
       { id: 'mc.set.sdk-pipe', label: 'latchkey memcached: SDK set, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.set', prepare: sdkCache('set', 'memcached', true) },
@@ -492,9 +496,9 @@ export const GROUPS: readonly Group[] = [
     concurrencies: C,
     order: 'by-concurrency',
     scenarios: [
-      { id: 'etcd3.cycle', label: 'etcd3 direct mutex: lock+unlock (session lease)', unit: 'cycles', needs: ['etcd'], latchkey: false, prepare: directEtcdCycle(false) },
+      { id: 'etcd3.cycle', label: 'etcd3 direct mutex: lock+unlock (session lease)', unit: 'cycles', meter: 'etcd', needs: ['etcd'], latchkey: false, prepare: directEtcdCycle(false) },
       { id: 'lock.etcd.sdk', label: 'etcd lock: acquire+release (SDK)', unit: 'cycles', needs: ['etcd'], latchkey: true, baseline: 'etcd3.cycle', target: { kind: 'ratio', min: 0.7 }, prepare: sdkLockCycle('etcd') },
-      { id: 'etcd3.cycle.lease', label: 'etcd3 direct mutex: grant+lock+unlock+revoke (lease per lock)', unit: 'cycles', needs: ['etcd'], latchkey: false, baseline: 'etcd3.cycle', prepare: directEtcdCycle(true) },
+      { id: 'etcd3.cycle.lease', label: 'etcd3 direct mutex: grant+lock+unlock+revoke (lease per lock)', unit: 'cycles', meter: 'etcd', needs: ['etcd'], latchkey: false, baseline: 'etcd3.cycle', prepare: directEtcdCycle(true) },
     ],
   },
   {
@@ -504,7 +508,7 @@ export const GROUPS: readonly Group[] = [
     order: 'by-concurrency',
     scenarios: [
       { id: 'handoff.memory', label: 'memory lock hand-off (SDK, 1 ms hold)', unit: 'hand-offs', latchkey: true, target: { kind: 'p50', maxMs: 1 }, prepare: sdkHandoff('memory', 1) },
-      { id: 'etcd3.handoff', label: 'etcd3 direct mutex hand-off (20 ms hold)', unit: 'hand-offs', needs: ['etcd'], latchkey: false, prepare: directEtcdHandoff(20) },
+      { id: 'etcd3.handoff', label: 'etcd3 direct mutex hand-off (20 ms hold)', unit: 'hand-offs', meter: 'etcd', needs: ['etcd'], latchkey: false, prepare: directEtcdHandoff(20) },
       { id: 'handoff.etcd', label: 'etcd lock hand-off (SDK, 20 ms hold)', unit: 'hand-offs', needs: ['etcd'], latchkey: true, baseline: 'etcd3.handoff', ratioOf: 'p50', prepare: sdkHandoff('etcd', 20) },
     ],
   },
@@ -527,21 +531,26 @@ export const GROUPS: readonly Group[] = [
           run: async () => {
             const stub = cacheStub(env.latchkey);
             const entries = rssEntries(env);
-            const before = memoryProbe!.rssMb();
+            const probe = memoryProbe!;
+            await probe.gc();
+            const idle = probe.rssMb();
             const start = performance.now();
             await fill(stub, 1000, entries);
             const loadS = (performance.now() - start) / 1000;
-            // Let the last frames' garbage go before reading RSS.
-            await sleep(env.quick ? 100 : 1_000);
-            const after = memoryProbe!.rssMb();
             stub.close();
+            await sleep(env.quick ? 100 : 1_000);
+            const loaded = probe.rssMb();
+            // What the entries cost once the garbage of loading them is gone.
+            await probe.gc();
+            const after = probe.rssMb();
+            const perEntry = ((after - idle) * 1024 * 1024) / entries;
             return {
               rps: (entries - 1000) / loadS,
               p50Ms: NaN,
               p99Ms: NaN,
               samples: 0,
               value: after,
-              note: `${entries.toLocaleString('en-US')} entries; RSS ${before.toFixed(0)} MB idle → ${after.toFixed(0)} MB loaded (${(((after - before) * 1024 * 1024) / entries).toFixed(0)} B/entry); loaded by SetMany at the rate shown`,
+              note: `${entries.toLocaleString('en-US')} entries, loaded by SetMany at the rate shown; RSS ${idle.toFixed(0)} MB idle, ${loaded.toFixed(0)} MB right after loading, ${after.toFixed(0)} MB after a full GC (${perEntry.toFixed(0)} B per entry)`,
             };
           },
         }),

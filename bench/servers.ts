@@ -3,8 +3,9 @@
 // the baseline echo server (bench/echo-server.ts). Every child is registered in one place and
 // stopped by its pid, at the end, on failure and on Ctrl-C.
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { startEtcd } from '../test/support/etcd.js';
 import { startMemcached } from '../test/support/memcached.js';
 import { REPO_ROOT, spawnServer, STARTUP_TIMEOUT_MS, type SpawnedServer } from '../test/support/spawn.js';
@@ -37,24 +38,50 @@ export async function stopAll(): Promise<void> {
 export interface LatchkeyChild {
   readonly address: string;
   readonly pid: number;
-  /** The main thread's CPU profile once stopped, when started with profileDir. */
-  readonly profileDir: string | undefined;
+  /** Where its main thread's CPU profile is once it has stopped, when started with profileDir. */
+  readonly profile: string | undefined;
+  /** Runs a full GC in the server (needs gcOnSignal) and resolves when it is done. */
+  gc(): Promise<void>;
   stop(): Promise<void>;
 }
 
+const PRELOAD = pathToFileURL(join(REPO_ROOT, 'bench', 'server-preload.mjs')).href;
+
 /**
- * `latchkey serve --listen 127.0.0.1:0 ...args`. With profileDir, the server runs under
- * `node --cpu-prof` (through NODE_OPTIONS, which spawnServer passes on) and writes its profile
- * there when it exits after SIGTERM.
+ * `latchkey serve --listen 127.0.0.1:0 ...args`, through the test harness. bench/server-preload.mjs
+ * gives it what node flags would: with profileDir its main thread is CPU-profiled from
+ * start-up (the profile is written when it exits after SIGTERM); with gcOnSignal, gc() runs
+ * a full collection in it.
  */
-export async function startLatchkey(args: readonly string[], options: { profileDir?: string } = {}): Promise<LatchkeyChild> {
+export async function startLatchkey(args: readonly string[], options: { profileDir?: string; gcOnSignal?: boolean } = {}): Promise<LatchkeyChild> {
   const env: Record<string, string> = {};
-  if (options.profileDir !== undefined) env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${options.profileDir}`.trim();
+  let profile: string | undefined;
+  if (options.profileDir !== undefined) {
+    mkdirSync(options.profileDir, { recursive: true });
+    profile = join(options.profileDir, 'server.cpuprofile');
+    env.BENCH_CPU_PROFILE = profile;
+  }
+  if (options.gcOnSignal) env.BENCH_GC_SIGNAL = '1';
+  if (Object.keys(env).length > 0) env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import=${PRELOAD}`.trim();
   const server: SpawnedServer = await spawnServer(args, env);
-  return track(`latchkey (pid ${server.pid})`, async () => {
-    const exit = await server.stop('SIGTERM');
-    if (exit.signal === 'SIGKILL') process.stderr.write(`bench: latchkey (pid ${server.pid}) had to be killed\n`);
-  }, { address: server.address, pid: server.pid, profileDir: options.profileDir });
+  let gcs = 0;
+  return track<Omit<LatchkeyChild, 'stop'>>(
+    `latchkey (pid ${server.pid})`,
+    async () => {
+      const exit = await server.stop('SIGTERM');
+      if (exit.signal === 'SIGKILL') process.stderr.write(`bench: latchkey (pid ${server.pid}) had to be killed\n`);
+    },
+    {
+      address: server.address,
+      pid: server.pid,
+      profile,
+      async gc() {
+        if (!options.gcOnSignal) throw new Error('gc() needs startLatchkey(..., { gcOnSignal: true })');
+        process.kill(server.pid, 'SIGUSR2');
+        await server.waitForStderr(new RegExp(`^bench-preload: gc ${++gcs} done$`, 'm'), 30_000);
+      },
+    },
+  );
 }
 
 export interface EchoChild {
@@ -90,14 +117,14 @@ export async function startEcho(): Promise<EchoChild> {
   }
 }
 
-export async function startEtcdChild(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+export async function startEtcdChild(): Promise<{ endpoint: string; pid: number; stop(): Promise<void> }> {
   const member = await startEtcd();
-  return track(`etcd (pid ${member.pid})`, async () => member[Symbol.asyncDispose](), { endpoint: member.endpoint });
+  return track(`etcd (pid ${member.pid})`, async () => member[Symbol.asyncDispose](), { endpoint: member.endpoint, pid: member.pid! });
 }
 
-export async function startMemcachedChild(): Promise<{ address: string; stop(): Promise<void> }> {
+export async function startMemcachedChild(): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
   const memcached = await startMemcached();
-  return track(`memcached (pid ${memcached.pid()})`, () => memcached.kill(), { address: memcached.address });
+  return track(`memcached (pid ${memcached.pid()})`, () => memcached.kill(), { address: memcached.address, pid: memcached.pid()! });
 }
 
 /** A process's resident set size in MB, from /proc/<pid>/status (VmRSS). */
@@ -105,16 +132,4 @@ export function rssMb(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (match === null) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(match[1]) / 1024;
-}
-
-/**
- * The main thread's profile in a --cpu-prof directory. Node names them
- * CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile; thread 0 is the main thread (tsx's
- * loader thread writes one of its own).
- */
-export function mainThreadProfile(dir: string): string | undefined {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
-  const main = files.filter((f) => f.split('.').at(-3) === '0');
-  const pick = (main.length > 0 ? main : files).map((f) => join(dir, f)).sort((a, b) => statSync(b).size - statSync(a).size);
-  return pick[0];
 }
