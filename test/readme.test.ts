@@ -47,6 +47,11 @@ test('the grpcurl examples run verbatim', async () => {
     assert.match(stdout, /"outcome": "STORED"/);
     assert.match(stdout, /"value": "100"/);
     assert.match(stdout, /"outcome": "DELETED"/);
+    assert.match(stdout, /"outcome": "TOUCHED"/);
+    assert.match(stdout, /"outcome": "EXISTS"/);
+    assert.match(stdout, /"key": "nothing-here"/);
+    assert.match(stdout, /"limit": 2/);
+    assert.match(stdout, /"mode": "SHARED"/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

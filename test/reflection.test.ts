@@ -597,7 +597,7 @@ describe('server reflection, as grpcurl uses it', () => {
       assert.ok(Number(lease.expiresAtMs) > Date.now());
       const state = await invoke('latchkey.v1.Locks', 'Describe', { name: 'refl-snake' });
       assert.equal(state.held, true);
-      assert.deepEqual(state.capabilities, { across_hosts: false, fencing: true, fifo: true, auto_release: true });
+      assert.deepEqual(state.capabilities, { across_hosts: false, fencing: true, fifo: true, auto_release: true, semaphore: true, shared: true, watch: true });
       await invoke('latchkey.v1.Locks', 'Refresh', { name: 'refl-snake', lease_id: lease.leaseId, ttl_ms: 40_000 });
       assert.deepEqual(await invoke('latchkey.v1.Locks', 'Release', { name: 'refl-snake', lease_id: lease.leaseId }), { released: true });
     });

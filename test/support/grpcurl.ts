@@ -98,7 +98,9 @@ export function fromJson(type: protobuf.Type, json: Record<string, unknown>): Re
     const field = type.fields[key] ?? type.fieldsArray.find((f) => lowerCamel(f.name) === key);
     if (field === undefined) throw new Error(`message type ${type.fullName.slice(1)} has no known field named ${key}`);
     field.resolve();
-    out[field.name] = field.resolvedType instanceof protobuf.Type && value !== null && typeof value === 'object' ? fromJson(field.resolvedType, value as Record<string, unknown>) : value;
+    const nested = field.resolvedType;
+    const convert = (v: unknown) => (nested instanceof protobuf.Type && v !== null && typeof v === 'object' ? fromJson(nested, v as Record<string, unknown>) : v);
+    out[field.name] = Array.isArray(value) ? value.map(convert) : convert(value);
   }
   return out;
 }
@@ -111,8 +113,9 @@ export function toJson(type: protobuf.Type, message: protobuf.Message): Record<s
       Object.entries(object).map(([key, value]) => {
         const field = t.fields[key]!;
         field.resolve();
-        const nested = field.resolvedType instanceof protobuf.Type && value !== null && typeof value === 'object' ? rename(field.resolvedType, value as Record<string, unknown>) : value;
-        return [lowerCamel(key), nested];
+        const type = field.resolvedType;
+        const convert = (v: unknown) => (type instanceof protobuf.Type && v !== null && typeof v === 'object' ? rename(type, v as Record<string, unknown>) : v);
+        return [lowerCamel(key), Array.isArray(value) ? value.map(convert) : convert(value)];
       }),
     );
   return rename(type, plain);
