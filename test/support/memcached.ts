@@ -1,6 +1,7 @@
 // Real memcached servers for tests: started on free loopback ports, stopped by PID.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from './ports.js';
 
 export interface Memcached extends AsyncDisposable {
   /** "127.0.0.1:PORT" */
@@ -22,17 +23,6 @@ export function memcachedMissing(): string | false {
   const reason = 'memcached is not installed (apt-get install memcached)';
   if (process.env.LATCHKEY_REQUIRE_ALL_SUITES) throw new Error(`${reason}; LATCHKEY_REQUIRE_ALL_SUITES forbids skipping`);
   return reason;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function canConnect(port: number): Promise<boolean> {

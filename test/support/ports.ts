@@ -1,0 +1,14 @@
+// Free loopback ports for the servers tests start. A port is free when we ask; the caller
+// binds it right after, on a machine where nothing else races for loopback ports.
+import { createServer } from 'node:net';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
