@@ -6,6 +6,7 @@
 // h is Java's String.hashCode over the key's UTF-16 code units. A server that is down gives
 // UNAVAILABLE naming it; there is no failover to another server, which would turn an outage
 // into silent misses and split-brain values.
+import type { Socket } from 'node:net';
 import memjs from 'memjs';
 import { BackendUnavailableError, FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError, throwIfAborted } from '../errors.js';
 import type { CacheStore, Item } from './store.js';
@@ -14,6 +15,8 @@ import type { CacheStore, Item } from './store.js';
 interface MemjsServer {
   readonly host: string;
   readonly port: number;
+  /** The connection, once memjs has opened one (undefined before, and after an error). */
+  readonly _socket?: Socket;
   onResponse(seq: number, fn: (response: Response) => void): void;
   onError(seq: number, fn: (err: Error) => void): void;
   write(request: Buffer): void;
@@ -48,6 +51,8 @@ export class MemcachedStore implements CacheStore {
   readonly #client: memjs.Client;
   readonly #servers: readonly MemjsServer[];
   readonly #maxItemBytes: number;
+  /** Servers whose socket is corked until the next tick (see #cork). */
+  readonly #corked = new Set<MemjsServer>();
   #seq = 0;
 
   constructor(options: MemcachedStoreOptions) {
@@ -166,6 +171,7 @@ export class MemcachedStore implements CacheStore {
         return await new Promise<Response>((resolve, reject) => {
           server.onResponse(seq, resolve);
           server.onError(seq, reject);
+          this.#cork(server);
           server.write(buffer);
         });
       } catch (err) {
@@ -173,6 +179,25 @@ export class MemcachedStore implements CacheStore {
         throw new BackendUnavailableError(`memcached ${server.host}:${server.port} is unavailable: ${(err as Error).message}`, { cause: err });
       }
     }
+  }
+
+  /**
+   * memjs writes each request to the socket at once: a syscall per operation, which was
+   * 40% of the server's CPU under a pipelined load. Corked until the next tick, the
+   * requests made in one turn (a Pipeline frame's operations, a GetMany) leave in one
+   * writev. Nothing waits longer than the current turn, and memjs's per-request timeouts
+   * are unaffected (they are kept per write call, not per syscall). A server that has no
+   * connection yet is left alone: memjs queues those writes until it connects.
+   */
+  #cork(server: MemjsServer): void {
+    const socket = server._socket;
+    if (socket === undefined || this.#corked.has(server)) return;
+    socket.cork();
+    this.#corked.add(server);
+    process.nextTick(() => {
+      this.#corked.delete(server);
+      socket.uncork();
+    });
   }
 
   #expectOk(key: string, response: Response): void {
