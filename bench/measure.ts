@@ -13,6 +13,8 @@ export interface Cell {
   readonly serverUsPerOp?: number;
   /** CPU time per operation (or item) of this process (the client side), in µs. */
   readonly clientUsPerOp?: number;
+  /** read + write system calls of the server under test per operation (or item). */
+  readonly serverSyscallsPerOp?: number;
   /** Latency of one operation (a whole batch, for batches), in ms. */
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -34,6 +36,12 @@ export function processCpuUs(pid: number): number {
   // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
+}
+
+/** read and write system calls a process has made so far (syscr + syscw of /proc/<pid>/io). */
+export function processSyscalls(pid: number): number {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  return Number(/^syscr: (\d+)$/m.exec(io)?.[1] ?? NaN) + Number(/^syscw: (\d+)$/m.exec(io)?.[1] ?? NaN);
 }
 
 /** USER_HZ: the unit of /proc/<pid>/stat times; 100 on every Linux this runs on. */
@@ -88,6 +96,7 @@ export interface Round {
   readonly clientCpuUs: number;
   /** NaN without a server pid. */
   readonly serverCpuUs: number;
+  readonly serverSyscalls: number;
 }
 
 export async function runRound(op: Op, options: LoadOptions): Promise<Round> {
@@ -120,16 +129,17 @@ export async function runRound(op: Op, options: LoadOptions): Promise<Round> {
   const workers = Array.from({ length: concurrency }, (_, w) => worker(w));
   await sleep(warmupMs, () => stopping);
   const serverCpu = () => (options.serverPid === undefined ? NaN : processCpuUs(options.serverPid));
-  const cpuStart = [selfCpuUs(), serverCpu()] as const;
+  const serverSyscalls = () => (options.serverPid === undefined ? NaN : processSyscalls(options.serverPid));
+  const cpuStart = [selfCpuUs(), serverCpu(), serverSyscalls()] as const;
   const windowStart = performance.now();
   measuring = true;
   await sleep(durationMs, () => stopping);
   const windowEnd = performance.now();
   stopping = true;
-  const cpuEnd = [selfCpuUs(), serverCpu()] as const;
+  const cpuEnd = [selfCpuUs(), serverCpu(), serverSyscalls()] as const;
   await settle(workers);
   if (failure !== undefined) throw failure;
-  return { rps: items / ((windowEnd - windowStart) / 1000), latencies: samples.sorted(), ops: items, clientCpuUs: cpuEnd[0] - cpuStart[0], serverCpuUs: cpuEnd[1] - cpuStart[1] };
+  return { rps: items / ((windowEnd - windowStart) / 1000), latencies: samples.sorted(), ops: items, clientCpuUs: cpuEnd[0] - cpuStart[0], serverCpuUs: cpuEnd[1] - cpuStart[1], serverSyscalls: cpuEnd[2] - cpuStart[2] };
 }
 
 /**
@@ -157,6 +167,7 @@ export function combine(rounds: readonly Round[]): Cell {
     samples: all.length,
     serverUsPerOp: perOp(rounds.reduce((n, r) => n + r.serverCpuUs, 0)),
     clientUsPerOp: perOp(rounds.reduce((n, r) => n + r.clientCpuUs, 0)),
+    serverSyscallsPerOp: perOp(rounds.reduce((n, r) => n + r.serverSyscalls, 0)),
   };
 }
 

@@ -118,7 +118,11 @@ export function formatSummary(title: string, s: ProfileSummary): string {
   ].join('\n');
 }
 
-// `node --import tsx bench/profile.ts FILE.cpuprofile`: summarize a profile by hand.
+// `node --import tsx bench/profile.ts FILE.cpuprofile [latest.json SCENARIO_ID]`: summarize a
+// profile by hand, over one scenario's windows when a --profile run's latest.json is given.
 if (process.argv[1] !== undefined && import.meta.filename === process.argv[1]) {
-  for (const file of process.argv.slice(2)) console.log(formatSummary(file, summarize(file, [])));
+  const [file, json, id] = process.argv.slice(2);
+  if (file === undefined) throw new TypeError('usage: bench/profile.ts FILE.cpuprofile [latest.json SCENARIO_ID]');
+  const windows = json === undefined || id === undefined ? [] : ((JSON.parse(readFileSync(json, 'utf8')) as { windows?: Record<string, Window[]> }).windows?.[id] ?? []);
+  console.log(formatSummary(id ?? file, summarize(file, windows, 25)));
 }

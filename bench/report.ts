@@ -9,6 +9,7 @@ export interface CellResult {
   readonly samples: number;
   readonly serverUsPerOp?: number;
   readonly clientUsPerOp?: number;
+  readonly serverSyscallsPerOp?: number;
   /** Scenarios that measure a value (RSS in MB). */
   readonly value?: number;
   readonly note?: string;
@@ -56,6 +57,8 @@ export interface Report {
   readonly groups: readonly { name: string; title: string }[];
   readonly scenarios: ScenarioResult[];
   readonly profiles: { id: string; text: string }[];
+  /** With --profile: each scenario's measured windows (µs, CLOCK_MONOTONIC), to re-read the profiles by. */
+  windows?: Record<string, readonly { startUs: number; endUs: number }[]>;
 }
 
 /** Fills in ratios and verdicts from the baselines measured at the same concurrency. */

@@ -271,6 +271,7 @@ async function main(): Promise<number> {
   if (self !== undefined) {
     const file = join(profileRoot, 'bench-client.cpuprofile');
     writeFileSync(file, JSON.stringify(await self.stop()));
+    report.windows = Object.fromEntries(allWindows);
     for (const [id, windows] of allWindows) report.profiles.push({ id: `${id} (client)`, text: formatSummary(`${id}, client side (this process)`, summarize(file, windows)) });
   }
 
