@@ -382,6 +382,20 @@ function sdkHandoff(backend: 'memory' | 'etcd', holdMs: number): Scenario['prepa
   });
 }
 
+/** The memory hand-off through raw grpc-js calls: the same path without the SDK's share. */
+function rawHandoff(holdMs: number): Scenario['prepare'] {
+  return handoff<Lease__Output>(holdMs, async (env, name) => {
+    const stub = locksStub(env.latchkey);
+    return {
+      acquire: () => unary<Lease__Output>((cb) => stub.Acquire({ name, backend: 'memory', ttl_ms: '30000', wait_ms: '60000', owner: 'bench' }, cb)),
+      release: async (_, lease) => {
+        await unary((cb) => stub.Release({ name, backend: 'memory', lease_id: lease.lease_id }, cb));
+      },
+      close: async () => stub.close(),
+    };
+  });
+}
+
 function directEtcdHandoff(holdMs: number): Scenario['prepare'] {
   return handoff(holdMs, async (env, name) => {
     const mutex = new DirectEtcdMutex(env.etcd!, { prefix: 'bench/direct/handoff/' });
@@ -508,6 +522,7 @@ export const GROUPS: readonly Group[] = [
     order: 'by-concurrency',
     scenarios: [
       { id: 'handoff.memory', label: 'memory lock hand-off (SDK, 1 ms hold)', unit: 'hand-offs', latchkey: true, target: { kind: 'p50', maxMs: 1 }, prepare: sdkHandoff('memory', 1) },
+      { id: 'handoff.memory.raw', label: 'memory lock hand-off (raw grpc-js, 1 ms hold)', unit: 'hand-offs', latchkey: true, prepare: rawHandoff(1) },
       { id: 'etcd3.handoff', label: 'etcd3 direct mutex hand-off (20 ms hold)', unit: 'hand-offs', meter: 'etcd', needs: ['etcd'], latchkey: false, prepare: directEtcdHandoff(20) },
       { id: 'handoff.etcd', label: 'etcd lock hand-off (SDK, 20 ms hold)', unit: 'hand-offs', needs: ['etcd'], latchkey: true, baseline: 'etcd3.handoff', ratioOf: 'p50', prepare: sdkHandoff('etcd', 20) },
     ],
