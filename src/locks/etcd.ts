@@ -1,14 +1,52 @@
 // etcd lock backend: etcd's concurrency mutex recipe (client/v3/concurrency/mutex.go and
-// key.go) on etcd3's raw KV / Lease / Watch clients. Locks live in etcd, so any number of
-// latchkey servers share them, and `etcdctl lock <prefix><name>` contends for the same locks.
+// key.go), generalised to semaphores and read/write locks (Curator's and etcd's recipes on
+// create-revision order), on etcd3's raw KV / Lease / Watch clients. Locks live in etcd, so
+// any number of latchkey servers share them, and `etcdctl lock <prefix><name>` contends for
+// the same locks.
 //
 // Layout (the same as etcdctl lock, so the two interoperate):
 //   key   = prefix + name + '/' + lowercase hex of the etcd lease id   ("own key")
-//   value = owner
+//   value = the owner, for a plain lock (EXCLUSIVE, limit 1): exactly what etcdctl expects;
+//           etcdctl lock itself writes an empty value, which reads as a plain lock too.
+//           Anything else (SHARED, or a semaphore's limit N > 1, or an owner that starts
+//           with NUL) is VALUE_TAG + JSON {"owner":…,"mode":"EXCLUSIVE"|"SHARED","limit":N},
+//           e.g. "\u0000latchkey:{"owner":"r1","mode":"SHARED","limit":1}". A value that
+//           does not parse as that reads as a plain lock held by its text: an unknown key is
+//           taken for the strictest kind, as etcdctl takes every key.
 //   lease = an etcd lease with TTL ⌈ttl_ms / 1000⌉ s that the own key is attached to
-// The holder is the key with the lowest create revision under prefix + name + '/'; the
-// others wait in create-revision order (FIFO). The fencing token is the holder's create
-// revision: etcd's revision is cluster-wide and only grows, so tokens strictly increase.
+// Every key of a name, whatever its mode, is in one queue, in create-revision order (FIFO).
+// Which keys hold the lock is a pure function of that queue (grantedCount below), so every
+// server, and Describe and Watch, evaluates it alike with no state of its own. Walking from
+// the oldest key, a key holds the lock while every key before it does and
+//   SHARED:          no EXCLUSIVE key is before it;
+//   EXCLUSIVE, N:    no SHARED key is before it and fewer than N EXCLUSIVE keys are (N = 1:
+//                    it is the first key, etcd's mutex), and N is the limit of the first
+//                    EXCLUSIVE key (else it is a request being refused: see below).
+// The first key that does not hold stops the walk: later keys never pass it, which keeps a
+// writer queued behind readers ahead of readers that came after it. Once a key holds, only
+// deleting keys before it changes what is before it, so it holds until its own key goes.
+// The fencing token is the own key's create revision: etcd's revision is cluster-wide and
+// only grows, and grants follow create order, so tokens strictly increase per grant.
+//
+// Limits: a request checks, after putting its key, the first EXCLUSIVE key before it; a
+// different limit is refused with FAILED_PRECONDITION naming both (and its key removed).
+// `etcdctl lock` waits until its key is the first, so it is always safe; a semaphore
+// request behind an etcdctl key (limit 1) is refused, as for any other limit 1 holder.
+//
+// Waiting: a plain waiter watches only the key just before its own (key.go waitDeletes:
+// one deletion wakes one waiter). A SHARED or semaphore waiter can be freed by the deletion
+// of any key before it, so it watches the deletes under the name, keeps the keys before it
+// in memory, and re-reads the queue only when that copy says its turn has come: every
+// release reaches every such waiter as a watch event, but costs no reads.
+//
+// Watch: one range read of the queue at revision R (the STATE event), then an etcd watch of
+// prefix + name + '/' from R + 1, so events follow the snapshot with no gap, from whichever
+// server made them. A put is WAITER_ADDED (or ACQUIRED if the key holds at once); a delete
+// is RELEASED for a holder and WAITER_LEFT for a waiter, followed by ACQUIRED for each key
+// the deletion let in. NOTE: etcd deletes an expired lease's keys as if they were released,
+// so a TTL that ran out is reported as RELEASED (never EXPIRED); and a try-once that lost,
+// or a request refused for its limit, shows as WAITER_ADDED then WAITER_LEFT, as its key
+// briefly queued.
 //
 // lease_id (what clients hold): the lowercase hex etcd lease id, i.e. the own key's last
 // segment. With the lock name the request carries, it is all any server needs (the key is
@@ -17,7 +55,20 @@
 //
 // Only this file imports etcd3; it translates etcd3's errors into ours at this edge.
 import { setMaxListeners } from 'node:events';
-import { castGrpcError, ClientClosedError, Etcd3, EtcdLeaseInvalidError, GRPCUnavailableError, isRecoverableError, type IKeyValue, type IOptions, type IRangeRequest, type IRangeResponse } from 'etcd3';
+import {
+  castGrpcError,
+  ClientClosedError,
+  Etcd3,
+  EtcdLeaseInvalidError,
+  GRPCUnavailableError,
+  isRecoverableError,
+  type IKeyValue,
+  type IOptions,
+  type IRangeRequest,
+  type IRangeResponse,
+  type IWatchCreateRequest,
+  type IWatchResponse,
+} from 'etcd3';
 import {
   BackendUnavailableError,
   CancelledError,
@@ -29,9 +80,9 @@ import {
   ShuttingDownError,
   throwIfAborted,
 } from '../errors.js';
-import { singleHolderState, type AcquireOptions, type Capabilities, type Lease, type LeaseRef, type LockBackend, type LockState } from './backend.js';
+import type { AcquireOptions, Capabilities, HolderInfo, Lease, LeaseRef, LockBackend, LockEvent, LockEventType, LockMode, LockState } from './backend.js';
 
-export const etcdCapabilities: Capabilities = { acrossHosts: true, fencing: true, fifo: true, autoRelease: true, semaphore: false, shared: false, watch: false };
+export const etcdCapabilities: Capabilities = { acrossHosts: true, fencing: true, fifo: true, autoRelease: true, semaphore: true, shared: true, watch: true };
 
 export interface EtcdLockBackendOptions {
   /** etcd client endpoints, `host:port` or `http(s)://host:port`: a list or a comma-separated string. */
@@ -46,13 +97,20 @@ export interface EtcdLockBackendOptions {
   readonly opTimeoutMs?: number;
 }
 
+/** What a key's value says about the request that put it. */
+interface KeyValueInfo {
+  readonly owner: string;
+  readonly mode: LockMode;
+  /** 1 for SHARED keys. */
+  readonly limit: number;
+}
+
 /** A key under prefix + name + '/' in our (and etcdctl's) layout: ends in a hex lease id. */
-interface QueueKey {
+interface QueueKey extends KeyValueInfo {
   readonly key: string;
   /** The etcd lease the key is attached to, decimal ('0' = none). */
   readonly leaseDec: string;
   readonly createRevision: bigint;
-  readonly owner: string;
 }
 
 interface EtcdLease {
@@ -95,7 +153,141 @@ function prefixEnd(prefix: Buffer): Buffer {
 
 function describeHolder(holder: QueueKey): string {
   const who = holder.owner === '' ? 'an unnamed owner (e.g. `etcdctl lock`)' : holder.owner;
-  return `${who} (etcd key ${holder.key}, fencing token ${holder.createRevision})`;
+  return `${holder.mode === 'SHARED' ? 'shared: ' : ''}${who} (etcd key ${holder.key}, fencing token ${holder.createRevision})`;
+}
+
+/** The holders of a queue for a message: the first three, and how many more. */
+function describeHolders(holders: readonly QueueKey[]): string {
+  if (holders.length === 0) return 'nobody, but earlier waiters are queued';
+  const shown = holders.slice(0, 3).map(describeHolder).join(', ');
+  return holders.length <= 3 ? shown : `${shown} and ${holders.length - 3} more`;
+}
+
+// ---- values and the grant rule (pure) -------------------------------------------------------
+
+/** Starts every value that is not a plain lock's owner; NUL keeps it apart from any owner text. */
+export const VALUE_TAG = '\u0000latchkey:';
+
+/** The value of an own key: the bare owner for a plain lock (as etcdctl lock), else tagged JSON. */
+export function encodeValue(info: KeyValueInfo): Buffer {
+  // An owner that starts with NUL could pass for a tagged value: tag it, so it reads back as itself.
+  if (info.mode === 'EXCLUSIVE' && info.limit === 1 && !info.owner.startsWith('\u0000')) return Buffer.from(info.owner);
+  return Buffer.from(VALUE_TAG + JSON.stringify({ owner: info.owner, mode: info.mode, limit: info.mode === 'SHARED' ? 1 : info.limit }));
+}
+
+/**
+ * Reads any value found in the queue. NOTE: never throws: a key we cannot read (another tool's,
+ * a newer format, damage) is a plain lock held by the value's text, the strictest reading,
+ * which is also how `etcdctl lock` treats every key.
+ */
+export function decodeValue(value: Buffer): KeyValueInfo {
+  const text = value.toString('utf8');
+  if (text.startsWith(VALUE_TAG)) {
+    try {
+      const parsed: unknown = JSON.parse(text.slice(VALUE_TAG.length));
+      if (typeof parsed === 'object' && parsed !== null) {
+        const { owner, mode, limit } = parsed as Record<string, unknown>;
+        if (typeof owner === 'string' && (mode === 'EXCLUSIVE' || mode === 'SHARED') && typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 1) {
+          return { owner, mode, limit: mode === 'SHARED' ? 1 : limit };
+        }
+      }
+    } catch {
+      // Not JSON: read as a plain lock, below.
+    }
+  }
+  return { owner: text, mode: 'EXCLUSIVE', limit: 1 };
+}
+
+/**
+ * How many keys of a queue (oldest first) hold the lock: they are always its first keys. The
+ * same rule as the memory backend's (one FIFO queue across modes, the head never passed):
+ * a SHARED key holds while no EXCLUSIVE key does; an EXCLUSIVE key while no SHARED key does
+ * and fewer than its limit of EXCLUSIVE keys do. An EXCLUSIVE key whose limit differs from
+ * the first EXCLUSIVE key's is a request being refused for it: it never holds, and stops
+ * the walk until its owner removes it (`etcdctl lock`'s key behind a semaphore's waits so
+ * until it is first, as etcdctl itself does).
+ */
+export function grantedCount(queue: readonly Pick<QueueKey, 'mode' | 'limit'>[]): number {
+  let exclusive = 0;
+  let shared = 0;
+  let limit = 0;
+  for (let i = 0; i < queue.length; i++) {
+    const key = queue[i]!;
+    if (key.mode === 'SHARED') {
+      if (exclusive > 0) return i;
+      shared++;
+      continue;
+    }
+    if (limit === 0) limit = key.limit;
+    if (key.limit !== limit || shared > 0 || exclusive >= limit) return i;
+    exclusive++;
+  }
+  return queue.length;
+}
+
+/** The limit in force: the first EXCLUSIVE key's; 1 with only SHARED keys; 0 for no keys. */
+function queueLimit(queue: readonly QueueKey[]): number {
+  return queue.find((k) => k.mode === 'EXCLUSIVE')?.limit ?? (queue.length > 0 ? 1 : 0);
+}
+
+/** Why an EXCLUSIVE request is refused, as the memory backend says it. */
+function limitMismatch(name: string, current: number, asked: number): FailedPreconditionError {
+  return new FailedPreconditionError(`lock "${name}" is held or awaited with limit ${current}; this request asks for limit ${asked}: every holder of a name must use the same limit`);
+}
+
+type QueueChange = readonly [LockEventType, QueueKey];
+
+/**
+ * The queue of one lock as a Watch follows it: its keys in create-revision order, and the
+ * events each change makes. Grants are recomputed with grantedCount after every change.
+ */
+class QueueMirror {
+  #keys: QueueKey[];
+  /** The keys that hold the lock, as last reported. */
+  #holding: Set<string>;
+
+  constructor(keys: readonly QueueKey[]) {
+    this.#keys = [...keys].sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
+    this.#holding = new Set(this.#keys.slice(0, grantedCount(this.#keys)).map((k) => k.key));
+  }
+
+  get keys(): readonly QueueKey[] {
+    return this.#keys;
+  }
+
+  /** A key was put: new (WAITER_ADDED or ACQUIRED), or rewritten in place (no event of its own). */
+  put(key: QueueKey): QueueChange[] {
+    const at = this.#keys.findIndex((k) => k.key === key.key);
+    const changes: QueueChange[] = [];
+    if (at >= 0 && this.#keys[at]!.createRevision === key.createRevision) {
+      this.#keys[at] = key;
+      return this.#regrant(changes);
+    }
+    // Recreated under the same name: the old key's delete was missed (cannot happen with a
+    // gap-free watch, but then report it as gone rather than keep a ghost).
+    if (at >= 0) changes.push(...this.delete(key.key));
+    let index = this.#keys.length;
+    while (index > 0 && this.#keys[index - 1]!.createRevision > key.createRevision) index--;
+    this.#keys.splice(index, 0, key);
+    if (index >= grantedCount(this.#keys)) changes.push(['WAITER_ADDED', key]);
+    return this.#regrant(changes);
+  }
+
+  /** A key was deleted: RELEASED or WAITER_LEFT, then ACQUIRED for each key it let in. */
+  delete(key: string): QueueChange[] {
+    const at = this.#keys.findIndex((k) => k.key === key);
+    if (at < 0) return [];
+    const [gone] = this.#keys.splice(at, 1);
+    const changes: QueueChange[] = [[this.#holding.delete(key) ? 'RELEASED' : 'WAITER_LEFT', gone!]];
+    return this.#regrant(changes);
+  }
+
+  #regrant(changes: QueueChange[]): QueueChange[] {
+    const holders = this.#keys.slice(0, grantedCount(this.#keys));
+    for (const holder of holders) if (!this.#holding.has(holder.key)) changes.push(['ACQUIRED', holder]);
+    this.#holding = new Set(holders.map((k) => k.key));
+    return changes;
+  }
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -112,6 +304,14 @@ const sleep = (ms: number, signal: AbortSignal) =>
 
 /** Why a wait stopped early: one of our errors, or the wait_ms timer. */
 const TIMED_OUT = Symbol('timed out');
+
+/** A waiter's view of the queue after one read, and how to wait for its next chance. */
+interface Turn {
+  readonly ownExists: boolean;
+  readonly granted: boolean;
+  /** Resolves when re-reading may find the lock ours (or stop fires). */
+  wait(stop: AbortSignal): Promise<void>;
+}
 
 type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 type PolicyFn<T> = (context: { signal: AbortSignal }) => PromiseLike<T> | T;
@@ -243,7 +443,7 @@ export class EtcdLockBackend implements LockBackend {
     }
     const { ttlS, sentAt } = await this.#keepAliveOnce(holder.leaseDec, signal);
     if (ttlS <= 0) throw this.#expired(name, leaseId);
-    return { name, leaseId, fencingToken: holder.createRevision, expiresAtMs: sentAt + ttlS * 1000, ttlMs: ttlS * 1000, owner: holder.owner, mode: 'EXCLUSIVE', limit: 1 };
+    return { name, leaseId, fencingToken: holder.createRevision, expiresAtMs: sentAt + ttlS * 1000, ttlMs: ttlS * 1000, owner: holder.owner, mode: holder.mode, limit: holder.limit };
   }
 
   async release({ name, leaseId, signal }: LeaseRef): Promise<void> {
@@ -268,17 +468,137 @@ export class EtcdLockBackend implements LockBackend {
     this.#throwIfClosed();
     const dir = this.#dir(name);
     const all = await this.#rpc('describe', signal, () => this.#client.kv.range(this.#queueRange(dir, 'Ascend', { limit: 0 })));
-    const queue = this.#queueKeys(dir, all.kvs);
-    const holder = queue[0];
-    if (holder === undefined) return singleHolderState(undefined, 0);
-    let expiresAtMs = 0;
-    if (holder.leaseDec !== '0') {
-      const now = Date.now();
-      const info = await this.#rpc('describe', signal, () => this.#client.leaseClient.leaseTimeToLive({ ID: holder.leaseDec }));
-      // etcd reports whole seconds left, rounded down: this is the earliest it can expire.
-      expiresAtMs = now + Math.max(0, Number(info.TTL)) * 1000;
+    return this.#stateOf(this.#queueKeys(dir, all.kvs), signal);
+  }
+
+  async *watch(name: string, signal: AbortSignal): AsyncIterable<LockEvent> {
+    throwIfAborted(signal);
+    this.#throwIfClosed();
+    const dir = this.#dir(name);
+    // Ends the iteration: the caller went away, or close() was called.
+    const stop = new AbortController();
+    const onStop = () => stop.abort();
+    signal.addEventListener('abort', onStop, { once: true });
+    this.#closing.signal.addEventListener('abort', onStop, { once: true });
+    if (signal.aborted || this.#closing.signal.aborted) stop.abort();
+
+    const responses: IWatchResponse[] = [];
+    let wake: (() => void) | undefined;
+    const notify = () => {
+      const resolve = wake;
+      wake = undefined;
+      resolve?.();
+    };
+    type WatchStream = Awaited<ReturnType<Etcd3['watchClient']['watch']>>;
+    let stream: WatchStream | undefined;
+    /** The current stream broke: reopen it from `next`. */
+    let broken = true;
+    const closeStream = () => {
+      const current = stream;
+      stream = undefined;
+      if (current === undefined) return;
+      // NOTE: end() before cancel(), as in #watchUntil: our own CANCELLED is no host failure.
+      current.end();
+      current.cancel();
+    };
+    stop.signal.addEventListener('abort', () => {
+      closeStream();
+      notify();
+    }, { once: true });
+
+    try {
+      let snapshot: IRangeResponse;
+      let state: LockState;
+      try {
+        snapshot = await this.#rpc(`watch lock "${name}"`, stop.signal, () => this.#client.kv.range(this.#queueRange(dir, 'Ascend', { limit: 0 })));
+        state = await this.#stateOf(this.#queueKeys(dir, snapshot.kvs), stop.signal);
+      } catch (err) {
+        if (stop.signal.aborted) return;
+        throw err;
+      }
+      const mirror = new QueueMirror(this.#queueKeys(dir, snapshot.kvs));
+      /** The first revision not yet translated: the snapshot's revision + 1, then past each event. */
+      let next = BigInt(snapshot.header.revision) + 1n;
+      yield { type: 'STATE', name, owner: '', fencingToken: 0n, mode: 'EXCLUSIVE', atMs: Date.now(), state };
+
+      let opened = false;
+      while (!stop.signal.aborted) {
+        const res = responses.shift();
+        if (res !== undefined) {
+          if (res.canceled) {
+            // NOTE: a compacted start revision cannot be resumed without a gap; the caller
+            // watches again and gets a fresh STATE. Any other cancel is resumed below.
+            if (res.compact_revision !== undefined && BigInt(res.compact_revision) > 0n) {
+              throw new BackendUnavailableError(`watch of lock "${name}" fell behind: etcd compacted its history up to revision ${res.compact_revision}; watch again for a fresh state`);
+            }
+            broken = true;
+            continue;
+          }
+          // A resumed stream may repeat what the broken one already delivered. NOTE: one
+          // revision can hold several events (a txn, a revoked lease's keys): all pass here.
+          const seen = next;
+          for (const event of res.events) {
+            const revision = BigInt(event.kv.mod_revision);
+            if (revision < seen) continue;
+            const key = event.kv.key.toString();
+            const changes =
+              event.type === 'Delete'
+                ? mirror.delete(key)
+                : this.#queueKeys(dir, [event.kv]).flatMap((k) => mirror.put(k));
+            const atMs = Date.now();
+            for (const [type, k] of changes) {
+              const token = type === 'WAITER_ADDED' || type === 'WAITER_LEFT' ? 0n : k.createRevision;
+              yield { type, name, owner: k.owner, fencingToken: token, mode: k.mode, atMs };
+            }
+            // etcd sends a revision's events in one response (unless it fragments huge ones,
+            // which we do not ask for), so a resume from here misses none of them.
+            next = revision + 1n;
+          }
+          continue;
+        }
+        if (broken) {
+          closeStream();
+          // A stream that broke again right away (etcd unreachable): not a busy loop.
+          if (opened) await sleep(RETRY_MS, stop.signal);
+          if (stop.signal.aborted) break;
+          opened = true;
+          broken = false;
+          try {
+            const opening = await this.#client.watchClient.watch();
+            if (stop.signal.aborted) {
+              opening.end();
+              opening.cancel();
+              break;
+            }
+            stream = opening;
+            opening.on('data', (response: IWatchResponse) => {
+              if (stream !== opening) return;
+              responses.push(response);
+              notify();
+            });
+            // The error listener stays for the stream's life: cancel() itself emits CANCELLED.
+            const fail = () => {
+              if (stream !== opening) return;
+              broken = true;
+              notify();
+            };
+            opening.on('error', fail);
+            opening.on('end', fail);
+            const create: IWatchCreateRequest = { key: Buffer.from(dir), range_end: prefixEnd(Buffer.from(dir)), start_revision: next.toString() };
+            opening.write({ create_request: create });
+          } catch {
+            broken = true;
+          }
+          continue;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    } finally {
+      signal.removeEventListener('abort', onStop);
+      this.#closing.signal.removeEventListener('abort', onStop);
+      if (!stop.signal.aborted) stop.abort();
+      closeStream();
     }
-    return singleHolderState({ owner: holder.owner, fencingToken: holder.createRevision, expiresAtMs }, queue.length - 1);
   }
 
   async close(): Promise<void> {
@@ -292,11 +612,49 @@ export class EtcdLockBackend implements LockBackend {
     this.#client.close();
   }
 
+  /** A queue (oldest key first) as Describe and Watch's STATE show it. */
+  async #stateOf(queue: readonly QueueKey[], signal: AbortSignal): Promise<LockState> {
+    const granted = grantedCount(queue);
+    const holders: HolderInfo[] = [];
+    // A few lease reads at a time: a read lock can have many holders.
+    for (let i = 0; i < granted; i += 16) {
+      const batch = queue.slice(i, Math.min(granted, i + 16));
+      holders.push(...(await Promise.all(batch.map(async (k) => ({ owner: k.owner, fencingToken: k.createRevision, expiresAtMs: await this.#expiresAt(k, signal), mode: k.mode })))));
+    }
+    const first = holders[0];
+    return {
+      held: first !== undefined,
+      owner: first?.owner ?? '',
+      fencingToken: first?.fencingToken ?? 0n,
+      expiresAtMs: first?.expiresAtMs ?? 0,
+      waiters: queue.length - granted,
+      holders,
+      queue: queue.slice(granted).map((k) => ({ owner: k.owner, mode: k.mode })),
+      limit: queueLimit(queue),
+    };
+  }
+
+  /** The earliest a key's lease can expire (0: no lease; now: gone already). */
+  async #expiresAt(key: QueueKey, signal: AbortSignal): Promise<number> {
+    if (key.leaseDec === '0') return 0;
+    const now = Date.now();
+    const info = await this.#rpc('read a holder\'s lease', signal, () => this.#client.leaseClient.leaseTimeToLive({ ID: key.leaseDec })).catch((err: unknown) => {
+      if (err instanceof LeaseExpiredError) return { TTL: '-1' };
+      throw err;
+    });
+    // etcd reports whole seconds left, rounded down: this is the earliest it can expire.
+    return now + Math.max(0, Number(info.TTL)) * 1000;
+  }
+
   // ---- acquire: mutex.go's Lock / TryLock -------------------------------------------------
 
-  async #acquire({ name, ttlMs, waitMs, owner, signal }: AcquireOptions): Promise<Lease> {
+  async #acquire({ name, ttlMs, waitMs, owner, mode, limit, signal }: AcquireOptions): Promise<Lease> {
     const waitUntil = Date.now() + waitMs;
     const dir = this.#dir(name);
+    const me: KeyValueInfo = { owner, mode, limit: mode === 'SHARED' ? 1 : limit };
+    // A plain lock is etcd's mutex exactly as before semaphores and read locks: it holds when
+    // its key is the first, so the first page of the queue and its predecessor suffice.
+    const plain = me.mode === 'EXCLUSIVE' && me.limit === 1;
     // A lease of our own (Session in mutex.go): the key, and so our place in the queue, dies
     // with it, which is what makes an abandoned lock free itself after its TTL.
     const grantedAt = Date.now();
@@ -311,15 +669,16 @@ export class EtcdLockBackend implements LockBackend {
       throwIfAborted(signal);
       this.#throwIfClosed();
       const ownKey = Buffer.from(key);
-      const firstPage = this.#queueRange(dir, 'Ascend');
+      // A semaphore or shared request needs every key before its own to know its turn.
+      const queuePage = plain ? this.#queueRange(dir, 'Ascend') : this.#queueRange(dir, 'Ascend', { limit: 0 });
       // mutex.go tryAcquire: put our key only if it does not exist yet (create revision 0);
       // else read it back (a retried call may have put it already). Either way fetch the
-      // current holder in the same transaction, so the uncontended path is one round trip.
+      // queue in the same transaction, so the uncontended path is one round trip.
       const txn = await this.#rpc(`acquire lock "${name}"`, undefined, () =>
         this.#client.kv.txn({
           compare: [{ key: ownKey, target: 'Create', result: 'Equal', create_revision: 0 }],
-          success: [{ request_put: { key: ownKey, value: Buffer.from(owner), lease: lease.dec } }, { request_range: firstPage }],
-          failure: [{ request_range: { key: ownKey } }, { request_range: firstPage }],
+          success: [{ request_put: { key: ownKey, value: encodeValue(me), lease: lease.dec } }, { request_range: queuePage }],
+          failure: [{ request_range: { key: ownKey } }, { request_range: queuePage }],
         }),
       ).catch((err: unknown) => {
         // The put names a lease that is already gone: etcd took longer than the TTL.
@@ -327,32 +686,49 @@ export class EtcdLockBackend implements LockBackend {
         throw err;
       });
       const mine = txn.succeeded ? BigInt(txn.header.revision) : BigInt(txn.responses[0]!.response_range.kvs[0]!.create_revision);
-      // The lowest create revision holds the lock; if that is ours, we have it.
-      const holder = await this.#firstInQueue(dir, 'Ascend', {}, txn.responses[1]!.response_range);
+      const page = txn.responses[1]!.response_range;
+      let holders: readonly QueueKey[] = [];
+      if (plain) {
+        // The lowest create revision holds the lock; if that is ours, we have it.
+        const holder = await this.#firstInQueue(dir, 'Ascend', {}, page);
+        if (holder !== undefined && holder.createRevision !== mine) {
+          const first = await this.#firstInQueue(dir, 'Ascend', { maxCreate: mine - 1n }, page, (k) => k.mode === 'EXCLUSIVE');
+          if (first !== undefined && first.limit !== 1) throw limitMismatch(name, first.limit, 1);
+          holders = [holder];
+        }
+      } else {
+        const ahead = this.#queueKeys(dir, page.kvs).filter((k) => k.createRevision < mine);
+        const first = ahead.find((k) => k.mode === 'EXCLUSIVE');
+        if (me.mode === 'EXCLUSIVE' && first !== undefined && first.limit !== me.limit) throw limitMismatch(name, first.limit, me.limit);
+        const queue = [...ahead, { ...me, key, leaseDec: lease.dec, createRevision: mine }];
+        if (grantedCount(queue) < queue.length) holders = ahead.slice(0, grantedCount(ahead));
+      }
       let expiresAtMs = lease.grantedAt + lease.ttlS * 1000;
-      if (holder !== undefined && holder.createRevision !== mine) {
+      if (holders.length > 0) {
         if (waitMs <= 0) {
           // TryLock: lost; take our key out of the queue (the finally below) and say who has it.
-          throw new LockBusyError(`lock "${name}" is held by ${describeHolder(holder)}; not acquired (wait_ms = 0 tries once)`);
+          throw new LockBusyError(`lock "${name}" is held by ${describeHolders(holders)}; not acquired (wait_ms = 0 tries once)`);
         }
-        expiresAtMs = await this.#waitTurn({ name, dir, key, lease, mine, waitUntil, waitMs, signal });
+        expiresAtMs = await this.#waitTurn({ name, dir, key, me, lease, mine, waitUntil, waitMs, signal });
       }
       granted = true;
-      return { name, leaseId: lease.hex, fencingToken: mine, expiresAtMs, ttlMs: lease.ttlS * 1000, owner, mode: 'EXCLUSIVE', limit: 1 };
+      return { name, leaseId: lease.hex, fencingToken: mine, expiresAtMs, ttlMs: lease.ttlS * 1000, owner, mode: me.mode, limit: me.limit };
     } finally {
-      // Not granted (lost try-once, timeout, cancel, lost lease, shutdown, etcd error): leave
-      // the queue before answering, so nobody waits behind a key whose caller is gone and a
-      // Describe right after our answer does not count it.
+      // Not granted (lost try-once, refused limit, timeout, cancel, lost lease, shutdown,
+      // etcd error): leave the queue before answering, so nobody waits behind a key whose
+      // caller is gone and a Describe right after our answer does not count it.
       if (!granted) await this.#dropKey(key, lease.dec);
     }
   }
 
   /**
-   * Waits until every key before ours is gone (key.go waitDeletes), keeping our lease alive
-   * meanwhile. Resolves with the lease's new expiry once the lock is ours.
+   * Waits until our key holds the lock (for a plain lock: every key before ours is gone,
+   * key.go waitDeletes), keeping our lease alive meanwhile. Resolves with the lease's new
+   * expiry once the lock is ours.
    */
-  async #waitTurn(w: { name: string; dir: string; key: string; lease: EtcdLease; mine: bigint; waitUntil: number; waitMs: number; signal: AbortSignal }): Promise<number> {
-    const { name, dir, key, lease, mine, signal } = w;
+  async #waitTurn(w: { name: string; dir: string; key: string; me: KeyValueInfo; lease: EtcdLease; mine: bigint; waitUntil: number; waitMs: number; signal: AbortSignal }): Promise<number> {
+    const { name, dir, key, me, lease, mine, signal } = w;
+    const plain = me.mode === 'EXCLUSIVE' && me.limit === 1;
     const stop = new AbortController();
     const onAbort = () => stop.abort(new CancelledError(`acquire of lock "${name}" cancelled while waiting`));
     const onClose = () => stop.abort(this.#closing.signal.reason);
@@ -395,9 +771,10 @@ export class EtcdLockBackend implements LockBackend {
     try {
       for (;;) {
         if (stop.signal.aborted) break;
-        let turn: { ownExists: boolean; predecessor: QueueKey | undefined; revision: string };
+        let turn: Turn;
         try {
-          turn = await this.#raceStop(this.#checkTurn(dir, key, mine), stop.signal);
+          const check = plain ? this.#plainTurn(dir, key, mine) : this.#queueTurn(dir, key, { ...me, key, leaseDec: lease.dec, createRevision: mine });
+          turn = await this.#raceStop(check, stop.signal);
           unavailable = undefined;
         } catch (err) {
           if (stop.signal.aborted) break;
@@ -413,25 +790,22 @@ export class EtcdLockBackend implements LockBackend {
           lost('or its key was removed while waiting');
           break;
         }
-        // No key with a lower create revision is left: ours is the lowest, the lock is ours.
-        if (turn.predecessor === undefined) {
+        if (turn.granted) {
           stop.abort(null);
           // Restart the TTL at the grant, so the caller gets all of it.
           const { ttlS, sentAt } = await this.#keepAliveOnce(lease.dec, undefined);
           if (ttlS <= 0) throw new LockBusyError(`lock "${name}" not acquired: the waiter's etcd lease ${lease.hex} expired as the lock was handed over; acquire again`);
           return sentAt + ttlS * 1000;
         }
-        // key.go waitDelete: watch only the key just before ours (no thundering herd: one
-        // deletion wakes one waiter), from the revision we read it at, so a delete between
-        // the read and the watch is not missed. Then re-check: it may have been a waiter that
-        // gave up while others still precede us.
-        await this.#waitDelete(turn.predecessor.key, turn.revision, stop.signal);
+        // Then re-check: a plain waiter's predecessor may have been a waiter that gave up
+        // while others still precede us; a semaphore's re-read confirms its copy.
+        await turn.wait(stop.signal);
       }
       const reason: unknown = stop.signal.reason;
       if (reason !== TIMED_OUT) throw reason;
       if (unavailable !== undefined) throw unavailable;
-      const holder = await this.#firstInQueue(dir, 'Ascend', {}).catch(() => undefined);
-      const held = holder === undefined ? 'not granted' : `still held by ${describeHolder(holder)}`;
+      const holders = await this.#holdersNow(dir, plain).catch(() => []);
+      const held = holders.length === 0 ? 'not granted' : `still held by ${describeHolders(holders)}`;
       throw new LockBusyError(`lock "${name}" ${held} after waiting ${w.waitMs} ms`);
     } finally {
       if (!stop.signal.aborted) stop.abort(null);
@@ -443,8 +817,11 @@ export class EtcdLockBackend implements LockBackend {
     }
   }
 
-  /** One consistent read: does our key still exist, and which key comes right before it? */
-  async #checkTurn(dir: string, key: string, mine: bigint): Promise<{ ownExists: boolean; predecessor: QueueKey | undefined; revision: string }> {
+  /**
+   * A plain waiter's turn, in one consistent read: does our key still exist, and which key
+   * comes right before it? None: ours is the lowest, the lock is ours.
+   */
+  async #plainTurn(dir: string, key: string, mine: bigint): Promise<Turn> {
     // key.go waitDeletes: the last key created before ours (max create revision mine - 1).
     const before = this.#queueRange(dir, 'Descend', { maxCreate: mine - 1n });
     const txn = await this.#rpc('wait for the lock', undefined, () =>
@@ -452,11 +829,67 @@ export class EtcdLockBackend implements LockBackend {
     );
     const ownExists = Number(txn.responses[0]!.response_range.count) > 0;
     const predecessor = await this.#firstInQueue(dir, 'Descend', { maxCreate: mine - 1n }, txn.responses[1]!.response_range);
-    return { ownExists, predecessor, revision: txn.header.revision };
+    const revision = txn.header.revision;
+    return {
+      ownExists,
+      granted: predecessor === undefined,
+      // key.go waitDelete: watch only the key just before ours (no thundering herd: one
+      // deletion wakes one waiter), from the revision we read it at, so a delete between
+      // the read and the watch is not missed.
+      wait: (stop) => this.#watchUntil({ key: Buffer.from(predecessor!.key), start_revision: revision, filters: ['Noput'] }, (res) => res.events.some((e) => e.type === 'Delete'), stop),
+    };
   }
 
-  /** Resolves when `key` is deleted at or after `revision`, or the watch fails, or stop fires. */
-  async #waitDelete(key: string, revision: string, stop: AbortSignal): Promise<void> {
+  /**
+   * A SHARED or semaphore waiter's turn, in one consistent read: our key, and every key
+   * before it, which grantedCount then judges.
+   */
+  async #queueTurn(dir: string, key: string, me: QueueKey): Promise<Turn> {
+    const before = this.#queueRange(dir, 'Ascend', { maxCreate: me.createRevision - 1n, limit: 0 });
+    const txn = await this.#rpc('wait for the lock', undefined, () =>
+      this.#client.kv.txn({ compare: [], success: [{ request_range: { key: Buffer.from(key), count_only: true } }, { request_range: before }] }),
+    );
+    const ownExists = Number(txn.responses[0]!.response_range.count) > 0;
+    const ahead = this.#queueKeys(dir, txn.responses[1]!.response_range.kvs);
+    const from = (BigInt(txn.header.revision) + 1n).toString();
+    return {
+      ownExists,
+      granted: grantedCount([...ahead, me]) > ahead.length,
+      // Any deletion before us may be the one that lets us in: follow them all from right
+      // after the read, in a copy of the keys before us, and wake (to re-read) only when
+      // that copy says the lock is ours, or when our own key goes.
+      wait: (stop) => {
+        const left = new Map(ahead.map((k) => [k.key, k]));
+        const dirKey = Buffer.from(dir);
+        return this.#watchUntil({ key: dirKey, range_end: prefixEnd(dirKey), start_revision: from, filters: ['Noput'] }, (res) => {
+          let changed = false;
+          for (const event of res.events) {
+            const gone = event.kv.key.toString();
+            if (gone === key) return true;
+            if (left.delete(gone)) changed = true;
+          }
+          return changed && grantedCount([...left.values(), me]) > left.size;
+        }, stop);
+      },
+    };
+  }
+
+  /** Who holds the lock now, for a message (a plain lock: its first key; else the evaluated holders). */
+  async #holdersNow(dir: string, plain: boolean): Promise<QueueKey[]> {
+    if (plain) {
+      const holder = await this.#firstInQueue(dir, 'Ascend', {});
+      return holder === undefined ? [] : [holder];
+    }
+    const all = await this.#rpc('read the lock queue', undefined, () => this.#client.kv.range(this.#queueRange(dir, 'Ascend', { limit: 0 })));
+    const queue = this.#queueKeys(dir, all.kvs);
+    return queue.slice(0, grantedCount(queue));
+  }
+
+  /**
+   * Resolves when `wakes` says so about a response of the watch `request`, or the watch
+   * fails, or RECHECK_MS passes, or stop fires; the caller then re-reads.
+   */
+  async #watchUntil(request: IWatchCreateRequest, wakes: (res: IWatchResponse) => boolean, stop: AbortSignal): Promise<void> {
     if (stop.aborted) return;
     let stream;
     try {
@@ -488,12 +921,12 @@ export class EtcdLockBackend implements LockBackend {
       watch.on('data', (res) => {
         // Canceled: e.g. our start revision was compacted away; re-checking is always safe.
         if (res.canceled) return done(true);
-        if (res.events.some((e) => e.type === 'Delete')) done(false);
+        if (wakes(res)) done(false);
       });
       // The error listener stays for the stream's life: cancel() itself emits CANCELLED.
       watch.on('error', () => done(true));
       watch.on('end', () => done(true));
-      watch.write({ create_request: { key: Buffer.from(key), start_revision: revision, filters: ['Noput'] } });
+      watch.write({ create_request: request });
     });
   }
 
@@ -509,9 +942,20 @@ export class EtcdLockBackend implements LockBackend {
     const firstPage = this.#queueRange(dir, 'Ascend');
     const txn = await this.#rpc(what, signal, () => this.#client.kv.txn({ compare: [], success: [{ request_range: { key: Buffer.from(key) } }, { request_range: firstPage }] }));
     const own = this.#queueKeys(dir, txn.responses[0]!.response_range.kvs)[0];
-    const holder = await this.#firstInQueue(dir, 'Ascend', {}, txn.responses[1]!.response_range);
-    if (own !== undefined && holder?.key === own.key) return own;
-    const current = holder === undefined ? 'it is not held' : `it is held by ${describeHolder(holder)}`;
+    let holders: readonly QueueKey[];
+    if (own === undefined || (own.mode === 'EXCLUSIVE' && own.limit === 1)) {
+      // A plain lock holds when its key is the first.
+      const holder = await this.#firstInQueue(dir, 'Ascend', {}, txn.responses[1]!.response_range);
+      if (own !== undefined && holder?.key === own.key) return own;
+      holders = holder === undefined ? [] : [holder];
+    } else {
+      // Anything else is judged on every key before it.
+      const before = this.#queueRange(dir, 'Ascend', { maxCreate: own.createRevision - 1n, limit: 0 });
+      const ahead = this.#queueKeys(dir, (await this.#rpc(what, signal, () => this.#client.kv.range(before))).kvs);
+      if (grantedCount([...ahead, own]) > ahead.length) return own;
+      holders = ahead.slice(0, grantedCount(ahead));
+    }
+    const current = holders.length === 0 ? 'it is not held' : `it is held by ${describeHolders(holders)}`;
     if (own !== undefined) {
       // A waiter's lease (e.g. a latchkey or etcdctl waiter): it is queued, not holding.
       throw new NotHolderError(`lease ${leaseId} is waiting for lock "${name}", not holding it: ${current}`);
@@ -606,20 +1050,32 @@ export class EtcdLockBackend implements LockBackend {
       const key = kv.key.toString();
       const leaseHex = key.slice(dir.length);
       if (!key.startsWith(dir) || !LEASE_HEX.test(leaseHex)) continue;
-      keys.push({ key, leaseDec: kv.lease, createRevision: BigInt(kv.create_revision), owner: kv.value.toString() });
+      keys.push({ key, leaseDec: kv.lease, createRevision: BigInt(kv.create_revision), ...decodeValue(kv.value) });
     }
     return keys;
   }
 
-  /** The first key of our layout in `order`, paging past other locks' keys (see #queueKeys). */
-  async #firstInQueue(dir: string, order: 'Ascend' | 'Descend', bounds: { maxCreate?: bigint }, page?: IRangeResponse): Promise<QueueKey | undefined> {
+  /**
+   * The first key of our layout in `order` within `bounds` that `match`es, paging past other
+   * locks' keys (see #queueKeys). `page`, if given, is the first page of that search, or a
+   * wider one (ascending from the queue's start: keys past maxCreate are skipped).
+   */
+  async #firstInQueue(
+    dir: string,
+    order: 'Ascend' | 'Descend',
+    bounds: { maxCreate?: bigint },
+    page?: IRangeResponse,
+    match: (key: QueueKey) => boolean = () => true,
+  ): Promise<QueueKey | undefined> {
     let next: { minCreate?: bigint; maxCreate?: bigint } = bounds;
+    const within = (k: QueueKey) => bounds.maxCreate === undefined || k.createRevision <= bounds.maxCreate;
     for (;;) {
       const range = this.#queueRange(dir, order, next);
       page ??= await this.#rpc('read the lock queue', undefined, () => this.#client.kv.range(range));
-      const first = this.#queueKeys(dir, page.kvs)[0];
+      const first = this.#queueKeys(dir, page.kvs).find((k) => within(k) && match(k));
       if (first !== undefined || !page.more || page.kvs.length === 0) return first;
       const edge = BigInt(page.kvs.at(-1)!.create_revision);
+      if (order === 'Ascend' && bounds.maxCreate !== undefined && edge >= bounds.maxCreate) return undefined;
       next = order === 'Ascend' ? { ...next, minCreate: edge + 1n } : { ...next, maxCreate: edge - 1n };
       page = undefined;
     }
