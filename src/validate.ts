@@ -39,3 +39,18 @@ export function checkText(field: string, value: string, maxBytes: number): strin
   if (bytes > maxBytes) throw new InvalidArgumentError(`${field} is ${bytes} bytes; the limit is ${maxBytes}`);
   return value;
 }
+
+/** Characters of a client's string that an error message quotes, at most. */
+const MAX_QUOTED_CHARS = 64;
+
+/**
+ * A client's string as an error message quotes it: in double quotes, cut after 64 characters
+ * (whole code points) with its size in bytes. NOTE: a status message travels in the
+ * grpc-message trailer; grpc-js clients cannot take a header block of about 64 KiB, and one
+ * that large leaves the call, and every call after it on that connection, without an answer.
+ */
+export function quoted(value: string): string {
+  const chars = Array.from(value);
+  if (chars.length <= MAX_QUOTED_CHARS) return `"${value}"`;
+  return `"${chars.slice(0, MAX_QUOTED_CHARS).join('')}…" (${Buffer.byteLength(value, 'utf8')} bytes)`;
+}

@@ -15,7 +15,14 @@ import { checkBatch, type CacheService } from './service.js';
 
 /** Operations of one stream running at once; past this the stream stops reading. */
 const MAX_INFLIGHT_PER_STREAM = 4096;
-/** Reply frames are cut near this size (a frame holds at least one result). */
+/**
+ * Reply frames are cut near this size, or near half of --max-message-bytes if that is less (a
+ * frame holds at least one result).
+ * NOTE: a reply over --max-message-bytes fails the whole stream (grpc-js: "Sent message
+ * larger than max"), losing every answer in it. Half the limit leaves room for what the size
+ * estimate below does not count; a frame of one result fits anyway, since --max-value-bytes
+ * is at most --max-message-bytes - 64 KiB.
+ */
 const FRAME_BYTES = 1024 * 1024;
 
 type Stream = grpc.ServerDuplexStream<PipelineRequest__Output, PipelineResponse>;
@@ -42,6 +49,7 @@ async function run(cache: CacheService, op: PipelineOp__Output, ctx: CallContext
 }
 
 export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv): grpc.handleBidiStreamingCall<PipelineRequest__Output, PipelineResponse> {
+  const frameBytes = Math.min(FRAME_BYTES, config.maxMessageBytes / 2);
   const { inflight, log } = env;
   let open = 0;
   return (call: Stream) => {
@@ -72,14 +80,14 @@ export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv
     const flush = () => {
       flushScheduled = false;
       if (pending.length === 0 || finished) return;
-      // Reply frames stay near FRAME_BYTES however many results finished together, so no
+      // Reply frames stay near frameBytes however many results finished together, so no
       // frame outgrows the client's message size limit.
       let writable = true;
       let frame: PipelineResult[] = [];
       let bytes = 0;
       for (const result of pending) {
-        const size = 32 + (result.get?.value?.length ?? 0);
-        if (frame.length > 0 && bytes + size > FRAME_BYTES) {
+        const size = 32 + (result.get?.value?.length ?? 0) + (result.error ? Buffer.byteLength(result.error.message ?? '') : 0);
+        if (frame.length > 0 && bytes + size > frameBytes) {
           writable = call.write({ results: frame }) && writable;
           frame = [];
           bytes = 0;
@@ -118,7 +126,12 @@ export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv
     const stopDraining = inflight.onDrain(() => {
       draining = true;
       ended = true;
-      if (running === 0) finish();
+      // NOTE: answers computed this turn are written by the next flush; write them before
+      // ending, or those operations (applied!) would go unanswered.
+      if (running === 0) {
+        flush();
+        finish();
+      }
     });
     call.on('cancelled', () => {
       if (finished) return;

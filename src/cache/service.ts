@@ -20,7 +20,7 @@ import type { GetManyResponse } from '../../client/generated/latchkey/v1/GetMany
 import type { SetManyRequest__Output } from '../../client/generated/latchkey/v1/SetManyRequest.js';
 import type { SetManyResponse } from '../../client/generated/latchkey/v1/SetManyResponse.js';
 import type { CallContext } from '../rpc.js';
-import { checkMs, checkName, checkText } from '../validate.js';
+import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Fence__Output } from '../../client/generated/latchkey/v1/Fence.js';
 import { decode, fencedAdd, fencedCas, fencedDelete, fencedSet, type Fence } from './fencing.js';
 import type { CacheStore } from './store.js';
@@ -51,7 +51,7 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
   function pick(name: string): CacheStore {
     const store = stores.get(name === '' ? config.store : name);
     if (store === undefined) {
-      throw new InvalidArgumentError(`store "${name}" is not enabled on this server; use one of: ${[...stores.keys()].join(', ')} (or leave it empty for ${config.store})`);
+      throw new InvalidArgumentError(`store ${quoted(name)} is not enabled on this server; use one of: ${[...stores.keys()].join(', ')} (or leave it empty for ${config.store})`);
     }
     return store;
   }

@@ -12,7 +12,7 @@ import type { LockEvent as LockEventMessage } from '../../client/generated/latch
 import type { Config } from '../config.js';
 import { FailedPreconditionError, InvalidArgumentError, LockBusyError, ResourceExhaustedError } from '../errors.js';
 import type { CallContext } from '../rpc.js';
-import { checkMs, checkName, checkText } from '../validate.js';
+import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Capabilities, Lease, LockBackend, LockEvent, LockMode, LockState } from './backend.js';
 
 const MAX_OWNER_BYTES = 1024;
@@ -57,7 +57,7 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
   function pick(name: string): LockBackend {
     const backend = backends.get(name === '' ? config.backend : name);
     if (backend === undefined) {
-      throw new InvalidArgumentError(`backend "${name}" is not enabled on this server; use one of: ${[...backends.keys()].join(', ')} (or leave it empty for ${config.backend})`);
+      throw new InvalidArgumentError(`backend ${quoted(name)} is not enabled on this server; use one of: ${[...backends.keys()].join(', ')} (or leave it empty for ${config.backend})`);
     }
     return backend;
   }
