@@ -1,14 +1,15 @@
 // connect(address): the latchkey client. One channel for both services. Lock calls go
 // through unaryCall (deadline, AbortSignal, error mapping, retries of idempotent calls);
 // cache calls through the cache transport, which multiplexes them onto the Cache/Pipeline
-// stream with the same guarantees, or makes them unary.
+// stream with the same guarantees, or makes them unary; watch() reads a Locks/Watch stream.
 import * as grpc from '@grpc/grpc-js';
 import { createCacheClient, type Flights, type CacheClient } from './cache.js';
 import { createCacheTransport, type CacheTransport } from './cache-transport.js';
-import { CancelledError, InvalidArgumentError } from './errors.js';
+import { CancelledError, fromStatus, InternalError, InvalidArgumentError } from './errors.js';
 import type { ProtoGrpcType as CacheProto } from './generated/cache.js';
 import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
 import type { Lease__Output } from './generated/latchkey/v1/Lease.js';
+import type { LockEvent__Output } from './generated/latchkey/v1/LockEvent.js';
 import type { LockState__Output } from './generated/latchkey/v1/LockState.js';
 import type { LocksClient as LocksStub } from './generated/latchkey/v1/Locks.js';
 import type { ReleaseResponse__Output } from './generated/latchkey/v1/ReleaseResponse.js';
@@ -70,12 +71,36 @@ export interface LockOptions extends CallOptions {
   readonly backend?: string;
   /** Names the holder for humans (in LockBusyError messages, Describe); default the peer address. */
   readonly owner?: string;
+  /**
+   * A semaphore: up to `limit` EXCLUSIVE holders at once, each with its own lease and fencing
+   * token. Default 1 (a plain lock). Every holder and waiter of a name must ask for the same
+   * limit (else FailedPreconditionError naming both). Needs a backend that declares
+   * `semaphore`.
+   */
+  readonly limit?: number;
+  /**
+   * EXCLUSIVE (default) or SHARED: any number of SHARED holders at once, and no EXCLUSIVE one
+   * while any is there (a read lock). One FIFO queue serves both modes, so a waiting writer
+   * is not starved by readers arriving after it. SHARED takes no `limit`. Needs a backend
+   * that declares `shared`.
+   */
+  readonly mode?: LockMode;
   // `signal` cancels the Acquire (and its wait) only; the handle has its own signal.
   // `deadlineMs` defaults to waitMs + the client's deadlineMs.
 }
 
+/** How a lease holds its lock; see LockOptions.mode. */
+export type LockMode = 'EXCLUSIVE' | 'SHARED';
+
 export interface DescribeOptions extends CallOptions {
   readonly backend?: string;
+}
+
+export interface WatchOptions {
+  /** Lock backend; default the server's. It must declare `watch`. */
+  readonly backend?: string;
+  /** Aborting it ends the iteration quietly (no error); so does breaking out of the loop. */
+  readonly signal?: AbortSignal;
 }
 
 /** What a lock backend guarantees, as the server declares it. */
@@ -88,22 +113,64 @@ export interface Capabilities {
   readonly fifo: boolean;
   /** A lease that is not refreshed is released when its TTL runs out. */
   readonly autoRelease: boolean;
+  /** lock() with `limit` > 1. */
+  readonly semaphore: boolean;
+  /** lock() with `mode: 'SHARED'`. */
+  readonly shared: boolean;
+  /** watch(). */
+  readonly watch: boolean;
+}
+
+export interface LockHolder {
+  readonly owner: string;
+  readonly fencingToken: bigint;
+  readonly expiresAt: Date;
+  readonly mode: LockMode;
+}
+
+export interface LockWaiter {
+  readonly owner: string;
+  readonly mode: LockMode;
 }
 
 export interface LockState {
   readonly name: string;
   readonly backend: string;
   readonly held: boolean;
-  /** '' when not held. */
+  /** The first holder's (oldest grant); '' when not held. */
   readonly owner: string;
-  /** The current holder's token; 0n when not held. */
+  /** The first holder's token; 0n when not held. */
   readonly fencingToken: bigint;
-  /** undefined when not held. */
+  /** The first holder's expiry; undefined when not held. */
   readonly expiresAt: Date | undefined;
   /** Callers waiting for the lock right now. */
   readonly waiters: number;
+  /** Every holder, oldest grant first. */
+  readonly holders: readonly LockHolder[];
+  /** The waiters, in the order they will be served. */
+  readonly queue: readonly LockWaiter[];
+  /** The semaphore limit in force: 1 for a plain lock, 0 when nobody holds or waits. */
+  readonly limit: number;
   readonly capabilities: Capabilities;
 }
+
+export type LockEventType = 'STATE' | 'ACQUIRED' | 'RELEASED' | 'EXPIRED' | 'WAITER_ADDED' | 'WAITER_LEFT';
+
+interface LockEventBase {
+  readonly name: string;
+  /** Who acquired, released, expired, or started or stopped waiting; '' on STATE. */
+  readonly owner: string;
+  /** The lease's token on ACQUIRED, RELEASED and EXPIRED; 0n otherwise. */
+  readonly fencingToken: bigint;
+  readonly mode: LockMode;
+  /** When it happened, by the server's clock. */
+  readonly at: Date;
+}
+
+/** What watch() yields: first one STATE with the lock's state, then one event per change. */
+export type LockEvent =
+  | (LockEventBase & { readonly type: 'STATE'; readonly state: LockState })
+  | (LockEventBase & { readonly type: Exclude<LockEventType, 'STATE'>; readonly state?: undefined });
 
 export interface LatchkeyClient extends AsyncDisposable {
   readonly address: string;
@@ -115,6 +182,16 @@ export interface LatchkeyClient extends AsyncDisposable {
    */
   withLock<T>(name: string, fn: (lock: LockHandle) => T | Promise<T>, options?: LockOptions): Promise<T>;
   describe(name: string, options?: DescribeOptions): Promise<LockState>;
+  /**
+   * Follows a lock: yields a STATE event with its current state, then an event for every
+   * grant, release, expiry and waiter arriving or leaving, in order. The stream opens when
+   * the iteration starts. It ends without error when `signal` aborts, when the loop breaks,
+   * when the server ends it (it does so at shutdown) or when the client is closed; a failure
+   * (server unreachable, backend without `watch`) is thrown as the SDK's error for it.
+   * NOTE: not resumed after a failure: events in between are lost, and a new watch starts
+   * with a fresh STATE.
+   */
+  watch(name: string, options?: WatchOptions): AsyncIterable<LockEvent>;
   /** The cache API on one store; default the server's default store. */
   cache(store?: string): CacheClient;
   /** Releases the lock handles still held, then closes the channel. Idempotent. */
@@ -131,6 +208,47 @@ let proto: (LocksProto & CacheProto)['latchkey']['v1'] | undefined;
 function services() {
   proto ??= (grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as LocksProto & CacheProto).latchkey.v1;
   return proto;
+}
+
+const LOCK_MODES: ReadonlySet<string> = new Set<LockMode>(['EXCLUSIVE', 'SHARED']);
+const UINT32_MAX = 2 ** 32 - 1;
+
+function toCapabilities(c: LockState__Output['capabilities']): Capabilities {
+  return {
+    acrossHosts: c?.across_hosts ?? false,
+    fencing: c?.fencing ?? false,
+    fifo: c?.fifo ?? false,
+    autoRelease: c?.auto_release ?? false,
+    semaphore: c?.semaphore ?? false,
+    shared: c?.shared ?? false,
+    watch: c?.watch ?? false,
+  };
+}
+
+function toLockState(state: LockState__Output): LockState {
+  return {
+    name: state.name,
+    backend: state.backend,
+    held: state.held,
+    owner: state.owner,
+    fencingToken: BigInt(state.fencing_token),
+    expiresAt: toDate(state.expires_at_ms),
+    waiters: state.waiters,
+    holders: state.holders.map((h) => ({ owner: h.owner, fencingToken: BigInt(h.fencing_token), expiresAt: new Date(Number(h.expires_at_ms)), mode: h.mode })),
+    queue: state.queue.map((w) => ({ owner: w.owner, mode: w.mode })),
+    limit: state.limit,
+    capabilities: toCapabilities(state.capabilities),
+  };
+}
+
+function toLockEvent(event: LockEvent__Output): LockEvent {
+  const base = { name: event.name, owner: event.owner, fencingToken: BigInt(event.fencing_token), mode: event.mode, at: new Date(Number(event.at_ms)) };
+  if (event.type === 'STATE') {
+    if (event.state === null) throw new InternalError('Watch: a STATE event came without its state', { method: 'Watch' });
+    return { ...base, type: 'STATE', state: toLockState(event.state) };
+  }
+  if (event.type === 'TYPE_UNSPECIFIED') throw new InternalError('Watch: an event came without its type', { method: 'Watch' });
+  return { ...base, type: event.type };
 }
 
 export function connect(address: string, options: ConnectOptions = {}): LatchkeyClient {
@@ -159,6 +277,7 @@ class Client implements LatchkeyClient {
   readonly #deadlineMs: number;
   readonly #retry: RetryOptions | false;
   readonly #handles = new Set<LockHandle>();
+  readonly #watches = new Set<grpc.ClientReadableStream<LockEvent__Output>>();
   readonly #flights: Flights = new Map();
   #closing: Promise<void> | undefined;
   #closed = false;
@@ -194,7 +313,14 @@ class Client implements LatchkeyClient {
     const requestedTtlMs = options.ttlMs ?? 0;
     const waitMs = options.waitMs ?? 0;
     if (options.ttlMs !== undefined && !(requestedTtlMs > 0)) throw new InvalidArgumentError(`ttlMs must be > 0, got ${requestedTtlMs}`);
-    const request = { name, backend: options.backend ?? '', ttl_ms: msField('ttlMs', requestedTtlMs), wait_ms: msField('waitMs', waitMs), owner: options.owner ?? '' };
+    const mode = options.mode ?? 'EXCLUSIVE';
+    if (!LOCK_MODES.has(mode)) throw new InvalidArgumentError(`mode must be 'EXCLUSIVE' or 'SHARED', got ${String(mode)}`);
+    // 0 on the wire is "a plain lock", as 1 is.
+    const limit = options.limit ?? 0;
+    if (options.limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 1 && limit <= UINT32_MAX)) {
+      throw new InvalidArgumentError(`limit must be a whole number between 1 and ${UINT32_MAX}, got ${limit}`);
+    }
+    const request = { name, backend: options.backend ?? '', ttl_ms: msField('ttlMs', requestedTtlMs), wait_ms: msField('waitMs', waitMs), owner: options.owner ?? '', limit, mode };
     const sentAt = performance.now();
     const lease = await this.#invoke<Lease__Output>('Acquire', (md, o, cb) => this.#locks.Acquire(request, md, o, cb), {
       signal: options.signal,
@@ -242,18 +368,36 @@ class Client implements LatchkeyClient {
 
   async describe(name: string, options: DescribeOptions = {}): Promise<LockState> {
     const request = { name, backend: options.backend ?? '' };
-    const state = await this.#invoke<LockState__Output>('Describe', (md, o, cb) => this.#locks.Describe(request, md, o, cb), options);
-    const c = state.capabilities;
-    return {
-      name: state.name,
-      backend: state.backend,
-      held: state.held,
-      owner: state.owner,
-      fencingToken: BigInt(state.fencing_token),
-      expiresAt: toDate(state.expires_at_ms),
-      waiters: state.waiters,
-      capabilities: { acrossHosts: c?.across_hosts ?? false, fencing: c?.fencing ?? false, fifo: c?.fifo ?? false, autoRelease: c?.auto_release ?? false },
-    };
+    return toLockState(await this.#invoke<LockState__Output>('Describe', (md, o, cb) => this.#locks.Describe(request, md, o, cb), options));
+  }
+
+  async *watch(name: string, options: WatchOptions = {}): AsyncGenerator<LockEvent, void, undefined> {
+    const { signal } = options;
+    if (this.#closing !== undefined) throw new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method: 'Watch' });
+    if (signal?.aborted) return;
+    // No deadline: a watch runs until it is stopped.
+    const call = this.#locks.Watch({ name, backend: options.backend ?? '' }, new grpc.Metadata(), {});
+    // NOTE: grpc-js emits a failed stream's 'error' itself; once the loop below is gone (a
+    // break, an abort) nothing else listens, and an unheard 'error' would crash the process.
+    call.on('error', () => {});
+    const stop = () => call.cancel();
+    signal?.addEventListener('abort', stop, { once: true });
+    this.#watches.add(call);
+    try {
+      for await (const message of call as AsyncIterable<LockEvent__Output>) {
+        // Events already buffered when the signal fired are not wanted any more.
+        if (signal?.aborted || this.#closing !== undefined) return;
+        yield toLockEvent(message);
+      }
+    } catch (err) {
+      const cancelled = (err as { code?: unknown }).code === grpc.status.CANCELLED;
+      if (cancelled && (signal?.aborted || this.#closing !== undefined)) return;
+      throw fromStatus(err, 'Watch');
+    } finally {
+      signal?.removeEventListener('abort', stop);
+      this.#watches.delete(call);
+      call.cancel();
+    }
   }
 
   cache(store = ''): CacheClient {
@@ -264,6 +408,7 @@ class Client implements LatchkeyClient {
     this.#closing ??= (async () => {
       await Promise.all([...this.#handles].map((h) => h.release()));
       this.#closed = true;
+      for (const call of this.#watches) call.cancel();
       this.#cache.close();
       // Closes the shared channel, so the cache stub's too. A stream still owed answers
       // keeps going until they come.

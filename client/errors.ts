@@ -174,6 +174,10 @@ function fromCode(code: status, details: string, reason: string | undefined, met
       return new NotHolderError(message, options);
     case 'FencedOutError':
       return new FencedOutError(message, options);
+    // A precondition other than holding the lease (a backend without the capability asked
+    // for, a semaphore limit other than the one in force): not "you are not the holder".
+    case 'FailedPreconditionError':
+      return new FailedPreconditionError(message, options);
   }
   switch (code) {
     case status.INVALID_ARGUMENT:

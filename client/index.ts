@@ -9,8 +9,14 @@ export {
   type ConnectOptions,
   type DescribeOptions,
   type LatchkeyClient,
+  type LockEvent,
+  type LockEventType,
+  type LockHolder,
+  type LockMode,
   type LockOptions,
   type LockState,
+  type LockWaiter,
+  type WatchOptions,
 } from './client.js';
 export type { LockHandle, LockHandleState } from './lock-handle.js';
 export type { CacheClient, CacheItem, CacheValue, DeleteOptions, Fence, FencedWriteOptions, IncrOptions, UpdateFn, UpdateOptions, WriteOptions } from './cache.js';

@@ -22,6 +22,10 @@ export interface LockHandle extends AsyncDisposable {
   /** Strictly increases per lock name with every grant (where the backend declares `fencing`). */
   readonly fencingToken: bigint;
   readonly owner: string;
+  /** How the lease holds the lock: 'EXCLUSIVE' (also each holder of a semaphore) or 'SHARED'. */
+  readonly mode: 'EXCLUSIVE' | 'SHARED';
+  /** The semaphore limit the lease was granted under; 1 for a plain lock and for SHARED. */
+  readonly limit: number;
   /** The TTL the handle asks for on every Refresh. */
   readonly ttlMs: number;
   /** The lease's expiry as the server stated it at the last successful Acquire or Refresh. */
@@ -91,6 +95,8 @@ class Handle implements LockHandle {
   readonly leaseId: string;
   readonly fencingToken: bigint;
   readonly owner: string;
+  readonly mode: 'EXCLUSIVE' | 'SHARED';
+  readonly limit: number;
   readonly ttlMs: number;
   readonly #calls: LeaseCalls;
   readonly #deadlineMs: number;
@@ -121,6 +127,9 @@ class Handle implements LockHandle {
     this.leaseId = lease.lease_id;
     this.fencingToken = BigInt(lease.fencing_token);
     this.owner = lease.owner;
+    // A server older than semaphores and shared locks sends neither, and granted a plain lock.
+    this.mode = lease.mode;
+    this.limit = lease.limit || 1;
     this.ttlMs = options.ttlMs;
     this.#calls = options.calls;
     this.#deadlineMs = options.deadlineMs;

@@ -9,8 +9,10 @@ const USAGE = `usage: latchkey <command> [options]
 
 commands:
   serve                              run the latchkey gRPC server (latchkey serve --help)
-  lock NAME [options] -- CMD [ARGS]  run CMD while holding lock NAME (latchkey lock --help)
-  lock describe NAME                 show a lock's holder, token, expiry and waiters
+  lock NAME [options] -- CMD [ARGS]  run CMD while holding lock NAME (latchkey lock --help);
+                                     --limit N for a semaphore, --shared for a read lock
+  lock describe NAME                 show a lock's holders, tokens, expiries and queue
+  lock watch NAME                    print a lock's events as they happen, until Ctrl-C
   cache get|set|cas|add|delete|incr|touch KEY ...
                                      the cache from a shell (latchkey cache --help)
 
@@ -22,7 +24,9 @@ ${CLIENT_OPTIONS_HELP}
 examples:
   latchkey serve --listen 0.0.0.0:50051
   latchkey lock nightly-backup -- /usr/local/bin/backup --full
+  latchkey lock encoders --limit 4 -- ffmpeg -i in.mov out.mp4
   latchkey lock describe nightly-backup --json
+  latchkey lock watch nightly-backup --json
   echo hello | latchkey cache set greeting --ttl-ms 60000 && latchkey cache get greeting
 
 ${exitCodesHelp({ withCmdNotes: true })}`;

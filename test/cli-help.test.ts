@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CACHE_SUBCOMMANDS } from '../src/cli/cache.js';
-import { EXIT, EXIT_CODES } from '../src/cli/exit-codes.js';
+import { CLIENT_OPTIONS } from '../src/cli/args.js';
+import { EXIT, EXIT_CODES, exitCodesHelp } from '../src/cli/exit-codes.js';
 import { isOneLine, runCli, type CliResult } from './cli-support.js';
 
 const HELPS: readonly (readonly string[])[] = [
@@ -15,6 +16,7 @@ const HELPS: readonly (readonly string[])[] = [
   ['serve', '--help'],
   ['lock', '--help'],
   ['lock', 'describe', '--help'],
+  ['lock', 'watch', '--help'],
   ['cache', '--help'],
   ...CACHE_SUBCOMMANDS.map((sub) => ['cache', sub, '--help']),
 ];
@@ -27,7 +29,12 @@ async function inBatches<T, R>(items: readonly T[], width: number, fn: (item: T)
 }
 
 function hasExitTable(text: string): boolean {
-  return EXIT_CODES.every((e) => text.includes(`  ${String(e.code).padEnd(4)}${e.meaning}`));
+  return text.includes(exitCodesHelp()) && EXIT_CODES.every((e) => text.includes(`  ${String(e.code).padEnd(4)}${e.meaning.slice(0, 20)}`));
+}
+
+/** The lines under "examples:". */
+function examples(text: string): string {
+  return /\nexamples?:\n((?: {2}.*\n?)+)/.exec(text)?.[1] ?? '';
 }
 
 describe('latchkey --help', () => {
@@ -42,8 +49,21 @@ describe('latchkey --help', () => {
     });
     // The exit codes, from the same table the commands use, in the top-level help and in
     // the help of each client command.
-    for (const i of [0, 3, 5]) assert.ok(hasExitTable(results[i]!.stdout.toString()), `${HELPS[i]!.join(' ')} lacks the exit-code table`);
+    for (const i of [0, 3, 4, 5, 6]) assert.ok(hasExitTable(results[i]!.stdout.toString()), `${HELPS[i]!.join(' ')} lacks the exit-code table`);
     assert.match(results[3]!.stdout.toString(), /128\+N/);
+
+    // Every client option in the help of every client command; --limit and --shared with an example.
+    results.forEach((r, i) => {
+      if (HELPS[i]![0] === 'serve') return;
+      for (const option of Object.keys(CLIENT_OPTIONS)) assert.match(r.stdout.toString(), new RegExp(`\\n  --${option}\\b`), `${HELPS[i]!.join(' ')} lacks --${option}`);
+    });
+    const [top, , , lock, , watch] = results.map((r) => r.stdout.toString());
+    for (const option of ['--limit', '--shared']) {
+      assert.match(lock!, new RegExp(`\\n  ${option}\\b`));
+      assert.match(examples(lock!), new RegExp(` ${option}\\b`), `no example of ${option}`);
+    }
+    assert.match(examples(top!), /latchkey lock watch /);
+    assert.match(examples(watch!), /latchkey lock watch /);
   });
 
   test('-h works on subcommands; bare `latchkey cache` and `latchkey lock` print usage and exit 2', async () => {

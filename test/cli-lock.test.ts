@@ -1,6 +1,6 @@
-// `latchkey lock NAME -- CMD` and `latchkey lock describe` as child processes against a real
-// server: exclusion between processes, CMD's status and environment, busy and lost leases,
-// signals.
+// `latchkey lock NAME -- CMD`, `latchkey lock describe` and `latchkey lock watch` as child
+// processes against a real server: exclusion between processes (and --limit, --shared), CMD's
+// status and environment, busy and lost leases, signals, holders and queue, events.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
@@ -11,6 +11,8 @@ import { connect, type LatchkeyClient } from '../client/index.js';
 import { EXIT } from '../src/cli/exit-codes.js';
 import { isOneLine, runCli, startCli, until } from './cli-support.js';
 import { startServer, type TestServer } from './support/server.js';
+
+const CAPABILITIES = { acrossHosts: false, fencing: true, fifo: true, autoRelease: true, semaphore: true, shared: true, watch: true };
 
 let server: TestServer;
 let client: LatchkeyClient;
@@ -40,6 +42,39 @@ async function releaseBehindBack(name: string, leaseId: string): Promise<void> {
 async function waiters(name: string, count: number): Promise<void> {
   await until(`${count} waiters on lock "${name}"`, async () => (await client.describe(name)).waiters === count);
 }
+
+interface Run {
+  readonly who: string;
+  readonly start: bigint;
+  readonly end: bigint;
+}
+
+/** A CMD that logs "start NS WHO" and "end NS WHO" around a sleep, to measure overlap. */
+function timedScript(log: string, who: string, seconds: number): string[] {
+  return ['sh', '-c', `echo "start $(date +%s%N) ${who}" >> '${log}'; sleep ${seconds}; echo "end $(date +%s%N) ${who}" >> '${log}'`];
+}
+
+function runsIn(log: string): Run[] {
+  const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => l.split(' '));
+  const starts = new Map<string, bigint>();
+  const runs: Run[] = [];
+  for (const [word, ns, who] of lines) {
+    if (word === 'start') starts.set(who!, BigInt(ns!));
+    else runs.push({ who: who!, start: starts.get(who!)!, end: BigInt(ns!) });
+  }
+  return runs;
+}
+
+/** The most runs in progress at one instant. */
+function maxOverlap(runs: readonly Run[]): number {
+  const edges = runs.flatMap((r) => [[r.start, 1] as const, [r.end, -1] as const]).sort((a, b) => (a[0] === b[0] ? a[1] - b[1] : a[0] < b[0] ? -1 : 1));
+  let now = 0;
+  let most = 0;
+  for (const [, delta] of edges) most = Math.max(most, (now += delta));
+  return most;
+}
+
+const overlaps = (a: Run, b: Run) => a.start < b.end && b.start < a.end;
 
 describe('latchkey lock NAME -- CMD', () => {
   test('processes locking one name never overlap, and their fencing tokens increase in run order', async () => {
@@ -204,6 +239,9 @@ describe('latchkey lock NAME -- CMD', () => {
       [['lock', 'x', '--ttl-ms', 'soon', '--', 'true'], /--ttl-ms must be a whole number, got "soon"/],
       [['lock', 'x', '--nope', '--', 'true'], /unknown option "--nope"/],
       [['lock', 'x', '--address', 'localhost', '--', 'true'], /--address must be host:port/],
+      [['lock', 'x', '--limit', '0', '--', 'true'], /--limit must be between 1 and/],
+      [['lock', 'x', '--limit', '2', '--shared', '--', 'true'], /--limit and --shared do not go together/],
+      [['lock', 'watch'], /missing NAME/],
     ];
     const results = await Promise.all(cases.map(([args]) => runCli(args, { env })));
     results.forEach((r, i) => {
@@ -221,6 +259,50 @@ describe('latchkey lock NAME -- CMD', () => {
   });
 });
 
+describe('latchkey lock --limit and --shared', () => {
+  test('--limit 2: of three processes, two run CMD at once and the third waits its turn', async () => {
+    const log = file('sem.log');
+    // The test holds both slots first, so all three CLIs queue before any CMD runs.
+    const gates = [await client.lock('sem', { limit: 2, ttlMs: 60_000 }), await client.lock('sem', { limit: 2, ttlMs: 60_000 })];
+    const runs = ['a', 'b', 'c'].map((who) => startCli(['lock', 'sem', '--limit', '2', '--', ...timedScript(log, who, 1.5)], { env }));
+    await waiters('sem', 3);
+    for (const gate of gates) assert.equal(await gate.release(), 'released');
+    for (const r of await Promise.all(runs.map((run) => run.done))) assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null }, r.stderr);
+    const done = runsIn(log);
+    assert.equal(done.length, 3);
+    assert.equal(maxOverlap(done), 2, JSON.stringify(done.map((r) => [r.who, String(r.start), String(r.end)])));
+    assert.equal((await client.describe('sem')).held, false);
+  });
+
+  test('a --limit other than the one in force: exit 8, and CMD does not run', async () => {
+    await using held = await client.lock('sem-3', { limit: 3, ttlMs: 60_000 });
+    const marker = file('sem-3-ran');
+    const r = await runCli(['lock', 'sem-3', '--limit', '2', '--wait-ms', '0', '--', 'touch', marker], { env });
+    assert.equal(r.code, EXIT.precondition, r.stderr);
+    assert.ok(isOneLine(r.stderr), r.stderr);
+    assert.match(r.stderr, /limit 3/);
+    assert.equal(existsSync(marker), false);
+    assert.equal(held.state, 'held');
+  });
+
+  test('--shared: two readers run CMD together; a writer queued behind them runs alone', async () => {
+    const log = file('rw.log');
+    const gate = await client.lock('rw', { ttlMs: 60_000 });
+    const readers = ['r1', 'r2'].map((who) => startCli(['lock', 'rw', '--shared', '--', ...timedScript(log, who, 1.5)], { env }));
+    await waiters('rw', 2);
+    const writer = startCli(['lock', 'rw', '--', ...timedScript(log, 'w', 0.2)], { env });
+    await waiters('rw', 3);
+    assert.deepEqual((await client.describe('rw')).queue.map((w) => w.mode), ['SHARED', 'SHARED', 'EXCLUSIVE']);
+    assert.equal(await gate.release(), 'released');
+    for (const r of await Promise.all([...readers, writer].map((run) => run.done))) assert.equal(r.code, 0, r.stderr);
+    const done = runsIn(log);
+    const [r1, r2, w] = ['r1', 'r2', 'w'].map((who) => done.find((r) => r.who === who)!);
+    assert.ok(overlaps(r1!, r2!), 'the readers did not run together');
+    assert.ok(!overlaps(w!, r1!) && !overlaps(w!, r2!), 'the writer ran while a reader held the lock');
+    assert.ok(w!.start >= r1!.end && w!.start >= r2!.end, 'the writer ran before the readers queued ahead of it');
+  });
+});
+
 describe('latchkey lock describe', () => {
   test('prints holder, token, expiry, waiters and capabilities; --json parses', async () => {
     // A TTL long enough that no Refresh moves expiresAt while the test runs.
@@ -235,18 +317,16 @@ describe('latchkey lock describe', () => {
     assert.equal(human.code, 0, human.stderr);
     const text = human.stdout.toString();
     assert.match(text, /^lock "desc" \(backend memory\): held\n/);
-    assert.match(text, /holder +desc-owner\n/);
-    assert.match(text, new RegExp(`fencing token +${held.fencingToken}\\n`));
-    assert.match(text, /expires +\d{4}-\d\d-\d\dT\S+Z \(in \d+ ms\)\n/);
+    assert.match(text, new RegExp(`\\n  holder +desc-owner: fencing token ${held.fencingToken}, expires \\d{4}-\\d\\d-\\d\\dT\\S+Z \\(in \\d+ ms\\)\\n`));
     assert.match(text, /waiters +0\n/);
-    assert.match(text, /capabilities +acrossHosts=no fencing=yes fifo=yes autoRelease=yes\n/);
+    assert.match(text, /capabilities +acrossHosts=no fencing=yes fifo=yes autoRelease=yes semaphore=yes shared=yes watch=yes\n/);
 
     for (const r of [json, leading]) {
       assert.equal(r.code, 0, r.stderr);
       assert.ok(isOneLine(r.stdout.toString()));
       const state = JSON.parse(r.stdout.toString());
       assert.deepEqual(
-        { ...state, expiresAt: typeof state.expiresAt },
+        { ...state, expiresAt: typeof state.expiresAt, holders: state.holders.map((h: { expiresAt: unknown }) => ({ ...h, expiresAt: typeof h.expiresAt })) },
         {
           name: 'desc',
           backend: 'memory',
@@ -255,10 +335,14 @@ describe('latchkey lock describe', () => {
           fencingToken: held.fencingToken.toString(),
           expiresAt: 'string',
           waiters: 0,
-          capabilities: { acrossHosts: false, fencing: true, fifo: true, autoRelease: true },
+          holders: [{ owner: 'desc-owner', fencingToken: held.fencingToken.toString(), expiresAt: 'string', mode: 'EXCLUSIVE' }],
+          queue: [],
+          limit: 1,
+          capabilities: CAPABILITIES,
         },
       );
       assert.equal(new Date(state.expiresAt).getTime(), held.expiresAt.getTime());
+      assert.equal(state.holders[0].expiresAt, state.expiresAt);
     }
     assert.equal(free.code, 0, free.stderr);
     assert.deepEqual(JSON.parse(free.stdout.toString()), {
@@ -269,8 +353,41 @@ describe('latchkey lock describe', () => {
       fencingToken: '0',
       expiresAt: null,
       waiters: 0,
-      capabilities: { acrossHosts: false, fencing: true, fifo: true, autoRelease: true },
+      holders: [],
+      queue: [],
+      limit: 0,
+      capabilities: CAPABILITIES,
     });
+  });
+
+  test('every holder of a semaphore or a shared lock, and the queue in order', async () => {
+    const a = await client.lock('desc-sem', { limit: 2, ttlMs: 600_000, owner: 'sem-a' });
+    const b = await client.lock('desc-sem', { limit: 2, ttlMs: 600_000, owner: 'sem-b' });
+    const queued = client.lock('desc-sem', { limit: 2, ttlMs: 600_000, waitMs: 60_000, owner: 'sem-c' });
+    const r1 = await client.lock('desc-rw', { mode: 'SHARED', ttlMs: 600_000, owner: 'reader-1' });
+    const r2 = await client.lock('desc-rw', { mode: 'SHARED', ttlMs: 600_000, owner: 'reader-2' });
+    await waiters('desc-sem', 1);
+    const [sem, semJson, rw] = await Promise.all([
+      runCli(['lock', 'describe', 'desc-sem'], { env }),
+      runCli(['lock', 'describe', 'desc-sem', '--json'], { env }),
+      runCli(['lock', 'describe', 'desc-rw'], { env }),
+    ]);
+    for (const r of [sem, semJson, rw]) assert.equal(r.code, 0, r.stderr);
+    const text = sem.stdout.toString();
+    assert.match(text, /^lock "desc-sem" \(backend memory\): held by 2 of 2 \(semaphore\)\n/);
+    assert.match(text, new RegExp(`\\n  holder +sem-a: fencing token ${a.fencingToken}, .*\\n  holder +sem-b: fencing token ${b.fencingToken}, `));
+    assert.match(text, /\n  limit +2\n  waiters +1\n  queue +1\. sem-c: exclusive\n/);
+    const state = JSON.parse(semJson.stdout.toString());
+    assert.deepEqual(state.holders.map((h: { owner: string; fencingToken: string }) => [h.owner, h.fencingToken]), [
+      ['sem-a', a.fencingToken.toString()],
+      ['sem-b', b.fencingToken.toString()],
+    ]);
+    assert.deepEqual([state.queue, state.limit], [[{ owner: 'sem-c', mode: 'EXCLUSIVE' }], 2]);
+    const rwText = rw.stdout.toString();
+    assert.match(rwText, /^lock "desc-rw" \(backend memory\): held by 2 shared holders\n/);
+    assert.match(rwText, /holder +reader-1: shared, fencing token \d+, .*\n  holder +reader-2: shared, /);
+    await a.release();
+    for (const lock of [b, await queued, r1, r2]) await lock.release();
   });
 
   test('an unknown backend is the server saying INVALID_ARGUMENT: exit 2', async () => {
@@ -278,5 +395,70 @@ describe('latchkey lock describe', () => {
     assert.equal(r.code, EXIT.usage, r.stderr);
     assert.ok(isOneLine(r.stderr), r.stderr);
     assert.match(r.stderr, /backend "nope" is not enabled/);
+  });
+});
+
+describe('latchkey lock watch', () => {
+  const lines = (text: string) => text.split('\n').filter((l) => l !== '');
+
+  test('--json: one line per event, STATE first, in order; SIGTERM ends it with exit 0', async () => {
+    const run = startCli(['lock', 'watch', 'watched', '--json'], { env });
+    await until('the STATE line', () => lines(run.stdout().toString()).length === 1);
+    const alice = await client.lock('watched', { ttlMs: 60_000, owner: 'alice' });
+    const bob = client.lock('watched', { ttlMs: 60_000, waitMs: 60_000, owner: 'bob' });
+    await until('the ACQUIRED and WAITER_ADDED lines', () => lines(run.stdout().toString()).length === 3);
+    await alice.release();
+    const bobLock = await bob;
+    await bobLock.release();
+    await until('the rest', () => lines(run.stdout().toString()).length === 6);
+    process.kill(run.pid, 'SIGTERM');
+    const r = await run.done;
+    assert.deepEqual({ code: r.code, signal: r.signal, stderr: r.stderr }, { code: 0, signal: null, stderr: '' });
+    const events = lines(r.stdout.toString()).map((l) => JSON.parse(l));
+    assert.deepEqual(
+      events.map((e) => [e.type, e.owner, e.fencingToken]),
+      [
+        ['STATE', '', '0'],
+        ['ACQUIRED', 'alice', alice.fencingToken.toString()],
+        ['WAITER_ADDED', 'bob', '0'],
+        ['RELEASED', 'alice', alice.fencingToken.toString()],
+        ['ACQUIRED', 'bob', bobLock.fencingToken.toString()],
+        ['RELEASED', 'bob', bobLock.fencingToken.toString()],
+      ],
+    );
+    for (const e of events) {
+      assert.equal(e.name, 'watched');
+      assert.equal(e.mode, 'EXCLUSIVE');
+      assert.equal(new Date(e.at).toISOString(), e.at);
+    }
+    assert.deepEqual(events[0].state, { name: 'watched', backend: 'memory', held: false, owner: '', fencingToken: '0', expiresAt: null, waiters: 0, holders: [], queue: [], limit: 0, capabilities: CAPABILITIES });
+    assert.equal('state' in events[1], false);
+  });
+
+  test('human lines; SIGINT (Ctrl-C) ends it with exit 0; a server that ends the watch: exit 7', async () => {
+    await using held = await client.lock('watched-2', { ttlMs: 60_000, owner: 'holder' });
+    const run = startCli(['lock', 'watch', 'watched-2'], { env });
+    await until('the STATE line', () => lines(run.stdout().toString()).length === 1);
+    await held.release();
+    await until('the RELEASED line', () => lines(run.stdout().toString()).length === 2);
+    process.kill(run.pid, 'SIGINT');
+    const r = await run.done;
+    assert.equal(r.code, 0, r.stderr);
+    const [state, released] = lines(r.stdout.toString());
+    assert.match(state!, new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\S+Z STATE +lock "watched-2" \\(backend memory\\) held: holder, token ${held.fencingToken}; 0 waiting$`));
+    assert.match(released!, new RegExp(`^\\S+Z RELEASED +holder: exclusive, fencing token ${held.fencingToken}$`));
+
+    const doomed = await startServer({ lruMaxEntries: 1_000 });
+    try {
+      const ended = startCli(['lock', 'watch', 'w', '--address', doomed.address]);
+      await until('the STATE line', () => lines(ended.stdout().toString()).length === 1);
+      await doomed.server.shutdown(1_000);
+      const e = await ended.done;
+      assert.equal(e.code, EXIT.unavailable, e.stderr);
+      assert.ok(isOneLine(e.stderr), e.stderr);
+      assert.match(e.stderr, /ended the watch of lock "w" \(it is shutting down\); run latchkey lock watch again/);
+    } finally {
+      await doomed[Symbol.asyncDispose]();
+    }
   });
 });

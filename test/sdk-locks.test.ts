@@ -223,7 +223,7 @@ describe('SDK locks', () => {
     assert.equal(free.held, false);
     assert.equal(free.fencingToken, 0n);
     assert.equal(free.expiresAt, undefined);
-    assert.deepEqual(free.capabilities, { acrossHosts: false, fencing: true, fifo: true, autoRelease: true });
+    assert.deepEqual(free.capabilities, { acrossHosts: false, fencing: true, fifo: true, autoRelease: true, semaphore: true, shared: true, watch: true });
 
     await using lock = await client.lock('described', { ttlMs: 5_000, owner: 'me' });
     const state = await client.describe('described', { backend: 'memory' });

@@ -38,7 +38,10 @@ export const EXIT_CODES: readonly ExitCodeDoc[] = [
   { code: EXIT.lockBusy, meaning: 'lock not obtained within --wait-ms (the message names the holder)' },
   { code: EXIT.leaseLost, meaning: 'lease lost while CMD ran (CMD was sent SIGTERM), or before CMD started' },
   { code: EXIT.unavailable, meaning: 'server unreachable or unavailable, or --deadline-ms passed' },
-  { code: EXIT.precondition, meaning: 'refused by a precondition: fenced out, not the holder, incr on a non-number' },
+  {
+    code: EXIT.precondition,
+    meaning: 'refused by a precondition: fenced out, not the holder, incr on a non-number, a --limit other than the one in force, or --limit/--shared/watch on a backend without them',
+  },
 ];
 
 /** Codes of `latchkey lock NAME -- CMD` besides the table: they come from CMD, not latchkey. */
@@ -49,8 +52,23 @@ export const CMD_EXIT_NOTES = [
   'it meant. Make CMD avoid 5 and 6 if a script must tell those apart.',
 ];
 
+/** Words of `text` in lines of at most `width` characters. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  return [...lines, line];
+}
+
 export function exitCodesHelp(options: { withCmdNotes?: boolean } = {}): string {
-  const rows = EXIT_CODES.map((e) => `  ${String(e.code).padEnd(4)}${e.meaning}`);
+  const rows = EXIT_CODES.map((e) => wrap(e.meaning, 86).map((line, i) => `  ${(i === 0 ? String(e.code) : '').padEnd(4)}${line}`).join('\n'));
   const notes = options.withCmdNotes ? ['', ...CMD_EXIT_NOTES.map((n) => `  ${n}`)] : [];
   return ['exit codes:', ...rows, ...notes].join('\n');
 }

@@ -1,11 +1,21 @@
-// `latchkey lock NAME -- CMD ARGS...` (flock(1) / `consul lock` for latchkey) and
-// `latchkey lock describe NAME`. The SDK's LockHandle does the lease work (refreshes, loss
-// detection); this module ties CMD's life to it: CMD starts only once the lock is held, is
-// stopped if the lease is lost, and the lock is released only after CMD has exited.
+// `latchkey lock NAME -- CMD ARGS...` (flock(1) / `consul lock` for latchkey), with --limit
+// (a semaphore) and --shared (a read lock); `latchkey lock describe NAME`; and `latchkey lock
+// watch NAME`. The SDK's LockHandle does the lease work (refreshes, loss detection); this
+// module ties CMD's life to it: CMD starts only once the lock is held, is stopped if the
+// lease is lost, and the lock is released only after CMD has exited.
 import { spawn } from 'node:child_process';
 import { constants as osConstants, hostname, userInfo } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, InvalidArgumentError, LockBusyError, type LatchkeyClient, type LockHandle } from '../../client/index.js';
+import {
+  connect,
+  InvalidArgumentError,
+  LockBusyError,
+  type LatchkeyClient,
+  type LockEvent,
+  type LockHandle,
+  type LockMode,
+  type LockState,
+} from '../../client/index.js';
 import { CLIENT_OPTIONS, CLIENT_OPTIONS_HELP, clientOptions, expectPositionals, integerOption, parseArgs } from './args.js';
 import { LOCK_ENV } from './cache.js';
 import { EXIT, exitCodesHelp, UsageError } from './exit-codes.js';
@@ -25,6 +35,11 @@ const POLL_MS = 1_000;
 
 /** Signals forwarded to CMD; each otherwise stops latchkey without releasing anything. */
 const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+/** Signals that end `latchkey lock watch` (exit 0). */
+const WATCH_STOP: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+
+/** The largest --limit (the wire's uint32); the server may allow less, and says so. */
+const MAX_LIMIT = 2 ** 32 - 1;
 
 const LOCK_OPTIONS = {
   ...CLIENT_OPTIONS,
@@ -33,9 +48,12 @@ const LOCK_OPTIONS = {
   backend: 'string',
   owner: 'string',
   'kill-grace-ms': 'string',
+  limit: 'string',
+  shared: 'boolean',
 } as const;
 
 const DESCRIBE_OPTIONS = { ...CLIENT_OPTIONS, backend: 'string' } as const;
+const WATCH_OPTIONS = DESCRIBE_OPTIONS;
 
 const ENV_HELP = [
   [LOCK_ENV.name, "the lock's name"],
@@ -52,6 +70,7 @@ const ENV_HELP = [
 
 export const LOCK_HELP = `usage: latchkey lock NAME [options] -- CMD [ARGS...]
        latchkey lock describe NAME [--backend B] [client options]
+       latchkey lock watch NAME [--backend B] [client options]
 
 Runs CMD while holding lock NAME, like flock(1) or \`consul lock\`: acquires the lock, runs CMD
 (no shell; stdin, stdout and stderr are CMD's), keeps the lease refreshed while CMD runs,
@@ -61,6 +80,13 @@ Waiting: without --wait-ms, latchkey waits for the lock as long as it takes (lik
 consul lock). --wait-ms 0 tries once (like flock -n); --wait-ms N waits up to N ms. Not
 obtained: exit 5, with one line on stderr naming the holder. SIGINT or SIGTERM while waiting
 gives up the wait and exits 128+signal; CMD never starts.
+
+More than one holder: --limit N makes NAME a semaphore: up to N CMDs run at once, each with
+its own lease and fencing token; every holder of NAME must give the same N (exit 8 if one
+in force differs). --shared takes a read lock: any number of --shared holders at once, and
+none while a holder without --shared (a writer) has it. One FIFO queue serves both, so a
+waiting writer is not starved by readers that come after it. The backend must declare
+semaphore or shared (memory does; latchkey lock describe NAME shows them), else exit 8.
 
 CMD's environment gets:
 ${ENV_HELP}
@@ -86,6 +112,8 @@ options:
                          user@host (pid N))
   --kill-grace-ms N      after SIGTERM on a lost lease, how long CMD may take to exit before
                          SIGKILL (default ${DEFAULT_KILL_GRACE_MS})
+  --limit N              a semaphore: at most N holders of NAME at once (default 1)
+  --shared               a shared (read) lock; not with --limit
 
 ${CLIENT_OPTIONS_HELP}
 With --json, stdout stays CMD's: only latchkey's own messages (on stderr) become JSON.
@@ -94,15 +122,21 @@ examples:
   latchkey lock nightly-backup -- /usr/local/bin/backup --full
   latchkey lock deploy --wait-ms 0 -- sh -c 'deploy.sh --token "$${LOCK_ENV.fencingToken}"'
   latchkey lock migrate --wait-ms 60000 --ttl-ms 30000 -- npm run migrate
+  latchkey lock encoders --limit 4 -- ffmpeg -i in.mov out.mp4      (4 encoders at a time)
+  latchkey lock catalog --shared -- ./read-catalog.sh     (readers together; writers omit --shared)
 
 ${exitCodesHelp({ withCmdNotes: true })}`;
 
 export const DESCRIBE_HELP = `usage: latchkey lock describe NAME [--backend B] [client options]
 
-Prints lock NAME's state: holder, fencing token, expiry, waiters, and what its backend
-guarantees. Exits 0 whether the lock is held or not. With --json: {"name","backend","held",
-"owner","fencingToken","expiresAt","waiters","capabilities":{"acrossHosts","fencing","fifo",
-"autoRelease"}}, fencingToken as a decimal string and expiresAt as ISO 8601 (null when free).
+Prints lock NAME's state: every holder (owner, mode, fencing token, expiry), the waiters in
+the order they will be served, the semaphore limit, and what its backend guarantees. Exits 0
+whether the lock is held or not. With --json: {"name","backend","held","owner",
+"fencingToken","expiresAt","waiters","holders":[{"owner","fencingToken","expiresAt","mode"}],
+"queue":[{"owner","mode"}],"limit","capabilities":{"acrossHosts","fencing","fifo",
+"autoRelease","semaphore","shared","watch"}}: owner, fencingToken and expiresAt are the first
+holder's; fencing tokens are decimal strings, times ISO 8601 (expiresAt null when free);
+limit is 1 for a plain lock and 0 when nobody holds or waits.
 
 options:
   --backend NAME         lock backend ("memory", "file", "etcd"); default the server's
@@ -112,6 +146,27 @@ ${CLIENT_OPTIONS_HELP}
 examples:
   latchkey lock describe nightly-backup
   latchkey lock describe deploy --backend etcd --json | jq -r .owner
+  latchkey lock describe encoders --json | jq -r '.holders[].owner'
+
+${exitCodesHelp()}`;
+
+export const WATCH_HELP = `usage: latchkey lock watch NAME [--backend B] [client options]
+
+Follows lock NAME: prints one line with its state, then one line per event as it happens
+(ACQUIRED, RELEASED, EXPIRED, WAITER_ADDED, WAITER_LEFT), until SIGINT (Ctrl-C) or SIGTERM,
+then exits 0. If the server ends the watch (it is shutting down), exits 7 with one line on
+stderr: run it again to keep watching. The backend must declare watch (memory does), else
+exit 8. With --json, each line is {"type","name","owner","fencingToken","mode","at"}, and the
+first (type STATE) also has "state", shaped as \`latchkey lock describe --json\` prints it.
+
+options:
+  --backend NAME         lock backend ("memory", "file", "etcd"); default the server's
+
+${CLIENT_OPTIONS_HELP}
+
+examples:
+  latchkey lock watch nightly-backup
+  latchkey lock watch deploy --json | jq -c 'select(.type == "ACQUIRED") | {owner, at}'
 
 ${exitCodesHelp()}`;
 
@@ -137,12 +192,14 @@ interface RunOptions {
   readonly backend: string | undefined;
   readonly owner: string;
   readonly killGraceMs: number;
+  readonly limit: number | undefined;
+  readonly mode: LockMode;
   readonly address: string;
 }
 
 /** Acquires, waiting forever (in rounds) when no --wait-ms was given. */
 async function acquire(client: LatchkeyClient, o: RunOptions, signal: AbortSignal): Promise<LockHandle> {
-  const base = { ttlMs: o.ttlMs, backend: o.backend, owner: o.owner, signal };
+  const base = { ttlMs: o.ttlMs, backend: o.backend, owner: o.owner, limit: o.limit, mode: o.mode, signal };
   if (o.waitMs !== undefined) return client.lock(o.name, { ...base, waitMs: o.waitMs });
   let round = WAIT_ROUND_MS;
   for (;;) {
@@ -245,6 +302,42 @@ async function runLocked(o: RunOptions, out: Output, deadlineMs: number | undefi
   }
 }
 
+const iso = (date: Date | undefined) => date?.toISOString() ?? null;
+
+/** describe --json's shape, also the `state` of watch --json's STATE line. */
+function stateJson(s: LockState): object {
+  return { ...s, expiresAt: iso(s.expiresAt), holders: s.holders.map((h) => ({ ...h, expiresAt: iso(h.expiresAt) })) };
+}
+
+const modeText = (mode: LockMode) => (mode === 'SHARED' ? 'shared' : 'exclusive');
+const ownerText = (owner: string) => owner || '(unnamed)';
+
+function heldText(s: LockState): string {
+  if (!s.held) return 'free';
+  const n = s.holders.length;
+  if (s.holders.some((h) => h.mode === 'SHARED')) return `held by ${n} shared holder${n === 1 ? '' : 's'}`;
+  return s.limit > 1 ? `held by ${n} of ${s.limit} (semaphore)` : 'held';
+}
+
+function describeText(s: LockState): string {
+  const c = s.capabilities;
+  const yesNo = (b: boolean) => (b ? 'yes' : 'no');
+  const now = Date.now();
+  const holders = s.holders.map((h) => {
+    const shared = h.mode === 'SHARED' ? 'shared, ' : '';
+    return `  holder          ${ownerText(h.owner)}: ${shared}fencing token ${h.fencingToken}, expires ${h.expiresAt.toISOString()} (in ${Math.max(0, h.expiresAt.getTime() - now)} ms)`;
+  });
+  const queue = s.queue.map((w, i) => `  ${i === 0 ? 'queue' : ''}`.padEnd(18) + `${i + 1}. ${ownerText(w.owner)}: ${modeText(w.mode)}`);
+  return [
+    `lock "${s.name}" (backend ${s.backend}): ${heldText(s)}`,
+    ...(holders.length > 0 ? holders : ['  holder          -']),
+    ...(s.limit > 1 ? [`  limit           ${s.limit}`] : []),
+    `  waiters         ${s.waiters}`,
+    ...queue,
+    `  capabilities    ${(Object.keys(c) as (keyof typeof c)[]).map((k) => `${k}=${yesNo(c[k])}`).join(' ')}`,
+  ].join('\n');
+}
+
 async function describe(argv: readonly string[], globals: readonly string[]): Promise<number> {
   const command = 'latchkey lock describe';
   const { values, positionals, help } = parseArgs([...globals, ...argv], DESCRIBE_OPTIONS, command);
@@ -257,22 +350,53 @@ async function describe(argv: readonly string[], globals: readonly string[]): Pr
   try {
     expectPositionals(positionals, ['NAME'], command);
     await using client = connect(options.address, { deadlineMs: options.deadlineMs });
-    const s = await client.describe(positionals[0]!, { backend: values.backend, deadlineMs: options.deadlineMs });
-    const c = s.capabilities;
-    const yesNo = (b: boolean) => (b ? 'yes' : 'no');
-    const expires = s.expiresAt === undefined ? '-' : `${s.expiresAt.toISOString()} (in ${Math.max(0, s.expiresAt.getTime() - Date.now())} ms)`;
-    const human = [
-      `lock "${s.name}" (backend ${s.backend}): ${s.held ? 'held' : 'free'}`,
-      `  holder          ${s.held ? s.owner || '(unnamed)' : '-'}`,
-      `  fencing token   ${s.held ? s.fencingToken : '-'}`,
-      `  expires         ${expires}`,
-      `  waiters         ${s.waiters}`,
-      `  capabilities    acrossHosts=${yesNo(c.acrossHosts)} fencing=${yesNo(c.fencing)} fifo=${yesNo(c.fifo)} autoRelease=${yesNo(c.autoRelease)}`,
-    ].join('\n');
-    out.result({ ...s, expiresAt: s.expiresAt?.toISOString() ?? null }, human);
+    const state = await client.describe(positionals[0]!, { backend: values.backend, deadlineMs: options.deadlineMs });
+    out.result(stateJson(state), describeText(state));
     return EXIT.ok;
   } catch (err) {
     return out.error(err);
+  }
+}
+
+function eventJson(e: LockEvent): object {
+  const { state, ...rest } = e;
+  return { ...rest, at: e.at.toISOString(), ...(state === undefined ? {} : { state: stateJson(state) }) };
+}
+
+function eventText(e: LockEvent): string {
+  const at = e.at.toISOString();
+  if (e.type === 'STATE') {
+    const s = e.state;
+    const holders = s.holders.map((h) => `${ownerText(h.owner)}, ${h.mode === 'SHARED' ? 'shared, ' : ''}token ${h.fencingToken}; `).join('');
+    return `${at} ${'STATE'.padEnd(12)} lock "${s.name}" (backend ${s.backend}) ${heldText(s)}: ${holders}${s.waiters} waiting`;
+  }
+  const token = e.fencingToken > 0n ? `, fencing token ${e.fencingToken}` : '';
+  return `${at} ${e.type.padEnd(12)} ${ownerText(e.owner)}: ${modeText(e.mode)}${token}`;
+}
+
+async function watch(argv: readonly string[], globals: readonly string[]): Promise<number> {
+  const command = 'latchkey lock watch';
+  const { values, positionals, help } = parseArgs([...globals, ...argv], WATCH_OPTIONS, command);
+  if (help) {
+    process.stdout.write(`${WATCH_HELP}\n`);
+    return EXIT.ok;
+  }
+  const options = clientOptions(values, process.env);
+  const out = new Output(options.json, options.address);
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  for (const s of WATCH_STOP) process.on(s, onSignal);
+  try {
+    expectPositionals(positionals, ['NAME'], command);
+    const name = positionals[0]!;
+    await using client = connect(options.address, { deadlineMs: options.deadlineMs });
+    for await (const event of client.watch(name, { backend: values.backend, signal: stop.signal })) out.result(eventJson(event), eventText(event));
+    if (stop.signal.aborted) return EXIT.ok;
+    return out.fail(EXIT.unavailable, 'WatchEndedError', `the latchkey server at ${options.address} ended the watch of lock "${name}" (it is shutting down); run latchkey lock watch again to keep watching`);
+  } catch (err) {
+    return out.error(err);
+  } finally {
+    for (const s of WATCH_STOP) process.off(s, onSignal);
   }
 }
 
@@ -281,6 +405,7 @@ export async function lockCommand(argv: readonly string[], globals: readonly str
   const before = dashes >= 0 ? argv.slice(0, dashes) : argv;
   // `lock describe NAME` unless a `--` follows: `latchkey lock describe -- CMD` locks "describe".
   if (argv[0] === 'describe' && dashes < 0) return describe(argv.slice(1), globals);
+  if (argv[0] === 'watch' && dashes < 0) return watch(argv.slice(1), globals);
   if (argv.length === 0) {
     process.stdout.write(`${LOCK_HELP}\n`);
     return EXIT.usage;
@@ -297,6 +422,9 @@ export async function lockCommand(argv: readonly string[], globals: readonly str
     expectPositionals(positionals, ['NAME'], command);
     const cmd = dashes >= 0 ? argv.slice(dashes + 1) : [];
     if (cmd.length === 0) throw new UsageError(`${command}: missing "-- CMD [ARGS...]": the command to run while holding the lock`);
+    if (values.shared === true && values.limit !== undefined) {
+      throw new UsageError('--limit and --shared do not go together: --limit counts exclusive holders (a semaphore); shared holders are not counted');
+    }
     const run: RunOptions = {
       name: positionals[0]!,
       command: cmd,
@@ -305,6 +433,8 @@ export async function lockCommand(argv: readonly string[], globals: readonly str
       backend: values.backend,
       owner: values.owner ?? defaultOwner(),
       killGraceMs: values['kill-grace-ms'] === undefined ? DEFAULT_KILL_GRACE_MS : integerOption('--kill-grace-ms', values['kill-grace-ms'], 0, 86_400_000),
+      limit: values.limit === undefined ? undefined : integerOption('--limit', values.limit, 1, MAX_LIMIT),
+      mode: values.shared === true ? 'SHARED' : 'EXCLUSIVE',
       address: options.address,
     };
     return await runLocked(run, out, options.deadlineMs);
