@@ -2,9 +2,11 @@
 // through unaryCall (deadline, AbortSignal, error mapping, retries of idempotent calls);
 // cache calls through the cache transport, which multiplexes them onto the Cache/Pipeline
 // stream with the same guarantees, or makes them unary; watch() reads a Locks/Watch stream.
+// TLS and the bearer token (credentials.ts) apply to all three.
 import * as grpc from '@grpc/grpc-js';
 import { createCacheClient, type Flights, type CacheClient } from './cache.js';
 import { createCacheTransport, type CacheTransport } from './cache-transport.js';
+import { channelCredentials, tlsChannelOptions, tokenInterceptor, type TlsOptions, type TokenSource } from './credentials.js';
 import { CancelledError, fromStatus, InternalError, InvalidArgumentError } from './errors.js';
 import type { ProtoGrpcType as CacheProto } from './generated/cache.js';
 import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
@@ -27,8 +29,22 @@ export interface ConnectOptions {
    * DEADLINE_EXCEEDED; a lock handle's Release is further capped at its TTL.
    */
   readonly deadlineMs?: number;
-  /** Channel credentials; default insecure (plaintext), for a server on a trusted network. */
+  /**
+   * TLS: verify the server against `ca` (default Node's root CAs), and with `cert` and `key`
+   * present a client certificate (mutual TLS, a server with --tls-ca). Without `tls` (or
+   * `credentials`) the channel is plaintext, which a server accepts only on loopback or
+   * with --insecure.
+   */
+  readonly tls?: TlsOptions;
+  /** grpc-js channel credentials, for what `tls` does not cover; not together with `tls`. */
   readonly credentials?: grpc.ChannelCredentials;
+  /**
+   * Bearer token for a server with --auth-tokens-file, sent as `authorization: Bearer
+   * <token>` on every call and stream; or a function called before each one for the current
+   * token. A provider that throws fails the call with UnauthenticatedError (no RPC is sent).
+   * NOTE: on a plaintext channel the token crosses the network readable by anyone on it.
+   */
+  readonly token?: TokenSource;
   /**
    * Retries on UNAVAILABLE, for idempotent calls only (Get, Describe); the whole series stays
    * within the call's deadline. Default { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
@@ -287,9 +303,18 @@ class Client implements LatchkeyClient {
     this.#deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     if (!(this.#deadlineMs > 0)) throw new InvalidArgumentError(`deadlineMs must be > 0, got ${this.#deadlineMs}`);
     this.#retry = options.retry ?? DEFAULT_RETRY;
-    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    const credentials = channelCredentials(options.tls, options.credentials);
     const pipeline = pipelineOptions(options.pipeline);
-    const channelOptions = pipeline === false ? options.channelOptions : { 'grpc.max_receive_message_length': -1, ...options.channelOptions };
+    // The token interceptor goes last, innermost: it may hold back the call it wraps until
+    // the token is there (see credentials.ts).
+    const interceptors: grpc.Interceptor[] = [...((options.channelOptions?.interceptors as grpc.Interceptor[] | undefined) ?? [])];
+    if (options.token !== undefined) interceptors.push(tokenInterceptor(options.token));
+    const channelOptions: grpc.ClientOptions = {
+      ...(pipeline === false ? {} : { 'grpc.max_receive_message_length': -1 }),
+      ...tlsChannelOptions(options.tls),
+      ...options.channelOptions,
+      ...(interceptors.length > 0 ? { interceptors } : {}),
+    };
     const { Locks, Cache } = services();
     this.#locks = new Locks(address, credentials, channelOptions);
     // One channel (one HTTP/2 connection) for both services.

@@ -95,10 +95,18 @@ export class CancelledError extends LatchkeyError {
  */
 export class AbortError extends CancelledError {}
 
+/**
+ * The server knows the caller's token, and it may not use this lock name or cache key (a
+ * token limited to name prefixes). Use a token allowed that name.
+ */
 export class PermissionDeniedError extends LatchkeyError {
   override readonly code = status.PERMISSION_DENIED;
 }
 
+/**
+ * The server requires a bearer token and got none, or one it does not know (or the token
+ * provider failed: the message says so). Pass a valid `token` to connect().
+ */
 export class UnauthenticatedError extends LatchkeyError {
   override readonly code = status.UNAUTHENTICATED;
 }

@@ -101,6 +101,17 @@ function refused(status: grpc.StatusObject): boolean {
   }
 }
 
+/**
+ * Whether the stream failed before it was sent anywhere: grpc-js's picker fails a call that
+ * is not wait-for-ready with "No connection established" when the channel has no working
+ * connection (server down, TLS handshake refused). None of its operations can have run.
+ * NOTE: this reads grpc-js's message; should it change, such a stream counts as broken
+ * (its calls "may or may not have been applied"), which is wrong only in being vague.
+ */
+function neverSent(status: grpc.StatusObject): boolean {
+  return status.code === grpc.status.UNAVAILABLE && /^(\w+: )?No connection established/.test(status.details);
+}
+
 function deadlineError(method: string, deadlineMs: number): DeadlineExceededError {
   return new DeadlineExceededError(`${method}: no answer within its deadline of ${deadlineMs} ms`, { method });
 }
@@ -400,6 +411,14 @@ export class Pipeline {
       this.#breaks++;
       const backoffMs = Math.min(REOPEN_MAX_MS, REOPEN_BASE_MS * 2 ** (this.#breaks - 1));
       this.#reopenAt = performance.now() + backoffMs * (0.5 + Math.random() / 2);
+    }
+    if (neverSent(status)) {
+      // Nothing ran: each call fails (or, the connection back, succeeds) as a unary call
+      // would, with its own error rather than "may or may not have been applied".
+      for (const op of this.#sent.values()) this.#giveBack(op);
+      this.#sent.clear();
+      this.#giveBackQueued();
+      return;
     }
     const cause = Object.assign(new Error(`${status.code} ${grpc.status[status.code]}: ${status.details}`), status);
     for (const op of this.#sent.values()) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `latchkey serve | lock | cache`: the command line. Each command lives in src/cli/; this file
 // dispatches, and is the one place that turns a command's result into the process's exit.
-import { CLIENT_OPTIONS_HELP } from './cli/args.js';
+import { CLIENT_OPTIONS, CLIENT_OPTIONS_HELP } from './cli/args.js';
 import { EXIT, exitCodesHelp, UsageError } from './cli/exit-codes.js';
 import { Output } from './cli/output.js';
 
@@ -27,6 +27,7 @@ examples:
   latchkey lock encoders --limit 4 -- ffmpeg -i in.mov out.mp4
   latchkey lock describe nightly-backup --json
   latchkey lock watch nightly-backup --json
+  LATCHKEY_TOKEN_FILE=/run/secrets/latchkey latchkey --tls-ca ca.pem --address lk.internal:50051 cache get KEY
   echo hello | latchkey cache set greeting --ttl-ms 60000 && latchkey cache get greeting
 
 ${exitCodesHelp({ withCmdNotes: true })}`;
@@ -37,8 +38,13 @@ function splitGlobals(argv: readonly string[]): { globals: string[]; rest: strin
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--json' || arg.startsWith('--address=') || arg.startsWith('--deadline-ms=')) globals.push(arg);
-    else if ((arg === '--address' || arg === '--deadline-ms') && i + 1 < argv.length) globals.push(arg, argv[++i]!);
+    if (!arg.startsWith('--')) break;
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq >= 0 ? eq : undefined);
+    const type = Object.hasOwn(CLIENT_OPTIONS, name) ? CLIENT_OPTIONS[name as keyof typeof CLIENT_OPTIONS] : undefined;
+    if (type === undefined) break;
+    if (type === 'boolean' || eq >= 0) globals.push(arg);
+    else if (i + 1 < argv.length) globals.push(arg, argv[++i]!);
     else break;
   }
   return { globals, rest: argv.slice(i) };
@@ -71,6 +77,11 @@ async function main(argv: readonly string[]): Promise<number> {
       return 2;
   }
 }
+
+// NOTE: grpc-js sets the TLS server name to the address's host even when it is an IP, and
+// Node then prints a DeprecationWarning (DEP0123) on stderr, which would break the one-line
+// stderr that scripts read. Deprecations inside dependencies are not the CLI user's to act on.
+process.noDeprecation = true;
 
 // A reader that goes away (`latchkey cache get KEY | head -c 10`) is not an error worth a
 // stack trace: stop quietly, with the status a shell gives a process killed by SIGPIPE.

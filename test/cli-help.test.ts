@@ -51,8 +51,9 @@ describe('latchkey --help', () => {
     // the help of each client command.
     for (const i of [0, 3, 4, 5, 6]) assert.ok(hasExitTable(results[i]!.stdout.toString()), `${HELPS[i]!.join(' ')} lacks the exit-code table`);
     assert.match(results[3]!.stdout.toString(), /128\+N/);
+    assert.ok(EXIT_CODES.some((e) => e.code === EXIT.notAllowed));
 
-    // Every client option in the help of every client command; --limit and --shared with an example.
+    // Every client option in the help of every client command; the new ones with an example.
     results.forEach((r, i) => {
       if (HELPS[i]![0] === 'serve') return;
       for (const option of Object.keys(CLIENT_OPTIONS)) assert.match(r.stdout.toString(), new RegExp(`\\n  --${option}\\b`), `${HELPS[i]!.join(' ')} lacks --${option}`);
@@ -62,8 +63,11 @@ describe('latchkey --help', () => {
       assert.match(lock!, new RegExp(`\\n  ${option}\\b`));
       assert.match(examples(lock!), new RegExp(` ${option}\\b`), `no example of ${option}`);
     }
+    for (const option of ['--tls-ca', '--token-file']) assert.match(examples(lock!) + examples(top!), new RegExp(option), `no example of ${option}`);
     assert.match(examples(top!), /latchkey lock watch /);
     assert.match(examples(watch!), /latchkey lock watch /);
+    assert.match(top!, /LATCHKEY_CLIENT_TLS_CA/);
+    assert.match(top!, /no --token option/);
   });
 
   test('-h works on subcommands; bare `latchkey cache` and `latchkey lock` print usage and exit 2', async () => {

@@ -277,6 +277,24 @@ describe('SDK cache pipeline', () => {
     assert.ok(traffic.streams >= 2 && traffic.streams <= before.streams + 1);
   });
 
+  it('a stream that never connected gives its calls back: each fails as its unary call would, not "may or may not have been applied"', async () => {
+    // A port nobody listens on: grpc-js fails the stream before sending anything.
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const address = `127.0.0.1:${(probe.address() as net.AddressInfo).port}`;
+    await new Promise((resolve) => probe.close(resolve));
+    const { traffic, channelOptions } = watch();
+    await using client = connect(address, { channelOptions, retry: false, deadlineMs: 5_000 });
+    const cache = client.cache();
+    const results = await Promise.allSettled([cache.set('a', '1'), cache.get('b'), cache.incr('c', 1)]);
+    for (const r of results) {
+      assert.ok(r.status === 'rejected' && r.reason instanceof UnavailableError, String(r.status === 'rejected' ? r.reason : r.value));
+      assert.doesNotMatch((r.reason as Error).message, /may or may not/);
+    }
+    assert.equal(traffic.streams, 1);
+    assert.deepEqual([...traffic.unary.keys()].sort(), ['Get', 'Incr', 'Set']);
+  });
+
   it('server shutdown mid-stream: every call gets its answer or UnavailableError, none hangs', async () => {
     const slow = new SlowStore(100);
     await using s = await serve(slow);

@@ -1,7 +1,11 @@
 // Command-line parsing for the client commands: a small strict parser (long options, `=` or
-// a separate value, `--` ends options), the options every client command shares, and number
-// arguments with messages that name the option. node:util parseArgs would read `incr KEY -5`
-// as an unknown option -5; this parser takes "-" followed by digits as an argument.
+// a separate value, `--` ends options), the options every client command shares (server
+// address, output, deadline, TLS and token), and number arguments with messages that name
+// the option. node:util parseArgs would read `incr KEY -5` as an unknown option -5; this
+// parser takes "-" followed by digits as an argument.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { ConnectOptions } from '../../client/index.js';
 import { UsageError } from './exit-codes.js';
 
 export type OptionType = 'string' | 'boolean';
@@ -99,7 +103,31 @@ export function int64Arg(what: string, raw: string): bigint {
 export const DEFAULT_ADDRESS = '127.0.0.1:50051';
 export const ADDRESS_ENV = 'LATCHKEY_ADDRESS';
 
-export const CLIENT_OPTIONS = { address: 'string', json: 'boolean', 'deadline-ms': 'string' } as const satisfies OptionSpecs;
+/**
+ * The client's TLS and token variables.
+ * NOTE: not LATCHKEY_TLS_CA/CERT/KEY: `latchkey serve` reads those for its own certificate,
+ * and a shell (or a container) that runs a server and clients side by side would hand the
+ * server's key to every client, or a client's CA to the server as its mutual-TLS CA.
+ */
+export const CLIENT_ENV = {
+  tls: 'LATCHKEY_CLIENT_TLS',
+  tlsCa: 'LATCHKEY_CLIENT_TLS_CA',
+  tlsCert: 'LATCHKEY_CLIENT_TLS_CERT',
+  tlsKey: 'LATCHKEY_CLIENT_TLS_KEY',
+  tokenFile: 'LATCHKEY_TOKEN_FILE',
+  token: 'LATCHKEY_TOKEN',
+} as const;
+
+export const CLIENT_OPTIONS = {
+  address: 'string',
+  json: 'boolean',
+  'deadline-ms': 'string',
+  tls: 'boolean',
+  'tls-ca': 'string',
+  'tls-cert': 'string',
+  'tls-key': 'string',
+  'token-file': 'string',
+} as const satisfies OptionSpecs;
 
 export const CLIENT_OPTIONS_HELP = `client options (every lock and cache command):
   --address HOST:PORT    the latchkey server; env ${ADDRESS_ENV}, default ${DEFAULT_ADDRESS}
@@ -107,19 +135,110 @@ export const CLIENT_OPTIONS_HELP = `client options (every lock and cache command
                          decimal strings, values as base64); errors become one line of JSON
                          on stderr: {"error":NAME,"exitCode":N,"message":TEXT}
   --deadline-ms N        deadline of each call to the server, in ms (default 10000); a lock
-                         wait gets its --wait-ms on top`;
+                         wait gets its --wait-ms on top
+  --tls                  connect with TLS, checking the server's certificate against the
+                         system's CAs (env ${CLIENT_ENV.tls}=1); implied by the next three
+  --tls-ca FILE          check the server's certificate against this PEM CA bundle instead;
+                         env ${CLIENT_ENV.tlsCa}
+  --tls-cert FILE        mutual TLS: present this PEM client certificate; needs --tls-key;
+                         env ${CLIENT_ENV.tlsCert}
+  --tls-key FILE         the PEM private key of --tls-cert; env ${CLIENT_ENV.tlsKey}
+  --token-file FILE      send the bearer token in FILE (a server with --auth-tokens-file);
+                         env ${CLIENT_ENV.tokenFile}, or the token itself in ${CLIENT_ENV.token}
+  NOTE: there is no --token option: a command line is visible to every user of the machine
+  (ps, /proc/PID/cmdline); a file or the environment is not. The client's TLS variables are
+  LATCHKEY_CLIENT_TLS_*, not the LATCHKEY_TLS_* that \`latchkey serve\` reads for its own
+  certificate, so a shell that sets both cannot mix them up.`;
 
 export interface ClientOptions {
   readonly address: string;
   readonly json: boolean;
   readonly deadlineMs: number | undefined;
+  /** What connect() needs: the deadline, TLS and the token. */
+  readonly connect: ConnectOptions;
+  /**
+   * The TLS and token settings as environment variables with absolute paths, for a CMD that
+   * runs `latchkey` itself (`latchkey lock NAME -- CMD`) to reach the same server the same way.
+   */
+  readonly childEnv: Readonly<Record<string, string>>;
 }
 
-export function clientOptions(values: OptionValues<typeof CLIENT_OPTIONS>, env: Readonly<Record<string, string | undefined>>): ClientOptions {
+type Env = Readonly<Record<string, string | undefined>>;
+
+function readOption(what: string, path: string): Buffer {
+  if (path.trim() === '') throw new UsageError(`${what} must not be empty`);
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`${what} ${path}: cannot read it: ${(err as Error).message}`);
+  }
+}
+
+function booleanEnv(name: string, env: Env): boolean {
+  const raw = (env[name] ?? '').trim().toLowerCase();
+  if (raw === '' || raw === '0' || raw === 'false' || raw === 'no') return false;
+  if (raw === '1' || raw === 'true' || raw === 'yes') return true;
+  throw new UsageError(`${name} must be 1 or 0 (true or false), got "${env[name]}"`);
+}
+
+/** A token as the server's tokens file spells one: visible ASCII, no spaces. */
+function checkToken(what: string, raw: string): string {
+  const token = raw.trim();
+  if (token === '') throw new UsageError(`${what} is empty`);
+  // The server's tokens file has several lines, and name prefixes after a token.
+  if (/\s/.test(token)) {
+    throw new UsageError(`${what} holds more than one token (is it the server's --auth-tokens-file?): give the client its one token, alone`);
+  }
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError(`${what}: a token may hold only visible ASCII characters`);
+  return token;
+}
+
+function tlsOptions(values: OptionValues<typeof CLIENT_OPTIONS>, env: Env, childEnv: Record<string, string>): ConnectOptions['tls'] {
+  // A flag wins over its variable; an empty variable counts as unset.
+  const file = (flag: 'tls-ca' | 'tls-cert' | 'tls-key', name: string) => {
+    const given = values[flag];
+    const path = given ?? (env[name]?.trim() || undefined);
+    if (path === undefined) return undefined;
+    const what = given === undefined ? name : `--${flag}`;
+    const pem = readOption(what, path);
+    if (!pem.includes('-----BEGIN ')) throw new UsageError(`${what} ${path} is not a PEM file (no "-----BEGIN" line)`);
+    childEnv[name] = resolve(path);
+    return pem;
+  };
+  const ca = file('tls-ca', CLIENT_ENV.tlsCa);
+  const cert = file('tls-cert', CLIENT_ENV.tlsCert);
+  const key = file('tls-key', CLIENT_ENV.tlsKey);
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--tls-cert and --tls-key go together: a client certificate needs its private key');
+  const tls = values.tls === true || booleanEnv(CLIENT_ENV.tls, env);
+  if (!tls && ca === undefined && cert === undefined) return undefined;
+  if (tls) childEnv[CLIENT_ENV.tls] = '1';
+  return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert, key: key! }) };
+}
+
+function tokenOption(values: OptionValues<typeof CLIENT_OPTIONS>, env: Env, childEnv: Record<string, string>): string | undefined {
+  // --token-file, then LATCHKEY_TOKEN_FILE, then LATCHKEY_TOKEN: a file named explicitly wins
+  // over a token inherited from the environment.
+  const flag = values['token-file'];
+  const path = flag ?? (env[CLIENT_ENV.tokenFile]?.trim() || undefined);
+  if (path !== undefined) {
+    const what = flag === undefined ? `${CLIENT_ENV.tokenFile} ${path}` : `--token-file ${path}`;
+    const token = checkToken(what, readOption(flag === undefined ? CLIENT_ENV.tokenFile : '--token-file', path).toString('utf8'));
+    childEnv[CLIENT_ENV.tokenFile] = resolve(path);
+    return token;
+  }
+  const inline = env[CLIENT_ENV.token];
+  return inline === undefined || inline.trim() === '' ? undefined : checkToken(CLIENT_ENV.token, inline);
+}
+
+export function clientOptions(values: OptionValues<typeof CLIENT_OPTIONS>, env: Env): ClientOptions {
   const address = (values.address ?? env[ADDRESS_ENV] ?? '').trim() || DEFAULT_ADDRESS;
   if (values.address !== undefined && values.address.trim() === '') throw new UsageError('--address must not be empty');
   // Without a port, grpc-js would quietly dial 443; any gRPC target (unix:PATH, dns:///...) has a colon.
   if (!address.includes(':')) throw new UsageError(`--address must be host:port (or a gRPC target such as unix:/path), got "${address}"`);
   const deadlineMs = values['deadline-ms'] === undefined ? undefined : integerOption('--deadline-ms', values['deadline-ms'], 1, 86_400_000);
-  return { address, json: values.json === true, deadlineMs };
+  const childEnv: Record<string, string> = {};
+  const tls = tlsOptions(values, env, childEnv);
+  const token = tokenOption(values, env, childEnv);
+  const connect: ConnectOptions = { deadlineMs, ...(tls === undefined ? {} : { tls }), ...(token === undefined ? {} : { token }) };
+  return { address, json: values.json === true, deadlineMs, connect, childEnv };
 }

@@ -377,11 +377,11 @@ export async function cacheCommand(argv: readonly string[]): Promise<number> {
     return EXIT.ok;
   }
   const options = clientOptions(values, process.env);
-  const out = new Output(options.json, options.address);
+  const out = new Output(options.json, options.address, options.connect.tls !== undefined);
   try {
     expectPositionals(positionals, ['KEY', ...sub.args], command, sub.optionalArgs);
     const store = (values as OptionValues<typeof STORE>).store;
-    await using client = connect(options.address, { deadlineMs: options.deadlineMs });
+    await using client = connect(options.address, options.connect);
     return await sub.run({ out, cache: client.cache(store ?? ''), key: positionals[0]!, args: positionals.slice(1), values, deadlineMs: options.deadlineMs });
   } catch (err) {
     return out.error(err);

@@ -7,6 +7,8 @@ import {
   InvalidArgumentError,
   LeaseLostError,
   LockBusyError,
+  PermissionDeniedError,
+  UnauthenticatedError,
   UnavailableError,
 } from '../../client/index.js';
 
@@ -20,6 +22,7 @@ export const EXIT = {
   leaseLost: 6,
   unavailable: 7,
   precondition: 8,
+  notAllowed: 9,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -37,11 +40,12 @@ export const EXIT_CODES: readonly ExitCodeDoc[] = [
   { code: EXIT.exists, meaning: 'exists or changed: add found the key; cas or delete --cas saw another cas' },
   { code: EXIT.lockBusy, meaning: 'lock not obtained within --wait-ms (the message names the holder)' },
   { code: EXIT.leaseLost, meaning: 'lease lost while CMD ran (CMD was sent SIGTERM), or before CMD started' },
-  { code: EXIT.unavailable, meaning: 'server unreachable or unavailable, or --deadline-ms passed' },
+  { code: EXIT.unavailable, meaning: 'server unreachable or unavailable, a failed TLS handshake, or --deadline-ms passed' },
   {
     code: EXIT.precondition,
     meaning: 'refused by a precondition: fenced out, not the holder, incr on a non-number, a --limit other than the one in force, or --limit/--shared/watch on a backend without them',
   },
+  { code: EXIT.notAllowed, meaning: 'not allowed: no valid token (UNAUTHENTICATED), or the token may not use this lock name or cache key (PERMISSION_DENIED)' },
 ];
 
 /** Codes of `latchkey lock NAME -- CMD` besides the table: they come from CMD, not latchkey. */
@@ -89,5 +93,6 @@ export function exitCodeOf(err: unknown): ExitCode {
   if (err instanceof LeaseLostError) return EXIT.leaseLost;
   if (err instanceof FailedPreconditionError) return EXIT.precondition;
   if (err instanceof UnavailableError || err instanceof DeadlineExceededError) return EXIT.unavailable;
+  if (err instanceof UnauthenticatedError || err instanceof PermissionDeniedError) return EXIT.notAllowed;
   return EXIT.error;
 }

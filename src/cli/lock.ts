@@ -10,13 +10,14 @@ import {
   connect,
   InvalidArgumentError,
   LockBusyError,
+  type ConnectOptions,
   type LatchkeyClient,
   type LockEvent,
   type LockHandle,
   type LockMode,
   type LockState,
 } from '../../client/index.js';
-import { CLIENT_OPTIONS, CLIENT_OPTIONS_HELP, clientOptions, expectPositionals, integerOption, parseArgs } from './args.js';
+import { CLIENT_ENV, CLIENT_OPTIONS, CLIENT_OPTIONS_HELP, clientOptions, expectPositionals, integerOption, parseArgs } from './args.js';
 import { LOCK_ENV } from './cache.js';
 import { EXIT, exitCodesHelp, UsageError } from './exit-codes.js';
 import { Output } from './output.js';
@@ -64,6 +65,9 @@ const ENV_HELP = [
   [LOCK_ENV.leaseId, "the lease's id"],
   [LOCK_ENV.address, "the server's address, so `latchkey cache ... --fenced` in CMD"],
   ['', 'writes to the same server, fenced by this lock'],
+  [`${CLIENT_ENV.tls}*`, "latchkey's own --tls, --tls-ca, --tls-cert, --tls-key (as absolute"],
+  [CLIENT_ENV.tokenFile, 'paths) and --token-file, when given, so that `latchkey` run by CMD'],
+  ['', `reaches the server the same way (${CLIENT_ENV.token} passes on as it is)`],
 ]
   .map(([name, text]) => `  ${name!.padEnd(24)}${text}`)
   .join('\n');
@@ -124,6 +128,7 @@ examples:
   latchkey lock migrate --wait-ms 60000 --ttl-ms 30000 -- npm run migrate
   latchkey lock encoders --limit 4 -- ffmpeg -i in.mov out.mp4      (4 encoders at a time)
   latchkey lock catalog --shared -- ./read-catalog.sh     (readers together; writers omit --shared)
+  latchkey lock deploy --tls-ca ca.pem --token-file ~/.latchkey-token --address lk:50051 -- ./deploy.sh
 
 ${exitCodesHelp({ withCmdNotes: true })}`;
 
@@ -195,6 +200,9 @@ interface RunOptions {
   readonly limit: number | undefined;
   readonly mode: LockMode;
   readonly address: string;
+  readonly connect: ConnectOptions;
+  /** TLS and token settings for CMD (see ENV_HELP). */
+  readonly childEnv: Readonly<Record<string, string>>;
 }
 
 /** Acquires, waiting forever (in rounds) when no --wait-ms was given. */
@@ -223,8 +231,8 @@ async function acquire(client: LatchkeyClient, o: RunOptions, signal: AbortSigna
 
 type ChildEnd = { readonly code: number | null; readonly signal: NodeJS.Signals | null } | { readonly error: NodeJS.ErrnoException };
 
-async function runLocked(o: RunOptions, out: Output, deadlineMs: number | undefined): Promise<number> {
-  await using client = connect(o.address, { deadlineMs });
+async function runLocked(o: RunOptions, out: Output): Promise<number> {
+  await using client = connect(o.address, o.connect);
   const giveUp = new AbortController();
   let received: NodeJS.Signals | undefined;
   let forward: ((signal: NodeJS.Signals) => void) | undefined;
@@ -252,6 +260,7 @@ async function runLocked(o: RunOptions, out: Output, deadlineMs: number | undefi
       stdio: 'inherit',
       env: {
         ...process.env,
+        ...o.childEnv,
         [LOCK_ENV.name]: handle.name,
         [LOCK_ENV.backend]: handle.backend,
         [LOCK_ENV.fencingToken]: handle.fencingToken.toString(),
@@ -346,10 +355,10 @@ async function describe(argv: readonly string[], globals: readonly string[]): Pr
     return EXIT.ok;
   }
   const options = clientOptions(values, process.env);
-  const out = new Output(options.json, options.address);
+  const out = new Output(options.json, options.address, options.connect.tls !== undefined);
   try {
     expectPositionals(positionals, ['NAME'], command);
-    await using client = connect(options.address, { deadlineMs: options.deadlineMs });
+    await using client = connect(options.address, options.connect);
     const state = await client.describe(positionals[0]!, { backend: values.backend, deadlineMs: options.deadlineMs });
     out.result(stateJson(state), describeText(state));
     return EXIT.ok;
@@ -382,14 +391,14 @@ async function watch(argv: readonly string[], globals: readonly string[]): Promi
     return EXIT.ok;
   }
   const options = clientOptions(values, process.env);
-  const out = new Output(options.json, options.address);
+  const out = new Output(options.json, options.address, options.connect.tls !== undefined);
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   for (const s of WATCH_STOP) process.on(s, onSignal);
   try {
     expectPositionals(positionals, ['NAME'], command);
     const name = positionals[0]!;
-    await using client = connect(options.address, { deadlineMs: options.deadlineMs });
+    await using client = connect(options.address, options.connect);
     for await (const event of client.watch(name, { backend: values.backend, signal: stop.signal })) out.result(eventJson(event), eventText(event));
     if (stop.signal.aborted) return EXIT.ok;
     return out.fail(EXIT.unavailable, 'WatchEndedError', `the latchkey server at ${options.address} ended the watch of lock "${name}" (it is shutting down); run latchkey lock watch again to keep watching`);
@@ -417,7 +426,7 @@ export async function lockCommand(argv: readonly string[], globals: readonly str
     return EXIT.ok;
   }
   const options = clientOptions(values, process.env);
-  const out = new Output(options.json, options.address);
+  const out = new Output(options.json, options.address, options.connect.tls !== undefined);
   try {
     expectPositionals(positionals, ['NAME'], command);
     const cmd = dashes >= 0 ? argv.slice(dashes + 1) : [];
@@ -436,8 +445,10 @@ export async function lockCommand(argv: readonly string[], globals: readonly str
       limit: values.limit === undefined ? undefined : integerOption('--limit', values.limit, 1, MAX_LIMIT),
       mode: values.shared === true ? 'SHARED' : 'EXCLUSIVE',
       address: options.address,
+      connect: options.connect,
+      childEnv: options.childEnv,
     };
-    return await runLocked(run, out, options.deadlineMs);
+    return await runLocked(run, out);
   } catch (err) {
     return out.error(err);
   }
