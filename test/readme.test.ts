@@ -57,18 +57,33 @@ test('the grpcurl examples run verbatim', async () => {
   }
 });
 
-test('the SDK example runs verbatim', async () => {
+/** Runs README block `label` (TypeScript) against a fresh server; resolves with its stdout. */
+async function runSdkExample(label: string): Promise<string> {
   await using server = await startServer({ lruMaxEntries: 1000 });
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-readme-'));
   try {
     const file = join(dir, 'example.mts');
-    const code = example('sdk').replaceAll("'latchkey/client'", JSON.stringify(join(ROOT, 'client/index.ts'))).replaceAll('127.0.0.1:50051', server.address);
+    const code = example(label).replaceAll("'latchkey/client'", JSON.stringify(join(ROOT, 'client/index.ts'))).replaceAll('127.0.0.1:50051', server.address);
     writeFileSync(file, code);
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, timeout: 60_000 });
-    assert.match(stdout, /holding reports\/daily with fencing token \d+/);
-    assert.match(stdout, /visits = 1 42/);
-    assert.match(stdout, /\{"rows":42\}/);
+    return (await run(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, timeout: 60_000 })).stdout;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('the SDK example of semaphores, shared locks and watch runs verbatim', async () => {
+  const stdout = await runSdkExample('sdk-beyond');
+  assert.match(stdout, /^reader-1\/SHARED reader-2\/SHARED true$/m);
+  const events = stdout.split('\n').filter((l) => /^[A-Z_]+ /.test(l) || l === 'STATE ');
+  assert.deepEqual(events.slice(0, 1), ['STATE ']);
+  assert.deepEqual(events.slice(1, 3).sort(), ['ACQUIRED a', 'ACQUIRED b']);
+  assert.deepEqual(events.slice(3), ['WAITER_ADDED c', 'RELEASED a', 'ACQUIRED c', 'RELEASED c']);
 });
+
+test('the SDK example runs verbatim', async () => {
+  const stdout = await runSdkExample('sdk');
+  assert.match(stdout, /holding reports\/daily with fencing token \d+/);
+  assert.match(stdout, /visits = 1 42/);
+  assert.match(stdout, /\{"rows":42\}/);
+});
+

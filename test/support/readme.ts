@@ -1,8 +1,10 @@
-// The README's generated sections: the configuration table from src/config.ts FLAGS and the
-// capability matrix from the backends' own declarations, so neither can drift from the code.
+// The README's generated sections: the configuration table from src/config.ts FLAGS, the
+// capability matrix from the backends' own declarations, and the CLI's exit codes from
+// src/cli/exit-codes.ts, so none can drift from the code.
 // `npm run docs` rewrites them; test/readme.test.ts fails when they are stale.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { EXIT_CODES } from '../../src/cli/exit-codes.js';
 import { FLAGS } from '../../src/config.js';
 import type { Capabilities } from '../../src/locks/backend.js';
 import { etcdCapabilities } from '../../src/locks/etcd.js';
@@ -24,6 +26,10 @@ export function renderFlags(): string {
   return ['| flag | environment | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
 }
 
+export function renderExitCodes(): string {
+  return ['| code | meaning |', '|---|---|', ...EXIT_CODES.map((e) => `| ${e.code} | ${e.meaning.replaceAll('|', '\\|')} |`)].join('\n');
+}
+
 /** The README with its generated sections brought up to date. */
 export function renderReadme(text: string): string {
   const replace = (input: string, section: string, body: string) => {
@@ -31,7 +37,7 @@ export function renderReadme(text: string): string {
     if (!pattern.test(input)) throw new Error(`README.md lacks the <!-- ${section}:start/end --> markers`);
     return input.replace(pattern, `$1${body}\n$2`);
   };
-  return replace(replace(text, 'flags', renderFlags()), 'capabilities', renderCapabilities());
+  return replace(replace(replace(text, 'flags', renderFlags()), 'capabilities', renderCapabilities()), 'exit-codes', renderExitCodes());
 }
 
 if (process.argv[1] === import.meta.filename) {
