@@ -61,3 +61,14 @@ test('lru: touch and incr keep or set expiry as memcached does', async () => {
   clock.advance(100);
   assert.equal(await store.get('n', signal), undefined);
 });
+
+test('GetMany answers within --max-message-bytes: values past it are refused per key', async () => {
+  await using s = await startServer({ maxValueBytes: 60_000, maxMessageBytes: 65_536 + 60_000 });
+  for (const key of ['m1', 'm2', 'm3']) await s.call(s.cache, 'Set', { key, value: Buffer.alloc(50_000, 7) });
+  const reply = await s.call<{ results: { key: string; found: boolean; value: Buffer; error: { code: number; message: string } | null }[] }>(s.cache, 'GetMany', { keys: ['m1', 'm2', 'm3'] });
+  assert.equal(reply.results[0]!.value.length, 50_000);
+  for (const result of reply.results.slice(1)) {
+    assert.equal(result.error?.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(result.error!.message, /--max-message-bytes/);
+  }
+});

@@ -158,7 +158,17 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
           ),
         ),
       );
-      return { results };
+      // The reply must fit in --max-message-bytes: values past that budget are not sent, and
+      // their keys say so, instead of the whole reply failing after every read was done.
+      let budget = config.maxMessageBytes - 64 * 1024;
+      const bounded = results.map((result) => {
+        const value = 'value' in result ? (result.value as Buffer) : undefined;
+        budget -= 64 + Buffer.byteLength(result.key) + (value?.length ?? 0);
+        if (value === undefined || budget >= 0) return result;
+        const err = new ResourceExhaustedError(`the values of this GetMany exceed --max-message-bytes (${config.maxMessageBytes}); get this key in a smaller batch`);
+        return { key: result.key, found: false, error: toOpError(err, log) };
+      });
+      return { results: bounded };
     },
 
     async setMany(request, ctx) {
