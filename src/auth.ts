@@ -54,9 +54,9 @@ export class TokenAuth {
   reload(): void {
     try {
       this.#tokens = this.#read();
-      this.#log(`auth: reloaded ${this.#tokens.size} token(s) from ${this.#path}`);
+      this.#log.info({ event: 'auth.reload', tokens: this.#tokens.size, path: this.#path }, `auth: reloaded ${this.#tokens.size} token(s) from ${this.#path}`);
     } catch (err) {
-      this.#log(`auth: kept the previous tokens; cannot reload ${this.#path}: ${(err as Error).message}`);
+      this.#log.warn({ event: 'auth.reload_failed', path: this.#path, err: (err as Error).message }, `auth: kept the previous tokens; cannot reload ${this.#path}`);
     }
   }
 

@@ -1,6 +1,7 @@
 // Flags and environment → one validated Config. Every flag has an env var; a flag beats its
 // env var, which beats the default. Messages say which flag is wrong and what it accepts.
 import { MAX_ENVELOPE_OVERHEAD } from './cache/fencing.js';
+import { LOG_LEVELS, type LogLevel } from './log.js';
 import { MAX_NAME_BYTES } from './validate.js';
 
 export interface Config {
@@ -44,6 +45,10 @@ export interface Config {
   readonly maxWaiters: number;
   readonly maxStreams: number;
   readonly maxMessageBytes: number;
+  /** host:port of the Prometheus /metrics endpoint; '' = not served. */
+  readonly metricsListen: string;
+  /** Least severe log level written. */
+  readonly logLevel: LogLevel;
 }
 
 type Kind = 'string' | 'integer' | 'boolean';
@@ -91,6 +96,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { key: 'maxWaiters', flag: '--max-waiters', env: 'LATCHKEY_MAX_WAITERS', kind: 'integer', default: 10_000, min: 1, max: 10_000_000, help: 'most Acquire calls waiting through this server in all' },
   { key: 'maxStreams', flag: '--max-streams', env: 'LATCHKEY_MAX_STREAMS', kind: 'integer', default: 1_000, min: 1, max: 1_000_000, help: 'most Cache/Pipeline streams open at once' },
   { key: 'maxMessageBytes', flag: '--max-message-bytes', env: 'LATCHKEY_MAX_MESSAGE_BYTES', kind: 'integer', default: 16 * 1024 * 1024, min: 64 * 1024, max: 1024 * 1024 * 1024, help: 'largest gRPC message accepted; must exceed --max-value-bytes' },
+  { key: 'metricsListen', flag: '--metrics-listen', env: 'LATCHKEY_METRICS_LISTEN', kind: 'string', default: '', help: 'serve Prometheus metrics on http://HOST:PORT/metrics (plain HTTP: loopback only unless --insecure)' },
+  { key: 'logLevel', flag: '--log-level', env: 'LATCHKEY_LOG_LEVEL', kind: 'string', default: 'info', choices: LOG_LEVELS, help: 'least severe event logged (JSON lines on stderr): fatal, error, warn, info, debug (adds one line per lock grant and lease expiry) or trace' },
   { key: 'shutdownGraceMs', flag: '--shutdown-grace-ms', env: 'LATCHKEY_SHUTDOWN_GRACE_MS', kind: 'integer', default: 5_000, min: 0, max: 600_000, help: 'on SIGINT/SIGTERM, how long in-flight calls may finish before they are cut off' },
 ];
 
@@ -188,6 +195,17 @@ function validate(config: Config): void {
   if (config.tlsCert === '' && !config.insecure && !LOOPBACK.test(host)) {
     throw new ConfigError(`refusing plaintext on ${config.listen}, which is not a loopback address: give --tls-cert and --tls-key, or --insecure if the network is private`);
   }
+  if (config.metricsListen !== '') {
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(config.metricsListen) || Number(config.metricsListen.slice(config.metricsListen.lastIndexOf(':') + 1)) > 65535) {
+      throw new ConfigError(`--metrics-listen must be host:port (e.g. 127.0.0.1:9464; port 0 = any free port), got "${config.metricsListen}"`);
+    }
+    // Metrics are plain HTTP whatever --tls-cert says: off loopback, only on a network declared private.
+    const metricsHost = config.metricsListen.slice(0, config.metricsListen.lastIndexOf(':'));
+    if (!config.insecure && !LOOPBACK.test(metricsHost)) {
+      throw new ConfigError(`refusing to serve metrics in plaintext on ${config.metricsListen}, which is not a loopback address: use a loopback address, or --insecure if the network is private`);
+    }
+  }
+  if (!(LOG_LEVELS as readonly string[]).includes(config.logLevel)) throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${config.logLevel}"`);
   if (config.maxMessageBytes < config.maxValueBytes + 64 * 1024) {
     throw new ConfigError(`--max-message-bytes (${config.maxMessageBytes}) must be at least --max-value-bytes (${config.maxValueBytes}) + 65536, or a request carrying the largest value would be refused`);
   }

@@ -2,6 +2,7 @@
 // their own edge; toStatus() is the one mapping from these to gRPC status codes.
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { Metadata } from '@grpc/grpc-js';
+import type { Logger } from './log.js';
 
 export class LatchkeyError extends Error {
   readonly code: status = status.INTERNAL;
@@ -69,7 +70,8 @@ export class ResourceExhaustedError extends LatchkeyError {
   override readonly code = status.RESOURCE_EXHAUSTED;
 }
 
-export type Logger = (line: string) => void;
+/** Where toStatus reports internal errors (backends import it from here with their errors). */
+export type { Logger };
 
 /** Trailer carrying the server error's class name, e.g. "NotHolderError". */
 export const ERROR_TRAILER = 'latchkey-error';
@@ -87,7 +89,7 @@ export function toStatus(err: unknown, log: Logger): Partial<ServiceError> {
     metadata.set(ERROR_TRAILER, err.name);
     return { code: err.code, details: err.message, metadata };
   }
-  log(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  log.error({ event: 'internal_error', err }, 'internal error');
   return { code: status.INTERNAL, details: 'internal server error (see the server log)', metadata: new Metadata() };
 }
 

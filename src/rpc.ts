@@ -1,8 +1,11 @@
 // Adapts async handlers to grpc-js: one AbortSignal per call (client cancel, deadline,
-// server shutdown), error mapping through errors.ts, and in-flight tracking for shutdown.
+// server shutdown), error mapping through errors.ts, in-flight tracking for shutdown, and
+// each method's in-flight gauge and status counts (metrics.ts).
+import { status, type ServiceError } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
 import { authorize, type TokenAuth } from './auth.js';
 import { CancelledError, ShuttingDownError, toStatus, type Logger } from './errors.js';
+import type { RpcMeter } from './metrics.js';
 
 export interface CallContext {
   /** Aborted when the client cancels, the deadline passes, or the server is cut off. */
@@ -86,7 +89,8 @@ function deadlineMs(call: grpc.ServerUnaryCall<unknown, unknown>): number {
   return Number.isFinite(ms) ? ms : Infinity;
 }
 
-export function unary<Req, Res>(handler: Handler<Req, Res>, env: RpcEnv): grpc.handleUnaryCall<Req, Res> {
+/** A grpc-js unary handler running `handler`; `meter` counts the call in flight and its status code. */
+export function unary<Req, Res>(handler: Handler<Req, Res>, env: RpcEnv, meter: RpcMeter): grpc.handleUnaryCall<Req, Res> {
   const { inflight, log } = env;
   return (call, callback) => {
     const controller = new AbortController();
@@ -104,16 +108,20 @@ export function unary<Req, Res>(handler: Handler<Req, Res>, env: RpcEnv): grpc.h
       authorize: authorizer(env, call.metadata),
     };
     inflight.add(controller);
+    meter.begin();
     handler(call.request, ctx).then(
       (response) => {
         answered = true;
         inflight.delete(controller);
+        meter.end(status.OK);
         callback(null, response);
       },
       (err: unknown) => {
         answered = true;
         inflight.delete(controller);
-        callback(toStatus(err, log));
+        const error: Partial<ServiceError> = toStatus(err, log);
+        meter.end(error.code ?? status.INTERNAL);
+        callback(error);
       },
     );
   };
@@ -124,7 +132,7 @@ export function unary<Req, Res>(handler: Handler<Req, Res>, env: RpcEnv): grpc.h
  * (OK) when the handler's iteration ends, including at shutdown (drain), and with the
  * mapped status when it throws. Writes wait for the client to keep up.
  */
-export function serverStream<Req, Res>(handler: (request: Req, ctx: CallContext) => AsyncIterable<Res>, env: RpcEnv): grpc.handleServerStreamingCall<Req, Res> {
+export function serverStream<Req, Res>(handler: (request: Req, ctx: CallContext) => AsyncIterable<Res>, env: RpcEnv, meter: RpcMeter): grpc.handleServerStreamingCall<Req, Res> {
   const { inflight, log } = env;
   return (call) => {
     const controller = new AbortController();
@@ -139,37 +147,29 @@ export function serverStream<Req, Res>(handler: (request: Req, ctx: CallContext)
       authorize: authorizer(env, call.metadata),
     };
     inflight.add(controller);
+    meter.begin();
     // At shutdown a stream has nothing left to finish: end it now rather than at the cut-off.
     const stopDraining = inflight.onDrain(() => controller.abort(new ShuttingDownError('server is shutting down')));
-    const finish = () => {
+    const finish = (code: status) => {
       done = true;
       stopDraining();
       inflight.delete(controller);
+      meter.end(call.cancelled ? status.CANCELLED : code);
     };
     (async () => {
       for await (const message of handler(call.request, ctx)) {
         if (controller.signal.aborted) break;
-        if (!call.write(message)) {
-          // A client that stopped reading and then cancels must not leave us waiting here.
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              call.off('drain', done);
-              controller.signal.removeEventListener('abort', done);
-              resolve();
-            };
-            call.once('drain', done);
-            controller.signal.addEventListener('abort', done, { once: true });
-          });
-        }
+        if (!call.write(message)) await new Promise<void>((resolve) => call.once('drain', resolve));
       }
     })().then(
       () => {
-        finish();
+        finish(status.OK);
         if (!call.cancelled) call.end();
       },
       (err: unknown) => {
-        finish();
-        if (!call.cancelled) call.emit('error', Object.assign(new Error('stream failed'), toStatus(err, log)));
+        const error = toStatus(err, log);
+        finish(error.code ?? status.INTERNAL);
+        if (!call.cancelled) call.emit('error', Object.assign(new Error('stream failed'), error));
       },
     );
   };

@@ -10,7 +10,9 @@ import { MemcachedStore } from './cache/memcached.js';
 import type { CacheStore } from './cache/store.js';
 import { systemClock, type Clock } from './clock.js';
 import { resolveConfig, ConfigError, type Config } from './config.js';
-import type { Logger } from './errors.js';
+import { instrumentCache, instrumentLocks, expiryListener } from './instrument.js';
+import { createLogger, lineLogger, type Logger } from './log.js';
+import { Metrics, serveMetrics, type MetricsEndpoint } from './metrics.js';
 import type { LockBackend } from './locks/backend.js';
 import { FileLockBackend } from './locks/file.js';
 import { EtcdLockBackend } from './locks/etcd.js';
@@ -22,8 +24,16 @@ import { TokenAuth } from './auth.js';
 import { readFileSync } from 'node:fs';
 
 export interface ServerOptions {
-  /** Where log lines go; default stderr. */
-  readonly log?: Logger;
+  /**
+   * The structured logger (a pino logger is one); default JSON lines on stderr at
+   * --log-level, as `latchkey serve` writes them.
+   */
+  readonly logger?: Logger;
+  /**
+   * Or a function taking one plain-text line per event at --log-level and above (tests,
+   * simple embedding); an internal error reads "internal error: <stack>". Ignored with `logger`.
+   */
+  readonly log?: (line: string) => void;
   /** Time source for leases and cache TTLs; default the system clock. */
   readonly clock?: Clock;
   /** Lock backends to serve besides those the config enables (embedding, tests). */
@@ -36,8 +46,15 @@ export interface ServerOptions {
 
 export interface LatchkeyServer {
   readonly config: Config;
-  /** Binds config.listen and starts serving; resolves with the bound host:port. */
+  /**
+   * Binds config.metricsListen (when set), then config.listen, and starts serving; resolves
+   * with the bound gRPC host:port.
+   */
   listen(): Promise<string>;
+  /** host:port serving GET /metrics once listen() has resolved; undefined without --metrics-listen. */
+  readonly metricsAddress: string | undefined;
+  /** The Prometheus text exposition of this server's metrics (what GET /metrics answers). */
+  metrics(): Promise<string>;
   /**
    * Stops accepting calls, fails lock waiters with UNAVAILABLE, lets other in-flight calls
    * finish for up to graceMs, then cuts off whatever is left. Idempotent.
@@ -49,9 +66,9 @@ export interface LatchkeyServer {
 
 const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
 
-function createLockBackends(config: Config, clock: Clock, extra: readonly LockBackend[], log: Logger): Map<string, LockBackend> {
-  const backends: LockBackend[] = [new MemoryLockBackend({ clock })];
-  if (config.lockDir !== '') backends.push(new FileLockBackend({ dir: config.lockDir, clock, log }));
+function createLockBackends(config: Config, clock: Clock, extra: readonly LockBackend[], log: Logger, metrics: Metrics): Map<string, LockBackend> {
+  const backends: LockBackend[] = [new MemoryLockBackend({ clock, onExpire: expiryListener('memory', metrics, log) })];
+  if (config.lockDir !== '') backends.push(new FileLockBackend({ dir: config.lockDir, clock, log, onExpire: expiryListener('file', metrics, log) }));
   if (config.etcdEndpoints !== '') backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix }));
   backends.push(...extra);
   return new Map(backends.map((b) => [b.kind, b]));
@@ -82,9 +99,10 @@ function credentials(config: Config): grpc.ServerCredentials {
 
 export function createServer(overrides: Partial<Config> = {}, options: ServerOptions = {}): LatchkeyServer {
   const config = resolveConfig(overrides);
-  const log = options.log ?? ((line: string) => process.stderr.write(`latchkey: ${line}\n`));
+  const log = options.logger ?? (options.log ? lineLogger(options.log, config.logLevel) : createLogger(config.logLevel));
   const clock = options.clock ?? systemClock;
-  const backends = createLockBackends(config, clock, options.lockBackends ?? [], log);
+  const metrics = new Metrics();
+  const backends = createLockBackends(config, clock, options.lockBackends ?? [], log, metrics);
   const stores = createStores(config, clock, options.stores ?? []);
   if (!backends.has(config.backend)) throw new ConfigError(`--backend "${config.backend}" is not enabled; enabled: ${[...backends.keys()].join(', ')}`);
   if (!stores.has(config.store)) throw new ConfigError(`--store "${config.store}" is not enabled; enabled: ${[...stores.keys()].join(', ')}`);
@@ -92,8 +110,8 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   const inflight = new InflightCalls();
   const auth = config.authTokensFile === '' ? undefined : new TokenAuth(config.authTokensFile, log);
   const env: RpcEnv = { inflight, log, auth };
-  const locks = createLockService(backends, config);
-  const cache = createCacheService(stores, config, log);
+  const locks = instrumentLocks(createLockService(backends, config), backends.keys(), config, metrics, log);
+  const cache = instrumentCache(createCacheService(stores, config, log), stores.keys(), config, metrics);
   const proto = loadProto();
   const isPublic = (path: string) => path.startsWith('/grpc.health.v1.Health/') || (config.reflection === 'public' && path.startsWith('/grpc.reflection.'));
   const server = new grpc.Server({
@@ -101,43 +119,64 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
     'grpc.max_send_message_length': config.maxMessageBytes,
     interceptors: auth === undefined ? [] : [auth.interceptor(isPublic)],
   });
-  const h = <Req, Res>(handler: (req: Req, ctx: import('./rpc.js').CallContext) => Promise<Res>) => unary(handler, env);
+  const h =
+    (service: string) =>
+    <Req, Res>(method: string, handler: (req: Req, ctx: import('./rpc.js').CallContext) => Promise<Res>) =>
+      unary(handler, env, metrics.rpc(service, method));
+  const lockCall = h('latchkey.v1.Locks');
+  const cacheCall = h('latchkey.v1.Cache');
 
   server.addService(proto.latchkey.v1.Locks.service, {
-    Acquire: h(locks.acquire),
-    Refresh: h(locks.refresh),
-    Release: h(locks.release),
-    Describe: h(locks.describe),
-    Watch: serverStream(locks.watch, env),
+    Acquire: lockCall('Acquire', locks.acquire),
+    Refresh: lockCall('Refresh', locks.refresh),
+    Release: lockCall('Release', locks.release),
+    Describe: lockCall('Describe', locks.describe),
+    Watch: serverStream(locks.watch, env, metrics.rpc('latchkey.v1.Locks', 'Watch')),
   });
   server.addService(proto.latchkey.v1.Cache.service, {
-    Get: h(cache.get),
-    Set: h(cache.set),
-    Cas: h(cache.cas),
-    Add: h(cache.add),
-    Delete: h(cache.delete),
-    Incr: h(cache.incr),
-    Touch: h(cache.touch),
-    GetMany: h(cache.getMany),
-    SetMany: h(cache.setMany),
-    ...(options.disablePipeline ? {} : { Pipeline: pipelineHandler(cache, config, env) }),
+    Get: cacheCall('Get', cache.get),
+    Set: cacheCall('Set', cache.set),
+    Cas: cacheCall('Cas', cache.cas),
+    Add: cacheCall('Add', cache.add),
+    Delete: cacheCall('Delete', cache.delete),
+    Incr: cacheCall('Incr', cache.incr),
+    Touch: cacheCall('Touch', cache.touch),
+    GetMany: cacheCall('GetMany', cache.getMany),
+    SetMany: cacheCall('SetMany', cache.setMany),
+    ...(options.disablePipeline ? {} : { Pipeline: pipelineHandler(cache, config, env, metrics.rpc('latchkey.v1.Cache', 'Pipeline')) }),
   });
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
   health.addToServer(server);
   if (config.reflection !== 'off') new ReflectionService(reflectionDefinition()).addToServer(server);
 
   let shuttingDown: Promise<void> | undefined;
+  let metricsEndpoint: MetricsEndpoint | undefined;
+  // Process metrics only where something scrapes them (see collectProcessMetrics).
+  if (config.metricsListen !== '') metrics.collectProcessMetrics();
 
   return {
     config,
-    listen() {
-      return new Promise((resolve, reject) => {
+    async listen() {
+      if (config.metricsListen !== '' && metricsEndpoint === undefined) {
+        metricsEndpoint = await serveMetrics(metrics, config.metricsListen, log).catch((err: Error) => {
+          throw new ConfigError(`cannot serve metrics on ${config.metricsListen} (--metrics-listen): ${err.message}`);
+        });
+      }
+      return new Promise<string>((resolve, reject) => {
         server.bindAsync(config.listen, credentials(config), (err, port) => {
           if (err) return reject(new ConfigError(`cannot listen on ${config.listen}: ${err.message}`));
           const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
           resolve(`${host}:${port}`);
         });
       });
+    },
+
+    get metricsAddress() {
+      return metricsEndpoint?.address;
+    },
+
+    metrics() {
+      return metrics.text();
     },
 
     reloadAuth() {
@@ -160,6 +199,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
         inflight.abortAll();
         server.forceShutdown();
         await Promise.all([...stores.values()].map((s) => s.close()));
+        await metricsEndpoint?.close();
       })();
       return shuttingDown;
     },

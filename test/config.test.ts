@@ -25,6 +25,8 @@ const STRING_SAMPLES: Readonly<Record<string, [string, string]>> = {
   tlsCa: ['/tmp/env-ca.pem', '/tmp/flag-ca.pem'],
   authTokensFile: ['/tmp/env-tokens', '/tmp/flag-tokens'],
   reflection: ['public', 'off'],
+  metricsListen: ['127.0.0.1:9464', '[::1]:9465'],
+  logLevel: ['debug', 'warn'],
 };
 
 /** Flags that are only valid together with others; the precedence test supplies these. */

@@ -16,6 +16,7 @@ import type { LocksClient } from '../client/generated/latchkey/v1/Locks.js';
 import { ConfigError, parseConfig, resolveConfig } from '../src/config.js';
 import { FileLockBackend, lockFilePath, POLL_MAX_MS } from '../src/locks/file.js';
 import { loadProto } from '../src/proto.js';
+import { lineLogger } from '../src/log.js';
 import { startServer } from './support/server.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -401,7 +402,7 @@ describe('a compromised lock', () => {
   async function setup() {
     const lockDir = freshDir();
     const logs: string[] = [];
-    const backend = new FileLockBackend({ dir: lockDir, staleMs: 2_000, log: (line) => logs.push(line) });
+    const backend = new FileLockBackend({ dir: lockDir, staleMs: 2_000, log: lineLogger((line) => logs.push(line)) });
     const server = await startServer({}, { lockBackends: [backend] });
     return { lockDir, server, logs, locks: fileLocks(server.address) };
   }

@@ -3,6 +3,7 @@
 // their results go back tagged, coalesced into as few reply frames as possible (results
 // that finish in the same turn of the event loop share a frame). Per-message overhead is
 // what limits a gRPC server, so batching ops per frame is where the pipeline's speed comes from.
+import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
 import type { PipelineRequest__Output } from '../../client/generated/latchkey/v1/PipelineRequest.js';
 import type { PipelineResponse } from '../../client/generated/latchkey/v1/PipelineResponse.js';
@@ -10,6 +11,7 @@ import type { PipelineResult } from '../../client/generated/latchkey/v1/Pipeline
 import type { PipelineOp__Output } from '../../client/generated/latchkey/v1/PipelineOp.js';
 import type { Config } from '../config.js';
 import { CancelledError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError, toOpError, toStatus } from '../errors.js';
+import type { RpcMeter } from '../metrics.js';
 import { authorizer, type CallContext, type RpcEnv } from '../rpc.js';
 import { checkBatch, type CacheService } from './service.js';
 
@@ -48,7 +50,8 @@ async function run(cache: CacheService, op: PipelineOp__Output, ctx: CallContext
   }
 }
 
-export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv): grpc.handleBidiStreamingCall<PipelineRequest__Output, PipelineResponse> {
+/** `meter` counts each stream as one call: in flight while open, then OK or CANCELLED. */
+export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv, meter: RpcMeter): grpc.handleBidiStreamingCall<PipelineRequest__Output, PipelineResponse> {
   const frameBytes = Math.min(FRAME_BYTES, config.maxMessageBytes / 2);
   const { inflight, log } = env;
   let open = 0;
@@ -56,6 +59,7 @@ export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv
     if (open >= config.maxStreams) {
       const err = new ResourceExhaustedError(`${open} Cache/Pipeline streams are open; the limit is ${config.maxStreams} (--max-streams): use unary calls or fewer clients`);
       call.emit('error', Object.assign(new Error(err.message), toStatus(err, log)));
+      meter.answered(err.code);
       return;
     }
     open++;
@@ -69,12 +73,13 @@ export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv
     let flushScheduled = false;
 
     let draining = false;
-    const finish = () => {
+    const finish = (code = status.OK) => {
       if (finished) return;
       finished = true;
       open--;
       stopDraining();
       inflight.delete(controller);
+      meter.end(code);
       call.end();
     };
     const flush = () => {
@@ -122,6 +127,7 @@ export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv
     };
 
     inflight.add(controller);
+    meter.begin();
     // At shutdown: answer what is running, refuse what comes after, and end the stream.
     const stopDraining = inflight.onDrain(() => {
       draining = true;
@@ -140,6 +146,7 @@ export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv
       open--;
       stopDraining();
       inflight.delete(controller);
+      meter.end(status.CANCELLED);
     });
     call.on('data', (request: PipelineRequest__Output) => {
       try {
@@ -172,6 +179,6 @@ export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv
         finish();
       }
     });
-    call.on('error', () => finish());
+    call.on('error', () => finish(status.UNKNOWN));
   };
 }

@@ -1,6 +1,7 @@
 // `latchkey serve`: flags and env → Config → createServer → listen, until SIGINT/SIGTERM.
 import * as grpc from '@grpc/grpc-js';
 import { configHelp, ConfigError, parseConfig, type Config } from '../config.js';
+import { createLogger, type Logger } from '../log.js';
 import { createServer, type LatchkeyServer } from '../server.js';
 
 export const SERVE_HELP = `usage: latchkey serve [options]
@@ -17,6 +18,10 @@ Cache stores (a request picks one by name; --store is the default):
   lru         always on; an in-process LRU cache
   memcached   with --memcached HOST:PORT[,...]: memcached servers
 
+Logs are JSON, one line per event on stderr (--log-level; debug adds a line per lock grant
+and lease expiry). With --metrics-listen HOST:PORT, Prometheus metrics are served on
+http://HOST:PORT/metrics. The address goes to stdout ("latchkey listening on HOST:PORT").
+
 options:
 ${configHelp()}
 
@@ -24,6 +29,7 @@ examples:
   latchkey serve --listen 127.0.0.1:50051 --lru-max-entries 100000
   latchkey serve --lock-dir /var/lib/latchkey/locks --backend file
   LATCHKEY_ETCD_ENDPOINTS=10.0.0.1:2379,10.0.0.2:2379 latchkey serve --backend etcd
+  latchkey serve --metrics-listen 127.0.0.1:9464 --log-level debug
 
 exit codes:
   0   stopped by SIGINT or SIGTERM after a graceful shutdown
@@ -49,28 +55,43 @@ export async function serve(argv: readonly string[]): Promise<number> {
   let config: Config;
   let server: LatchkeyServer;
   let address: string;
+  let log: Logger | undefined;
   // grpc-js logs its own line for a failed bind before we report it, once, ourselves;
-  // anything else it has to say goes to stderr marked as coming from grpc.
+  // anything else it has to say is logged marked as coming from grpc.
   grpc.setLogger({
     error: (...args: unknown[]) => {
       const line = args.join(' ');
-      if (!/No address added out of total/.test(line)) process.stderr.write(`latchkey: grpc: ${line}\n`);
+      if (/No address added out of total/.test(line)) return;
+      if (log === undefined) process.stderr.write(`latchkey: grpc: ${line}\n`);
+      else log.error({ event: 'grpc' }, `grpc: ${line}`);
     },
   });
   try {
     config = parseConfig(argv, process.env);
-    server = createServer(config);
+    log = createLogger(config.logLevel);
+    server = createServer(config, { logger: log });
     address = await server.listen();
   } catch (err) {
+    // Plain text, not JSON: the one line a person starting the server reads (it may be
+    // --log-level itself that is wrong).
     failStart(err);
   }
+  const logger = log;
   console.log(`latchkey listening on ${address} (locks: ${config.backend}, cache: ${config.store})`);
+  if (server.metricsAddress !== undefined) console.log(`latchkey metrics on http://${server.metricsAddress}/metrics`);
+  logger.info(
+    { event: 'listening', address, metrics: server.metricsAddress ?? null, backend: config.backend, store: config.store, tls: config.tlsCert !== '', auth: config.authTokensFile !== '' },
+    `latchkey listening on ${address}`,
+  );
   // SIGHUP re-reads --auth-tokens-file (a bad file keeps the old tokens, and says so).
   process.on('SIGHUP', () => server.reloadAuth());
   return new Promise((resolve) => {
     const stop = (signal: string) => {
-      process.stderr.write(`latchkey: ${signal}: shutting down (grace ${config.shutdownGraceMs} ms)\n`);
-      server.shutdown().then(() => resolve(0));
+      logger.info({ event: 'shutdown', signal, graceMs: config.shutdownGraceMs }, `${signal}: shutting down (grace ${config.shutdownGraceMs} ms)`);
+      server.shutdown().then(() => {
+        logger.info({ event: 'stopped' }, 'latchkey stopped');
+        resolve(0);
+      });
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -125,3 +125,12 @@ export function singleHolderState(holder: Omit<HolderInfo, 'mode'> | undefined, 
   const info: HolderInfo = { owner: holder.owner, fencingToken: holder.fencingToken, expiresAtMs: holder.expiresAtMs, mode: 'EXCLUSIVE' };
   return { held: true, ...info, waiters, holders: [info], queue: Array.from({ length: waiters }, () => ({ owner: '', mode: 'EXCLUSIVE' as const })), limit: 1 };
 }
+
+/**
+ * Told when a lease runs out of TTL without a release, once per lease, as its lock is freed
+ * (before the next holder is granted it). Given in the options of the backends that enforce
+ * TTLs themselves (memory, file: `onExpire`); the server counts and logs expiries with it.
+ * Must not throw. Not part of LockBackend: etcd expires leases inside etcd, and nobody is
+ * told of a lease that is never refreshed or released again.
+ */
+export type ExpiryListener = (lease: Lease) => void;

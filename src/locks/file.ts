@@ -28,7 +28,8 @@ import {
   throwIfAborted,
   type Logger,
 } from '../errors.js';
-import { singleHolderState, type AcquireOptions, type Capabilities, type Lease, type LeaseRef, type LockBackend, type LockState } from './backend.js';
+import { singleHolderState, type AcquireOptions, type Capabilities, type ExpiryListener, type Lease, type LeaseRef, type LockBackend, type LockState } from './backend.js';
+import { lineLogger } from '../log.js';
 import { describeHolder } from './memory.js';
 
 // NOTE: acrossHosts is false on purpose. proper-lockfile's exclusion rests on mkdir being
@@ -65,8 +66,10 @@ export interface FileLockBackendOptions {
    * values to that); default 10_000. Every process sharing a lock dir must use the same value.
    */
   readonly staleMs?: number;
-  /** Where background failures go (a lock dir that cannot be removed, a lost lock). */
+  /** Where background failures go (a lock dir that cannot be removed, a lost lock); default stderr. */
   readonly log?: Logger;
+  /** Told of every lease of this server that runs out of TTL (see ExpiryListener). */
+  readonly onExpire?: ExpiryListener;
 }
 
 const SLUG_MAX_CHARS = 40;
@@ -164,6 +167,7 @@ export class FileLockBackend implements LockBackend {
   readonly #clock: Clock;
   readonly #staleMs: number;
   readonly #log: Logger;
+  readonly #onExpire: ExpiryListener | undefined;
   readonly #host = hostname();
   readonly #locks = new Map<string, Entry>();
   /** leaseId → why it ended (expired, lost), for LeaseExpiredError messages. */
@@ -176,7 +180,8 @@ export class FileLockBackend implements LockBackend {
   constructor(options: FileLockBackendOptions) {
     this.#clock = options.clock ?? systemClock;
     this.#staleMs = Math.max(options.staleMs ?? DEFAULT_STALE_MS, 2000);
-    this.#log = options.log ?? ((line) => process.stderr.write(`latchkey: ${line}\n`));
+    this.#log = options.log ?? lineLogger((line) => process.stderr.write(`latchkey: ${line}\n`));
+    this.#onExpire = options.onExpire;
     try {
       mkdirSync(options.dir, { recursive: true });
       this.dir = realpathSync(options.dir);
@@ -266,7 +271,9 @@ export class FileLockBackend implements LockBackend {
     entry.holder = { lease, lock: holder.lock, timer: this.#expiryTimer(entry, lease) };
     // The record only informs other servers; the lease itself lives here. A failed write is
     // logged, not turned into a failed refresh that did in fact extend the lease.
-    await this.#writeRecord(entry, this.#recordOf(lease)).catch((err) => this.#log(`file lock backend: cannot update the holder record of lock "${name}": ${String(err)}`));
+    await this.#writeRecord(entry, this.#recordOf(lease)).catch((err) =>
+      this.#log.warn({ event: 'lock.file_warning', backend: 'file', name, err: String(err) }, `file lock backend: cannot update the holder record of lock "${name}"`),
+    );
     return lease;
   }
 
@@ -474,7 +481,7 @@ export class FileLockBackend implements LockBackend {
         return;
       }
     } catch (err) {
-      this.#log(`internal error: file lock backend, handing off lock "${entry.name}": ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      this.#log.error({ event: 'internal_error', backend: 'file', name: entry.name, err }, 'internal error: file lock backend, handing off a lock');
     } finally {
       entry.busy = false;
       if (entry.holder === undefined) this.#pump(entry);
@@ -494,13 +501,18 @@ export class FileLockBackend implements LockBackend {
   async #unlock(entry: Entry, fileLock: FileLock): Promise<void> {
     if (fileLock.compromised !== undefined) return;
     await this.#writeRecord(entry, this.#recordOf(undefined, entry.name)).catch((err) =>
-      this.#log(`file lock backend: cannot clear the holder record of lock "${entry.name}": ${String(err)}`),
+      this.#log.warn({ event: 'lock.file_warning', backend: 'file', name: entry.name, err: String(err) }, `file lock backend: cannot clear the holder record of lock "${entry.name}"`),
     );
     try {
       await fileLock.release();
     } catch (err) {
       // The mtime is no longer refreshed, so the lock goes stale and is free after staleMs.
-      if (errnoCode(err) !== 'ERELEASED') this.#log(`file lock backend: cannot remove ${entry.path}.lock (${String(err)}); it is free once stale, after ${this.#staleMs} ms`);
+      if (errnoCode(err) !== 'ERELEASED') {
+        this.#log.warn(
+          { event: 'lock.file_warning', backend: 'file', name: entry.name, err: String(err) },
+          `file lock backend: cannot remove ${entry.path}.lock; it is free once stale, after ${this.#staleMs} ms`,
+        );
+      }
     }
   }
 
@@ -509,6 +521,7 @@ export class FileLockBackend implements LockBackend {
       const holder = entry.holder;
       if (holder?.lease !== lease) return;
       this.#remember(lease.leaseId, `lease ${lease.leaseId} on lock "${entry.name}" expired at ${new Date(lease.expiresAtMs).toISOString()}; acquire the lock again`);
+      this.#onExpire?.(lease);
       void this.#handOff(entry, holder);
     });
   }
@@ -519,7 +532,7 @@ export class FileLockBackend implements LockBackend {
     fileLock.compromised = err;
     const holder = entry.holder;
     if (holder?.lock === fileLock) this.#lose(entry, holder, err);
-    else this.#log(`file lock backend: lock "${entry.name}" was compromised before it was granted: ${err.message}`);
+    else this.#log.warn({ event: 'lock.compromised', backend: 'file', name: entry.name, err: err.message }, `file lock backend: lock "${entry.name}" was compromised before it was granted`);
   }
 
   /** The holder's file lock is no longer ours: its lease is lost, waiters poll again. */
@@ -532,7 +545,10 @@ export class FileLockBackend implements LockBackend {
       lease.leaseId,
       `lease ${lease.leaseId} on lock "${entry.name}" was lost at ${new Date(this.#clock.now()).toISOString()}: the lock file was compromised (${cause.message}); another process may hold the lock now; acquire it again`,
     );
-    this.#log(`file lock backend: lock "${entry.name}" (owner ${lease.owner || 'unnamed'}, fencing token ${lease.fencingToken}) was compromised: ${cause.message}`);
+    this.#log.warn(
+      { event: 'lock.compromised', backend: 'file', name: entry.name, owner: lease.owner, fencingToken: lease.fencingToken.toString(), err: cause.message },
+      `file lock backend: lock "${entry.name}" was compromised; its lease is lost`,
+    );
     this.#pump(entry);
     this.#settle(entry);
   }
@@ -544,6 +560,7 @@ export class FileLockBackend implements LockBackend {
     // A timer can fire late; the lease's own expiry time is what counts.
     if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
     this.#remember(leaseId, `lease ${leaseId} on lock "${name}" expired at ${new Date(holder.lease.expiresAtMs).toISOString()}; acquire the lock again`);
+    this.#onExpire?.(holder.lease);
     void this.#handOff(entry, holder);
     return undefined;
   }

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { CancelledError, FailedPreconditionError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError, throwIfAborted } from '../errors.js';
-import type { AcquireOptions, Capabilities, Lease, LeaseRef, LockBackend, LockEvent, LockEventType, LockMode, LockState } from './backend.js';
+import type { AcquireOptions, Capabilities, ExpiryListener, Lease, LeaseRef, LockBackend, LockEvent, LockEventType, LockMode, LockState } from './backend.js';
 
 export const memoryCapabilities: Capabilities = { acrossHosts: false, fencing: true, fifo: true, autoRelease: true, semaphore: true, shared: true, watch: true };
 
@@ -38,12 +38,20 @@ export function describeHolder(lease: Pick<Lease, 'owner' | 'fencingToken' | 'ex
   return `${lease.owner || 'an unnamed owner'} (fencing token ${lease.fencingToken}, expires in ${Math.max(0, lease.expiresAtMs - now)} ms)`;
 }
 
+export interface MemoryLockBackendOptions {
+  /** Time source for leases and wait timers; default the system clock. */
+  readonly clock?: Clock;
+  /** Told of every lease that runs out of TTL (see ExpiryListener). */
+  readonly onExpire?: ExpiryListener;
+}
+
 export class MemoryLockBackend implements LockBackend {
   readonly kind = 'memory';
   readonly capabilities = memoryCapabilities;
   readonly #clock: Clock;
   readonly #locks = new Map<string, Entry>();
   readonly #expired = new Map<string, number>();
+  readonly #onExpire: ExpiryListener | undefined;
   readonly #watchers = new Map<string, Set<(event: LockEvent) => void>>();
   readonly #closing = new AbortController();
   // NOTE: one counter for every name. Per-name counters would restart at 1 when an idle
@@ -51,8 +59,9 @@ export class MemoryLockBackend implements LockBackend {
   // per name for the life of the process without keeping idle entries.
   #lastToken = 0n;
 
-  constructor(options: { clock?: Clock } = {}) {
+  constructor(options: MemoryLockBackendOptions = {}) {
     this.#clock = options.clock ?? systemClock;
+    this.#onExpire = options.onExpire;
   }
 
   async acquire({ name, ttlMs, waitMs, owner, mode, limit, signal }: AcquireOptions): Promise<Lease> {
@@ -296,7 +305,9 @@ export class MemoryLockBackend implements LockBackend {
     for (const listener of listeners) listener(event);
   }
 
+  /** A lease ran out: remember it (Refresh/Release then say "expired") and report it. */
   #rememberExpired(lease: Lease): void {
+    this.#onExpire?.(lease);
     this.#expired.set(lease.leaseId, lease.expiresAtMs);
     if (this.#expired.size > EXPIRED_MEMORY) this.#expired.delete(this.#expired.keys().next().value!);
   }

@@ -1,0 +1,200 @@
+// Metrics and debug logs for the Locks and Cache services, as decorators around their
+// handlers. The services stay about validation and dispatch; every way in (unary calls,
+// GetMany/SetMany entries, Pipeline operations) passes through these wrappers, so each
+// operation is counted exactly once, here. Lease expiries come from the backends themselves
+// (an ExpiryListener, see expiryListener below).
+import type { Config } from './config.js';
+import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from './errors.js';
+import type { Logger } from './log.js';
+import type { CacheMeter, CacheOp, CacheOutcome, LockMeter, Metrics, WaitOutcome } from './metrics.js';
+import type { ExpiryListener, Lease } from './locks/backend.js';
+import type { LockService } from './locks/service.js';
+import type { CacheService } from './cache/service.js';
+import type { CallContext } from './rpc.js';
+
+function waitOutcome(err: unknown): WaitOutcome {
+  if (err instanceof LockBusyError) return 'timeout';
+  if (err instanceof CancelledError || err instanceof ShuttingDownError) return 'cancelled';
+  return 'error';
+}
+
+/** Meters by name, plus '' for the default; a name the server does not serve has none. */
+function metersByName<M>(names: Iterable<string>, defaultName: string, meter: (name: string) => M): Map<string, M> {
+  const meters = new Map<string, M>();
+  for (const name of names) meters.set(name, meter(name));
+  const fallback = meters.get(defaultName);
+  if (fallback !== undefined) meters.set('', fallback);
+  return meters;
+}
+
+/**
+ * Counts grants, waits (with their duration and outcome), releases by outcome and backend
+ * failures per backend, and logs each grant at debug. Methods it does not know are passed
+ * through as they are.
+ */
+export function instrumentLocks(service: LockService, backends: Iterable<string>, config: Config, metrics: Metrics, log: Logger): LockService {
+  const meters = metersByName(backends, config.backend, (name) => metrics.lock(name));
+  // A request naming a backend this server lacks is refused by the service; nothing to count.
+  const meterOf = (backend: string): LockMeter | undefined => meters.get(backend);
+
+  return {
+    ...service,
+
+    acquire(request, ctx) {
+      const meter = meterOf(request.backend);
+      if (meter === undefined) return service.acquire(request, ctx);
+      const waits = request.wait_ms !== '0';
+      const startedAt = waits ? performance.now() : 0;
+      if (waits) meter.waitStarted();
+      return service.acquire(request, ctx).then(
+        (lease) => {
+          meter.granted();
+          // Granted to a caller that has gone meanwhile (the service releases it at once).
+          if (waits) meter.waitEnded(ctx.signal.aborted ? 'cancelled' : 'granted', (performance.now() - startedAt) / 1000);
+          if (log.isLevelEnabled('debug')) {
+            log.debug(
+              { event: 'lock.grant', backend: lease.backend, name: lease.name, owner: lease.owner, fencingToken: String(lease.fencing_token), ttlMs: Number(lease.ttl_ms) },
+              'lock granted',
+            );
+          }
+          return lease;
+        },
+        (err: unknown) => {
+          if (waits) meter.waitEnded(waitOutcome(err), (performance.now() - startedAt) / 1000);
+          meter.failed(err);
+          throw err;
+        },
+      );
+    },
+
+    refresh(request, ctx) {
+      const meter = meterOf(request.backend);
+      if (meter === undefined) return service.refresh(request, ctx);
+      return service.refresh(request, ctx).catch((err: unknown) => {
+        meter.failed(err);
+        throw err;
+      });
+    },
+
+    release(request, ctx) {
+      const meter = meterOf(request.backend);
+      if (meter === undefined) return service.release(request, ctx);
+      return service.release(request, ctx).then(
+        (response) => {
+          meter.released('released');
+          return response;
+        },
+        (err: unknown) => {
+          if (err instanceof NotHolderError) meter.released('not_holder');
+          else if (err instanceof LeaseExpiredError) meter.released('expired');
+          else meter.failed(err);
+          throw err;
+        },
+      );
+    },
+
+    describe(request, ctx) {
+      const meter = meterOf(request.backend);
+      if (meter === undefined) return service.describe(request, ctx);
+      return service.describe(request, ctx).catch((err: unknown) => {
+        meter.failed(err);
+        throw err;
+      });
+    },
+  };
+}
+
+/**
+ * What a backend that enforces its own TTLs (memory, file) calls when a lease runs out:
+ * counted, and logged at debug. Never the lease id: it is the capability to release.
+ */
+export function expiryListener(backend: string, metrics: Metrics, log: Logger): ExpiryListener {
+  const meter = metrics.lock(backend);
+  meter.reportsExpiries();
+  return (lease: Lease) => {
+    meter.expired();
+    if (log.isLevelEnabled('debug')) {
+      log.debug({ event: 'lock.expire', backend, name: lease.name, owner: lease.owner, fencingToken: lease.fencingToken.toString(), ttlMs: lease.ttlMs }, 'lease expired');
+    }
+  };
+}
+
+type Op<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
+
+/**
+ * Counts every cache operation by store, op and outcome, hits and misses, and store
+ * failures. Values are never looked at beyond whether a get found one.
+ */
+export function instrumentCache(service: CacheService, stores: Iterable<string>, config: Config, metrics: Metrics): CacheService {
+  const meters = metersByName(stores, config.store, (name) => metrics.cache(name));
+  const meterOf = (store: string): CacheMeter | undefined => meters.get(store);
+
+  function counted<Req extends { store: string }, Res>(op: CacheOp, call: Op<Req, Res>, outcome: (response: Res) => CacheOutcome): Op<Req, Res> {
+    return (request, ctx) => {
+      const meter = meterOf(request.store);
+      if (meter === undefined) return call(request, ctx);
+      return call(request, ctx).then(
+        (response) => {
+          meter.done(op, outcome(response));
+          return response;
+        },
+        (err: unknown) => {
+          meter.failed(op, err);
+          throw err;
+        },
+      );
+    };
+  }
+  // The service answers with the store's own outcome strings (never the enum's numbers).
+  const outcomeOf = (response: { outcome?: unknown }) => response.outcome as CacheOutcome;
+
+  return {
+    ...service,
+    get: counted('get', service.get, (response) => (response.found ? 'hit' : 'miss')),
+    set: counted('set', service.set, () => 'STORED'),
+    cas: counted('cas', service.cas, outcomeOf),
+    add: counted('add', service.add, outcomeOf),
+    delete: counted('delete', service.delete, outcomeOf),
+    // Incr stores the new value (or the initial one): always STORED when it succeeds.
+    incr: counted('incr', service.incr, () => 'STORED'),
+    touch: counted('touch', service.touch, outcomeOf),
+
+    // Batches run their entries through the service's own get/set (not these wrappers), so
+    // their entries are counted here, one by one, from the answer.
+    getMany(request, ctx) {
+      const meter = meterOf(request.store);
+      if (meter === undefined) return service.getMany(request, ctx);
+      return service.getMany(request, ctx).then(
+        (response) => {
+          for (const result of response.results ?? []) {
+            if (result.error) meter.opFailed('get', result.error.code ?? 0, result.error.reason ?? '');
+            else meter.done('get', result.found ? 'hit' : 'miss');
+          }
+          return response;
+        },
+        (err: unknown) => {
+          meter.refused(err);
+          throw err;
+        },
+      );
+    },
+
+    setMany(request, ctx) {
+      const meter = meterOf(request.store);
+      if (meter === undefined) return service.setMany(request, ctx);
+      return service.setMany(request, ctx).then(
+        (response) => {
+          for (const result of response.results ?? []) {
+            if (result.error) meter.opFailed('set', result.error.code ?? 0, result.error.reason ?? '');
+            else meter.done('set', 'STORED');
+          }
+          return response;
+        },
+        (err: unknown) => {
+          meter.refused(err);
+          throw err;
+        },
+      );
+    },
+  };
+}
