@@ -159,7 +159,18 @@ export function serverStream<Req, Res>(handler: (request: Req, ctx: CallContext)
     (async () => {
       for await (const message of handler(call.request, ctx)) {
         if (controller.signal.aborted) break;
-        if (!call.write(message)) await new Promise<void>((resolve) => call.once('drain', resolve));
+        if (!call.write(message)) {
+          // A client that stopped reading and then cancels must not leave us waiting here.
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              call.off('drain', done);
+              controller.signal.removeEventListener('abort', done);
+              resolve();
+            };
+            call.once('drain', done);
+            controller.signal.addEventListener('abort', done, { once: true });
+          });
+        }
       }
     })().then(
       () => {
