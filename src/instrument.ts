@@ -53,7 +53,16 @@ export function instrumentLocks(service: LockService, backends: Iterable<string>
           if (waits) meter.waitEnded(ctx.signal.aborted ? 'cancelled' : 'granted', (performance.now() - startedAt) / 1000);
           if (log.isLevelEnabled('debug')) {
             log.debug(
-              { event: 'lock.grant', backend: lease.backend, name: lease.name, owner: lease.owner, fencingToken: String(lease.fencing_token), ttlMs: Number(lease.ttl_ms) },
+              {
+                event: 'lock.grant',
+                backend: lease.backend,
+                name: lease.name,
+                owner: lease.owner,
+                fencingToken: String(lease.fencing_token),
+                ttlMs: Number(lease.ttl_ms),
+                mode: lease.mode,
+                limit: lease.limit,
+              },
               'lock granted',
             );
           }
@@ -114,7 +123,10 @@ export function expiryListener(backend: string, metrics: Metrics, log: Logger): 
   return (lease: Lease) => {
     meter.expired();
     if (log.isLevelEnabled('debug')) {
-      log.debug({ event: 'lock.expire', backend, name: lease.name, owner: lease.owner, fencingToken: lease.fencingToken.toString(), ttlMs: lease.ttlMs }, 'lease expired');
+      log.debug(
+        { event: 'lock.expire', backend, name: lease.name, owner: lease.owner, fencingToken: lease.fencingToken.toString(), ttlMs: lease.ttlMs, mode: lease.mode, limit: lease.limit },
+        'lease expired',
+      );
     }
   };
 }

@@ -73,7 +73,7 @@ describe('latchkey serve logs (spawned)', () => {
       let expiring: Lease__Output;
       let released: Lease__Output;
       try {
-        expiring = await unary<Lease__Output>(locks, 'Acquire', { name: 'log/expiring', owner: 'log-owner', ttl_ms: 200 }, md);
+        expiring = await unary<Lease__Output>(locks, 'Acquire', { name: 'log/expiring', owner: 'log-owner', ttl_ms: 200, limit: 2 }, md);
         released = await unary<Lease__Output>(locks, 'Acquire', { name: 'log/released', owner: 'log-owner-2' }, md);
         await unary(locks, 'Release', { name: 'log/released', lease_id: released.lease_id }, md);
         // A refused release carries its lease id in the error message to the caller, not to the log.
@@ -98,15 +98,15 @@ describe('latchkey serve logs (spawned)', () => {
       assert.equal(find('listening', { level: 'info', address: server.address }).length, 1, stderr);
       const grant = find('lock.grant', { level: 'debug', name: 'log/expiring' });
       assert.deepEqual(
-        grant.map(({ backend, owner, fencingToken, ttlMs }) => ({ backend, owner, fencingToken, ttlMs })),
-        [{ backend: 'memory', owner: 'log-owner', fencingToken: expiring.fencing_token, ttlMs: 200 }],
+        grant.map(({ backend, owner, fencingToken, ttlMs, mode, limit }) => ({ backend, owner, fencingToken, ttlMs, mode, limit })),
+        [{ backend: 'memory', owner: 'log-owner', fencingToken: expiring.fencing_token, ttlMs: 200, mode: 'EXCLUSIVE', limit: 2 }],
         stderr,
       );
       assert.equal(find('lock.grant', { name: 'log/released', owner: 'log-owner-2' }).length, 1, stderr);
       const expire = find('lock.expire', { level: 'debug', name: 'log/expiring' });
       assert.deepEqual(
-        expire.map(({ backend, owner, fencingToken }) => ({ backend, owner, fencingToken })),
-        [{ backend: 'memory', owner: 'log-owner', fencingToken: expiring.fencing_token }],
+        expire.map(({ backend, owner, fencingToken, mode, limit }) => ({ backend, owner, fencingToken, mode, limit })),
+        [{ backend: 'memory', owner: 'log-owner', fencingToken: expiring.fencing_token, mode: 'EXCLUSIVE', limit: 2 }],
         stderr,
       );
       assert.equal(find('lock.expire', { name: 'log/released' }).length, 0, 'a released lease does not expire');
