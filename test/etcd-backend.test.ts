@@ -2,6 +2,7 @@
 // servers (Refresh/Release through any of them), and survives etcd going away. Real etcd
 // processes, real latchkey servers; every wait is bounded.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { Lease__Output } from '../client/generated/latchkey/v1/Lease.js';
@@ -334,6 +335,9 @@ test('an etcd that hangs (SIGSTOP) fails calls with UNAVAILABLE after the per-op
   const pid = etcd.pid!;
   process.kill(pid, 'SIGSTOP');
   try {
+    // The signal is delivered asynchronously: wait until the kernel reports etcd stopped, or
+    // a request sent right away can still be answered.
+    await until('etcd stopped', async () => /^\d+ \(.*\) [Tt] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')));
     for (const call of [() => L.describe(name), () => L.acquire(name)]) {
       const started = Date.now();
       const err = await rejection(call());
