@@ -238,6 +238,8 @@ export function etcdctl(endpoints: string, args: readonly string[], options: { i
   const timeoutMs = options.timeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
     const proc = spawn('etcdctl', [`--endpoints=${endpoints}`, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ETCDCTL_API: '3' } });
+    // etcdctl may exit without reading its input; the EPIPE that leaves is not a failure.
+    proc.stdin.on('error', () => {});
     proc.stdin.end(options.input ?? '');
     let out = '';
     let err = '';
