@@ -12,17 +12,10 @@ import { EtcdLockBackend } from '../src/locks/etcd.js';
 import { createServer } from '../src/server.js';
 import { ETCD_SKIP_REASON, etcdAvailable, etcdctl, etcdctlLock, startEtcd, startEtcdCluster, type EtcdMember } from './support/etcd.js';
 import { startServer, type TestServer } from './support/server.js';
+import { rejection } from './support/assertions.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function rejection(promise: Promise<unknown>): Promise<grpc.ServiceError> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as grpc.ServiceError;
-  }
-  assert.fail('expected the call to fail');
-}
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -13,17 +13,10 @@ import type { LockMode } from '../src/locks/backend.js';
 import { loadProto } from '../src/proto.js';
 import { ETCD_SKIP_REASON, etcdAvailable, etcdctl, etcdctlLock, startEtcd, type EtcdMember } from './support/etcd.js';
 import { startServer, type TestServer } from './support/server.js';
+import { rejection } from './support/assertions.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function rejection(promise: Promise<unknown>): Promise<grpc.ServiceError> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as grpc.ServiceError;
-  }
-  assert.fail('expected the call to fail');
-}
 
 async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -18,6 +18,7 @@ import { FileLockBackend, lockFilePath, POLL_MAX_MS } from '../src/locks/file.js
 import { loadProto } from '../src/proto.js';
 import { lineLogger } from '../src/log.js';
 import { startServer } from './support/server.js';
+import { rejection } from './support/assertions.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const scratch = mkdtempSync(join(tmpdir(), 'latchkey-file-backend-'));
@@ -38,14 +39,6 @@ function call<Res>(client: grpc.Client, method: string, request: object, options
   return promise;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<grpc.ServiceError> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as grpc.ServiceError;
-  }
-  assert.fail('expected the call to fail');
-}
 
 /** Resolves with the promise's value, or fails the test after ms. */
 async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {

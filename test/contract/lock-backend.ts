@@ -10,6 +10,7 @@ import type { LocksClient } from '../../client/generated/latchkey/v1/Locks.js';
 import type { Capabilities } from '../../src/locks/backend.js';
 import { loadProto } from '../../src/proto.js';
 import type { TestServer } from '../support/server.js';
+import { rejection } from '../support/assertions.js';
 
 export interface LockContractTarget {
   /** The backend name sent in requests. */
@@ -34,14 +35,6 @@ function unary<Res>(client: grpc.Client, method: string, request: object, option
   return promise;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<Status> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Status;
-  }
-  assert.fail('expected the call to fail');
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
