@@ -31,7 +31,9 @@ const EMPTY = Buffer.alloc(0);
 
 function get(key: string): GetResponse {
   const entry = lru.get(key);
-  return entry === undefined ? { found: false, value: EMPTY, cas: '0' } : { found: true, value: entry.value, cas: entry.cas };
+  return entry === undefined
+    ? { found: false, value: EMPTY, cas: '0' }
+    : { found: true, value: entry.value, cas: entry.cas };
 }
 
 function set(key: string, value: Buffer): SetResponse {
@@ -43,10 +45,14 @@ function set(key: string, value: Buffer): SetResponse {
 const proto = grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as CacheProto;
 const server = new grpc.Server();
 server.addService(proto.latchkey.v1.Cache.service, {
-  Get: (call: grpc.ServerUnaryCall<GetRequest__Output, GetResponse>, callback: grpc.sendUnaryData<GetResponse>) => callback(null, get(call.request.key)),
-  Set: (call: grpc.ServerUnaryCall<SetRequest__Output, SetResponse>, callback: grpc.sendUnaryData<SetResponse>) => callback(null, set(call.request.key, call.request.value)),
-  GetMany: (call: grpc.ServerUnaryCall<GetManyRequest__Output, GetManyResponse>, callback: grpc.sendUnaryData<GetManyResponse>) =>
-    callback(null, { results: call.request.keys.map((key) => ({ key, ...get(key) })) }),
+  Get: (call: grpc.ServerUnaryCall<GetRequest__Output, GetResponse>, callback: grpc.sendUnaryData<GetResponse>) =>
+    callback(null, get(call.request.key)),
+  Set: (call: grpc.ServerUnaryCall<SetRequest__Output, SetResponse>, callback: grpc.sendUnaryData<SetResponse>) =>
+    callback(null, set(call.request.key, call.request.value)),
+  GetMany: (
+    call: grpc.ServerUnaryCall<GetManyRequest__Output, GetManyResponse>,
+    callback: grpc.sendUnaryData<GetManyResponse>,
+  ) => callback(null, { results: call.request.keys.map((key) => ({ key, ...get(key) })) }),
   // One reply frame per request frame, written at once.
   Pipeline: (call: grpc.ServerDuplexStream<PipelineRequest__Output, PipelineResponse>) => {
     call.on('data', (request: PipelineRequest__Output) => {
@@ -54,7 +60,11 @@ server.addService(proto.latchkey.v1.Cache.service, {
       for (const op of request.ops) {
         if (op.op === 'get') results.push({ tag: op.tag, get: get(op.get!.key) });
         else if (op.op === 'set') results.push({ tag: op.tag, set: set(op.set!.key, op.set!.value) });
-        else results.push({ tag: op.tag, error: { code: grpc.status.UNIMPLEMENTED, message: `echo server: ${op.op} is not implemented`, reason: '' } });
+        else
+          results.push({
+            tag: op.tag,
+            error: { code: grpc.status.UNIMPLEMENTED, message: `echo server: ${op.op} is not implemented`, reason: '' },
+          });
       }
       call.write({ results });
     });

@@ -36,7 +36,14 @@ export class DirectEtcdMutex {
   }
 
   #queue(dir: string, order: 'Ascend' | 'Descend', maxCreate = '0'): IRangeRequest {
-    return { key: Buffer.from(dir), range_end: prefixEnd(dir), sort_target: 'Create', sort_order: order, limit: 1, max_create_revision: maxCreate };
+    return {
+      key: Buffer.from(dir),
+      range_end: prefixEnd(dir),
+      sort_target: 'Create',
+      sort_order: order,
+      limit: 1,
+      max_create_revision: maxCreate,
+    };
   }
 
   /** Resolves once `worker`'s session holds lock `name`; returns what unlock() needs. */
@@ -49,10 +56,15 @@ export class DirectEtcdMutex {
     const own = Buffer.from(key);
     const txn = await this.#client.kv.txn({
       compare: [{ key: own, target: 'Create', result: 'Equal', create_revision: 0 }],
-      success: [{ request_put: { key: own, value: Buffer.alloc(0), lease: lease.dec } }, { request_range: this.#queue(dir, 'Ascend') }],
+      success: [
+        { request_put: { key: own, value: Buffer.alloc(0), lease: lease.dec } },
+        { request_range: this.#queue(dir, 'Ascend') },
+      ],
       failure: [{ request_range: { key: own } }, { request_range: this.#queue(dir, 'Ascend') }],
     });
-    const mine = txn.succeeded ? BigInt(txn.header.revision) : BigInt(txn.responses[0]!.response_range.kvs[0]!.create_revision);
+    const mine = txn.succeeded
+      ? BigInt(txn.header.revision)
+      : BigInt(txn.responses[0]!.response_range.kvs[0]!.create_revision);
     let first = txn.responses[1]!.response_range.kvs[0];
     if (first !== undefined && BigInt(first.create_revision) !== mine) {
       // key.go waitDeletes: wait for the key just before ours, until none is left.
@@ -60,7 +72,12 @@ export class DirectEtcdMutex {
         const before = await this.#client.kv.range(this.#queue(dir, 'Descend', (mine - 1n).toString()));
         first = before.kvs[0];
         if (first === undefined) break;
-        const watcher = await this.#client.watch().key(first.key.toString()).startRevision(before.header.revision).only('delete').create();
+        const watcher = await this.#client
+          .watch()
+          .key(first.key.toString())
+          .startRevision(before.header.revision)
+          .only('delete')
+          .create();
         await new Promise<void>((resolve) => {
           watcher.once('delete', () => resolve());
           watcher.once('error', () => resolve());
@@ -77,7 +94,8 @@ export class DirectEtcdMutex {
   }
 
   async close(): Promise<void> {
-    for (const session of this.#sessions.values()) await this.#client.leaseClient.leaseRevoke({ ID: (await session).dec }).catch(() => {});
+    for (const session of this.#sessions.values())
+      await this.#client.leaseClient.leaseRevoke({ ID: (await session).dec }).catch(() => {});
     this.#client.close();
   }
 }

@@ -56,6 +56,7 @@ function selfCpuUs(): number {
  * One operation of worker `worker`. Resolves with the number of items it handled (a 100-key
  * batch: 100), or nothing for one.
  */
+// biome-ignore lint/suspicious/noConfusingVoidType: an op that counts nothing just returns.
 export type Op = (worker: number) => Promise<number | void>;
 
 /** Samples in ms, sorted in place; the nearest-rank percentile. */
@@ -110,6 +111,7 @@ export async function runRound(op: Op, options: LoadOptions): Promise<Round> {
   const worker = async (w: number) => {
     while (!stopping) {
       const start = performance.now();
+      // biome-ignore lint/suspicious/noConfusingVoidType: what an Op returns.
       let n: number | void;
       try {
         n = await op(w);
@@ -139,7 +141,14 @@ export async function runRound(op: Op, options: LoadOptions): Promise<Round> {
   const cpuEnd = [selfCpuUs(), serverCpu(), serverSyscalls()] as const;
   await settle(workers);
   if (failure !== undefined) throw failure;
-  return { rps: items / ((windowEnd - windowStart) / 1000), latencies: samples.sorted(), ops: items, clientCpuUs: cpuEnd[0] - cpuStart[0], serverCpuUs: cpuEnd[1] - cpuStart[1], serverSyscalls: cpuEnd[2] - cpuStart[2] };
+  return {
+    rps: items / ((windowEnd - windowStart) / 1000),
+    latencies: samples.sorted(),
+    ops: items,
+    clientCpuUs: cpuEnd[0] - cpuStart[0],
+    serverCpuUs: cpuEnd[1] - cpuStart[1],
+    serverSyscalls: cpuEnd[2] - cpuStart[2],
+  };
 }
 
 /**
@@ -182,7 +191,10 @@ export const SETTLE_MS = 30_000;
 export async function settle(workers: readonly Promise<unknown>[]): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`operations still running ${SETTLE_MS} ms after the window closed`)), SETTLE_MS);
+    timer = setTimeout(
+      () => reject(new Error(`operations still running ${SETTLE_MS} ms after the window closed`)),
+      SETTLE_MS,
+    );
   });
   try {
     await Promise.race([Promise.all(workers), timeout]);

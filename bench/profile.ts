@@ -93,7 +93,10 @@ export function summarize(file: string, windows: readonly Window[], topN = 15): 
     areas.set(a, (areas.get(a) ?? 0) + 1);
     let up: ProfileNode | undefined = node;
     while (up !== undefined && !ours(up)) up = byId.get(parent.get(up.id) ?? -1);
-    const owner = up === undefined ? '(no latchkey frame)' : `${up.callFrame.functionName || '(anonymous)'} (${where(up.callFrame.url)}:${up.callFrame.lineNumber + 1})`;
+    const owner =
+      up === undefined
+        ? '(no latchkey frame)'
+        : `${up.callFrame.functionName || '(anonymous)'} (${where(up.callFrame.url)}:${up.callFrame.lineNumber + 1})`;
     responsible.set(owner, (responsible.get(owner) ?? 0) + 1);
   }
   const rank = (m: Map<string, number>, n: number) =>
@@ -101,7 +104,14 @@ export function summarize(file: string, windows: readonly Window[], topN = 15): 
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
       .map(([name, count]) => ({ name, share: busy === 0 ? 0 : count / busy }));
-  return { file, busy: inWindows === 0 ? 0 : busy / inWindows, samples: busy, top: rank(self, topN), areas: rank(areas, 12), responsible: rank(responsible, 12) };
+  return {
+    file,
+    busy: inWindows === 0 ? 0 : busy / inWindows,
+    samples: busy,
+    top: rank(self, topN),
+    areas: rank(areas, 12),
+    responsible: rank(responsible, 12),
+  };
 }
 
 export function formatSummary(title: string, s: ProfileSummary): string {
@@ -123,6 +133,9 @@ export function formatSummary(title: string, s: ProfileSummary): string {
 if (process.argv[1] !== undefined && import.meta.filename === process.argv[1]) {
   const [file, json, id] = process.argv.slice(2);
   if (file === undefined) throw new TypeError('usage: bench/profile.ts FILE.cpuprofile [latest.json SCENARIO_ID]');
-  const windows = json === undefined || id === undefined ? [] : ((JSON.parse(readFileSync(json, 'utf8')) as { windows?: Record<string, Window[]> }).windows?.[id] ?? []);
+  const windows =
+    json === undefined || id === undefined
+      ? []
+      : ((JSON.parse(readFileSync(json, 'utf8')) as { windows?: Record<string, Window[]> }).windows?.[id] ?? []);
   console.log(formatSummary(id ?? file, summarize(file, windows, 25)));
 }

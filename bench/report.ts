@@ -1,5 +1,5 @@
 // Results → ratios and target verdicts → the terminal table, latest.json and latest.md.
-import type { Group, Scenario, Target } from './scenarios.js';
+import type { Scenario, Target } from './scenarios.js';
 
 export interface CellResult {
   readonly concurrency: number;
@@ -67,14 +67,18 @@ export function judge(report: Report): void {
   for (const s of report.scenarios) {
     for (const cell of s.cells) {
       if (cell.error !== undefined) continue;
-      const base = s.baseline === undefined ? undefined : byId.get(s.baseline)?.cells.find((c) => c.concurrency === cell.concurrency && c.error === undefined);
+      const base =
+        s.baseline === undefined
+          ? undefined
+          : byId.get(s.baseline)?.cells.find((c) => c.concurrency === cell.concurrency && c.error === undefined);
       if (base !== undefined) cell.ratio = s.ratioOf === 'p50' ? base.p50Ms / cell.p50Ms : cell.rps / base.rps;
       const t = s.target;
       if (t === undefined) continue;
       if (t.kind === 'ratio') {
         if (t.at !== undefined && !t.at.includes(cell.concurrency)) continue;
         cell.targetText = `≥ ${t.min}× ${s.baseline}`;
-        if (cell.ratio !== undefined && Number.isFinite(cell.ratio)) cell.verdict = cell.ratio >= t.min ? 'pass' : 'miss';
+        if (cell.ratio !== undefined && Number.isFinite(cell.ratio))
+          cell.verdict = cell.ratio >= t.min ? 'pass' : 'miss';
       } else if (t.kind === 'p50') {
         cell.targetText = `p50 ≤ ${t.maxMs} ms`;
         if (Number.isFinite(cell.p50Ms)) cell.verdict = cell.p50Ms <= t.maxMs ? 'pass' : 'miss';
@@ -90,13 +94,28 @@ export function judge(report: Report): void {
 const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–');
 const ms = (n: number) => (Number.isFinite(n) ? (n < 10 ? n.toFixed(3) : n.toFixed(1)) : '–');
 const us = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? '' : n.toFixed(n < 10 ? 1 : 0));
-const ratio = (c: CellResult, s: ScenarioResult) => (c.ratio === undefined || !Number.isFinite(c.ratio) ? '' : `${c.ratio.toFixed(2)}× ${s.baseline}${s.ratioOf === 'p50' ? ' (p50)' : ''}`);
+const ratio = (c: CellResult, s: ScenarioResult) =>
+  c.ratio === undefined || !Number.isFinite(c.ratio)
+    ? ''
+    : `${c.ratio.toFixed(2)}× ${s.baseline}${s.ratioOf === 'p50' ? ' (p50)' : ''}`;
 
 function rows(report: Report, group: string): string[][] {
   const out: string[][] = [];
   for (const s of report.scenarios.filter((x) => x.group === group)) {
     if (s.skipped !== undefined || (s.error !== undefined && s.cells.length === 0)) {
-      out.push([s.id, s.label, '', s.skipped !== undefined ? `skipped: ${s.skipped}` : `ERROR: ${s.error}`, '', '', '', '', '', '', '']);
+      out.push([
+        s.id,
+        s.label,
+        '',
+        s.skipped !== undefined ? `skipped: ${s.skipped}` : `ERROR: ${s.error}`,
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+      ]);
       continue;
     }
     for (const c of s.cells) {
@@ -106,13 +125,37 @@ function rows(report: Report, group: string): string[][] {
       }
       const throughput = s.unit === 'MB' ? `${c.value!.toFixed(0)} MB` : `${int(c.rps)} ${s.unit}/s`;
       const verdict = c.verdict === undefined ? (c.targetText ? 'n/a' : '') : c.verdict;
-      out.push([s.id, s.label, String(c.concurrency), throughput, ms(c.p50Ms), ms(c.p99Ms), us(c.serverUsPerOp), us(c.clientUsPerOp), ratio(c, s), c.targetText ?? '', verdict]);
+      out.push([
+        s.id,
+        s.label,
+        String(c.concurrency),
+        throughput,
+        ms(c.p50Ms),
+        ms(c.p99Ms),
+        us(c.serverUsPerOp),
+        us(c.clientUsPerOp),
+        ratio(c, s),
+        c.targetText ?? '',
+        verdict,
+      ]);
     }
   }
   return out;
 }
 
-const HEADER = ['id', 'scenario', 'c', 'throughput', 'p50 ms', 'p99 ms', 'server µs/op', 'client µs/op', 'ratio', 'target', 'result'];
+const HEADER = [
+  'id',
+  'scenario',
+  'c',
+  'throughput',
+  'p50 ms',
+  'p99 ms',
+  'server µs/op',
+  'client µs/op',
+  'ratio',
+  'target',
+  'result',
+];
 /** Columns right-aligned (numbers), by index in HEADER minus the id. */
 const NUMERIC = new Set([2, 3, 4, 5, 6]);
 
@@ -124,8 +167,19 @@ export function textTable(report: Report): string {
     const head = [HEADER[0]!, ...HEADER.slice(2)];
     const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
     lines.push('', `== ${g.title}`);
-    lines.push(head.map((h, i) => h.padEnd(widths[i]!)).join('  ').trimEnd());
-    for (const r of body) lines.push(r.map((v, i) => (NUMERIC.has(i) ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join('  ').trimEnd());
+    lines.push(
+      head
+        .map((h, i) => h.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    );
+    for (const r of body)
+      lines.push(
+        r
+          .map((v, i) => (NUMERIC.has(i) ? v.padStart(widths[i]!) : v.padEnd(widths[i]!)))
+          .join('  ')
+          .trimEnd(),
+      );
   }
   lines.push('', ...targetLines(report).map((l) => `  ${l}`));
   for (const s of report.scenarios) for (const c of s.cells) if (c.note) lines.push(`  note ${s.id}: ${c.note}`);
@@ -137,8 +191,15 @@ function targetLines(report: Report): string[] {
   for (const s of report.scenarios) {
     for (const c of s.cells) {
       if (c.targetText === undefined) continue;
-      const measured = s.target?.kind === 'ratio' ? ratio(c, s) || '–' : s.target?.kind === 'p50' ? `p50 ${ms(c.p50Ms)} ms` : `${c.value?.toFixed(0)} ${s.unit}`;
-      lines.push(`${(c.verdict ?? 'n/a').toUpperCase().padEnd(4)}  ${s.id} c=${c.concurrency}: ${measured} (target ${c.targetText})`);
+      const measured =
+        s.target?.kind === 'ratio'
+          ? ratio(c, s) || '–'
+          : s.target?.kind === 'p50'
+            ? `p50 ${ms(c.p50Ms)} ms`
+            : `${c.value?.toFixed(0)} ${s.unit}`;
+      lines.push(
+        `${(c.verdict ?? 'n/a').toUpperCase().padEnd(4)}  ${s.id} c=${c.concurrency}: ${measured} (target ${c.targetText})`,
+      );
     }
   }
   return lines;
@@ -151,13 +212,27 @@ export function markdown(report: Report): string {
     `Measured ${report.startedAt.slice(0, 16).replace('T', ' ')} UTC on ${m.nproc} cores (${m.cpu}), Node ${m.node}; load average ${load(m.loadavgStart)} at the start, ${load(m.loadavgEnd)} at the end (a shared machine: other work ran alongside).`,
     `Code: ${report.git}. Command: \`${report.command}\`${report.quick ? ' (quick mode: numbers are not meaningful)' : ''}. SDK cache pipeline: ${report.sdkPipeline === true ? 'on when asked' : `not in effect (${report.sdkPipeline})`}.`,
     '',
-    `Throughput counts requests (or keys of a batch, lock cycles, hand-offs) per second over a closed loop of \`c\` concurrent callers in the bench process; the servers are child processes. Each cell is the median of ${report.rounds} round(s) taken in turn with the other scenarios of its group. \`ratio\` is against the named baseline measured at the same \`c\` in those same rounds; higher is better (for hand-off it compares p50 latency). \`server µs/op\` is the CPU time the server under test (latchkey, the echo server, memcached or etcd) used per operation, \`client µs/op\` the bench process\'s (SDK, grpc-js, memjs or etcd3 client): on a shared machine these hold up better than throughput.`,
+    `Throughput counts requests (or keys of a batch, lock cycles, hand-offs) per second over a closed loop of \`c\` concurrent callers in the bench process; the servers are child processes. Each cell is the median of ${report.rounds} round(s) taken in turn with the other scenarios of its group. \`ratio\` is against the named baseline measured at the same \`c\` in those same rounds; higher is better (for hand-off it compares p50 latency). \`server µs/op\` is the CPU time the server under test (latchkey, the echo server, memcached or etcd) used per operation, \`client µs/op\` the bench process's (SDK, grpc-js, memjs or etcd3 client): on a shared machine these hold up better than throughput.`,
   ];
   for (const g of report.groups) {
     const body = rows(report, g.name);
     if (body.length === 0) continue;
-    out.push('', `**${g.title}**`, '', `| ${HEADER.slice(1).join(' | ')} |`, `|${HEADER.slice(1).map((_, i) => (NUMERIC.has(i) ? ' ---: ' : ' --- ')).join('|')}|`);
-    for (const r of body) out.push(`| ${r.slice(1).map((v) => v.replaceAll('|', '\\|')).join(' | ')} |`);
+    out.push(
+      '',
+      `**${g.title}**`,
+      '',
+      `| ${HEADER.slice(1).join(' | ')} |`,
+      `|${HEADER.slice(1)
+        .map((_, i) => (NUMERIC.has(i) ? ' ---: ' : ' --- '))
+        .join('|')}|`,
+    );
+    for (const r of body)
+      out.push(
+        `| ${r
+          .slice(1)
+          .map((v) => v.replaceAll('|', '\\|'))
+          .join(' | ')} |`,
+      );
   }
   out.push('', ...targetLines(report).map((l, i) => (i === 0 ? '**Targets**' + '\n' : `- ${l}`)));
   const notes = report.scenarios.flatMap((s) => s.cells.filter((c) => c.note).map((c) => `- ${s.id}: ${c.note}`));

@@ -22,8 +22,24 @@ import { REPO_ROOT } from '../test/support/spawn.js';
 import { combine, runRound, type Cell, type Round } from './measure.js';
 import { formatSummary, nowUs, summarize, type Window } from './profile.js';
 import { judge, markdown, textTable, type Report, type ScenarioResult } from './report.js';
-import { GROUPS, sdkPipelines, setMemoryProbe, type Env, type Group, type Needs, type Prepared, type Scenario } from './scenarios.js';
-import { rssMb, startEcho, startEtcdChild, startLatchkey, startMemcachedChild, stopAll, type LatchkeyChild } from './servers.js';
+import {
+  GROUPS,
+  sdkPipelines,
+  setMemoryProbe,
+  type Env,
+  type Needs,
+  type Prepared,
+  type Scenario,
+} from './scenarios.js';
+import {
+  rssMb,
+  startEcho,
+  startEtcdChild,
+  startLatchkey,
+  startMemcachedChild,
+  stopAll,
+  type LatchkeyChild,
+} from './servers.js';
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -52,7 +68,10 @@ function options() {
     profile: values.profile!,
     only: values.only === undefined ? undefined : new RegExp(values.only),
     rounds: Math.max(1, num(values.rounds, quick ? 1 : 3, '--rounds')),
-    load: { durationMs: num(values['duration-ms'], quick ? 100 : 2_000, '--duration-ms'), warmupMs: num(values['warmup-ms'], quick ? 50 : 500, '--warmup-ms') },
+    load: {
+      durationMs: num(values['duration-ms'], quick ? 100 : 2_000, '--duration-ms'),
+      warmupMs: num(values['warmup-ms'], quick ? 50 : 500, '--warmup-ms'),
+    },
     out: values.out!,
   };
 }
@@ -63,7 +82,8 @@ function machine() {
 }
 
 function gitState(): string {
-  const run = (args: string[]) => spawnSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 }).stdout?.trim() ?? '';
+  const run = (args: string[]) =>
+    spawnSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 }).stdout?.trim() ?? '';
   const head = run(['rev-parse', '--short', 'HEAD']) || 'unknown commit';
   return run(['status', '--porcelain', '--untracked-files=no']) === '' ? head : `${head} + uncommitted changes`;
 }
@@ -97,7 +117,9 @@ async function main(): Promise<number> {
     scenarios: [],
     profiles: [],
   };
-  log(`bench: ${report.machine.nproc} cores (${report.machine.cpu}), Node ${report.machine.node}, load average ${report.machine.loadavgStart.map((x) => x.toFixed(2)).join(' ')}`);
+  log(
+    `bench: ${report.machine.nproc} cores (${report.machine.cpu}), Node ${report.machine.node}, load average ${report.machine.loadavgStart.map((x) => x.toFixed(2)).join(' ')}`,
+  );
 
   // The harness's checks: a missing binary skips its scenarios, with the reason; under
   // LATCHKEY_REQUIRE_ALL_SUITES they throw instead, and the run fails.
@@ -130,12 +152,18 @@ async function main(): Promise<number> {
     if (GROUPS.some((g) => g.scenarios.some((s) => ids.has(s.id) && /sdk-pipe/.test(s.id)))) {
       const probe = shared ?? (await startLatchkey(serverArgs));
       report.sdkPipeline = await sdkPipelines(probe.address).catch((err: unknown) => `probe failed: ${String(err)}`);
-      if (report.sdkPipeline === false) report.sdkPipeline = 'the SDK sent unary calls although pipeline: true was asked for';
+      if (report.sdkPipeline === false)
+        report.sdkPipeline = 'the SDK sent unary calls although pipeline: true was asked for';
       if (probe !== shared) await probe.stop();
       log(`bench: SDK cache pipeline: ${report.sdkPipeline === true ? 'in effect' : report.sdkPipeline}`);
     }
 
-    const total = GROUPS.reduce((n, g) => n + g.scenarios.filter((s) => ids.has(s.id)).reduce((m, s) => m + (s.concurrencies ?? g.concurrencies).length, 0), 0);
+    const total = GROUPS.reduce(
+      (n, g) =>
+        n +
+        g.scenarios.filter((s) => ids.has(s.id)).reduce((m, s) => m + (s.concurrencies ?? g.concurrencies).length, 0),
+      0,
+    );
     let done = 0;
     const started = performance.now();
 
@@ -144,14 +172,25 @@ async function main(): Promise<number> {
       if (scenarios.length === 0) continue;
       const results = new Map<string, ScenarioResult>();
       for (const s of scenarios) {
-        const result: ScenarioResult = { id: s.id, group: group.name, label: s.label, unit: s.unit, baseline: s.baseline, ratioOf: s.ratioOf ?? 'rps', target: s.target, cells: [] };
+        const result: ScenarioResult = {
+          id: s.id,
+          group: group.name,
+          label: s.label,
+          unit: s.unit,
+          baseline: s.baseline,
+          ratioOf: s.ratioOf ?? 'rps',
+          target: s.target,
+          cells: [],
+        };
         const why = s.needs?.map((n) => missing[n]).find((m) => m !== false);
         if (why) result.skipped = why;
         results.set(s.id, result);
         report.scenarios.push(result);
       }
       const runnable = scenarios.filter((s) => results.get(s.id)!.skipped === undefined);
-      done += scenarios.filter((s) => !runnable.includes(s)).reduce((m, s) => m + (s.concurrencies ?? group.concurrencies).length, 0);
+      done += scenarios
+        .filter((s) => !runnable.includes(s))
+        .reduce((m, s) => m + (s.concurrencies ?? group.concurrencies).length, 0);
 
       // A server of the group's own (memory group), or the shared one; with --profile each
       // latchkey scenario of a group without its own server gets a profiled server.
@@ -164,7 +203,8 @@ async function main(): Promise<number> {
         groupServer = server;
       }
 
-      const progress = (line: string) => log(`[${done}/${total} ${((performance.now() - started) / 1000).toFixed(0)}s] ${line}`);
+      const progress = (line: string) =>
+        log(`[${done}/${total} ${((performance.now() - started) / 1000).toFixed(0)}s] ${line}`);
       const track = (id: string, startUs: number) => {
         const list = windows.get(id) ?? [];
         list.push({ startUs, endUs: nowUs() });
@@ -178,7 +218,11 @@ async function main(): Promise<number> {
        * within a round, so each is measured next to its baseline several times over. A
        * scenario with a measurement of its own (hand-off, RSS) runs once, in the first round.
        */
-      const measureCells = async (items: readonly { s: Scenario; prepared: Prepared }[], c: number, latchkeyPid: number | undefined) => {
+      const measureCells = async (
+        items: readonly { s: Scenario; prepared: Prepared }[],
+        c: number,
+        latchkeyPid: number | undefined,
+      ) => {
         const pids = { echo: echo.pid, memcached: memcached?.pid, etcd: etcd?.pid };
         const meter = (s: Scenario) => (s.meter !== undefined ? pids[s.meter] : s.latchkey ? latchkeyPid : undefined);
         const rounds = new Map<string, Round[]>(items.map(({ s }) => [s.id, []]));
@@ -192,10 +236,18 @@ async function main(): Promise<number> {
               if (prepared.run) {
                 custom.set(s.id, await prepared.run(c, { concurrency: c, ...opts.load }));
               } else {
-                const load = { concurrency: c, serverPid: meter(s), warmupMs: r === 0 ? opts.load.warmupMs : Math.min(opts.load.warmupMs, 150), durationMs: opts.load.durationMs / opts.rounds };
+                const load = {
+                  concurrency: c,
+                  serverPid: meter(s),
+                  warmupMs: r === 0 ? opts.load.warmupMs : Math.min(opts.load.warmupMs, 150),
+                  durationMs: opts.load.durationMs / opts.rounds,
+                };
                 const round = await runRound(prepared.op!, load);
                 rounds.get(s.id)!.push(round);
-                if (opts.rounds > 1) progress(`${s.id} c=${c} round ${r + 1}/${opts.rounds}: ${Math.round(round.rps).toLocaleString('en-US')} ${s.unit}/s`);
+                if (opts.rounds > 1)
+                  progress(
+                    `${s.id} c=${c} round ${r + 1}/${opts.rounds}: ${Math.round(round.rps).toLocaleString('en-US')} ${s.unit}/s`,
+                  );
               }
             } catch (err) {
               failed.set(s.id, failure(err));
@@ -215,7 +267,9 @@ async function main(): Promise<number> {
           }
           const cell: Cell & { value?: number; note?: string } = custom.get(s.id) ?? combine(rounds.get(s.id)!);
           result.cells.push({ concurrency: c, ...cell });
-          progress(`${s.id} c=${c}: ${s.unit === 'MB' ? `${cell.value?.toFixed(0)} MB` : `${Math.round(cell.rps).toLocaleString('en-US')} ${s.unit}/s, p50 ${cell.p50Ms.toFixed(3)} ms, p99 ${cell.p99Ms.toFixed(3)} ms`}`);
+          progress(
+            `${s.id} c=${c}: ${s.unit === 'MB' ? `${cell.value?.toFixed(0)} MB` : `${Math.round(cell.rps).toLocaleString('en-US')} ${s.unit}/s, p50 ${cell.p50Ms.toFixed(3)} ms, p99 ${cell.p99Ms.toFixed(3)} ms`}`,
+          );
         }
       };
 
@@ -234,7 +288,9 @@ async function main(): Promise<number> {
       if (opts.profile && groupServer === undefined) {
         // One scenario at a time, each latchkey one on a fresh profiled server.
         for (const s of runnable) {
-          const server = s.latchkey ? await startLatchkey(serverArgs, { profileDir: join(profileRoot, s.id) }) : undefined;
+          const server = s.latchkey
+            ? await startLatchkey(serverArgs, { profileDir: join(profileRoot, s.id) })
+            : undefined;
           const prepared = await prepare(s, { ...baseEnv, latchkey: server?.address ?? '' });
           if (prepared) for (const c of levels(s)) await measureCells([{ s, prepared }], c, server?.pid);
           await prepared?.close?.();
@@ -255,7 +311,12 @@ async function main(): Promise<number> {
         if (group.order === 'by-row') {
           for (const item of ready) for (const c of levels(item.s)) await measureCells([item], c, latchkey.pid);
         } else {
-          for (const c of group.concurrencies) await measureCells(ready.filter((item) => levels(item.s).includes(c)), c, latchkey.pid);
+          for (const c of group.concurrencies)
+            await measureCells(
+              ready.filter((item) => levels(item.s).includes(c)),
+              c,
+              latchkey.pid,
+            );
         }
         for (const p of prepared.values()) await p.close?.();
       }
@@ -272,7 +333,11 @@ async function main(): Promise<number> {
     const file = join(profileRoot, 'bench-client.cpuprofile');
     writeFileSync(file, JSON.stringify(await self.stop()));
     report.windows = Object.fromEntries(allWindows);
-    for (const [id, windows] of allWindows) report.profiles.push({ id: `${id} (client)`, text: formatSummary(`${id}, client side (this process)`, summarize(file, windows)) });
+    for (const [id, windows] of allWindows)
+      report.profiles.push({
+        id: `${id} (client)`,
+        text: formatSummary(`${id}, client side (this process)`, summarize(file, windows)),
+      });
   }
 
   report.machine.loadavgEnd = loadavg();
@@ -281,9 +346,14 @@ async function main(): Promise<number> {
   process.stdout.write(`${textTable(report)}\n`);
   for (const p of report.profiles) process.stdout.write(`\n${p.text}\n`);
   mkdirSync(opts.out, { recursive: true });
-  writeFileSync(join(opts.out, 'latest.json'), `${JSON.stringify(report, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
+  writeFileSync(
+    join(opts.out, 'latest.json'),
+    `${JSON.stringify(report, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`,
+  );
   writeFileSync(join(opts.out, 'latest.md'), markdown(report));
-  log(`bench: wrote ${join(opts.out, 'latest.json')} and latest.md in ${((Date.parse(report.finishedAt) - Date.parse(report.startedAt)) / 1000).toFixed(0)} s`);
+  log(
+    `bench: wrote ${join(opts.out, 'latest.json')} and latest.md in ${((Date.parse(report.finishedAt) - Date.parse(report.startedAt)) / 1000).toFixed(0)} s`,
+  );
   const failed = report.scenarios.filter((s) => s.error !== undefined || s.cells.some((c) => c.error !== undefined));
   if (failed.length > 0) log(`bench: ${failed.length} scenario(s) failed: ${failed.map((s) => s.id).join(', ')}`);
   return failed.length > 0 ? 1 : 0;

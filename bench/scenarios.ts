@@ -86,7 +86,9 @@ export interface Group {
 
 type Services = (CacheProto & LocksProto)['latchkey']['v1'];
 let services: Services | undefined;
-const proto = (): Services => (services ??= (grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as CacheProto & LocksProto).latchkey.v1);
+const proto = (): Services =>
+  (services ??= (grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as CacheProto & LocksProto).latchkey
+    .v1);
 
 /** A raw grpc-js stub on a channel of its own; no deadline, no metadata: the least a client can do. */
 function cacheStub(address: string): CacheStub {
@@ -182,7 +184,11 @@ const batchKeys = (start: number, n: number) => Array.from({ length: n }, (_, j)
 /** Stores the Get keys: with SetMany on latchkey, with concurrent Sets on the echo server. */
 async function preloadGrpc(stub: CacheStub, store: string, echo: boolean): Promise<void> {
   if (echo) {
-    await Promise.all(Array.from({ length: KEYS }, (_, i) => unary<SetResponse__Output>((cb) => stub.Set({ store, key: getKey(i), value: VALUE }, cb))));
+    await Promise.all(
+      Array.from({ length: KEYS }, (_, i) =>
+        unary<SetResponse__Output>((cb) => stub.Set({ store, key: getKey(i), value: VALUE }, cb)),
+      ),
+    );
     return;
   }
   const items = Array.from({ length: KEYS }, (_, i) => ({ key: getKey(i), value: VALUE, ttl_ms: '0' }));
@@ -210,7 +216,10 @@ function rawUnary(kind: 'get' | 'set', target: 'echo' | 'latchkey', store = 'lru
             unary<GetResponse__Output>((cb) => stub.Get({ store, key: getKey(next()) }, cb)).then((res) => {
               if (!res.found) throw new Error('Get missed a preloaded key');
             })
-        : () => unary<SetResponse__Output>((cb) => stub.Set({ store, key: setKey(next()), value: VALUE }, cb)).then(() => {});
+        : () =>
+            unary<SetResponse__Output>((cb) => stub.Set({ store, key: setKey(next()), value: VALUE }, cb)).then(
+              () => {},
+            );
     return { op, close: () => stub.close() };
   };
 }
@@ -259,7 +268,9 @@ function getMany(target: 'echo' | 'latchkey', batch: number): Scenario['prepare'
     const next = counter();
     return {
       op: async () => {
-        const res = await unary<GetManyResponse__Output>((cb) => stub.GetMany({ store: 'lru', keys: batchKeys(next() * batch, batch) }, cb));
+        const res = await unary<GetManyResponse__Output>((cb) =>
+          stub.GetMany({ store: 'lru', keys: batchKeys(next() * batch, batch) }, cb),
+        );
         if (res.results.some((r) => !r.found)) throw new Error('GetMany missed a preloaded key');
         return batch;
       },
@@ -304,7 +315,9 @@ function rawLockCycle(backend: 'memory'): Scenario['prepare'] {
     const stub = locksStub(env.latchkey);
     const op: Op = async (w) => {
       const name = `bench-raw-${w}`;
-      const lease = await unary<Lease__Output>((cb) => stub.Acquire({ name, backend, ttl_ms: '30000', wait_ms: '0', owner: 'bench' }, cb));
+      const lease = await unary<Lease__Output>((cb) =>
+        stub.Acquire({ name, backend, ttl_ms: '30000', wait_ms: '0', owner: 'bench' }, cb),
+      );
       await unary((cb) => stub.Release({ name, backend, lease_id: lease.lease_id }, cb));
     };
     return { op, close: () => stub.close() };
@@ -313,7 +326,10 @@ function rawLockCycle(backend: 'memory'): Scenario['prepare'] {
 
 function directEtcdCycle(perLockLease: boolean): Scenario['prepare'] {
   return async (env) => {
-    const mutex = new DirectEtcdMutex(env.etcd!, { prefix: `bench/direct/${perLockLease ? 'lease' : 'session'}/`, perLockLease });
+    const mutex = new DirectEtcdMutex(env.etcd!, {
+      prefix: `bench/direct/${perLockLease ? 'lease' : 'session'}/`,
+      perLockLease,
+    });
     const op: Op = async (w) => mutex.unlock(await mutex.lock(`cycle-${w}`, w));
     return { op, close: () => mutex.close() };
   };
@@ -325,7 +341,13 @@ function directEtcdCycle(perLockLease: boolean): Scenario['prepare'] {
  * resolving, counted only when that next holder had asked at least holdMs/2 before the
  * release (so it was queued, not still on its way).
  */
-function handoff<H>(holdMs: number, setup: (env: Env, name: string) => Promise<{ acquire(w: number): Promise<H>; release(w: number, held: H): Promise<void>; close(): Promise<void> }>): Scenario['prepare'] {
+function handoff<H>(
+  holdMs: number,
+  setup: (
+    env: Env,
+    name: string,
+  ) => Promise<{ acquire(w: number): Promise<H>; release(w: number, held: H): Promise<void>; close(): Promise<void> }>,
+): Scenario['prepare'] {
   return async (env) => ({
     run: async (concurrency, load) => {
       const lock = await setup(env, `bench-handoff-${concurrency}-${Date.now()}`);
@@ -341,7 +363,8 @@ function handoff<H>(holdMs: number, setup: (env: Env, name: string) => Promise<{
             const asked = performance.now();
             const held = await lock.acquire(w);
             const got = performance.now();
-            if (measuring && releaseStartedAt >= windowStart && asked <= releaseStartedAt - holdMs / 2) samples.push(got - releaseStartedAt);
+            if (measuring && releaseStartedAt >= windowStart && asked <= releaseStartedAt - holdMs / 2)
+              samples.push(got - releaseStartedAt);
             await new Promise((resolve) => setTimeout(resolve, holdMs));
             releaseStartedAt = performance.now();
             await lock.release(w, held);
@@ -363,7 +386,12 @@ function handoff<H>(holdMs: number, setup: (env: Env, name: string) => Promise<{
       await lock.close();
       if (failure !== undefined) throw failure;
       const sorted = samples.sorted();
-      return { rps: sorted.length / seconds, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), samples: sorted.length };
+      return {
+        rps: sorted.length / seconds,
+        p50Ms: percentile(sorted, 50),
+        p99Ms: percentile(sorted, 99),
+        samples: sorted.length,
+      };
     },
   });
 }
@@ -387,7 +415,10 @@ function rawHandoff(holdMs: number): Scenario['prepare'] {
   return handoff<Lease__Output>(holdMs, async (env, name) => {
     const stub = locksStub(env.latchkey);
     return {
-      acquire: () => unary<Lease__Output>((cb) => stub.Acquire({ name, backend: 'memory', ttl_ms: '30000', wait_ms: '60000', owner: 'bench' }, cb)),
+      acquire: () =>
+        unary<Lease__Output>((cb) =>
+          stub.Acquire({ name, backend: 'memory', ttl_ms: '30000', wait_ms: '60000', owner: 'bench' }, cb),
+        ),
       release: async (_, lease) => {
         await unary((cb) => stub.Release({ name, backend: 'memory', lease_id: lease.lease_id }, cb));
       },
@@ -399,7 +430,11 @@ function rawHandoff(holdMs: number): Scenario['prepare'] {
 function directEtcdHandoff(holdMs: number): Scenario['prepare'] {
   return handoff(holdMs, async (env, name) => {
     const mutex = new DirectEtcdMutex(env.etcd!, { prefix: 'bench/direct/handoff/' });
-    return { acquire: (w) => mutex.lock(name, w), release: (_, held) => mutex.unlock(held), close: () => mutex.close() };
+    return {
+      acquire: (w) => mutex.lock(name, w),
+      release: (_, held) => mutex.unlock(held),
+      close: () => mutex.close(),
+    };
   });
 }
 
@@ -434,7 +469,9 @@ function randomGet(keys: (env: Env) => number): Scenario['prepare'] {
     const n = keys(env);
     if (n === 1000) await fill(stub, 0, 1000);
     const op: Op = () =>
-      unary<GetResponse__Output>((cb) => stub.Get({ store: 'lru', key: memKey(Math.floor(Math.random() * n)) }, cb)).then((res) => {
+      unary<GetResponse__Output>((cb) =>
+        stub.Get({ store: 'lru', key: memKey(Math.floor(Math.random() * n)) }, cb),
+      ).then((res) => {
         if (!res.found) throw new Error('random Get missed a loaded key');
       });
     return { op, close: () => stub.close() };
@@ -463,15 +500,80 @@ export const GROUPS: readonly Group[] = [
     concurrencies: C,
     order: 'by-concurrency',
     scenarios: [
-      { id: 'echo.get', label: 'echo server: unary Get (raw grpc-js)', unit: 'req', meter: 'echo', latchkey: false, prepare: rawUnary('get', 'echo') },
-      { id: 'lru.get.raw', label: 'latchkey LRU: unary Get (raw grpc-js)', unit: 'req', latchkey: true, baseline: 'echo.get', target: { kind: 'ratio', min: 0.85 }, prepare: rawUnary('get', 'latchkey') },
-      { id: 'lru.get.sdk', label: 'latchkey LRU: SDK get, pipeline off', unit: 'req', latchkey: true, baseline: 'echo.get', prepare: sdkCache('get', 'lru', false) },
-      { id: 'echo.set', label: 'echo server: unary Set (raw grpc-js)', unit: 'req', meter: 'echo', latchkey: false, prepare: rawUnary('set', 'echo') },
-      { id: 'lru.set.raw', label: 'latchkey LRU: unary Set (raw grpc-js)', unit: 'req', latchkey: true, baseline: 'echo.set', prepare: rawUnary('set', 'latchkey') },
-      { id: 'lru.set.sdk', label: 'latchkey LRU: SDK set, pipeline off', unit: 'req', latchkey: true, baseline: 'echo.set', prepare: sdkCache('set', 'lru', false) },
-      { id: 'lock.memory.sdk', label: 'memory lock: acquire+release (SDK)', unit: 'cycles', latchkey: true, baseline: 'echo.get', target: { kind: 'ratio', min: 0.45 }, prepare: sdkLockCycle('memory') },
-      { id: 'lock.memory.raw', label: 'memory lock: acquire+release (raw grpc-js)', unit: 'cycles', latchkey: true, baseline: 'echo.get', prepare: rawLockCycle('memory') },
-      { id: 'lock.file.sdk', label: 'file lock: acquire+release (SDK)', unit: 'cycles', latchkey: true, baseline: 'echo.get', prepare: sdkLockCycle('file') },
+      {
+        id: 'echo.get',
+        label: 'echo server: unary Get (raw grpc-js)',
+        unit: 'req',
+        meter: 'echo',
+        latchkey: false,
+        prepare: rawUnary('get', 'echo'),
+      },
+      {
+        id: 'lru.get.raw',
+        label: 'latchkey LRU: unary Get (raw grpc-js)',
+        unit: 'req',
+        latchkey: true,
+        baseline: 'echo.get',
+        target: { kind: 'ratio', min: 0.85 },
+        prepare: rawUnary('get', 'latchkey'),
+      },
+      {
+        id: 'lru.get.sdk',
+        label: 'latchkey LRU: SDK get, pipeline off',
+        unit: 'req',
+        latchkey: true,
+        baseline: 'echo.get',
+        prepare: sdkCache('get', 'lru', false),
+      },
+      {
+        id: 'echo.set',
+        label: 'echo server: unary Set (raw grpc-js)',
+        unit: 'req',
+        meter: 'echo',
+        latchkey: false,
+        prepare: rawUnary('set', 'echo'),
+      },
+      {
+        id: 'lru.set.raw',
+        label: 'latchkey LRU: unary Set (raw grpc-js)',
+        unit: 'req',
+        latchkey: true,
+        baseline: 'echo.set',
+        prepare: rawUnary('set', 'latchkey'),
+      },
+      {
+        id: 'lru.set.sdk',
+        label: 'latchkey LRU: SDK set, pipeline off',
+        unit: 'req',
+        latchkey: true,
+        baseline: 'echo.set',
+        prepare: sdkCache('set', 'lru', false),
+      },
+      {
+        id: 'lock.memory.sdk',
+        label: 'memory lock: acquire+release (SDK)',
+        unit: 'cycles',
+        latchkey: true,
+        baseline: 'echo.get',
+        target: { kind: 'ratio', min: 0.45 },
+        prepare: sdkLockCycle('memory'),
+      },
+      {
+        id: 'lock.memory.raw',
+        label: 'memory lock: acquire+release (raw grpc-js)',
+        unit: 'cycles',
+        latchkey: true,
+        baseline: 'echo.get',
+        prepare: rawLockCycle('memory'),
+      },
+      {
+        id: 'lock.file.sdk',
+        label: 'file lock: acquire+release (SDK)',
+        unit: 'cycles',
+        latchkey: true,
+        baseline: 'echo.get',
+        prepare: sdkLockCycle('file'),
+      },
     ],
   },
   {
@@ -480,12 +582,54 @@ export const GROUPS: readonly Group[] = [
     concurrencies: C,
     order: 'by-concurrency',
     scenarios: [
-      { id: 'echo.stream.get', label: 'echo server: Pipeline, 1 Get per frame', unit: 'req', meter: 'echo', latchkey: false, prepare: rawStream('echo', 1) },
-      { id: 'lru.pipeline.get', label: 'latchkey LRU: Pipeline, 1 Get per frame', unit: 'req', latchkey: true, baseline: 'echo.stream.get', prepare: rawStream('latchkey', 1) },
-      { id: 'echo.stream.get100', label: 'echo server: Pipeline, 100 Gets per frame', unit: 'keys', meter: 'echo', latchkey: false, prepare: rawStream('echo', 100) },
-      { id: 'lru.pipeline.get100', label: 'latchkey LRU: Pipeline, 100 Gets per frame', unit: 'keys', latchkey: true, baseline: 'echo.stream.get100', prepare: rawStream('latchkey', 100) },
-      { id: 'echo.getmany100', label: 'echo server: GetMany, 100 keys', unit: 'keys', meter: 'echo', latchkey: false, prepare: getMany('echo', 100) },
-      { id: 'lru.getmany100', label: 'latchkey LRU: GetMany, 100 keys', unit: 'keys', latchkey: true, baseline: 'echo.getmany100', prepare: getMany('latchkey', 100) },
+      {
+        id: 'echo.stream.get',
+        label: 'echo server: Pipeline, 1 Get per frame',
+        unit: 'req',
+        meter: 'echo',
+        latchkey: false,
+        prepare: rawStream('echo', 1),
+      },
+      {
+        id: 'lru.pipeline.get',
+        label: 'latchkey LRU: Pipeline, 1 Get per frame',
+        unit: 'req',
+        latchkey: true,
+        baseline: 'echo.stream.get',
+        prepare: rawStream('latchkey', 1),
+      },
+      {
+        id: 'echo.stream.get100',
+        label: 'echo server: Pipeline, 100 Gets per frame',
+        unit: 'keys',
+        meter: 'echo',
+        latchkey: false,
+        prepare: rawStream('echo', 100),
+      },
+      {
+        id: 'lru.pipeline.get100',
+        label: 'latchkey LRU: Pipeline, 100 Gets per frame',
+        unit: 'keys',
+        latchkey: true,
+        baseline: 'echo.stream.get100',
+        prepare: rawStream('latchkey', 100),
+      },
+      {
+        id: 'echo.getmany100',
+        label: 'echo server: GetMany, 100 keys',
+        unit: 'keys',
+        meter: 'echo',
+        latchkey: false,
+        prepare: getMany('echo', 100),
+      },
+      {
+        id: 'lru.getmany100',
+        label: 'latchkey LRU: GetMany, 100 keys',
+        unit: 'keys',
+        latchkey: true,
+        baseline: 'echo.getmany100',
+        prepare: getMany('latchkey', 100),
+      },
     ],
   },
   {
@@ -494,14 +638,80 @@ export const GROUPS: readonly Group[] = [
     concurrencies: C,
     order: 'by-concurrency',
     scenarios: [
-      { id: 'memjs.get', label: 'memjs direct: get', unit: 'req', meter: 'memcached', needs: ['memcached'], latchkey: false, prepare: memjsDirect('get') },
-      { id: 'lru.get.sdk-pipe', label: 'latchkey LRU: SDK get, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.get', target: { kind: 'ratio', min: 0.5, at: [64] }, prepare: sdkCache('get', 'lru', true) },
-      { id: 'mc.get.sdk', label: 'latchkey memcached: SDK get, pipeline off', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.get', prepare: sdkCache('get', 'memcached', false) },
-      { id: 'mc.get.sdk-pipe', label: 'latchkey memcached: SDK get, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.get', target: { kind: 'ratio', min: 0.4 }, prepare: sdkCache('get', 'memcached', true) },
-      { id: 'memjs.set', label: 'memjs direct: set', unit: 'req', meter: 'memcached', needs: ['memcached'], latchkey: false, prepare: memjsDirect('set') },
-      { id: 'lru.set.sdk-pipe', label: 'latchkey LRU: SDK set, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.set', prepare: sdkCache('set', 'lru', true) },
-      { id: 'mc.set.sdk', label: 'latchkey memcached: SDK set, pipeline off', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.set', prepare: sdkCache('set', 'memcached', false) },
-      { id: 'mc.set.sdk-pipe', label: 'latchkey memcached: SDK set, pipeline on', unit: 'req', needs: ['memcached'], latchkey: true, baseline: 'memjs.set', prepare: sdkCache('set', 'memcached', true) },
+      {
+        id: 'memjs.get',
+        label: 'memjs direct: get',
+        unit: 'req',
+        meter: 'memcached',
+        needs: ['memcached'],
+        latchkey: false,
+        prepare: memjsDirect('get'),
+      },
+      {
+        id: 'lru.get.sdk-pipe',
+        label: 'latchkey LRU: SDK get, pipeline on',
+        unit: 'req',
+        needs: ['memcached'],
+        latchkey: true,
+        baseline: 'memjs.get',
+        target: { kind: 'ratio', min: 0.5, at: [64] },
+        prepare: sdkCache('get', 'lru', true),
+      },
+      {
+        id: 'mc.get.sdk',
+        label: 'latchkey memcached: SDK get, pipeline off',
+        unit: 'req',
+        needs: ['memcached'],
+        latchkey: true,
+        baseline: 'memjs.get',
+        prepare: sdkCache('get', 'memcached', false),
+      },
+      {
+        id: 'mc.get.sdk-pipe',
+        label: 'latchkey memcached: SDK get, pipeline on',
+        unit: 'req',
+        needs: ['memcached'],
+        latchkey: true,
+        baseline: 'memjs.get',
+        target: { kind: 'ratio', min: 0.4 },
+        prepare: sdkCache('get', 'memcached', true),
+      },
+      {
+        id: 'memjs.set',
+        label: 'memjs direct: set',
+        unit: 'req',
+        meter: 'memcached',
+        needs: ['memcached'],
+        latchkey: false,
+        prepare: memjsDirect('set'),
+      },
+      {
+        id: 'lru.set.sdk-pipe',
+        label: 'latchkey LRU: SDK set, pipeline on',
+        unit: 'req',
+        needs: ['memcached'],
+        latchkey: true,
+        baseline: 'memjs.set',
+        prepare: sdkCache('set', 'lru', true),
+      },
+      {
+        id: 'mc.set.sdk',
+        label: 'latchkey memcached: SDK set, pipeline off',
+        unit: 'req',
+        needs: ['memcached'],
+        latchkey: true,
+        baseline: 'memjs.set',
+        prepare: sdkCache('set', 'memcached', false),
+      },
+      {
+        id: 'mc.set.sdk-pipe',
+        label: 'latchkey memcached: SDK set, pipeline on',
+        unit: 'req',
+        needs: ['memcached'],
+        latchkey: true,
+        baseline: 'memjs.set',
+        prepare: sdkCache('set', 'memcached', true),
+      },
     ],
   },
   {
@@ -510,9 +720,35 @@ export const GROUPS: readonly Group[] = [
     concurrencies: C,
     order: 'by-concurrency',
     scenarios: [
-      { id: 'etcd3.cycle', label: 'etcd3 direct mutex: lock+unlock (session lease)', unit: 'cycles', meter: 'etcd', needs: ['etcd'], latchkey: false, prepare: directEtcdCycle(false) },
-      { id: 'lock.etcd.sdk', label: 'etcd lock: acquire+release (SDK)', unit: 'cycles', needs: ['etcd'], latchkey: true, baseline: 'etcd3.cycle', target: { kind: 'ratio', min: 0.7 }, prepare: sdkLockCycle('etcd') },
-      { id: 'etcd3.cycle.lease', label: 'etcd3 direct mutex: grant+lock+unlock+revoke (lease per lock)', unit: 'cycles', meter: 'etcd', needs: ['etcd'], latchkey: false, baseline: 'etcd3.cycle', prepare: directEtcdCycle(true) },
+      {
+        id: 'etcd3.cycle',
+        label: 'etcd3 direct mutex: lock+unlock (session lease)',
+        unit: 'cycles',
+        meter: 'etcd',
+        needs: ['etcd'],
+        latchkey: false,
+        prepare: directEtcdCycle(false),
+      },
+      {
+        id: 'lock.etcd.sdk',
+        label: 'etcd lock: acquire+release (SDK)',
+        unit: 'cycles',
+        needs: ['etcd'],
+        latchkey: true,
+        baseline: 'etcd3.cycle',
+        target: { kind: 'ratio', min: 0.7 },
+        prepare: sdkLockCycle('etcd'),
+      },
+      {
+        id: 'etcd3.cycle.lease',
+        label: 'etcd3 direct mutex: grant+lock+unlock+revoke (lease per lock)',
+        unit: 'cycles',
+        meter: 'etcd',
+        needs: ['etcd'],
+        latchkey: false,
+        baseline: 'etcd3.cycle',
+        prepare: directEtcdCycle(true),
+      },
     ],
   },
   {
@@ -521,10 +757,40 @@ export const GROUPS: readonly Group[] = [
     concurrencies: [2, 16, 64],
     order: 'by-concurrency',
     scenarios: [
-      { id: 'handoff.memory', label: 'memory lock hand-off (SDK, 1 ms hold)', unit: 'hand-offs', latchkey: true, target: { kind: 'p50', maxMs: 1 }, prepare: sdkHandoff('memory', 1) },
-      { id: 'handoff.memory.raw', label: 'memory lock hand-off (raw grpc-js, 1 ms hold)', unit: 'hand-offs', latchkey: true, prepare: rawHandoff(1) },
-      { id: 'etcd3.handoff', label: 'etcd3 direct mutex hand-off (20 ms hold)', unit: 'hand-offs', meter: 'etcd', needs: ['etcd'], latchkey: false, prepare: directEtcdHandoff(20) },
-      { id: 'handoff.etcd', label: 'etcd lock hand-off (SDK, 20 ms hold)', unit: 'hand-offs', needs: ['etcd'], latchkey: true, baseline: 'etcd3.handoff', ratioOf: 'p50', prepare: sdkHandoff('etcd', 20) },
+      {
+        id: 'handoff.memory',
+        label: 'memory lock hand-off (SDK, 1 ms hold)',
+        unit: 'hand-offs',
+        latchkey: true,
+        target: { kind: 'p50', maxMs: 1 },
+        prepare: sdkHandoff('memory', 1),
+      },
+      {
+        id: 'handoff.memory.raw',
+        label: 'memory lock hand-off (raw grpc-js, 1 ms hold)',
+        unit: 'hand-offs',
+        latchkey: true,
+        prepare: rawHandoff(1),
+      },
+      {
+        id: 'etcd3.handoff',
+        label: 'etcd3 direct mutex hand-off (20 ms hold)',
+        unit: 'hand-offs',
+        meter: 'etcd',
+        needs: ['etcd'],
+        latchkey: false,
+        prepare: directEtcdHandoff(20),
+      },
+      {
+        id: 'handoff.etcd',
+        label: 'etcd lock hand-off (SDK, 20 ms hold)',
+        unit: 'hand-offs',
+        needs: ['etcd'],
+        latchkey: true,
+        baseline: 'etcd3.handoff',
+        ratioOf: 'p50',
+        prepare: sdkHandoff('etcd', 20),
+      },
     ],
   },
   {
@@ -534,7 +800,13 @@ export const GROUPS: readonly Group[] = [
     order: 'by-row',
     serverArgs: ['--lru-max-entries', '1100000', '--lru-max-bytes', String(4 * 1024 ** 3)],
     scenarios: [
-      { id: 'lru.get.1k', label: 'latchkey LRU: random Get over 1 k entries (raw grpc-js)', unit: 'req', latchkey: true, prepare: randomGet(() => 1000) },
+      {
+        id: 'lru.get.1k',
+        label: 'latchkey LRU: random Get over 1 k entries (raw grpc-js)',
+        unit: 'req',
+        latchkey: true,
+        prepare: randomGet(() => 1000),
+      },
       {
         id: 'lru.rss.1m',
         label: 'latchkey LRU: server RSS with 1 M × 100-byte entries',
@@ -570,7 +842,14 @@ export const GROUPS: readonly Group[] = [
           },
         }),
       },
-      { id: 'lru.get.1m', label: 'latchkey LRU: random Get over 1 M entries (raw grpc-js)', unit: 'req', latchkey: true, baseline: 'lru.get.1k', prepare: randomGet(rssEntries) },
+      {
+        id: 'lru.get.1m',
+        label: 'latchkey LRU: random Get over 1 M entries (raw grpc-js)',
+        unit: 'req',
+        latchkey: true,
+        baseline: 'lru.get.1k',
+        prepare: randomGet(rssEntries),
+      },
     ],
   },
 ];

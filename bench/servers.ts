@@ -32,7 +32,11 @@ function track<T>(name: string, stop: () => Promise<void>, value: T): T & { stop
 
 /** Stops every child still running (each by its pid), in parallel, never throwing. */
 export async function stopAll(): Promise<void> {
-  await Promise.all([...children].map((c) => c.stop().catch((err: unknown) => process.stderr.write(`bench: stopping ${c.name}: ${String(err)}\n`))));
+  await Promise.all(
+    [...children].map((c) =>
+      c.stop().catch((err: unknown) => process.stderr.write(`bench: stopping ${c.name}: ${String(err)}\n`)),
+    ),
+  );
 }
 
 export interface LatchkeyChild {
@@ -53,7 +57,10 @@ const PRELOAD = pathToFileURL(join(REPO_ROOT, 'bench', 'server-preload.mjs')).hr
  * start-up (the profile is written when it exits after SIGTERM); with gcOnSignal, gc() runs
  * a full collection in it.
  */
-export async function startLatchkey(args: readonly string[], options: { profileDir?: string; gcOnSignal?: boolean } = {}): Promise<LatchkeyChild> {
+export async function startLatchkey(
+  args: readonly string[],
+  options: { profileDir?: string; gcOnSignal?: boolean } = {},
+): Promise<LatchkeyChild> {
   const env: Record<string, string> = {};
   let profile: string | undefined;
   if (options.profileDir !== undefined) {
@@ -92,7 +99,10 @@ export interface EchoChild {
 
 /** The baseline echo server (bench/echo-server.ts), as its own process. */
 export async function startEcho(): Promise<EchoChild> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join('bench', 'echo-server.ts')], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', join('bench', 'echo-server.ts')], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
@@ -101,7 +111,10 @@ export async function startEcho(): Promise<EchoChild> {
   const stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     process.kill(child.pid!, 'SIGTERM');
-    const timer = setTimeout(() => child.exitCode === null && child.signalCode === null && process.kill(child.pid!, 'SIGKILL'), 5_000);
+    const timer = setTimeout(
+      () => child.exitCode === null && child.signalCode === null && process.kill(child.pid!, 'SIGKILL'),
+      5_000,
+    );
     await exited;
     clearTimeout(timer);
   };
@@ -119,12 +132,18 @@ export async function startEcho(): Promise<EchoChild> {
 
 export async function startEtcdChild(): Promise<{ endpoint: string; pid: number; stop(): Promise<void> }> {
   const member = await startEtcd();
-  return track(`etcd (pid ${member.pid})`, async () => member[Symbol.asyncDispose](), { endpoint: member.endpoint, pid: member.pid! });
+  return track(`etcd (pid ${member.pid})`, async () => member[Symbol.asyncDispose](), {
+    endpoint: member.endpoint,
+    pid: member.pid!,
+  });
 }
 
 export async function startMemcachedChild(): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
   const memcached = await startMemcached();
-  return track(`memcached (pid ${memcached.pid()})`, () => memcached.kill(), { address: memcached.address, pid: memcached.pid()! });
+  return track(`memcached (pid ${memcached.pid()})`, () => memcached.kill(), {
+    address: memcached.address,
+    pid: memcached.pid()!,
+  });
 }
 
 /** A process's resident set size in MB, from /proc/<pid>/status (VmRSS). */

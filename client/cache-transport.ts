@@ -25,22 +25,39 @@ export interface CacheTransport {
   close(): void;
 }
 
-type UnaryStub = Record<CacheMethod, (request: object, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<unknown>) => grpc.ClientUnaryCall>;
+type UnaryStub = Record<
+  CacheMethod,
+  (
+    request: object,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: grpc.requestCallback<unknown>,
+  ) => grpc.ClientUnaryCall
+>;
 
 export function createCacheTransport(options: CacheTransportOptions): CacheTransport {
   const { address, stub, deadlineMs: defaultDeadlineMs, retry } = options;
   let closed = false;
-  const closedError = (method: CacheMethod) => new CancelledError(`latchkey client for ${address} is closed; connect again`, { method });
+  const closedError = (method: CacheMethod) =>
+    new CancelledError(`latchkey client for ${address} is closed; connect again`, { method });
   const unary: UnaryAttempt = (method, request, deadlineMs, signal) => {
     // A retry, or a call the pipeline gives back, may come after close(): it must not reach
     // the closed channel (grpc-js would throw).
     if (closed) return Promise.reject(closedError(method));
-    return unaryAttempt((md, o, cb) => (stub as unknown as UnaryStub)[method](request, md, o, cb), deadlineMs, { method, signal });
+    return unaryAttempt((md, o, cb) => (stub as unknown as UnaryStub)[method](request, md, o, cb), deadlineMs, {
+      method,
+      signal,
+    });
   };
-  const pipeline = options.pipeline === false ? undefined : new Pipeline(stub, unary, options.pipeline, defaultDeadlineMs);
+  const pipeline =
+    options.pipeline === false ? undefined : new Pipeline(stub, unary, options.pipeline, defaultDeadlineMs);
   // The pipeline declines calls after close(), so those reach unary() and its check.
-  const attempt = (method: CacheMethod, request: CacheRpcs[CacheMethod][0], deadlineMs: number, signal: AbortSignal | undefined) =>
-    pipeline?.send(method, request, deadlineMs, signal) ?? unary(method, request, deadlineMs, signal);
+  const attempt = (
+    method: CacheMethod,
+    request: CacheRpcs[CacheMethod][0],
+    deadlineMs: number,
+    signal: AbortSignal | undefined,
+  ) => pipeline?.send(method, request, deadlineMs, signal) ?? unary(method, request, deadlineMs, signal);
 
   const call: CacheCall = <M extends CacheMethod>(method: M, request: CacheRpcs[M][0], callOptions: CallOptions) => {
     const deadlineMs = callOptions.deadlineMs ?? defaultDeadlineMs;
@@ -48,7 +65,10 @@ export function createCacheTransport(options: CacheTransportOptions): CacheTrans
     const retries = retryPolicy(method, retry);
     // Retried or not, every attempt goes whichever way is open at the time: a Get whose
     // stream broke is retried as a unary call while the stream backs off.
-    const result = retries === false ? attempt(method, request, deadlineMs, signal) : withRetries((ms) => attempt(method, request, ms, signal), deadlineMs, retries, method, signal);
+    const result =
+      retries === false
+        ? attempt(method, request, deadlineMs, signal)
+        : withRetries((ms) => attempt(method, request, ms, signal), deadlineMs, retries, method, signal);
     return result as Promise<CacheRpcs[M][1]>;
   };
 

@@ -75,9 +75,18 @@ export interface CacheClient {
   /** Stores unconditionally; resolves with the new cas. */
   set(key: string, value: CacheValue, options?: FencedWriteOptions): Promise<bigint>;
   /** Stores only if the key's cas is still `cas`. The cas returned is the new one when STORED. */
-  cas(key: string, value: CacheValue, cas: bigint, options?: FencedWriteOptions): Promise<{ outcome: 'STORED' | 'EXISTS' | 'NOT_FOUND'; cas: bigint }>;
+  cas(
+    key: string,
+    value: CacheValue,
+    cas: bigint,
+    options?: FencedWriteOptions,
+  ): Promise<{ outcome: 'STORED' | 'EXISTS' | 'NOT_FOUND'; cas: bigint }>;
   /** Stores only if the key is absent. */
-  add(key: string, value: CacheValue, options?: FencedWriteOptions): Promise<{ outcome: 'STORED' | 'EXISTS'; cas: bigint }>;
+  add(
+    key: string,
+    value: CacheValue,
+    options?: FencedWriteOptions,
+  ): Promise<{ outcome: 'STORED' | 'EXISTS'; cas: bigint }>;
   /** EXISTS: a `cas` was given and the key has another. */
   delete(key: string, options?: DeleteOptions): Promise<'DELETED' | 'NOT_FOUND' | 'EXISTS'>;
   /**
@@ -106,11 +115,15 @@ export interface CacheClient {
 
 function expectOutcome<T extends string>(method: string, outcome: string, allowed: readonly T[]): T {
   if ((allowed as readonly string[]).includes(outcome)) return outcome as T;
-  throw new InternalError(`${method}: the server answered outcome ${outcome}; expected one of ${allowed.join(', ')}`, { method });
+  throw new InternalError(`${method}: the server answered outcome ${outcome}; expected one of ${allowed.join(', ')}`, {
+    method,
+  });
 }
 
 function fenceField(fence: Fence | undefined) {
-  return fence === undefined ? null : { lock: fence.name, backend: fence.backend, token: uint64Field('fence.token', fence.fencingToken) };
+  return fence === undefined
+    ? null
+    : { lock: fence.name, backend: fence.backend, token: uint64Field('fence.token', fence.fencingToken) };
 }
 
 function jitter(attempt: number): Promise<void> {
@@ -137,12 +150,21 @@ export type CacheMethod = keyof CacheRpcs;
  * How the cache client reaches the server: one call of a Cache RPC with the caller's options;
  * the client decides whether it goes through the pipeline or as a unary RPC (cache-transport.ts).
  */
-export type CacheCall = <M extends CacheMethod>(method: M, request: CacheRpcs[M][0], options: CallOptions) => Promise<CacheRpcs[M][1]>;
+export type CacheCall = <M extends CacheMethod>(
+  method: M,
+  request: CacheRpcs[M][0],
+  options: CallOptions,
+) => Promise<CacheRpcs[M][1]>;
 
 /** getOrSet calls in progress in one client, by store and key. */
 export type Flights = Map<string, Promise<Buffer>>;
 
-export function createCacheClient(send: CacheCall, store: string, defaultDeadlineMs: number, flights: Flights): CacheClient {
+export function createCacheClient(
+  send: CacheCall,
+  store: string,
+  defaultDeadlineMs: number,
+  flights: Flights,
+): CacheClient {
   const call = (options: CallOptions) => ({ signal: options.signal, deadlineMs: options.deadlineMs });
 
   const cache: CacheClient = {
@@ -154,19 +176,41 @@ export function createCacheClient(send: CacheCall, store: string, defaultDeadlin
     },
 
     async set(key, value, options = NO_OPTIONS) {
-      const request = { store, key, value: toBuffer(value), ttl_ms: msField('ttlMs', options.ttlMs ?? 0), fence: fenceField(options.fence) };
+      const request = {
+        store,
+        key,
+        value: toBuffer(value),
+        ttl_ms: msField('ttlMs', options.ttlMs ?? 0),
+        fence: fenceField(options.fence),
+      };
       const res = await send('Set', request, options);
       return BigInt(res.cas);
     },
 
     async cas(key, value, cas, options = NO_OPTIONS) {
-      const request = { store, key, value: toBuffer(value), cas: uint64Field('cas', cas), ttl_ms: msField('ttlMs', options.ttlMs ?? 0), fence: fenceField(options.fence) };
+      const request = {
+        store,
+        key,
+        value: toBuffer(value),
+        cas: uint64Field('cas', cas),
+        ttl_ms: msField('ttlMs', options.ttlMs ?? 0),
+        fence: fenceField(options.fence),
+      };
       const res = await send('Cas', request, options);
-      return { outcome: expectOutcome('Cas', res.outcome, ['STORED', 'EXISTS', 'NOT_FOUND'] as const), cas: BigInt(res.cas) };
+      return {
+        outcome: expectOutcome('Cas', res.outcome, ['STORED', 'EXISTS', 'NOT_FOUND'] as const),
+        cas: BigInt(res.cas),
+      };
     },
 
     async add(key, value, options = NO_OPTIONS) {
-      const request = { store, key, value: toBuffer(value), ttl_ms: msField('ttlMs', options.ttlMs ?? 0), fence: fenceField(options.fence) };
+      const request = {
+        store,
+        key,
+        value: toBuffer(value),
+        ttl_ms: msField('ttlMs', options.ttlMs ?? 0),
+        fence: fenceField(options.fence),
+      };
       const res = await send('Add', request, options);
       return { outcome: expectOutcome('Add', res.outcome, ['STORED', 'EXISTS'] as const), cas: BigInt(res.cas) };
     },
@@ -224,10 +268,17 @@ export function createCacheClient(send: CacheCall, store: string, defaultDeadlin
         const next = toBuffer(await fn(current?.value));
         // EXISTS (another write won) and NOT_FOUND (deleted or expired since the Get) both
         // mean the value fn saw is stale: go round again.
-        const res = current === undefined ? await cache.add(key, next, { ...write, ...step() }) : await cache.cas(key, next, current.cas, { ...write, ...step() });
+        const res =
+          current === undefined
+            ? await cache.add(key, next, { ...write, ...step() })
+            : await cache.cas(key, next, current.cas, { ...write, ...step() });
         if (res.outcome === 'STORED') return { value: next, cas: res.cas };
       }
-      throw new CasConflictError(`update of key "${key}" lost the compare-and-set race ${maxAttempts} times in a row; retry later or raise maxAttempts`, maxAttempts, { method: 'Cas' });
+      throw new CasConflictError(
+        `update of key "${key}" lost the compare-and-set race ${maxAttempts} times in a row; retry later or raise maxAttempts`,
+        maxAttempts,
+        { method: 'Cas' },
+      );
     },
   };
   return cache;

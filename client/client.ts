@@ -6,7 +6,13 @@
 import * as grpc from '@grpc/grpc-js';
 import { createCacheClient, type Flights, type CacheClient } from './cache.js';
 import { createCacheTransport, type CacheTransport } from './cache-transport.js';
-import { channelCredentials, tlsChannelOptions, tokenInterceptor, type TlsOptions, type TokenSource } from './credentials.js';
+import {
+  channelCredentials,
+  tlsChannelOptions,
+  tokenInterceptor,
+  type TlsOptions,
+  type TokenSource,
+} from './credentials.js';
 import { CancelledError, fromStatus, InternalError, InvalidArgumentError } from './errors.js';
 import type { ProtoGrpcType as CacheProto } from './generated/cache.js';
 import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
@@ -250,7 +256,12 @@ function toLockState(state: LockState__Output): LockState {
     fencingToken: BigInt(state.fencing_token),
     expiresAt: toDate(state.expires_at_ms),
     waiters: state.waiters,
-    holders: state.holders.map((h) => ({ owner: h.owner, fencingToken: BigInt(h.fencing_token), expiresAt: new Date(Number(h.expires_at_ms)), mode: h.mode })),
+    holders: state.holders.map((h) => ({
+      owner: h.owner,
+      fencingToken: BigInt(h.fencing_token),
+      expiresAt: new Date(Number(h.expires_at_ms)),
+      mode: h.mode,
+    })),
     queue: state.queue.map((w) => ({ owner: w.owner, mode: w.mode })),
     limit: state.limit,
     capabilities: toCapabilities(state.capabilities),
@@ -258,12 +269,20 @@ function toLockState(state: LockState__Output): LockState {
 }
 
 function toLockEvent(event: LockEvent__Output): LockEvent {
-  const base = { name: event.name, owner: event.owner, fencingToken: BigInt(event.fencing_token), mode: event.mode, at: new Date(Number(event.at_ms)) };
+  const base = {
+    name: event.name,
+    owner: event.owner,
+    fencingToken: BigInt(event.fencing_token),
+    mode: event.mode,
+    at: new Date(Number(event.at_ms)),
+  };
   if (event.type === 'STATE') {
-    if (event.state === null) throw new InternalError('Watch: a STATE event came without its state', { method: 'Watch' });
+    if (event.state === null)
+      throw new InternalError('Watch: a STATE event came without its state', { method: 'Watch' });
     return { ...base, type: 'STATE', state: toLockState(event.state) };
   }
-  if (event.type === 'TYPE_UNSPECIFIED') throw new InternalError('Watch: an event came without its type', { method: 'Watch' });
+  if (event.type === 'TYPE_UNSPECIFIED')
+    throw new InternalError('Watch: an event came without its type', { method: 'Watch' });
   return { ...base, type: event.type };
 }
 
@@ -280,9 +299,11 @@ function pipelineOptions(option: boolean | PipelineOptions | undefined): Require
     idleMs: given.idleMs ?? DEFAULT_PIPELINE.idleMs,
   };
   for (const key of ['maxOutstanding', 'maxFrameOps'] as const) {
-    if (!Number.isSafeInteger(merged[key]) || merged[key] < 1) throw new InvalidArgumentError(`pipeline.${key} must be a whole number >= 1, got ${merged[key]}`);
+    if (!Number.isSafeInteger(merged[key]) || merged[key] < 1)
+      throw new InvalidArgumentError(`pipeline.${key} must be a whole number >= 1, got ${merged[key]}`);
   }
-  if (!(merged.idleMs >= 0) || merged.idleMs === Infinity) throw new InvalidArgumentError(`pipeline.idleMs must be a finite number of ms >= 0, got ${merged.idleMs}`);
+  if (!(merged.idleMs >= 0) || merged.idleMs === Infinity)
+    throw new InvalidArgumentError(`pipeline.idleMs must be a finite number of ms >= 0, got ${merged.idleMs}`);
   return merged;
 }
 
@@ -307,7 +328,9 @@ class Client implements LatchkeyClient {
     const pipeline = pipelineOptions(options.pipeline);
     // The token interceptor goes last, innermost: it may hold back the call it wraps until
     // the token is there (see credentials.ts).
-    const interceptors: grpc.Interceptor[] = [...((options.channelOptions?.interceptors as grpc.Interceptor[] | undefined) ?? [])];
+    const interceptors: grpc.Interceptor[] = [
+      ...((options.channelOptions?.interceptors as grpc.Interceptor[] | undefined) ?? []),
+    ];
     if (options.token !== undefined) interceptors.push(tokenInterceptor(options.token));
     const channelOptions: grpc.ClientOptions = {
       ...(pipeline === false ? {} : { 'grpc.max_receive_message_length': -1 }),
@@ -318,12 +341,24 @@ class Client implements LatchkeyClient {
     const { Locks, Cache } = services();
     this.#locks = new Locks(address, credentials, channelOptions);
     // One channel (one HTTP/2 connection) for both services.
-    const cacheStub: CacheStub = new Cache(address, credentials, { ...channelOptions, channelOverride: this.#locks.getChannel() });
-    this.#cache = createCacheTransport({ address, stub: cacheStub, deadlineMs: this.#deadlineMs, retry: this.#retry, pipeline });
+    const cacheStub: CacheStub = new Cache(address, credentials, {
+      ...channelOptions,
+      channelOverride: this.#locks.getChannel(),
+    });
+    this.#cache = createCacheTransport({
+      address,
+      stub: cacheStub,
+      deadlineMs: this.#deadlineMs,
+      retry: this.#retry,
+      pipeline,
+    });
   }
 
   readonly #invoke: Invoke = (method, start, options) => {
-    if (this.#closed) return Promise.reject(new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method }));
+    if (this.#closed)
+      return Promise.reject(
+        new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method }),
+      );
     return unaryCall(start, {
       method,
       deadlineMs: options.deadlineMs ?? this.#deadlineMs,
@@ -337,22 +372,35 @@ class Client implements LatchkeyClient {
     // 0 asks for the server's default TTL (--default-ttl-ms); the Lease says what was granted.
     const requestedTtlMs = options.ttlMs ?? 0;
     const waitMs = options.waitMs ?? 0;
-    if (options.ttlMs !== undefined && !(requestedTtlMs > 0)) throw new InvalidArgumentError(`ttlMs must be > 0, got ${requestedTtlMs}`);
+    if (options.ttlMs !== undefined && !(requestedTtlMs > 0))
+      throw new InvalidArgumentError(`ttlMs must be > 0, got ${requestedTtlMs}`);
     const mode = options.mode ?? 'EXCLUSIVE';
-    if (!LOCK_MODES.has(mode)) throw new InvalidArgumentError(`mode must be 'EXCLUSIVE' or 'SHARED', got ${String(mode)}`);
+    if (!LOCK_MODES.has(mode))
+      throw new InvalidArgumentError(`mode must be 'EXCLUSIVE' or 'SHARED', got ${String(mode)}`);
     // 0 on the wire is "a plain lock", as 1 is.
     const limit = options.limit ?? 0;
     if (options.limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 1 && limit <= UINT32_MAX)) {
       throw new InvalidArgumentError(`limit must be a whole number between 1 and ${UINT32_MAX}, got ${limit}`);
     }
-    const request = { name, backend: options.backend ?? '', ttl_ms: msField('ttlMs', requestedTtlMs), wait_ms: msField('waitMs', waitMs), owner: options.owner ?? '', limit, mode };
+    const request = {
+      name,
+      backend: options.backend ?? '',
+      ttl_ms: msField('ttlMs', requestedTtlMs),
+      wait_ms: msField('waitMs', waitMs),
+      owner: options.owner ?? '',
+      limit,
+      mode,
+    };
     const sentAt = performance.now();
     const lease = await this.#invoke<Lease__Output>('Acquire', (md, o, cb) => this.#locks.Acquire(request, md, o, cb), {
       signal: options.signal,
       deadlineMs: options.deadlineMs ?? waitMs + this.#deadlineMs,
       // NOTE: the grant crossed our cancel on the wire; the server saw no cancellation and
       // would keep the lock held for a caller that is gone until the TTL ran out.
-      onAbandoned: (granted) => void this.#leaseCalls(granted).release({ deadlineMs: Number(granted.ttl_ms) || DEFAULT_TTL_MS }).catch(() => {}),
+      onAbandoned: (granted) =>
+        void this.#leaseCalls(granted)
+          .release({ deadlineMs: Number(granted.ttl_ms) || DEFAULT_TTL_MS })
+          .catch(() => {}),
     });
     // The TTL the backend granted: it may round up (etcd: whole seconds); older servers
     // that send none granted what was asked, or their default.
@@ -368,7 +416,10 @@ class Client implements LatchkeyClient {
     });
     if (this.#closing !== undefined) {
       await handle.release();
-      throw new CancelledError(`latchkey client for ${this.address} was closed while lock "${name}" was being acquired`, { method: 'Acquire' });
+      throw new CancelledError(
+        `latchkey client for ${this.address} was closed while lock "${name}" was being acquired`,
+        { method: 'Acquire' },
+      );
     }
     this.#handles.add(handle);
     return handle;
@@ -379,9 +430,17 @@ class Client implements LatchkeyClient {
     return {
       // The handle retries Refresh itself, on its own schedule, until the lease's expiry.
       refresh: (ttlMs, options) =>
-        this.#invoke<Lease__Output>('Refresh', (md, o, cb) => this.#locks.Refresh({ ...ref, ttl_ms: msField('ttlMs', ttlMs) }, md, o, cb), { ...options, retry: false }),
+        this.#invoke<Lease__Output>(
+          'Refresh',
+          (md, o, cb) => this.#locks.Refresh({ ...ref, ttl_ms: msField('ttlMs', ttlMs) }, md, o, cb),
+          { ...options, retry: false },
+        ),
       release: async (options) => {
-        await this.#invoke<ReleaseResponse__Output>('Release', (md, o, cb) => this.#locks.Release(ref, md, o, cb), options);
+        await this.#invoke<ReleaseResponse__Output>(
+          'Release',
+          (md, o, cb) => this.#locks.Release(ref, md, o, cb),
+          options,
+        );
       },
     };
   }
@@ -393,12 +452,19 @@ class Client implements LatchkeyClient {
 
   async describe(name: string, options: DescribeOptions = {}): Promise<LockState> {
     const request = { name, backend: options.backend ?? '' };
-    return toLockState(await this.#invoke<LockState__Output>('Describe', (md, o, cb) => this.#locks.Describe(request, md, o, cb), options));
+    return toLockState(
+      await this.#invoke<LockState__Output>(
+        'Describe',
+        (md, o, cb) => this.#locks.Describe(request, md, o, cb),
+        options,
+      ),
+    );
   }
 
   async *watch(name: string, options: WatchOptions = {}): AsyncGenerator<LockEvent, void, undefined> {
     const { signal } = options;
-    if (this.#closing !== undefined) throw new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method: 'Watch' });
+    if (this.#closing !== undefined)
+      throw new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method: 'Watch' });
     if (signal?.aborted) return;
     // No deadline: a watch runs until it is stopped.
     const call = this.#locks.Watch({ name, backend: options.backend ?? '' }, new grpc.Metadata(), {});

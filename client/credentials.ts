@@ -38,19 +38,25 @@ function pemBuffer(field: string, value: Pem | undefined): Buffer | null {
   const buffer = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
   // A path where PEM text belongs is the likely mistake; say so rather than fail the handshake.
   if (!buffer.includes('-----BEGIN ')) {
-    throw new InvalidArgumentError(`tls.${field} must be PEM text (-----BEGIN ...), not a file name: pass readFileSync(path)`);
+    throw new InvalidArgumentError(
+      `tls.${field} must be PEM text (-----BEGIN ...), not a file name: pass readFileSync(path)`,
+    );
   }
   return buffer;
 }
 
 /** The channel credentials for `tls`, or `credentials` as given, or plaintext. */
-export function channelCredentials(tls: TlsOptions | undefined, credentials: grpc.ChannelCredentials | undefined): grpc.ChannelCredentials {
+export function channelCredentials(
+  tls: TlsOptions | undefined,
+  credentials: grpc.ChannelCredentials | undefined,
+): grpc.ChannelCredentials {
   if (tls === undefined) return credentials ?? grpc.credentials.createInsecure();
   if (credentials !== undefined) throw new InvalidArgumentError('give either `credentials` or `tls`, not both');
   if ((tls.cert === undefined) !== (tls.key === undefined)) {
     throw new InvalidArgumentError('tls.cert and tls.key go together: a client certificate needs its private key');
   }
-  if (tls.serverName !== undefined && tls.serverName === '') throw new InvalidArgumentError('tls.serverName must not be empty');
+  if (tls.serverName !== undefined && tls.serverName === '')
+    throw new InvalidArgumentError('tls.serverName must not be empty');
   return grpc.credentials.createSsl(pemBuffer('ca', tls.ca), pemBuffer('key', tls.key), pemBuffer('cert', tls.cert));
 }
 
@@ -66,7 +72,8 @@ function checkToken(raw: unknown): string {
   if (typeof raw !== 'string') throw new TypeError(`the token provider returned ${typeof raw}, not a string`);
   const token = raw.trim();
   if (token === '') throw new TypeError('the token is empty');
-  if (!TOKEN.test(token)) throw new TypeError('the token may hold only visible ASCII characters: no spaces, line breaks or other text');
+  if (!TOKEN.test(token))
+    throw new TypeError('the token may hold only visible ASCII characters: no spaces, line breaks or other text');
   return token;
 }
 
@@ -135,7 +142,10 @@ class DeferredCall implements CallInterface {
     this.#next = next;
     const deadline = options.deadline instanceof Date ? options.deadline.getTime() : (options.deadline ?? Infinity);
     if (Number.isFinite(deadline)) {
-      this.#timer = setTimeout(() => this.#end(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded while waiting for the token provider'), Math.max(0, deadline - Date.now()));
+      this.#timer = setTimeout(
+        () => this.#end(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded while waiting for the token provider'),
+        Math.max(0, deadline - Date.now()),
+      );
       // The provider's own work keeps the process alive while it is worth waiting for.
       this.#timer.unref();
     }
@@ -144,7 +154,11 @@ class DeferredCall implements CallInterface {
         this.#token = value;
         this.#begin();
       },
-      (err: unknown) => this.#end(grpc.status.UNAUTHENTICATED, `the token provider failed: ${err instanceof Error ? err.message : String(err)}`),
+      (err: unknown) =>
+        this.#end(
+          grpc.status.UNAUTHENTICATED,
+          `the token provider failed: ${err instanceof Error ? err.message : String(err)}`,
+        ),
     );
   }
 

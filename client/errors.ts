@@ -171,7 +171,13 @@ export function fromOpError(error: OpError, method: string): LatchkeyError {
  * is the fence), and stays generic otherwise (Incr on a non-number). `reason`, the server's
  * error class, is more precise than the code and wins when it names one we know.
  */
-function fromCode(code: status, details: string, reason: string | undefined, method: string, cause: unknown): LatchkeyError {
+function fromCode(
+  code: status,
+  details: string,
+  reason: string | undefined,
+  method: string,
+  cause: unknown,
+): LatchkeyError {
   const message = details || `${method} failed with status ${status[code] ?? code}`;
   const options: LatchkeyErrorOptions = { cause, details, method, code };
   switch (reason) {

@@ -169,7 +169,12 @@ class Handle implements LockHandle {
     this.#expiryTimer = after(this.#giveUpAt - now, () => {
       const last = this.#lastRefreshError;
       const why = last === undefined ? 'no Refresh answered in time' : `last Refresh failed: ${last.message}`;
-      this.#lose(new LeaseLostError(`lock "${this.name}" may have expired: its lease was not refreshed within its ${this.ttlMs} ms TTL (${why})`, { cause: last }));
+      this.#lose(
+        new LeaseLostError(
+          `lock "${this.name}" may have expired: its lease was not refreshed within its ${this.ttlMs} ms TTL (${why})`,
+          { cause: last },
+        ),
+      );
     });
   }
 
@@ -181,7 +186,10 @@ class Handle implements LockHandle {
       this.arm();
     } catch (err) {
       if (err instanceof NotHolderError) {
-        const lost = new LeaseLostError(`lock "${this.name}" was granted but its lease was gone before it could be confirmed; use a ttlMs well above the time an Acquire takes (${err.message})`, { cause: err });
+        const lost = new LeaseLostError(
+          `lock "${this.name}" was granted but its lease was gone before it could be confirmed; use a ttlMs well above the time an Acquire takes (${err.message})`,
+          { cause: err },
+        );
         this.#lose(lost);
         throw lost;
       }
@@ -262,12 +270,17 @@ class Handle implements LockHandle {
       return 'released';
     } catch (err) {
       if (err instanceof NotHolderError) {
-        const lost = new LeaseLostError(`lock "${this.name}" was already lost when released: ${err.message}`, { cause: err });
+        const lost = new LeaseLostError(`lock "${this.name}" was already lost when released: ${err.message}`, {
+          cause: err,
+        });
         this.#settle('lost', lost, lost);
         return 'lost';
       }
       const error = err instanceof Error ? err : new Error(String(err));
-      const reason = new CancelledError(`lock "${this.name}" was given up, but Release failed (${error.message}); the server frees it when its lease expires`, { cause: error });
+      const reason = new CancelledError(
+        `lock "${this.name}" was given up, but Release failed (${error.message}); the server frees it when its lease expires`,
+        { cause: error },
+      );
       this.#settle('release-failed', error, reason);
       return 'release-failed';
     }

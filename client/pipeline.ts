@@ -12,7 +12,14 @@
 // refused the stream or the stream broke, and for values too big to be worth coalescing.
 import * as grpc from '@grpc/grpc-js';
 import type { CacheMethod, CacheRpcs } from './cache.js';
-import { CancelledError, DeadlineExceededError, ERROR_TRAILER, fromOpError, InternalError, UnavailableError } from './errors.js';
+import {
+  CancelledError,
+  DeadlineExceededError,
+  ERROR_TRAILER,
+  fromOpError,
+  InternalError,
+  UnavailableError,
+} from './errors.js';
 import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
 import type { PipelineOp } from './generated/latchkey/v1/PipelineOp.js';
 import type { PipelineRequest } from './generated/latchkey/v1/PipelineRequest.js';
@@ -35,7 +42,12 @@ export interface PipelineOptions {
 export const DEFAULT_PIPELINE: Required<PipelineOptions> = { maxOutstanding: 2048, maxFrameOps: 1000, idleMs: 1000 };
 
 /** A call as its own unary RPC: for calls the stream cannot take, and those it gives back. */
-export type UnaryAttempt = (method: CacheMethod, request: CacheRequest, deadlineMs: number, signal: AbortSignal | undefined) => Promise<unknown>;
+export type UnaryAttempt = (
+  method: CacheMethod,
+  request: CacheRequest,
+  deadlineMs: number,
+  signal: AbortSignal | undefined,
+) => Promise<unknown>;
 
 type CacheRequest = CacheRpcs[CacheMethod][0];
 type Stream = grpc.ClientDuplexStream<PipelineRequest, PipelineResponse__Output>;
@@ -60,7 +72,15 @@ const REOPEN_MAX_MS = 5_000;
 /** After the server refused the stream (see refused()): stay unary longer. */
 const REOPEN_REFUSED_MS = 30_000;
 
-const FIELD: Record<CacheMethod, Field> = { Get: 'get', Set: 'set', Cas: 'cas', Add: 'add', Delete: 'delete', Incr: 'incr', Touch: 'touch' };
+const FIELD: Record<CacheMethod, Field> = {
+  Get: 'get',
+  Set: 'set',
+  Cas: 'cas',
+  Add: 'add',
+  Delete: 'delete',
+  Incr: 'incr',
+  Touch: 'touch',
+};
 
 // One literal shape per kind of operation keeps the frames' objects monomorphic.
 const WRAP: Record<CacheMethod, (tag: number, request: CacheRequest) => PipelineOp> = {
@@ -74,7 +94,12 @@ const WRAP: Record<CacheMethod, (tag: number, request: CacheRequest) => Pipeline
 };
 
 function opBytes(request: CacheRequest): number {
-  const r = request as { key?: string; store?: string; value?: { length: number }; fence?: { lock?: string; backend?: string } | null };
+  const r = request as {
+    key?: string;
+    store?: string;
+    value?: { length: number };
+    fence?: { lock?: string; backend?: string } | null;
+  };
   const fence = r.fence ? (r.fence.lock?.length ?? 0) + (r.fence.backend?.length ?? 0) : 0;
   return OP_OVERHEAD_BYTES + (r.key?.length ?? 0) + (r.store?.length ?? 0) + (r.value?.length ?? 0) + fence;
 }
@@ -209,7 +234,12 @@ export class Pipeline {
    * Sends one call through the stream, resolving with its response. undefined when the
    * stream cannot take it now: the caller makes it a unary call instead.
    */
-  send(method: CacheMethod, request: CacheRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<unknown> | undefined {
+  send(
+    method: CacheMethod,
+    request: CacheRequest,
+    deadlineMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> | undefined {
     if (this.#unimplemented || this.#closed) return undefined;
     if (this.#stream === undefined && this.#reopenAt !== 0 && performance.now() < this.#reopenAt) return undefined;
     const bytes = opBytes(request);
@@ -218,7 +248,15 @@ export class Pipeline {
     if (!(deadlineMs > 0)) return Promise.reject(deadlineError(method, deadlineMs));
 
     const finite = deadlineMs !== Infinity;
-    const op = new Op(this, method, request, bytes, deadlineMs, finite ? performance.now() + deadlineMs : Infinity, signal);
+    const op = new Op(
+      this,
+      method,
+      request,
+      bytes,
+      deadlineMs,
+      finite ? performance.now() + deadlineMs : Infinity,
+      signal,
+    );
     capturing = op;
     const promise = new Promise<unknown>(capture);
     capturing = undefined;
@@ -246,7 +284,11 @@ export class Pipeline {
       const op = this.#queue[i]!;
       if (op.settled) continue;
       this.#settle(op);
-      op.reject(new CancelledError(`${op.method}: the latchkey client was closed before this call was sent`, { method: op.method }));
+      op.reject(
+        new CancelledError(`${op.method}: the latchkey client was closed before this call was sent`, {
+          method: op.method,
+        }),
+      );
     }
     this.#queue = [];
     this.#queueHead = 0;
@@ -312,7 +354,12 @@ export class Pipeline {
   /** Writes queued calls as frames while there is room and the stream's buffer takes them. */
   #pump(): void {
     if (this.#closed) return;
-    while (!this.#waitingForDrain && !this.#streamOver && this.#sent.size < this.#maxOutstanding && this.#queueHead < this.#queue.length) {
+    while (
+      !this.#waitingForDrain &&
+      !this.#streamOver &&
+      this.#sent.size < this.#maxOutstanding &&
+      this.#queueHead < this.#queue.length
+    ) {
       const room = Math.min(this.#maxFrameOps, this.#maxOutstanding - this.#sent.size);
       const ops: PipelineOp[] = [];
       let bytes = 0;
@@ -374,7 +421,13 @@ export class Pipeline {
       const kind = result.result;
       if (kind === FIELD[op.method]) op.resolve(result[kind]);
       else if (kind === 'error') op.reject(fromOpError(result.error!, op.method));
-      else op.reject(new InternalError(`${op.method}: the pipeline answered with "${kind ?? 'nothing'}" instead of "${FIELD[op.method]}"`, { method: op.method }));
+      else
+        op.reject(
+          new InternalError(
+            `${op.method}: the pipeline answered with "${kind ?? 'nothing'}" instead of "${FIELD[op.method]}"`,
+            { method: op.method },
+          ),
+        );
     }
     // Coalesce what this room lets out with the calls the answers' callers make next.
     if (this.#queueHead < this.#queue.length) this.#scheduleFlush();
@@ -425,7 +478,12 @@ export class Pipeline {
       this.#settle(op);
       // Its fate is unknown, as for a unary call cut off by a dropped connection; Get,
       // being idempotent, is retried by the caller's retry policy.
-      op.reject(new UnavailableError(`${op.method}: the pipeline stream ended before the answer came (${status.details || grpc.status[status.code]}); the operation may or may not have been applied`, { method: op.method, cause }));
+      op.reject(
+        new UnavailableError(
+          `${op.method}: the pipeline stream ended before the answer came (${status.details || grpc.status[status.code]}); the operation may or may not have been applied`,
+          { method: op.method, cause },
+        ),
+      );
     }
     this.#sent.clear();
     // Never written, so safe to send again: as unary calls, while the stream is down.

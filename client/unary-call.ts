@@ -44,12 +44,22 @@ export interface UnaryPolicy<Res> {
   readonly onAbandoned?: (response: Res) => void;
 }
 
-export type StartCall<Res> = (metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
+export type StartCall<Res> = (
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: grpc.requestCallback<Res>,
+) => grpc.ClientUnaryCall;
 
 export function unaryCall<Res>(start: StartCall<Res>, policy: UnaryPolicy<Res>): Promise<Res> {
   const retry = retryPolicy(policy.method, policy.retry);
   if (retry === false) return unaryAttempt(start, policy.deadlineMs, policy);
-  return withRetries((deadlineMs) => unaryAttempt(start, deadlineMs, policy), policy.deadlineMs, retry, policy.method, policy.signal);
+  return withRetries(
+    (deadlineMs) => unaryAttempt(start, deadlineMs, policy),
+    policy.deadlineMs,
+    retry,
+    policy.method,
+    policy.signal,
+  );
 }
 
 /** The retries a call of `method` may make: none unless it is idempotent. */
@@ -87,7 +97,11 @@ export function abortError(method: string, signal: AbortSignal): AbortError {
 }
 
 /** One unary RPC, no retries: deadlineMs from now (Infinity = none), the caller's signal, fromStatus(). */
-export function unaryAttempt<Res>(start: StartCall<Res>, deadlineMs: number, policy: Pick<UnaryPolicy<Res>, 'method' | 'signal' | 'onAbandoned'>): Promise<Res> {
+export function unaryAttempt<Res>(
+  start: StartCall<Res>,
+  deadlineMs: number,
+  policy: Pick<UnaryPolicy<Res>, 'method' | 'signal' | 'onAbandoned'>,
+): Promise<Res> {
   const { method, signal } = policy;
   const deadline = Date.now() + deadlineMs;
   return new Promise<Res>((resolve, reject) => {
@@ -100,16 +114,20 @@ export function unaryAttempt<Res>(start: StartCall<Res>, deadlineMs: number, pol
       reject(abortError(method, signal!));
     };
     try {
-      call = start(new grpc.Metadata(), { deadline: Number.isFinite(deadline) ? new Date(deadline) : Infinity }, (err, response) => {
-        signal?.removeEventListener('abort', onAbort);
-        if (abandoned) {
-          if (err === null && response !== undefined) policy.onAbandoned?.(response);
-          return;
-        }
-        if (err !== null) reject(fromStatus(err, method));
-        else if (response === undefined) reject(fromStatus(new Error('empty response'), method));
-        else resolve(response);
-      });
+      call = start(
+        new grpc.Metadata(),
+        { deadline: Number.isFinite(deadline) ? new Date(deadline) : Infinity },
+        (err, response) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (abandoned) {
+            if (err === null && response !== undefined) policy.onAbandoned?.(response);
+            return;
+          }
+          if (err !== null) reject(fromStatus(err, method));
+          else if (response === undefined) reject(fromStatus(new Error('empty response'), method));
+          else resolve(response);
+        },
+      );
     } catch (err) {
       // grpc-js throws synchronously for a closed channel or an unserializable request.
       return reject(fromStatus(err, method));

@@ -12,7 +12,8 @@ const UINT64_MAX = 2n ** 64n - 1n;
  * fraction or a negative number: protobuf.js would silently truncate or wrap it.
  */
 export function msField(field: string, value: number): string {
-  if (!Number.isSafeInteger(value) || value < 0) throw new InvalidArgumentError(`${field} must be a whole number of milliseconds >= 0, got ${value}`);
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new InvalidArgumentError(`${field} must be a whole number of milliseconds >= 0, got ${value}`);
   return String(value);
 }
 

@@ -31,7 +31,8 @@ export function parseTokens(text: string, source: string): Map<string, Principal
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
     const [token, ...prefixes] = line.split(/\s+/) as [string, ...string[]];
-    if (token.length < MIN_TOKEN_LENGTH) throw new ConfigError(`${source} line ${index + 1}: tokens must be at least ${MIN_TOKEN_LENGTH} characters`);
+    if (token.length < MIN_TOKEN_LENGTH)
+      throw new ConfigError(`${source} line ${index + 1}: tokens must be at least ${MIN_TOKEN_LENGTH} characters`);
     const hash = digest(token);
     tokens.set(hash, { id: `token#${hash.slice(0, 8)}`, prefixes });
   });
@@ -54,9 +55,15 @@ export class TokenAuth {
   reload(): void {
     try {
       this.#tokens = this.#read();
-      this.#log.info({ event: 'auth.reload', tokens: this.#tokens.size, path: this.#path }, `auth: reloaded ${this.#tokens.size} token(s) from ${this.#path}`);
+      this.#log.info(
+        { event: 'auth.reload', tokens: this.#tokens.size, path: this.#path },
+        `auth: reloaded ${this.#tokens.size} token(s) from ${this.#path}`,
+      );
     } catch (err) {
-      this.#log.warn({ event: 'auth.reload_failed', path: this.#path, err: (err as Error).message }, `auth: kept the previous tokens; cannot reload ${this.#path}`);
+      this.#log.warn(
+        { event: 'auth.reload_failed', path: this.#path, err: (err as Error).message },
+        `auth: kept the previous tokens; cannot reload ${this.#path}`,
+      );
     }
   }
 
@@ -81,7 +88,9 @@ export class TokenAuth {
               const had = metadata.get('authorization').length > 0;
               call.sendStatus({
                 code: grpc.status.UNAUTHENTICATED,
-                details: had ? 'the bearer token is not valid on this server' : 'send "authorization: Bearer <token>" metadata (this server requires a token)',
+                details: had
+                  ? 'the bearer token is not valid on this server'
+                  : 'send "authorization: Bearer <token>" metadata (this server requires a token)',
                 metadata: new grpc.Metadata(),
               });
             },
@@ -104,5 +113,7 @@ export class TokenAuth {
 export function authorize(principal: Principal | undefined, what: 'lock' | 'key', name: string): void {
   if (principal === undefined || principal.prefixes.length === 0) return;
   if (principal.prefixes.some((prefix) => name.startsWith(prefix))) return;
-  throw new PermissionDeniedError(`${principal.id} may not use ${what} "${name}": it is limited to names starting with ${principal.prefixes.map((p) => `"${p}"`).join(', ')}`);
+  throw new PermissionDeniedError(
+    `${principal.id} may not use ${what} "${name}": it is limited to names starting with ${principal.prefixes.map((p) => `"${p}"`).join(', ')}`,
+  );
 }

@@ -53,7 +53,8 @@ function splitGlobals(argv: readonly string[]): { globals: string[]; rest: strin
 async function main(argv: readonly string[]): Promise<number> {
   const { globals, rest } = splitGlobals(argv);
   const [command, ...args] = rest;
-  if (command === 'serve' && globals.length > 0) throw new UsageError(`${globals[0]} is a client option; latchkey serve takes --listen (see latchkey serve --help)`);
+  if (command === 'serve' && globals.length > 0)
+    throw new UsageError(`${globals[0]} is a client option; latchkey serve takes --listen (see latchkey serve --help)`);
   // Each command loads only what it needs: a cache get should not load etcd and memcached.
   switch (command) {
     case 'serve':
@@ -101,7 +102,11 @@ main(argv).then(
     const code = err instanceof UsageError ? EXIT.usage : EXIT.error;
     const message = `${code === EXIT.usage ? '' : 'unexpected error: '}${err instanceof Error ? err.message : String(err)}`;
     const dashes = argv.indexOf('--');
-    new Output((dashes < 0 ? argv : argv.slice(0, dashes)).includes('--json'), '').fail(code, err instanceof Error ? err.name : 'Error', message);
+    new Output((dashes < 0 ? argv : argv.slice(0, dashes)).includes('--json'), '').fail(
+      code,
+      err instanceof Error ? err.name : 'Error',
+      message,
+    );
     process.exitCode = code;
   },
 );

@@ -96,10 +96,15 @@ export function toStatus(err: unknown, log: Logger): Partial<ServiceError> {
 /** One failed operation of a batch or pipeline, as the OpError message carries it. */
 export function toOpError(err: unknown, log: Logger): { code: number; message: string; reason: string } {
   const { code, details } = toStatus(err, log);
-  return { code: code ?? status.INTERNAL, message: details ?? '', reason: err instanceof LatchkeyError ? err.name : 'InternalError' };
+  return {
+    code: code ?? status.INTERNAL,
+    message: details ?? '',
+    reason: err instanceof LatchkeyError ? err.name : 'InternalError',
+  };
 }
 
 /** Throws CancelledError if the signal is aborted. */
 export function throwIfAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw signal.reason instanceof LatchkeyError ? signal.reason : new CancelledError('call cancelled');
+  if (signal.aborted)
+    throw signal.reason instanceof LatchkeyError ? signal.reason : new CancelledError('call cancelled');
 }

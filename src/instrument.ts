@@ -32,7 +32,13 @@ function metersByName<M>(names: Iterable<string>, defaultName: string, meter: (n
  * failures per backend, and logs each grant at debug. Methods it does not know are passed
  * through as they are.
  */
-export function instrumentLocks(service: LockService, backends: Iterable<string>, config: Config, metrics: Metrics, log: Logger): LockService {
+export function instrumentLocks(
+  service: LockService,
+  backends: Iterable<string>,
+  config: Config,
+  metrics: Metrics,
+  log: Logger,
+): LockService {
   const meters = metersByName(backends, config.backend, (name) => metrics.lock(name));
   // A request naming a backend this server lacks is refused by the service; nothing to count.
   const meterOf = (backend: string): LockMeter | undefined => meters.get(backend);
@@ -50,7 +56,8 @@ export function instrumentLocks(service: LockService, backends: Iterable<string>
         (lease) => {
           meter.granted();
           // Granted to a caller that has gone meanwhile (the service releases it at once).
-          if (waits) meter.waitEnded(ctx.signal.aborted ? 'cancelled' : 'granted', (performance.now() - startedAt) / 1000);
+          if (waits)
+            meter.waitEnded(ctx.signal.aborted ? 'cancelled' : 'granted', (performance.now() - startedAt) / 1000);
           if (log.isLevelEnabled('debug')) {
             log.debug(
               {
@@ -124,7 +131,16 @@ export function expiryListener(backend: string, metrics: Metrics, log: Logger): 
     meter.expired();
     if (log.isLevelEnabled('debug')) {
       log.debug(
-        { event: 'lock.expire', backend, name: lease.name, owner: lease.owner, fencingToken: lease.fencingToken.toString(), ttlMs: lease.ttlMs, mode: lease.mode, limit: lease.limit },
+        {
+          event: 'lock.expire',
+          backend,
+          name: lease.name,
+          owner: lease.owner,
+          fencingToken: lease.fencingToken.toString(),
+          ttlMs: lease.ttlMs,
+          mode: lease.mode,
+          limit: lease.limit,
+        },
         'lease expired',
       );
     }
@@ -137,11 +153,20 @@ type Op<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
  * Counts every cache operation by store, op and outcome, hits and misses, and store
  * failures. Values are never looked at beyond whether a get found one.
  */
-export function instrumentCache(service: CacheService, stores: Iterable<string>, config: Config, metrics: Metrics): CacheService {
+export function instrumentCache(
+  service: CacheService,
+  stores: Iterable<string>,
+  config: Config,
+  metrics: Metrics,
+): CacheService {
   const meters = metersByName(stores, config.store, (name) => metrics.cache(name));
   const meterOf = (store: string): CacheMeter | undefined => meters.get(store);
 
-  function counted<Req extends { store: string }, Res>(op: CacheOp, call: Op<Req, Res>, outcome: (response: Res) => CacheOutcome): Op<Req, Res> {
+  function counted<Req extends { store: string }, Res>(
+    op: CacheOp,
+    call: Op<Req, Res>,
+    outcome: (response: Res) => CacheOutcome,
+  ): Op<Req, Res> {
     return (request, ctx) => {
       const meter = meterOf(request.store);
       if (meter === undefined) return call(request, ctx);

@@ -111,7 +111,12 @@ export class LockMeter {
     this.#waits = m.lockWaits.cell(backend);
     // Histogram children are cached too; only calls that may wait observe one.
     const wait = (outcome: WaitOutcome) => m.lockWaitSeconds.labels(backend, outcome);
-    this.#waitSeconds = { granted: wait('granted'), timeout: wait('timeout'), cancelled: wait('cancelled'), error: wait('error') };
+    this.#waitSeconds = {
+      granted: wait('granted'),
+      timeout: wait('timeout'),
+      cancelled: wait('cancelled'),
+      error: wait('error'),
+    };
     const release = (outcome: ReleaseOutcome) => m.lockReleases.cell(backend, outcome);
     this.#releases = { released: release('released'), not_holder: release('not_holder'), expired: release('expired') };
     this.#failures = new FailureMeter(m, backend);
@@ -153,7 +158,15 @@ export class CacheMeter {
   readonly #store: string;
   readonly #m: Metrics;
   /** By op, then outcome; created on first use. */
-  readonly #ops: Record<CacheOp, Partial<Record<CacheOutcome, Cell>>> = { get: {}, set: {}, cas: {}, add: {}, delete: {}, incr: {}, touch: {} };
+  readonly #ops: Record<CacheOp, Partial<Record<CacheOutcome, Cell>>> = {
+    get: {},
+    set: {},
+    cas: {},
+    add: {},
+    delete: {},
+    incr: {},
+    touch: {},
+  };
   readonly #hits: Cell;
   readonly #misses: Cell;
   readonly #failures: FailureMeter;
@@ -237,7 +250,8 @@ export class RpcMeter {
 
   /** Answered without ever being in flight (a stream refused at the door). */
   answered(code: status): void {
-    (this.#handled[code] ??= this.#m.rpcHandled.cell(this.#service, this.#method, status[code] ?? String(code))).value++;
+    (this.#handled[code] ??= this.#m.rpcHandled.cell(this.#service, this.#method, status[code] ?? String(code)))
+      .value++;
   }
 }
 
@@ -247,7 +261,11 @@ export class Metrics {
   readonly #stores = new Map<string, CacheMeter>();
   #processMetrics = false;
 
-  readonly lockGrants = this.#counter('latchkey_lock_grants_total', 'Locks granted: Acquire calls answered with a lease.', ['backend']);
+  readonly lockGrants = this.#counter(
+    'latchkey_lock_grants_total',
+    'Locks granted: Acquire calls answered with a lease.',
+    ['backend'],
+  );
   readonly lockWaits = this.#counter(
     'latchkey_lock_waits_total',
     'Acquire calls allowed to wait (wait_ms > 0), counted when they start, whether or not the lock was free.',
@@ -265,14 +283,22 @@ export class Metrics {
     'Leases that ran out of TTL without a release, seen by this server (memory and file backends; etcd expires leases inside etcd, unseen).',
     ['backend'],
   );
-  readonly lockReleases = this.#counter('latchkey_lock_releases_total', 'Release calls by outcome: released, not_holder (refused), expired (the lease had run out).', ['backend', 'outcome']);
+  readonly lockReleases = this.#counter(
+    'latchkey_lock_releases_total',
+    'Release calls by outcome: released, not_holder (refused), expired (the lease had run out).',
+    ['backend', 'outcome'],
+  );
   readonly cacheOps = this.#counter(
     'latchkey_cache_ops_total',
     'Cache operations (unary, batch entries and Pipeline ops alike) by store, op and outcome: STORED, EXISTS, NOT_FOUND, DELETED, TOUCHED, hit, miss, error.',
     ['store', 'op', 'outcome'],
   );
   readonly cacheHits = this.#counter('latchkey_cache_hits_total', 'Cache gets that found the key.', ['store']);
-  readonly cacheMisses = this.#counter('latchkey_cache_misses_total', 'Cache gets that did not find the key (absent, expired, or a fenced-delete tombstone).', ['store']);
+  readonly cacheMisses = this.#counter(
+    'latchkey_cache_misses_total',
+    'Cache gets that did not find the key (absent, expired, or a fenced-delete tombstone).',
+    ['store'],
+  );
   readonly backendErrors = this.#counter(
     'latchkey_backend_errors_total',
     'Lock backend and cache store failures by backend or store name and error class: BackendUnavailableError (unreachable), InternalError and other INTERNAL errors (bugs).',
@@ -285,11 +311,11 @@ export class Metrics {
     'gRPC calls in progress on latchkey.v1.Locks and latchkey.v1.Cache, by service and method (an open Locks/Watch or Cache/Pipeline stream is one call).',
     ['service', 'method'],
   );
-  readonly rpcHandled = this.#counter('latchkey_rpc_handled_total', 'gRPC calls finished, by service, method and status code name (OK, ABORTED, UNAVAILABLE, ...).', [
-    'service',
-    'method',
-    'code',
-  ]);
+  readonly rpcHandled = this.#counter(
+    'latchkey_rpc_handled_total',
+    'gRPC calls finished, by service, method and status code name (OK, ABORTED, UNAVAILABLE, ...).',
+    ['service', 'method', 'code'],
+  );
 
   /** The meter of a lock backend (created, with its series at 0, on first use). */
   lock(backend: string): LockMeter {
@@ -348,7 +374,9 @@ export function serveMetrics(metrics: Metrics, address: string, log: Logger): Pr
   const server = createHttpServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: latchkey serves GET /metrics\n');
+      res
+        .writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
+        .end('not found: latchkey serves GET /metrics\n');
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -356,10 +384,15 @@ export function serveMetrics(metrics: Metrics, address: string, log: Logger): Pr
       return;
     }
     metrics.text().then(
-      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(req.method === 'HEAD' ? undefined : text),
+      (text) =>
+        res
+          .writeHead(200, { 'content-type': metrics.registry.contentType })
+          .end(req.method === 'HEAD' ? undefined : text),
       (err: unknown) => {
         log.error({ event: 'internal_error', err }, 'internal error: collecting metrics');
-        res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('cannot collect metrics (see the server log)\n');
+        res
+          .writeHead(500, { 'content-type': 'text/plain; charset=utf-8' })
+          .end('cannot collect metrics (see the server log)\n');
       },
     );
   });

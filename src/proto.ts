@@ -9,7 +9,6 @@ import { LOADER_OPTIONS, loadPackageDefinition } from '../client/proto.js';
 
 export type LatchkeyProto = LocksProto & CacheProto;
 
-
 /**
  * What server reflection describes: latchkey's services and grpc.health.v1.Health, so
  * grpcurl can call Health/Check without a .proto file. Each package is a file of its own

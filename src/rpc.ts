@@ -79,7 +79,8 @@ export class InflightCalls {
   }
 
   abortAll(): void {
-    for (const controller of this.#calls) controller.abort(new ShuttingDownError('server is shutting down; retry on another server'));
+    for (const controller of this.#calls)
+      controller.abort(new ShuttingDownError('server is shutting down; retry on another server'));
   }
 }
 
@@ -90,7 +91,11 @@ function deadlineMs(call: grpc.ServerUnaryCall<unknown, unknown>): number {
 }
 
 /** A grpc-js unary handler running `handler`; `meter` counts the call in flight and its status code. */
-export function unary<Req, Res>(handler: Handler<Req, Res>, env: RpcEnv, meter: RpcMeter): grpc.handleUnaryCall<Req, Res> {
+export function unary<Req, Res>(
+  handler: Handler<Req, Res>,
+  env: RpcEnv,
+  meter: RpcMeter,
+): grpc.handleUnaryCall<Req, Res> {
   const { inflight, log } = env;
   return (call, callback) => {
     const controller = new AbortController();
@@ -132,7 +137,11 @@ export function unary<Req, Res>(handler: Handler<Req, Res>, env: RpcEnv, meter: 
  * (OK) when the handler's iteration ends, including at shutdown (drain), and with the
  * mapped status when it throws. Writes wait for the client to keep up.
  */
-export function serverStream<Req, Res>(handler: (request: Req, ctx: CallContext) => AsyncIterable<Res>, env: RpcEnv, meter: RpcMeter): grpc.handleServerStreamingCall<Req, Res> {
+export function serverStream<Req, Res>(
+  handler: (request: Req, ctx: CallContext) => AsyncIterable<Res>,
+  env: RpcEnv,
+  meter: RpcMeter,
+): grpc.handleServerStreamingCall<Req, Res> {
   const { inflight, log } = env;
   return (call) => {
     const controller = new AbortController();

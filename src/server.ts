@@ -66,19 +66,34 @@ export interface LatchkeyServer {
 
 const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
 
-function createLockBackends(config: Config, clock: Clock, extra: readonly LockBackend[], log: Logger, metrics: Metrics): Map<string, LockBackend> {
+function createLockBackends(
+  config: Config,
+  clock: Clock,
+  extra: readonly LockBackend[],
+  log: Logger,
+  metrics: Metrics,
+): Map<string, LockBackend> {
   const backends: LockBackend[] = [new MemoryLockBackend({ clock, onExpire: expiryListener('memory', metrics, log) })];
-  if (config.lockDir !== '') backends.push(new FileLockBackend({ dir: config.lockDir, clock, log, onExpire: expiryListener('file', metrics, log) }));
-  if (config.etcdEndpoints !== '') backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix }));
+  if (config.lockDir !== '')
+    backends.push(
+      new FileLockBackend({ dir: config.lockDir, clock, log, onExpire: expiryListener('file', metrics, log) }),
+    );
+  if (config.etcdEndpoints !== '')
+    backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix }));
   backends.push(...extra);
   return new Map(backends.map((b) => [b.kind, b]));
 }
 
 function createStores(config: Config, clock: Clock, extra: readonly CacheStore[]): Map<string, CacheStore> {
-  const stores: CacheStore[] = [new LruStore({ maxEntries: config.lruMaxEntries, maxBytes: config.lruMaxBytes, clock }), ...extra];
+  const stores: CacheStore[] = [
+    new LruStore({ maxEntries: config.lruMaxEntries, maxBytes: config.lruMaxBytes, clock }),
+    ...extra,
+  ];
   if (config.memcached !== '') {
     const servers = config.memcached.split(',').map((s) => s.trim());
-    stores.push(new MemcachedStore({ servers, maxItemBytes: config.memcachedMaxItemBytes, timeoutMs: config.memcachedTimeoutMs }));
+    stores.push(
+      new MemcachedStore({ servers, maxItemBytes: config.memcachedMaxItemBytes, timeoutMs: config.memcachedTimeoutMs }),
+    );
   }
   return new Map(stores.map((s) => [s.kind, s]));
 }
@@ -94,18 +109,25 @@ function credentials(config: Config): grpc.ServerCredentials {
     }
   };
   const ca = config.tlsCa === '' ? null : read('--tls-ca', config.tlsCa);
-  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: read('--tls-cert', config.tlsCert), private_key: read('--tls-key', config.tlsKey) }], ca !== null);
+  return grpc.ServerCredentials.createSsl(
+    ca,
+    [{ cert_chain: read('--tls-cert', config.tlsCert), private_key: read('--tls-key', config.tlsKey) }],
+    ca !== null,
+  );
 }
 
 export function createServer(overrides: Partial<Config> = {}, options: ServerOptions = {}): LatchkeyServer {
   const config = resolveConfig(overrides);
-  const log = options.logger ?? (options.log ? lineLogger(options.log, config.logLevel) : createLogger(config.logLevel));
+  const log =
+    options.logger ?? (options.log ? lineLogger(options.log, config.logLevel) : createLogger(config.logLevel));
   const clock = options.clock ?? systemClock;
   const metrics = new Metrics();
   const backends = createLockBackends(config, clock, options.lockBackends ?? [], log, metrics);
   const stores = createStores(config, clock, options.stores ?? []);
-  if (!backends.has(config.backend)) throw new ConfigError(`--backend "${config.backend}" is not enabled; enabled: ${[...backends.keys()].join(', ')}`);
-  if (!stores.has(config.store)) throw new ConfigError(`--store "${config.store}" is not enabled; enabled: ${[...stores.keys()].join(', ')}`);
+  if (!backends.has(config.backend))
+    throw new ConfigError(`--backend "${config.backend}" is not enabled; enabled: ${[...backends.keys()].join(', ')}`);
+  if (!stores.has(config.store))
+    throw new ConfigError(`--store "${config.store}" is not enabled; enabled: ${[...stores.keys()].join(', ')}`);
 
   const inflight = new InflightCalls();
   const auth = config.authTokensFile === '' ? undefined : new TokenAuth(config.authTokensFile, log);
@@ -113,7 +135,9 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   const locks = instrumentLocks(createLockService(backends, config), backends.keys(), config, metrics, log);
   const cache = instrumentCache(createCacheService(stores, config, log), stores.keys(), config, metrics);
   const proto = loadProto();
-  const isPublic = (path: string) => path.startsWith('/grpc.health.v1.Health/') || (config.reflection === 'public' && path.startsWith('/grpc.reflection.'));
+  const isPublic = (path: string) =>
+    path.startsWith('/grpc.health.v1.Health/') ||
+    (config.reflection === 'public' && path.startsWith('/grpc.reflection.'));
   const server = new grpc.Server({
     'grpc.max_receive_message_length': config.maxMessageBytes,
     'grpc.max_send_message_length': config.maxMessageBytes,
@@ -143,9 +167,14 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
     Touch: cacheCall('Touch', cache.touch),
     GetMany: cacheCall('GetMany', cache.getMany),
     SetMany: cacheCall('SetMany', cache.setMany),
-    ...(options.disablePipeline ? {} : { Pipeline: pipelineHandler(cache, config, env, metrics.rpc('latchkey.v1.Cache', 'Pipeline')) }),
+    ...(options.disablePipeline
+      ? {}
+      : { Pipeline: pipelineHandler(cache, config, env, metrics.rpc('latchkey.v1.Cache', 'Pipeline')) }),
   });
-  const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])) });
+  const health = new HealthImplementation({
+    '': 'SERVING',
+    ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, 'SERVING'])),
+  });
   health.addToServer(server);
   if (config.reflection !== 'off') new ReflectionService(reflectionDefinition()).addToServer(server);
 

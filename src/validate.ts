@@ -9,13 +9,20 @@ const FORBIDDEN = /[\s\p{Cc}\uFFFD]/u;
 
 /** Lock names and cache keys: 1–250 bytes of UTF-8, no whitespace or control characters. */
 export function checkName(field: string, value: string): string {
-  if (value.length === 0) throw new InvalidArgumentError(`${field} is required: send 1-${MAX_NAME_BYTES} bytes of UTF-8`);
+  if (value.length === 0)
+    throw new InvalidArgumentError(`${field} is required: send 1-${MAX_NAME_BYTES} bytes of UTF-8`);
   const bytes = Buffer.byteLength(value, 'utf8');
-  if (bytes > MAX_NAME_BYTES) throw new InvalidArgumentError(`${field} is ${bytes} bytes; the limit is ${MAX_NAME_BYTES} bytes of UTF-8`);
+  if (bytes > MAX_NAME_BYTES)
+    throw new InvalidArgumentError(`${field} is ${bytes} bytes; the limit is ${MAX_NAME_BYTES} bytes of UTF-8`);
   const bad = FORBIDDEN.exec(value);
   if (bad !== null) {
-    const what = bad[0] === '\uFFFD' ? 'invalid UTF-8' : `character U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
-    throw new InvalidArgumentError(`${field} contains ${what} at index ${bad.index}; whitespace, control characters and invalid UTF-8 are not allowed`);
+    const what =
+      bad[0] === '\uFFFD'
+        ? 'invalid UTF-8'
+        : `character U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    throw new InvalidArgumentError(
+      `${field} contains ${what} at index ${bad.index}; whitespace, control characters and invalid UTF-8 are not allowed`,
+    );
   }
   return value;
 }

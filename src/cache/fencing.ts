@@ -52,7 +52,8 @@ export function encode(fence: Fence, value: Buffer | undefined): Buffer {
 /** Reads an item; anything that is not a well-formed envelope is plain bytes. */
 export function decode(item: Item): View {
   const bytes = item.value;
-  if (item.flags !== FENCED_FLAGS || bytes.length < 16 || !bytes.subarray(0, 4).equals(MAGIC)) return { value: bytes, fence: undefined };
+  if (item.flags !== FENCED_FLAGS || bytes.length < 16 || !bytes.subarray(0, 4).equals(MAGIC))
+    return { value: bytes, fence: undefined };
   const kind = bytes.readUInt8(4);
   const token = bytes.readBigUInt64BE(5);
   const backendLength = bytes.readUInt8(13);
@@ -61,7 +62,11 @@ export function decode(item: Item): View {
   const lockLength = bytes.readUInt16BE(lockAt);
   const valueAt = lockAt + 2 + lockLength;
   if (bytes.length < valueAt || kind > 1) return { value: bytes, fence: undefined };
-  const fence = { backend: bytes.toString('utf8', 14, lockAt), lock: bytes.toString('utf8', lockAt + 2, valueAt), token };
+  const fence = {
+    backend: bytes.toString('utf8', 14, lockAt),
+    lock: bytes.toString('utf8', lockAt + 2, valueAt),
+    token,
+  };
   return { value: kind === 1 ? undefined : bytes.subarray(valueAt), fence };
 }
 
@@ -79,13 +84,21 @@ function checkFence(key: string, last: Fence | undefined, fence: Fence): void {
   }
 }
 
-type Step<R> = { readonly done: R } | { readonly write: Buffer | undefined; readonly ttlMs: number; readonly result: (cas: bigint) => R };
+type Step<R> =
+  | { readonly done: R }
+  | { readonly write: Buffer | undefined; readonly ttlMs: number; readonly result: (cas: bigint) => R };
 
 /**
  * The CAS loop: reads the key, checks the fence, asks `decide` what to do with what is
  * there, and writes the envelope only if the key is unchanged since the read.
  */
-async function fencedStep<R>(store: CacheStore, key: string, fence: Fence, signal: AbortSignal, decide: (view: View | undefined, item: Item | undefined) => Step<R>): Promise<R> {
+async function fencedStep<R>(
+  store: CacheStore,
+  key: string,
+  fence: Fence,
+  signal: AbortSignal,
+  decide: (view: View | undefined, item: Item | undefined) => Step<R>,
+): Promise<R> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const item = await store.get(key, signal);
     const view = item === undefined ? undefined : decode(item);
@@ -100,14 +113,31 @@ async function fencedStep<R>(store: CacheStore, key: string, fence: Fence, signa
     if (written.outcome === 'STORED') return step.result(written.cas);
     // EXISTS or NOT_FOUND: another write landed between the read and ours. Read again.
   }
-  throw new AbortedError(`fenced write to key "${key}" lost the race ${MAX_ATTEMPTS} times to concurrent writers; retry`);
+  throw new AbortedError(
+    `fenced write to key "${key}" lost the race ${MAX_ATTEMPTS} times to concurrent writers; retry`,
+  );
 }
 
-export function fencedSet(store: CacheStore, key: string, value: Buffer, ttlMs: number, fence: Fence, signal: AbortSignal): Promise<bigint> {
+export function fencedSet(
+  store: CacheStore,
+  key: string,
+  value: Buffer,
+  ttlMs: number,
+  fence: Fence,
+  signal: AbortSignal,
+): Promise<bigint> {
   return fencedStep(store, key, fence, signal, () => ({ write: value, ttlMs, result: (cas) => cas }));
 }
 
-export function fencedCas(store: CacheStore, key: string, value: Buffer, cas: bigint, ttlMs: number, fence: Fence, signal: AbortSignal) {
+export function fencedCas(
+  store: CacheStore,
+  key: string,
+  value: Buffer,
+  cas: bigint,
+  ttlMs: number,
+  fence: Fence,
+  signal: AbortSignal,
+) {
   type Result = { outcome: 'STORED' | 'EXISTS' | 'NOT_FOUND'; cas: bigint };
   return fencedStep<Result>(store, key, fence, signal, (view, item) => {
     if (view?.value === undefined) return { done: { outcome: 'NOT_FOUND', cas: 0n } };
@@ -116,7 +146,14 @@ export function fencedCas(store: CacheStore, key: string, value: Buffer, cas: bi
   });
 }
 
-export function fencedAdd(store: CacheStore, key: string, value: Buffer, ttlMs: number, fence: Fence, signal: AbortSignal) {
+export function fencedAdd(
+  store: CacheStore,
+  key: string,
+  value: Buffer,
+  ttlMs: number,
+  fence: Fence,
+  signal: AbortSignal,
+) {
   type Result = { outcome: 'STORED' | 'EXISTS'; cas: bigint };
   return fencedStep<Result>(store, key, fence, signal, (view) => {
     if (view?.value !== undefined) return { done: { outcome: 'EXISTS', cas: 0n } };

@@ -80,12 +80,19 @@ export class LruStore implements CacheStore {
     }
     const text = current.value.toString('latin1');
     if (!DECIMAL.test(text) || BigInt(text) >= UINT64) {
-      throw new FailedPreconditionError(`key "${key}" holds a value that is not a decimal number below 2^64; incr needs one (reset it with set)`);
+      throw new FailedPreconditionError(
+        `key "${key}" holds a value that is not a decimal number below 2^64; incr needs one (reset it with set)`,
+      );
     }
     const sum = BigInt(text) + delta;
     // memcached: incr wraps at 2^64, decr stops at 0.
     const value = delta >= 0n ? sum % UINT64 : sum < 0n ? 0n : sum;
-    const entry = { value: Buffer.from(value.toString()), flags: current.flags, cas: ++this.#lastCas, expiresAtMs: current.expiresAtMs };
+    const entry = {
+      value: Buffer.from(value.toString()),
+      flags: current.flags,
+      cas: ++this.#lastCas,
+      expiresAtMs: current.expiresAtMs,
+    };
     this.#lru.set(key, entry);
     return { value, cas: entry.cas };
   }
@@ -115,7 +122,10 @@ export class LruStore implements CacheStore {
     // NOTE: lru-cache silently drops an entry larger than maxSize; an acknowledged write
     // must never vanish that way, so it is refused instead.
     const size = Buffer.byteLength(key, 'utf8') + value.length;
-    if (size > this.#maxBytes) throw new InvalidArgumentError(`item of ${size} bytes does not fit in the LRU store (--lru-max-bytes ${this.#maxBytes})`);
+    if (size > this.#maxBytes)
+      throw new InvalidArgumentError(
+        `item of ${size} bytes does not fit in the LRU store (--lru-max-bytes ${this.#maxBytes})`,
+      );
     const cas = ++this.#lastCas;
     // Copy: the request's buffer may be a view into a larger gRPC frame.
     this.#lru.set(key, { value: Buffer.from(value), flags, cas, expiresAtMs: this.#expiry(ttlMs) });

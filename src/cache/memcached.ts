@@ -8,7 +8,13 @@
 // into silent misses and split-brain values.
 import type { Socket } from 'node:net';
 import memjs from 'memjs';
-import { BackendUnavailableError, FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError, throwIfAborted } from '../errors.js';
+import {
+  BackendUnavailableError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  ResourceExhaustedError,
+  throwIfAborted,
+} from '../errors.js';
 import type { CacheStore, Item } from './store.js';
 
 /** The parts of memjs's Server used here (its typings omit them). */
@@ -30,7 +36,16 @@ interface Response {
 }
 
 const Op = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, incr: 0x05, decr: 0x06, touch: 0x1c } as const;
-const Status = { ok: 0x00, notFound: 0x01, exists: 0x02, tooLarge: 0x03, invalid: 0x04, notStored: 0x05, nonNumeric: 0x06, outOfMemory: 0x82 } as const;
+const Status = {
+  ok: 0x00,
+  notFound: 0x01,
+  exists: 0x02,
+  tooLarge: 0x03,
+  invalid: 0x04,
+  notStored: 0x05,
+  nonNumeric: 0x06,
+  outOfMemory: 0x82,
+} as const;
 
 /** memcached reads an expiry above 30 days as an absolute Unix time. */
 const RELATIVE_LIMIT_S = 30 * 86_400;
@@ -85,7 +100,12 @@ export class MemcachedStore implements CacheStore {
   }
 
   async set(key: string, value: Buffer, flags: number, ttlMs: number, signal: AbortSignal): Promise<bigint> {
-    const response = await this.#send(key, Op.set, { value, extras: storageExtras(flags, ttlMs), signal, idempotent: true });
+    const response = await this.#send(key, Op.set, {
+      value,
+      extras: storageExtras(flags, ttlMs),
+      signal,
+      idempotent: true,
+    });
     this.#expectOk(key, response);
     return response.header.cas.readBigUInt64BE();
   }
@@ -125,7 +145,9 @@ export class MemcachedStore implements CacheStore {
     extras.writeUInt32BE(expiration(ttlMs), 16);
     const response = await this.#send(key, delta < 0n ? Op.decr : Op.incr, { extras, signal });
     if (response.header.status === Status.nonNumeric) {
-      throw new FailedPreconditionError(`key "${key}" holds a value that is not a decimal number below 2^64; incr needs one (reset it with set)`);
+      throw new FailedPreconditionError(
+        `key "${key}" holds a value that is not a decimal number below 2^64; incr needs one (reset it with set)`,
+      );
     }
     this.#expectOk(key, response);
     return { value: response.val.readBigUInt64BE(), cas: response.header.cas.readBigUInt64BE() };
@@ -157,7 +179,9 @@ export class MemcachedStore implements CacheStore {
     const value = request.value ?? Buffer.alloc(0);
     const keyBytes = Buffer.byteLength(key);
     if (keyBytes + value.length + ITEM_OVERHEAD_BYTES > this.#maxItemBytes) {
-      throw new InvalidArgumentError(`value is ${value.length} bytes; memcached items are limited to ${this.#maxItemBytes} bytes including the key and ${ITEM_OVERHEAD_BYTES} bytes of overhead (--memcached-max-item-bytes)`);
+      throw new InvalidArgumentError(
+        `value is ${value.length} bytes; memcached items are limited to ${this.#maxItemBytes} bytes including the key and ${ITEM_OVERHEAD_BYTES} bytes of overhead (--memcached-max-item-bytes)`,
+      );
     }
     const server = this.#server(key);
     const seq = (this.#seq = (this.#seq + 1) >>> 0);
@@ -176,7 +200,10 @@ export class MemcachedStore implements CacheStore {
         });
       } catch (err) {
         if (--attempts > 0 && !request.signal.aborted) continue;
-        throw new BackendUnavailableError(`memcached ${server.host}:${server.port} is unavailable: ${(err as Error).message}`, { cause: err });
+        throw new BackendUnavailableError(
+          `memcached ${server.host}:${server.port} is unavailable: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
     }
   }
@@ -205,8 +232,12 @@ export class MemcachedStore implements CacheStore {
     if (status === Status.ok) return;
     const server = this.serverFor(key);
     const text = response.val.toString() || `status 0x${status.toString(16)}`;
-    if (status === Status.tooLarge) throw new InvalidArgumentError(`memcached ${server} refused the item as too large (${text}); lower the value size or raise memcached's -I and --memcached-max-item-bytes`);
-    if (status === Status.outOfMemory) throw new ResourceExhaustedError(`memcached ${server} is out of memory (${text})`);
+    if (status === Status.tooLarge)
+      throw new InvalidArgumentError(
+        `memcached ${server} refused the item as too large (${text}); lower the value size or raise memcached's -I and --memcached-max-item-bytes`,
+      );
+    if (status === Status.outOfMemory)
+      throw new ResourceExhaustedError(`memcached ${server} is out of memory (${text})`);
     throw new BackendUnavailableError(`memcached ${server} answered an unexpected status for key "${key}": ${text}`);
   }
 }

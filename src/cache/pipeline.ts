@@ -10,7 +10,14 @@ import type { PipelineResponse } from '../../client/generated/latchkey/v1/Pipeli
 import type { PipelineResult } from '../../client/generated/latchkey/v1/PipelineResult.js';
 import type { PipelineOp__Output } from '../../client/generated/latchkey/v1/PipelineOp.js';
 import type { Config } from '../config.js';
-import { CancelledError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError, toOpError, toStatus } from '../errors.js';
+import {
+  CancelledError,
+  InvalidArgumentError,
+  ResourceExhaustedError,
+  ShuttingDownError,
+  toOpError,
+  toStatus,
+} from '../errors.js';
 import type { RpcMeter } from '../metrics.js';
 import { authorizer, type CallContext, type RpcEnv } from '../rpc.js';
 import { checkBatch, type CacheService } from './service.js';
@@ -46,25 +53,39 @@ async function run(cache: CacheService, op: PipelineOp__Output, ctx: CallContext
     case 'touch':
       return { tag: op.tag, touch: await cache.touch(op.touch!, ctx) };
     default:
-      throw new InvalidArgumentError(`operation ${op.tag} names no operation: set one of get, set, cas, add, delete, incr, touch`);
+      throw new InvalidArgumentError(
+        `operation ${op.tag} names no operation: set one of get, set, cas, add, delete, incr, touch`,
+      );
   }
 }
 
 /** `meter` counts each stream as one call: in flight while open, then OK or CANCELLED. */
-export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv, meter: RpcMeter): grpc.handleBidiStreamingCall<PipelineRequest__Output, PipelineResponse> {
+export function pipelineHandler(
+  cache: CacheService,
+  config: Config,
+  env: RpcEnv,
+  meter: RpcMeter,
+): grpc.handleBidiStreamingCall<PipelineRequest__Output, PipelineResponse> {
   const frameBytes = Math.min(FRAME_BYTES, config.maxMessageBytes / 2);
   const { inflight, log } = env;
   let open = 0;
   return (call: Stream) => {
     if (open >= config.maxStreams) {
-      const err = new ResourceExhaustedError(`${open} Cache/Pipeline streams are open; the limit is ${config.maxStreams} (--max-streams): use unary calls or fewer clients`);
+      const err = new ResourceExhaustedError(
+        `${open} Cache/Pipeline streams are open; the limit is ${config.maxStreams} (--max-streams): use unary calls or fewer clients`,
+      );
       call.emit('error', Object.assign(new Error(err.message), toStatus(err, log)));
       meter.answered(err.code);
       return;
     }
     open++;
     const controller = new AbortController();
-    const ctx: CallContext = { signal: controller.signal, peer: call.getPeer(), remainingMs: () => Infinity, authorize: authorizer(env, call.metadata) };
+    const ctx: CallContext = {
+      signal: controller.signal,
+      peer: call.getPeer(),
+      remainingMs: () => Infinity,
+      authorize: authorizer(env, call.metadata),
+    };
     let running = 0;
     let ended = false;
     let paused = false;
@@ -91,7 +112,8 @@ export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv
       let frame: PipelineResult[] = [];
       let bytes = 0;
       for (const result of pending) {
-        const size = 32 + (result.get?.value?.length ?? 0) + (result.error ? Buffer.byteLength(result.error.message ?? '') : 0);
+        const size =
+          32 + (result.get?.value?.length ?? 0) + (result.error ? Buffer.byteLength(result.error.message ?? '') : 0);
         if (frame.length > 0 && bytes + size > frameBytes) {
           writable = call.write({ results: frame }) && writable;
           frame = [];
@@ -162,7 +184,10 @@ export function pipelineHandler(cache: CacheService, config: Config, env: RpcEnv
       for (const op of request.ops) {
         running++;
         if (draining) {
-          answer({ tag: op.tag, error: toOpError(new ShuttingDownError('server is shutting down; retry on another server'), log) });
+          answer({
+            tag: op.tag,
+            error: toOpError(new ShuttingDownError('server is shutting down; retry on another server'), log),
+          });
           continue;
         }
         run(cache, op, ctx).then(answer, (err: unknown) => answer({ tag: op.tag, error: toOpError(err, log) }));

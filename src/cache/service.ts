@@ -44,14 +44,19 @@ export interface CacheService {
 
 /** Refuses a batch over --max-batch before any of it runs. */
 export function checkBatch(what: string, size: number, config: Config): void {
-  if (size > config.maxBatch) throw new ResourceExhaustedError(`${what} has ${size} entries; the limit is ${config.maxBatch} (--max-batch): split it`);
+  if (size > config.maxBatch)
+    throw new ResourceExhaustedError(
+      `${what} has ${size} entries; the limit is ${config.maxBatch} (--max-batch): split it`,
+    );
 }
 
 export function createCacheService(stores: ReadonlyMap<string, CacheStore>, config: Config, log: Logger): CacheService {
   function pick(name: string): CacheStore {
     const store = stores.get(name === '' ? config.store : name);
     if (store === undefined) {
-      throw new InvalidArgumentError(`store ${quoted(name)} is not enabled on this server; use one of: ${[...stores.keys()].join(', ')} (or leave it empty for ${config.store})`);
+      throw new InvalidArgumentError(
+        `store ${quoted(name)} is not enabled on this server; use one of: ${[...stores.keys()].join(', ')} (or leave it empty for ${config.store})`,
+      );
     }
     return store;
   }
@@ -64,14 +69,21 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
   const ttl = (value: string) => checkMs('ttl_ms', value, 0, MAX_CACHE_TTL_MS);
   function value(buffer: Buffer): Buffer {
     if (buffer.length > config.maxValueBytes) {
-      throw new InvalidArgumentError(`value is ${buffer.length} bytes; the limit is ${config.maxValueBytes} (--max-value-bytes)`);
+      throw new InvalidArgumentError(
+        `value is ${buffer.length} bytes; the limit is ${config.maxValueBytes} (--max-value-bytes)`,
+      );
     }
     return buffer;
   }
   function fence(message: Fence__Output | null): Fence | undefined {
     if (message === null) return undefined;
-    if (message.token === '0') throw new InvalidArgumentError('fence.token is required: send the fencing_token of the lease you hold');
-    return { lock: checkName('fence.lock', message.lock), backend: checkText('fence.backend', message.backend, 255) || config.backend, token: BigInt(message.token) };
+    if (message.token === '0')
+      throw new InvalidArgumentError('fence.token is required: send the fencing_token of the lease you hold');
+    return {
+      lock: checkName('fence.lock', message.lock),
+      backend: checkText('fence.backend', message.backend, 255) || config.backend,
+      token: BigInt(message.token),
+    };
   }
   function bigint(field: string, raw: string, min: bigint, max: bigint): bigint {
     const n = BigInt(raw);
@@ -84,13 +96,16 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
       const store = pick(request.store);
       const item = await store.get(key(request.key, ctx), ctx.signal);
       const value = item === undefined ? undefined : decode(item).value;
-      return value === undefined ? { found: false, value: Buffer.alloc(0), cas: '0' } : { found: true, value, cas: item!.cas.toString() };
+      return value === undefined
+        ? { found: false, value: Buffer.alloc(0), cas: '0' }
+        : { found: true, value, cas: item!.cas.toString() };
     },
 
     async set(request, ctx) {
       const store = pick(request.store);
       const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
-      const cas = f === undefined ? await store.set(k, v, 0, t, ctx.signal) : await fencedSet(store, k, v, t, f, ctx.signal);
+      const cas =
+        f === undefined ? await store.set(k, v, 0, t, ctx.signal) : await fencedSet(store, k, v, t, f, ctx.signal);
       return { cas: cas.toString() };
     },
 
@@ -100,9 +115,15 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
       const v = value(request.value);
       const t = ttl(request.ttl_ms);
       const f = fence(request.fence);
-      if (request.cas === '0') throw new InvalidArgumentError('cas is required: send the cas from a Get (use Set or Add to write without one)');
+      if (request.cas === '0')
+        throw new InvalidArgumentError(
+          'cas is required: send the cas from a Get (use Set or Add to write without one)',
+        );
       const cas = BigInt(request.cas);
-      const result = f === undefined ? await store.cas(k, v, 0, cas, t, ctx.signal) : await fencedCas(store, k, v, cas, t, f, ctx.signal);
+      const result =
+        f === undefined
+          ? await store.cas(k, v, 0, cas, t, ctx.signal)
+          : await fencedCas(store, k, v, cas, t, f, ctx.signal);
       return { outcome: result.outcome, cas: result.cas.toString() };
     },
 
@@ -128,7 +149,10 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
     async delete(request, ctx) {
       const store = pick(request.store);
       const [k, cas, f] = [key(request.key, ctx), BigInt(request.cas), fence(request.fence)];
-      return { outcome: f === undefined ? await store.delete(k, cas, ctx.signal) : await fencedDelete(store, k, cas, f, ctx.signal) };
+      return {
+        outcome:
+          f === undefined ? await store.delete(k, cas, ctx.signal) : await fencedDelete(store, k, cas, f, ctx.signal),
+      };
     },
 
     async incr(request, ctx) {
@@ -165,7 +189,9 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
         const value = 'value' in result ? (result.value as Buffer) : undefined;
         budget -= 64 + Buffer.byteLength(result.key) + (value?.length ?? 0);
         if (value === undefined || budget >= 0) return result;
-        const err = new ResourceExhaustedError(`the values of this GetMany exceed --max-message-bytes (${config.maxMessageBytes}); get this key in a smaller batch`);
+        const err = new ResourceExhaustedError(
+          `the values of this GetMany exceed --max-message-bytes (${config.maxMessageBytes}); get this key in a smaller batch`,
+        );
         return { key: result.key, found: false, error: toOpError(err, log) };
       });
       return { results: bounded };
@@ -176,10 +202,12 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
       pick(request.store);
       const results = await Promise.all(
         request.items.map((item) =>
-          service.set({ store: request.store, key: item.key, value: item.value, ttl_ms: item.ttl_ms, fence: null }, ctx).then(
-            (res) => ({ key: item.key, cas: res.cas }),
-            (err: unknown) => ({ key: item.key, error: toOpError(err, log) }),
-          ),
+          service
+            .set({ store: request.store, key: item.key, value: item.value, ttl_ms: item.ttl_ms, fence: null }, ctx)
+            .then(
+              (res) => ({ key: item.key, cas: res.cas }),
+              (err: unknown) => ({ key: item.key, error: toOpError(err, log) }),
+            ),
         ),
       );
       return { results };

@@ -11,7 +11,9 @@ import { UsageError } from './exit-codes.js';
 export type OptionType = 'string' | 'boolean';
 export type OptionSpecs = Readonly<Record<string, OptionType>>;
 
-export type OptionValues<S extends OptionSpecs> = { -readonly [K in keyof S]?: S[K] extends 'string' ? string : boolean };
+export type OptionValues<S extends OptionSpecs> = {
+  -readonly [K in keyof S]?: S[K] extends 'string' ? string : boolean;
+};
 
 export interface Parsed<S extends OptionSpecs> {
   readonly values: OptionValues<S>;
@@ -62,10 +64,18 @@ export function parseArgs<S extends OptionSpecs>(argv: readonly string[], specs:
 }
 
 /** Throws unless exactly the named positionals (and at most `optional` more) were given. */
-export function expectPositionals(positionals: readonly string[], names: readonly string[], command: string, optional = 0): void {
-  if (positionals.length < names.length) throw new UsageError(`${command}: missing ${names.slice(positionals.length).join(' ')} (see ${command} --help)`);
+export function expectPositionals(
+  positionals: readonly string[],
+  names: readonly string[],
+  command: string,
+  optional = 0,
+): void {
+  if (positionals.length < names.length)
+    throw new UsageError(`${command}: missing ${names.slice(positionals.length).join(' ')} (see ${command} --help)`);
   if (positionals.length > names.length + optional) {
-    throw new UsageError(`${command}: unexpected argument "${positionals[names.length + optional]}" (see ${command} --help)`);
+    throw new UsageError(
+      `${command}: unexpected argument "${positionals[names.length + optional]}" (see ${command} --help)`,
+    );
   }
 }
 
@@ -74,7 +84,8 @@ export function integerOption(option: string, raw: string, min: number, max: num
   const text = raw.replaceAll('_', '');
   if (!/^\d+$/.test(text)) throw new UsageError(`${option} must be a whole number, got "${raw}"`);
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${option} must be between ${min} and ${max}, got ${raw}`);
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new UsageError(`${option} must be between ${min} and ${max}, got ${raw}`);
   return n;
 }
 
@@ -92,9 +103,11 @@ export function uint64Arg(what: string, raw: string): bigint {
 
 /** A signed 64-bit decimal (incr's DELTA). */
 export function int64Arg(what: string, raw: string): bigint {
-  if (!/^[-+]?\d+$/.test(raw)) throw new UsageError(`${what} must be a whole number (negative to decrement), got "${raw}"`);
+  if (!/^[-+]?\d+$/.test(raw))
+    throw new UsageError(`${what} must be a whole number (negative to decrement), got "${raw}"`);
   const n = BigInt(raw);
-  if (n < INT64_MIN || n > INT64_MAX) throw new UsageError(`${what} must be between ${INT64_MIN} and ${INT64_MAX}, got ${raw}`);
+  if (n < INT64_MIN || n > INT64_MAX)
+    throw new UsageError(`${what} must be between ${INT64_MIN} and ${INT64_MAX}, got ${raw}`);
   return n;
 }
 
@@ -187,13 +200,19 @@ function checkToken(what: string, raw: string): string {
   if (token === '') throw new UsageError(`${what} is empty`);
   // The server's tokens file has several lines, and name prefixes after a token.
   if (/\s/.test(token)) {
-    throw new UsageError(`${what} holds more than one token (is it the server's --auth-tokens-file?): give the client its one token, alone`);
+    throw new UsageError(
+      `${what} holds more than one token (is it the server's --auth-tokens-file?): give the client its one token, alone`,
+    );
   }
   if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError(`${what}: a token may hold only visible ASCII characters`);
   return token;
 }
 
-function tlsOptions(values: OptionValues<typeof CLIENT_OPTIONS>, env: Env, childEnv: Record<string, string>): ConnectOptions['tls'] {
+function tlsOptions(
+  values: OptionValues<typeof CLIENT_OPTIONS>,
+  env: Env,
+  childEnv: Record<string, string>,
+): ConnectOptions['tls'] {
   // A flag wins over its variable; an empty variable counts as unset.
   const file = (flag: 'tls-ca' | 'tls-cert' | 'tls-key', name: string) => {
     const given = values[flag];
@@ -208,21 +227,29 @@ function tlsOptions(values: OptionValues<typeof CLIENT_OPTIONS>, env: Env, child
   const ca = file('tls-ca', CLIENT_ENV.tlsCa);
   const cert = file('tls-cert', CLIENT_ENV.tlsCert);
   const key = file('tls-key', CLIENT_ENV.tlsKey);
-  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--tls-cert and --tls-key go together: a client certificate needs its private key');
+  if ((cert === undefined) !== (key === undefined))
+    throw new UsageError('--tls-cert and --tls-key go together: a client certificate needs its private key');
   const tls = values.tls === true || booleanEnv(CLIENT_ENV.tls, env);
   if (!tls && ca === undefined && cert === undefined) return undefined;
   if (tls) childEnv[CLIENT_ENV.tls] = '1';
   return { ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert, key: key! }) };
 }
 
-function tokenOption(values: OptionValues<typeof CLIENT_OPTIONS>, env: Env, childEnv: Record<string, string>): string | undefined {
+function tokenOption(
+  values: OptionValues<typeof CLIENT_OPTIONS>,
+  env: Env,
+  childEnv: Record<string, string>,
+): string | undefined {
   // --token-file, then LATCHKEY_TOKEN_FILE, then LATCHKEY_TOKEN: a file named explicitly wins
   // over a token inherited from the environment.
   const flag = values['token-file'];
   const path = flag ?? (env[CLIENT_ENV.tokenFile]?.trim() || undefined);
   if (path !== undefined) {
     const what = flag === undefined ? `${CLIENT_ENV.tokenFile} ${path}` : `--token-file ${path}`;
-    const token = checkToken(what, readOption(flag === undefined ? CLIENT_ENV.tokenFile : '--token-file', path).toString('utf8'));
+    const token = checkToken(
+      what,
+      readOption(flag === undefined ? CLIENT_ENV.tokenFile : '--token-file', path).toString('utf8'),
+    );
     childEnv[CLIENT_ENV.tokenFile] = resolve(path);
     return token;
   }
@@ -234,11 +261,19 @@ export function clientOptions(values: OptionValues<typeof CLIENT_OPTIONS>, env: 
   const address = (values.address ?? env[ADDRESS_ENV] ?? '').trim() || DEFAULT_ADDRESS;
   if (values.address !== undefined && values.address.trim() === '') throw new UsageError('--address must not be empty');
   // Without a port, grpc-js would quietly dial 443; any gRPC target (unix:PATH, dns:///...) has a colon.
-  if (!address.includes(':')) throw new UsageError(`--address must be host:port (or a gRPC target such as unix:/path), got "${address}"`);
-  const deadlineMs = values['deadline-ms'] === undefined ? undefined : integerOption('--deadline-ms', values['deadline-ms'], 1, 86_400_000);
+  if (!address.includes(':'))
+    throw new UsageError(`--address must be host:port (or a gRPC target such as unix:/path), got "${address}"`);
+  const deadlineMs =
+    values['deadline-ms'] === undefined
+      ? undefined
+      : integerOption('--deadline-ms', values['deadline-ms'], 1, 86_400_000);
   const childEnv: Record<string, string> = {};
   const tls = tlsOptions(values, env, childEnv);
   const token = tokenOption(values, env, childEnv);
-  const connect: ConnectOptions = { deadlineMs, ...(tls === undefined ? {} : { tls }), ...(token === undefined ? {} : { token }) };
+  const connect: ConnectOptions = {
+    deadlineMs,
+    ...(tls === undefined ? {} : { tls }),
+    ...(token === undefined ? {} : { token }),
+  };
   return { address, json: values.json === true, deadlineMs, connect, childEnv };
 }

@@ -65,7 +65,9 @@ const FENCED_HELP = `  --fenced               a fenced write: refused (exit 8) i
 const STORE_HELP = '  --store NAME           cache store ("lru", "memcached"); default the server\'s --store';
 
 function ttlOf(values: { 'ttl-ms'?: string | undefined }): number | undefined {
-  return values['ttl-ms'] === undefined ? undefined : integerOption('--ttl-ms', values['ttl-ms'], 0, Number.MAX_SAFE_INTEGER);
+  return values['ttl-ms'] === undefined
+    ? undefined
+    : integerOption('--ttl-ms', values['ttl-ms'], 0, Number.MAX_SAFE_INTEGER);
 }
 
 function casOf(raw: string | undefined, required: boolean): bigint | undefined {
@@ -83,7 +85,9 @@ function fenceOf(values: { fenced?: boolean | undefined }, env: NodeJS.ProcessEn
   const name = env[LOCK_ENV.name];
   const token = env[LOCK_ENV.fencingToken];
   if (!name || !token) {
-    throw new UsageError(`--fenced needs ${LOCK_ENV.name} and ${LOCK_ENV.fencingToken} in the environment; \`latchkey lock NAME -- CMD\` sets them for CMD`);
+    throw new UsageError(
+      `--fenced needs ${LOCK_ENV.name} and ${LOCK_ENV.fencingToken} in the environment; \`latchkey lock NAME -- CMD\` sets them for CMD`,
+    );
   }
   return { name, backend: env[LOCK_ENV.backend] ?? '', fencingToken: uint64Arg(LOCK_ENV.fencingToken, token) };
 }
@@ -136,7 +140,8 @@ examples:
   cas=$(latchkey cache get counter --json | jq -r .cas)`,
     async run({ out, cache, key, deadlineMs }) {
       const item = await cache.get(key, { deadlineMs });
-      if (item === undefined) return refused(out, EXIT.notFound, { key, found: false }, 'NotFound', `key "${key}" not found`);
+      if (item === undefined)
+        return refused(out, EXIT.notFound, { key, found: false }, 'NotFound', `key "${key}" not found`);
       let human: Buffer = item.value;
       if (process.stdout.isTTY && human.at(-1) !== 0x0a) human = Buffer.concat([human, Buffer.from('\n')]);
       out.result({ key, found: true, cas: item.cas, valueBase64: item.value.toString('base64') }, human);
@@ -202,8 +207,22 @@ example:
       const value = await readValue(args[0], 'latchkey cache cas');
       const res = await cache.cas(key, value, cas, { ttlMs, fence, deadlineMs });
       const json = { key, outcome: res.outcome, cas: res.cas };
-      if (res.outcome === 'EXISTS') return refused(out, EXIT.exists, json, 'Exists', `cas of key "${key}" refused: EXISTS: the key was written since cas ${cas}`);
-      if (res.outcome === 'NOT_FOUND') return refused(out, EXIT.notFound, json, 'NotFound', `cas of key "${key}" refused: NOT_FOUND: the key does not exist`);
+      if (res.outcome === 'EXISTS')
+        return refused(
+          out,
+          EXIT.exists,
+          json,
+          'Exists',
+          `cas of key "${key}" refused: EXISTS: the key was written since cas ${cas}`,
+        );
+      if (res.outcome === 'NOT_FOUND')
+        return refused(
+          out,
+          EXIT.notFound,
+          json,
+          'NotFound',
+          `cas of key "${key}" refused: NOT_FOUND: the key does not exist`,
+        );
       out.result(json, `STORED cas=${res.cas}`);
       return EXIT.ok;
     },
@@ -233,7 +252,8 @@ example:
       const value = await readValue(args[0], 'latchkey cache add');
       const res = await cache.add(key, value, { ttlMs, fence, deadlineMs });
       const json = { key, outcome: res.outcome, cas: res.cas };
-      if (res.outcome === 'EXISTS') return refused(out, EXIT.exists, json, 'Exists', `add of key "${key}" refused: EXISTS: the key already exists`);
+      if (res.outcome === 'EXISTS')
+        return refused(out, EXIT.exists, json, 'Exists', `add of key "${key}" refused: EXISTS: the key already exists`);
       out.result(json, `STORED cas=${res.cas}`);
       return EXIT.ok;
     },
@@ -261,8 +281,22 @@ examples:
       const fence = fenceOf(values, process.env);
       const outcome = await cache.delete(key, { cas, fence, deadlineMs });
       const json = { key, outcome };
-      if (outcome === 'NOT_FOUND') return refused(out, EXIT.notFound, json, 'NotFound', `delete of key "${key}": NOT_FOUND: the key does not exist`);
-      if (outcome === 'EXISTS') return refused(out, EXIT.exists, json, 'Exists', `delete of key "${key}" refused: EXISTS: its cas is no longer ${cas}`);
+      if (outcome === 'NOT_FOUND')
+        return refused(
+          out,
+          EXIT.notFound,
+          json,
+          'NotFound',
+          `delete of key "${key}": NOT_FOUND: the key does not exist`,
+        );
+      if (outcome === 'EXISTS')
+        return refused(
+          out,
+          EXIT.exists,
+          json,
+          'Exists',
+          `delete of key "${key}" refused: EXISTS: its cas is no longer ${cas}`,
+        );
       out.result(json, 'DELETED');
       return EXIT.ok;
     },
@@ -316,7 +350,14 @@ example:
       if (ttlMs === undefined) throw new UsageError('latchkey cache touch: --ttl-ms N is required (0 = never expire)');
       const outcome = await cache.touch(key, ttlMs, { deadlineMs });
       const json = { key, outcome };
-      if (outcome === 'NOT_FOUND') return refused(out, EXIT.notFound, json, 'NotFound', `touch of key "${key}": NOT_FOUND: the key does not exist`);
+      if (outcome === 'NOT_FOUND')
+        return refused(
+          out,
+          EXIT.notFound,
+          json,
+          'NotFound',
+          `touch of key "${key}": NOT_FOUND: the key does not exist`,
+        );
       out.result(json, 'TOUCHED');
       return EXIT.ok;
     },
@@ -352,7 +393,7 @@ examples:
 
 ${exitCodesHelp()}`;
 
-function subcommandHelp(name: string, sub: Subcommand<OptionSpecs>): string {
+function subcommandHelp(_name: string, sub: Subcommand<OptionSpecs>): string {
   return `usage: latchkey cache ${sub.synopsis} [client options]
 
 ${sub.help}
@@ -369,7 +410,10 @@ export async function cacheCommand(argv: readonly string[]): Promise<number> {
     return name === undefined ? EXIT.usage : EXIT.ok;
   }
   const sub = Object.hasOwn(SUBCOMMANDS, name) ? SUBCOMMANDS[name] : undefined;
-  if (sub === undefined) throw new UsageError(`unknown cache command "${name}"; one of: ${CACHE_SUBCOMMANDS.join(', ')} (see latchkey cache --help)`);
+  if (sub === undefined)
+    throw new UsageError(
+      `unknown cache command "${name}"; one of: ${CACHE_SUBCOMMANDS.join(', ')} (see latchkey cache --help)`,
+    );
   const command = `latchkey cache ${name}`;
   const { values, positionals, help } = parseArgs(rest, { ...CLIENT_OPTIONS, ...sub.options }, command);
   if (help) {
@@ -382,7 +426,14 @@ export async function cacheCommand(argv: readonly string[]): Promise<number> {
     expectPositionals(positionals, ['KEY', ...sub.args], command, sub.optionalArgs);
     const store = (values as OptionValues<typeof STORE>).store;
     await using client = connect(options.address, options.connect);
-    return await sub.run({ out, cache: client.cache(store ?? ''), key: positionals[0]!, args: positionals.slice(1), values, deadlineMs: options.deadlineMs });
+    return await sub.run({
+      out,
+      cache: client.cache(store ?? ''),
+      key: positionals[0]!,
+      args: positionals.slice(1),
+      values,
+      deadlineMs: options.deadlineMs,
+    });
   } catch (err) {
     return out.error(err);
   }

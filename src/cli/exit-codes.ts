@@ -40,12 +40,20 @@ export const EXIT_CODES: readonly ExitCodeDoc[] = [
   { code: EXIT.exists, meaning: 'exists or changed: add found the key; cas or delete --cas saw another cas' },
   { code: EXIT.lockBusy, meaning: 'lock not obtained within --wait-ms (the message names the holder)' },
   { code: EXIT.leaseLost, meaning: 'lease lost while CMD ran (CMD was sent SIGTERM), or before CMD started' },
-  { code: EXIT.unavailable, meaning: 'server unreachable or unavailable, a failed TLS handshake, or --deadline-ms passed' },
+  {
+    code: EXIT.unavailable,
+    meaning: 'server unreachable or unavailable, a failed TLS handshake, or --deadline-ms passed',
+  },
   {
     code: EXIT.precondition,
-    meaning: 'refused by a precondition: fenced out, not the holder, incr on a non-number, a --limit other than the one in force, or --limit/--shared/watch on a backend without them',
+    meaning:
+      'refused by a precondition: fenced out, not the holder, incr on a non-number, a --limit other than the one in force, or --limit/--shared/watch on a backend without them',
   },
-  { code: EXIT.notAllowed, meaning: 'not allowed: no valid token (UNAUTHENTICATED), or the token may not use this lock name or cache key (PERMISSION_DENIED)' },
+  {
+    code: EXIT.notAllowed,
+    meaning:
+      'not allowed: no valid token (UNAUTHENTICATED), or the token may not use this lock name or cache key (PERMISSION_DENIED)',
+  },
 ];
 
 /** Codes of `latchkey lock NAME -- CMD` besides the table: they come from CMD, not latchkey. */
@@ -72,7 +80,11 @@ function wrap(text: string, width: number): string[] {
 }
 
 export function exitCodesHelp(options: { withCmdNotes?: boolean } = {}): string {
-  const rows = EXIT_CODES.map((e) => wrap(e.meaning, 86).map((line, i) => `  ${(i === 0 ? String(e.code) : '').padEnd(4)}${line}`).join('\n'));
+  const rows = EXIT_CODES.map((e) =>
+    wrap(e.meaning, 86)
+      .map((line, i) => `  ${(i === 0 ? String(e.code) : '').padEnd(4)}${line}`)
+      .join('\n'),
+  );
   const notes = options.withCmdNotes ? ['', ...CMD_EXIT_NOTES.map((n) => `  ${n}`)] : [];
   return ['exit codes:', ...rows, ...notes].join('\n');
 }

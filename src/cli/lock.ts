@@ -17,7 +17,15 @@ import {
   type LockMode,
   type LockState,
 } from '../../client/index.js';
-import { CLIENT_ENV, CLIENT_OPTIONS, CLIENT_OPTIONS_HELP, clientOptions, expectPositionals, integerOption, parseArgs } from './args.js';
+import {
+  CLIENT_ENV,
+  CLIENT_OPTIONS,
+  CLIENT_OPTIONS_HELP,
+  clientOptions,
+  expectPositionals,
+  integerOption,
+  parseArgs,
+} from './args.js';
 import { LOCK_ENV } from './cache.js';
 import { EXIT, exitCodesHelp, UsageError } from './exit-codes.js';
 import { Output } from './output.js';
@@ -219,7 +227,8 @@ async function acquire(client: LatchkeyClient, o: RunOptions, signal: AbortSigna
         continue;
       }
       // A server with a lower --max-wait-ms says its limit; wait in rounds of that instead.
-      const limit = err instanceof InvalidArgumentError ? /wait_ms must be between 0 and (\d+)/.exec(err.message) : null;
+      const limit =
+        err instanceof InvalidArgumentError ? /wait_ms must be between 0 and (\d+)/.exec(err.message) : null;
       if (limit !== null && Number(limit[1]) < round) {
         round = Number(limit[1]);
         continue;
@@ -229,7 +238,9 @@ async function acquire(client: LatchkeyClient, o: RunOptions, signal: AbortSigna
   }
 }
 
-type ChildEnd = { readonly code: number | null; readonly signal: NodeJS.Signals | null } | { readonly error: NodeJS.ErrnoException };
+type ChildEnd =
+  | { readonly code: number | null; readonly signal: NodeJS.Signals | null }
+  | { readonly error: NodeJS.ErrnoException };
 
 async function runLocked(o: RunOptions, out: Output): Promise<number> {
   await using client = connect(o.address, o.connect);
@@ -281,7 +292,11 @@ async function runLocked(o: RunOptions, out: Output): Promise<number> {
       if (handle.state !== 'lost') return; // released: CMD has already exited
       lost = true;
       const reason = handle.error?.message ?? 'lease lost';
-      out.fail(EXIT.leaseLost, 'LeaseLostError', `lease on lock "${o.name}" lost while CMD ran: ${reason}; sending CMD (pid ${child.pid}) SIGTERM, SIGKILL after ${o.killGraceMs} ms`);
+      out.fail(
+        EXIT.leaseLost,
+        'LeaseLostError',
+        `lease on lock "${o.name}" lost while CMD ran: ${reason}; sending CMD (pid ${child.pid}) SIGTERM, SIGKILL after ${o.killGraceMs} ms`,
+      );
       child.kill('SIGTERM');
       killTimer = setTimeout(() => {
         out.warn(`CMD (pid ${child.pid}) still running ${o.killGraceMs} ms after SIGTERM; sending SIGKILL`);
@@ -302,9 +317,16 @@ async function runLocked(o: RunOptions, out: Output): Promise<number> {
     const status = end.code ?? 128 + signalNumber(end.signal!);
     if (lost) return EXIT.leaseLost;
     if (state === 'lost') {
-      return out.fail(EXIT.leaseLost, 'LeaseLostError', `lease on lock "${o.name}" was found lost when releasing it after CMD exited with status ${status}: ${handle.error?.message ?? ''}; CMD may not have held the lock all along`);
+      return out.fail(
+        EXIT.leaseLost,
+        'LeaseLostError',
+        `lease on lock "${o.name}" was found lost when releasing it after CMD exited with status ${status}: ${handle.error?.message ?? ''}; CMD may not have held the lock all along`,
+      );
     }
-    if (state === 'release-failed') out.warn(`CMD exited with status ${status}, but releasing lock "${o.name}" failed (${handle.error?.message}); the server frees it when its lease expires`);
+    if (state === 'release-failed')
+      out.warn(
+        `CMD exited with status ${status}, but releasing lock "${o.name}" failed (${handle.error?.message}); the server frees it when its lease expires`,
+      );
     return status;
   } finally {
     for (const s of FORWARDED) process.off(s, onSignal);
@@ -336,7 +358,9 @@ function describeText(s: LockState): string {
     const shared = h.mode === 'SHARED' ? 'shared, ' : '';
     return `  holder          ${ownerText(h.owner)}: ${shared}fencing token ${h.fencingToken}, expires ${h.expiresAt.toISOString()} (in ${Math.max(0, h.expiresAt.getTime() - now)} ms)`;
   });
-  const queue = s.queue.map((w, i) => `  ${i === 0 ? 'queue' : ''}`.padEnd(18) + `${i + 1}. ${ownerText(w.owner)}: ${modeText(w.mode)}`);
+  const queue = s.queue.map(
+    (w, i) => `${`  ${i === 0 ? 'queue' : ''}`.padEnd(18)}${i + 1}. ${ownerText(w.owner)}: ${modeText(w.mode)}`,
+  );
   return [
     `lock "${s.name}" (backend ${s.backend}): ${heldText(s)}`,
     ...(holders.length > 0 ? holders : ['  holder          -']),
@@ -376,7 +400,9 @@ function eventText(e: LockEvent): string {
   const at = e.at.toISOString();
   if (e.type === 'STATE') {
     const s = e.state;
-    const holders = s.holders.map((h) => `${ownerText(h.owner)}, ${h.mode === 'SHARED' ? 'shared, ' : ''}token ${h.fencingToken}; `).join('');
+    const holders = s.holders
+      .map((h) => `${ownerText(h.owner)}, ${h.mode === 'SHARED' ? 'shared, ' : ''}token ${h.fencingToken}; `)
+      .join('');
     return `${at} ${'STATE'.padEnd(12)} lock "${s.name}" (backend ${s.backend}) ${heldText(s)}: ${holders}${s.waiters} waiting`;
   }
   const token = e.fencingToken > 0n ? `, fencing token ${e.fencingToken}` : '';
@@ -399,9 +425,14 @@ async function watch(argv: readonly string[], globals: readonly string[]): Promi
     expectPositionals(positionals, ['NAME'], command);
     const name = positionals[0]!;
     await using client = connect(options.address, options.connect);
-    for await (const event of client.watch(name, { backend: values.backend, signal: stop.signal })) out.result(eventJson(event), eventText(event));
+    for await (const event of client.watch(name, { backend: values.backend, signal: stop.signal }))
+      out.result(eventJson(event), eventText(event));
     if (stop.signal.aborted) return EXIT.ok;
-    return out.fail(EXIT.unavailable, 'WatchEndedError', `the latchkey server at ${options.address} ended the watch of lock "${name}" (it is shutting down); run latchkey lock watch again to keep watching`);
+    return out.fail(
+      EXIT.unavailable,
+      'WatchEndedError',
+      `the latchkey server at ${options.address} ended the watch of lock "${name}" (it is shutting down); run latchkey lock watch again to keep watching`,
+    );
   } catch (err) {
     return out.error(err);
   } finally {
@@ -430,18 +461,30 @@ export async function lockCommand(argv: readonly string[], globals: readonly str
   try {
     expectPositionals(positionals, ['NAME'], command);
     const cmd = dashes >= 0 ? argv.slice(dashes + 1) : [];
-    if (cmd.length === 0) throw new UsageError(`${command}: missing "-- CMD [ARGS...]": the command to run while holding the lock`);
+    if (cmd.length === 0)
+      throw new UsageError(`${command}: missing "-- CMD [ARGS...]": the command to run while holding the lock`);
     if (values.shared === true && values.limit !== undefined) {
-      throw new UsageError('--limit and --shared do not go together: --limit counts exclusive holders (a semaphore); shared holders are not counted');
+      throw new UsageError(
+        '--limit and --shared do not go together: --limit counts exclusive holders (a semaphore); shared holders are not counted',
+      );
     }
     const run: RunOptions = {
       name: positionals[0]!,
       command: cmd,
-      ttlMs: values['ttl-ms'] === undefined ? undefined : integerOption('--ttl-ms', values['ttl-ms'], 1, Number.MAX_SAFE_INTEGER),
-      waitMs: values['wait-ms'] === undefined ? undefined : integerOption('--wait-ms', values['wait-ms'], 0, Number.MAX_SAFE_INTEGER),
+      ttlMs:
+        values['ttl-ms'] === undefined
+          ? undefined
+          : integerOption('--ttl-ms', values['ttl-ms'], 1, Number.MAX_SAFE_INTEGER),
+      waitMs:
+        values['wait-ms'] === undefined
+          ? undefined
+          : integerOption('--wait-ms', values['wait-ms'], 0, Number.MAX_SAFE_INTEGER),
       backend: values.backend,
       owner: values.owner ?? defaultOwner(),
-      killGraceMs: values['kill-grace-ms'] === undefined ? DEFAULT_KILL_GRACE_MS : integerOption('--kill-grace-ms', values['kill-grace-ms'], 0, 86_400_000),
+      killGraceMs:
+        values['kill-grace-ms'] === undefined
+          ? DEFAULT_KILL_GRACE_MS
+          : integerOption('--kill-grace-ms', values['kill-grace-ms'], 0, 86_400_000),
       limit: values.limit === undefined ? undefined : integerOption('--limit', values.limit, 1, MAX_LIMIT),
       mode: values.shared === true ? 'SHARED' : 'EXCLUSIVE',
       address: options.address,

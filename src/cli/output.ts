@@ -29,8 +29,10 @@ export class Output {
    * client or the server refused, or (plaintext) a handshake that never completed.
    */
   #tlsHint(message: string): string {
-    if (/certificate|SSL|TLS|handshake/i.test(message)) return ' (a TLS failure: check --tls-ca, --tls-cert and --tls-key)';
-    if (!this.tls && /Failed to connect/.test(message)) return ' (if the server uses TLS, give --tls-ca FILE, or --tls)';
+    if (/certificate|SSL|TLS|handshake/i.test(message))
+      return ' (a TLS failure: check --tls-ca, --tls-cert and --tls-key)';
+    if (!this.tls && /Failed to connect/.test(message))
+      return ' (if the server uses TLS, give --tls-ca FILE, or --tls)';
     return '';
   }
 
@@ -47,13 +49,17 @@ export class Output {
   /** A failure with a known exit code. With --json the stdout result (if any) is the caller's. */
   fail(code: number, name: string, message: string): number {
     const text = oneLine(message);
-    process.stderr.write(this.json ? `${jsonLine({ error: name, exitCode: code, message: text })}\n` : `latchkey: ${text}\n`);
+    process.stderr.write(
+      this.json ? `${jsonLine({ error: name, exitCode: code, message: text })}\n` : `latchkey: ${text}\n`,
+    );
     return code;
   }
 
   /** A note on stderr that does not end the command (e.g. a Release that did not get through). */
   warn(message: string): void {
-    process.stderr.write(this.json ? `${jsonLine({ warning: oneLine(message) })}\n` : `latchkey: ${oneLine(message)}\n`);
+    process.stderr.write(
+      this.json ? `${jsonLine({ warning: oneLine(message) })}\n` : `latchkey: ${oneLine(message)}\n`,
+    );
   }
 
   /** An error a command did not handle: its exit code from the table, its message on stderr. */
@@ -62,9 +68,12 @@ export class Output {
     const name = err instanceof Error ? err.name : 'Error';
     let message = err instanceof Error ? err.message : String(err);
     // grpc-js ends some messages with an empty "Resolution note:".
-    if (err instanceof UnavailableError) message = `latchkey server at ${this.address} is unavailable: ${message.replace(/\s*Resolution note:\s*$/, '')}${this.#tlsHint(message)}`;
-    else if (err instanceof DeadlineExceededError) message = `no answer from the latchkey server at ${this.address} in time (--deadline-ms): ${message}`;
-    else if (err instanceof UnauthenticatedError) message = `latchkey server at ${this.address} refused the call: ${message}; give latchkey a token with --token-file FILE, ${CLIENT_ENV.tokenFile} or ${CLIENT_ENV.token}`;
+    if (err instanceof UnavailableError)
+      message = `latchkey server at ${this.address} is unavailable: ${message.replace(/\s*Resolution note:\s*$/, '')}${this.#tlsHint(message)}`;
+    else if (err instanceof DeadlineExceededError)
+      message = `no answer from the latchkey server at ${this.address} in time (--deadline-ms): ${message}`;
+    else if (err instanceof UnauthenticatedError)
+      message = `latchkey server at ${this.address} refused the call: ${message}; give latchkey a token with --token-file FILE, ${CLIENT_ENV.tokenFile} or ${CLIENT_ENV.token}`;
     else if (!(err instanceof UsageError) && !(err instanceof LatchkeyError)) message = `unexpected error: ${message}`;
     return this.fail(code, name, message);
   }

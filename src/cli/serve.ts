@@ -43,7 +43,9 @@ exit codes:
  */
 function failStart(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`latchkey: ${err instanceof ConfigError ? '' : 'cannot start: '}${message.replace(/\s*\n\s*/g, ' ')}\n`);
+  process.stderr.write(
+    `latchkey: ${err instanceof ConfigError ? '' : 'cannot start: '}${message.replace(/\s*\n\s*/g, ' ')}\n`,
+  );
   process.exit(err instanceof ConfigError ? 2 : 1);
 }
 
@@ -80,14 +82,25 @@ export async function serve(argv: readonly string[]): Promise<number> {
   console.log(`latchkey listening on ${address} (locks: ${config.backend}, cache: ${config.store})`);
   if (server.metricsAddress !== undefined) console.log(`latchkey metrics on http://${server.metricsAddress}/metrics`);
   logger.info(
-    { event: 'listening', address, metrics: server.metricsAddress ?? null, backend: config.backend, store: config.store, tls: config.tlsCert !== '', auth: config.authTokensFile !== '' },
+    {
+      event: 'listening',
+      address,
+      metrics: server.metricsAddress ?? null,
+      backend: config.backend,
+      store: config.store,
+      tls: config.tlsCert !== '',
+      auth: config.authTokensFile !== '',
+    },
     `latchkey listening on ${address}`,
   );
   // SIGHUP re-reads --auth-tokens-file (a bad file keeps the old tokens, and says so).
   process.on('SIGHUP', () => server.reloadAuth());
   return new Promise((resolve) => {
     const stop = (signal: string) => {
-      logger.info({ event: 'shutdown', signal, graceMs: config.shutdownGraceMs }, `${signal}: shutting down (grace ${config.shutdownGraceMs} ms)`);
+      logger.info(
+        { event: 'shutdown', signal, graceMs: config.shutdownGraceMs },
+        `${signal}: shutting down (grace ${config.shutdownGraceMs} ms)`,
+      );
       server.shutdown().then(() => {
         logger.info({ event: 'stopped' }, 'latchkey stopped');
         resolve(0);

@@ -1,5 +1,5 @@
 // The lock backend interface. Every backend (memory.ts, file.ts, etcd.ts) implements it and
-// passes the same contract suite (test/contract/lock-backend.ts).
+// passes the same contract suite (test/locks/contract.ts).
 
 /**
  * What a backend guarantees, declared rather than inferred. Describe returns it, the
@@ -121,9 +121,31 @@ export interface LockBackend {
 
 /** The state of a plain (exclusive, limit 1) lock with at most one holder. */
 export function singleHolderState(holder: Omit<HolderInfo, 'mode'> | undefined, waiters: number): LockState {
-  if (holder === undefined) return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters, holders: [], queue: [], limit: waiters > 0 ? 1 : 0 };
-  const info: HolderInfo = { owner: holder.owner, fencingToken: holder.fencingToken, expiresAtMs: holder.expiresAtMs, mode: 'EXCLUSIVE' };
-  return { held: true, ...info, waiters, holders: [info], queue: Array.from({ length: waiters }, () => ({ owner: '', mode: 'EXCLUSIVE' as const })), limit: 1 };
+  if (holder === undefined)
+    return {
+      held: false,
+      owner: '',
+      fencingToken: 0n,
+      expiresAtMs: 0,
+      waiters,
+      holders: [],
+      queue: [],
+      limit: waiters > 0 ? 1 : 0,
+    };
+  const info: HolderInfo = {
+    owner: holder.owner,
+    fencingToken: holder.fencingToken,
+    expiresAtMs: holder.expiresAtMs,
+    mode: 'EXCLUSIVE',
+  };
+  return {
+    held: true,
+    ...info,
+    waiters,
+    holders: [info],
+    queue: Array.from({ length: waiters }, () => ({ owner: '', mode: 'EXCLUSIVE' as const })),
+    limit: 1,
+  };
 }
 
 /**

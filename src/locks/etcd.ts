@@ -80,9 +80,28 @@ import {
   ShuttingDownError,
   throwIfAborted,
 } from '../errors.js';
-import type { AcquireOptions, Capabilities, HolderInfo, Lease, LeaseRef, LockBackend, LockEvent, LockEventType, LockMode, LockState } from './backend.js';
+import type {
+  AcquireOptions,
+  Capabilities,
+  HolderInfo,
+  Lease,
+  LeaseRef,
+  LockBackend,
+  LockEvent,
+  LockEventType,
+  LockMode,
+  LockState,
+} from './backend.js';
 
-export const etcdCapabilities: Capabilities = { acrossHosts: true, fencing: true, fifo: true, autoRelease: true, semaphore: true, shared: true, watch: true };
+export const etcdCapabilities: Capabilities = {
+  acrossHosts: true,
+  fencing: true,
+  fifo: true,
+  autoRelease: true,
+  semaphore: true,
+  shared: true,
+  watch: true,
+};
 
 export interface EtcdLockBackendOptions {
   /** etcd client endpoints, `host:port` or `http(s)://host:port`: a list or a comma-separated string. */
@@ -172,7 +191,9 @@ export const VALUE_TAG = '\u0000latchkey:';
 export function encodeValue(info: KeyValueInfo): Buffer {
   // An owner that starts with NUL could pass for a tagged value: tag it, so it reads back as itself.
   if (info.mode === 'EXCLUSIVE' && info.limit === 1 && !info.owner.startsWith('\u0000')) return Buffer.from(info.owner);
-  return Buffer.from(VALUE_TAG + JSON.stringify({ owner: info.owner, mode: info.mode, limit: info.mode === 'SHARED' ? 1 : info.limit }));
+  return Buffer.from(
+    VALUE_TAG + JSON.stringify({ owner: info.owner, mode: info.mode, limit: info.mode === 'SHARED' ? 1 : info.limit }),
+  );
 }
 
 /**
@@ -187,7 +208,13 @@ export function decodeValue(value: Buffer): KeyValueInfo {
       const parsed: unknown = JSON.parse(text.slice(VALUE_TAG.length));
       if (typeof parsed === 'object' && parsed !== null) {
         const { owner, mode, limit } = parsed as Record<string, unknown>;
-        if (typeof owner === 'string' && (mode === 'EXCLUSIVE' || mode === 'SHARED') && typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 1) {
+        if (
+          typeof owner === 'string' &&
+          (mode === 'EXCLUSIVE' || mode === 'SHARED') &&
+          typeof limit === 'number' &&
+          Number.isSafeInteger(limit) &&
+          limit >= 1
+        ) {
           return { owner, mode, limit: mode === 'SHARED' ? 1 : limit };
         }
       }
@@ -232,7 +259,9 @@ function queueLimit(queue: readonly QueueKey[]): number {
 
 /** Why an EXCLUSIVE request is refused, as the memory backend says it. */
 function limitMismatch(name: string, current: number, asked: number): FailedPreconditionError {
-  return new FailedPreconditionError(`lock "${name}" is held or awaited with limit ${current}; this request asks for limit ${asked}: every holder of a name must use the same limit`);
+  return new FailedPreconditionError(
+    `lock "${name}" is held or awaited with limit ${current}; this request asks for limit ${asked}: every holder of a name must use the same limit`,
+  );
 }
 
 type QueueChange = readonly [LockEventType, QueueKey];
@@ -247,7 +276,9 @@ class QueueMirror {
   #holding: Set<string>;
 
   constructor(keys: readonly QueueKey[]) {
-    this.#keys = [...keys].sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
+    this.#keys = [...keys].sort((a, b) =>
+      a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0,
+    );
     this.#holding = new Set(this.#keys.slice(0, grantedCount(this.#keys)).map((k) => k.key));
   }
 
@@ -362,7 +393,8 @@ function pauseAfterFailure(endpoint: string, pauseMs: number, pauses: Pauses, ho
       const now = Date.now();
       if (now < (pauses.get(endpoint) ?? 0)) {
         const pausedHosts = [...pauses.values()].filter((until) => now < until).length;
-        if (pausedHosts < hostCount) throw new GRPCUnavailableError(`etcd endpoint ${endpoint} failed less than ${pauseMs} ms ago`);
+        if (pausedHosts < hostCount)
+          throw new GRPCUnavailableError(`etcd endpoint ${endpoint} failed less than ${pauseMs} ms ago`);
       }
       try {
         const result = await fn({ signal });
@@ -390,7 +422,9 @@ export class EtcdLockBackend implements LockBackend {
   readonly #inflight = new Set<Promise<unknown>>();
 
   constructor(options: EtcdLockBackendOptions) {
-    const hosts = (typeof options.endpoints === 'string' ? options.endpoints.split(',') : [...options.endpoints]).map((h) => h.trim()).filter((h) => h !== '');
+    const hosts = (typeof options.endpoints === 'string' ? options.endpoints.split(',') : [...options.endpoints])
+      .map((h) => h.trim())
+      .filter((h) => h !== '');
     if (hosts.length === 0) throw new TypeError('etcd lock backend: at least one endpoint (host:port) is required');
     this.#endpoints = hosts.join(',');
     this.#hostCount = hosts.length;
@@ -404,7 +438,10 @@ export class EtcdLockBackend implements LockBackend {
       hosts,
       // Unary calls get a deadline; streams (watch, keepalive) are bounded where they are used.
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + opTimeoutMs }),
-      faultHandling: { host: (host) => pauseAfterFailure(host, hosts.length > 1 ? HOST_PAUSE_MS : 0, pauses, hosts.length), global: tryHosts(hosts.length) },
+      faultHandling: {
+        host: (host) => pauseAfterFailure(host, hosts.length > 1 ? HOST_PAUSE_MS : 0, pauses, hosts.length),
+        global: tryHosts(hosts.length),
+      },
       grpcOptions: {
         // grpc-js backs off reconnects up to 120 s; cap it so a returning etcd is used promptly.
         'grpc.initial_reconnect_backoff_ms': 100,
@@ -431,7 +468,9 @@ export class EtcdLockBackend implements LockBackend {
       // NOTE: an etcd lease's TTL is fixed when it is granted; a keepalive restarts that TTL
       // and nothing can change it. A shorter TTL than granted is served with the granted one
       // (expires_at_ms says so); a longer one is refused rather than silently cut short.
-      const info = await this.#rpc('read the lease TTL', signal, () => this.#client.leaseClient.leaseTimeToLive({ ID: holder.leaseDec }));
+      const info = await this.#rpc('read the lease TTL', signal, () =>
+        this.#client.leaseClient.leaseTimeToLive({ ID: holder.leaseDec }),
+      );
       const granted = Number(info.grantedTTL);
       if (Number(info.TTL) < 0) throw this.#expired(name, leaseId);
       const asked = Math.ceil(ttlMs / 1000);
@@ -443,7 +482,16 @@ export class EtcdLockBackend implements LockBackend {
     }
     const { ttlS, sentAt } = await this.#keepAliveOnce(holder.leaseDec, signal);
     if (ttlS <= 0) throw this.#expired(name, leaseId);
-    return { name, leaseId, fencingToken: holder.createRevision, expiresAtMs: sentAt + ttlS * 1000, ttlMs: ttlS * 1000, owner: holder.owner, mode: holder.mode, limit: holder.limit };
+    return {
+      name,
+      leaseId,
+      fencingToken: holder.createRevision,
+      expiresAtMs: sentAt + ttlS * 1000,
+      ttlMs: ttlS * 1000,
+      owner: holder.owner,
+      mode: holder.mode,
+      limit: holder.limit,
+    };
   }
 
   async release({ name, leaseId, signal }: LeaseRef): Promise<void> {
@@ -454,7 +502,14 @@ export class EtcdLockBackend implements LockBackend {
     // recreated since, it would no longer be this grant's.
     const txn = await this.#rpc('release', signal, () =>
       this.#client.kv.txn({
-        compare: [{ key: Buffer.from(holder.key), target: 'Create', result: 'Equal', create_revision: holder.createRevision.toString() }],
+        compare: [
+          {
+            key: Buffer.from(holder.key),
+            target: 'Create',
+            result: 'Equal',
+            create_revision: holder.createRevision.toString(),
+          },
+        ],
         success: [{ request_delete_range: { key: Buffer.from(holder.key) } }],
       }),
     );
@@ -467,7 +522,9 @@ export class EtcdLockBackend implements LockBackend {
     throwIfAborted(signal);
     this.#throwIfClosed();
     const dir = this.#dir(name);
-    const all = await this.#rpc('describe', signal, () => this.#client.kv.range(this.#queueRange(dir, 'Ascend', { limit: 0 })));
+    const all = await this.#rpc('describe', signal, () =>
+      this.#client.kv.range(this.#queueRange(dir, 'Ascend', { limit: 0 })),
+    );
     return this.#stateOf(this.#queueKeys(dir, all.kvs), signal);
   }
 
@@ -501,16 +558,22 @@ export class EtcdLockBackend implements LockBackend {
       current.end();
       current.cancel();
     };
-    stop.signal.addEventListener('abort', () => {
-      closeStream();
-      notify();
-    }, { once: true });
+    stop.signal.addEventListener(
+      'abort',
+      () => {
+        closeStream();
+        notify();
+      },
+      { once: true },
+    );
 
     try {
       let snapshot: IRangeResponse;
       let state: LockState;
       try {
-        snapshot = await this.#rpc(`watch lock "${name}"`, stop.signal, () => this.#client.kv.range(this.#queueRange(dir, 'Ascend', { limit: 0 })));
+        snapshot = await this.#rpc(`watch lock "${name}"`, stop.signal, () =>
+          this.#client.kv.range(this.#queueRange(dir, 'Ascend', { limit: 0 })),
+        );
         state = await this.#stateOf(this.#queueKeys(dir, snapshot.kvs), stop.signal);
       } catch (err) {
         if (stop.signal.aborted) return;
@@ -529,7 +592,9 @@ export class EtcdLockBackend implements LockBackend {
             // NOTE: a compacted start revision cannot be resumed without a gap; the caller
             // watches again and gets a fresh STATE. Any other cancel is resumed below.
             if (res.compact_revision !== undefined && BigInt(res.compact_revision) > 0n) {
-              throw new BackendUnavailableError(`watch of lock "${name}" fell behind: etcd compacted its history up to revision ${res.compact_revision}; watch again for a fresh state`);
+              throw new BackendUnavailableError(
+                `watch of lock "${name}" fell behind: etcd compacted its history up to revision ${res.compact_revision}; watch again for a fresh state`,
+              );
             }
             broken = true;
             continue;
@@ -584,7 +649,11 @@ export class EtcdLockBackend implements LockBackend {
             };
             opening.on('error', fail);
             opening.on('end', fail);
-            const create: IWatchCreateRequest = { key: Buffer.from(dir), range_end: prefixEnd(Buffer.from(dir)), start_revision: next.toString() };
+            const create: IWatchCreateRequest = {
+              key: Buffer.from(dir),
+              range_end: prefixEnd(Buffer.from(dir)),
+              start_revision: next.toString(),
+            };
             opening.write({ create_request: create });
           } catch {
             broken = true;
@@ -619,7 +688,16 @@ export class EtcdLockBackend implements LockBackend {
     // A few lease reads at a time: a read lock can have many holders.
     for (let i = 0; i < granted; i += 16) {
       const batch = queue.slice(i, Math.min(granted, i + 16));
-      holders.push(...(await Promise.all(batch.map(async (k) => ({ owner: k.owner, fencingToken: k.createRevision, expiresAtMs: await this.#expiresAt(k, signal), mode: k.mode })))));
+      holders.push(
+        ...(await Promise.all(
+          batch.map(async (k) => ({
+            owner: k.owner,
+            fencingToken: k.createRevision,
+            expiresAtMs: await this.#expiresAt(k, signal),
+            mode: k.mode,
+          })),
+        )),
+      );
     }
     const first = holders[0];
     return {
@@ -638,7 +716,9 @@ export class EtcdLockBackend implements LockBackend {
   async #expiresAt(key: QueueKey, signal: AbortSignal): Promise<number> {
     if (key.leaseDec === '0') return 0;
     const now = Date.now();
-    const info = await this.#rpc('read a holder\'s lease', signal, () => this.#client.leaseClient.leaseTimeToLive({ ID: key.leaseDec })).catch((err: unknown) => {
+    const info = await this.#rpc("read a holder's lease", signal, () =>
+      this.#client.leaseClient.leaseTimeToLive({ ID: key.leaseDec }),
+    ).catch((err: unknown) => {
       if (err instanceof LeaseExpiredError) return { TTL: '-1' };
       throw err;
     });
@@ -658,7 +738,9 @@ export class EtcdLockBackend implements LockBackend {
     // A lease of our own (Session in mutex.go): the key, and so our place in the queue, dies
     // with it, which is what makes an abandoned lock free itself after its TTL.
     const grantedAt = Date.now();
-    const grant = await this.#rpc(`acquire lock "${name}"`, undefined, () => this.#client.leaseClient.leaseGrant({ TTL: Math.ceil(ttlMs / 1000), ID: 0 }));
+    const grant = await this.#rpc(`acquire lock "${name}"`, undefined, () =>
+      this.#client.leaseClient.leaseGrant({ TTL: Math.ceil(ttlMs / 1000), ID: 0 }),
+    );
     const lease: EtcdLease = { dec: grant.ID, hex: decToHex(grant.ID), ttlS: Number(grant.TTL), grantedAt };
     const key = dir + lease.hex;
     let granted = false;
@@ -677,29 +759,44 @@ export class EtcdLockBackend implements LockBackend {
       const txn = await this.#rpc(`acquire lock "${name}"`, undefined, () =>
         this.#client.kv.txn({
           compare: [{ key: ownKey, target: 'Create', result: 'Equal', create_revision: 0 }],
-          success: [{ request_put: { key: ownKey, value: encodeValue(me), lease: lease.dec } }, { request_range: queuePage }],
+          success: [
+            { request_put: { key: ownKey, value: encodeValue(me), lease: lease.dec } },
+            { request_range: queuePage },
+          ],
           failure: [{ request_range: { key: ownKey } }, { request_range: queuePage }],
         }),
       ).catch((err: unknown) => {
         // The put names a lease that is already gone: etcd took longer than the TTL.
-        if (err instanceof LeaseExpiredError) throw new LockBusyError(`lock "${name}" not acquired: its ${lease.ttlS} s etcd lease expired before etcd queued it; retry, or use a longer ttl_ms`);
+        if (err instanceof LeaseExpiredError)
+          throw new LockBusyError(
+            `lock "${name}" not acquired: its ${lease.ttlS} s etcd lease expired before etcd queued it; retry, or use a longer ttl_ms`,
+          );
         throw err;
       });
-      const mine = txn.succeeded ? BigInt(txn.header.revision) : BigInt(txn.responses[0]!.response_range.kvs[0]!.create_revision);
+      const mine = txn.succeeded
+        ? BigInt(txn.header.revision)
+        : BigInt(txn.responses[0]!.response_range.kvs[0]!.create_revision);
       const page = txn.responses[1]!.response_range;
       let holders: readonly QueueKey[] = [];
       if (plain) {
         // The lowest create revision holds the lock; if that is ours, we have it.
         const holder = await this.#firstInQueue(dir, 'Ascend', {}, page);
         if (holder !== undefined && holder.createRevision !== mine) {
-          const first = await this.#firstInQueue(dir, 'Ascend', { maxCreate: mine - 1n }, page, (k) => k.mode === 'EXCLUSIVE');
+          const first = await this.#firstInQueue(
+            dir,
+            'Ascend',
+            { maxCreate: mine - 1n },
+            page,
+            (k) => k.mode === 'EXCLUSIVE',
+          );
           if (first !== undefined && first.limit !== 1) throw limitMismatch(name, first.limit, 1);
           holders = [holder];
         }
       } else {
         const ahead = this.#queueKeys(dir, page.kvs).filter((k) => k.createRevision < mine);
         const first = ahead.find((k) => k.mode === 'EXCLUSIVE');
-        if (me.mode === 'EXCLUSIVE' && first !== undefined && first.limit !== me.limit) throw limitMismatch(name, first.limit, me.limit);
+        if (me.mode === 'EXCLUSIVE' && first !== undefined && first.limit !== me.limit)
+          throw limitMismatch(name, first.limit, me.limit);
         const queue = [...ahead, { ...me, key, leaseDec: lease.dec, createRevision: mine }];
         if (grantedCount(queue) < queue.length) holders = ahead.slice(0, grantedCount(ahead));
       }
@@ -707,12 +804,23 @@ export class EtcdLockBackend implements LockBackend {
       if (holders.length > 0) {
         if (waitMs <= 0) {
           // TryLock: lost; take our key out of the queue (the finally below) and say who has it.
-          throw new LockBusyError(`lock "${name}" is held by ${describeHolders(holders)}; not acquired (wait_ms = 0 tries once)`);
+          throw new LockBusyError(
+            `lock "${name}" is held by ${describeHolders(holders)}; not acquired (wait_ms = 0 tries once)`,
+          );
         }
         expiresAtMs = await this.#waitTurn({ name, dir, key, me, lease, mine, waitUntil, waitMs, signal });
       }
       granted = true;
-      return { name, leaseId: lease.hex, fencingToken: mine, expiresAtMs, ttlMs: lease.ttlS * 1000, owner, mode: me.mode, limit: me.limit };
+      return {
+        name,
+        leaseId: lease.hex,
+        fencingToken: mine,
+        expiresAtMs,
+        ttlMs: lease.ttlS * 1000,
+        owner,
+        mode: me.mode,
+        limit: me.limit,
+      };
     } finally {
       // Not granted (lost try-once, refused limit, timeout, cancel, lost lease, shutdown,
       // etcd error): leave the queue before answering, so nobody waits behind a key whose
@@ -726,7 +834,17 @@ export class EtcdLockBackend implements LockBackend {
    * key.go waitDeletes), keeping our lease alive meanwhile. Resolves with the lease's new
    * expiry once the lock is ours.
    */
-  async #waitTurn(w: { name: string; dir: string; key: string; me: KeyValueInfo; lease: EtcdLease; mine: bigint; waitUntil: number; waitMs: number; signal: AbortSignal }): Promise<number> {
+  async #waitTurn(w: {
+    name: string;
+    dir: string;
+    key: string;
+    me: KeyValueInfo;
+    lease: EtcdLease;
+    mine: bigint;
+    waitUntil: number;
+    waitMs: number;
+    signal: AbortSignal;
+  }): Promise<number> {
     const { name, dir, key, me, lease, mine, signal } = w;
     const plain = me.mode === 'EXCLUSIVE' && me.limit === 1;
     const stop = new AbortController();
@@ -747,10 +865,16 @@ export class EtcdLockBackend implements LockBackend {
     let expiresAtMs = lease.grantedAt + lease.ttlS * 1000;
     let expiryTimer: NodeJS.Timeout | undefined;
     let keepTimer: NodeJS.Timeout | undefined;
-    const lost = (why: string) => stop.abort(new LockBusyError(`lock "${name}" not acquired: the waiter's etcd lease ${lease.hex} ${why}; acquire again`));
+    const lost = (why: string) =>
+      stop.abort(
+        new LockBusyError(`lock "${name}" not acquired: the waiter's etcd lease ${lease.hex} ${why}; acquire again`),
+      );
     const armExpiry = () => {
       clearTimeout(expiryTimer);
-      expiryTimer = setTimeout(() => lost(`expired (etcd did not answer a keepalive for ${lease.ttlS} s)`), Math.max(0, expiresAtMs - Date.now()));
+      expiryTimer = setTimeout(
+        () => lost(`expired (etcd did not answer a keepalive for ${lease.ttlS} s)`),
+        Math.max(0, expiresAtMs - Date.now()),
+      );
     };
     const keepAlive = async () => {
       if (stop.signal.aborted) return;
@@ -773,7 +897,9 @@ export class EtcdLockBackend implements LockBackend {
         if (stop.signal.aborted) break;
         let turn: Turn;
         try {
-          const check = plain ? this.#plainTurn(dir, key, mine) : this.#queueTurn(dir, key, { ...me, key, leaseDec: lease.dec, createRevision: mine });
+          const check = plain
+            ? this.#plainTurn(dir, key, mine)
+            : this.#queueTurn(dir, key, { ...me, key, leaseDec: lease.dec, createRevision: mine });
           turn = await this.#raceStop(check, stop.signal);
           unavailable = undefined;
         } catch (err) {
@@ -794,7 +920,10 @@ export class EtcdLockBackend implements LockBackend {
           stop.abort(null);
           // Restart the TTL at the grant, so the caller gets all of it.
           const { ttlS, sentAt } = await this.#keepAliveOnce(lease.dec, undefined);
-          if (ttlS <= 0) throw new LockBusyError(`lock "${name}" not acquired: the waiter's etcd lease ${lease.hex} expired as the lock was handed over; acquire again`);
+          if (ttlS <= 0)
+            throw new LockBusyError(
+              `lock "${name}" not acquired: the waiter's etcd lease ${lease.hex} expired as the lock was handed over; acquire again`,
+            );
           return sentAt + ttlS * 1000;
         }
         // Then re-check: a plain waiter's predecessor may have been a waiter that gave up
@@ -825,10 +954,18 @@ export class EtcdLockBackend implements LockBackend {
     // key.go waitDeletes: the last key created before ours (max create revision mine - 1).
     const before = this.#queueRange(dir, 'Descend', { maxCreate: mine - 1n });
     const txn = await this.#rpc('wait for the lock', undefined, () =>
-      this.#client.kv.txn({ compare: [], success: [{ request_range: { key: Buffer.from(key), count_only: true } }, { request_range: before }] }),
+      this.#client.kv.txn({
+        compare: [],
+        success: [{ request_range: { key: Buffer.from(key), count_only: true } }, { request_range: before }],
+      }),
     );
     const ownExists = Number(txn.responses[0]!.response_range.count) > 0;
-    const predecessor = await this.#firstInQueue(dir, 'Descend', { maxCreate: mine - 1n }, txn.responses[1]!.response_range);
+    const predecessor = await this.#firstInQueue(
+      dir,
+      'Descend',
+      { maxCreate: mine - 1n },
+      txn.responses[1]!.response_range,
+    );
     const revision = txn.header.revision;
     return {
       ownExists,
@@ -836,7 +973,12 @@ export class EtcdLockBackend implements LockBackend {
       // key.go waitDelete: watch only the key just before ours (no thundering herd: one
       // deletion wakes one waiter), from the revision we read it at, so a delete between
       // the read and the watch is not missed.
-      wait: (stop) => this.#watchUntil({ key: Buffer.from(predecessor!.key), start_revision: revision, filters: ['Noput'] }, (res) => res.events.some((e) => e.type === 'Delete'), stop),
+      wait: (stop) =>
+        this.#watchUntil(
+          { key: Buffer.from(predecessor!.key), start_revision: revision, filters: ['Noput'] },
+          (res) => res.events.some((e) => e.type === 'Delete'),
+          stop,
+        ),
     };
   }
 
@@ -847,7 +989,10 @@ export class EtcdLockBackend implements LockBackend {
   async #queueTurn(dir: string, key: string, me: QueueKey): Promise<Turn> {
     const before = this.#queueRange(dir, 'Ascend', { maxCreate: me.createRevision - 1n, limit: 0 });
     const txn = await this.#rpc('wait for the lock', undefined, () =>
-      this.#client.kv.txn({ compare: [], success: [{ request_range: { key: Buffer.from(key), count_only: true } }, { request_range: before }] }),
+      this.#client.kv.txn({
+        compare: [],
+        success: [{ request_range: { key: Buffer.from(key), count_only: true } }, { request_range: before }],
+      }),
     );
     const ownExists = Number(txn.responses[0]!.response_range.count) > 0;
     const ahead = this.#queueKeys(dir, txn.responses[1]!.response_range.kvs);
@@ -861,15 +1006,19 @@ export class EtcdLockBackend implements LockBackend {
       wait: (stop) => {
         const left = new Map(ahead.map((k) => [k.key, k]));
         const dirKey = Buffer.from(dir);
-        return this.#watchUntil({ key: dirKey, range_end: prefixEnd(dirKey), start_revision: from, filters: ['Noput'] }, (res) => {
-          let changed = false;
-          for (const event of res.events) {
-            const gone = event.kv.key.toString();
-            if (gone === key) return true;
-            if (left.delete(gone)) changed = true;
-          }
-          return changed && grantedCount([...left.values(), me]) > left.size;
-        }, stop);
+        return this.#watchUntil(
+          { key: dirKey, range_end: prefixEnd(dirKey), start_revision: from, filters: ['Noput'] },
+          (res) => {
+            let changed = false;
+            for (const event of res.events) {
+              const gone = event.kv.key.toString();
+              if (gone === key) return true;
+              if (left.delete(gone)) changed = true;
+            }
+            return changed && grantedCount([...left.values(), me]) > left.size;
+          },
+          stop,
+        );
       },
     };
   }
@@ -880,7 +1029,9 @@ export class EtcdLockBackend implements LockBackend {
       const holder = await this.#firstInQueue(dir, 'Ascend', {});
       return holder === undefined ? [] : [holder];
     }
-    const all = await this.#rpc('read the lock queue', undefined, () => this.#client.kv.range(this.#queueRange(dir, 'Ascend', { limit: 0 })));
+    const all = await this.#rpc('read the lock queue', undefined, () =>
+      this.#client.kv.range(this.#queueRange(dir, 'Ascend', { limit: 0 })),
+    );
     const queue = this.#queueKeys(dir, all.kvs);
     return queue.slice(0, grantedCount(queue));
   }
@@ -889,14 +1040,14 @@ export class EtcdLockBackend implements LockBackend {
    * Resolves when `wakes` says so about a response of the watch `request`, or the watch
    * fails, or RECHECK_MS passes, or stop fires; the caller then re-reads.
    */
-  async #watchUntil(request: IWatchCreateRequest, wakes: (res: IWatchResponse) => boolean, stop: AbortSignal): Promise<void> {
+  async #watchUntil(
+    request: IWatchCreateRequest,
+    wakes: (res: IWatchResponse) => boolean,
+    stop: AbortSignal,
+  ): Promise<void> {
     if (stop.aborted) return;
-    let stream;
-    try {
-      stream = await this.#client.watchClient.watch();
-    } catch {
-      return sleep(RETRY_MS, stop);
-    }
+    const stream = await this.#client.watchClient.watch().catch(() => undefined);
+    if (stream === undefined) return sleep(RETRY_MS, stop);
     const watch = stream;
     await new Promise<void>((resolve) => {
       let settled = false;
@@ -935,12 +1086,19 @@ export class EtcdLockBackend implements LockBackend {
   /** The queue key of `leaseId` on lock `name` if it holds the lock; else the precise refusal. */
   async #holder(name: string, leaseId: string, what: 'refresh' | 'release', signal: AbortSignal): Promise<QueueKey> {
     if (!LEASE_HEX.test(leaseId)) {
-      throw new NotHolderError(`lease ${leaseId} does not hold lock "${name}": etcd lease ids are lowercase hex; send the lease_id that Acquire returned`);
+      throw new NotHolderError(
+        `lease ${leaseId} does not hold lock "${name}": etcd lease ids are lowercase hex; send the lease_id that Acquire returned`,
+      );
     }
     const dir = this.#dir(name);
     const key = dir + leaseId;
     const firstPage = this.#queueRange(dir, 'Ascend');
-    const txn = await this.#rpc(what, signal, () => this.#client.kv.txn({ compare: [], success: [{ request_range: { key: Buffer.from(key) } }, { request_range: firstPage }] }));
+    const txn = await this.#rpc(what, signal, () =>
+      this.#client.kv.txn({
+        compare: [],
+        success: [{ request_range: { key: Buffer.from(key) } }, { request_range: firstPage }],
+      }),
+    );
     const own = this.#queueKeys(dir, txn.responses[0]!.response_range.kvs)[0];
     let holders: readonly QueueKey[];
     if (own === undefined || (own.mode === 'EXCLUSIVE' && own.limit === 1)) {
@@ -960,7 +1118,9 @@ export class EtcdLockBackend implements LockBackend {
       // A waiter's lease (e.g. a latchkey or etcdctl waiter): it is queued, not holding.
       throw new NotHolderError(`lease ${leaseId} is waiting for lock "${name}", not holding it: ${current}`);
     }
-    const info = await this.#rpc(what, signal, () => this.#client.leaseClient.leaseTimeToLive({ ID: hexToDec(leaseId) })).catch((err: unknown) => {
+    const info = await this.#rpc(what, signal, () =>
+      this.#client.leaseClient.leaseTimeToLive({ ID: hexToDec(leaseId) }),
+    ).catch((err: unknown) => {
       if (err instanceof LeaseExpiredError) return { TTL: '-1' };
       throw err;
     });
@@ -992,7 +1152,9 @@ export class EtcdLockBackend implements LockBackend {
               stream.end();
             });
             stream.on('error', (err) => reject(castGrpcError(err)));
-            stream.on('end', () => reject(new GRPCUnavailableError('etcd closed the keepalive stream without answering')));
+            stream.on('end', () =>
+              reject(new GRPCUnavailableError('etcd closed the keepalive stream without answering')),
+            );
             stream.write({ ID: leaseDec });
           });
         });
@@ -1007,7 +1169,9 @@ export class EtcdLockBackend implements LockBackend {
   async #dropKey(key: string, leaseDec: string): Promise<void> {
     // Deleting the key is what frees the successor; revoking the lease would delete it too,
     // but the key goes first so that a failed revoke cannot leave it queued.
-    await this.#rpc('leave the queue', undefined, () => this.#client.kv.deleteRange({ key: Buffer.from(key) })).catch(() => {});
+    await this.#rpc('leave the queue', undefined, () => this.#client.kv.deleteRange({ key: Buffer.from(key) })).catch(
+      () => {},
+    );
     await this.#revoke(leaseDec).catch(() => {});
   }
 
@@ -1026,7 +1190,11 @@ export class EtcdLockBackend implements LockBackend {
   }
 
   /** A range over the queue of `dir`, by create revision. */
-  #queueRange(dir: string, order: 'Ascend' | 'Descend', bounds: { minCreate?: bigint; maxCreate?: bigint; limit?: number } = {}): IRangeRequest {
+  #queueRange(
+    dir: string,
+    order: 'Ascend' | 'Descend',
+    bounds: { minCreate?: bigint; maxCreate?: bigint; limit?: number } = {},
+  ): IRangeRequest {
     const key = Buffer.from(dir);
     return {
       key,
@@ -1097,7 +1265,8 @@ export class EtcdLockBackend implements LockBackend {
 
   async #raceStop<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
     promise.catch(() => {});
-    const reason = () => (signal.reason instanceof LatchkeyError ? signal.reason : new CancelledError('call cancelled'));
+    const reason = () =>
+      signal.reason instanceof LatchkeyError ? signal.reason : new CancelledError('call cancelled');
     if (signal.aborted) throw reason();
     let onAbort!: () => void;
     const aborted = new Promise<never>((_, reject) => {
@@ -1114,12 +1283,19 @@ export class EtcdLockBackend implements LockBackend {
   /** etcd3's errors → ours. Anything unrecognised is rethrown as is (INTERNAL, and logged). */
   #translate(err: unknown, what: string): unknown {
     if (err instanceof LatchkeyError) return err;
-    if (err instanceof ClientClosedError) return new ShuttingDownError(`server is shutting down (its etcd client is closed); retry on another server`, { cause: err });
-    if (err instanceof EtcdLeaseInvalidError) return new LeaseExpiredError(`etcd lease not found (${what})`, { cause: err });
+    if (err instanceof ClientClosedError)
+      return new ShuttingDownError(`server is shutting down (its etcd client is closed); retry on another server`, {
+        cause: err,
+      });
+    if (err instanceof EtcdLeaseInvalidError)
+      return new LeaseExpiredError(`etcd lease not found (${what})`, { cause: err });
     // Transport failures (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, "no leader", ...): etcd3
     // marks exactly these recoverable.
     if (err instanceof Error && isRecoverableError(err)) {
-      return new BackendUnavailableError(`etcd at ${this.#endpoints} is unavailable (${what}): ${err.message}; retry when it is back`, { cause: err });
+      return new BackendUnavailableError(
+        `etcd at ${this.#endpoints} is unavailable (${what}): ${err.message}; retry when it is back`,
+        { cause: err },
+      );
     }
     return err;
   }

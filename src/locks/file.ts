@@ -28,7 +28,16 @@ import {
   throwIfAborted,
   type Logger,
 } from '../errors.js';
-import { singleHolderState, type AcquireOptions, type Capabilities, type ExpiryListener, type Lease, type LeaseRef, type LockBackend, type LockState } from './backend.js';
+import {
+  singleHolderState,
+  type AcquireOptions,
+  type Capabilities,
+  type ExpiryListener,
+  type Lease,
+  type LeaseRef,
+  type LockBackend,
+  type LockState,
+} from './backend.js';
 import { lineLogger } from '../log.js';
 import { describeHolder } from './memory.js';
 
@@ -39,7 +48,15 @@ import { describeHolder } from './memory.js';
 // fifo is false because waiting is polling (POLL_FIRST_MS..POLL_MAX_MS below): waiters in
 // one server are queued and handed the lock in order, but which process's poll wins against
 // another process is up to the scheduler.
-export const fileCapabilities: Capabilities = { acrossHosts: false, fencing: true, fifo: false, autoRelease: true, semaphore: false, shared: false, watch: false };
+export const fileCapabilities: Capabilities = {
+  acrossHosts: false,
+  fencing: true,
+  fifo: false,
+  autoRelease: true,
+  semaphore: false,
+  shared: false,
+  watch: false,
+};
 
 /**
  * Waiting for a lock held by another process polls, because proper-lockfile cannot notify:
@@ -186,7 +203,10 @@ export class FileLockBackend implements LockBackend {
       mkdirSync(options.dir, { recursive: true });
       this.dir = realpathSync(options.dir);
     } catch (err) {
-      throw new BackendUnavailableError(`file lock backend: cannot create lock dir "${options.dir}": ${(err as Error).message}`, { cause: err });
+      throw new BackendUnavailableError(
+        `file lock backend: cannot create lock dir "${options.dir}": ${(err as Error).message}`,
+        { cause: err },
+      );
     }
   }
 
@@ -203,7 +223,9 @@ export class FileLockBackend implements LockBackend {
     // A try-once never jumps the local queue: if anyone here holds, waits or is being
     // granted the lock, it is busy without touching the filesystem.
     if (tryOnce && (entry.holder !== undefined || entry.busy || entry.waiters.size > 0)) {
-      throw new LockBusyError(`lock "${name}" is held by ${await this.#holderText(entry)}; not acquired (wait_ms = 0 tries once)`);
+      throw new LockBusyError(
+        `lock "${name}" is held by ${await this.#holderText(entry)}; not acquired (wait_ms = 0 tries once)`,
+      );
     }
     return new Promise<Lease>((resolve, reject) => {
       let timer: Timer | undefined;
@@ -239,7 +261,9 @@ export class FileLockBackend implements LockBackend {
           if (waiter.done) return;
           waiter.leave();
           this.#settle(entry);
-          void this.#holderText(entry).then((who) => reject(new LockBusyError(`lock "${name}" still held by ${who} after waiting ${waitMs} ms`)));
+          void this.#holderText(entry).then((who) =>
+            reject(new LockBusyError(`lock "${name}" still held by ${who} after waiting ${waitMs} ms`)),
+          );
         });
       }
       this.#pump(entry);
@@ -272,7 +296,10 @@ export class FileLockBackend implements LockBackend {
     // The record only informs other servers; the lease itself lives here. A failed write is
     // logged, not turned into a failed refresh that did in fact extend the lease.
     await this.#writeRecord(entry, this.#recordOf(lease)).catch((err) =>
-      this.#log.warn({ event: 'lock.file_warning', backend: 'file', name, err: String(err) }, `file lock backend: cannot update the holder record of lock "${name}"`),
+      this.#log.warn(
+        { event: 'lock.file_warning', backend: 'file', name, err: String(err) },
+        `file lock backend: cannot update the holder record of lock "${name}"`,
+      ),
     );
     return lease;
   }
@@ -304,7 +331,11 @@ export class FileLockBackend implements LockBackend {
     if (!held) return singleHolderState(undefined, waiters);
     // Held by another process: a latchkey server's record names it; anything else is anonymous.
     const record = await this.#readRecord(name, path);
-    if (record?.held) return singleHolderState({ owner: record.owner, fencingToken: BigInt(record.token), expiresAtMs: record.expiresAtMs }, waiters);
+    if (record?.held)
+      return singleHolderState(
+        { owner: record.owner, fencingToken: BigInt(record.token), expiresAtMs: record.expiresAtMs },
+        waiters,
+      );
     return singleHolderState({ owner: '', fencingToken: 0n, expiresAtMs: 0 }, waiters);
   }
 
@@ -324,7 +355,10 @@ export class FileLockBackend implements LockBackend {
           // the same dir would otherwise find them held until they go stale.
           holder.timer.cancel();
           entry.holder = undefined;
-          this.#remember(holder.lease.leaseId, `lease ${holder.lease.leaseId} on lock "${entry.name}" was released when the server shut down`);
+          this.#remember(
+            holder.lease.leaseId,
+            `lease ${holder.lease.leaseId} on lock "${entry.name}" was released when the server shut down`,
+          );
           unlocks.push(this.#unlock(entry, holder.lock));
         }
       }
@@ -361,7 +395,13 @@ export class FileLockBackend implements LockBackend {
 
   /** Forgets an entry nobody uses any more (no holder, waiter, attempt, timer or write). */
   #settle(entry: Entry): void {
-    const idle = entry.holder === undefined && entry.waiters.size === 0 && entry.granting === undefined && !entry.busy && entry.poll === undefined && entry.pendingWrites === 0;
+    const idle =
+      entry.holder === undefined &&
+      entry.waiters.size === 0 &&
+      entry.granting === undefined &&
+      !entry.busy &&
+      entry.poll === undefined &&
+      entry.pendingWrites === 0;
     if (idle && this.#locks.get(entry.name) === entry) this.#locks.delete(entry.name);
   }
 
@@ -425,7 +465,10 @@ export class FileLockBackend implements LockBackend {
     }
     if (tryOnce.length > 0) {
       const who = await this.#holderText(entry);
-      for (const waiter of tryOnce) waiter.reject(new LockBusyError(`lock "${entry.name}" is held by ${who}; not acquired (wait_ms = 0 tries once)`));
+      for (const waiter of tryOnce)
+        waiter.reject(
+          new LockBusyError(`lock "${entry.name}" is held by ${who}; not acquired (wait_ms = 0 tries once)`),
+        );
     }
     this.#settle(entry);
   }
@@ -481,7 +524,10 @@ export class FileLockBackend implements LockBackend {
         return;
       }
     } catch (err) {
-      this.#log.error({ event: 'internal_error', backend: 'file', name: entry.name, err }, 'internal error: file lock backend, handing off a lock');
+      this.#log.error(
+        { event: 'internal_error', backend: 'file', name: entry.name, err },
+        'internal error: file lock backend, handing off a lock',
+      );
     } finally {
       entry.busy = false;
       if (entry.holder === undefined) this.#pump(entry);
@@ -501,7 +547,10 @@ export class FileLockBackend implements LockBackend {
   async #unlock(entry: Entry, fileLock: FileLock): Promise<void> {
     if (fileLock.compromised !== undefined) return;
     await this.#writeRecord(entry, this.#recordOf(undefined, entry.name)).catch((err) =>
-      this.#log.warn({ event: 'lock.file_warning', backend: 'file', name: entry.name, err: String(err) }, `file lock backend: cannot clear the holder record of lock "${entry.name}"`),
+      this.#log.warn(
+        { event: 'lock.file_warning', backend: 'file', name: entry.name, err: String(err) },
+        `file lock backend: cannot clear the holder record of lock "${entry.name}"`,
+      ),
     );
     try {
       await fileLock.release();
@@ -520,7 +569,10 @@ export class FileLockBackend implements LockBackend {
     return this.#clock.schedule(lease.expiresAtMs - this.#clock.now(), () => {
       const holder = entry.holder;
       if (holder?.lease !== lease) return;
-      this.#remember(lease.leaseId, `lease ${lease.leaseId} on lock "${entry.name}" expired at ${new Date(lease.expiresAtMs).toISOString()}; acquire the lock again`);
+      this.#remember(
+        lease.leaseId,
+        `lease ${lease.leaseId} on lock "${entry.name}" expired at ${new Date(lease.expiresAtMs).toISOString()}; acquire the lock again`,
+      );
       this.#onExpire?.(lease);
       void this.#handOff(entry, holder);
     });
@@ -532,7 +584,11 @@ export class FileLockBackend implements LockBackend {
     fileLock.compromised = err;
     const holder = entry.holder;
     if (holder?.lock === fileLock) this.#lose(entry, holder, err);
-    else this.#log.warn({ event: 'lock.compromised', backend: 'file', name: entry.name, err: err.message }, `file lock backend: lock "${entry.name}" was compromised before it was granted`);
+    else
+      this.#log.warn(
+        { event: 'lock.compromised', backend: 'file', name: entry.name, err: err.message },
+        `file lock backend: lock "${entry.name}" was compromised before it was granted`,
+      );
   }
 
   /** The holder's file lock is no longer ours: its lease is lost, waiters poll again. */
@@ -546,7 +602,14 @@ export class FileLockBackend implements LockBackend {
       `lease ${lease.leaseId} on lock "${entry.name}" was lost at ${new Date(this.#clock.now()).toISOString()}: the lock file was compromised (${cause.message}); another process may hold the lock now; acquire it again`,
     );
     this.#log.warn(
-      { event: 'lock.compromised', backend: 'file', name: entry.name, owner: lease.owner, fencingToken: lease.fencingToken.toString(), err: cause.message },
+      {
+        event: 'lock.compromised',
+        backend: 'file',
+        name: entry.name,
+        owner: lease.owner,
+        fencingToken: lease.fencingToken.toString(),
+        err: cause.message,
+      },
       `file lock backend: lock "${entry.name}" was compromised; its lease is lost`,
     );
     this.#pump(entry);
@@ -559,7 +622,10 @@ export class FileLockBackend implements LockBackend {
     if (entry === undefined || holder === undefined || holder.lease.leaseId !== leaseId) return undefined;
     // A timer can fire late; the lease's own expiry time is what counts.
     if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
-    this.#remember(leaseId, `lease ${leaseId} on lock "${name}" expired at ${new Date(holder.lease.expiresAtMs).toISOString()}; acquire the lock again`);
+    this.#remember(
+      leaseId,
+      `lease ${leaseId} on lock "${name}" expired at ${new Date(holder.lease.expiresAtMs).toISOString()}; acquire the lock again`,
+    );
     this.#onExpire?.(holder.lease);
     void this.#handOff(entry, holder);
     return undefined;
@@ -569,7 +635,10 @@ export class FileLockBackend implements LockBackend {
     const ended = this.#ended.get(leaseId);
     if (ended !== undefined) throw new LeaseExpiredError(ended);
     const entry = this.#locks.get(name);
-    const who = entry?.holder !== undefined ? `it is held by ${describeHolder(entry.holder.lease, this.#clock.now())}` : 'this server does not hold it';
+    const who =
+      entry?.holder !== undefined
+        ? `it is held by ${describeHolder(entry.holder.lease, this.#clock.now())}`
+        : 'this server does not hold it';
     throw new NotHolderError(`lease ${leaseId || '(empty)'} does not hold lock "${name}": ${who}`);
   }
 
@@ -586,7 +655,16 @@ export class FileLockBackend implements LockBackend {
     try {
       const record = await this.#readRecord(entry.name, entry.path);
       if (record?.held) {
-        const lease: Lease = { name: entry.name, leaseId: '', fencingToken: BigInt(record.token), expiresAtMs: record.expiresAtMs, ttlMs: 0, owner: record.owner, mode: 'EXCLUSIVE', limit: 1 };
+        const lease: Lease = {
+          name: entry.name,
+          leaseId: '',
+          fencingToken: BigInt(record.token),
+          expiresAtMs: record.expiresAtMs,
+          ttlMs: 0,
+          owner: record.owner,
+          mode: 'EXCLUSIVE',
+          limit: 1,
+        };
         return `${describeHolder(lease, now)} on another latchkey server (pid ${record.pid} on ${record.host})`;
       }
       return `another process (no latchkey holder recorded in ${entry.path})`;
@@ -618,7 +696,12 @@ export class FileLockBackend implements LockBackend {
     }
     try {
       const record = JSON.parse(text) as Partial<HolderRecord>;
-      const valid = record.name === name && typeof record.held === 'boolean' && typeof record.owner === 'string' && /^\d+$/.test(String(record.token)) && typeof record.expiresAtMs === 'number';
+      const valid =
+        record.name === name &&
+        typeof record.held === 'boolean' &&
+        typeof record.owner === 'string' &&
+        /^\d+$/.test(String(record.token)) &&
+        typeof record.expiresAtMs === 'number';
       return valid ? (record as HolderRecord) : undefined;
     } catch {
       return undefined; // empty (just created) or not ours
@@ -655,10 +738,14 @@ export class FileLockBackend implements LockBackend {
       }
       if (typeof stored?.token !== 'string' || !/^\d+$/.test(stored.token)) {
         // NOTE: never guess: restarting at 1 would hand out tokens already used.
-        throw new BackendUnavailableError(`file lock backend: token file ${path} of lock "${entry.name}" is corrupt; refusing to grant, as fencing tokens could go backwards (restore it, or write a token above any issued)`);
+        throw new BackendUnavailableError(
+          `file lock backend: token file ${path} of lock "${entry.name}" is corrupt; refusing to grant, as fencing tokens could go backwards (restore it, or write a token above any issued)`,
+        );
       }
       if (stored.name !== entry.name) {
-        throw new LatchkeyError(`file lock backend: locks "${entry.name}" and "${String(stored.name)}" map to the same file ${entry.path} (a SHA-256 collision?); refusing to share it`);
+        throw new LatchkeyError(
+          `file lock backend: locks "${entry.name}" and "${String(stored.name)}" map to the same file ${entry.path} (a SHA-256 collision?); refusing to share it`,
+        );
       }
       last = BigInt(stored.token);
     }
@@ -671,7 +758,10 @@ export class FileLockBackend implements LockBackend {
     if (err instanceof LatchkeyError) return err;
     const code = errnoCode(err);
     if (code !== undefined) {
-      return new BackendUnavailableError(`file lock backend: ${what} in ${this.dir} failed (${code}): ${(err as Error).message}`, { cause: err });
+      return new BackendUnavailableError(
+        `file lock backend: ${what} in ${this.dir} failed (${code}): ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     return err instanceof Error ? err : new Error(String(err));
   }

@@ -3,10 +3,37 @@
 // Locks live and die with this server process.
 import { randomUUID } from 'node:crypto';
 import { systemClock, type Clock, type Timer } from '../clock.js';
-import { CancelledError, FailedPreconditionError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError, throwIfAborted } from '../errors.js';
-import type { AcquireOptions, Capabilities, ExpiryListener, Lease, LeaseRef, LockBackend, LockEvent, LockEventType, LockMode, LockState } from './backend.js';
+import {
+  CancelledError,
+  FailedPreconditionError,
+  LeaseExpiredError,
+  LockBusyError,
+  NotHolderError,
+  ShuttingDownError,
+  throwIfAborted,
+} from '../errors.js';
+import type {
+  AcquireOptions,
+  Capabilities,
+  ExpiryListener,
+  Lease,
+  LeaseRef,
+  LockBackend,
+  LockEvent,
+  LockEventType,
+  LockMode,
+  LockState,
+} from './backend.js';
 
-export const memoryCapabilities: Capabilities = { acrossHosts: false, fencing: true, fifo: true, autoRelease: true, semaphore: true, shared: true, watch: true };
+export const memoryCapabilities: Capabilities = {
+  acrossHosts: false,
+  fencing: true,
+  fifo: true,
+  autoRelease: true,
+  semaphore: true,
+  shared: true,
+  watch: true,
+};
 
 interface Holder {
   lease: Lease;
@@ -71,7 +98,9 @@ export class MemoryLockBackend implements LockBackend {
     const current = this.#limitOf(entry);
     if (mode === 'EXCLUSIVE' && current !== 0 && current !== limit) {
       this.#dropIfIdle(name, entry);
-      throw new FailedPreconditionError(`lock "${name}" is held or awaited with limit ${current}; this request asks for limit ${limit}: every holder of a name must use the same limit`);
+      throw new FailedPreconditionError(
+        `lock "${name}" is held or awaited with limit ${current}; this request asks for limit ${limit}: every holder of a name must use the same limit`,
+      );
     }
     // NOTE: a request may not pass a waiter even when it could be granted (a reader behind a
     // waiting writer): that is what keeps the queue FIFO across modes and writers unstarved.
@@ -79,7 +108,9 @@ export class MemoryLockBackend implements LockBackend {
       return this.#grant(name, entry, owner, ttlMs, mode, limit);
     }
     if (waitMs <= 0) {
-      throw new LockBusyError(`lock "${name}" is held by ${this.#holdersText(entry)}; not acquired (wait_ms = 0 tries once)`);
+      throw new LockBusyError(
+        `lock "${name}" is held by ${this.#holdersText(entry)}; not acquired (wait_ms = 0 tries once)`,
+      );
     }
     return new Promise<Lease>((resolve, reject) => {
       let timer: Timer | undefined;
@@ -157,7 +188,15 @@ export class MemoryLockBackend implements LockBackend {
     this.#closing.signal.addEventListener('abort', stop);
     try {
       // Subscribed before the snapshot, and nothing runs in between: no event is missed.
-      yield { type: 'STATE', name, owner: '', fencingToken: 0n, mode: 'EXCLUSIVE', atMs: this.#clock.now(), state: this.#state(this.#locks.get(name)) };
+      yield {
+        type: 'STATE',
+        name,
+        owner: '',
+        fencingToken: 0n,
+        mode: 'EXCLUSIVE',
+        atMs: this.#clock.now(),
+        state: this.#state(this.#locks.get(name)),
+      };
       while (!signal.aborted && !this.#closing.signal.aborted) {
         const event = pending.shift();
         if (event !== undefined) {
@@ -179,7 +218,8 @@ export class MemoryLockBackend implements LockBackend {
     this.#closing.abort();
     for (const entry of this.#locks.values()) {
       for (const holder of entry.holders.values()) holder.timer.cancel();
-      for (const waiter of [...entry.waiters]) waiter.fail(new ShuttingDownError('server is shutting down; retry on another server'));
+      for (const waiter of [...entry.waiters])
+        waiter.fail(new ShuttingDownError('server is shutting down; retry on another server'));
     }
     this.#locks.clear();
   }
@@ -253,7 +293,8 @@ export class MemoryLockBackend implements LockBackend {
   }
 
   #dropIfIdle(name: string, entry: Entry): void {
-    if (entry.holders.size === 0 && entry.waiters.size === 0 && this.#locks.get(name) === entry) this.#locks.delete(name);
+    if (entry.holders.size === 0 && entry.waiters.size === 0 && this.#locks.get(name) === entry)
+      this.#locks.delete(name);
   }
 
   #holderOf(name: string, leaseId: string): { entry: Entry; holder: Holder } {
@@ -268,23 +309,38 @@ export class MemoryLockBackend implements LockBackend {
     }
     const expiredAt = this.#expired.get(leaseId);
     if (expiredAt !== undefined) {
-      throw new LeaseExpiredError(`lease ${leaseId} on lock "${name}" expired at ${new Date(expiredAt).toISOString()}; acquire the lock again`);
+      throw new LeaseExpiredError(
+        `lease ${leaseId} on lock "${name}" expired at ${new Date(expiredAt).toISOString()}; acquire the lock again`,
+      );
     }
     const current = this.#locks.get(name);
-    const who = current !== undefined && current.holders.size > 0 ? `it is held by ${this.#holdersText(current)}` : 'it is not held';
+    const who =
+      current !== undefined && current.holders.size > 0
+        ? `it is held by ${this.#holdersText(current)}`
+        : 'it is not held';
     throw new NotHolderError(`lease ${leaseId || '(empty)'} does not hold lock "${name}": ${who}`);
   }
 
   #holdersText(entry: Entry): string {
     const now = this.#clock.now();
-    const holders = [...entry.holders.values()].map((h) => `${h.lease.mode === 'SHARED' ? 'shared: ' : ''}${describeHolder(h.lease, now)}`);
+    const holders = [...entry.holders.values()].map(
+      (h) => `${h.lease.mode === 'SHARED' ? 'shared: ' : ''}${describeHolder(h.lease, now)}`,
+    );
     if (holders.length === 0) return 'nobody, but earlier waiters are queued';
-    return holders.length <= 3 ? holders.join(', ') : `${holders.slice(0, 3).join(', ')} and ${holders.length - 3} more`;
+    return holders.length <= 3
+      ? holders.join(', ')
+      : `${holders.slice(0, 3).join(', ')} and ${holders.length - 3} more`;
   }
 
   #state(entry: Entry | undefined): LockState {
-    if (entry === undefined) return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters: 0, holders: [], queue: [], limit: 0 };
-    const holders = [...entry.holders.values()].map(({ lease }) => ({ owner: lease.owner, fencingToken: lease.fencingToken, expiresAtMs: lease.expiresAtMs, mode: lease.mode }));
+    if (entry === undefined)
+      return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters: 0, holders: [], queue: [], limit: 0 };
+    const holders = [...entry.holders.values()].map(({ lease }) => ({
+      owner: lease.owner,
+      fencingToken: lease.fencingToken,
+      expiresAtMs: lease.expiresAtMs,
+      mode: lease.mode,
+    }));
     const first = holders[0];
     return {
       held: first !== undefined,

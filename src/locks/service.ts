@@ -46,8 +46,21 @@ function stateMessage(name: string, backend: LockBackend, state: LockState): Loc
     fencing_token: state.fencingToken.toString(),
     expires_at_ms: state.expiresAtMs.toString(),
     waiters: state.waiters,
-    capabilities: { across_hosts: c.acrossHosts, fencing: c.fencing, fifo: c.fifo, auto_release: c.autoRelease, semaphore: c.semaphore, shared: c.shared, watch: c.watch },
-    holders: state.holders.map((h) => ({ owner: h.owner, fencing_token: h.fencingToken.toString(), expires_at_ms: h.expiresAtMs.toString(), mode: h.mode })),
+    capabilities: {
+      across_hosts: c.acrossHosts,
+      fencing: c.fencing,
+      fifo: c.fifo,
+      auto_release: c.autoRelease,
+      semaphore: c.semaphore,
+      shared: c.shared,
+      watch: c.watch,
+    },
+    holders: state.holders.map((h) => ({
+      owner: h.owner,
+      fencing_token: h.fencingToken.toString(),
+      expires_at_ms: h.expiresAtMs.toString(),
+      mode: h.mode,
+    })),
     queue: state.queue.map((w) => ({ owner: w.owner, mode: w.mode })),
     limit: state.limit,
   };
@@ -57,7 +70,9 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
   function pick(name: string): LockBackend {
     const backend = backends.get(name === '' ? config.backend : name);
     if (backend === undefined) {
-      throw new InvalidArgumentError(`backend ${quoted(name)} is not enabled on this server; use one of: ${[...backends.keys()].join(', ')} (or leave it empty for ${config.backend})`);
+      throw new InvalidArgumentError(
+        `backend ${quoted(name)} is not enabled on this server; use one of: ${[...backends.keys()].join(', ')} (or leave it empty for ${config.backend})`,
+      );
     }
     return backend;
   }
@@ -68,8 +83,14 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
   let waitingTotal = 0;
   function admitWaiter(name: string): () => void {
     const here = waiting.get(name) ?? 0;
-    if (here >= config.maxWaitersPerLock) throw new ResourceExhaustedError(`${here} callers already wait for lock "${name}" through this server; the limit is ${config.maxWaitersPerLock} (--max-waiters-per-lock)`);
-    if (waitingTotal >= config.maxWaiters) throw new ResourceExhaustedError(`${waitingTotal} callers already wait for locks through this server; the limit is ${config.maxWaiters} (--max-waiters)`);
+    if (here >= config.maxWaitersPerLock)
+      throw new ResourceExhaustedError(
+        `${here} callers already wait for lock "${name}" through this server; the limit is ${config.maxWaitersPerLock} (--max-waiters-per-lock)`,
+      );
+    if (waitingTotal >= config.maxWaiters)
+      throw new ResourceExhaustedError(
+        `${waitingTotal} callers already wait for locks through this server; the limit is ${config.maxWaiters} (--max-waiters)`,
+      );
     waiting.set(name, here + 1);
     waitingTotal++;
     return () => {
@@ -84,7 +105,9 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
   function requireCapability(backend: LockBackend, capability: keyof typeof CAPABILITY_USE & keyof Capabilities): void {
     if (backend.capabilities[capability]) return;
     const able = [...backends.values()].filter((b) => b.capabilities[capability]).map((b) => b.kind);
-    throw new FailedPreconditionError(`backend ${backend.kind} does not support ${CAPABILITY_USE[capability]} (capability ${capability})${able.length > 0 ? `; use ${able.join(' or ')}` : ''}`);
+    throw new FailedPreconditionError(
+      `backend ${backend.kind} does not support ${CAPABILITY_USE[capability]} (capability ${capability})${able.length > 0 ? `; use ${able.join(' or ')}` : ''}`,
+    );
   }
 
   function lockName(value: string, ctx: CallContext): string {
@@ -114,21 +137,28 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     async acquire(request, ctx) {
       const name = lockName(request.name, ctx);
       const backend = pick(request.backend);
-      const ttlMs = request.ttl_ms === '0' ? config.defaultTtlMs : checkMs('ttl_ms', request.ttl_ms, 10, config.maxTtlMs);
+      const ttlMs =
+        request.ttl_ms === '0' ? config.defaultTtlMs : checkMs('ttl_ms', request.ttl_ms, 10, config.maxTtlMs);
       const waitMs = checkMs('wait_ms', request.wait_ms, 0, config.maxWaitMs);
       const owner = checkText('owner', request.owner, MAX_OWNER_BYTES) || ctx.peer;
       const mode = request.mode as LockMode;
-      if (mode !== 'EXCLUSIVE' && mode !== 'SHARED') throw new InvalidArgumentError(`mode must be EXCLUSIVE or SHARED, got ${String(request.mode)}`);
+      if (mode !== 'EXCLUSIVE' && mode !== 'SHARED')
+        throw new InvalidArgumentError(`mode must be EXCLUSIVE or SHARED, got ${String(request.mode)}`);
       const limit = request.limit === 0 ? 1 : request.limit;
       if (limit > MAX_LIMIT) throw new InvalidArgumentError(`limit must be at most ${MAX_LIMIT}, got ${limit}`);
-      if (mode === 'SHARED' && limit !== 1) throw new InvalidArgumentError(`limit applies to EXCLUSIVE holders (a semaphore); SHARED holders are not counted: send limit 0 with mode SHARED, got ${limit}`);
+      if (mode === 'SHARED' && limit !== 1)
+        throw new InvalidArgumentError(
+          `limit applies to EXCLUSIVE holders (a semaphore); SHARED holders are not counted: send limit 0 with mode SHARED, got ${limit}`,
+        );
       if (limit > 1) requireCapability(backend, 'semaphore');
       if (mode === 'SHARED') requireCapability(backend, 'shared');
       // Never wait past the caller's deadline: it would get DEADLINE_EXCEEDED instead of the
       // ABORTED that names the holder.
       const remaining = ctx.remainingMs();
-      const boundedWait = waitMs > 0 && Number.isFinite(remaining) ? Math.max(1, Math.min(waitMs, remaining - 5)) : waitMs;
-      if (boundedWait > 0 && remaining <= 0) throw new LockBusyError(`lock "${name}" not acquired: the call's deadline has already passed`);
+      const boundedWait =
+        waitMs > 0 && Number.isFinite(remaining) ? Math.max(1, Math.min(waitMs, remaining - 5)) : waitMs;
+      if (boundedWait > 0 && remaining <= 0)
+        throw new LockBusyError(`lock "${name}" not acquired: the call's deadline has already passed`);
       const leave = boundedWait > 0 ? admitWaiter(name) : undefined;
       let lease: Lease;
       try {

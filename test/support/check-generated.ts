@@ -18,11 +18,21 @@ function listFiles(dir: string): string[] {
 try {
   const script = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts.gen as string;
   const command = script.replace(/^rm -rf client\/generated && /, '').replace('-O client/generated', `-O ${fresh}`);
-  execFileSync('sh', ['-c', command], { cwd: root, stdio: 'pipe', env: { ...process.env, PATH: `${join(root, 'node_modules', '.bin')}:${process.env.PATH}` } });
-  const want = listFiles(fresh).map((f) => relative(fresh, f)).sort();
-  const have = listFiles(committed).map((f) => relative(committed, f)).sort();
+  execFileSync('sh', ['-c', command], {
+    cwd: root,
+    stdio: 'pipe',
+    env: { ...process.env, PATH: `${join(root, 'node_modules', '.bin')}:${process.env.PATH}` },
+  });
+  const want = listFiles(fresh)
+    .map((f) => relative(fresh, f))
+    .sort();
+  const have = listFiles(committed)
+    .map((f) => relative(committed, f))
+    .sort();
   const stale = [
-    ...want.filter((f) => !have.includes(f) || readFileSync(join(fresh, f), 'utf8') !== readFileSync(join(committed, f), 'utf8')),
+    ...want.filter(
+      (f) => !have.includes(f) || readFileSync(join(fresh, f), 'utf8') !== readFileSync(join(committed, f), 'utf8'),
+    ),
     ...have.filter((f) => !want.includes(f)),
   ];
   if (stale.length > 0) {

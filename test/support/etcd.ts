@@ -31,7 +31,8 @@ let missing: string | undefined;
 const runs = (command: string, args: readonly string[]) =>
   // NOTE: etcdctl before 3.4 speaks the v2 API unless ETCDCTL_API=3, and v2 has no `version`
   // command: without the variable an installed etcdctl 3.3 would look missing.
-  spawnSync(command, args, { stdio: 'ignore', timeout: 10_000, env: { ...process.env, ETCDCTL_API: '3' } }).status === 0;
+  spawnSync(command, args, { stdio: 'ignore', timeout: 10_000, env: { ...process.env, ETCDCTL_API: '3' } }).status ===
+  0;
 
 /**
  * The one availability check of every etcd suite: false when `etcd` and `etcdctl` both run,
@@ -40,10 +41,13 @@ const runs = (command: string, args: readonly string[]) =>
  * loudly rather than skipping (as memcachedMissing() does).
  */
 export function etcdMissing(): string | false {
-  missing ??= [runs('etcd', ['--version']) ? '' : 'etcd', runs('etcdctl', ['version']) ? '' : 'etcdctl'].filter((m) => m !== '').join(' and ');
+  missing ??= [runs('etcd', ['--version']) ? '' : 'etcd', runs('etcdctl', ['version']) ? '' : 'etcdctl']
+    .filter((m) => m !== '')
+    .join(' and ');
   if (missing === '') return false;
   const reason = `${missing} not installed or not runnable: ${INSTALL}`;
-  if (process.env.LATCHKEY_REQUIRE_ALL_SUITES) throw new Error(`${reason}; LATCHKEY_REQUIRE_ALL_SUITES forbids skipping`);
+  if (process.env.LATCHKEY_REQUIRE_ALL_SUITES)
+    throw new Error(`${reason}; LATCHKEY_REQUIRE_ALL_SUITES forbids skipping`);
   return reason;
 }
 
@@ -75,13 +79,21 @@ export interface EtcdCluster extends AsyncDisposable {
 /** Children still running, killed if this test process exits without stopping them. */
 const live = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const child of live) if (child.pid !== undefined) try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+  for (const child of live)
+    if (child.pid !== undefined)
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
+  return child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
 /** Waits for the exit up to ms; true if it exited. The timer does not outlive the wait. */
@@ -111,23 +123,38 @@ interface MemberSpec {
   readonly dataDir: string;
 }
 
-function createMember(spec: MemberSpec, initialCluster: string, token: string): EtcdMember & { launch(): void; waitHealthy(): Promise<void> } {
+function createMember(
+  spec: MemberSpec,
+  initialCluster: string,
+  token: string,
+): EtcdMember & { launch(): void; waitHealthy(): Promise<void> } {
   let child: ChildProcess | undefined;
   let stderr = '';
   const args = [
-    '--name', spec.name,
-    '--data-dir', spec.dataDir,
-    '--listen-client-urls', `http://127.0.0.1:${spec.clientPort}`,
-    '--advertise-client-urls', `http://127.0.0.1:${spec.clientPort}`,
-    '--listen-peer-urls', `http://127.0.0.1:${spec.peerPort}`,
-    '--initial-advertise-peer-urls', `http://127.0.0.1:${spec.peerPort}`,
+    '--name',
+    spec.name,
+    '--data-dir',
+    spec.dataDir,
+    '--listen-client-urls',
+    `http://127.0.0.1:${spec.clientPort}`,
+    '--advertise-client-urls',
+    `http://127.0.0.1:${spec.clientPort}`,
+    '--listen-peer-urls',
+    `http://127.0.0.1:${spec.peerPort}`,
+    '--initial-advertise-peer-urls',
+    `http://127.0.0.1:${spec.peerPort}`,
     // Ignored by etcd once the data dir holds a member, so restart() can pass them again.
-    '--initial-cluster', initialCluster,
-    '--initial-cluster-state', 'new',
-    '--initial-cluster-token', token,
+    '--initial-cluster',
+    initialCluster,
+    '--initial-cluster-state',
+    'new',
+    '--initial-cluster-token',
+    token,
     ...TIMING,
-    '--logger', 'zap',
-    '--log-level', 'warn',
+    '--logger',
+    'zap',
+    '--log-level',
+    'warn',
   ];
 
   const signal = async (sig: NodeJS.Signals) => {
@@ -161,9 +188,14 @@ function createMember(spec: MemberSpec, initialCluster: string, token: string): 
       while (!(await healthy(spec.clientPort))) {
         const proc = child;
         if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) {
-          throw new Error(`etcd ${spec.name} exited (${proc?.exitCode ?? proc?.signalCode}) before it was healthy:\n${stderr}`);
+          throw new Error(
+            `etcd ${spec.name} exited (${proc?.exitCode ?? proc?.signalCode}) before it was healthy:\n${stderr}`,
+          );
         }
-        if (Date.now() > deadline) throw new Error(`etcd ${spec.name} was not healthy on ${member.endpoint} within ${HEALTHY_TIMEOUT_MS} ms:\n${stderr}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `etcd ${spec.name} was not healthy on ${member.endpoint} within ${HEALTHY_TIMEOUT_MS} ms:\n${stderr}`,
+          );
         await sleep(50);
       }
     },
@@ -194,7 +226,12 @@ async function tryStartCluster(size: number): Promise<EtcdCluster> {
   };
   try {
     for (let i = 0; i < size; i++) {
-      specs.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort(), dataDir: await mkdtemp(join(tmpdir(), 'latchkey-etcd-')) });
+      specs.push({
+        name: `m${i}`,
+        clientPort: await freePort(),
+        peerPort: await freePort(),
+        dataDir: await mkdtemp(join(tmpdir(), 'latchkey-etcd-')),
+      });
     }
     const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
     for (const spec of specs) members.push(createMember(spec, initialCluster, token));
@@ -230,14 +267,23 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
 export async function startEtcd(): Promise<EtcdMember> {
   const cluster = await startEtcdCluster(1);
   const member = cluster.members[0]!;
-  return Object.assign(Object.create(member) as EtcdMember, { [Symbol.asyncDispose]: () => cluster[Symbol.asyncDispose]() });
+  return Object.assign(Object.create(member) as EtcdMember, {
+    [Symbol.asyncDispose]: () => cluster[Symbol.asyncDispose](),
+  });
 }
 
 /** Runs `etcdctl --endpoints=<endpoints> ...args` (stdin = input) to completion, bounded; returns stdout. */
-export function etcdctl(endpoints: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+export function etcdctl(
+  endpoints: string,
+  args: readonly string[],
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<string> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
-    const proc = spawn('etcdctl', [`--endpoints=${endpoints}`, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ETCDCTL_API: '3' } });
+    const proc = spawn('etcdctl', [`--endpoints=${endpoints}`, ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
     // etcdctl may exit without reading its input; the EPIPE that leaves is not a failure.
     proc.stdin.on('error', () => {});
     proc.stdin.end(options.input ?? '');
@@ -290,8 +336,10 @@ export function etcdctlLock(endpoints: string, lockName: string, options: { ttlS
     async held(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       while (!out.includes('\n')) {
-        if (proc.exitCode !== null) throw new Error(`etcdctl lock ${lockName} exited (${proc.exitCode}) without the lock: ${err}`);
-        if (Date.now() > deadline) throw new Error(`etcdctl lock ${lockName} did not get the lock within ${timeoutMs} ms: ${err}`);
+        if (proc.exitCode !== null)
+          throw new Error(`etcdctl lock ${lockName} exited (${proc.exitCode}) without the lock: ${err}`);
+        if (Date.now() > deadline)
+          throw new Error(`etcdctl lock ${lockName} did not get the lock within ${timeoutMs} ms: ${err}`);
         await sleep(20);
       }
       return key();

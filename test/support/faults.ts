@@ -1,4 +1,4 @@
-// Helpers of the fault tests (test/faults.test.ts): calls that report their status instead
+// Helpers of the fault tests (test/server/faults.test.ts): calls that report their status instead
 // of throwing, bounded polling, etcd's current leader, and a server restarted on its port.
 import * as grpc from '@grpc/grpc-js';
 import { etcdctl, type EtcdCluster, type EtcdMember } from './etcd.js';
@@ -14,7 +14,12 @@ export interface Outcome<T> {
 }
 
 /** A grpc-js unary call that resolves with its outcome, whatever it is (never rejects). */
-export function unaryOutcome<T>(client: grpc.Client, method: string, request: object, deadlineMs: number): Promise<Outcome<T>> {
+export function unaryOutcome<T>(
+  client: grpc.Client,
+  method: string,
+  request: object,
+  deadlineMs: number,
+): Promise<Outcome<T>> {
   const started = performance.now();
   return new Promise((resolve) => {
     const fn = (client as unknown as Record<string, Function>)[method];
@@ -29,7 +34,12 @@ export function unaryOutcome<T>(client: grpc.Client, method: string, request: ob
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Calls check() every `everyMs` until it returns a value; throws naming `what` after timeoutMs. */
-export async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined> | T | undefined, everyMs = 50): Promise<T> {
+export async function until<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | undefined> | T | undefined,
+  everyMs = 50,
+): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -39,7 +49,10 @@ export async function until<T>(what: string, timeoutMs: number, check: () => Pro
     } catch (err) {
       last = err;
     }
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : ` (last error: ${String(last)})`}`);
+    if (performance.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : ` (last error: ${String(last)})`}`,
+      );
     await sleep(everyMs);
   }
 }
@@ -53,9 +66,14 @@ export async function etcdLeader(cluster: EtcdCluster, timeoutMs = 5_000): Promi
   while (performance.now() < deadline) {
     try {
       const live = cluster.members.filter((m) => m.pid !== undefined);
-      const out = await etcdctl(live.map((m) => m.endpoint).join(','), ['endpoint', 'status', '-w', 'json'], { timeoutMs: 3_000 });
+      const out = await etcdctl(live.map((m) => m.endpoint).join(','), ['endpoint', 'status', '-w', 'json'], {
+        timeoutMs: 3_000,
+      });
       // NOTE: member ids are uint64 and lose precision as JSON numbers; compare them as strings.
-      const statuses = JSON.parse(out.replace(/:\s*(\d{16,})/g, ':"$1"')) as { Endpoint: string; Status: { header: { member_id: unknown }; leader: unknown } }[];
+      const statuses = JSON.parse(out.replace(/:\s*(\d{16,})/g, ':"$1"')) as {
+        Endpoint: string;
+        Status: { header: { member_id: unknown }; leader: unknown };
+      }[];
       const leader = statuses.find((s) => String(s.Status.header.member_id) === String(s.Status.leader));
       const member = cluster.members.find((m) => leader?.Endpoint.replace(/^https?:\/\//, '') === m.endpoint);
       if (member !== undefined) return member;
@@ -78,11 +96,15 @@ export async function spawnOnPort(args: readonly string[], timeoutMs = 10_000): 
     try {
       return await spawnServer(args);
     } catch (err) {
-      if (!/cannot listen|address already in use|EADDRINUSE/i.test(String(err)) || performance.now() > deadline) throw err;
+      if (!/cannot listen|address already in use|EADDRINUSE/i.test(String(err)) || performance.now() > deadline)
+        throw err;
       await sleep(200);
     }
   }
 }
 
 /** Channel options that let a client find a restarted server at once (grpc-js backs off reconnects up to 120 s by default). */
-export const FAST_RECONNECT: grpc.ChannelOptions = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 500 };
+export const FAST_RECONNECT: grpc.ChannelOptions = {
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 500,
+};

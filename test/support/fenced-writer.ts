@@ -5,7 +5,14 @@
 import { createInterface } from 'node:readline';
 import { connect } from '../../client/index.js';
 
-const [address, store, lockName, key, ttlMs, mode] = process.argv.slice(2) as [string, string, string, string, string, string?];
+const [address, store, lockName, key, ttlMs, mode] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+  string,
+  string?,
+];
 const client = connect(address, { pipeline: mode !== 'unary' });
 const lock = await client.lock(lockName, { ttlMs: Number(ttlMs) });
 const cache = client.cache(store);

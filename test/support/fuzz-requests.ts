@@ -9,7 +9,15 @@
 // encode() turns it into bytes then. The plan alone is what fast-check prints and replays.
 import fc from 'fast-check';
 import protobuf from 'protobufjs';
-import { bytesField, fixed32Field, fixed64Field, groupField, varintField, wireTypeOf, type WireType } from './protowire.js';
+import {
+  bytesField,
+  fixed32Field,
+  fixed64Field,
+  groupField,
+  varintField,
+  wireTypeOf,
+  type WireType,
+} from './protowire.js';
 
 /** Lock names and cache keys most requests use, so requests meet each other's state. */
 export const NAME_POOL = ['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7'] as const;
@@ -101,13 +109,39 @@ function nameArb(): fc.Arbitrary<Uint8Array> {
     {
       weight: 1,
       arbitrary: fc
-        .tuple(fc.constantFrom('a', 'é', '€', '🔒', '\u0000', ' '), fc.constantFrom(1, 249, 250, 251, 252, 1_024, 4_096, 60_000))
+        .tuple(
+          fc.constantFrom('a', 'é', '€', '🔒', '\u0000', ' '),
+          fc.constantFrom(1, 249, 250, 251, 252, 1_024, 4_096, 60_000),
+        )
         .map(([unit, n]) => sized(unit, n)),
     },
     {
       weight: 1,
       arbitrary: fc
-        .constantFrom('', ' ', 'a b', 'a\tb', 'k0\n', '\r', '\u00a0', '\u2028', '\u3000', '\ufeffk0', 'a\u200bb', '\u001b[2J', '\u007f', '\u0085', '\ufffd', '..', '/', 'a/b', '%s%n', '${x}', '\\', '*')
+        .constantFrom(
+          '',
+          ' ',
+          'a b',
+          'a\tb',
+          'k0\n',
+          '\r',
+          '\u00a0',
+          '\u2028',
+          '\u3000',
+          '\ufeffk0',
+          'a\u200bb',
+          '\u001b[2J',
+          '\u007f',
+          '\u0085',
+          '\ufffd',
+          '..',
+          '/',
+          'a/b',
+          '%s%n',
+          '${x}',
+          '\\',
+          '*',
+        )
         .map(utf8),
     },
   );
@@ -117,7 +151,12 @@ function targetArb(enabled: readonly string[]): fc.Arbitrary<Uint8Array> {
   return fc.oneof(
     { weight: 10, arbitrary: fc.constant(new Uint8Array()) },
     { weight: 4, arbitrary: fc.constantFrom(...enabled).map(utf8) },
-    { weight: 1, arbitrary: fc.constantFrom('memory', 'file', 'etcd', 'lru', 'memcached', 'MEMORY', 'lru ', ' ', '\u0000', 'x'.repeat(300)).map(utf8) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .constantFrom('memory', 'file', 'etcd', 'lru', 'memcached', 'MEMORY', 'lru ', ' ', '\u0000', 'x'.repeat(300))
+        .map(utf8),
+    },
     // Unknown targets are named in the error: a huge one must not make a huge status.
     { weight: 1, arbitrary: fc.constantFrom(5_000, 100_000).map((n) => sized('x', n)) },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 16 }) },
@@ -138,7 +177,12 @@ function leaseIdArb(): fc.Arbitrary<Value> {
   return fc.oneof(
     { weight: 6, arbitrary: fc.nat().map((i): Value => ({ t: 'lease', i })) },
     { weight: 2, arbitrary: textArb().map(bytesValue) },
-    { weight: 1, arbitrary: fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => bytesValue(utf8(Buffer.from(b).toString('hex')))) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .uint8Array({ minLength: 16, maxLength: 16 })
+        .map((b) => bytesValue(utf8(Buffer.from(b).toString('hex')))),
+    },
   );
 }
 
@@ -149,10 +193,31 @@ function valueBytesArb(limits: Limits): fc.Arbitrary<Uint8Array> {
     {
       weight: 3,
       arbitrary: fc
-        .constantFrom('0', '1', '42', '18446744073709551615', '18446744073709551616', '99999999999999999999', '-1', '+1', ' 1', '1 ', '01', '0x10', '1e3', '١٢', '')
+        .constantFrom(
+          '0',
+          '1',
+          '42',
+          '18446744073709551615',
+          '18446744073709551616',
+          '99999999999999999999',
+          '-1',
+          '+1',
+          ' 1',
+          '1 ',
+          '01',
+          '0x10',
+          '1e3',
+          '١٢',
+          '',
+        )
         .map(utf8),
     },
-    { weight: 1, arbitrary: fc.constantFrom(limits.maxValueBytes - 1, limits.maxValueBytes, limits.maxValueBytes + 1, 50_000).map((n) => new Uint8Array(n).fill(0x31)) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .constantFrom(limits.maxValueBytes - 1, limits.maxValueBytes, limits.maxValueBytes + 1, 50_000)
+        .map((n) => new Uint8Array(n).fill(0x31)),
+    },
   );
 }
 
@@ -160,19 +225,44 @@ function valueBytesArb(limits: Limits): fc.Arbitrary<Uint8Array> {
 function u64Arb(small: fc.Arbitrary<bigint>, edges: readonly bigint[]): fc.Arbitrary<bigint> {
   return fc.oneof(
     { weight: 6, arbitrary: small },
-    { weight: 2, arbitrary: fc.constantFrom(0n, 1n, 2n ** 31n - 1n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, INT64_MAX, 2n ** 63n, UINT64_MAX, ...edges) },
+    {
+      weight: 2,
+      arbitrary: fc.constantFrom(
+        0n,
+        1n,
+        2n ** 31n - 1n,
+        2n ** 32n,
+        2n ** 53n - 1n,
+        2n ** 53n,
+        2n ** 53n + 1n,
+        INT64_MAX,
+        2n ** 63n,
+        UINT64_MAX,
+        ...edges,
+      ),
+    },
     { weight: 1, arbitrary: fc.bigInt(0n, UINT64_MAX) },
   );
 }
 
 function ttlArb(limits: Limits): fc.Arbitrary<bigint> {
   const max = BigInt(limits.maxTtlMs);
-  return u64Arb(fc.oneof(fc.constant(0n), fc.bigInt(10n, 5_000n)), [9n, 10n, max, max + 1n, 365n * DAY_MS, 365n * DAY_MS + 1n]);
+  return u64Arb(fc.oneof(fc.constant(0n), fc.bigInt(10n, 5_000n)), [
+    9n,
+    10n,
+    max,
+    max + 1n,
+    365n * DAY_MS,
+    365n * DAY_MS + 1n,
+  ]);
 }
 
 function waitArb(limits: Limits): fc.Arbitrary<bigint> {
   const max = BigInt(limits.maxWaitMs);
-  return u64Arb(fc.oneof({ weight: 3, arbitrary: fc.constant(0n) }, { weight: 1, arbitrary: fc.bigInt(1n, max) }), [max, max + 1n]);
+  return u64Arb(fc.oneof({ weight: 3, arbitrary: fc.constant(0n) }, { weight: 1, arbitrary: fc.bigInt(1n, max) }), [
+    max,
+    max + 1n,
+  ]);
 }
 
 function i64Arb(): fc.Arbitrary<bigint> {
@@ -204,7 +294,12 @@ function varint32Arb(): fc.Arbitrary<{ value: Value; wellFormed: boolean }> {
 
 function tokenArb(): fc.Arbitrary<Value> {
   return fc.oneof(
-    { weight: 4, arbitrary: fc.tuple(fc.nat(), fc.constantFrom(0n, 0n, 0n, -1n, 1n, 1_000n)).map(([i, delta]): Value => ({ t: 'token', i, delta })) },
+    {
+      weight: 4,
+      arbitrary: fc
+        .tuple(fc.nat(), fc.constantFrom(0n, 0n, 0n, -1n, 1n, 1_000n))
+        .map(([i, delta]): Value => ({ t: 'token', i, delta })),
+    },
     { weight: 2, arbitrary: u64Arb(fc.bigInt(0n, 100n), []).map(varintValue) },
   );
 }
@@ -219,9 +314,14 @@ function foreignPayloadArb(wire: WireType): fc.Arbitrary<Value> {
     case 5:
       return fc.uint8Array({ minLength: 4, maxLength: 4 }).map((b): Value => ({ t: 'fixed32', b }));
     case 3:
-      return fc.array(fc.record({ field: fc.integer({ min: 1, max: 20 }), value: fc.bigInt(0n, 1_000n) }), { maxLength: 2 }).map(
-        (inner): Value => ({ t: 'group', fields: inner.map((f) => ({ field: f.field, wire: 0 as WireType, value: varintValue(f.value) })) }),
-      );
+      return fc
+        .array(fc.record({ field: fc.integer({ min: 1, max: 20 }), value: fc.bigInt(0n, 1_000n) }), { maxLength: 2 })
+        .map(
+          (inner): Value => ({
+            t: 'group',
+            fields: inner.map((f) => ({ field: f.field, wire: 0 as WireType, value: varintValue(f.value) })),
+          }),
+        );
     default:
       return fc.uint8Array({ maxLength: 24 }).map(bytesValue);
   }
@@ -259,15 +359,36 @@ export class RequestArbitraries {
   request(type: protobuf.Type): fc.Arbitrary<RequestPlan> {
     const structured = this.#message(type, 0);
     return fc.oneof(
-      { weight: 14, arbitrary: structured.map((g): RequestPlan => ({ kind: 'structured', fields: g.fields, wellFormed: g.wellFormed })) },
-      { weight: 2, arbitrary: fc.tuple(structured, fc.double({ min: 0, max: 1, noNaN: true })).map(([g, cut]): RequestPlan => ({ kind: 'truncated', fields: g.fields, cut, wellFormed: false })) },
+      {
+        weight: 14,
+        arbitrary: structured.map(
+          (g): RequestPlan => ({ kind: 'structured', fields: g.fields, wellFormed: g.wellFormed }),
+        ),
+      },
+      {
+        weight: 2,
+        arbitrary: fc
+          .tuple(structured, fc.double({ min: 0, max: 1, noNaN: true }))
+          .map(([g, cut]): RequestPlan => ({ kind: 'truncated', fields: g.fields, cut, wellFormed: false })),
+      },
       {
         weight: 1,
         arbitrary: fc
-          .tuple(structured, fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 3 }))
+          .tuple(
+            structured,
+            fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 0, max: 255 })), {
+              minLength: 1,
+              maxLength: 3,
+            }),
+          )
           .map(([g, flips]): RequestPlan => ({ kind: 'corrupted', fields: g.fields, flips, wellFormed: false })),
       },
-      { weight: 2, arbitrary: fc.uint8Array({ minLength: 1, maxLength: 64 }).map((raw): RequestPlan => ({ kind: 'random', fields: [], raw, wellFormed: false })) },
+      {
+        weight: 2,
+        arbitrary: fc
+          .uint8Array({ minLength: 1, maxLength: 64 })
+          .map((raw): RequestPlan => ({ kind: 'random', fields: [], raw, wellFormed: false })),
+      },
       { weight: 1, arbitrary: fc.constant<RequestPlan>({ kind: 'empty', fields: [], wellFormed: true }) },
     );
   }
@@ -285,9 +406,17 @@ export class RequestArbitraries {
       members.forEach((m) => oneofMembers.add(m));
       perField.push(
         fc
-          .oneof({ weight: 1, arbitrary: fc.constant(0) }, { weight: 12, arbitrary: fc.constant(1) }, { weight: 1, arbitrary: fc.constant(2) })
+          .oneof(
+            { weight: 1, arbitrary: fc.constant(0) },
+            { weight: 12, arbitrary: fc.constant(1) },
+            { weight: 1, arbitrary: fc.constant(2) },
+          )
           .chain((n) => fc.shuffledSubarray(members, { minLength: n, maxLength: n }))
-          .chain((chosen) => (chosen.length === 0 ? fc.constant(joined([])) : fc.tuple(...chosen.map((m) => this.#once(m, depth, depth === 0))).map(joined))),
+          .chain((chosen) =>
+            chosen.length === 0
+              ? fc.constant(joined([]))
+              : fc.tuple(...chosen.map((m) => this.#once(m, depth, depth === 0))).map(joined),
+          ),
       );
     }
     for (const field of type.fieldsArray) {
@@ -295,15 +424,21 @@ export class RequestArbitraries {
       perField.push(this.#occurrences(type, field, depth));
     }
     perField.push(
-      fc.oneof({ weight: 8, arbitrary: fc.constant(joined([])) }, { weight: 1, arbitrary: fc.array(unknownFieldArb(known), { minLength: 1, maxLength: 3 }).map((fields) => ({ fields, wellFormed: true })) }),
+      fc.oneof(
+        { weight: 8, arbitrary: fc.constant(joined([])) },
+        {
+          weight: 1,
+          arbitrary: fc
+            .array(unknownFieldArb(known), { minLength: 1, maxLength: 3 })
+            .map((fields) => ({ fields, wellFormed: true })),
+        },
+      ),
     );
-    const arb = fc
-      .tuple(fc.tuple(...perField), fc.boolean())
-      .map(([parts, reverse]) => {
-        const all = joined(parts);
-        // Field order is free in protobuf; a decoder must not depend on it.
-        return reverse ? { fields: [...all.fields].reverse(), wellFormed: all.wellFormed } : all;
-      });
+    const arb = fc.tuple(fc.tuple(...perField), fc.boolean()).map(([parts, reverse]) => {
+      const all = joined(parts);
+      // Field order is free in protobuf; a decoder must not depend on it.
+      return reverse ? { fields: [...all.fields].reverse(), wellFormed: all.wellFormed } : all;
+    });
     this.#cache.set(cacheKey, arb);
     return arb;
   }
@@ -315,13 +450,20 @@ export class RequestArbitraries {
       return fc.array(this.#once(field, depth, false), { maxLength: max }).map(joined);
     }
     // Pipeline tags are always set once, so every answer can be matched to its operation.
-    if (type.name === 'PipelineOp' && field.name === 'tag') return fc.constant({ fields: [{ field: field.id, wire: 0 as WireType, value: { t: 'tag' } as Value }], wellFormed: true });
+    if (type.name === 'PipelineOp' && field.name === 'tag')
+      return fc.constant({
+        fields: [{ field: field.id, wire: 0 as WireType, value: { t: 'tag' } as Value }],
+        wellFormed: true,
+      });
     // A message field (a fence) is left out more often, so the plain paths get their share.
     const absent = field.resolvedType instanceof protobuf.Type ? 6 : 3;
     return fc.oneof(
       { weight: absent, arbitrary: fc.constant(joined([])) },
       { weight: 6, arbitrary: this.#once(field, depth, depth === 0) },
-      { weight: 1, arbitrary: fc.tuple(this.#once(field, depth, depth === 0), this.#once(field, depth, depth === 0)).map(joined) },
+      {
+        weight: 1,
+        arbitrary: fc.tuple(this.#once(field, depth, depth === 0), this.#once(field, depth, depth === 0)).map(joined),
+      },
     );
   }
 
@@ -335,8 +477,14 @@ export class RequestArbitraries {
     const foreign = fc
       .constantFrom<WireType>(0, 1, 2, 3, 5)
       .filter((w) => w !== natural)
-      .chain((wire) => foreignPayloadArb(wire).map((value): Generated => ({ fields: [{ field: field.id, wire, value }], wellFormed: false })));
-    const proper = this.#value(field, depth, noisy).map(({ value, wellFormed }): Generated => ({ fields: [{ field: field.id, wire: natural, value }], wellFormed }));
+      .chain((wire) =>
+        foreignPayloadArb(wire).map(
+          (value): Generated => ({ fields: [{ field: field.id, wire, value }], wellFormed: false }),
+        ),
+      );
+    const proper = this.#value(field, depth, noisy).map(
+      ({ value, wellFormed }): Generated => ({ fields: [{ field: field.id, wire: natural, value }], wellFormed }),
+    );
     return fc.oneof({ weight: noisy ? 30 : 1_000, arbitrary: proper }, { weight: 1, arbitrary: foreign });
   }
 
@@ -347,9 +495,20 @@ export class RequestArbitraries {
     if (nested instanceof protobuf.Type) {
       if (depth >= 3) return fc.constant({ value: { t: 'message', fields: [] } as Value, wellFormed: true });
       return fc.oneof(
-        { weight: noisy ? 12 : 500, arbitrary: this.#message(nested, depth + 1).map((g) => ({ value: { t: 'message', fields: g.fields } as Value, wellFormed: g.wellFormed })) },
+        {
+          weight: noisy ? 12 : 500,
+          arbitrary: this.#message(nested, depth + 1).map((g) => ({
+            value: { t: 'message', fields: g.fields } as Value,
+            wellFormed: g.wellFormed,
+          })),
+        },
         // Bytes that are not a message of that type (a fence with garbage in it).
-        { weight: 1, arbitrary: fc.uint8Array({ minLength: 1, maxLength: 24 }).map((b) => ({ value: bytesValue(b), wellFormed: false })) },
+        {
+          weight: 1,
+          arbitrary: fc
+            .uint8Array({ minLength: 1, maxLength: 24 })
+            .map((b) => ({ value: bytesValue(b), wellFormed: false })),
+        },
       );
     }
     switch (field.name) {

@@ -14,8 +14,19 @@ import protobuf from 'protobufjs';
 import descriptorModule from 'protobufjs/ext/descriptor/index.js';
 
 const require = createRequire(import.meta.url);
-const REFLECTION_PROTO = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1alpha', 'reflection.proto');
-const descriptor = descriptorModule as unknown as { FileDescriptorProto: protobuf.Type; FileDescriptorSet: protobuf.Type };
+const REFLECTION_PROTO = join(
+  dirname(require.resolve('@grpc/reflection/package.json')),
+  'build',
+  'proto',
+  'grpc',
+  'reflection',
+  'v1alpha',
+  'reflection.proto',
+);
+const descriptor = descriptorModule as unknown as {
+  FileDescriptorProto: protobuf.Type;
+  FileDescriptorSet: protobuf.Type;
+};
 const TIMEOUT_MS = 10_000;
 
 interface ReflectionResponse {
@@ -31,12 +42,27 @@ export class ReflectionClient {
   readonly #waiting: { resolve: (r: ReflectionResponse) => void; reject: (e: Error) => void }[] = [];
 
   constructor(address: string) {
-    const definition = protoLoader.loadSync(REFLECTION_PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+    const definition = protoLoader.loadSync(REFLECTION_PROTO, {
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    });
     const pkg = grpc.loadPackageDefinition(definition) as unknown as {
-      grpc: { reflection: { v1alpha: { ServerReflection: new (address: string, creds: grpc.ChannelCredentials) => grpc.Client } } };
+      grpc: {
+        reflection: {
+          v1alpha: { ServerReflection: new (address: string, creds: grpc.ChannelCredentials) => grpc.Client };
+        };
+      };
     };
     this.#client = new pkg.grpc.reflection.v1alpha.ServerReflection(address, grpc.credentials.createInsecure());
-    const method = (this.#client as unknown as Record<string, (options: grpc.CallOptions) => grpc.ClientDuplexStream<object, ReflectionResponse>>).ServerReflectionInfo!;
+    const method = (
+      this.#client as unknown as Record<
+        string,
+        (options: grpc.CallOptions) => grpc.ClientDuplexStream<object, ReflectionResponse>
+      >
+    ).ServerReflectionInfo!;
     this.#stream = method.call(this.#client, { deadline: Date.now() + TIMEOUT_MS });
     this.#stream.on('data', (response) => this.#waiting.shift()?.resolve(response));
     this.#stream.on('error', (err) => {
@@ -62,7 +88,10 @@ export class ReflectionClient {
     const take = (response: ReflectionResponse) => {
       if (response.error_response) throw new Error(`reflection: ${response.error_response.error_message}`);
       for (const bytes of response.file_descriptor_response!.file_descriptor_proto) {
-        const file = descriptor.FileDescriptorProto.decode(bytes) as protobuf.Message & { name?: string; dependency?: string[] };
+        const file = descriptor.FileDescriptorProto.decode(bytes) as protobuf.Message & {
+          name?: string;
+          dependency?: string[];
+        };
         files.set(file.name ?? '', file);
       }
     };
@@ -99,7 +128,10 @@ export function fromJson(type: protobuf.Type, json: Record<string, unknown>): Re
     if (field === undefined) throw new Error(`message type ${type.fullName.slice(1)} has no known field named ${key}`);
     field.resolve();
     const nested = field.resolvedType;
-    const convert = (v: unknown) => (nested instanceof protobuf.Type && v !== null && typeof v === 'object' ? fromJson(nested, v as Record<string, unknown>) : v);
+    const convert = (v: unknown) =>
+      nested instanceof protobuf.Type && v !== null && typeof v === 'object'
+        ? fromJson(nested, v as Record<string, unknown>)
+        : v;
     out[field.name] = Array.isArray(value) ? value.map(convert) : convert(value);
   }
   return out;
@@ -114,7 +146,10 @@ export function toJson(type: protobuf.Type, message: protobuf.Message): Record<s
         const field = t.fields[key]!;
         field.resolve();
         const type = field.resolvedType;
-        const convert = (v: unknown) => (type instanceof protobuf.Type && v !== null && typeof v === 'object' ? rename(type, v as Record<string, unknown>) : v);
+        const convert = (v: unknown) =>
+          type instanceof protobuf.Type && v !== null && typeof v === 'object'
+            ? rename(type, v as Record<string, unknown>)
+            : v;
         return [lowerCamel(key), Array.isArray(value) ? value.map(convert) : convert(value)];
       }),
     );
@@ -131,27 +166,46 @@ function describeSymbol(root: protobuf.Root, symbol: string): string {
     return `${symbol} is a service:\nservice ${found.name} {\n${methods.join('\n')}\n}`;
   }
   if (found instanceof protobuf.Type) {
-    const fields = found.fieldsArray.map((f) => `  ${f.repeated ? 'repeated ' : ''}${f.resolve().resolvedType ? `.${f.resolvedType!.fullName.slice(1)}` : f.type} ${f.name} = ${f.id};`);
+    const fields = found.fieldsArray.map(
+      (f) =>
+        `  ${f.repeated ? 'repeated ' : ''}${f.resolve().resolvedType ? `.${f.resolvedType!.fullName.slice(1)}` : f.type} ${f.name} = ${f.id};`,
+    );
     return `${symbol} is a message:\nmessage ${found.name} {\n${fields.join('\n')}\n}`;
   }
   if (found instanceof protobuf.Enum) {
-    return `${symbol} is an enum:\nenum ${found.name} {\n${Object.entries(found.values).map(([n, v]) => `  ${n} = ${v};`).join('\n')}\n}`;
+    return `${symbol} is an enum:\nenum ${found.name} {\n${Object.entries(found.values)
+      .map(([n, v]) => `  ${n} = ${v};`)
+      .join('\n')}\n}`;
   }
   throw new Error(`Symbol not found: ${symbol}`);
 }
 
-async function invoke(address: string, root: protobuf.Root, fullMethod: string, data: string): Promise<Record<string, unknown>> {
+async function invoke(
+  address: string,
+  root: protobuf.Root,
+  fullMethod: string,
+  data: string,
+): Promise<Record<string, unknown>> {
   const [serviceName, methodName] = fullMethod.split('/') as [string, string];
   const method = root.lookupService(serviceName).methods[methodName];
   if (method === undefined) throw new Error(`service "${serviceName}" does not include a method named "${methodName}"`);
   method.resolve();
   const input = method.resolvedRequestType!;
   const output = method.resolvedResponseType!;
-  const request = input.encode(input.fromObject(fromJson(input, JSON.parse(data || '{}') as Record<string, unknown>))).finish();
+  const request = input
+    .encode(input.fromObject(fromJson(input, JSON.parse(data || '{}') as Record<string, unknown>)))
+    .finish();
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
   try {
     const reply = await new Promise<Buffer>((resolve, reject) =>
-      client.makeUnaryRequest(`/${serviceName}/${methodName}`, (b: Buffer) => b, (b: Buffer) => b, Buffer.from(request), { deadline: Date.now() + TIMEOUT_MS }, (err, res) => (err ? reject(err) : resolve(res!))),
+      client.makeUnaryRequest(
+        `/${serviceName}/${methodName}`,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.from(request),
+        { deadline: Date.now() + TIMEOUT_MS },
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      ),
     );
     return toJson(output, output.decode(reply));
   } finally {

@@ -7,7 +7,9 @@ import { connect } from '../../client/index.js';
 const [address, lockName, backend, ttlMs] = process.argv.slice(2) as [string, string, string, string];
 const client = connect(address);
 const lock = await client.lock(lockName, { backend, ttlMs: Number(ttlMs), owner: `holder-${process.pid}` });
-lock.signal.addEventListener('abort', () => console.error(`holder: lock signal aborted: ${String(lock.signal.reason)}`));
+lock.signal.addEventListener('abort', () =>
+  console.error(`holder: lock signal aborted: ${String(lock.signal.reason)}`),
+);
 console.log(JSON.stringify({ token: lock.fencingToken.toString(), ttlMs: lock.ttlMs }));
 // The handle's timers do not keep a process alive; stdin (a pipe from the test) does.
 process.stdin.resume();

@@ -10,7 +10,7 @@
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { status } from '@grpc/grpc-js';
-import { connect, LatchkeyError } from '../../client/index.js';
+import { connect, LatchkeyError, type LockHandle } from '../../client/index.js';
 
 export interface WorkerConfig {
   readonly id: number;
@@ -48,7 +48,12 @@ export interface WorkerReport {
  * wait ran out), UNAVAILABLE, a deadline, or a lease gone before it could be confirmed. Any
  * other status is a bug worth failing for.
  */
-const RETRIED: ReadonlySet<status> = new Set([status.ABORTED, status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.FAILED_PRECONDITION]);
+const RETRIED: ReadonlySet<status> = new Set([
+  status.ABORTED,
+  status.UNAVAILABLE,
+  status.DEADLINE_EXCEEDED,
+  status.FAILED_PRECONDITION,
+]);
 const BACKOFF_BASE_MS = 10;
 const BACKOFF_MAX_MS = 250;
 
@@ -73,18 +78,29 @@ const started = Date.now();
 const retries: Record<string, number> = {};
 const releaseOutcomes: Record<string, number> = {};
 const errors: string[] = [];
-const note = (what: string, err: unknown) => void (errors.length < MAX_ERRORS && errors.push(`${what}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`));
+const note = (what: string, err: unknown) =>
+  void (
+    errors.length < MAX_ERRORS &&
+    errors.push(`${what}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`)
+  );
 let abandoned = 0;
 let failures = 0;
 
 for (let done = 0; done < config.cycles; ) {
   if (Date.now() - started > config.budgetMs) {
-    console.error(`worker ${config.id}: only ${done} of ${config.cycles} cycles in ${config.budgetMs} ms; retries ${JSON.stringify(retries)}`);
+    console.error(
+      `worker ${config.id}: only ${done} of ${config.cycles} cycles in ${config.budgetMs} ms; retries ${JSON.stringify(retries)}`,
+    );
     process.exit(1);
   }
-  let lock;
+  let lock: LockHandle;
   try {
-    lock = await client.lock(config.lockName, { backend: config.backend, ttlMs: config.ttlMs, waitMs: config.waitMs, owner: `worker-${config.id}` });
+    lock = await client.lock(config.lockName, {
+      backend: config.backend,
+      ttlMs: config.ttlMs,
+      waitMs: config.waitMs,
+      owner: `worker-${config.id}`,
+    });
   } catch (err) {
     if (!(err instanceof LatchkeyError) || !RETRIED.has(err.code)) throw err;
     bump(retries, err.name);
@@ -99,7 +115,10 @@ for (let done = 0; done < config.cycles; ) {
     // between), so another holder at the same time would overwrite this increment.
     const text = readFileSync(config.counterFile, 'utf8');
     const count = Number(text);
-    if (text.trim() === '' || !Number.isSafeInteger(count)) throw new Error(`worker ${config.id}: counter file holds ${JSON.stringify(text)}: written by two holders at once?`);
+    if (text.trim() === '' || !Number.isSafeInteger(count))
+      throw new Error(
+        `worker ${config.id}: counter file holds ${JSON.stringify(text)}: written by two holders at once?`,
+      );
     await sleep(1);
     // A lock the handle no longer trusts protects nothing: leave without writing, acquire again.
     if (lock.signal.aborted) {
@@ -118,6 +137,15 @@ for (let done = 0; done < config.cycles; ) {
   }
 }
 
-const report: WorkerReport = { done: true, id: config.id, cycles: config.cycles, elapsedMs: Date.now() - started, retries, abandoned, releaseOutcomes, errors };
+const report: WorkerReport = {
+  done: true,
+  id: config.id,
+  cycles: config.cycles,
+  elapsedMs: Date.now() - started,
+  retries,
+  abandoned,
+  releaseOutcomes,
+  errors,
+};
 console.log(JSON.stringify(report));
 await client.close();

@@ -21,7 +21,8 @@ export function memcachedMissing(): string | false {
   available ??= spawnSync('memcached', ['-h'], { stdio: 'ignore' }).status === 0;
   if (available) return false;
   const reason = 'memcached is not installed (apt-get install memcached)';
-  if (process.env.LATCHKEY_REQUIRE_ALL_SUITES) throw new Error(`${reason}; LATCHKEY_REQUIRE_ALL_SUITES forbids skipping`);
+  if (process.env.LATCHKEY_REQUIRE_ALL_SUITES)
+    throw new Error(`${reason}; LATCHKEY_REQUIRE_ALL_SUITES forbids skipping`);
   return reason;
 }
 
@@ -34,7 +35,9 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
+  return child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
 export async function startMemcached(options: { maxItemBytes?: number; memoryMb?: number } = {}): Promise<Memcached> {

@@ -5,7 +5,15 @@ import type * as grpc from '@grpc/grpc-js';
 import type { CacheClient } from '../../client/generated/latchkey/v1/Cache.js';
 import type { PipelineResponse__Output } from '../../client/generated/latchkey/v1/PipelineResponse.js';
 
-const OPS: Record<string, string> = { Get: 'get', Set: 'set', Cas: 'cas', Add: 'add', Delete: 'delete', Incr: 'incr', Touch: 'touch' };
+const OPS: Record<string, string> = {
+  Get: 'get',
+  Set: 'set',
+  Cas: 'cas',
+  Add: 'add',
+  Delete: 'delete',
+  Incr: 'incr',
+  Touch: 'touch',
+};
 
 export class PipelineCaller {
   readonly #stream: grpc.ClientDuplexStream<object, PipelineResponse__Output>;
@@ -18,7 +26,14 @@ export class PipelineCaller {
       for (const result of response.results) {
         const waiter = this.#waiting.get(result.tag);
         this.#waiting.delete(result.tag);
-        if (result.result === 'error') waiter?.reject(Object.assign(new Error(result.error!.message), { code: result.error!.code, details: result.error!.message, reason: result.error!.reason }));
+        if (result.result === 'error')
+          waiter?.reject(
+            Object.assign(new Error(result.error!.message), {
+              code: result.error!.code,
+              details: result.error!.message,
+              reason: result.error!.reason,
+            }),
+          );
         else waiter?.resolve(result[result.result!]);
       }
     });

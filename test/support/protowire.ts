@@ -23,11 +23,15 @@ export function varint(value: bigint): Buffer {
 
 export const key = (field: number, wire: WireType): Buffer => varint((BigInt(field) << 3n) | BigInt(wire));
 export const varintField = (field: number, value: bigint): Buffer => Buffer.concat([key(field, 0), varint(value)]);
-export const bytesField = (field: number, bytes: Buffer): Buffer => Buffer.concat([key(field, 2), varint(BigInt(bytes.length)), bytes]);
-export const fixed64Field = (field: number, bytes8: Buffer): Buffer => Buffer.concat([key(field, 1), bytes8.subarray(0, 8), Buffer.alloc(Math.max(0, 8 - bytes8.length))]);
-export const fixed32Field = (field: number, bytes4: Buffer): Buffer => Buffer.concat([key(field, 5), bytes4.subarray(0, 4), Buffer.alloc(Math.max(0, 4 - bytes4.length))]);
+export const bytesField = (field: number, bytes: Buffer): Buffer =>
+  Buffer.concat([key(field, 2), varint(BigInt(bytes.length)), bytes]);
+export const fixed64Field = (field: number, bytes8: Buffer): Buffer =>
+  Buffer.concat([key(field, 1), bytes8.subarray(0, 8), Buffer.alloc(Math.max(0, 8 - bytes8.length))]);
+export const fixed32Field = (field: number, bytes4: Buffer): Buffer =>
+  Buffer.concat([key(field, 5), bytes4.subarray(0, 4), Buffer.alloc(Math.max(0, 4 - bytes4.length))]);
 /** A (deprecated, still decodable) group: start tag, the inner fields, the matching end tag. */
-export const groupField = (field: number, inner: Buffer): Buffer => Buffer.concat([key(field, 3), inner, key(field, 4)]);
+export const groupField = (field: number, inner: Buffer): Buffer =>
+  Buffer.concat([key(field, 3), inner, key(field, 4)]);
 
 /** The wire type protobuf uses for a field of this .proto type. */
 export function wireTypeOf(field: protobuf.Field): WireType {
@@ -95,5 +99,11 @@ export function methodsOf(service: string): MethodInfo[] {
 
 /** Decodes a response the way the SDK's loader options shape it (64-bit integers as decimal strings). */
 export function decodeAs<T>(type: protobuf.Type, bytes: Buffer): T {
-  return type.toObject(type.decode(bytes), { longs: String, enums: String, bytes: Buffer, defaults: true, oneofs: true }) as T;
+  return type.toObject(type.decode(bytes), {
+    longs: String,
+    enums: String,
+    bytes: Buffer,
+    defaults: true,
+    oneofs: true,
+  }) as T;
 }

@@ -11,7 +11,11 @@ export interface Script extends AsyncDisposable {
   messages(): readonly Record<string, unknown>[];
   stderr(): string;
   /** Resolves with the first JSON line that matches; rejects on timeout or if the process exits first. */
-  waitFor(match: (message: Record<string, unknown>) => boolean, what: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitFor(
+    match: (message: Record<string, unknown>) => boolean,
+    what: string,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   /** Resolves with the exit once the process has exited (output drained); bounded. */
   exited(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Writes a line to its stdin. */
@@ -26,14 +30,24 @@ export const SCRIPT_START_TIMEOUT_MS = 20_000;
 /** Children still running, killed if this test process exits without stopping them. */
 const live = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const child of live) if (child.pid !== undefined) try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+  for (const child of live)
+    if (child.pid !== undefined)
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
 });
 
 export function runScript(script: string, args: readonly string[]): Script {
   const env: NodeJS.ProcessEnv = { ...process.env };
   // NOTE: a child that inherited node --test's marker would speak the runner's protocol.
   delete env.NODE_TEST_CONTEXT;
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: REPO_ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   if (child.pid === undefined) throw new Error(`could not start ${script}`);
   const pid = child.pid;
   live.add(child);
@@ -85,7 +99,11 @@ export function runScript(script: string, args: readonly string[]): Script {
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error(`${script} (pid ${pid}): timed out after ${timeoutMs} ms waiting for ${what}\n--- stderr:\n${stderr}`));
+        reject(
+          new Error(
+            `${script} (pid ${pid}): timed out after ${timeoutMs} ms waiting for ${what}\n--- stderr:\n${stderr}`,
+          ),
+        );
       }, timeoutMs);
       listeners.add(listener);
       listener();
@@ -106,12 +124,19 @@ export function runScript(script: string, args: readonly string[]): Script {
     messages: () => messages,
     stderr: () => stderr,
     waitFor: (match, what, timeoutMs = SCRIPT_START_TIMEOUT_MS) =>
-      until(() => {
-        const found = messages.find(match);
-        if (found !== undefined) return found;
-        if (exit !== undefined) throw new Error(`${script} (pid ${pid}) exited (code ${exit.code}, signal ${exit.signal}) before ${what}\n--- stderr:\n${stderr}`);
-        return undefined;
-      }, what, timeoutMs),
+      until(
+        () => {
+          const found = messages.find(match);
+          if (found !== undefined) return found;
+          if (exit !== undefined)
+            throw new Error(
+              `${script} (pid ${pid}) exited (code ${exit.code}, signal ${exit.signal}) before ${what}\n--- stderr:\n${stderr}`,
+            );
+          return undefined;
+        },
+        what,
+        timeoutMs,
+      ),
     exited: (timeoutMs = 10_000) => until(() => exit, 'its exit', timeoutMs),
     send: (line) => void child.stdin!.write(`${line}\n`),
     kill,

@@ -33,14 +33,17 @@ export async function startServer(config: Partial<Config> = {}, options: ServerO
       return new Promise<Res>((resolve, reject) => {
         const fn = (client as unknown as Record<string, Function>)[method];
         if (typeof fn !== 'function') throw new Error(`no method ${method}`);
-        fn.call(client, request, new grpc.Metadata(), options, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)));
+        fn.call(client, request, new grpc.Metadata(), options, (err: grpc.ServiceError | null, res: Res) =>
+          err ? reject(err) : resolve(res),
+        );
       });
     },
     async [Symbol.asyncDispose]() {
       locks.close();
       cache.close();
       await server.shutdown(0);
-      if (logs.some((l) => l.startsWith('internal error'))) throw new Error(`server logged internal errors:\n${logs.join('\n')}`);
+      if (logs.some((l) => l.startsWith('internal error')))
+        throw new Error(`server logged internal errors:\n${logs.join('\n')}`);
     },
   };
 }

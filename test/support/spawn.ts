@@ -112,7 +112,11 @@ class Watched {
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n--- stdout:\n${this.out}\n--- stderr:\n${this.err}`));
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for ${what}\n--- stdout:\n${this.out}\n--- stderr:\n${this.err}`,
+          ),
+        );
       }, timeoutMs);
       this.#listeners.add(listener);
       listener();
@@ -140,7 +144,11 @@ const LISTENING = /^latchkey listening on (\S+:\d+) /m;
  * resolves once it prints its address. Rejects, with the child's output, if it exits first
  * or does not get there within timeoutMs; the child is killed in both cases.
  */
-export async function spawnServer(args: readonly string[] = [], env: Readonly<Record<string, string>> = {}, timeoutMs = STARTUP_TIMEOUT_MS): Promise<SpawnedServer> {
+export async function spawnServer(
+  args: readonly string[] = [],
+  env: Readonly<Record<string, string>> = {},
+  timeoutMs = STARTUP_TIMEOUT_MS,
+): Promise<SpawnedServer> {
   const child = startCli(['serve', '--listen', '127.0.0.1:0', ...args], env);
   const watched = new Watched(child);
   const pid = child.pid;
@@ -167,7 +175,9 @@ export async function spawnServer(args: readonly string[] = [], env: Readonly<Re
         const match = LISTENING.exec(watched.out);
         if (match !== null) return match[1]!;
         if (watched.exit !== undefined) {
-          throw new Error(`latchkey exited (code ${watched.exit.code}, signal ${watched.exit.signal}) before listening\n--- stdout:\n${watched.out}\n--- stderr:\n${watched.err}`);
+          throw new Error(
+            `latchkey exited (code ${watched.exit.code}, signal ${watched.exit.signal}) before listening\n--- stdout:\n${watched.out}\n--- stderr:\n${watched.err}`,
+          );
         }
         return undefined;
       },
@@ -186,7 +196,9 @@ export async function spawnServer(args: readonly string[] = [], env: Readonly<Re
     stdout: () => watched.out,
     stderr: () => watched.err,
     waitForStderr: (pattern, ms = STOP_TIMEOUT_MS) =>
-      watched.until(() => (pattern.test(watched.err) ? true : undefined), ms, `stderr to match ${pattern}`).then(() => {}),
+      watched
+        .until(() => (pattern.test(watched.err) ? true : undefined), ms, `stderr to match ${pattern}`)
+        .then(() => {}),
     waitExit,
     stop,
     async [Symbol.asyncDispose]() {
@@ -196,7 +208,11 @@ export async function spawnServer(args: readonly string[] = [], env: Readonly<Re
 }
 
 /** Runs `latchkey ...args` to completion (bounded; SIGKILL on timeout) and returns its output. */
-export async function runCli(args: readonly string[], env: Readonly<Record<string, string>> = {}, timeoutMs = STARTUP_TIMEOUT_MS): Promise<RunResult> {
+export async function runCli(
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+  timeoutMs = STARTUP_TIMEOUT_MS,
+): Promise<RunResult> {
   const child = startCli(args, env);
   const watched = new Watched(child);
   try {

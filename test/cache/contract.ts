@@ -1,0 +1,342 @@
+// The cache-store contract: memcached semantics, checked the same way on every store,
+// through a real latchkey server over real gRPC.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import type { CacheClient } from '../../client/generated/latchkey/v1/Cache.js';
+import type { GetResponse__Output } from '../../client/generated/latchkey/v1/GetResponse.js';
+import { loadProto } from '../../src/proto.js';
+import { PipelineCaller } from '../support/pipeline.js';
+import type { TestServer } from '../support/server.js';
+
+export interface CacheContractTarget {
+  /** The store name sent in requests. */
+  readonly store: string;
+  /** A TTL the store honours precisely enough to test expiry. memcached counts whole seconds
+   * on a clock that ticks once a second, so its TTLs may end up to 1 s early. */
+  readonly shortTtlMs: number;
+  start(): Promise<TestServer>;
+  /** How cache operations travel: unary RPCs, or tagged operations on Cache/Pipeline. */
+  readonly transport?: 'unary' | 'pipeline';
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function cacheStoreContract(target: CacheContractTarget): void {
+  const { store, shortTtlMs } = target;
+  const transport = target.transport ?? 'unary';
+
+  describe(`cache store contract: ${store} (${transport})`, () => {
+    let server: TestServer;
+    let cache: CacheClient;
+    let seq = 0;
+    const fresh = (label: string) => `contract:${store}:${label}:${process.pid}-${Date.now()}-${seq++}`;
+    const pipelines = new Map<CacheClient, PipelineCaller>();
+    const call = <Res>(method: string, request: object, client: CacheClient = cache) => {
+      if (transport === 'pipeline') {
+        if (!pipelines.has(client)) pipelines.set(client, new PipelineCaller(client));
+        return pipelines.get(client)!.call<Res>(method, { store, ...request });
+      }
+      return new Promise<Res>((resolve, reject) => {
+        const fn = (client as unknown as Record<string, Function>)[method]!;
+        fn.call(client, { store, ...request }, (err: grpc.ServiceError | null, res: Res) =>
+          err ? reject(err) : resolve(res),
+        );
+      });
+    };
+    const get = (key: string) => call<GetResponse__Output>('Get', { key });
+    const set = async (key: string, value: Buffer | string, ttl_ms = 0) =>
+      BigInt((await call<{ cas: string }>('Set', { key, value: Buffer.from(value), ttl_ms })).cas);
+    const cas = (key: string, value: string, casValue: bigint | string, ttl_ms = 0) =>
+      call<{ outcome: string; cas: string }>('Cas', {
+        key,
+        value: Buffer.from(value),
+        cas: casValue.toString(),
+        ttl_ms,
+      });
+    const add = (key: string, value: string, ttl_ms = 0) =>
+      call<{ outcome: string; cas: string }>('Add', { key, value: Buffer.from(value), ttl_ms });
+    const del = (key: string, casValue: bigint | string = 0n) =>
+      call<{ outcome: string }>('Delete', { key, cas: casValue.toString() });
+    const incr = (key: string, delta: bigint | number, initial: bigint | number = 0, ttl_ms = 0) =>
+      call<{ value: string; cas: string }>('Incr', {
+        key,
+        delta: delta.toString(),
+        initial: initial.toString(),
+        ttl_ms,
+      });
+    const touch = (key: string, ttl_ms: number) => call<{ outcome: string }>('Touch', { key, ttl_ms });
+    const text = async (key: string) => {
+      const got = await get(key);
+      return got.found ? got.value.toString() : undefined;
+    };
+
+    before(async () => {
+      server = await target.start();
+      cache = server.cache;
+    });
+    after(async () => {
+      for (const pipeline of pipelines.values()) pipeline.close();
+      await server[Symbol.asyncDispose]();
+    });
+
+    test('a missing key is a miss, not an error', async () => {
+      assert.deepEqual(await get(fresh('miss')), { found: false, value: Buffer.alloc(0), cas: '0' });
+    });
+
+    test('set then get returns the exact bytes and the cas of the write', async () => {
+      const key = fresh('binary');
+      const value = Buffer.from(Array.from({ length: 512 }, (_, i) => i % 256));
+      const written = await set(key, value);
+      assert.ok(written > 0n);
+      const got = await get(key);
+      assert.equal(got.found, true);
+      assert.ok(got.value.equals(value));
+      assert.equal(BigInt(got.cas), written);
+      const empty = fresh('empty');
+      await set(empty, Buffer.alloc(0));
+      assert.deepEqual((await get(empty)).found, true);
+      assert.equal((await get(empty)).value.length, 0);
+    });
+
+    test('every write changes the cas', async () => {
+      const key = fresh('cas-changes');
+      const first = await set(key, 'a');
+      const second = await set(key, 'a');
+      assert.notEqual(second, first);
+      const third = BigInt((await incr(fresh('other'), 1)).cas);
+      assert.notEqual(third, second);
+    });
+
+    test('cas stores only against the current cas', async () => {
+      const key = fresh('cas');
+      const v1 = await set(key, 'one');
+      const stored = await cas(key, 'two', v1);
+      assert.equal(stored.outcome, 'STORED');
+      assert.notEqual(BigInt(stored.cas), v1);
+      assert.equal(BigInt((await get(key)).cas), BigInt(stored.cas));
+      const stale = await cas(key, 'three', v1);
+      assert.equal(stale.outcome, 'EXISTS');
+      assert.equal(await text(key), 'two');
+      assert.equal((await cas(fresh('absent'), 'x', 12345n)).outcome, 'NOT_FOUND');
+    });
+
+    test('add stores only when the key is absent', async () => {
+      const key = fresh('add');
+      assert.equal((await add(key, 'first')).outcome, 'STORED');
+      assert.equal((await add(key, 'second')).outcome, 'EXISTS');
+      assert.equal(await text(key), 'first');
+    });
+
+    test('delete: unconditional, with a matching cas, and refused with a stale cas', async () => {
+      const key = fresh('delete');
+      assert.equal((await del(key)).outcome, 'NOT_FOUND');
+      const v1 = await set(key, 'x');
+      await set(key, 'y');
+      assert.equal((await del(key, v1)).outcome, 'EXISTS');
+      assert.equal(await text(key), 'y');
+      assert.equal((await del(key, BigInt((await get(key)).cas))).outcome, 'DELETED');
+      assert.equal((await get(key)).found, false);
+      await set(key, 'z');
+      assert.equal((await del(key)).outcome, 'DELETED');
+    });
+
+    test('incr creates from initial, adds, decrements to 0, and wraps at 2^64', async () => {
+      const key = fresh('incr');
+      assert.equal((await incr(key, 5, 100)).value, '100', 'an absent key takes initial, without delta');
+      assert.equal((await incr(key, 5)).value, '105');
+      assert.equal(await text(key), '105', 'the value is stored as decimal text');
+      assert.equal((await incr(key, -5)).value, '100');
+      assert.equal((await incr(key, -1000)).value, '0', 'decrement stops at 0');
+      const big = fresh('incr-big');
+      await set(big, (2n ** 32n + 7n).toString());
+      assert.equal((await incr(big, 2n ** 32n)).value, (2n ** 33n + 7n).toString());
+      const top = fresh('incr-wrap');
+      await set(top, (2n ** 64n - 2n).toString());
+      assert.equal((await incr(top, 1)).value, (2n ** 64n - 1n).toString());
+      assert.equal((await incr(top, 3)).value, '2', 'incr wraps around at 2^64');
+    });
+
+    test('incr on a value that is not a number is FAILED_PRECONDITION and changes nothing', async () => {
+      const key = fresh('incr-nan');
+      await set(key, 'twelve');
+      const err = (await incr(key, 1).catch((e: unknown) => e)) as grpc.ServiceError;
+      assert.equal(err.code, grpc.status.FAILED_PRECONDITION, err.details);
+      assert.match(err.details, /decimal/);
+      assert.equal(await text(key), 'twelve');
+    });
+
+    test('items expire after their TTL; ttl 0 never expires', async () => {
+      const shortKey = fresh('ttl');
+      const keepKey = fresh('no-ttl');
+      await set(shortKey, 'brief', shortTtlMs);
+      await set(keepKey, 'forever', 0);
+      assert.equal(await text(shortKey), 'brief');
+      await sleep(shortTtlMs * 2 + 100);
+      assert.equal(await text(shortKey), undefined);
+      assert.equal(await text(keepKey), 'forever');
+    });
+
+    test('touch moves the expiry and keeps value and cas', async () => {
+      const key = fresh('touch');
+      assert.equal((await touch(key, 1000)).outcome, 'NOT_FOUND');
+      const written = await set(key, 'kept', shortTtlMs);
+      assert.equal((await touch(key, 0)).outcome, 'TOUCHED');
+      await sleep(shortTtlMs * 2 + 100);
+      const got = await get(key);
+      assert.equal(got.found, true, 'touch with ttl 0 should remove the expiry');
+      assert.equal(got.value.toString(), 'kept');
+      assert.equal(BigInt(got.cas), written);
+    });
+
+    describe('fenced writes', () => {
+      const lockCall = <Res>(method: string, request: object) =>
+        new Promise<Res>((resolve, reject) => {
+          const fn = (server.locks as unknown as Record<string, Function>)[method]!;
+          fn.call(server.locks, request, (err: grpc.ServiceError | null, res: Res) =>
+            err ? reject(err) : resolve(res),
+          );
+        });
+      const acquire = (name: string, ttl_ms: number) =>
+        lockCall<{ fencing_token: string; lease_id: string }>('Acquire', {
+          name,
+          backend: 'memory',
+          ttl_ms,
+          wait_ms: 10_000,
+        });
+      const fenced = <Res>(method: string, request: object, lock: string, token: string) =>
+        call<Res>(method, { ...request, fence: { lock, backend: 'memory', token } });
+      const refusal = async (promise: Promise<unknown>) => {
+        const err = (await promise.then(
+          () => assert.fail('the stale write was accepted'),
+          (e: unknown) => e,
+        )) as grpc.ServiceError;
+        assert.equal(err.code, grpc.status.FAILED_PRECONDITION, err.details);
+        return err.details;
+      };
+
+      test('a paused holder whose lease expired cannot overwrite the newer holder', async () => {
+        const key = fresh('fenced-race');
+        const lock = fresh('fence-lock');
+        const a = await acquire(lock, 200);
+        await fenced('Set', { key, value: Buffer.from('a-1') }, lock, a.fencing_token);
+        await sleep(400); // A pauses past its TTL; B takes over
+        const b = await acquire(lock, 10_000);
+        assert.ok(BigInt(b.fencing_token) > BigInt(a.fencing_token));
+        await fenced('Set', { key, value: Buffer.from('b-1') }, lock, b.fencing_token);
+        const details = await refusal(fenced('Set', { key, value: Buffer.from('a-late') }, lock, a.fencing_token));
+        assert.match(details, new RegExp(`fencing token ${b.fencing_token}`));
+        const current = await get(key);
+        assert.equal(current.value.toString(), 'b-1');
+        await refusal(fenced('Cas', { key, value: Buffer.from('a-cas'), cas: current.cas }, lock, a.fencing_token));
+        await refusal(fenced('Delete', { key }, lock, a.fencing_token));
+        assert.equal(await text(key), 'b-1', "B's data survives every late write");
+        // The current holder keeps writing with the same token.
+        const stored = await fenced<{ outcome: string }>(
+          'Cas',
+          { key, value: Buffer.from('b-2'), cas: current.cas },
+          lock,
+          b.fencing_token,
+        );
+        assert.equal(stored.outcome, 'STORED');
+        assert.equal(await text(key), 'b-2');
+      });
+
+      test('a fenced delete leaves a tombstone that keeps older holders out', async () => {
+        const key = fresh('fenced-delete');
+        const lock = fresh('fence-lock');
+        await fenced('Set', { key, value: Buffer.from('v') }, lock, '5');
+        assert.equal((await fenced<{ outcome: string }>('Delete', { key }, lock, '7')).outcome, 'DELETED');
+        assert.equal((await get(key)).found, false, 'a tombstone reads as a miss');
+        await refusal(fenced('Set', { key, value: Buffer.from('stale') }, lock, '6'));
+        assert.equal((await get(key)).found, false);
+        await fenced('Set', { key, value: Buffer.from('newer') }, lock, '8');
+        assert.equal(await text(key), 'newer');
+      });
+
+      test('a fence from another lock is refused; a write without a fence resets the key', async () => {
+        const key = fresh('fenced-other');
+        await fenced('Set', { key, value: Buffer.from('v') }, 'lock-one', '10');
+        const details = await refusal(fenced('Set', { key, value: Buffer.from('w') }, 'lock-two', '99'));
+        assert.match(details, /lock-one/);
+        await set(key, 'plain');
+        await fenced('Set', { key, value: Buffer.from('fenced again') }, 'lock-two', '1');
+        assert.equal(await text(key), 'fenced again');
+        const err = (await fenced('Set', { key, value: Buffer.from('x') }, 'lock-two', '0').catch(
+          (e: unknown) => e,
+        )) as grpc.ServiceError;
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      });
+
+      test('add treats a tombstone as absent; a fenced add still checks its fence', async () => {
+        const key = fresh('fenced-add');
+        await fenced('Delete', { key }, 'lock-add', '3');
+        await refusal(fenced('Add', { key, value: Buffer.from('older') }, 'lock-add', '2'));
+        assert.equal(
+          (await fenced<{ outcome: string }>('Add', { key, value: Buffer.from('newer') }, 'lock-add', '3')).outcome,
+          'STORED',
+        );
+        assert.equal(
+          (await fenced<{ outcome: string }>('Add', { key, value: Buffer.from('again') }, 'lock-add', '4')).outcome,
+          'EXISTS',
+        );
+        assert.equal(await text(key), 'newer');
+        const plain = fresh('plain-add');
+        await fenced('Delete', { key: plain }, 'lock-add', '3');
+        assert.equal((await add(plain, 'after tombstone')).outcome, 'STORED');
+        assert.equal(await text(plain), 'after tombstone');
+      });
+
+      test('concurrent fenced writers with rising tokens: the highest token wins', async () => {
+        const key = fresh('fenced-concurrent');
+        const lock = fresh('fence-lock');
+        const tokens = Array.from({ length: 20 }, (_, i) => i + 1);
+        const results = await Promise.allSettled(
+          tokens.map((t) => fenced('Set', { key, value: Buffer.from(String(t)) }, lock, String(t))),
+        );
+        for (const r of results)
+          if (r.status === 'rejected')
+            assert.equal((r.reason as grpc.ServiceError).code, grpc.status.FAILED_PRECONDITION);
+        assert.equal(await text(key), '20');
+      });
+    });
+
+    test('8 clients x 50 cas-loop increments give the exact total', async () => {
+      const key = fresh('race');
+      await set(key, '0');
+      const proto = loadProto();
+      const clients = Array.from(
+        { length: 8 },
+        () =>
+          new proto.latchkey.v1.Cache(server.address, grpc.credentials.createInsecure(), {
+            'grpc.use_local_subchannel_pool': 1,
+          }),
+      );
+      try {
+        await Promise.all(
+          clients.map(async (client) => {
+            for (let i = 0; i < 50; i++) {
+              for (;;) {
+                const got = await call<GetResponse__Output>('Get', { key }, client);
+                const next = (Number(got.value.toString()) + 1).toString();
+                const result = await call<{ outcome: string }>(
+                  'Cas',
+                  { key, value: Buffer.from(next), cas: got.cas },
+                  client,
+                );
+                if (result.outcome === 'STORED') break;
+                assert.equal(result.outcome, 'EXISTS');
+              }
+            }
+          }),
+        );
+      } finally {
+        for (const client of clients) {
+          pipelines.get(client)?.close();
+          client.close();
+        }
+      }
+      assert.equal(await text(key), '400');
+    });
+  });
+}

@@ -1,5 +1,0 @@
-import { lockBackendContract } from './contract/lock-backend.js';
-import { memoryCapabilities } from '../src/locks/memory.js';
-import { startServer } from './support/server.js';
-
-lockBackendContract({ backend: 'memory', capabilities: memoryCapabilities, shortTtlMs: 300, start: () => startServer() });

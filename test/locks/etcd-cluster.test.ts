@@ -1,0 +1,248 @@
+// Scale-out on etcd, all real: a 3-member etcd cluster, 3 `latchkey serve` processes on it,
+// and 6 worker processes (test/support/lock-worker.ts), each with its own SDK client on one of
+// the servers, taking turns on one lock. The critical section increments a counter file
+// non-atomically and logs its fencing token, so a double grant shows as a lost increment or
+// a token out of order. The second run kills etcd's leader with SIGKILL halfway through.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import { etcdctl, etcdMissing, startEtcdCluster, type EtcdCluster, type EtcdMember } from '../support/etcd.js';
+import type { WorkerConfig, WorkerReport } from '../support/lock-worker.js';
+import { runScript, type Script } from '../support/script.js';
+import { spawnServer, type SpawnedServer } from '../support/spawn.js';
+
+const SERVERS = 3;
+const WORKERS = 6;
+const PREFIX = `latchkey-cluster-test-${process.pid}/`;
+const WORKER_SCRIPT = join('test', 'support', 'lock-worker.ts');
+/** A bound on one whole run, far above what it takes (seconds), so a stuck run fails, not hangs. */
+const RUN_BUDGET_MS = 90_000;
+const LEADER_SEARCH_MS = 5_000;
+/** Cycles per worker in the failover run (the scale-out run does 50 each: 300). */
+const FAILOVER_CYCLES_EACH = 20;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Grant {
+  readonly token: bigint;
+  readonly atMs: number;
+  readonly worker: number;
+}
+
+interface RunResult {
+  readonly cycles: number;
+  readonly wallMs: number;
+  readonly counter: number;
+  readonly grants: readonly Grant[];
+  readonly reports: readonly WorkerReport[];
+}
+
+async function readGrants(logFile: string): Promise<Grant[]> {
+  const text = await readFile(logFile, 'utf8');
+  return text
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      const [token, atMs, worker] = line.split(' ');
+      return { token: BigInt(token!), atMs: Number(atMs), worker: Number(worker) };
+    });
+}
+
+/**
+ * The member etcd's `endpoint status` names as leader. An election can be under way (no
+ * leader yet, a member slow to answer), so it asks again for up to LEADER_SEARCH_MS; then it
+ * settles for a follower, and says so.
+ */
+async function findLeader(cluster: EtcdCluster): Promise<{ member: EtcdMember; isLeader: boolean; note: string }> {
+  const deadline = Date.now() + LEADER_SEARCH_MS;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      last = await etcdctl(cluster.endpoints, ['endpoint', 'status', '-w', 'json'], { timeoutMs: 3_000 });
+      // NOTE: member ids are uint64 and lose precision as JSON numbers; compare them as strings.
+      const statuses = JSON.parse(last.replace(/:\s*(\d{16,})/g, ':"$1"')) as {
+        Endpoint: string;
+        Status: { header: { member_id: unknown }; leader: unknown };
+      }[];
+      const leader = statuses.find((s) => String(s.Status.header.member_id) === String(s.Status.leader));
+      const member = cluster.members.find((m) => leader?.Endpoint.replace(/^https?:\/\//, '') === m.endpoint);
+      if (member !== undefined) return { member, isLeader: true, note: '' };
+    } catch (err) {
+      last = String(err);
+    }
+    await sleep(100);
+  }
+  return {
+    member: cluster.members[0]!,
+    isLeader: false,
+    note: `no leader found in ${LEADER_SEARCH_MS} ms (last answer: ${last})`,
+  };
+}
+
+describe('scale-out: 3 latchkey servers on a 3-member etcd cluster, 6 worker processes', {
+  skip: etcdMissing(),
+}, () => {
+  let cluster: EtcdCluster;
+  let servers: SpawnedServer[] = [];
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'latchkey-scale-'));
+    cluster = await startEtcdCluster(3);
+    const started = await Promise.allSettled(
+      Array.from({ length: SERVERS }, () =>
+        spawnServer(['--backend', 'etcd', '--etcd-endpoints', cluster.endpoints, '--etcd-prefix', PREFIX]),
+      ),
+    );
+    servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const failed = started.find((s) => s.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  });
+
+  after(async () => {
+    await Promise.all(servers.map((s) => s.stop('SIGTERM')));
+    await cluster?.[Symbol.asyncDispose]();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  /**
+   * Runs WORKERS workers, worker i on server i mod SERVERS, for cyclesEach cycles each on a
+   * fresh lock. `during` runs alongside (with the number of grants logged so far); its signal
+   * aborts when the run ends, however it ends.
+   */
+  async function run(
+    label: string,
+    cyclesEach: number,
+    during?: (logged: () => Promise<number>, signal: AbortSignal) => Promise<void>,
+  ): Promise<RunResult> {
+    const lockName = `${label}-${Date.now()}`;
+    const counterFile = join(dir, `${label}.counter`);
+    const logFile = join(dir, `${label}.log`);
+    await writeFile(counterFile, '0');
+    await writeFile(logFile, '');
+    const workers: Script[] = [];
+    const ended = new AbortController();
+    let side: Promise<void> | undefined;
+    try {
+      for (let id = 0; id < WORKERS; id++) {
+        const config: WorkerConfig = {
+          id,
+          address: servers[id % SERVERS]!.address,
+          lockName,
+          backend: 'etcd',
+          cycles: cyclesEach,
+          counterFile,
+          logFile,
+          ttlMs: 3_000,
+          waitMs: 3_000,
+          budgetMs: RUN_BUDGET_MS,
+        };
+        workers.push(runScript(WORKER_SCRIPT, [JSON.stringify(config)]));
+      }
+      await Promise.all(workers.map((w) => w.waitFor((m) => m.ready === true, 'ready')));
+      const started = Date.now();
+      for (const worker of workers) worker.send('go');
+      const finished = Promise.all(
+        workers.map((w) => w.waitFor((m) => m.done === true, 'its report', RUN_BUDGET_MS + 5_000)),
+      );
+      side = during?.(async () => (await readGrants(logFile)).length, ended.signal);
+      side?.catch(() => {}); // awaited below; not unhandled if a worker fails first
+      const reports = (await finished) as unknown as WorkerReport[];
+      const wallMs = Date.now() - started;
+      await side;
+      for (const worker of workers) assert.deepEqual(await worker.exited(), { code: 0, signal: null }, worker.stderr());
+      return {
+        cycles: WORKERS * cyclesEach,
+        wallMs,
+        counter: Number(await readFile(counterFile, 'utf8')),
+        grants: await readGrants(logFile),
+        reports,
+      };
+    } finally {
+      ended.abort();
+      await side?.catch(() => {});
+      await Promise.all(workers.map((w) => w[Symbol.asyncDispose]()));
+    }
+  }
+
+  /** No double grant: not one increment lost, one log line per cycle, tokens strictly increasing in grant order. */
+  function assertExclusive(result: RunResult): void {
+    assert.equal(
+      result.counter,
+      result.cycles,
+      `counter ${result.counter} after ${result.cycles} cycles: increments were lost, so two workers held the lock at once`,
+    );
+    assert.equal(result.grants.length, result.cycles);
+    for (let i = 1; i < result.grants.length; i++) {
+      const [prev, next] = [result.grants[i - 1]!, result.grants[i]!];
+      assert.ok(
+        prev.token < next.token,
+        `grant ${i}: token ${next.token} (worker ${next.worker}) after ${prev.token} (worker ${prev.worker})`,
+      );
+    }
+    assert.equal(
+      result.reports.reduce((sum, r) => sum + r.cycles, 0),
+      result.cycles,
+    );
+  }
+
+  function report(t: TestContext, result: RunResult): void {
+    const sum = (pick: (r: WorkerReport) => Record<string, number>) =>
+      result.reports.reduce<Record<string, number>>((all, r) => {
+        for (const [k, v] of Object.entries(pick(r))) all[k] = (all[k] ?? 0) + v;
+        return all;
+      }, {});
+    const perServer = Array.from(
+      { length: SERVERS },
+      (_, s) => result.grants.filter((g) => g.worker % SERVERS === s).length,
+    );
+    t.diagnostic(
+      `${result.cycles} cycles in ${result.wallMs} ms = ${((result.cycles * 1000) / result.wallMs).toFixed(1)} cycles/s; grants per server ${perServer.join('/')}`,
+    );
+    t.diagnostic(
+      `acquire retries ${JSON.stringify(sum((r) => r.retries))}, abandoned ${result.reports.reduce((n, r) => n + r.abandoned, 0)}, release outcomes other than released ${JSON.stringify(sum((r) => r.releaseOutcomes))}`,
+    );
+    for (const r of result.reports) for (const error of r.errors) t.diagnostic(`worker ${r.id}: ${error}`);
+  }
+
+  test(`${WORKERS} workers through ${SERVERS} servers do 300 lock cycles on one lock with no overlap`, {
+    timeout: 150_000,
+  }, async (t) => {
+    const result = await run('scale', 50, undefined);
+    assertExclusive(result);
+    report(t, result);
+  });
+
+  test("failover: etcd's leader is killed with SIGKILL mid-run; no double grant, and the run completes", {
+    timeout: 150_000,
+  }, async (t) => {
+    let killed: { member: EtcdMember; isLeader: boolean; note: string; atMs: number; grantsBefore: number } | undefined;
+    const result = await run('failover', FAILOVER_CYCLES_EACH, async (logged, signal) => {
+      // Wait until a third of the cycles are done (or the run ended without), then kill.
+      while ((await logged()) < (WORKERS * FAILOVER_CYCLES_EACH) / 3) {
+        if (signal.aborted) return;
+        await sleep(20);
+      }
+      const { member, isLeader, note } = await findLeader(cluster);
+      const grantsBefore = await logged();
+      const atMs = Date.now();
+      await member.kill9();
+      killed = { member, isLeader, note, atMs, grantsBefore };
+    });
+    assert.ok(killed !== undefined, 'the run never got a third of the way');
+    assert.equal(killed.member.pid, undefined, 'the killed member is down');
+    assertExclusive(result);
+    const after = result.grants.filter((g) => g.atMs >= killed!.atMs);
+    assert.ok(after.length > 0, 'work went on after the kill');
+    // The longest pause between two grants from the kill on: how long the failover stalled locks.
+    let stall = after[0]!.atMs - killed.atMs;
+    for (let i = 1; i < after.length; i++) stall = Math.max(stall, after[i]!.atMs - after[i - 1]!.atMs);
+    if (!killed.isLeader) t.diagnostic(`${killed.note}; killed a member that may be a follower`);
+    t.diagnostic(
+      `killed ${killed.isLeader ? 'the leader' : 'a member'} ${killed.member.name} after ${killed.grantsBefore} grants; ${after.length} grants after the kill; longest pause between grants from the kill on ${stall} ms`,
+    );
+    report(t, result);
+  });
+});

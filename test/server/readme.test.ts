@@ -1,0 +1,97 @@
+// The README cannot rot: its generated sections match the code, and its grpcurl and SDK
+// examples run verbatim against a real server (only the address is swapped for the test
+// server's; grpcurl is the reflection-only stand-in in support/grpcurl.ts).
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { test } from 'node:test';
+import { README, renderReadme } from '../support/readme.js';
+import { startServer } from '../support/server.js';
+
+const run = promisify(execFile);
+const ROOT = join(import.meta.dirname, '..', '..');
+const readme = readFileSync(README, 'utf8');
+
+function example(label: string): string {
+  const match = new RegExp(`<!-- readme-test: ${label} -->\\n\`\`\`\\w+\\n([\\s\\S]*?)\`\`\``).exec(readme);
+  assert.ok(match, `README.md has no block marked readme-test: ${label}`);
+  return match[1]!;
+}
+
+test('the generated sections of README.md are up to date (npm run docs)', () => {
+  assert.equal(readme, renderReadme(readme), 'README.md is stale: run `npm run docs` and commit it');
+});
+
+test('the grpcurl examples run verbatim', async () => {
+  await using server = await startServer({ lruMaxEntries: 1000 });
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-readme-'));
+  try {
+    const shim = join(dir, 'grpcurl');
+    // tsx by URL: the examples run in a scratch directory, where a bare "tsx" would not resolve.
+    writeFileSync(
+      shim,
+      `#!/bin/sh\nexec "${process.execPath}" --import "${import.meta.resolve('tsx')}" "${join(ROOT, 'test/support/grpcurl.ts')}" "$@"\n`,
+    );
+    chmodSync(shim, 0o755);
+    const script = `set -euo pipefail\n${example('grpcurl').replaceAll('127.0.0.1:50051', server.address)}`;
+    const { stdout, stderr } = await run('bash', ['-c', script], {
+      cwd: dir,
+      env: { ...process.env, PATH: `${dir}:${process.env.PATH}` },
+      timeout: 120_000,
+    }).catch((err: { stdout: string; stderr: string; message: string }) => {
+      assert.fail(`the grpcurl examples failed: ${err.message}\n${err.stdout}\n${err.stderr}`);
+    });
+    assert.match(stdout, /^latchkey\.v1\.Cache\nlatchkey\.v1\.Locks$/m, 'list shows both services');
+    assert.match(stdout, /rpc Acquire \( \.latchkey\.v1\.AcquireRequest \) returns \( \.latchkey\.v1\.Lease \)/);
+    assert.match(stdout, /"leaseId": "[0-9a-f]+"/);
+    assert.match(stdout, /"owner": "alice"/);
+    assert.match(stderr, /Code: Aborted\n\s+Message: lock "reports\/daily" is held by alice/);
+    assert.match(stdout, /"released": true/);
+    assert.match(stdout, /"value": "aGVsbG8="/);
+    assert.match(stdout, /"outcome": "STORED"/);
+    assert.match(stdout, /"value": "100"/);
+    assert.match(stdout, /"outcome": "DELETED"/);
+    assert.match(stdout, /"outcome": "TOUCHED"/);
+    assert.match(stdout, /"outcome": "EXISTS"/);
+    assert.match(stdout, /"key": "nothing-here"/);
+    assert.match(stdout, /"limit": 2/);
+    assert.match(stdout, /"mode": "SHARED"/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Runs README block `label` (TypeScript) against a fresh server; resolves with its stdout. */
+async function runSdkExample(label: string): Promise<string> {
+  await using server = await startServer({ lruMaxEntries: 1000 });
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-readme-'));
+  try {
+    const file = join(dir, 'example.mts');
+    const code = example(label)
+      .replaceAll("'latchkey/client'", JSON.stringify(join(ROOT, 'client/index.ts')))
+      .replaceAll('127.0.0.1:50051', server.address);
+    writeFileSync(file, code);
+    return (await run(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, timeout: 60_000 })).stdout;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('the SDK example of semaphores, shared locks and watch runs verbatim', async () => {
+  const stdout = await runSdkExample('sdk-beyond');
+  assert.match(stdout, /^reader-1\/SHARED reader-2\/SHARED true$/m);
+  const events = stdout.split('\n').filter((l) => /^[A-Z_]+ /.test(l) || l === 'STATE ');
+  assert.deepEqual(events.slice(0, 1), ['STATE ']);
+  assert.deepEqual(events.slice(1, 3).sort(), ['ACQUIRED a', 'ACQUIRED b']);
+  assert.deepEqual(events.slice(3), ['WAITER_ADDED c', 'RELEASED a', 'ACQUIRED c', 'RELEASED c']);
+});
+
+test('the SDK example runs verbatim', async () => {
+  const stdout = await runSdkExample('sdk');
+  assert.match(stdout, /holding reports\/daily with fencing token \d+/);
+  assert.match(stdout, /visits = 1 42/);
+  assert.match(stdout, /\{"rows":42\}/);
+});
