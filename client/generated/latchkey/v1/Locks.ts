@@ -10,6 +10,8 @@ import type { LockState as _latchkey_v1_LockState, LockState__Output as _latchke
 import type { RefreshRequest as _latchkey_v1_RefreshRequest, RefreshRequest__Output as _latchkey_v1_RefreshRequest__Output } from '../../latchkey/v1/RefreshRequest.js';
 import type { ReleaseRequest as _latchkey_v1_ReleaseRequest, ReleaseRequest__Output as _latchkey_v1_ReleaseRequest__Output } from '../../latchkey/v1/ReleaseRequest.js';
 import type { ReleaseResponse as _latchkey_v1_ReleaseResponse, ReleaseResponse__Output as _latchkey_v1_ReleaseResponse__Output } from '../../latchkey/v1/ReleaseResponse.js';
+import type { SessionRequest as _latchkey_v1_SessionRequest, SessionRequest__Output as _latchkey_v1_SessionRequest__Output } from '../../latchkey/v1/SessionRequest.js';
+import type { SessionResponse as _latchkey_v1_SessionResponse, SessionResponse__Output as _latchkey_v1_SessionResponse__Output } from '../../latchkey/v1/SessionResponse.js';
 import type { WatchRequest as _latchkey_v1_WatchRequest, WatchRequest__Output as _latchkey_v1_WatchRequest__Output } from '../../latchkey/v1/WatchRequest.js';
 
 export interface LocksClient extends grpc.Client {
@@ -78,6 +80,33 @@ export interface LocksClient extends grpc.Client {
   release(argument: _latchkey_v1_ReleaseRequest, callback: grpc.requestCallback<_latchkey_v1_ReleaseResponse__Output>): grpc.ClientUnaryCall;
   
   /**
+   * A lock session: one stream and one backend lease (one etcd lease on etcd) for many locks.
+   * The first request carries `open` (a new session, or resume one by id); the first
+   * response carries `opened`. After that every request carries tagged `ops`, any number per
+   * message, answered by tag in any order: a waiting acquire never holds up the others.
+   * Every lock taken in the session lives on the session's lease and one keepalive renews
+   * them all. Half-closing the stream ends the session cleanly: waiting acquires are answered
+   * CANCELLED and every lock is released at once. A broken stream releases nothing: the
+   * session and its locks stay until its TTL runs out, and the client may resume it (through
+   * any server on the same backend, for etcd) with `open.resume_id` before then.
+   */
+  Session(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_latchkey_v1_SessionRequest, _latchkey_v1_SessionResponse__Output>;
+  Session(options?: grpc.CallOptions): grpc.ClientDuplexStream<_latchkey_v1_SessionRequest, _latchkey_v1_SessionResponse__Output>;
+  /**
+   * A lock session: one stream and one backend lease (one etcd lease on etcd) for many locks.
+   * The first request carries `open` (a new session, or resume one by id); the first
+   * response carries `opened`. After that every request carries tagged `ops`, any number per
+   * message, answered by tag in any order: a waiting acquire never holds up the others.
+   * Every lock taken in the session lives on the session's lease and one keepalive renews
+   * them all. Half-closing the stream ends the session cleanly: waiting acquires are answered
+   * CANCELLED and every lock is released at once. A broken stream releases nothing: the
+   * session and its locks stay until its TTL runs out, and the client may resume it (through
+   * any server on the same backend, for etcd) with `open.resume_id` before then.
+   */
+  session(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_latchkey_v1_SessionRequest, _latchkey_v1_SessionResponse__Output>;
+  session(options?: grpc.CallOptions): grpc.ClientDuplexStream<_latchkey_v1_SessionRequest, _latchkey_v1_SessionResponse__Output>;
+  
+  /**
    * Follow a lock: first one STATE event with the current state, then an event for every
    * grant, release, expiry and waiter arriving or leaving, in order, until the caller
    * cancels or the server shuts down (the stream then ends cleanly).
@@ -118,6 +147,19 @@ export interface LocksHandlers extends grpc.UntypedServiceImplementation {
   Release: grpc.handleUnaryCall<_latchkey_v1_ReleaseRequest__Output, _latchkey_v1_ReleaseResponse>;
   
   /**
+   * A lock session: one stream and one backend lease (one etcd lease on etcd) for many locks.
+   * The first request carries `open` (a new session, or resume one by id); the first
+   * response carries `opened`. After that every request carries tagged `ops`, any number per
+   * message, answered by tag in any order: a waiting acquire never holds up the others.
+   * Every lock taken in the session lives on the session's lease and one keepalive renews
+   * them all. Half-closing the stream ends the session cleanly: waiting acquires are answered
+   * CANCELLED and every lock is released at once. A broken stream releases nothing: the
+   * session and its locks stay until its TTL runs out, and the client may resume it (through
+   * any server on the same backend, for etcd) with `open.resume_id` before then.
+   */
+  Session: grpc.handleBidiStreamingCall<_latchkey_v1_SessionRequest__Output, _latchkey_v1_SessionResponse>;
+  
+  /**
    * Follow a lock: first one STATE event with the current state, then an event for every
    * grant, release, expiry and waiter arriving or leaving, in order, until the caller
    * cancels or the server shuts down (the stream then ends cleanly).
@@ -131,5 +173,6 @@ export interface LocksDefinition extends grpc.ServiceDefinition {
   Describe: MethodDefinition<_latchkey_v1_DescribeRequest, _latchkey_v1_LockState, _latchkey_v1_DescribeRequest__Output, _latchkey_v1_LockState__Output>
   Refresh: MethodDefinition<_latchkey_v1_RefreshRequest, _latchkey_v1_Lease, _latchkey_v1_RefreshRequest__Output, _latchkey_v1_Lease__Output>
   Release: MethodDefinition<_latchkey_v1_ReleaseRequest, _latchkey_v1_ReleaseResponse, _latchkey_v1_ReleaseRequest__Output, _latchkey_v1_ReleaseResponse__Output>
+  Session: MethodDefinition<_latchkey_v1_SessionRequest, _latchkey_v1_SessionResponse, _latchkey_v1_SessionRequest__Output, _latchkey_v1_SessionResponse__Output>
   Watch: MethodDefinition<_latchkey_v1_WatchRequest, _latchkey_v1_LockEvent, _latchkey_v1_WatchRequest__Output, _latchkey_v1_LockEvent__Output>
 }

@@ -1,0 +1,8 @@
+// Original file: proto/latchkey/v1/locks.proto
+
+
+export interface SessionKeepAlive {
+}
+
+export interface SessionKeepAlive__Output {
+}

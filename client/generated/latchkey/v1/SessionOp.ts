@@ -1,0 +1,53 @@
+// Original file: proto/latchkey/v1/locks.proto
+
+import type { AcquireRequest as _latchkey_v1_AcquireRequest, AcquireRequest__Output as _latchkey_v1_AcquireRequest__Output } from '../../latchkey/v1/AcquireRequest.js';
+import type { ReleaseRequest as _latchkey_v1_ReleaseRequest, ReleaseRequest__Output as _latchkey_v1_ReleaseRequest__Output } from '../../latchkey/v1/ReleaseRequest.js';
+import type { DescribeRequest as _latchkey_v1_DescribeRequest, DescribeRequest__Output as _latchkey_v1_DescribeRequest__Output } from '../../latchkey/v1/DescribeRequest.js';
+import type { SessionKeepAlive as _latchkey_v1_SessionKeepAlive, SessionKeepAlive__Output as _latchkey_v1_SessionKeepAlive__Output } from '../../latchkey/v1/SessionKeepAlive.js';
+import type { Long } from '@grpc/proto-loader';
+
+export interface SessionOp {
+  /**
+   * Chosen by the client, unique among its unanswered ops of this stream.
+   */
+  'tag'?: (number | string | Long);
+  /**
+   * Every option of Locks/Acquire. `backend` must be empty or the session's, and `ttl_ms`
+   * 0: a lock in a session lives on the session's lease. A name this session already
+   * holds: FAILED_PRECONDITION.
+   */
+  'acquire'?: (_latchkey_v1_AcquireRequest | null);
+  /**
+   * `lease_id` is the one the acquire answered; `backend` empty or the session's.
+   */
+  'release'?: (_latchkey_v1_ReleaseRequest | null);
+  'describe'?: (_latchkey_v1_DescribeRequest | null);
+  /**
+   * Renew the session's lease (and with it every lock of the session).
+   */
+  'keepalive'?: (_latchkey_v1_SessionKeepAlive | null);
+  'op'?: "acquire"|"release"|"describe"|"keepalive";
+}
+
+export interface SessionOp__Output {
+  /**
+   * Chosen by the client, unique among its unanswered ops of this stream.
+   */
+  'tag': (string);
+  /**
+   * Every option of Locks/Acquire. `backend` must be empty or the session's, and `ttl_ms`
+   * 0: a lock in a session lives on the session's lease. A name this session already
+   * holds: FAILED_PRECONDITION.
+   */
+  'acquire'?: (_latchkey_v1_AcquireRequest__Output | null);
+  /**
+   * `lease_id` is the one the acquire answered; `backend` empty or the session's.
+   */
+  'release'?: (_latchkey_v1_ReleaseRequest__Output | null);
+  'describe'?: (_latchkey_v1_DescribeRequest__Output | null);
+  /**
+   * Renew the session's lease (and with it every lock of the session).
+   */
+  'keepalive'?: (_latchkey_v1_SessionKeepAlive__Output | null);
+  'op'?: "acquire"|"release"|"describe"|"keepalive";
+}

@@ -1,0 +1,26 @@
+// Original file: proto/latchkey/v1/locks.proto
+
+import type { SessionOpen as _latchkey_v1_SessionOpen, SessionOpen__Output as _latchkey_v1_SessionOpen__Output } from '../../latchkey/v1/SessionOpen.js';
+import type { SessionOp as _latchkey_v1_SessionOp, SessionOp__Output as _latchkey_v1_SessionOp__Output } from '../../latchkey/v1/SessionOp.js';
+
+export interface SessionRequest {
+  /**
+   * The first request only.
+   */
+  'open'?: (_latchkey_v1_SessionOpen | null);
+  /**
+   * Operations, each with a tag the client chose; results carry it back.
+   */
+  'ops'?: (_latchkey_v1_SessionOp)[];
+}
+
+export interface SessionRequest__Output {
+  /**
+   * The first request only.
+   */
+  'open': (_latchkey_v1_SessionOpen__Output | null);
+  /**
+   * Operations, each with a tag the client chose; results carry it back.
+   */
+  'ops': (_latchkey_v1_SessionOp__Output)[];
+}
