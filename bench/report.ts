@@ -18,6 +18,8 @@ export interface CellResult {
   verdict?: 'pass' | 'miss';
   /** The target as printed, e.g. "≥ 0.85× echo.get". */
   targetText?: string;
+  /** Server CPU per op over the baseline's, for a `cpu` target. */
+  cpuRatio?: number;
   error?: string;
 }
 
@@ -28,7 +30,7 @@ export interface ScenarioResult {
   readonly unit: Scenario['unit'];
   readonly baseline?: string;
   readonly ratioOf: 'rps' | 'p50';
-  readonly target?: Target;
+  readonly target?: Target | readonly Target[];
   skipped?: string;
   error?: string;
   readonly cells: CellResult[];
@@ -72,13 +74,22 @@ export function judge(report: Report): void {
           ? undefined
           : byId.get(s.baseline)?.cells.find((c) => c.concurrency === cell.concurrency && c.error === undefined);
       if (base !== undefined) cell.ratio = s.ratioOf === 'p50' ? base.p50Ms / cell.p50Ms : cell.rps / base.rps;
-      const t = s.target;
+      const targets = s.target === undefined ? [] : Array.isArray(s.target) ? s.target : [s.target as Target];
+      // The first target that speaks of this concurrency judges the cell.
+      const t = targets.find((x) => x.kind !== 'ratio' || x.at === undefined || x.at.includes(cell.concurrency));
       if (t === undefined) continue;
       if (t.kind === 'ratio') {
-        if (t.at !== undefined && !t.at.includes(cell.concurrency)) continue;
         cell.targetText = `≥ ${t.min}× ${s.baseline}`;
         if (cell.ratio !== undefined && Number.isFinite(cell.ratio))
           cell.verdict = cell.ratio >= t.min ? 'pass' : 'miss';
+      } else if (t.kind === 'cpu') {
+        cell.targetText = `server CPU/op ≤ ${t.max}× ${s.baseline}'s`;
+        const mine = cell.serverUsPerOp;
+        const theirs = base?.serverUsPerOp;
+        if (mine !== undefined && theirs !== undefined && theirs > 0) {
+          cell.cpuRatio = mine / theirs;
+          cell.verdict = cell.cpuRatio <= t.max ? 'pass' : 'miss';
+        }
       } else if (t.kind === 'p50') {
         cell.targetText = `p50 ≤ ${t.maxMs} ms`;
         if (Number.isFinite(cell.p50Ms)) cell.verdict = cell.p50Ms <= t.maxMs ? 'pass' : 'miss';
@@ -191,10 +202,13 @@ function targetLines(report: Report): string[] {
   for (const s of report.scenarios) {
     for (const c of s.cells) {
       if (c.targetText === undefined) continue;
-      const measured =
-        s.target?.kind === 'ratio'
-          ? ratio(c, s) || '–'
-          : s.target?.kind === 'p50'
+      const measured = c.targetText.startsWith('≥')
+        ? ratio(c, s) || '–'
+        : c.targetText.startsWith('server CPU')
+          ? c.cpuRatio === undefined
+            ? '–'
+            : `server CPU/op ${c.cpuRatio.toFixed(2)}× ${s.baseline}'s`
+          : c.targetText.startsWith('p50')
             ? `p50 ${ms(c.p50Ms)} ms`
             : `${c.value?.toFixed(0)} ${s.unit}`;
       lines.push(

@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { Session } from 'node:inspector';
 import { etcdMissing } from '../test/support/etcd.js';
 import { memcachedMissing } from '../test/support/memcached.js';
+import { redisMissing } from './redis.js';
 import { REPO_ROOT } from '../test/support/spawn.js';
 import { combine, runRound, type Cell, type Round } from './measure.js';
 import { formatSummary, nowUs, summarize, type Window } from './profile.js';
@@ -37,6 +38,7 @@ import {
   startEtcdChild,
   startLatchkey,
   startMemcachedChild,
+  startRedisChild,
   stopAll,
   type LatchkeyChild,
 } from './servers.js';
@@ -123,7 +125,11 @@ async function main(): Promise<number> {
 
   // The harness's checks: a missing binary skips its scenarios, with the reason; under
   // LATCHKEY_REQUIRE_ALL_SUITES they throw instead, and the run fails.
-  const missing: Record<Needs, string | false> = { etcd: etcdMissing(), memcached: memcachedMissing() };
+  const missing: Record<Needs, string | false> = {
+    etcd: etcdMissing(),
+    memcached: memcachedMissing(),
+    redis: redisMissing(),
+  };
   const wants = (need: Needs) => GROUPS.some((g) => g.scenarios.some((s) => ids.has(s.id) && s.needs?.includes(need)));
 
   const lockDir = mkdtempSync(join(tmpdir(), 'latchkey-bench-locks-'));
@@ -137,17 +143,24 @@ async function main(): Promise<number> {
   const self = opts.profile ? startSelfProfile() : undefined;
   const allWindows = new Map<string, Window[]>();
   try {
-    log('bench: starting servers (echo, memcached, etcd, latchkey)...');
-    const [echo, memcached, etcd] = await Promise.all([
+    log('bench: starting servers (echo, memcached, etcd, redis, latchkey)...');
+    const [echo, memcached, etcd, redis] = await Promise.all([
       startEcho(),
       missing.memcached === false && wants('memcached') ? startMemcachedChild() : undefined,
       missing.etcd === false && wants('etcd') ? startEtcdChild() : undefined,
+      missing.redis === false && wants('redis') ? startRedisChild() : undefined,
     ]);
     const serverArgs = ['--lock-dir', lockDir, '--etcd-prefix', 'bench/locks/'];
     if (memcached) serverArgs.push('--memcached', memcached.address);
     if (etcd) serverArgs.push('--etcd-endpoints', etcd.endpoint);
     const shared = opts.profile ? undefined : await startLatchkey(serverArgs);
-    const baseEnv = { quick: opts.quick, echo: echo.address, memcached: memcached?.address, etcd: etcd?.endpoint };
+    const baseEnv = {
+      quick: opts.quick,
+      echo: echo.address,
+      memcached: memcached?.address,
+      etcd: etcd?.endpoint,
+      redis: redis?.address,
+    };
 
     if (GROUPS.some((g) => g.scenarios.some((s) => ids.has(s.id) && /sdk-pipe/.test(s.id)))) {
       const probe = shared ?? (await startLatchkey(serverArgs));
@@ -223,7 +236,7 @@ async function main(): Promise<number> {
         c: number,
         latchkeyPid: number | undefined,
       ) => {
-        const pids = { echo: echo.pid, memcached: memcached?.pid, etcd: etcd?.pid };
+        const pids = { echo: echo.pid, memcached: memcached?.pid, etcd: etcd?.pid, redis: redis?.pid };
         const meter = (s: Scenario) => (s.meter !== undefined ? pids[s.meter] : s.latchkey ? latchkeyPid : undefined);
         const rounds = new Map<string, Round[]>(items.map(({ s }) => [s.id, []]));
         const custom = new Map<string, Cell & { value?: number; note?: string }>();

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startEtcd } from '../test/support/etcd.js';
 import { startMemcached } from '../test/support/memcached.js';
+import { startRedis } from './redis.js';
 import { REPO_ROOT, spawnServer, STARTUP_TIMEOUT_MS, type SpawnedServer } from '../test/support/spawn.js';
 
 interface Stoppable {
@@ -151,4 +152,9 @@ export function rssMb(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (match === null) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(match[1]) / 1024;
+}
+
+export async function startRedisChild(): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
+  const redis = await startRedis();
+  return track(`redis-server (pid ${redis.pid})`, () => redis.stop(), { address: redis.address, pid: redis.pid });
 }
