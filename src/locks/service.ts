@@ -11,7 +11,7 @@ import type { WatchRequest__Output } from '../../client/generated/latchkey/v1/Wa
 import type { LockEvent as LockEventMessage } from '../../client/generated/latchkey/v1/LockEvent.js';
 import type { Config } from '../config.js';
 import { FailedPreconditionError, InvalidArgumentError, LockBusyError, ResourceExhaustedError } from '../errors.js';
-import type { CallContext } from '../rpc.js';
+import type { CallContext } from '../call-context.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Capabilities, Lease, LockBackend, LockEvent, LockMode, LockState } from './backend.js';
 
