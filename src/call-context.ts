@@ -30,6 +30,12 @@ export interface CallContext {
   readonly peer: string;
   /** Milliseconds left before the call's deadline as the server read it; Infinity without one. */
   remainingMs(): number;
+  /**
+   * How long the handler may still take and have its answer reach the caller before the
+   * caller's own deadline: remainingMs() less deadlineMarginMs() of it, in whole ms; Infinity
+   * without a deadline. A handler that waits (Acquire) waits at most this long.
+   */
+  answerWithinMs(): number;
   /** Throws PermissionDeniedError if the caller's token may not use this lock name or key. */
   authorize(what: 'lock' | 'key', name: string): void;
 }
@@ -88,6 +94,28 @@ export interface CallScope {
   abort(reason: LatchkeyError): void;
 }
 
+/** The least a waiting call answers before its deadline: for the answer's way back and a busy event loop. */
+export const DEADLINE_MARGIN_FLOOR_MS = 50;
+/** The most: 10 min, reached only by deadlines past 16.6 h (see deadlineMarginMs). */
+export const DEADLINE_MARGIN_CAP_MS = 600_000;
+
+/**
+ * How long before the deadline the server reads a waiting call gives up, so that its answer
+ * (ABORTED naming the holder) reaches the client before the client's own deadline: 50 ms +
+ * 1% of the time left, at most 10 min.
+ * NOTE: gRPC's C core (Python, C++, Ruby, PHP) rounds the grpc-timeout it sends UP to three
+ * significant digits: a 1 s deadline goes out as "1010m", 5 s as "5010m", 100 s as "101S",
+ * 1 h as "3610S". The server's deadline is then up to 1% later than the one the client
+ * keeps, so a fixed few milliseconds are not enough: 1% covers that rounding at every
+ * length, the floor covers the trip back. Past 16.6 h C core rounds to tens of minutes, so
+ * the cap is 10 min: every deadline that can bound a wait (--max-wait-ms is at most a day)
+ * stays covered, and no wait ends more than 10 min early. grpc-go, grpc-java and grpc-js
+ * send the time left unrounded; for them the margin is only the floor's worth of slack.
+ */
+export function deadlineMarginMs(remainingMs: number): number {
+  return Math.min(DEADLINE_MARGIN_CAP_MS, DEADLINE_MARGIN_FLOOR_MS + remainingMs / 100);
+}
+
 /** The authorize() of a call with this metadata. */
 function authorizer(env: RpcEnv, metadata: grpc.Metadata): CallContext['authorize'] {
   if (env.auth === undefined) return () => {};
@@ -115,6 +143,11 @@ export function createCallContext(
     signal: controller.signal,
     peer: call.getPeer(),
     remainingMs: () => deadline - Date.now(),
+    answerWithinMs() {
+      if (deadline === Infinity) return Infinity;
+      const remaining = deadline - Date.now();
+      return Math.floor(remaining - deadlineMarginMs(remaining));
+    },
     authorize: authorizer(env, call.metadata),
   };
   let cancelled = false;

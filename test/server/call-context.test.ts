@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type * as grpc from '@grpc/grpc-js';
 import type { CacheStore } from '../../src/cache/store.js';
+import { DEADLINE_MARGIN_CAP_MS, DEADLINE_MARGIN_FLOOR_MS, deadlineMarginMs } from '../../src/call-context.js';
 import { CancelledError } from '../../src/errors.js';
 import { scrape } from '../support/metrics.js';
 import { startServer, type TestServer } from '../support/server.js';
@@ -101,4 +102,76 @@ describe('a cancelled call, unary or bidi (a server stream: metrics.test.ts, Wat
       assert.equal(await m.handled(), 1, 'counted once');
     });
   }
+});
+
+/**
+ * The timeout gRPC's C core sends for `ms` left, in ms: Timeout::FromMillis of grpc's
+ * src/core/lib/transport/timeout_encoding.cc, which rounds up to three significant digits
+ * of ms, tens/hundreds of ms, s, tens/hundreds of s, min, tens/hundreds of min or h (a unit
+ * whose value would be a whole number of the next one moves on to that one).
+ */
+function cCoreTimeoutMs(ms: number): number {
+  const up = (a: number, b: number) => Math.ceil(a / b);
+  // [below, unit ms, next unit ms]: the three-digit ranges of each unit.
+  const ranges: [number, number, number][] = [
+    [1_000, 1, 1],
+    [10_000, 10, 1_000],
+    [100_000, 100, 1_000],
+  ];
+  for (const [below, unit, next] of ranges) {
+    if (ms < below) {
+      const value = up(ms, unit);
+      if (unit === 1 || (value * unit) % next !== 0) return value * unit;
+      break;
+    }
+  }
+  const scaled = (n: number, unitMs: number, nextMs: number, then: (n: number) => number): number => {
+    for (const [below, step] of [
+      [1_000, 1],
+      [10_000, 10],
+      [100_000, 100],
+    ] as const) {
+      if (n < below) {
+        const value = up(n, step);
+        if ((value * step * unitMs) % nextMs !== 0) return value * step * unitMs;
+        break;
+      }
+    }
+    return then(up(n * unitMs, nextMs));
+  };
+  const hours = (h: number) => h * 3_600_000;
+  const minutes = (m: number) => scaled(m, 60_000, 3_600_000, hours);
+  return scaled(up(ms, 1_000), 1_000, 60_000, minutes);
+}
+
+test('C core rounds grpc-timeout up as observed (1 s is sent as 1010m, 5 s as 5010m)', () => {
+  // C core's clock makes the time left at sending a hair over the deadline set: +1 ms.
+  assert.equal(cCoreTimeoutMs(1_001), 1_010);
+  assert.equal(cCoreTimeoutMs(5_001), 5_010);
+  assert.equal(cCoreTimeoutMs(100_001), 101_000);
+  assert.equal(cCoreTimeoutMs(3_600_001), 3_610_000);
+  assert.equal(cCoreTimeoutMs(120_000), 120_000, '2 min is sent as 2M, exactly');
+  assert.equal(cCoreTimeoutMs(68_001_653), 68_400_000, 'past 16.6 h: 19H, 398 s over');
+});
+
+test('the deadline margin leaves a C-core client the floor to spare at every deadline a wait can meet', () => {
+  const maxWaitMs = 86_400_000; // the largest --max-wait-ms
+  let checked = 0;
+  for (let deadlineMs = 1; deadlineMs <= maxWaitMs + DEADLINE_MARGIN_CAP_MS; ) {
+    for (const late of [0, 1, 2]) {
+      const readMs = cCoreTimeoutMs(deadlineMs + late);
+      const answeredAtMs = readMs - deadlineMarginMs(readMs);
+      if (answeredAtMs > maxWaitMs) continue; // the wait ends first; the deadline bounds nothing
+      const spareMs = deadlineMs - answeredAtMs;
+      assert.ok(
+        spareMs >= DEADLINE_MARGIN_FLOOR_MS - 3,
+        `deadline ${deadlineMs} ms, read as ${readMs} ms: answered only ${spareMs} ms before it`,
+      );
+      checked++;
+    }
+    deadlineMs = deadlineMs < 20_000 ? deadlineMs + 1 : deadlineMs + 997;
+  }
+  assert.ok(checked > 100_000);
+  assert.equal(deadlineMarginMs(0), DEADLINE_MARGIN_FLOOR_MS);
+  assert.equal(deadlineMarginMs(maxWaitMs), DEADLINE_MARGIN_CAP_MS, 'the cap binds on the longest waits');
 });
