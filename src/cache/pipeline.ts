@@ -75,8 +75,8 @@ export function pipelineHandler(
     }
     open++;
     let running = 0;
-    // No more operations will come: the client half-closed, cancelled, or the server drains.
-    let ended = false;
+    // No more operations will come: the client half-closed or cancelled, or the server drains.
+    let inputDone = false;
     let paused = false;
     let draining = false;
     let pending: PipelineResult[] = [];
@@ -91,13 +91,13 @@ export function pipelineHandler(
       cancelMessage: 'pipeline cancelled by the client',
       // Nobody reads the answers any more; the stream ends once what runs has settled.
       onCancel: () => {
-        ended = true;
+        inputDone = true;
         if (running === 0) finish();
       },
       // At shutdown: answer what is running, refuse what comes after, and end the stream.
       onDrain: () => {
         draining = true;
-        ended = true;
+        inputDone = true;
         // NOTE: answers computed this turn are written by the next flush; write them before
         // ending, or those operations (applied!) would go unanswered.
         if (running === 0) {
@@ -112,7 +112,7 @@ export function pipelineHandler(
       flushScheduled = false;
       if (pending.length > 0 && !scope.ended && !scope.cancelled) write(pending);
       pending = [];
-      if (ended && running === 0) finish();
+      if (inputDone && running === 0) finish();
     };
     const write = (results: PipelineResult[]) => {
       // Reply frames stay near frameBytes however many results finished together, so no
@@ -184,7 +184,7 @@ export function pipelineHandler(
       }
     });
     call.on('end', () => {
-      ended = true;
+      inputDone = true;
       if (running === 0) {
         flush();
         finish();
