@@ -10,7 +10,7 @@ import type { CacheMeter, CacheOp, CacheOutcome, LockMeter, Metrics, WaitOutcome
 import type { ExpiryListener, Lease } from './locks/backend.js';
 import type { LockService } from './locks/service.js';
 import type { CacheService } from './cache/service.js';
-import type { CallContext } from './rpc.js';
+import type { CallContext } from './call-context.js';
 
 function waitOutcome(err: unknown): WaitOutcome {
   if (err instanceof LockBusyError) return 'timeout';

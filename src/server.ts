@@ -19,7 +19,8 @@ import { EtcdLockBackend } from './locks/etcd.js';
 import { MemoryLockBackend } from './locks/memory.js';
 import { createLockService } from './locks/service.js';
 import { loadProto, reflectionDefinition } from './proto.js';
-import { InflightCalls, serverStream, unary, type RpcEnv } from './rpc.js';
+import { InflightCalls, type CallContext, type RpcEnv } from './call-context.js';
+import { serverStream, unary } from './rpc.js';
 import { TokenAuth } from './auth.js';
 import { readFileSync } from 'node:fs';
 
@@ -145,7 +146,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   });
   const h =
     (service: string) =>
-    <Req, Res>(method: string, handler: (req: Req, ctx: import('./rpc.js').CallContext) => Promise<Res>) =>
+    <Req, Res>(method: string, handler: (req: Req, ctx: CallContext) => Promise<Res>) =>
       unary(handler, env, metrics.rpc(service, method));
   const lockCall = h('latchkey.v1.Locks');
   const cacheCall = h('latchkey.v1.Cache');

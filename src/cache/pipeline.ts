@@ -10,16 +10,8 @@ import type { PipelineResponse } from '../../client/generated/latchkey/v1/Pipeli
 import type { PipelineResult } from '../../client/generated/latchkey/v1/PipelineResult.js';
 import type { PipelineOp__Output } from '../../client/generated/latchkey/v1/PipelineOp.js';
 import type { Config } from '../config.js';
-import {
-  CancelledError,
-  InvalidArgumentError,
-  ResourceExhaustedError,
-  ShuttingDownError,
-  toOpError,
-  toStatus,
-} from '../errors.js';
-import type { RpcMeter } from '../metrics.js';
-import { authorizer, type CallContext, type RpcEnv } from '../rpc.js';
+import { InvalidArgumentError, ResourceExhaustedError, ShuttingDownError, toOpError } from '../errors.js';
+import { createCallContext, refuseStream, type CallContext, type CallMeter, type RpcEnv } from '../call-context.js';
 import { checkBatch, type CacheService } from './service.js';
 
 /** Operations of one stream running at once; past this the stream stops reading. */
@@ -59,59 +51,76 @@ async function run(cache: CacheService, op: PipelineOp__Output, ctx: CallContext
   }
 }
 
-/** `meter` counts each stream as one call: in flight while open, then OK or CANCELLED. */
+/**
+ * `meter` counts each stream as one call: in flight while open, then OK or CANCELLED. The
+ * call context (call-context.ts) owns the signal, cancel and in-flight bookkeeping; this
+ * handler keeps the framing: tagged operations in, coalesced reply frames out, backpressure.
+ */
 export function pipelineHandler(
   cache: CacheService,
   config: Config,
   env: RpcEnv,
-  meter: RpcMeter,
+  meter: CallMeter,
 ): grpc.handleBidiStreamingCall<PipelineRequest__Output, PipelineResponse> {
   const frameBytes = Math.min(FRAME_BYTES, config.maxMessageBytes / 2);
-  const { inflight, log } = env;
+  const { log } = env;
   let open = 0;
   return (call: Stream) => {
     if (open >= config.maxStreams) {
       const err = new ResourceExhaustedError(
         `${open} Cache/Pipeline streams are open; the limit is ${config.maxStreams} (--max-streams): use unary calls or fewer clients`,
       );
-      call.emit('error', Object.assign(new Error(err.message), toStatus(err, log)));
-      meter.answered(err.code);
+      refuseStream(call, err, env, meter);
       return;
     }
     open++;
-    const controller = new AbortController();
-    const ctx: CallContext = {
-      signal: controller.signal,
-      peer: call.getPeer(),
-      remainingMs: () => Infinity,
-      authorize: authorizer(env, call.metadata),
-    };
     let running = 0;
-    let ended = false;
+    // No more operations will come: the client half-closed or cancelled, or the server drains.
+    let inputDone = false;
     let paused = false;
-    let finished = false;
+    let draining = false;
     let pending: PipelineResult[] = [];
     let flushScheduled = false;
 
-    let draining = false;
     const finish = (code = status.OK) => {
-      if (finished) return;
-      finished = true;
+      if (!scope.end(code)) return;
       open--;
-      stopDraining();
-      inflight.delete(controller);
-      meter.end(code);
-      call.end();
+      if (!scope.cancelled) call.end();
     };
+    const scope = createCallContext(call, env, meter, {
+      cancelMessage: 'pipeline cancelled by the client',
+      // Nobody reads the answers any more; the stream ends once what runs has settled.
+      onCancel: () => {
+        inputDone = true;
+        if (running === 0) finish();
+      },
+      // At shutdown: answer what is running, refuse what comes after, and end the stream.
+      onDrain: () => {
+        draining = true;
+        inputDone = true;
+        // NOTE: answers computed this turn are written by the next flush; write them before
+        // ending, or those operations (applied!) would go unanswered.
+        if (running === 0) {
+          flush();
+          finish();
+        }
+      },
+    });
+    const { ctx } = scope;
+
     const flush = () => {
       flushScheduled = false;
-      if (pending.length === 0 || finished) return;
+      if (pending.length > 0 && !scope.ended && !scope.cancelled) write(pending);
+      pending = [];
+      if (inputDone && running === 0) finish();
+    };
+    const write = (results: PipelineResult[]) => {
       // Reply frames stay near frameBytes however many results finished together, so no
       // frame outgrows the client's message size limit.
       let writable = true;
       let frame: PipelineResult[] = [];
       let bytes = 0;
-      for (const result of pending) {
+      for (const result of results) {
         const size =
           32 + (result.get?.value?.length ?? 0) + (result.error ? Buffer.byteLength(result.error.message ?? '') : 0);
         if (frame.length > 0 && bytes + size > frameBytes) {
@@ -122,7 +131,6 @@ export function pipelineHandler(
         frame.push(result);
         bytes += size;
       }
-      pending = [];
       writable = call.write({ results: frame }) && writable;
       // Backpressure: a client that does not read stops us reading its new operations.
       if (!writable && !paused) {
@@ -133,7 +141,6 @@ export function pipelineHandler(
           call.resume();
         });
       }
-      if (ended && running === 0) finish();
     };
     const answer = (result: PipelineResult) => {
       pending.push(result);
@@ -148,29 +155,8 @@ export function pipelineHandler(
       }
     };
 
-    inflight.add(controller);
-    meter.begin();
-    // At shutdown: answer what is running, refuse what comes after, and end the stream.
-    const stopDraining = inflight.onDrain(() => {
-      draining = true;
-      ended = true;
-      // NOTE: answers computed this turn are written by the next flush; write them before
-      // ending, or those operations (applied!) would go unanswered.
-      if (running === 0) {
-        flush();
-        finish();
-      }
-    });
-    call.on('cancelled', () => {
-      if (finished) return;
-      controller.abort(new CancelledError('pipeline cancelled by the client'));
-      finished = true;
-      open--;
-      stopDraining();
-      inflight.delete(controller);
-      meter.end(status.CANCELLED);
-    });
     call.on('data', (request: PipelineRequest__Output) => {
+      if (scope.cancelled) return;
       try {
         checkBatch('a pipeline frame', request.ops.length, config);
       } catch (err) {
@@ -198,7 +184,7 @@ export function pipelineHandler(
       }
     });
     call.on('end', () => {
-      ended = true;
+      inputDone = true;
       if (running === 0) {
         flush();
         finish();

@@ -19,7 +19,7 @@ import type { GetManyRequest__Output } from '../../client/generated/latchkey/v1/
 import type { GetManyResponse } from '../../client/generated/latchkey/v1/GetManyResponse.js';
 import type { SetManyRequest__Output } from '../../client/generated/latchkey/v1/SetManyRequest.js';
 import type { SetManyResponse } from '../../client/generated/latchkey/v1/SetManyResponse.js';
-import type { CallContext } from '../rpc.js';
+import type { CallContext } from '../call-context.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Fence__Output } from '../../client/generated/latchkey/v1/Fence.js';
 import { decode, fencedAdd, fencedCas, fencedDelete, fencedSet, type Fence } from './fencing.js';

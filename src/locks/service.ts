@@ -11,7 +11,7 @@ import type { WatchRequest__Output } from '../../client/generated/latchkey/v1/Wa
 import type { LockEvent as LockEventMessage } from '../../client/generated/latchkey/v1/LockEvent.js';
 import type { Config } from '../config.js';
 import { FailedPreconditionError, InvalidArgumentError, LockBusyError, ResourceExhaustedError } from '../errors.js';
-import type { CallContext } from '../rpc.js';
+import type { CallContext } from '../call-context.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Capabilities, Lease, LockBackend, LockEvent, LockMode, LockState } from './backend.js';
 
@@ -152,13 +152,11 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
         );
       if (limit > 1) requireCapability(backend, 'semaphore');
       if (mode === 'SHARED') requireCapability(backend, 'shared');
-      // Never wait past the caller's deadline: it would get DEADLINE_EXCEEDED instead of the
-      // ABORTED that names the holder.
-      const remaining = ctx.remainingMs();
-      const boundedWait =
-        waitMs > 0 && Number.isFinite(remaining) ? Math.max(1, Math.min(waitMs, remaining - 5)) : waitMs;
-      if (boundedWait > 0 && remaining <= 0)
+      // Never wait so long that the answer would miss the caller's deadline: it would get
+      // DEADLINE_EXCEEDED instead of the ABORTED that names the holder (see deadlineMarginMs).
+      if (waitMs > 0 && ctx.remainingMs() <= 0)
         throw new LockBusyError(`lock "${name}" not acquired: the call's deadline has already passed`);
+      const boundedWait = waitMs > 0 ? Math.max(1, Math.min(waitMs, ctx.answerWithinMs())) : waitMs;
       const leave = boundedWait > 0 ? admitWaiter(name) : undefined;
       let lease: Lease;
       try {

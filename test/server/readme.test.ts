@@ -1,13 +1,15 @@
-// The README cannot rot: its generated sections match the code, and its grpcurl and SDK
-// examples run verbatim against a real server (only the address is swapped for the test
-// server's; grpcurl is the reflection-only stand-in in support/grpcurl.ts).
+// The README cannot rot: its generated sections match the code, and its grpcurl, SDK and
+// Python examples run verbatim against a real server (only the address is swapped for the
+// test server's; grpcurl is the reflection-only stand-in in support/grpcurl.ts; Python is
+// Debian's, with grpcio's C core).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
+import { PYTHON, pythonGrpcMissing } from '../support/python.js';
 import { README, renderReadme } from '../support/readme.js';
 import { startServer } from '../support/server.js';
 
@@ -94,4 +96,29 @@ test('the SDK example runs verbatim', async () => {
   assert.match(stdout, /holding reports\/daily with fencing token \d+/);
   assert.match(stdout, /visits = 1 42/);
   assert.match(stdout, /\{"rows":42\}/);
+});
+
+test('the Python example runs verbatim, with stubs from the protoc command above it', {
+  skip: pythonGrpcMissing(),
+}, async () => {
+  await using server = await startServer({ lruMaxEntries: 1000 });
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-readme-'));
+  try {
+    // As in a checkout of latchkey: proto/ beside where the stubs go.
+    symlinkSync(join(ROOT, 'proto'), join(dir, 'proto'));
+    // NOTE: Debian's python3 first on PATH; a pyenv python3 ahead of it has no grpcio.
+    const env = { ...process.env, PATH: `${join(PYTHON, '..')}:${process.env.PATH}`, PYTHONDONTWRITEBYTECODE: '1' };
+    await run('bash', ['-c', `set -euo pipefail\n${example('python-stubs')}`], { cwd: dir, env, timeout: 60_000 });
+    writeFileSync(join(dir, 'example.py'), example('python').replaceAll('127.0.0.1:50051', server.address));
+    const { stdout } = await run('python3', ['example.py'], { cwd: dir, env, timeout: 60_000 }).catch(
+      (err: { stdout: string; stderr: string; message: string }) => {
+        assert.fail(`the Python example failed: ${err.message}\n${err.stdout}\n${err.stderr}`);
+      },
+    );
+    assert.match(stdout, /^holding reports\/daily with fencing token \d+$/m);
+    assert.match(stdout, /^ABORTED LockBusyError lock "reports\/daily" still held by py-report /m);
+    assert.match(stdout, /^True hello \d+$/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

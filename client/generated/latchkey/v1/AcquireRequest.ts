@@ -17,7 +17,8 @@ export interface AcquireRequest {
    */
   'ttl_ms'?: (number | string | Long);
   /**
-   * How long to wait for the lock; 0 = try once.
+   * How long to wait for the lock; 0 = try once. Bounded by the call's deadline less a
+   * margin (see Acquire).
    */
   'wait_ms'?: (number | string | Long);
   /**
@@ -50,7 +51,8 @@ export interface AcquireRequest__Output {
    */
   'ttl_ms': (string);
   /**
-   * How long to wait for the lock; 0 = try once.
+   * How long to wait for the lock; 0 = try once. Bounded by the call's deadline less a
+   * margin (see Acquire).
    */
   'wait_ms': (string);
   /**

@@ -17,8 +17,12 @@ import type { WatchRequest as _latchkey_v1_WatchRequest, WatchRequest__Output as
 export interface LocksClient extends grpc.Client {
   /**
    * Acquire a lock. wait_ms = 0 tries once; wait_ms > 0 waits (FIFO where the backend
-   * declares `fifo`) up to wait_ms, never past the call's deadline. Not granted in time:
-   * ABORTED, naming the lock and its current owner.
+   * declares `fifo`) up to wait_ms, and never so long that the answer would miss the call's
+   * deadline. Not granted in time: ABORTED, naming the lock and its current owner.
+   * A wait that the deadline cuts short ends 50 ms + 1% of the time left (at most 10 min)
+   * before the deadline the server reads: gRPC's C core (Python, C++, Ruby, PHP) sends its
+   * deadline rounded up by up to 1% (1 s as "1010m"), and the answer must still get back
+   * in time. To wait the whole wait_ms, set a deadline at least that much longer.
    */
   Acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
   Acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
@@ -26,8 +30,12 @@ export interface LocksClient extends grpc.Client {
   Acquire(argument: _latchkey_v1_AcquireRequest, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
   /**
    * Acquire a lock. wait_ms = 0 tries once; wait_ms > 0 waits (FIFO where the backend
-   * declares `fifo`) up to wait_ms, never past the call's deadline. Not granted in time:
-   * ABORTED, naming the lock and its current owner.
+   * declares `fifo`) up to wait_ms, and never so long that the answer would miss the call's
+   * deadline. Not granted in time: ABORTED, naming the lock and its current owner.
+   * A wait that the deadline cuts short ends 50 ms + 1% of the time left (at most 10 min)
+   * before the deadline the server reads: gRPC's C core (Python, C++, Ruby, PHP) sends its
+   * deadline rounded up by up to 1% (1 s as "1010m"), and the answer must still get back
+   * in time. To wait the whole wait_ms, set a deadline at least that much longer.
    */
   acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
   acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
@@ -126,8 +134,12 @@ export interface LocksClient extends grpc.Client {
 export interface LocksHandlers extends grpc.UntypedServiceImplementation {
   /**
    * Acquire a lock. wait_ms = 0 tries once; wait_ms > 0 waits (FIFO where the backend
-   * declares `fifo`) up to wait_ms, never past the call's deadline. Not granted in time:
-   * ABORTED, naming the lock and its current owner.
+   * declares `fifo`) up to wait_ms, and never so long that the answer would miss the call's
+   * deadline. Not granted in time: ABORTED, naming the lock and its current owner.
+   * A wait that the deadline cuts short ends 50 ms + 1% of the time left (at most 10 min)
+   * before the deadline the server reads: gRPC's C core (Python, C++, Ruby, PHP) sends its
+   * deadline rounded up by up to 1% (1 s as "1010m"), and the answer must still get back
+   * in time. To wait the whole wait_ms, set a deadline at least that much longer.
    */
   Acquire: grpc.handleUnaryCall<_latchkey_v1_AcquireRequest__Output, _latchkey_v1_Lease>;
   
