@@ -1,21 +1,21 @@
-// Key → server placement for the memcached pool: libmemcached's ketama continuum, exactly as
-// a libmemcached client builds it with its ketama behaviour
-// (MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA, unweighted; pylibmc's behaviors={"ketama": True},
-// PHP's Memcached::OPT_LIBKETAMA_COMPATIBLE is the weighted MD5 variant and differs). Such a
-// client, given the same server list, reads latchkey's keys from the same servers.
+// Key → server placement for the memcached pool: libmemcached's ketama continuum, as a
+// libmemcached client builds it with its ketama behaviour (MEMCACHED_BEHAVIOR_KETAMA, which
+// selects MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA, unweighted; pylibmc's
+// behaviors={"ketama": True}). Such a client, given the same servers, reads latchkey's keys
+// from the same servers (test/cache/memcached-ketama.test.ts checks it against pylibmc).
 //
-// The continuum (libmemcached hosts.cc, update_continuum): each server gets 100 points, point
-// i of server "host:port" at one-at-a-time("host:port-i"), or "host-i" when the port is
-// memcached's default 11211. A key goes to the server of the first point at or after
-// one-at-a-time(key) (libmemcached hash.cc, dispatch_host), wrapping to the lowest point; with
-// a single server there is no hashing at all. Adding an (N+1)th server moves about 1/(N+1)
-// of the keys, all of them to the new server.
+// The continuum (libmemcached hosts.cc, update_continuum): each server gets 100 points,
+// point i of server "host:port" at one-at-a-time("host:port-i"), or "host-i" when the port
+// is memcached's default 11211. A key goes to the server of the first point at or after
+// one-at-a-time(key) (hash.cc, dispatch_host), wrapping to the lowest point; with a single
+// server nothing is hashed. Adding an (N+1)th server moves about 1/(N+1) of the keys, all
+// of them to the new server.
 //
-// NOTE: the host is hashed as written, so every client must name the servers the same way:
-// "127.0.0.1:11211" and "localhost:11211" are different points on the ring, and so are the
-// same servers in another order only if names differ (order itself does not matter). Weights
-// are not supported: a libmemcached client given a weight above 1 switches to the weighted
-// (MD5, 160 points) continuum, which this is not.
+// NOTE: hosts are hashed as written, so every client of a pool must spell the servers the
+// same way: "127.0.0.1:11211" and "localhost:11211" are different points on the ring (the
+// order of the list does not matter). Weights are not supported: a libmemcached client
+// given a weight above 1 switches to the weighted continuum (MD5, 160 points per server),
+// which this is not.
 
 /** libmemcached's MEMCACHED_POINTS_PER_SERVER (unweighted ketama). */
 export const POINTS_PER_SERVER = 100;
@@ -23,11 +23,10 @@ export const POINTS_PER_SERVER = 100;
 const DEFAULT_PORT = 11211;
 
 /**
- * Bob Jenkins' one-at-a-time hash as libhashkit computes it (hashkit_one_at_a_time), its
- * default key hash. NOTE: it reads the key through a `const char *`, and char is signed on
- * the platforms libmemcached is built for (x86, and gcc's default elsewhere is irrelevant to
- * interop with those), so a byte of 0x80 or more is sign-extended before it is added. UTF-8
- * keys beyond ASCII depend on this.
+ * Bob Jenkins' one-at-a-time hash as libhashkit computes it (hashkit_one_at_a_time, its
+ * default hash). NOTE: it reads the bytes through a `const char *`, which is signed on the
+ * x86 builds that clients run, so a byte of 0x80 or more is sign-extended before it is
+ * added: keys with UTF-8 beyond ASCII depend on it (the pylibmc test covers such keys).
  */
 export function oneAtATime(bytes: Uint8Array): number {
   let hash = 0;

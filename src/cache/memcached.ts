@@ -34,6 +34,8 @@ interface MemjsServer {
   readonly connected: boolean;
   onResponse(seq: number, fn: (response: Response) => void): void;
   onError(seq: number, fn: (err: Error) => void): void;
+  /** The requests waiting for an answer (or for the connection), by seq. */
+  readonly errorCallbacks: Readonly<Record<number, unknown>>;
   /** Runs fn once the connection being opened is up, after the writes queued for it. */
   onConnect(fn: () => void): void;
   write(request: Buffer): void;
@@ -42,12 +44,12 @@ interface MemjsServer {
   close(): void;
 }
 
-/** Requests of one server that have no answer yet, for the stall watchdog (#watch). */
-interface Outstanding {
-  count: number;
-  /** When the server last answered, or when the oldest outstanding request was sent. */
-  progressAt: number;
-  timer: NodeJS.Timeout | undefined;
+/** What the stall watchdog (#checkStalls) last saw of a server's connection. */
+interface Progress {
+  socket: Socket | undefined;
+  bytesRead: number;
+  /** Since when requests have waited with nothing read; undefined when none wait. */
+  quietSinceMs: number | undefined;
 }
 
 interface Response {
@@ -83,8 +85,10 @@ export interface MemcachedStoreOptions {
   /** memcached's item size limit (its -I option); larger items are refused up front. */
   readonly maxItemBytes: number;
   /**
-   * How long a server may leave requests unanswered before it counts as unavailable: its
-   * connection is then closed and every request waiting on it fails. Also the connect timeout.
+   * How long a server may leave requests unanswered (nothing read while they wait) before
+   * it counts as unavailable: its connection is then closed and every request waiting on it
+   * fails, writes without a resend. Checked every timeoutMs/4, so a stall is noticed within
+   * 1.5 x timeoutMs. Also the connect timeout.
    */
   readonly timeoutMs: number;
 }
@@ -94,7 +98,8 @@ export class MemcachedStore implements CacheStore {
   readonly #client: memjs.Client;
   readonly #servers: readonly MemjsServer[];
   readonly #ring: Ketama;
-  readonly #outstanding = new Map<MemjsServer, Outstanding>();
+  readonly #progress = new Map<MemjsServer, Progress>();
+  readonly #watchdog: NodeJS.Timeout;
   readonly #maxItemBytes: number;
   readonly #timeoutMs: number;
   /** Servers whose socket is corked until the next tick (see #cork). */
@@ -116,6 +121,9 @@ export class MemcachedStore implements CacheStore {
     });
     this.#servers = this.#client.servers as unknown as MemjsServer[];
     this.#ring = new Ketama(this.#servers);
+    for (const server of this.#servers)
+      this.#progress.set(server, { socket: undefined, bytesRead: 0, quietSinceMs: undefined });
+    this.#watchdog = setInterval(() => this.#checkStalls(), Math.max(10, options.timeoutMs / 4)).unref();
   }
 
   /** Which server holds a key, as "host:port". */
@@ -195,7 +203,7 @@ export class MemcachedStore implements CacheStore {
   }
 
   async close(): Promise<void> {
-    for (const outstanding of this.#outstanding.values()) clearInterval(outstanding.timer);
+    clearInterval(this.#watchdog);
     this.#client.close();
   }
 
@@ -232,11 +240,21 @@ export class MemcachedStore implements CacheStore {
     if (request.cas !== undefined) buffer.writeBigUInt64BE(request.cas, 16);
     const address = `${server.host}:${server.port}`;
     for (let attempt = 1; ; attempt++) {
-      const sent = this.#attempt(server, seq, buffer);
+      // NOTE: on a connected socket memjs writes at once. Otherwise it queues the write
+      // until the connection is up, then runs the queued writes and after them the
+      // onConnect callbacks; an error before then drops both. So `written` is true once
+      // memjs may have handed the request to a socket.
+      let written = server.connected && server._socket !== undefined;
+      const response = new Promise<Response>((resolve, reject) => {
+        server.onResponse(seq, resolve);
+        server.onError(seq, reject);
+      });
+      this.#cork(server);
+      server.write(buffer);
+      if (!written) server.onConnect(() => (written = true));
       try {
-        return await sent.response;
+        return await response;
       } catch (err) {
-        const written = sent.written();
         if (attempt < 2 && (!written || request.readOnly) && !request.signal.aborted) continue;
         const reason = (err as Error).message;
         const op = OP_NAMES.get(opcode);
@@ -252,57 +270,34 @@ export class MemcachedStore implements CacheStore {
     }
   }
 
-  /** Hands one request to memjs; `written()` says, once it has failed, whether it may have left. */
-  #attempt(server: MemjsServer, seq: number, buffer: Buffer): { response: Promise<Response>; written(): boolean } {
-    let written = server.connected && server._socket !== undefined;
-    const outstanding = this.#watch(server);
-    const response = new Promise<Response>((resolve, reject) => {
-      server.onResponse(seq, (response) => {
-        outstanding.count--;
-        outstanding.progressAt = performance.now();
-        resolve(response);
-      });
-      server.onError(seq, (err) => {
-        outstanding.count--;
-        reject(err);
-      });
-    });
-    this.#cork(server);
-    server.write(buffer);
-    // NOTE: on a connected socket memjs writes at once. Otherwise it queues the write until
-    // the connection is up and then runs the queued writes before the onConnect callbacks,
-    // so this one runs only after the request was written; an error before then drops both.
-    if (!written) server.onConnect(() => (written = true));
-    return { response, written: () => written };
-  }
-
   /**
-   * Counts a request as outstanding on its server. memjs's own timeout measures socket
-   * idleness, and writes count as activity, so a server that stalls under a steady load was
-   * never timed out. Here a server that answers nothing for timeoutMs while requests wait
-   * on it counts as stalled: its connection is failed (memjs fails every request on it, as
-   * memcached answers a connection's requests in order).
+   * The stall watchdog, every timeoutMs/4. memjs's own timeout measures socket idleness,
+   * and writes count as activity, so a server that stalled under a steady load was never
+   * timed out. Here a server whose connection has read nothing for timeoutMs while
+   * requests wait on it counts as stalled: the connection is failed, and memjs fails every
+   * request on it (memcached answers a connection's requests in order, so all of them were
+   * stuck behind the first). Nothing is counted per request.
    */
-  #watch(server: MemjsServer): Outstanding {
-    let outstanding = this.#outstanding.get(server);
-    if (outstanding === undefined) {
-      outstanding = { count: 0, progressAt: 0, timer: undefined };
-      this.#outstanding.set(server, outstanding);
+  #checkStalls(): void {
+    const now = performance.now();
+    for (const [server, seen] of this.#progress) {
+      const socket = server._socket;
+      let waiting = false;
+      for (const _ in server.errorCallbacks) {
+        waiting = true;
+        break;
+      }
+      if (socket === undefined || !waiting) {
+        seen.quietSinceMs = undefined;
+      } else if (socket !== seen.socket || socket.bytesRead !== seen.bytesRead || seen.quietSinceMs === undefined) {
+        seen.socket = socket;
+        seen.bytesRead = socket.bytesRead;
+        seen.quietSinceMs = now;
+      } else if (now - seen.quietSinceMs >= this.#timeoutMs) {
+        seen.quietSinceMs = undefined;
+        server.error(new Error(`no answer for ${this.#timeoutMs} ms (--memcached-timeout-ms)`));
+      }
     }
-    const state = outstanding;
-    if (state.count++ === 0) state.progressAt = performance.now();
-    state.timer ??= setInterval(
-      () => {
-        if (state.count === 0) {
-          clearInterval(state.timer);
-          state.timer = undefined;
-        } else if (performance.now() - state.progressAt >= this.#timeoutMs) {
-          server.error(new Error(`no answer for ${this.#timeoutMs} ms (--memcached-timeout-ms)`));
-        }
-      },
-      Math.max(10, this.#timeoutMs / 4),
-    );
-    return state;
   }
 
   /**
