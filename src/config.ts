@@ -168,7 +168,7 @@ export const FLAGS: readonly FlagSpec[] = [
     env: 'LATCHKEY_MEMCACHED',
     kind: 'string',
     default: '',
-    help: 'enable the memcached store on these servers: host:port[,host:port...] (keys spread by hash)',
+    help: 'enable the memcached store on these servers: host:port[,host:port...] (keys placed by ketama, as libmemcached clients place them)',
   },
   {
     key: 'memcachedMaxItemBytes',
@@ -188,7 +188,7 @@ export const FLAGS: readonly FlagSpec[] = [
     default: 1_000,
     min: 10,
     max: 60_000,
-    help: 'how long a memcached request may take before that server counts as unavailable',
+    help: 'how long a memcached server may leave requests unanswered (or take to connect) before it counts as unavailable',
   },
   {
     key: 'etcdEndpoints',
@@ -472,9 +472,12 @@ function validate(config: Config): void {
 }
 
 export function configHelp(): string {
+  const labels = FLAGS.map((f) => `${f.flag}${f.kind === 'integer' ? ' N' : f.kind === 'string' ? ' VALUE' : ''}`);
+  // The help column starts two spaces after the longest flag, so no flag runs into its text.
+  const width = Math.max(...labels.map((label) => label.length)) + 2;
   const rows = FLAGS.map(
-    (f) =>
-      `  ${`${f.flag}${f.kind === 'integer' ? ' N' : f.kind === 'string' ? ' VALUE' : ''}`.padEnd(26)}${f.help}\n  ${''.padEnd(26)}env ${f.env}, default ${f.default}`,
+    (f, i) =>
+      `  ${labels[i]!.padEnd(width)}${f.help}\n  ${''.padEnd(width)}env ${f.env}, default ${f.default === '' ? '(none)' : f.default}`,
   );
   return rows.join('\n');
 }

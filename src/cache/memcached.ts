@@ -2,10 +2,16 @@
 // requests and owns the connections; latchkey sets the header's CAS field itself, because
 // memjs exposes no CAS (bytes 16-23 of a binary request/response header carry it).
 //
-// Keys are spread over the servers by memjs's own hash: server index = |h(key)| mod N, where
-// h is Java's String.hashCode over the key's UTF-16 code units. A server that is down gives
-// UNAVAILABLE naming it; there is no failover to another server, which would turn an outage
-// into silent misses and split-brain values.
+// Keys are placed on the servers by libmemcached's ketama continuum (ketama.ts), so a
+// libmemcached client with its ketama behaviour finds them on the same servers, and adding a
+// server moves only the keys the new one takes over. A server that is down gives UNAVAILABLE
+// naming it; there is no failover to another server, which would turn an outage into silent
+// misses and split-brain values.
+//
+// NOTE: a request is sent at most once unless it provably never left this process (see
+// #send). memcached executes whatever reached its socket, even after latchkey gave up on the
+// connection, so resending a Set, Touch or Delete whose answer was lost can apply it twice,
+// and late, over a newer write.
 import type { Socket } from 'node:net';
 import memjs from 'memjs';
 import {
@@ -15,6 +21,7 @@ import {
   ResourceExhaustedError,
   throwIfAborted,
 } from '../errors.js';
+import { Ketama } from './ketama.js';
 import type { CacheStore, Item } from './store.js';
 
 /** The parts of memjs's Server used here (its typings omit them). */
@@ -23,10 +30,26 @@ interface MemjsServer {
   readonly port: number;
   /** The connection, once memjs has opened one (undefined before, and after an error). */
   readonly _socket?: Socket;
+  /** Whether _socket has connected; memjs queues writes until it has. */
+  readonly connected: boolean;
   onResponse(seq: number, fn: (response: Response) => void): void;
   onError(seq: number, fn: (err: Error) => void): void;
+  /** The requests waiting for an answer (or for the connection), by seq. */
+  readonly errorCallbacks: Readonly<Record<number, unknown>>;
+  /** Runs fn once the connection being opened is up, after the writes queued for it. */
+  onConnect(fn: () => void): void;
   write(request: Buffer): void;
+  /** Destroys the connection and fails every request waiting on it with err. */
+  error(err: Error): void;
   close(): void;
+}
+
+/** What the stall watchdog (#checkStalls) last saw of a server's connection. */
+interface Progress {
+  socket: Socket | undefined;
+  bytesRead: number;
+  /** Since when requests have waited with nothing read; undefined when none wait. */
+  quietSinceMs: number | undefined;
 }
 
 interface Response {
@@ -36,6 +59,7 @@ interface Response {
 }
 
 const Op = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, incr: 0x05, decr: 0x06, touch: 0x1c } as const;
+const OP_NAMES = new Map<number, string>(Object.entries(Op).map(([name, code]) => [code, name]));
 const Status = {
   ok: 0x00,
   notFound: 0x01,
@@ -53,11 +77,19 @@ const RELATIVE_LIMIT_S = 30 * 86_400;
 const ITEM_OVERHEAD_BYTES = 64;
 
 export interface MemcachedStoreOptions {
-  /** host:port of each server, in the order that fixes the key → server mapping. */
+  /**
+   * host:port of each server. Keys are placed by ketama over these names as written (the
+   * order does not matter, the spelling does: name them as the pool's other clients do).
+   */
   readonly servers: readonly string[];
   /** memcached's item size limit (its -I option); larger items are refused up front. */
   readonly maxItemBytes: number;
-  /** How long one request may take before the server counts as unavailable. */
+  /**
+   * How long a server may leave requests unanswered (nothing read while they wait) before
+   * it counts as unavailable: its connection is then closed and every request waiting on it
+   * fails, writes without a resend. Checked every timeoutMs/4, so a stall is noticed within
+   * 1.5 x timeoutMs. Also the connect timeout.
+   */
   readonly timeoutMs: number;
 }
 
@@ -65,24 +97,33 @@ export class MemcachedStore implements CacheStore {
   readonly kind = 'memcached';
   readonly #client: memjs.Client;
   readonly #servers: readonly MemjsServer[];
+  readonly #ring: Ketama;
+  readonly #progress = new Map<MemjsServer, Progress>();
+  readonly #watchdog: NodeJS.Timeout;
   readonly #maxItemBytes: number;
+  readonly #timeoutMs: number;
   /** Servers whose socket is corked until the next tick (see #cork). */
   readonly #corked = new Set<MemjsServer>();
   #seq = 0;
 
   constructor(options: MemcachedStoreOptions) {
     this.#maxItemBytes = options.maxItemBytes;
+    this.#timeoutMs = options.timeoutMs;
     const seconds = options.timeoutMs / 1000;
     this.#client = memjs.Client.create(options.servers.join(','), {
       timeout: seconds,
       conntimeout: seconds,
       keepAlive: true,
-      // Retries are decided per operation below; memjs's own would repeat an incr.
+      // Retries are decided below (#send); memjs's own would resend written requests.
       retries: 1,
       failover: false,
       logger: { log: () => {} },
     });
     this.#servers = this.#client.servers as unknown as MemjsServer[];
+    this.#ring = new Ketama(this.#servers);
+    for (const server of this.#servers)
+      this.#progress.set(server, { socket: undefined, bytesRead: 0, quietSinceMs: undefined });
+    this.#watchdog = setInterval(() => this.#checkStalls(), Math.max(10, options.timeoutMs / 4)).unref();
   }
 
   /** Which server holds a key, as "host:port". */
@@ -92,7 +133,7 @@ export class MemcachedStore implements CacheStore {
   }
 
   async get(key: string, signal: AbortSignal): Promise<Item | undefined> {
-    const response = await this.#send(key, Op.get, { signal, idempotent: true });
+    const response = await this.#send(key, Op.get, { signal, readOnly: true });
     if (response.header.status === Status.notFound) return undefined;
     this.#expectOk(key, response);
     const flags = response.extras.length >= 4 ? response.extras.readUInt32BE(0) : 0;
@@ -104,7 +145,6 @@ export class MemcachedStore implements CacheStore {
       value,
       extras: storageExtras(flags, ttlMs),
       signal,
-      idempotent: true,
     });
     this.#expectOk(key, response);
     return response.header.cas.readBigUInt64BE();
@@ -128,7 +168,7 @@ export class MemcachedStore implements CacheStore {
   }
 
   async delete(key: string, cas: bigint, signal: AbortSignal) {
-    const response = await this.#send(key, Op.delete, { cas, signal, idempotent: cas === 0n });
+    const response = await this.#send(key, Op.delete, { cas, signal });
     const { status } = response.header;
     if (status === Status.notFound) return 'NOT_FOUND' as const;
     if (status === Status.exists) return 'EXISTS' as const;
@@ -156,24 +196,35 @@ export class MemcachedStore implements CacheStore {
   async touch(key: string, ttlMs: number, signal: AbortSignal) {
     const extras = Buffer.alloc(4);
     extras.writeUInt32BE(expiration(ttlMs));
-    const response = await this.#send(key, Op.touch, { extras, signal, idempotent: true });
+    const response = await this.#send(key, Op.touch, { extras, signal });
     if (response.header.status === Status.notFound) return 'NOT_FOUND' as const;
     this.#expectOk(key, response);
     return 'TOUCHED' as const;
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#watchdog);
     this.#client.close();
   }
 
   #server(key: string): MemjsServer {
-    return this.#servers[this.#servers.length > 1 ? memjs.Utils.hashCode(key) % this.#servers.length : 0]!;
+    return this.#servers[this.#ring.serverFor(key)]!;
   }
 
+  /**
+   * Sends one request and waits for its answer.
+   *
+   * NOTE: a request that memjs may have written to a socket is never sent again, except a
+   * read (readOnly). Its answer can be lost after memcached received it: memcached stalls
+   * past the timeout, memjs fails every request on that connection, and memcached executes
+   * them when it resumes, possibly after a resend on a new connection was answered. Only a
+   * request still queued for a connection that never came up (refused, timed out
+   * connecting, or failed by another request's error first) is provably unsent and retried.
+   */
   async #send(
     key: string,
     opcode: number,
-    request: { value?: Buffer; extras?: Buffer; cas?: bigint; signal: AbortSignal; idempotent?: boolean },
+    request: { value?: Buffer; extras?: Buffer; cas?: bigint; signal: AbortSignal; readOnly?: boolean },
   ): Promise<Response> {
     throwIfAborted(request.signal);
     const value = request.value ?? Buffer.alloc(0);
@@ -187,23 +238,64 @@ export class MemcachedStore implements CacheStore {
     const seq = (this.#seq = (this.#seq + 1) >>> 0);
     const buffer = memjs.Utils.makeRequestBuffer(opcode, key, request.extras ?? Buffer.alloc(0), value, seq);
     if (request.cas !== undefined) buffer.writeBigUInt64BE(request.cas, 16);
-    // NOTE: only idempotent requests are retried. A request whose answer was lost may
-    // have been applied; sending an incr or a cas again could apply it twice.
-    let attempts = request.idempotent ? 2 : 1;
-    for (;;) {
+    const address = `${server.host}:${server.port}`;
+    for (let attempt = 1; ; attempt++) {
+      // NOTE: on a connected socket memjs writes at once. Otherwise it queues the write
+      // until the connection is up, then runs the queued writes and after them the
+      // onConnect callbacks; an error before then drops both. So `written` is true once
+      // memjs may have handed the request to a socket.
+      let written = server.connected && server._socket !== undefined;
+      const response = new Promise<Response>((resolve, reject) => {
+        server.onResponse(seq, resolve);
+        server.onError(seq, reject);
+      });
+      this.#cork(server);
+      server.write(buffer);
+      if (!written) server.onConnect(() => (written = true));
       try {
-        return await new Promise<Response>((resolve, reject) => {
-          server.onResponse(seq, resolve);
-          server.onError(seq, reject);
-          this.#cork(server);
-          server.write(buffer);
-        });
+        return await response;
       } catch (err) {
-        if (--attempts > 0 && !request.signal.aborted) continue;
+        if (attempt < 2 && (!written || request.readOnly) && !request.signal.aborted) continue;
+        const reason = (err as Error).message;
+        const op = OP_NAMES.get(opcode);
         throw new BackendUnavailableError(
-          `memcached ${server.host}:${server.port} is unavailable: ${(err as Error).message}`,
+          !written
+            ? `memcached ${address} is unavailable: ${reason}; the ${op} of key "${key}" was not sent`
+            : request.readOnly
+              ? `memcached ${address} is unavailable: ${reason}`
+              : `memcached ${address} did not answer the ${op} of key "${key}" (${reason}); the write may or may not have been applied: read the key before retrying`,
           { cause: err },
         );
+      }
+    }
+  }
+
+  /**
+   * The stall watchdog, every timeoutMs/4. memjs's own timeout measures socket idleness,
+   * and writes count as activity, so a server that stalled under a steady load was never
+   * timed out. Here a server whose connection has read nothing for timeoutMs while
+   * requests wait on it counts as stalled: the connection is failed, and memjs fails every
+   * request on it (memcached answers a connection's requests in order, so all of them were
+   * stuck behind the first). Nothing is counted per request.
+   */
+  #checkStalls(): void {
+    const now = performance.now();
+    for (const [server, seen] of this.#progress) {
+      const socket = server._socket;
+      let waiting = false;
+      for (const _ in server.errorCallbacks) {
+        waiting = true;
+        break;
+      }
+      if (socket === undefined || !waiting) {
+        seen.quietSinceMs = undefined;
+      } else if (socket !== seen.socket || socket.bytesRead !== seen.bytesRead || seen.quietSinceMs === undefined) {
+        seen.socket = socket;
+        seen.bytesRead = socket.bytesRead;
+        seen.quietSinceMs = now;
+      } else if (now - seen.quietSinceMs >= this.#timeoutMs) {
+        seen.quietSinceMs = undefined;
+        server.error(new Error(`no answer for ${this.#timeoutMs} ms (--memcached-timeout-ms)`));
       }
     }
   }

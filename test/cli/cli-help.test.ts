@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CACHE_SUBCOMMANDS } from '../../src/cli/cache.js';
 import { CLIENT_OPTIONS } from '../../src/cli/args.js';
+import { FLAGS } from '../../src/config.js';
 import { EXIT, EXIT_CODES, exitCodesHelp } from '../../src/cli/exit-codes.js';
 import { isOneLine, runCli, type CliResult } from '../cli/support.js';
 
@@ -35,6 +36,12 @@ function hasExitTable(text: string): boolean {
   );
 }
 
+/**
+ * An option row of a help text: the option (and its alias), its argument in capitals, then
+ * at least two spaces before the text, so `--flag Nthe text` cannot pass.
+ */
+const OPTION_ROW = /^ {2,4}(--?[a-z][-a-z0-9]*)((, | or )--?[a-z][-a-z0-9]*)*( [A-Z][-A-Z0-9_:.,=[\]]*)* {2,}\S/;
+
 /** The lines under "examples:". */
 function examples(text: string): string {
   return /\nexamples?:\n((?: {2}.*\n?)+)/.exec(text)?.[1] ?? '';
@@ -49,6 +56,10 @@ describe('latchkey --help', () => {
       const text = r.stdout.toString();
       assert.match(text, /^usage: latchkey/, what);
       assert.match(text, /\nexamples?:\n {2}.*latchkey /, `${what} shows no example`);
+      for (const line of text.split('\n')) {
+        assert.doesNotMatch(line, /\s$/, `${what}: trailing whitespace in ${JSON.stringify(line)}`);
+        if (/^ {2,4}-/.test(line)) assert.match(line, OPTION_ROW, `${what}: option runs into its text: ${line}`);
+      }
     });
     // The exit codes, from the same table the commands use, in the top-level help and in
     // the help of each client command.
@@ -103,6 +114,15 @@ describe('latchkey --help', () => {
     ]) {
       assert.match(text, pattern);
     }
+    // Every server option is listed, its text in one column after the longest option.
+    const columns = new Set(
+      FLAGS.map((f) => {
+        const row = new RegExp(`^  ${f.flag}( N| VALUE)? +`, 'm').exec(text);
+        assert.ok(row, `serve --help lacks ${f.flag}`);
+        return row[0].length;
+      }),
+    );
+    assert.equal(columns.size, 1, `option texts start in columns ${[...columns].join(', ')}`);
   });
 });
 

@@ -1,5 +1,6 @@
 // Real memcached servers for tests: started on free loopback ports, stopped by PID.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { freePort } from './ports.js';
 
@@ -12,6 +13,10 @@ export interface Memcached extends AsyncDisposable {
   kill(): Promise<void>;
   /** Starts it again on the same port (empty, as memcached is after a restart). */
   restart(): Promise<void>;
+  /** SIGSTOP: resolves once the kernel reports it stopped (the signal is asynchronous). */
+  freeze(): Promise<void>;
+  /** SIGCONT. */
+  thaw(): void;
 }
 
 let available: boolean | undefined;
@@ -80,6 +85,19 @@ export async function startMemcached(options: { maxItemBytes?: number; memoryMb?
     async restart() {
       await kill();
       await launch();
+    },
+    async freeze() {
+      const pid = child!.pid!;
+      process.kill(pid, 'SIGSTOP');
+      const deadline = Date.now() + 5_000;
+      // /proc/PID/stat: "PID (comm) STATE ..."; T = stopped by a signal.
+      while (!/^\d+ \(.*\) T /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) {
+        if (Date.now() > deadline) throw new Error(`memcached ${pid} not stopped 5 s after SIGSTOP`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    },
+    thaw() {
+      if (child?.pid !== undefined) process.kill(child.pid, 'SIGCONT');
     },
     [Symbol.asyncDispose]: kill,
   };
