@@ -1,17 +1,11 @@
-// In-process cache store on lru-cache: bounded by entry count and by bytes (key + value),
-// per-item TTL, and a cas unique that changes on every write.
-import { LRUCache } from 'lru-cache';
+// In-process cache store: bounded by entry count and by bytes (key + value), per-item TTL,
+// and a cas unique that changes on every write. The entries live in a CompactLru
+// (compact-lru.ts): values and their cas, expiry and flags in a slab arena of large Buffers,
+// the index and recency order in typed arrays, so the GC sees a few objects, not millions.
 import { systemClock, type Clock } from '../clock.js';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
+import { CompactLru, type CompactEntry as Entry } from './compact-lru.js';
 import type { CacheStore, Item } from './store.js';
-
-interface Entry {
-  readonly value: Buffer;
-  readonly flags: number;
-  readonly cas: bigint;
-  /** 0 = never expires. */
-  readonly expiresAtMs: number;
-}
 
 export interface LruStoreOptions {
   /** Most entries kept; the least recently used goes first. */
@@ -26,7 +20,7 @@ const DECIMAL = /^\d{1,20}$/;
 
 export class LruStore implements CacheStore {
   readonly kind = 'lru';
-  readonly #lru: LRUCache<string, Entry>;
+  readonly #lru: CompactLru;
   readonly #clock: Clock;
   readonly #maxBytes: number;
   #lastCas = 0n;
@@ -34,14 +28,10 @@ export class LruStore implements CacheStore {
   constructor(options: LruStoreOptions) {
     this.#clock = options.clock ?? systemClock;
     this.#maxBytes = options.maxBytes;
-    // NOTE: expiry is kept in the entry and checked on read (against the injected clock)
-    // rather than with lru-cache's own ttl, whose clock caching runs on real timers.
-    // Expired entries are dropped when read, or evicted like any other cold entry.
-    this.#lru = new LRUCache<string, Entry>({
-      max: options.maxEntries,
-      maxSize: options.maxBytes,
-      sizeCalculation: (entry, key) => Buffer.byteLength(key, 'utf8') + entry.value.length,
-    });
+    // NOTE: expiry is kept in the entry and checked on read (against the injected clock),
+    // with no timer per entry. Expired entries are dropped when read, or evicted like any
+    // other cold entry.
+    this.#lru = new CompactLru({ maxEntries: options.maxEntries, maxBytes: options.maxBytes });
   }
 
   async get(key: string): Promise<Item | undefined> {
@@ -119,16 +109,17 @@ export class LruStore implements CacheStore {
   }
 
   #write(key: string, value: Buffer, flags: number, ttlMs: number): bigint {
-    // NOTE: lru-cache silently drops an entry larger than maxSize; an acknowledged write
-    // must never vanish that way, so it is refused instead.
+    // NOTE: an entry larger than maxBytes could only be stored by evicting everything and
+    // would still not fit; an acknowledged write must never vanish, so it is refused.
     const size = Buffer.byteLength(key, 'utf8') + value.length;
     if (size > this.#maxBytes)
       throw new InvalidArgumentError(
         `item of ${size} bytes does not fit in the LRU store (--lru-max-bytes ${this.#maxBytes})`,
       );
     const cas = ++this.#lastCas;
-    // Copy: the request's buffer may be a view into a larger gRPC frame.
-    this.#lru.set(key, { value: Buffer.from(value), flags, cas, expiresAtMs: this.#expiry(ttlMs) });
+    // The LRU copies the bytes into its arena: the request's buffer may be a view into a
+    // larger gRPC frame.
+    this.#lru.set(key, { value, flags, cas, expiresAtMs: this.#expiry(ttlMs) });
     return cas;
   }
 
