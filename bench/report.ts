@@ -13,7 +13,10 @@ export interface CellResult {
   /** Scenarios that measure a value (RSS in MB). */
   readonly value?: number;
   readonly note?: string;
-  /** subject/baseline (throughput) or baseline/subject (latency); higher is better. */
+  /**
+   * subject/baseline (throughput) or baseline/subject (latency): higher is better; for
+   * ratioOf 'value' (memory), subject/baseline: lower is better.
+   */
   ratio?: number;
   verdict?: 'pass' | 'miss';
   /** The target as printed, e.g. "≥ 0.85× echo.get". */
@@ -29,7 +32,7 @@ export interface ScenarioResult {
   readonly label: string;
   readonly unit: Scenario['unit'];
   readonly baseline?: string;
-  readonly ratioOf: 'rps' | 'p50';
+  readonly ratioOf: 'rps' | 'p50' | 'value';
   readonly target?: Target | readonly Target[];
   skipped?: string;
   error?: string;
@@ -73,7 +76,13 @@ export function judge(report: Report): void {
         s.baseline === undefined
           ? undefined
           : byId.get(s.baseline)?.cells.find((c) => c.concurrency === cell.concurrency && c.error === undefined);
-      if (base !== undefined) cell.ratio = s.ratioOf === 'p50' ? base.p50Ms / cell.p50Ms : cell.rps / base.rps;
+      if (base !== undefined)
+        cell.ratio =
+          s.ratioOf === 'p50'
+            ? base.p50Ms / cell.p50Ms
+            : s.ratioOf === 'value'
+              ? cell.value! / base.value!
+              : cell.rps / base.rps;
       const targets = s.target === undefined ? [] : Array.isArray(s.target) ? s.target : [s.target as Target];
       // The first target that speaks of this concurrency judges the cell.
       const t = targets.find((x) => x.kind !== 'ratio' || x.at === undefined || x.at.includes(cell.concurrency));
@@ -93,6 +102,11 @@ export function judge(report: Report): void {
       } else if (t.kind === 'p50') {
         cell.targetText = `p50 ≤ ${t.maxMs} ms`;
         if (Number.isFinite(cell.p50Ms)) cell.verdict = cell.p50Ms <= t.maxMs ? 'pass' : 'miss';
+      } else if (t.kind === 'value-ratio') {
+        cell.targetText = `≤ ${t.max}× ${s.baseline}`;
+        // As for 'value': a quick run's figures are not the ones the target is about.
+        if (cell.ratio !== undefined && Number.isFinite(cell.ratio) && !report.quick)
+          cell.verdict = cell.ratio <= t.max ? 'pass' : 'miss';
       } else {
         cell.targetText = `≤ ${t.max} ${s.unit}`;
         // The quick run loads fewer entries: a value, but not the one the target is about.
@@ -204,13 +218,15 @@ function targetLines(report: Report): string[] {
       if (c.targetText === undefined) continue;
       const measured = c.targetText.startsWith('≥')
         ? ratio(c, s) || '–'
-        : c.targetText.startsWith('server CPU')
-          ? c.cpuRatio === undefined
-            ? '–'
-            : `server CPU/op ${c.cpuRatio.toFixed(2)}× ${s.baseline}'s`
-          : c.targetText.startsWith('p50')
-            ? `p50 ${ms(c.p50Ms)} ms`
-            : `${c.value?.toFixed(0)} ${s.unit}`;
+        : c.targetText.includes('×') && s.ratioOf === 'value'
+          ? `${c.value?.toFixed(0)} ${s.unit}, ${ratio(c, s) || '–'}`
+          : c.targetText.startsWith('server CPU')
+            ? c.cpuRatio === undefined
+              ? '–'
+              : `server CPU/op ${c.cpuRatio.toFixed(2)}× ${s.baseline}'s`
+            : c.targetText.startsWith('p50')
+              ? `p50 ${ms(c.p50Ms)} ms`
+              : `${c.value?.toFixed(0)} ${s.unit}`;
       lines.push(
         `${(c.verdict ?? 'n/a').toUpperCase().padEnd(4)}  ${s.id} c=${c.concurrency}: ${measured} (target ${c.targetText})`,
       );
@@ -226,7 +242,7 @@ export function markdown(report: Report): string {
     `Measured ${report.startedAt.slice(0, 16).replace('T', ' ')} UTC on ${m.nproc} cores (${m.cpu}), Node ${m.node}; load average ${load(m.loadavgStart)} at the start, ${load(m.loadavgEnd)} at the end (a shared machine: other work ran alongside).`,
     `Code: ${report.git}. Command: \`${report.command}\`${report.quick ? ' (quick mode: numbers are not meaningful)' : ''}. SDK cache pipeline: ${report.sdkPipeline === true ? 'on when asked' : `not in effect (${report.sdkPipeline})`}.`,
     '',
-    `Throughput counts requests (or keys of a batch, lock cycles, hand-offs) per second over a closed loop of \`c\` concurrent callers in the bench process; the servers are child processes. Each cell is the median of ${report.rounds} round(s) taken in turn with the other scenarios of its group. \`ratio\` is against the named baseline measured at the same \`c\` in those same rounds; higher is better (for hand-off it compares p50 latency). \`server µs/op\` is the CPU time the server under test (latchkey, the echo server, memcached or etcd) used per operation, \`client µs/op\` the bench process's (SDK, grpc-js, memjs or etcd3 client): on a shared machine these hold up better than throughput.`,
+    `Throughput counts requests (or keys of a batch, lock cycles, hand-offs) per second over a closed loop of \`c\` concurrent callers in the bench process; the servers are child processes. Each cell is the median of ${report.rounds} round(s) taken in turn with the other scenarios of its group. \`ratio\` is against the named baseline measured at the same \`c\` in those same rounds; higher is better (for hand-off it compares p50 latency), except for memory rows (MB against MB: lower is better). \`server µs/op\` is the CPU time the server under test (latchkey, the echo server, memcached or etcd) used per operation, \`client µs/op\` the bench process's (SDK, grpc-js, memjs or etcd3 client): on a shared machine these hold up better than throughput.`,
   ];
   for (const g of report.groups) {
     const body = rows(report, g.name);

@@ -183,6 +183,7 @@ async function main(): Promise<number> {
     for (const group of GROUPS) {
       const scenarios = group.scenarios.filter((s) => ids.has(s.id));
       if (scenarios.length === 0) continue;
+      const groupEnv: { twin?: Env['twin'] } = {};
       const results = new Map<string, ScenarioResult>();
       for (const s of scenarios) {
         const result: ScenarioResult = {
@@ -208,12 +209,15 @@ async function main(): Promise<number> {
       // A server of the group's own (memory group), or the shared one; with --profile each
       // latchkey scenario of a group without its own server gets a profiled server.
       let groupServer: LatchkeyChild | undefined;
+      let twin: Promise<LatchkeyChild> | undefined;
       const windows = new Map<string, Window[]>();
       if (group.serverArgs !== undefined) {
+        const args = [...serverArgs, ...group.serverArgs];
         const profileDir = opts.profile ? join(profileRoot, group.name) : undefined;
-        const server = await startLatchkey([...serverArgs, ...group.serverArgs], { profileDir, gcOnSignal: true });
+        const server = await startLatchkey(args, { profileDir, gcOnSignal: true });
         setMemoryProbe({ rssMb: () => rssMb(server.pid), gc: () => server.gc() });
         groupServer = server;
+        groupEnv.twin = () => (twin ??= startLatchkey(args, { gcOnSignal: true }));
       }
 
       const progress = (line: string) =>
@@ -237,7 +241,8 @@ async function main(): Promise<number> {
         latchkeyPid: number | undefined,
       ) => {
         const pids = { echo: echo.pid, memcached: memcached?.pid, etcd: etcd?.pid, redis: redis?.pid };
-        const meter = (s: Scenario) => (s.meter !== undefined ? pids[s.meter] : s.latchkey ? latchkeyPid : undefined);
+        const meter = (s: Scenario, prepared: Prepared) =>
+          prepared.serverPid ?? (s.meter !== undefined ? pids[s.meter] : s.latchkey ? latchkeyPid : undefined);
         const rounds = new Map<string, Round[]>(items.map(({ s }) => [s.id, []]));
         const custom = new Map<string, Cell & { value?: number; note?: string }>();
         const failed = new Map<string, string>();
@@ -251,7 +256,7 @@ async function main(): Promise<number> {
               } else {
                 const load = {
                   concurrency: c,
-                  serverPid: meter(s),
+                  serverPid: meter(s, prepared),
                   warmupMs: r === 0 ? opts.load.warmupMs : Math.min(opts.load.warmupMs, 150),
                   durationMs: opts.load.durationMs / opts.rounds,
                 };
@@ -314,7 +319,7 @@ async function main(): Promise<number> {
         }
       } else {
         const latchkey = (groupServer ?? shared)!;
-        const env: Env = { ...baseEnv, latchkey: latchkey.address };
+        const env: Env = { ...baseEnv, ...groupEnv, latchkey: latchkey.address };
         const prepared = new Map<string, Prepared>();
         for (const s of runnable) {
           const p = await prepare(s, env);
@@ -333,6 +338,7 @@ async function main(): Promise<number> {
         }
         for (const p of prepared.values()) await p.close?.();
       }
+      if (twin !== undefined) await (await twin).stop();
       if (groupServer) {
         await groupServer.stop();
         if (groupServer.profile) addProfile(report, group.name, groupServer.profile, [...windows.values()].flat());

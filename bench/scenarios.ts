@@ -2,8 +2,11 @@
 // measured at one concurrency, then all of them at the next, so a scenario and the baseline
 // it is divided by are measured back to back, seconds apart, in the same run.
 //
-// "ratio" is always "higher is better": subject/baseline for throughput, baseline/subject
-// for latency rows (hand-off).
+// "ratio" is "higher is better" for speed: subject/baseline for throughput, baseline/subject
+// for latency rows (hand-off). For memory rows (ratioOf 'value') it is subject/baseline MB,
+// lower is better, and their targets say so (value-ratio: ≤ max×).
+import { once } from 'node:events';
+import { connect as connectTcp } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import memjs from 'memjs';
 import { connect, type ConnectOptions, type LatchkeyClient, type LockHandle } from '../client/index.js';
@@ -22,6 +25,7 @@ import { Redis } from 'ioredis';
 import Redlock from 'redlock';
 import { DirectEtcdMutex } from './etcd-mutex.js';
 import { Samples, percentile, settle, sleep, type Cell, type LoadOptions, type Op } from './measure.js';
+import { rssMb, startMemcachedChild } from './servers.js';
 
 export type Needs = 'etcd' | 'memcached' | 'redis';
 
@@ -33,7 +37,9 @@ export type Target =
   /** p50 ≤ maxMs at every concurrency. */
   | { readonly kind: 'p50'; readonly maxMs: number }
   /** the measured value (e.g. MB) ≤ max. */
-  | { readonly kind: 'value'; readonly max: number };
+  | { readonly kind: 'value'; readonly max: number }
+  /** the measured value ≤ max × the baseline's measured value (ratioOf 'value'). */
+  | { readonly kind: 'value-ratio'; readonly max: number };
 
 export interface Env {
   readonly quick: boolean;
@@ -43,6 +49,12 @@ export interface Env {
   readonly memcached: string | undefined;
   readonly etcd: string | undefined;
   readonly redis: string | undefined;
+  /**
+   * A second latchkey server started as the group's own is (same flags), on first call, and
+   * stopped with the group's: for rows that must see a store of a different size side by
+   * side with it (the memory group's 1 k rows). Only in groups with serverArgs.
+   */
+  readonly twin?: () => Promise<{ readonly address: string; readonly pid: number }>;
 }
 
 export interface Prepared {
@@ -50,6 +62,8 @@ export interface Prepared {
   readonly op?: Op;
   /** Or a measurement of its own at concurrency c (hand-off, memory). */
   readonly run?: (concurrency: number, load: LoadOptions) => Promise<Cell & { value?: number; note?: string }>;
+  /** The server whose CPU time is metered, when it is not the one the scenario's kind implies (a twin). */
+  readonly serverPid?: number;
   readonly close?: () => Promise<void> | void;
 }
 
@@ -66,7 +80,7 @@ export interface Scenario {
   /** Overrides the group's levels (the RSS row runs once). */
   readonly concurrencies?: readonly number[];
   readonly baseline?: string;
-  readonly ratioOf?: 'rps' | 'p50';
+  readonly ratioOf?: 'rps' | 'p50' | 'value';
   readonly target?: Target | readonly Target[];
   readonly prepare: (env: Env) => Promise<Prepared>;
 }
@@ -485,20 +499,78 @@ async function fill(stub: CacheStub, from: number, to: number): Promise<void> {
   await Promise.all(Array.from({ length: 4 }, loader));
 }
 
-/** Random Gets over the first `keys` memKeys. */
-function randomGet(keys: (env: Env) => number): Scenario['prepare'] {
+/**
+ * Random Gets (or Sets of the same 100 bytes) over the first `keys` memKeys. The 1 k rows
+ * load their keys into the group's twin server, so that they run in the same rounds as the
+ * 1 M rows on the group's own server (which the RSS row loaded) and differ only in the size
+ * of the store.
+ */
+function randomOp(kind: 'get' | 'set', keys: (env: Env) => number): Scenario['prepare'] {
   return async (env) => {
-    const stub = cacheStub(env.latchkey);
     const n = keys(env);
-    if (n === 1000) await fill(stub, 0, 1000);
-    const op: Op = () =>
-      unary<GetResponse__Output>((cb) =>
-        stub.Get({ store: 'lru', key: memKey(Math.floor(Math.random() * n)) }, cb),
-      ).then((res) => {
-        if (!res.found) throw new Error('random Get missed a loaded key');
-      });
-    return { op, close: () => stub.close() };
+    const twin = n === 1000 ? await env.twin!() : undefined;
+    const stub = cacheStub(twin?.address ?? env.latchkey);
+    if (twin !== undefined && kind === 'get') await fill(stub, 0, 1000);
+    const key = () => memKey(Math.floor(Math.random() * n));
+    const op: Op =
+      kind === 'get'
+        ? () =>
+            unary<GetResponse__Output>((cb) => stub.Get({ store: 'lru', key: key() }, cb)).then((res) => {
+              if (!res.found) throw new Error('random Get missed a loaded key');
+            })
+        : () =>
+            unary<SetResponse__Output>((cb) => stub.Set({ store: 'lru', key: key(), value: VALUE }, cb)).then(() => {});
+    return { op, serverPid: twin?.pid, close: () => stub.close() };
   };
+}
+
+/**
+ * Stores memKey(0..entries-1) = VALUE in memcached over its text protocol (pipelined sets with
+ * noreply), then checks with `stats` that it holds them all and has finished growing its hash
+ * table (which it does in a background thread, holding both tables meanwhile).
+ */
+async function fillMemcached(address: string, entries: number): Promise<void> {
+  const at = address.lastIndexOf(':');
+  const socket = connectTcp(Number(address.slice(at + 1)), address.slice(0, at));
+  await once(socket, 'connect');
+  let replies = '';
+  socket.setEncoding('latin1').on('data', (chunk: string) => (replies += chunk));
+  const ask = async (command: string, end: string) => {
+    replies = '';
+    socket.write(command);
+    const deadline = Date.now() + 30_000;
+    while (!replies.endsWith(end)) {
+      if (Date.now() > deadline) throw new Error(`memcached did not answer ${command.trim()} within 30 s: ${replies}`);
+      await sleep(5);
+    }
+    return replies;
+  };
+  const stat = (stats: string, name: string) => Number(new RegExp(`^STAT ${name} (\\d+)\r$`, 'm').exec(stats)?.[1]);
+  try {
+    const CRLF = Buffer.from('\r\n');
+    for (let from = 0; from < entries; from += 1000) {
+      const parts: Buffer[] = [];
+      for (let i = from; i < Math.min(entries, from + 1000); i++)
+        parts.push(Buffer.from(`set ${memKey(i)} 0 0 ${VALUE.length} noreply\r\n`), VALUE, CRLF);
+      if (!socket.write(Buffer.concat(parts))) await once(socket, 'drain');
+    }
+    // mn (meta no-op) answers once every command before it has run; errors would come first.
+    const sync = await ask('mn\r\n', 'MN\r\n');
+    if (sync !== 'MN\r\n') throw new Error(`memcached refused sets: ${sync.slice(0, 200)}`);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const stats = await ask('stats\r\n', 'END\r\n');
+      if (stat(stats, 'curr_items') !== entries || stat(stats, 'evictions') !== 0)
+        throw new Error(
+          `memcached holds ${stat(stats, 'curr_items')} of ${entries} items (${stat(stats, 'evictions')} evicted)`,
+        );
+      if (stat(stats, 'hash_is_expanding') === 0) break;
+      if (Date.now() > deadline) throw new Error('memcached was still growing its hash table 30 s after loading');
+      await sleep(50);
+    }
+  } finally {
+    socket.destroy();
+  }
 }
 
 // ---- the groups -----------------------------------------------------------------------------
@@ -850,25 +922,67 @@ export const GROUPS: readonly Group[] = [
   },
   {
     name: 'memory',
-    title: 'LRU memory and per-Get cost, 1 k vs 1 M entries of 100 bytes (one server of its own)',
+    title:
+      'LRU memory vs memcached, and per-op cost with 1 k vs 1 M entries of 100 bytes (servers of their own; 1 k and 1 M rows in the same rounds)',
     concurrencies: C,
-    order: 'by-row',
+    order: 'by-concurrency',
     serverArgs: ['--lru-max-entries', '1100000', '--lru-max-bytes', String(4 * 1024 ** 3)],
     scenarios: [
+      {
+        id: 'memcached.rss.1m',
+        label: 'memcached: RSS added by 1 M × 100-byte items',
+        unit: 'MB',
+        needs: ['memcached'],
+        latchkey: false,
+        concurrencies: [1],
+        prepare: async (env) => {
+          // A memcached of its own with room for every item (the shared one has 64 MB).
+          const memcached = await startMemcachedChild({ memoryMb: 1024 });
+          return {
+            run: async () => {
+              const entries = rssEntries(env);
+              const idle = rssMb(memcached.pid);
+              const start = performance.now();
+              await fillMemcached(memcached.address, entries);
+              const loadS = (performance.now() - start) / 1000;
+              await sleep(env.quick ? 100 : 1_000);
+              const after = rssMb(memcached.pid);
+              return {
+                rps: entries / loadS,
+                p50Ms: NaN,
+                p99Ms: NaN,
+                samples: 0,
+                value: after - idle,
+                note: `${entries.toLocaleString('en-US')} items, loaded by pipelined text-protocol sets at the rate shown; RSS ${idle.toFixed(0)} MB idle, ${after.toFixed(0)} MB loaded (${(((after - idle) * 1024 * 1024) / entries).toFixed(0)} B per item)`,
+              };
+            },
+            close: () => memcached.stop(),
+          };
+        },
+      },
       {
         id: 'lru.get.1k',
         label: 'latchkey LRU: random Get over 1 k entries (raw grpc-js)',
         unit: 'req',
         latchkey: true,
-        prepare: randomGet(() => 1000),
+        prepare: randomOp('get', () => 1000),
+      },
+      {
+        id: 'lru.set.1k',
+        label: 'latchkey LRU: random Set over 1 k entries (raw grpc-js)',
+        unit: 'req',
+        latchkey: true,
+        prepare: randomOp('set', () => 1000),
       },
       {
         id: 'lru.rss.1m',
-        label: 'latchkey LRU: server RSS with 1 M × 100-byte entries',
+        label: 'latchkey LRU: RSS added by 1 M × 100-byte entries (after a full GC)',
         unit: 'MB',
         latchkey: true,
         concurrencies: [1],
-        target: { kind: 'value', max: 400 },
+        baseline: 'memcached.rss.1m',
+        ratioOf: 'value',
+        target: { kind: 'value-ratio', max: 1.3 },
         prepare: async (env) => ({
           run: async () => {
             const stub = cacheStub(env.latchkey);
@@ -877,7 +991,7 @@ export const GROUPS: readonly Group[] = [
             await probe.gc();
             const idle = probe.rssMb();
             const start = performance.now();
-            await fill(stub, 1000, entries);
+            await fill(stub, 0, entries);
             const loadS = (performance.now() - start) / 1000;
             stub.close();
             await sleep(env.quick ? 100 : 1_000);
@@ -887,11 +1001,11 @@ export const GROUPS: readonly Group[] = [
             const after = probe.rssMb();
             const perEntry = ((after - idle) * 1024 * 1024) / entries;
             return {
-              rps: (entries - 1000) / loadS,
+              rps: entries / loadS,
               p50Ms: NaN,
               p99Ms: NaN,
               samples: 0,
-              value: after,
+              value: after - idle,
               note: `${entries.toLocaleString('en-US')} entries, loaded by SetMany at the rate shown; RSS ${idle.toFixed(0)} MB idle, ${loaded.toFixed(0)} MB right after loading, ${after.toFixed(0)} MB after a full GC (${perEntry.toFixed(0)} B per entry)`,
             };
           },
@@ -903,7 +1017,17 @@ export const GROUPS: readonly Group[] = [
         unit: 'req',
         latchkey: true,
         baseline: 'lru.get.1k',
-        prepare: randomGet(rssEntries),
+        target: { kind: 'ratio', min: 0.9 },
+        prepare: randomOp('get', rssEntries),
+      },
+      {
+        id: 'lru.set.1m',
+        label: 'latchkey LRU: random Set over 1 M entries (raw grpc-js)',
+        unit: 'req',
+        latchkey: true,
+        baseline: 'lru.set.1k',
+        target: { kind: 'ratio', min: 0.9 },
+        prepare: randomOp('set', rssEntries),
       },
     ],
   },

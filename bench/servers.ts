@@ -139,8 +139,11 @@ export async function startEtcdChild(): Promise<{ endpoint: string; pid: number;
   });
 }
 
-export async function startMemcachedChild(): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
-  const memcached = await startMemcached();
+/** memcached on a free port; memoryMb is its -m (item memory; the test harness's default is 64). */
+export async function startMemcachedChild(
+  options: { memoryMb?: number } = {},
+): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
+  const memcached = await startMemcached(options);
   return track(`memcached (pid ${memcached.pid()})`, () => memcached.kill(), {
     address: memcached.address,
     pid: memcached.pid()!,
