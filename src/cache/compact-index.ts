@@ -2,8 +2,13 @@
 // way lru-cache keeps its order in Uint32Arrays, but without a JS Map or a string per key.
 // The keys themselves live with the caller (in the slab arena, with the values); the index
 // keeps only each key's 32-bit hash and asks the caller whether a slot holds the key being
-// looked up. Per entry that is 4 bytes of hash, 8 of order, 8 of value and 4-8 of hash table:
-// a handful of large arrays the GC never walks, whatever the number of entries.
+// looked up. Per entry that is one 20-byte slot record (hash, the two recency links, the
+// value) and 4-8 bytes of hash table: two large arrays the GC never walks, whatever the
+// number of entries.
+//
+// NOTE: a slot's fields sit side by side in one record, not in an array each, because with a
+// million entries every array touched at a random slot is a cache miss of its own: a lookup
+// and promote reads one table bucket, one record and its two neighbours' records.
 //
 // The table is open addressing with linear probing, at most 3/4 full, and deletes by
 // shifting the entries after the hole back (no tombstones), so a lookup never gets slower
@@ -31,6 +36,14 @@ export interface CompactIndexOptions {
 }
 
 const NONE = 0xffffffff;
+// A slot record: its key's hash, the slots used just before and after it (or, for a free
+// slot, OLDER links to the next free one), and its value in two 32-bit halves.
+const RECORD = 5;
+const HASH = 0;
+const OLDER = 1;
+const NEWER = 2;
+const LOW = 3;
+const HIGH = 4;
 const SEED = randomBytes(4).readUInt32LE(0);
 
 /** 32-bit MurmurHash3 (x86) of bytes[0, length), by default with the process's seed. */
@@ -76,13 +89,10 @@ export class CompactIndex {
   readonly #maxEntries: number;
   readonly #matches: (slot: number) => boolean;
   readonly #initialSlots: number;
-  // Per slot.
-  #hashes!: Uint32Array;
-  #values!: Float64Array;
-  /** Toward the least recently used; for a free slot, the next free slot. */
-  #older!: Uint32Array;
-  /** Toward the most recently used. */
-  #newer!: Uint32Array;
+  /** RECORD words per slot: HASH, OLDER, NEWER, LOW, HIGH. */
+  #slots!: Uint32Array;
+  /** Slots the records have room for. */
+  #capacity = 0;
   // The table: slot + 1 per bucket, 0 = empty.
   #buckets!: Uint32Array;
   #mask = 0;
@@ -118,17 +128,20 @@ export class CompactIndex {
   find(hash: number): number {
     hash >>>= 0;
     const buckets = this.#buckets;
-    const hashes = this.#hashes;
+    const slots = this.#slots;
     const mask = this.#mask;
     for (let i = hash & mask; ; i = (i + 1) & mask) {
       const entry = buckets[i]!;
       if (entry === 0) return -1;
       const slot = entry - 1;
-      if (hashes[slot] === hash && this.#matches(slot)) return slot;
+      if (slots[slot * RECORD + HASH] === hash && this.#matches(slot)) return slot;
     }
   }
 
-  /** Adds an entry as the most recently used; the caller knows its key is absent (find gave -1). */
+  /**
+   * Adds an entry as the most recently used, with a value (an integer from 0 to 2^53 - 1);
+   * the caller knows its key is absent (find gave -1).
+   */
   insert(hash: number, value: number): number {
     hash >>>= 0;
     if (this.#size >= this.#maxEntries)
@@ -137,13 +150,13 @@ export class CompactIndex {
     let slot: number;
     if (this.#freeSlots !== NONE) {
       slot = this.#freeSlots;
-      this.#freeSlots = this.#older[slot]!;
+      this.#freeSlots = this.#slots[slot * RECORD + OLDER]!;
     } else {
-      if (this.#usedSlots === this.#hashes.length) this.#growSlots();
+      if (this.#usedSlots === this.#capacity) this.#growSlots();
       slot = this.#usedSlots++;
     }
-    this.#hashes[slot] = hash;
-    this.#values[slot] = value;
+    this.#slots[slot * RECORD + HASH] = hash;
+    this.setValue(slot, value);
     let i = hash & this.#mask;
     while (this.#buckets[i] !== 0) i = (i + 1) & this.#mask;
     this.#buckets[i] = slot + 1;
@@ -155,8 +168,9 @@ export class CompactIndex {
   /** Forgets the entry; its slot may be handed out by the next insert. */
   remove(slot: number): void {
     const buckets = this.#buckets;
+    const slots = this.#slots;
     const mask = this.#mask;
-    let hole = this.#hashes[slot]! & mask;
+    let hole = slots[slot * RECORD + HASH]! & mask;
     while (buckets[hole] !== slot + 1) {
       if (buckets[hole] === 0) throw new Error(`slot ${slot} is not in the index`);
       hole = (hole + 1) & mask;
@@ -164,7 +178,7 @@ export class CompactIndex {
     // Backward shift: each later entry of the run moves into the hole unless its home bucket
     // lies cyclically after the hole (moving it would put it before where a lookup starts).
     for (let i = (hole + 1) & mask; buckets[i] !== 0; i = (i + 1) & mask) {
-      const home = this.#hashes[buckets[i]! - 1]! & mask;
+      const home = slots[(buckets[i]! - 1) * RECORD + HASH]! & mask;
       const stays = hole <= i ? hole < home && home <= i : hole < home || home <= i;
       if (stays) continue;
       buckets[hole] = buckets[i]!;
@@ -172,7 +186,7 @@ export class CompactIndex {
     }
     buckets[hole] = 0;
     this.#unlink(slot);
-    this.#older[slot] = this.#freeSlots;
+    slots[slot * RECORD + OLDER] = this.#freeSlots;
     this.#freeSlots = slot;
     this.#size--;
   }
@@ -185,27 +199,28 @@ export class CompactIndex {
   }
 
   value(slot: number): number {
-    return this.#values[slot]!;
+    const at = slot * RECORD;
+    return this.#slots[at + LOW]! + this.#slots[at + HIGH]! * 2 ** 32;
   }
 
+  /** An integer from 0 to 2^53 - 1. */
   setValue(slot: number, value: number): void {
-    this.#values[slot] = value;
+    const at = slot * RECORD;
+    this.#slots[at + LOW] = value % 2 ** 32;
+    this.#slots[at + HIGH] = Math.floor(value / 2 ** 32);
   }
 
   /** Slots from the most to the least recently used. */
   *slots(): IterableIterator<number> {
-    for (let slot = this.#newest; slot !== NONE; slot = this.#older[slot]!) yield slot;
+    for (let slot = this.#newest; slot !== NONE; slot = this.#slots[slot * RECORD + OLDER]!) yield slot;
   }
 
   /** Empties the index and gives back its grown arrays. */
   clear(): void {
-    const slots = this.#initialSlots;
-    this.#hashes = new Uint32Array(slots);
-    this.#values = new Float64Array(slots);
-    this.#older = new Uint32Array(slots);
-    this.#newer = new Uint32Array(slots);
+    this.#capacity = this.#initialSlots;
+    this.#slots = new Uint32Array(this.#capacity * RECORD);
     let buckets = 16;
-    while (buckets * 3 < slots * 4) buckets *= 2;
+    while (buckets * 3 < this.#capacity * 4) buckets *= 2;
     this.#buckets = new Uint32Array(buckets);
     this.#mask = buckets - 1;
     this.#size = 0;
@@ -214,40 +229,36 @@ export class CompactIndex {
   }
 
   #linkNewest(slot: number): void {
-    this.#older[slot] = this.#newest;
-    this.#newer[slot] = NONE;
-    if (this.#newest !== NONE) this.#newer[this.#newest] = slot;
+    const slots = this.#slots;
+    slots[slot * RECORD + OLDER] = this.#newest;
+    slots[slot * RECORD + NEWER] = NONE;
+    if (this.#newest !== NONE) slots[this.#newest * RECORD + NEWER] = slot;
     else this.#oldest = slot;
     this.#newest = slot;
   }
 
   #unlink(slot: number): void {
-    const older = this.#older[slot]!;
-    const newer = this.#newer[slot]!;
-    if (newer !== NONE) this.#older[newer] = older;
+    const slots = this.#slots;
+    const older = slots[slot * RECORD + OLDER]!;
+    const newer = slots[slot * RECORD + NEWER]!;
+    if (newer !== NONE) slots[newer * RECORD + OLDER] = older;
     else this.#newest = older;
-    if (older !== NONE) this.#newer[older] = newer;
+    if (older !== NONE) slots[older * RECORD + NEWER] = newer;
     else this.#oldest = newer;
   }
 
   #growSlots(): void {
-    const length = Math.min(this.#hashes.length * 2, this.#maxEntries);
-    const grow = <T extends Uint32Array | Float64Array>(old: T, make: (n: number) => T) => {
-      const next = make(length);
-      next.set(old);
-      return next;
-    };
-    this.#hashes = grow(this.#hashes, (n) => new Uint32Array(n));
-    this.#values = grow(this.#values, (n) => new Float64Array(n));
-    this.#older = grow(this.#older, (n) => new Uint32Array(n));
-    this.#newer = grow(this.#newer, (n) => new Uint32Array(n));
+    this.#capacity = Math.min(this.#capacity * 2, this.#maxEntries);
+    const slots = new Uint32Array(this.#capacity * RECORD);
+    slots.set(this.#slots);
+    this.#slots = slots;
   }
 
   #rehash(bucketCount: number): void {
     const buckets = new Uint32Array(bucketCount);
     const mask = bucketCount - 1;
-    for (let slot = this.#newest; slot !== NONE; slot = this.#older[slot]!) {
-      let i = this.#hashes[slot]! & mask;
+    for (let slot = this.#newest; slot !== NONE; slot = this.#slots[slot * RECORD + OLDER]!) {
+      let i = this.#slots[slot * RECORD + HASH]! & mask;
       while (buckets[i] !== 0) i = (i + 1) & mask;
       buckets[i] = slot + 1;
     }

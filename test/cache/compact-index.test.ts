@@ -28,7 +28,7 @@ function indexed(maxEntries: number, hash: (key: number) => number, initialSlots
 
 const ops = fc.array(
   fc.oneof(
-    fc.record({ op: fc.constant('set' as const), key: fc.nat({ max: 300 }), value: fc.double({ noNaN: true }) }),
+    fc.record({ op: fc.constant('set' as const), key: fc.nat({ max: 300 }), value: fc.maxSafeNat() }),
     fc.record({ op: fc.constant('get' as const), key: fc.nat({ max: 300 }) }),
     fc.record({ op: fc.constant('delete' as const), key: fc.nat({ max: 300 }) }),
   ),
