@@ -142,7 +142,7 @@ export const FLAGS: readonly FlagSpec[] = [
     default: 100_000,
     min: 1,
     max: 2 ** 31,
-    help: 'LRU store: most entries kept before evicting the least recently used (memory for the index is reserved up front)',
+    help: 'LRU store: most entries kept before evicting the least recently used (the index grows with the entries, 24-28 bytes each)',
   },
   {
     key: 'lruMaxBytes',
