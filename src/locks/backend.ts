@@ -119,35 +119,6 @@ export interface LockBackend {
   close(): Promise<void>;
 }
 
-/** The state of a plain (exclusive, limit 1) lock with at most one holder. */
-export function singleHolderState(holder: Omit<HolderInfo, 'mode'> | undefined, waiters: number): LockState {
-  if (holder === undefined)
-    return {
-      held: false,
-      owner: '',
-      fencingToken: 0n,
-      expiresAtMs: 0,
-      waiters,
-      holders: [],
-      queue: [],
-      limit: waiters > 0 ? 1 : 0,
-    };
-  const info: HolderInfo = {
-    owner: holder.owner,
-    fencingToken: holder.fencingToken,
-    expiresAtMs: holder.expiresAtMs,
-    mode: 'EXCLUSIVE',
-  };
-  return {
-    held: true,
-    ...info,
-    waiters,
-    holders: [info],
-    queue: Array.from({ length: waiters }, () => ({ owner: '', mode: 'EXCLUSIVE' as const })),
-    limit: 1,
-  };
-}
-
 /**
  * Told when a lease runs out of TTL without a release, once per lease, as its lock is freed
  * (before the next holder is granted it). Given in the options of the backends that enforce
