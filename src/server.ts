@@ -36,13 +36,27 @@ export interface ServerOptions {
    * simple embedding); an internal error reads "internal error: <stack>". Ignored with `logger`.
    */
   readonly log?: (line: string) => void;
-  /** Time source for leases and cache TTLs; default the system clock. */
+  /**
+   * Time source for the memory and file backends' leases and the LRU store's TTLs; default
+   * the system clock. The etcd backend and memcached keep their own servers' time.
+   */
   readonly clock?: Clock;
-  /** Lock backends to serve besides those the config enables (embedding, tests). */
+  /**
+   * Lock backends to serve besides those the config enables (embedding, tests), each under
+   * its `kind`; one with the kind of a built-in backend replaces it. Metered like the
+   * built-in ones; closed at shutdown. Default none.
+   */
   readonly lockBackends?: readonly LockBackend[];
-  /** Cache stores to serve besides those the config enables (embedding, tests). */
+  /**
+   * Cache stores to serve besides those the config enables (embedding, tests), each under
+   * its `kind`; one named lru replaces the built-in LRU store, but --memcached wins over one
+   * named memcached. Closed at shutdown. Default none.
+   */
   readonly stores?: readonly CacheStore[];
-  /** Serve Cache without its Pipeline method (UNIMPLEMENTED), like an older server: for tests of client fallback. */
+  /**
+   * Serve Cache without its Pipeline method (UNIMPLEMENTED), like an older server: for tests of
+   * client fallback. Default false.
+   */
   readonly disablePipeline?: boolean;
 }
 

@@ -12,7 +12,10 @@ export interface Cache {
   readonly kind: string;
   /** undefined = miss: absent, expired, or a fenced delete's tombstone. */
   get(key: string, signal: AbortSignal): Promise<{ value: Buffer; cas: bigint } | undefined>;
-  /** ttlMs 0 = no expiry. Returns the new cas. A fenced write a newer holder has overtaken → FencedOutError. */
+  /**
+   * ttlMs 0 = no expiry. Returns the new cas. A fenced write a newer holder has overtaken →
+   * FencedOutError.
+   */
   set(key: string, value: Buffer, ttlMs: number, fence: Fence | undefined, signal: AbortSignal): Promise<bigint>;
   /** STORED (with the new cas), EXISTS (cas differs) or NOT_FOUND. */
   cas(

@@ -53,11 +53,20 @@ const RELATIVE_LIMIT_S = 30 * 86_400;
 const ITEM_OVERHEAD_BYTES = 64;
 
 export interface MemcachedStoreOptions {
-  /** host:port of each server, in the order that fixes the key → server mapping. */
+  /**
+   * host:port of each server, in the order that fixes the key → server mapping: every
+   * latchkey server sharing these memcached servers must list them in the same order.
+   */
   readonly servers: readonly string[];
-  /** memcached's item size limit (its -I option); larger items are refused up front. */
+  /**
+   * memcached's item size limit in bytes (set it to the servers' -I option, default 1 MiB);
+   * an item over it (key, value and about 64 bytes of memcached's own) is refused up front.
+   */
   readonly maxItemBytes: number;
-  /** How long one request may take before the server counts as unavailable. */
+  /**
+   * How long one request may take, in ms, before the server counts as unavailable (memjs's
+   * request and connect timeouts). The server passes --memcached-timeout-ms (10 ms to 1 minute).
+   */
   readonly timeoutMs: number;
 }
 

@@ -62,7 +62,11 @@ export const POLL_MAX_MS = 100;
 export const DEFAULT_STALE_MS = 10_000;
 
 export interface FileLockBackendOptions {
-  /** Directory holding the lock files; created (with parents) if missing. */
+  /**
+   * Directory holding the lock files; created (with parents) if missing, else the
+   * constructor throws BackendUnavailableError. Every server that locks the same names
+   * against each other uses the same one (on one host: see acrossHosts above).
+   */
   readonly dir: string;
   /** Time source for lease expiry and wait timers; default the system clock. */
   readonly clock?: Clock;
@@ -70,13 +74,18 @@ export interface FileLockBackendOptions {
    * proper-lockfile's `stale`, in ms: a lock whose directory mtime has not been refreshed for
    * this long is considered abandoned and taken over. It bounds how long a crashed server's
    * locks stay held (its leases' TTLs cannot: nobody is left to enforce them). The holder
-   * refreshes the mtime every staleMs / 2. At least 2000 (proper-lockfile raises smaller
-   * values to that); default 10_000. Every process sharing a lock dir must use the same value.
+   * refreshes the mtime every staleMs / 2. Default 10_000; values below 2000 (0 included)
+   * are raised to 2000, as proper-lockfile does. Every process sharing a lock dir must use
+   * the same value. Independent of lease TTLs: a lease shorter than staleMs still expires
+   * at its TTL while this server runs.
    */
   readonly staleMs?: number;
-  /** Where background failures go (a lock dir that cannot be removed, a lost lock); default stderr. */
+  /**
+   * Where background failures go (a lock dir that cannot be removed, a lost lock); default plain
+   * lines on stderr.
+   */
   readonly log?: Logger;
-  /** Told of every lease of this server that runs out of TTL (see ExpiryListener). */
+  /** Told of every lease of this server that runs out of TTL (see ExpiryListener). Default none. */
   readonly onExpire?: ExpiryListener;
 }
 

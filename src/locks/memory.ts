@@ -63,7 +63,7 @@ interface Entry {
 export interface MemoryLockBackendOptions {
   /** Time source for leases and wait timers; default the system clock. */
   readonly clock?: Clock;
-  /** Told of every lease that runs out of TTL (see ExpiryListener). */
+  /** Told of every lease that runs out of TTL (see ExpiryListener). Default none. */
   readonly onExpire?: ExpiryListener;
 }
 
