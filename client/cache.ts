@@ -37,36 +37,63 @@ export interface CacheItem {
 export type Fence = Pick<LockHandle, 'name' | 'backend' | 'fencingToken'>;
 
 export interface WriteOptions extends CallOptions {
-  /** Expiry in ms from now; default 0 = never expires (until evicted). */
+  /**
+   * Expiry in ms from now; default 0 = never expires (until evicted). At most 365 days
+   * (InvalidArgumentError past it).
+   */
   readonly ttlMs?: number;
 }
 
 export interface FencedWriteOptions extends WriteOptions {
-  /** Refuse the write if a newer holder of this lock has written the key. */
+  /**
+   * Refuse the write (FencedOutError) if a newer holder of this lock has written the key. Default
+   * none: unfenced.
+   */
   readonly fence?: Fence;
 }
 
 export interface DeleteOptions extends CallOptions {
-  /** Delete only if the key's cas is still this one; default: whatever is there. */
+  /** Delete only if the key's cas is still this one; default (or 0n): whatever is there. */
   readonly cas?: bigint;
-  /** Refuse if a newer holder has written; a fenced delete keeps the fence for later writes. */
+  /** Refuse if a newer holder has written; a fenced delete keeps the fence for later writes. Default none. */
   readonly fence?: Fence;
 }
 
 export interface IncrOptions extends CallOptions {
-  /** Value stored when the key is absent (delta is not applied to it); default 0. */
+  /** Value stored when the key is absent (delta is not applied to it); default 0; 0 to 2^64 - 1. */
   readonly initial?: bigint | number;
-  /** Expiry of a key created from `initial`; an existing key keeps its own. Default 0 = none. */
+  /**
+   * Expiry in ms of a key created from `initial`; an existing key keeps its own. Default 0
+   * = never expires; at most 365 days.
+   */
   readonly ttlMs?: number;
 }
 
 export interface UpdateOptions extends FencedWriteOptions {
-  /** Get → fn → Cas rounds before giving up with CasConflictError; default 20. */
+  /**
+   * Get → fn → Cas rounds before giving up with CasConflictError; default 20; 0 gives up
+   * before the first. `deadlineMs` bounds the rounds too: whichever ends first.
+   */
   readonly maxAttempts?: number;
 }
 
 export type UpdateFn = (current: Buffer | undefined) => CacheValue | Promise<CacheValue>;
 
+/**
+ * The cache of one store (see LatchkeyClient.cache), with memcached semantics: values are
+ * bytes, every write gives the key a new `cas`, TTLs are in ms.
+ *
+ * ```ts
+ * const cache = client.cache(); // the server's default store; client.cache('memcached')
+ * await cache.set('greeting', 'hello', { ttlMs: 60_000 });
+ * const item = await cache.get('greeting'); // { value: Buffer, cas } or undefined
+ * const { value: hits } = await cache.incr('hits', 1, { initial: 1 }); // 1n on a new key
+ * // Read-modify-write under compare-and-set; fn may run more than once.
+ * await cache.update('visits', (current) => String(Number(current?.toString() ?? '0') + 1));
+ * // Cache-aside: concurrent misses of one key share a single load.
+ * const config = await cache.getOrSet('config', () => loadConfig(), { ttlMs: 300_000 });
+ * ```
+ */
 export interface CacheClient {
   /** The store asked for; '' = the server's default. */
   readonly store: string;

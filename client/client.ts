@@ -31,23 +31,29 @@ import { msField, toDate } from './wire.js';
 export interface ConnectOptions {
   /**
    * Deadline of each call in ms, unless the call passes its own `deadlineMs`. Default
-   * 10_000. lock() adds its `waitMs` on top, so a long wait does not end in
-   * DEADLINE_EXCEEDED; a lock handle's Release is further capped at its TTL.
+   * 10_000; Infinity = none; 0 or less is refused (InvalidArgumentError). It covers a call's
+   * retries too. lock() adds its `waitMs` on top, so a long wait does not end in
+   * DEADLINE_EXCEEDED; a lock handle's Refreshes and Release are bounded by it as well, and
+   * its Release further by the lease's TTL.
    */
   readonly deadlineMs?: number;
   /**
    * TLS: verify the server against `ca` (default Node's root CAs), and with `cert` and `key`
-   * present a client certificate (mutual TLS, a server with --tls-ca). Without `tls` (or
-   * `credentials`) the channel is plaintext, which a server accepts only on loopback or
-   * with --insecure.
+   * present a client certificate (mutual TLS, a server with --tls-ca). Default none: without
+   * `tls` (or `credentials`) the channel is plaintext, which a server accepts only on
+   * loopback or with --insecure. `{}` = TLS against Node's root CAs.
    */
   readonly tls?: TlsOptions;
-  /** grpc-js channel credentials, for what `tls` does not cover; not together with `tls`. */
+  /**
+   * grpc-js channel credentials, for what `tls` does not cover. Default none (plaintext);
+   * giving both this and `tls` is refused (InvalidArgumentError).
+   */
   readonly credentials?: grpc.ChannelCredentials;
   /**
    * Bearer token for a server with --auth-tokens-file, sent as `authorization: Bearer
    * <token>` on every call and stream; or a function called before each one for the current
    * token. A provider that throws fails the call with UnauthenticatedError (no RPC is sent).
+   * Default none: no authorization header.
    * NOTE: on a plaintext channel the token crosses the network readable by anyone on it.
    */
   readonly token?: TokenSource;
@@ -58,7 +64,9 @@ export interface ConnectOptions {
    */
   readonly retry?: RetryOptions | false;
   /**
-   * grpc-js channel options (keepalive, message size limits, ...).
+   * grpc-js channel options (keepalive, message size limits, ...), applied over the SDK's
+   * own (TLS server name, the pipeline's unlimited receive size); interceptors given here
+   * wrap the token's, which is innermost. Default none.
    * NOTE: after a connection failure grpc-js waits `grpc.initial_reconnect_backoff_ms`
    * (default 1 s, growing to 120 s) before reconnecting, and calls fail at once meanwhile.
    * Lock handles with TTLs near or below that lose their lease across a server blip unless
@@ -81,23 +89,32 @@ export interface ConnectOptions {
 
 export interface LockOptions extends CallOptions {
   /**
-   * Lease TTL in ms; default the server's (--default-ttl-ms, 15 s unless changed). The
-   * handle refreshes every TTL / 3 and gives up on the lease (aborting its signal) when no
-   * Refresh has succeeded for about one TTL. The backend may round the TTL up (etcd: to
-   * whole seconds); `handle.ttlMs` is what was granted.
+   * Lease TTL in ms; default the server's (--default-ttl-ms, 15 s unless changed); 0 is
+   * refused (InvalidArgumentError: leave it out for the default), and so is more than the
+   * server's --max-ttl-ms. The handle refreshes every TTL / 3 and gives up on the lease
+   * (aborting its signal) when no Refresh has succeeded for about one TTL. The backend may
+   * round the TTL up (etcd: to whole seconds); `handle.ttlMs` is what was granted.
    */
   readonly ttlMs?: number;
-  /** How long to wait for a held lock, in ms; default 0 = try once (LockBusyError if held). */
+  /**
+   * How long to wait for a held lock, in ms; default 0 = try once (LockBusyError if held).
+   * At most the server's --max-wait-ms (InvalidArgumentError past it). The call's deadline
+   * grows by it (see `deadlineMs`); a wait ends, as LockBusyError, just before the deadline.
+   */
   readonly waitMs?: number;
-  /** Lock backend ("memory", "file", "etcd"); default the server's. */
+  /** Lock backend ("memory", "file", "etcd"); default '' = the server's --backend. */
   readonly backend?: string;
-  /** Names the holder for humans (in LockBusyError messages, Describe); default the peer address. */
+  /**
+   * Names the holder for humans (in LockBusyError messages, Describe, Watch); at most 1024
+   * bytes. Default '' = the server names the holder by its peer address.
+   */
   readonly owner?: string;
   /**
    * A semaphore: up to `limit` EXCLUSIVE holders at once, each with its own lease and fencing
-   * token. Default 1 (a plain lock). Every holder and waiter of a name must ask for the same
-   * limit (else FailedPreconditionError naming both). Needs a backend that declares
-   * `semaphore`.
+   * token. Default 1 (a plain lock); 0 is refused (leave it out), and so is more than the
+   * server accepts (1_000_000). Every holder and waiter of a name must ask for the same
+   * limit (else FailedPreconditionError naming both). Not with `mode: 'SHARED'`. Needs a
+   * backend that declares `semaphore`.
    */
   readonly limit?: number;
   /**
@@ -111,17 +128,24 @@ export interface LockOptions extends CallOptions {
   // `deadlineMs` defaults to waitMs + the client's deadlineMs.
 }
 
+/** What `describe()` takes besides the call's signal and deadline. */
+
 /** How a lease holds its lock; see LockOptions.mode. */
 export type LockMode = 'EXCLUSIVE' | 'SHARED';
 
 export interface DescribeOptions extends CallOptions {
+  /** Lock backend; default '' = the server's --backend. */
   readonly backend?: string;
 }
 
+/** A watch has no deadline: it runs until `signal` aborts, the loop breaks or the server ends it. */
 export interface WatchOptions {
-  /** Lock backend; default the server's. It must declare `watch`. */
+  /**
+   * Lock backend; default '' = the server's --backend. It must declare `watch` (else
+   * FailedPreconditionError).
+   */
   readonly backend?: string;
-  /** Aborting it ends the iteration quietly (no error); so does breaking out of the loop. */
+  /** Aborting it ends the iteration quietly (no error); so does breaking out of the loop. Default none. */
   readonly signal?: AbortSignal;
 }
 
@@ -194,6 +218,25 @@ export type LockEvent =
   | (LockEventBase & { readonly type: 'STATE'; readonly state: LockState })
   | (LockEventBase & { readonly type: Exclude<LockEventType, 'STATE'>; readonly state?: undefined });
 
+/**
+ * A connection to one latchkey server (see connect()): locks, the cache and watches over one
+ * channel. Close it, or dispose it, when done: that releases the locks it still holds.
+ *
+ * ```ts
+ * import { connect } from 'latchkey/client';
+ *
+ * await using client = connect('127.0.0.1:50051');
+ * // Waits up to 5 s for the lock, and releases it when the function returns or throws.
+ * await client.withLock(
+ *   'nightly-report',
+ *   async (lock) => {
+ *     await buildReport({ signal: lock.signal }); // aborted if the lease is lost
+ *   },
+ *   { ttlMs: 30_000, waitMs: 5_000 },
+ * );
+ * const state = await client.describe('nightly-report'); // holders, queue, capabilities
+ * ```
+ */
 export interface LatchkeyClient extends AsyncDisposable {
   readonly address: string;
   /** Acquires a lock; dispose the handle (or call release()) to let it go. */
@@ -286,6 +329,27 @@ function toLockEvent(event: LockEvent__Output): LockEvent {
   return { ...base, type: event.type };
 }
 
+/**
+ * A client of the latchkey server at `address` (host:port, or any gRPC target such as
+ * unix:/path). Nothing is sent until the first call; an address that cannot be reached
+ * fails calls with UnavailableError, not connect().
+ *
+ * ```ts
+ * import { readFileSync } from 'node:fs';
+ * import { connect } from 'latchkey/client';
+ *
+ * const client = connect('lk.internal:50051', {
+ *   tls: { ca: readFileSync('ca.pem') },
+ *   token: () => readFileSync('/run/secrets/latchkey', 'utf8'),
+ *   deadlineMs: 5_000,
+ * });
+ * try {
+ *   // ... client.lock(), client.cache(), client.watch()
+ * } finally {
+ *   await client.close();
+ * }
+ * ```
+ */
 export function connect(address: string, options: ConnectOptions = {}): LatchkeyClient {
   return new Client(address, options);
 }

@@ -11,6 +11,23 @@ export interface LatchkeyErrorOptions extends ErrorOptions {
   readonly method?: string;
 }
 
+/**
+ * The root of every error the SDK throws. Branch on the subclass, which names what the
+ * caller can do, rather than on `code`: several share one gRPC status.
+ *
+ * ```ts
+ * import { LockBusyError, UnavailableError } from 'latchkey/client';
+ *
+ * try {
+ *   await using lock = await client.lock('deploy'); // try once
+ *   await runDeploy({ signal: lock.signal });
+ * } catch (err) {
+ *   if (err instanceof LockBusyError) console.log(err.message); // names the holder
+ *   else if (err instanceof UnavailableError) scheduleRetry();
+ *   else throw err;
+ * }
+ * ```
+ */
 export class LatchkeyError extends Error {
   /** The gRPC status code the server answered (or the SDK chose for a local failure). */
   readonly code: status;

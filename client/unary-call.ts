@@ -7,19 +7,29 @@ import { AbortError, fromStatus, UnavailableError } from './errors.js';
 
 /** Options every SDK call accepts. */
 export interface CallOptions {
-  /** Aborting it cancels the gRPC call; the promise rejects with AbortError. */
+  /**
+   * Aborting it cancels the gRPC call (and any retry still to come); the promise rejects
+   * with AbortError. Default none. One already aborted fails the call before it is sent.
+   */
   readonly signal?: AbortSignal;
-  /** Deadline in ms from now, covering retries too; default the client's `deadlineMs`. Infinity = none. */
+  /**
+   * Deadline in ms from now, covering retries too; default the client's `deadlineMs`.
+   * Infinity = none; 0 (or less) = already passed: DeadlineExceededError, nothing waited for.
+   */
   readonly deadlineMs?: number;
 }
 
-/** Exponential backoff with full jitter between attempts. */
+/**
+ * Exponential backoff with full jitter between attempts: before attempt n + 1 the client
+ * waits a random time up to min(maxDelayMs, baseDelayMs * 2^(n-1)), and gives up instead
+ * when that wait would reach the call's deadline.
+ */
 export interface RetryOptions {
-  /** Attempts in all, the first included; 1 = no retry. */
+  /** Attempts in all, the first included; 1 (or 0) = no retry. */
   readonly attempts: number;
-  /** Upper bound of the first delay; doubles per attempt. */
+  /** Upper bound of the first delay, in ms; doubles per attempt. 0 = retry at once. */
   readonly baseDelayMs: number;
-  /** Cap on any one delay. */
+  /** Cap on any one delay, in ms; 0 = retry at once. */
   readonly maxDelayMs: number;
 }
 

@@ -53,6 +53,10 @@ export class BackendUnavailableError extends LatchkeyError {
 /** The server is shutting down; retry against another server or after restart. */
 export class ShuttingDownError extends LatchkeyError {
   override readonly code = status.UNAVAILABLE;
+  /** The message defaults to the one wording every part of the server uses. */
+  constructor(message = 'server is shutting down; retry on another server', options?: ErrorOptions) {
+    super(message, options);
+  }
 }
 
 /** The caller went away or its deadline passed; nobody is listening for the answer. */

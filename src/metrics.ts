@@ -34,11 +34,6 @@ export function failureClass(err: unknown): string | undefined {
   return err instanceof BackendUnavailableError || err.code === status.INTERNAL ? err.name : undefined;
 }
 
-/** failureClass for an error already turned into an OpError (batches): its code and reason. */
-export function opFailureClass(code: number, reason: string): string | undefined {
-  return reason === BackendUnavailableError.name || code === status.INTERNAL ? reason : undefined;
-}
-
 /** One series of a counter or gauge: the hot path adds to `value`; a scrape reads it. */
 export interface Cell {
   value: number;
@@ -191,17 +186,6 @@ export class CacheMeter {
     this.done(op, 'error');
     this.#failures.count(failureClass(err));
   }
-
-  /** One entry of a batch failed with this OpError. */
-  opFailed(op: CacheOp, code: number, reason: string): void {
-    this.done(op, 'error');
-    this.#failures.count(opFailureClass(code, reason));
-  }
-
-  /** A request refused as a whole (a batch too large): no operation ran, only a failure may count. */
-  refused(err: unknown): void {
-    this.#failures.count(failureClass(err));
-  }
 }
 
 class FailureMeter {
@@ -268,7 +252,7 @@ export class Metrics {
   );
   readonly lockWaits = this.#counter(
     'latchkey_lock_waits_total',
-    'Acquire calls allowed to wait (wait_ms > 0), counted when they start, whether or not the lock was free.',
+    'Acquire calls allowed to wait (wait_ms > 0) that reached the backend, counted when they start, whether or not the lock was free.',
     ['backend'],
   );
   readonly lockWaitSeconds = new Histogram({
@@ -285,12 +269,12 @@ export class Metrics {
   );
   readonly lockReleases = this.#counter(
     'latchkey_lock_releases_total',
-    'Release calls by outcome: released, not_holder (refused), expired (the lease had run out).',
+    'Releases by outcome: released, not_holder (refused), expired (the lease had run out). Release calls, and the release of a lease granted to a caller already gone.',
     ['backend', 'outcome'],
   );
   readonly cacheOps = this.#counter(
     'latchkey_cache_ops_total',
-    'Cache operations (unary, batch entries and Pipeline ops alike) by store, op and outcome: STORED, EXISTS, NOT_FOUND, DELETED, TOUCHED, hit, miss, error.',
+    'Cache operations that reached the store (unary, batch entries and Pipeline ops alike) by store, op and outcome: STORED, EXISTS, NOT_FOUND, DELETED, TOUCHED, hit, miss, error.',
     ['store', 'op', 'outcome'],
   );
   readonly cacheHits = this.#counter('latchkey_cache_hits_total', 'Cache gets that found the key.', ['store']);

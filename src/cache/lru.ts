@@ -14,10 +14,18 @@ interface Entry {
 }
 
 export interface LruStoreOptions {
-  /** Most entries kept; the least recently used goes first. */
+  /**
+   * Most entries kept (at least 1); past it the least recently used goes first. Memory for
+   * the index is reserved for this many up front. Required (the server passes --lru-max-entries).
+   */
   readonly maxEntries: number;
-  /** Most bytes kept, counting each key's UTF-8 bytes plus its value's bytes. */
+  /**
+   * Most bytes kept, counting each key's UTF-8 bytes plus its value's bytes (at least 1);
+   * whichever of this and maxEntries is reached first evicts. An item larger than all of
+   * it is refused. Required (the server passes --lru-max-bytes).
+   */
   readonly maxBytes: number;
+  /** Time source for TTLs; default the system clock. */
   readonly clock?: Clock;
 }
 

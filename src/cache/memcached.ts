@@ -82,10 +82,13 @@ export interface MemcachedStoreOptions {
    * order does not matter, the spelling does: name them as the pool's other clients do).
    */
   readonly servers: readonly string[];
-  /** memcached's item size limit (its -I option); larger items are refused up front. */
+  /**
+   * memcached's item size limit in bytes (set it to the servers' -I option, default 1 MiB);
+   * an item over it (key, value and about 64 bytes of memcached's own) is refused up front.
+   */
   readonly maxItemBytes: number;
   /**
-   * How long a server may leave requests unanswered (nothing read while they wait) before
+   * How long, in ms, a server may leave requests unanswered (nothing read while they wait) before
    * it counts as unavailable: its connection is then closed and every request waiting on it
    * fails, writes without a resend. Checked every timeoutMs/4, so a stall is noticed within
    * 1.5 x timeoutMs. Also the connect timeout.

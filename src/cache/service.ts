@@ -1,4 +1,5 @@
-// gRPC handlers of latchkey.v1.Cache: validate, pick the store, call it, shape the answer.
+// gRPC handlers of latchkey.v1.Cache: validate, pick the store's Cache (cache.ts: the store
+// with fencing, metered), call it, shape the answer.
 import type { AddRequest__Output } from '../../client/generated/latchkey/v1/AddRequest.js';
 import type { AddResponse } from '../../client/generated/latchkey/v1/AddResponse.js';
 import type { CasRequest__Output } from '../../client/generated/latchkey/v1/CasRequest.js';
@@ -22,8 +23,8 @@ import type { SetManyResponse } from '../../client/generated/latchkey/v1/SetMany
 import type { CallContext } from '../call-context.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Fence__Output } from '../../client/generated/latchkey/v1/Fence.js';
-import { decode, fencedAdd, fencedCas, fencedDelete, fencedSet, type Fence } from './fencing.js';
-import type { CacheStore } from './store.js';
+import type { Cache } from './cache.js';
+import type { Fence } from './fencing.js';
 
 /** The longest cache TTL accepted: 365 days. */
 export const MAX_CACHE_TTL_MS = 365 * 86_400_000;
@@ -50,12 +51,13 @@ export function checkBatch(what: string, size: number, config: Config): void {
     );
 }
 
-export function createCacheService(stores: ReadonlyMap<string, CacheStore>, config: Config, log: Logger): CacheService {
-  function pick(name: string): CacheStore {
-    const store = stores.get(name === '' ? config.store : name);
+/** `caches` by store name. */
+export function createCacheService(caches: ReadonlyMap<string, Cache>, config: Config, log: Logger): CacheService {
+  function pick(name: string): Cache {
+    const store = caches.get(name === '' ? config.store : name);
     if (store === undefined) {
       throw new InvalidArgumentError(
-        `store ${quoted(name)} is not enabled on this server; use one of: ${[...stores.keys()].join(', ')} (or leave it empty for ${config.store})`,
+        `store ${quoted(name)} is not enabled on this server; use one of: ${[...caches.keys()].join(', ')} (or leave it empty for ${config.store})`,
       );
     }
     return store;
@@ -95,18 +97,15 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
     async get(request, ctx) {
       const store = pick(request.store);
       const item = await store.get(key(request.key, ctx), ctx.signal);
-      const value = item === undefined ? undefined : decode(item).value;
-      return value === undefined
+      return item === undefined
         ? { found: false, value: Buffer.alloc(0), cas: '0' }
-        : { found: true, value, cas: item!.cas.toString() };
+        : { found: true, value: item.value, cas: item.cas.toString() };
     },
 
     async set(request, ctx) {
       const store = pick(request.store);
       const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
-      const cas =
-        f === undefined ? await store.set(k, v, 0, t, ctx.signal) : await fencedSet(store, k, v, t, f, ctx.signal);
-      return { cas: cas.toString() };
+      return { cas: (await store.set(k, v, t, f, ctx.signal)).toString() };
     },
 
     async cas(request, ctx) {
@@ -119,40 +118,21 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
         throw new InvalidArgumentError(
           'cas is required: send the cas from a Get (use Set or Add to write without one)',
         );
-      const cas = BigInt(request.cas);
-      const result =
-        f === undefined
-          ? await store.cas(k, v, 0, cas, t, ctx.signal)
-          : await fencedCas(store, k, v, cas, t, f, ctx.signal);
+      const result = await store.cas(k, v, BigInt(request.cas), t, f, ctx.signal);
       return { outcome: result.outcome, cas: result.cas.toString() };
     },
 
     async add(request, ctx) {
       const store = pick(request.store);
       const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
-      if (f !== undefined) {
-        const result = await fencedAdd(store, k, v, t, f, ctx.signal);
-        return { outcome: result.outcome, cas: result.cas.toString() };
-      }
-      for (;;) {
-        const added = await store.add(k, v, 0, t, ctx.signal);
-        if (added.outcome === 'STORED') return { outcome: added.outcome, cas: added.cas.toString() };
-        // A tombstone of a fenced delete reads as absent, so Add may replace it.
-        const current = await store.get(k, ctx.signal);
-        if (current === undefined) continue;
-        if (decode(current).value !== undefined) return { outcome: 'EXISTS', cas: '0' };
-        const replaced = await store.cas(k, v, 0, current.cas, t, ctx.signal);
-        if (replaced.outcome === 'STORED') return { outcome: 'STORED', cas: replaced.cas.toString() };
-      }
+      const result = await store.add(k, v, t, f, ctx.signal);
+      return { outcome: result.outcome, cas: result.cas.toString() };
     },
 
     async delete(request, ctx) {
       const store = pick(request.store);
       const [k, cas, f] = [key(request.key, ctx), BigInt(request.cas), fence(request.fence)];
-      return {
-        outcome:
-          f === undefined ? await store.delete(k, cas, ctx.signal) : await fencedDelete(store, k, cas, f, ctx.signal),
-      };
+      return { outcome: await store.delete(k, cas, f, ctx.signal) };
     },
 
     async incr(request, ctx) {

@@ -232,6 +232,27 @@ describe('GET /metrics', () => {
     assert.doesNotMatch(m.text, /key-never-set-7f|key-with-words-7f|not a number/);
   });
 
+  test('a fenced write, a fenced delete and an Add over its tombstone each count once, as the op the client asked for', async () => {
+    await using s = await startServer(METRICS);
+    const lease = await s.call<Lease__Output>(s.locks, 'Acquire', { name: 'fence-lock' });
+    const fence = { lock: 'fence-lock', token: lease.fencing_token };
+    // On the store: a get and an add, then a get and a cas, then a get and a cas (the tombstone).
+    await s.call(s.cache, 'Set', { key: 'fenced', value, fence });
+    await s.call(s.cache, 'Set', { key: 'fenced', value, fence });
+    await s.call(s.cache, 'Delete', { key: 'fenced', fence });
+    // The tombstone reads as absent: an add (EXISTS), a get and a cas that replaces it.
+    await s.call(s.cache, 'Add', { key: 'fenced', value });
+    const m = await scrape(s.server.metricsAddress!);
+    const op = (o: string, outcome: string) => m.value('latchkey_cache_ops_total', { store: 'lru', op: o, outcome });
+    assert.equal(op('set', 'STORED'), 2);
+    assert.equal(op('delete', 'DELETED'), 1);
+    assert.equal(op('add', 'STORED'), 1);
+    assert.ok(!m.has('latchkey_cache_ops_total', { op: 'get' }), 'no client asked for a get');
+    assert.ok(!m.has('latchkey_cache_ops_total', { op: 'cas' }), 'no client asked for a cas');
+    assert.equal(m.value('latchkey_cache_hits_total', { store: 'lru' }), 0);
+    assert.equal(m.value('latchkey_cache_misses_total', { store: 'lru' }), 0);
+  });
+
   test('store failures count by store and error class, batch entries included', async () => {
     const fail = async (): Promise<never> => {
       throw new BackendUnavailableError('the test store is down');
