@@ -16,7 +16,7 @@ import { createLogger, lineLogger, type Logger } from './log.js';
 import { Metrics, serveMetrics, type MetricsEndpoint } from './metrics.js';
 import type { LockBackend } from './locks/backend.js';
 import { FileLockBackend } from './locks/file.js';
-import { EtcdLockBackend } from './locks/etcd.js';
+import { EtcdLockBackend } from './locks/etcd/lock-backend.js';
 import { MemoryLockBackend } from './locks/memory.js';
 import { expiryListener, meteredBackend } from './locks/metered-backend.js';
 import { createLockService } from './locks/service.js';
@@ -99,7 +99,7 @@ function createLockBackends(
   if (config.lockDir !== '')
     backends.push(new FileLockBackend({ dir: config.lockDir, clock, log, onExpire: onExpire('file') }));
   if (config.etcdEndpoints !== '')
-    backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix }));
+    backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix, clock }));
   backends.push(...extra);
   return new Map(backends.map((b) => [b.kind, meteredBackend(b, metrics.lock(b.kind), log)]));
 }
