@@ -13,7 +13,7 @@ import protobuf from 'protobufjs';
 // The descriptor extension: google.protobuf.* types (the full descriptor.proto, with
 // json_name, proto3_optional and source_code_info) and Root.fromDescriptor.
 import descriptorModule from 'protobufjs/ext/descriptor/index.js';
-import { PROTO_FILES, protoRoot } from '../../client/proto.js';
+import { PROTO_FILES, protoRoot } from '../../client/common/index.js';
 import { startServer, type TestServer } from '../support/server.js';
 
 const CALL_TIMEOUT_MS = 10_000;
