@@ -1,6 +1,7 @@
 // The README cannot rot: its generated sections match the code, and its grpcurl and SDK
 // examples run verbatim against a real server (only the address is swapped for the test
-// server's; grpcurl is the reflection-only stand-in in support/grpcurl.ts).
+// server's). `grpcurl` is support/grpcurl.ts: the real buf CLI's `buf curl` under grpcurl's
+// command line, and grpcurl's `describe` (which buf lacks) from the served descriptors.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -46,6 +47,10 @@ test('the grpcurl examples run verbatim', async () => {
     });
     assert.match(stdout, /^latchkey\.v1\.Cache\nlatchkey\.v1\.Locks$/m, 'list shows both services');
     assert.match(stdout, /rpc Acquire \( \.latchkey\.v1\.AcquireRequest \) returns \( \.latchkey\.v1\.Lease \)/);
+    // The .proto's own comments, as reflection serves them (source info).
+    assert.match(stdout, /^ {2}\/\/ Acquire a lock\. wait_ms = 0 tries once;/m);
+    assert.match(stdout, /^ {2}\/\/ How long to wait for the lock; 0 = try once\.\n {2}uint64 wait_ms = 4;$/m);
+    assert.match(stdout, /^\{\n {2}"status": "SERVING"\n\}$/m, 'Health/Check');
     assert.match(stdout, /"leaseId": "[0-9a-f]+"/);
     assert.match(stdout, /"owner": "alice"/);
     assert.match(stderr, /Code: Aborted\n\s+Message: lock "reports\/daily" is held by alice/);
