@@ -54,13 +54,13 @@ export interface ConnectOptions {
    */
   readonly token?: TokenSource;
   /**
-   * Retries on UNAVAILABLE, with exponential backoff, of the calls the .proto marks with
-   * `option idempotency_level`: describe() and cache get() (Locks/Describe and Cache/Get; the
-   * .proto also marks Locks/Refresh and Cache/GetMany). The whole series stays within the
-   * call's deadline. Never retried: lock(), release and every cache write, which UNAVAILABLE
-   * does not prove unapplied. Default { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
-   * false (or attempts 1) turns retries off. Lock handles retry their own Refreshes, on their
-   * own schedule, until the lease's expiry, whatever this says.
+   * Retries on UNAVAILABLE, with exponential backoff, of the calls whose RPC the .proto marks
+   * with `option idempotency_level` (the SDK reads the marks; today that makes describe() and
+   * cache get()). The whole series stays within the call's deadline. Never retried: lock(),
+   * release and every cache write, which UNAVAILABLE does not prove unapplied. Default
+   * { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 }; false (or attempts: 1) turns
+   * retries off. Lock handles retry their own Refreshes, on their own schedule, until the
+   * lease's expiry, whatever this says.
    */
   readonly retry?: RetryOptions | false;
   /**

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
+import { repeatableMethods } from '../../client/common/index.js';
 import { README, renderReadme } from '../support/readme.js';
 import { startServer } from '../support/server.js';
 
@@ -24,6 +25,15 @@ function example(label: string): string {
 
 test('the generated sections of README.md are up to date (npm run docs)', () => {
   assert.equal(readme, renderReadme(readme), 'README.md is stale: run `npm run docs` and commit it');
+});
+
+test('the README names the methods the .proto marks idempotent, which the SDK retries', () => {
+  const named = /`option idempotency_level`: ([^)]*)\)/.exec(readme)?.[1]?.split(/,\s+/);
+  const services = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
+  const marked = services.flatMap((service) =>
+    [...repeatableMethods(service)].map((method) => `${service.slice('latchkey.v1.'.length)}/${method}`),
+  );
+  assert.deepEqual(named?.sort(), marked.sort());
 });
 
 test('the grpcurl examples run verbatim', async () => {
