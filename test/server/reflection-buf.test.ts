@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import protobuf from 'protobufjs';
-import { PROTO_FILES, protoRoot } from '../../client/common/index.js';
+import { fileDescriptorProtos, PROTO_FILES, protoRoot } from '../../client/common/index.js';
 import { buf, bufCurl, REFLECTION_PROTO_V1, rpcStatus, type BufResult } from '../support/buf.js';
 import { startServer, type TestServer } from '../support/server.js';
 
@@ -193,6 +193,7 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
 
   describe('the served files, as buf decodes them', () => {
     let served: string;
+    let servedBytes: Buffer[];
     let files: Json[];
 
     before(async () => {
@@ -214,8 +215,9 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
         for (const b64 of (response.fileDescriptorResponse as { fileDescriptorProto: string[] }).fileDescriptorProto)
           encoded.add(b64);
       // FileDescriptorSet: `repeated FileDescriptorProto file = 1`.
+      servedBytes = [...encoded].map((b64) => Buffer.from(b64, 'base64'));
       const set = protobuf.Writer.create();
-      for (const b64 of encoded) set.uint32(10).bytes(Buffer.from(b64, 'base64'));
+      for (const bytes of servedBytes) set.uint32(10).bytes(bytes);
       served = join(scratch, 'served.binpb');
       writeFileSync(served, set.finish());
       const decoded = await buf(['build', served, '-o', '-#format=json']);
@@ -229,6 +231,11 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
         'latchkey/v1/cache.proto',
         'latchkey/v1/locks.proto',
       ]);
+    });
+
+    test("the served bytes are the compiler's own: @grpc/reflection's decode and re-encode loses nothing", () => {
+      const compiled = fileDescriptorProtos().map((b) => b.toString('base64'));
+      assert.deepEqual(servedBytes.map((b) => b.toString('base64')).sort(), [...compiled].sort());
     });
 
     test('protobuf-go builds exactly the served bytes: they serve as a --schema for a call', async () => {
