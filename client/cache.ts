@@ -1,20 +1,22 @@
 // CacheClient: the Cache RPCs with friendly types (Buffer values, bigint cas), plus
 // update(), a compare-and-set loop for read-modify-write without a lock.
 import { CasConflictError, InternalError } from './errors.js';
-import type { AddRequest } from './generated/latchkey/v1/AddRequest.js';
-import type { AddResponse__Output } from './generated/latchkey/v1/AddResponse.js';
-import type { CasRequest } from './generated/latchkey/v1/CasRequest.js';
-import type { CasResponse__Output } from './generated/latchkey/v1/CasResponse.js';
-import type { DeleteRequest } from './generated/latchkey/v1/DeleteRequest.js';
-import type { DeleteResponse__Output } from './generated/latchkey/v1/DeleteResponse.js';
-import type { GetRequest } from './generated/latchkey/v1/GetRequest.js';
-import type { GetResponse__Output } from './generated/latchkey/v1/GetResponse.js';
-import type { IncrRequest } from './generated/latchkey/v1/IncrRequest.js';
-import type { IncrResponse__Output } from './generated/latchkey/v1/IncrResponse.js';
-import type { SetRequest } from './generated/latchkey/v1/SetRequest.js';
-import type { SetResponse__Output } from './generated/latchkey/v1/SetResponse.js';
-import type { TouchRequest } from './generated/latchkey/v1/TouchRequest.js';
-import type { TouchResponse__Output } from './generated/latchkey/v1/TouchResponse.js';
+import type {
+  AddRequest,
+  AddResponse__Output,
+  CasRequest,
+  CasResponse__Output,
+  DeleteRequest,
+  DeleteResponse__Output,
+  GetRequest,
+  GetResponse__Output,
+  IncrRequest,
+  IncrResponse__Output,
+  SetRequest,
+  SetResponse__Output,
+  TouchRequest,
+  TouchResponse__Output,
+} from './common/index.js';
 import type { LockHandle } from './lock-handle.js';
 import type { CallOptions } from './unary-call.js';
 import { int64Field, msField, toBuffer, uint64Field } from './wire.js';

@@ -14,17 +14,19 @@ import {
   type TokenSource,
 } from './credentials.js';
 import { CancelledError, fromStatus, InternalError, InvalidArgumentError } from './errors.js';
-import type { ProtoGrpcType as CacheProto } from './generated/cache.js';
-import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
-import type { Lease__Output } from './generated/latchkey/v1/Lease.js';
-import type { LockEvent__Output } from './generated/latchkey/v1/LockEvent.js';
-import type { LockState__Output } from './generated/latchkey/v1/LockState.js';
-import type { LocksClient as LocksStub } from './generated/latchkey/v1/Locks.js';
-import type { ReleaseResponse__Output } from './generated/latchkey/v1/ReleaseResponse.js';
-import type { ProtoGrpcType as LocksProto } from './generated/locks.js';
+import {
+  type CacheProto,
+  type CacheClient as CacheStub,
+  type Lease__Output,
+  type LockEvent__Output,
+  type LockState__Output,
+  type LocksClient as LocksStub,
+  type ReleaseResponse__Output,
+  type LocksProto,
+  loadPackageDefinition,
+} from './common/index.js';
 import { openLockHandle, type LeaseCalls, type LockHandle } from './lock-handle.js';
 import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js';
-import { loadPackageDefinition } from './proto.js';
 import { unaryCall, type CallOptions, type Invoke, type RetryOptions } from './unary-call.js';
 import { msField, toDate } from './wire.js';
 
@@ -58,9 +60,13 @@ export interface ConnectOptions {
    */
   readonly token?: TokenSource;
   /**
-   * Retries on UNAVAILABLE, for idempotent calls only (Get, Describe); the whole series stays
-   * within the call's deadline. Default { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
-   * false turns them off. Lock handles retry their own Refreshes until the lease's expiry.
+   * Retries on UNAVAILABLE, with exponential backoff, of the calls whose RPC the .proto marks
+   * with `option idempotency_level` (the SDK reads the marks; today that makes describe() and
+   * cache get()). The whole series stays within the call's deadline. Never retried: lock(),
+   * release and every cache write, which UNAVAILABLE does not prove unapplied. Default
+   * { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 }; false (or attempts: 1) turns
+   * retries off. Lock handles retry their own Refreshes, on their own schedule, until the
+   * lease's expiry, whatever this says.
    */
   readonly retry?: RetryOptions | false;
   /**
@@ -424,6 +430,7 @@ class Client implements LatchkeyClient {
         new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method }),
       );
     return unaryCall(start, {
+      service: 'latchkey.v1.Locks',
       method,
       deadlineMs: options.deadlineMs ?? this.#deadlineMs,
       signal: options.signal,

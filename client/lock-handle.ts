@@ -1,7 +1,7 @@
 // LockHandle: a held lease that refreshes itself, says through an AbortSignal when it can no
 // longer be trusted, and releases on dispose the way etcd's Session.Close does.
 import { CancelledError, LeaseLostError, NotHolderError } from './errors.js';
-import type { Lease__Output } from './generated/latchkey/v1/Lease.js';
+import type { Lease__Output } from './common/index.js';
 import type { CallOptions } from './unary-call.js';
 
 /**

@@ -13,18 +13,14 @@
 import * as grpc from '@grpc/grpc-js';
 import type { CacheMethod, CacheRpcs } from './cache.js';
 import {
-  CancelledError,
-  DeadlineExceededError,
+  type CacheClient as CacheStub,
   ERROR_TRAILER,
-  fromOpError,
-  InternalError,
-  UnavailableError,
-} from './errors.js';
-import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
-import type { PipelineOp } from './generated/latchkey/v1/PipelineOp.js';
-import type { PipelineRequest } from './generated/latchkey/v1/PipelineRequest.js';
-import type { PipelineResponse__Output } from './generated/latchkey/v1/PipelineResponse.js';
-import type { PipelineResult__Output } from './generated/latchkey/v1/PipelineResult.js';
+  type PipelineOp,
+  type PipelineRequest,
+  type PipelineResponse__Output,
+  type PipelineResult__Output,
+} from './common/index.js';
+import { CancelledError, DeadlineExceededError, fromOpError, InternalError, UnavailableError } from './errors.js';
 import { abortError } from './unary-call.js';
 
 export interface PipelineOptions {

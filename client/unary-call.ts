@@ -1,8 +1,9 @@
 // unaryCall: every unary RPC the SDK makes goes through here. It applies the deadline, wires
 // the caller's AbortSignal to call.cancel(), maps failures through fromStatus(), and retries
-// UNAVAILABLE for idempotent methods only. Cache calls sent through the pipeline
-// (pipeline.ts) share the retry loop and the abort error.
+// UNAVAILABLE for the methods the .proto marks idempotent only. Cache calls sent through the
+// pipeline (pipeline.ts) share the retry loop and the abort error.
 import * as grpc from '@grpc/grpc-js';
+import { repeatableMethods, type ServiceName } from './common/index.js';
 import { AbortError, fromStatus, UnavailableError } from './errors.js';
 
 /** Options every SDK call accepts. */
@@ -33,15 +34,9 @@ export interface RetryOptions {
   readonly maxDelayMs: number;
 }
 
-/**
- * NOTE: only these are ever retried. UNAVAILABLE does not prove the server did nothing (it
- * may have applied the call and then failed to answer, or shut down after applying it), so
- * a retried Acquire could take a second lease and a retried Release or Set could act twice.
- * Refresh is safe: repeating it only moves the expiry to now + ttl again.
- */
-const IDEMPOTENT: ReadonlySet<string> = new Set(['Get', 'Describe', 'Refresh']);
-
 export interface UnaryPolicy<Res> {
+  /** The service the RPC belongs to: its .proto says which of its methods may be retried. */
+  readonly service: ServiceName;
   /** The RPC name, e.g. "Acquire": picks the error mapping and whether retries are allowed. */
   readonly method: string;
   readonly deadlineMs: number;
@@ -61,7 +56,7 @@ export type StartCall<Res> = (
 ) => grpc.ClientUnaryCall;
 
 export function unaryCall<Res>(start: StartCall<Res>, policy: UnaryPolicy<Res>): Promise<Res> {
-  const retry = retryPolicy(policy.method, policy.retry);
+  const retry = retryPolicy(policy.service, policy.method, policy.retry);
   if (retry === false) return unaryAttempt(start, policy.deadlineMs, policy);
   return withRetries(
     (deadlineMs) => unaryAttempt(start, deadlineMs, policy),
@@ -72,9 +67,20 @@ export function unaryCall<Res>(start: StartCall<Res>, policy: UnaryPolicy<Res>):
   );
 }
 
-/** The retries a call of `method` may make: none unless it is idempotent. */
-export function retryPolicy(method: string, retry: RetryOptions | false): RetryOptions | false {
-  return IDEMPOTENT.has(method) && retry !== false && retry.attempts > 1 ? retry : false;
+const repeatable = new Map<ServiceName, ReadonlySet<string>>();
+
+/**
+ * The retries a call of `method` may make: none unless the .proto marks it with
+ * `option idempotency_level` (NO_SIDE_EFFECTS or IDEMPOTENT).
+ * NOTE: UNAVAILABLE does not prove the server did nothing (it may have applied the call and
+ * then failed to answer, or shut down after applying it), so a retried Acquire could take a
+ * second lease and a retried Release or Set could act twice: those are not marked.
+ */
+export function retryPolicy(service: ServiceName, method: string, retry: RetryOptions | false): RetryOptions | false {
+  if (retry === false || retry.attempts <= 1) return false;
+  let methods = repeatable.get(service);
+  if (methods === undefined) repeatable.set(service, (methods = repeatableMethods(service)));
+  return methods.has(method) ? retry : false;
 }
 
 /**

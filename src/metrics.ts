@@ -9,7 +9,7 @@
 import { createServer as createHttpServer } from 'node:http';
 import { status } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { BackendUnavailableError, LatchkeyError } from './errors.js';
+import { BackendUnavailableError, LatchkeyError, reasonOf } from './errors.js';
 import type { Logger } from './log.js';
 
 /** How a wait for a lock ended: granted, not granted in time, caller or server gone, anything else. */
@@ -24,14 +24,15 @@ type HistogramChild = ReturnType<Histogram['labels']>;
 const WAIT_BUCKETS_S = [0.001, 0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 1800];
 
 /**
- * The error class a backend or store failure counts under, or undefined when the error is an
+ * The error class a backend or store failure counts under (its wire reason, as OpError.reason
+ * names it, so unary calls and batches count alike), or undefined when the error is an
  * answer rather than a failure (busy, not holder, expired, fenced out, bad request, ...).
  * Failures: the backend is unreachable (BackendUnavailableError) or something unexpected
- * happened (INTERNAL: an unknown error counts as InternalError, as OpError.reason names it).
+ * happened (INTERNAL: counted as InternalError).
  */
 export function failureClass(err: unknown): string | undefined {
   if (!(err instanceof LatchkeyError)) return 'InternalError';
-  return err instanceof BackendUnavailableError || err.code === status.INTERNAL ? err.name : undefined;
+  return err instanceof BackendUnavailableError || err.code === status.INTERNAL ? reasonOf(err) : undefined;
 }
 
 /** One series of a counter or gauge: the hot path adds to `value`; a scrape reads it. */

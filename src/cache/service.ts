@@ -1,28 +1,30 @@
 // gRPC handlers of latchkey.v1.Cache: validate, pick the store's Cache (cache.ts: the store
 // with fencing, metered), call it, shape the answer.
-import type { AddRequest__Output } from '../../client/generated/latchkey/v1/AddRequest.js';
-import type { AddResponse } from '../../client/generated/latchkey/v1/AddResponse.js';
-import type { CasRequest__Output } from '../../client/generated/latchkey/v1/CasRequest.js';
-import type { CasResponse } from '../../client/generated/latchkey/v1/CasResponse.js';
-import type { DeleteRequest__Output } from '../../client/generated/latchkey/v1/DeleteRequest.js';
-import type { DeleteResponse } from '../../client/generated/latchkey/v1/DeleteResponse.js';
-import type { GetRequest__Output } from '../../client/generated/latchkey/v1/GetRequest.js';
-import type { GetResponse } from '../../client/generated/latchkey/v1/GetResponse.js';
-import type { IncrRequest__Output } from '../../client/generated/latchkey/v1/IncrRequest.js';
-import type { IncrResponse } from '../../client/generated/latchkey/v1/IncrResponse.js';
-import type { SetRequest__Output } from '../../client/generated/latchkey/v1/SetRequest.js';
-import type { SetResponse } from '../../client/generated/latchkey/v1/SetResponse.js';
-import type { TouchRequest__Output } from '../../client/generated/latchkey/v1/TouchRequest.js';
-import type { TouchResponse } from '../../client/generated/latchkey/v1/TouchResponse.js';
+import type {
+  AddRequest__Output,
+  AddResponse,
+  CasRequest__Output,
+  CasResponse,
+  DeleteRequest__Output,
+  DeleteResponse,
+  GetRequest__Output,
+  GetResponse,
+  IncrRequest__Output,
+  IncrResponse,
+  SetRequest__Output,
+  SetResponse,
+  TouchRequest__Output,
+  TouchResponse,
+  GetManyRequest__Output,
+  GetManyResponse,
+  SetManyRequest__Output,
+  SetManyResponse,
+  Fence__Output,
+} from '../../client/common/index.js';
 import type { Config } from '../config.js';
 import { InvalidArgumentError, ResourceExhaustedError, toOpError, type Logger } from '../errors.js';
-import type { GetManyRequest__Output } from '../../client/generated/latchkey/v1/GetManyRequest.js';
-import type { GetManyResponse } from '../../client/generated/latchkey/v1/GetManyResponse.js';
-import type { SetManyRequest__Output } from '../../client/generated/latchkey/v1/SetManyRequest.js';
-import type { SetManyResponse } from '../../client/generated/latchkey/v1/SetManyResponse.js';
 import type { CallContext } from '../call-context.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
-import type { Fence__Output } from '../../client/generated/latchkey/v1/Fence.js';
 import type { Cache } from './cache.js';
 import type { Fence } from './fencing.js';
 

@@ -3,8 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import type { CacheClient } from '../../client/generated/latchkey/v1/Cache.js';
-import type { GetResponse__Output } from '../../client/generated/latchkey/v1/GetResponse.js';
+import type { CacheClient, GetResponse__Output } from '../../client/common/index.js';
 import { loadProto } from '../../src/proto.js';
 import { PipelineCaller } from '../support/pipeline.js';
 import type { TestServer } from '../support/server.js';

@@ -5,9 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import type { Lease__Output } from '../../client/generated/latchkey/v1/Lease.js';
-import type { LockEvent__Output } from '../../client/generated/latchkey/v1/LockEvent.js';
-import type { LockState__Output } from '../../client/generated/latchkey/v1/LockState.js';
+import type { Lease__Output, LockEvent__Output, LockState__Output } from '../../client/common/index.js';
 import type { LockMode } from '../../src/locks/backend.js';
 import { VALUE_TAG } from '../../src/locks/etcd/layout.js';
 import { loadProto } from '../../src/proto.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import type { Lease__Output } from '../../client/generated/latchkey/v1/Lease.js';
+import type { Lease__Output } from '../../client/common/index.js';
 import type { CacheStore } from '../../src/cache/store.js';
 import { ConfigError, parseConfig } from '../../src/config.js';
 import { BackendUnavailableError } from '../../src/errors.js';

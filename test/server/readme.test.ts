@@ -1,7 +1,8 @@
 // The README cannot rot: its generated sections match the code, and its grpcurl, SDK and
 // Python examples run verbatim against a real server (only the address is swapped for the
-// test server's; grpcurl is the reflection-only stand-in in support/grpcurl.ts; Python is
-// Debian's, with grpcio's C core).
+// test server's). `grpcurl` is support/grpcurl.ts: the real buf CLI's `buf curl` under
+// grpcurl's command line, and grpcurl's `describe` (which buf lacks) from the served
+// descriptors. Python is Debian's, with grpcio's C core.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { PYTHON, pythonGrpcMissing } from '../support/python.js';
+import { repeatableMethods } from '../../client/common/index.js';
 import { README, renderReadme } from '../support/readme.js';
 import { startServer } from '../support/server.js';
 
@@ -25,6 +27,15 @@ function example(label: string): string {
 
 test('the generated sections of README.md are up to date (npm run docs)', () => {
   assert.equal(readme, renderReadme(readme), 'README.md is stale: run `npm run docs` and commit it');
+});
+
+test('the README names the methods the .proto marks idempotent, which the SDK retries', () => {
+  const named = /`option idempotency_level`: ([^)]*)\)/.exec(readme)?.[1]?.split(/,\s+/);
+  const services = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
+  const marked = services.flatMap((service) =>
+    [...repeatableMethods(service)].map((method) => `${service.slice('latchkey.v1.'.length)}/${method}`),
+  );
+  assert.deepEqual(named?.sort(), marked.sort());
 });
 
 test('the grpcurl examples run verbatim', async () => {
@@ -48,6 +59,10 @@ test('the grpcurl examples run verbatim', async () => {
     });
     assert.match(stdout, /^latchkey\.v1\.Cache\nlatchkey\.v1\.Locks$/m, 'list shows both services');
     assert.match(stdout, /rpc Acquire \( \.latchkey\.v1\.AcquireRequest \) returns \( \.latchkey\.v1\.Lease \)/);
+    // The .proto's own comments, as reflection serves them (source info).
+    assert.match(stdout, /^ {2}\/\/ Acquire a lock\. wait_ms = 0 tries once;/m);
+    assert.match(stdout, /^ {2}\/\/ How long to wait for the lock; 0 = try once\.\n {2}uint64 wait_ms = 4;$/m);
+    assert.match(stdout, /^\{\n {2}"status": "SERVING"\n\}$/m, 'Health/Check');
     assert.match(stdout, /"leaseId": "[0-9a-f]+"/);
     assert.match(stdout, /"owner": "alice"/);
     assert.match(stderr, /Code: Aborted\n\s+Message: lock "reports\/daily" is held by alice/);

@@ -23,6 +23,12 @@ import type { SetResponse as _latchkey_v1_SetResponse, SetResponse__Output as _l
 import type { TouchRequest as _latchkey_v1_TouchRequest, TouchRequest__Output as _latchkey_v1_TouchRequest__Output } from '../../latchkey/v1/TouchRequest.js';
 import type { TouchResponse as _latchkey_v1_TouchResponse, TouchResponse__Output as _latchkey_v1_TouchResponse__Output } from '../../latchkey/v1/TouchResponse.js';
 
+/**
+ * Retries: a method marked with `idempotency_level` may be sent again when an attempt's
+ * outcome is unknown (the SDK does so on UNAVAILABLE, within the call's deadline). Writes are
+ * not marked: a copy that reached the server may still be applied after the retry, over a
+ * newer write.
+ */
 export interface CacheClient extends grpc.Client {
   /**
    * Store only if the key is absent: STORED or EXISTS.
@@ -69,10 +75,16 @@ export interface CacheClient extends grpc.Client {
   delete(argument: _latchkey_v1_DeleteRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   delete(argument: _latchkey_v1_DeleteRequest, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   
+  /**
+   * Read a key: `found`, its value and cas.
+   */
   Get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _latchkey_v1_GetRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _latchkey_v1_GetRequest, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
+  /**
+   * Read a key: `found`, its value and cas.
+   */
   get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   get(argument: _latchkey_v1_GetRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
@@ -176,6 +188,12 @@ export interface CacheClient extends grpc.Client {
   
 }
 
+/**
+ * Retries: a method marked with `idempotency_level` may be sent again when an attempt's
+ * outcome is unknown (the SDK does so on UNAVAILABLE, within the call's deadline). Writes are
+ * not marked: a copy that reached the server may still be applied after the retry, over a
+ * newer write.
+ */
 export interface CacheHandlers extends grpc.UntypedServiceImplementation {
   /**
    * Store only if the key is absent: STORED or EXISTS.
@@ -192,6 +210,9 @@ export interface CacheHandlers extends grpc.UntypedServiceImplementation {
    */
   Delete: grpc.handleUnaryCall<_latchkey_v1_DeleteRequest__Output, _latchkey_v1_DeleteResponse>;
   
+  /**
+   * Read a key: `found`, its value and cas.
+   */
   Get: grpc.handleUnaryCall<_latchkey_v1_GetRequest__Output, _latchkey_v1_GetResponse>;
   
   /**
