@@ -26,6 +26,8 @@ export interface Config {
   readonly memcached: string;
   readonly memcachedMaxItemBytes: number;
   readonly memcachedTimeoutMs: number;
+  /** How long a fenced Delete's tombstone keeps older fences out; 0 = --max-ttl-ms. */
+  readonly tombstoneRetentionMs: number;
   /** etcd client endpoints, host:port comma-separated; '' = etcd lock backend disabled. */
   readonly etcdEndpoints: string;
   /** etcd key prefix of locks: lock <name> is `etcdctl lock <etcdPrefix><name>`. */
@@ -191,6 +193,16 @@ export const FLAGS: readonly FlagSpec[] = [
     help: 'how long a memcached request may take before that server counts as unavailable',
   },
   {
+    key: 'tombstoneRetentionMs',
+    flag: '--tombstone-retention-ms',
+    env: 'LATCHKEY_TOMBSTONE_RETENTION_MS',
+    kind: 'integer',
+    default: 0,
+    min: 0,
+    max: 365 * DAY_MS,
+    help: 'how long a fenced delete keeps holders of older fencing tokens from writing the key back; 0 = --max-ttl-ms, and no less is accepted (see Tombstones)',
+  },
+  {
     key: 'etcdEndpoints',
     flag: '--etcd-endpoints',
     env: 'LATCHKEY_ETCD_ENDPOINTS',
@@ -334,6 +346,11 @@ export const FLAGS: readonly FlagSpec[] = [
   },
 ];
 
+/** The tombstone retention in force: --tombstone-retention-ms, or --max-ttl-ms for 0. */
+export function tombstoneRetentionMs(config: Config): number {
+  return config.tombstoneRetentionMs === 0 ? config.maxTtlMs : config.tombstoneRetentionMs;
+}
+
 export const defaultConfig: Config = Object.fromEntries(FLAGS.map((f) => [f.key, f.default])) as unknown as Config;
 
 export class ConfigError extends TypeError {
@@ -427,6 +444,11 @@ function validate(config: Config): void {
   if (config.defaultTtlMs > config.maxTtlMs) {
     throw new ConfigError(
       `--default-ttl-ms (${config.defaultTtlMs}) must not exceed --max-ttl-ms (${config.maxTtlMs})`,
+    );
+  }
+  if (config.tombstoneRetentionMs !== 0 && config.tombstoneRetentionMs < config.maxTtlMs) {
+    throw new ConfigError(
+      `--tombstone-retention-ms (${config.tombstoneRetentionMs}) must be at least --max-ttl-ms (${config.maxTtlMs}), or 0 for the same: a tombstone must outlast the longest lease, or a fenced write delayed (a paused holder, a slow network) by less than one lease could bring a deleted key back`,
     );
   }
   const itemOverhead = MAX_NAME_BYTES + MAX_ENVELOPE_OVERHEAD;

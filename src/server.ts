@@ -133,7 +133,12 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   const auth = config.authTokensFile === '' ? undefined : new TokenAuth(config.authTokensFile, log);
   const env: RpcEnv = { inflight, log, auth };
   const locks = instrumentLocks(createLockService(backends, config), backends.keys(), config, metrics, log);
-  const cache = instrumentCache(createCacheService(stores, config, log), stores.keys(), config, metrics);
+  const cache = instrumentCache(
+    createCacheService(stores, [...backends.keys()], config, log),
+    stores.keys(),
+    config,
+    metrics,
+  );
   const proto = loadProto();
   const isPublic = (path: string) =>
     path.startsWith('/grpc.health.v1.Health/') ||

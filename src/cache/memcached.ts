@@ -35,7 +35,7 @@ interface Response {
   readonly val: Buffer;
 }
 
-const Op = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, incr: 0x05, decr: 0x06, touch: 0x1c } as const;
+const Op = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, incr: 0x05, decr: 0x06, touch: 0x1c, gat: 0x1d } as const;
 const Status = {
   ok: 0x00,
   notFound: 0x01,
@@ -95,8 +95,7 @@ export class MemcachedStore implements CacheStore {
     const response = await this.#send(key, Op.get, { signal, idempotent: true });
     if (response.header.status === Status.notFound) return undefined;
     this.#expectOk(key, response);
-    const flags = response.extras.length >= 4 ? response.extras.readUInt32BE(0) : 0;
-    return { value: Buffer.from(response.val), flags, cas: response.header.cas.readBigUInt64BE() };
+    return item(response);
   }
 
   async set(key: string, value: Buffer, flags: number, ttlMs: number, signal: AbortSignal): Promise<bigint> {
@@ -153,13 +152,15 @@ export class MemcachedStore implements CacheStore {
     return { value: response.val.readBigUInt64BE(), cas: response.header.cas.readBigUInt64BE() };
   }
 
-  async touch(key: string, ttlMs: number, signal: AbortSignal) {
+  async touch(key: string, ttlMs: number, signal: AbortSignal): Promise<Item | undefined> {
     const extras = Buffer.alloc(4);
     extras.writeUInt32BE(expiration(ttlMs));
-    const response = await this.#send(key, Op.touch, { extras, signal, idempotent: true });
-    if (response.header.status === Status.notFound) return 'NOT_FOUND' as const;
+    // Get-and-touch: one atomic step that also says what was touched (keyspace.ts reads a
+    // claim as absent). Like touch, it keeps the item's cas.
+    const response = await this.#send(key, Op.gat, { extras, signal, idempotent: true });
+    if (response.header.status === Status.notFound) return undefined;
     this.#expectOk(key, response);
-    return 'TOUCHED' as const;
+    return item(response);
   }
 
   async close(): Promise<void> {
@@ -241,6 +242,22 @@ export class MemcachedStore implements CacheStore {
     throw new BackendUnavailableError(`memcached ${server} answered an unexpected status for key "${key}": ${text}`);
   }
 }
+
+/**
+ * A get's (or get-and-touch's) item. NOTE: memcached's decr writes a shorter number over the
+ * old one in place, padded with spaces ("100" decremented by 10 reads "90 "); such a value is
+ * read as the number, as every other store has it. A value of digits then spaces no longer
+ * than 20 bytes (the longest number) is taken for one.
+ */
+function item(response: Response): Item {
+  const flags = response.extras.length >= 4 ? response.extras.readUInt32BE(0) : 0;
+  let value = Buffer.from(response.val);
+  if (value.length <= 20 && PADDED_NUMBER.test(value.toString('latin1')))
+    value = value.subarray(0, value.indexOf(0x20));
+  return { value, flags, cas: response.header.cas.readBigUInt64BE() };
+}
+
+const PADDED_NUMBER = /^\d+ +$/;
 
 /** memcached's expiration field for a TTL in ms: seconds rounded up, absolute past 30 days. */
 export function expiration(ttlMs: number, nowMs = Date.now()): number {
