@@ -23,6 +23,7 @@ import {
   LatchkeyError,
   throwIfAborted,
 } from '../errors.js';
+import { type Clock, systemClock } from '../clock.js';
 import { checkFence, decode, encode, FENCED_FLAGS, type Fence, tombstoneKey } from './fencing.js';
 import { addDelta, type CacheStore, type Item, notANumber, parseCounter } from './store.js';
 
@@ -32,6 +33,8 @@ export interface KeyspaceOptions {
    * README's "Tombstones" for why it is at least the longest lease TTL.
    */
   readonly tombstoneRetentionMs: number;
+  /** Times the waits for another operation's claim; default the system clock. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -64,12 +67,12 @@ function stateOf(item: Item | undefined): State {
     : { kind: 'hidden', item, claim: view.kind === 'claim' };
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
+const sleep = (clock: Clock, ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms);
+    const timer = clock.schedule(ms, done);
     signal.addEventListener('abort', done, { once: true });
     function done() {
-      clearTimeout(timer);
+      timer.cancel();
       signal.removeEventListener('abort', done);
       resolve();
     }
@@ -89,10 +92,12 @@ const lostRace = (key: string) =>
 export class Keyspace {
   readonly store: CacheStore;
   readonly #retentionMs: number;
+  readonly #clock: Clock;
 
   constructor(store: CacheStore, options: KeyspaceOptions) {
     this.store = store;
     this.#retentionMs = options.tombstoneRetentionMs;
+    this.#clock = options.clock ?? systemClock;
   }
 
   async get(key: string, signal: AbortSignal): Promise<{ value: Buffer; cas: bigint } | undefined> {
@@ -315,16 +320,16 @@ export class Keyspace {
   async #settle(key: string, signal: AbortSignal): Promise<State> {
     let seen: bigint | undefined;
     let seenSince = 0;
-    const started = performance.now();
+    const started = this.#clock.now();
     for (let pauseMs = 1; ; pauseMs = Math.min(pauseMs * 2, 50)) {
       const state = stateOf(await this.store.get(key, signal));
       if (state.kind !== 'hidden' || !state.claim) return state;
-      const now = performance.now();
+      const now = this.#clock.now();
       if (state.item.cas !== seen) [seen, seenSince] = [state.item.cas, now];
       else if (now - seenSince >= CLAIM_WAIT_MS) return state;
       if (now - started >= 2 * CLAIM_WAIT_MS)
         throw new AbortedError(`key "${key}" stayed busy with other fenced writes for ${2 * CLAIM_WAIT_MS} ms; retry`);
-      await sleep(pauseMs, signal);
+      await sleep(this.#clock, pauseMs, signal);
       throwIfAborted(signal);
     }
   }
