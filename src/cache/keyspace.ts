@@ -16,6 +16,12 @@
 //   lifts the tombstone. Writes without a fence never wait for a claim: a claim reads as
 //   absent, so they write over it, and the claiming operation finds its claim gone and starts
 //   again (or, for a fenced Delete, is done).
+//
+// NOTE: claims serialize fenced operations only while they last (CLAIM_TTL_MS). A fenced
+// write whose claim expired finds it gone and starts again. A fenced Delete stalled longer
+// than that between its claim and its tombstone (a paused server process: store requests
+// time out long before) leaves a gap in which an older fence can write the absent key; the
+// Delete still answers as if it came first.
 import {
   AbortedError,
   BackendUnavailableError,

@@ -58,8 +58,8 @@ export interface CacheClient extends grpc.Client {
   
   /**
    * Delete; a non-zero `cas` must match: DELETED, NOT_FOUND or EXISTS (cas mismatch). A
-   * Delete without a fence and with cas 0 also lifts the key's tombstone (see Fence), whatever
-   * it answers.
+   * Delete without a fence also lifts the key's tombstone (see Fence): with cas 0 whatever it
+   * answers, with a cas when it answers DELETED.
    */
   Delete(argument: _latchkey_v1_DeleteRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   Delete(argument: _latchkey_v1_DeleteRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
@@ -67,8 +67,8 @@ export interface CacheClient extends grpc.Client {
   Delete(argument: _latchkey_v1_DeleteRequest, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   /**
    * Delete; a non-zero `cas` must match: DELETED, NOT_FOUND or EXISTS (cas mismatch). A
-   * Delete without a fence and with cas 0 also lifts the key's tombstone (see Fence), whatever
-   * it answers.
+   * Delete without a fence also lifts the key's tombstone (see Fence): with cas 0 whatever it
+   * answers, with a cas when it answers DELETED.
    */
   delete(argument: _latchkey_v1_DeleteRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   delete(argument: _latchkey_v1_DeleteRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
@@ -198,8 +198,8 @@ export interface CacheHandlers extends grpc.UntypedServiceImplementation {
   
   /**
    * Delete; a non-zero `cas` must match: DELETED, NOT_FOUND or EXISTS (cas mismatch). A
-   * Delete without a fence and with cas 0 also lifts the key's tombstone (see Fence), whatever
-   * it answers.
+   * Delete without a fence also lifts the key's tombstone (see Fence): with cas 0 whatever it
+   * answers, with a cas when it answers DELETED.
    */
   Delete: grpc.handleUnaryCall<_latchkey_v1_DeleteRequest__Output, _latchkey_v1_DeleteResponse>;
   
