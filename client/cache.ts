@@ -57,7 +57,11 @@ export interface FencedWriteOptions extends WriteOptions {
 export interface DeleteOptions extends CallOptions {
   /** Delete only if the key's cas is still this one; default (or 0n): whatever is there. */
   readonly cas?: bigint;
-  /** Refuse if a newer holder has written; a fenced delete keeps the fence for later writes. Default none. */
+  /**
+   * Refuse if a newer holder has written. A fenced delete keeps the fence, for the server's
+   * tombstone retention, against later fenced writes; a delete without one lifts it. Default
+   * none.
+   */
   readonly fence?: Fence;
 }
 
@@ -65,8 +69,9 @@ export interface IncrOptions extends CallOptions {
   /** Value stored when the key is absent (delta is not applied to it); default 0; 0 to 2^64 - 1. */
   readonly initial?: bigint | number;
   /**
-   * Expiry in ms of a key created from `initial`; an existing key keeps its own. Default 0
-   * = never expires; at most 365 days.
+   * Expiry in ms of a key created from `initial`; an existing key keeps its own, except a
+   * value written with a fence (rewritten, it takes this one). Default 0 = never expires; at
+   * most 365 days.
    */
   readonly ttlMs?: number;
 }
@@ -103,14 +108,14 @@ export interface CacheClient {
   get(key: string, options?: CallOptions): Promise<CacheItem | undefined>;
   /** Stores unconditionally; resolves with the new cas. */
   set(key: string, value: CacheValue, options?: FencedWriteOptions): Promise<bigint>;
-  /** Stores only if the key's cas is still `cas`. The cas returned is the new one when STORED. */
+  /** Stores only if the key's cas is still `cas`. The cas returned is the new one when STORED, else 0. */
   cas(
     key: string,
     value: CacheValue,
     cas: bigint,
     options?: FencedWriteOptions,
   ): Promise<{ outcome: 'STORED' | 'EXISTS' | 'NOT_FOUND'; cas: bigint }>;
-  /** Stores only if the key is absent. */
+  /** Stores only if the key is absent (cas 0 when EXISTS). */
   add(
     key: string,
     value: CacheValue,
@@ -121,6 +126,7 @@ export interface CacheClient {
   /**
    * Adds `delta` (negative to decrement) to a decimal counter: unsigned 64-bit, wrapping on
    * overflow, stopping at 0 on decrement. A value that is not a number: FailedPreconditionError.
+   * A value written with a fence keeps its fence, and takes `ttlMs` as its expiry.
    */
   incr(key: string, delta: bigint | number, options?: IncrOptions): Promise<{ value: bigint; cas: bigint }>;
   /** Sets a new expiry (ms from now; 0 = never) without changing the value or its cas. */

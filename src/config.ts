@@ -78,8 +78,8 @@ export interface Config {
    */
   readonly maxBatch: number;
   /**
-   * --memcached: memcached servers, host:port comma-separated (keys spread by hash). Default '' =
-   * the memcached store is off.
+   * --memcached: memcached servers, host:port comma-separated (keys placed by ketama, as
+   * libmemcached clients place them). Default '' = the memcached store is off.
    */
   readonly memcached: string;
   /**
@@ -89,12 +89,19 @@ export interface Config {
    */
   readonly memcachedMaxItemBytes: number;
   /**
-   * --memcached-timeout-ms: how long one memcached request may take, in ms, before its
-   * server counts as unavailable (UNAVAILABLE). An idempotent request is sent once more
-   * first; an incr or a cas never is, as it may have been applied. Default 1_000; 10 ms to
-   * 1 minute.
+   * --memcached-timeout-ms: how long a memcached server may leave requests unanswered, in
+   * ms (and how long it may take to connect), before it counts as unavailable (UNAVAILABLE).
+   * A request that may have reached it is never sent again, except a get: a write whose answer
+   * is lost may or may not have been applied. Default 1_000; 10 ms to 1 minute.
    */
   readonly memcachedTimeoutMs: number;
+  /**
+   * --tombstone-retention-ms: how long a fenced Delete's tombstone keeps holders of older
+   * fencing tokens from writing the key back, in ms (README "Tombstones"). Default 0 =
+   * `maxTtlMs`; otherwise at least `maxTtlMs` (a tombstone must outlast the longest lease), up
+   * to 365 days.
+   */
+  readonly tombstoneRetentionMs: number;
   /** --etcd-endpoints: etcd client URLs, host:port comma-separated. Default '' = the etcd backend is off. */
   readonly etcdEndpoints: string;
   /**
@@ -301,6 +308,16 @@ export const FLAGS: readonly FlagSpec[] = [
     help: 'how long a memcached server may leave requests unanswered (or take to connect) before it counts as unavailable',
   },
   {
+    key: 'tombstoneRetentionMs',
+    flag: '--tombstone-retention-ms',
+    env: 'LATCHKEY_TOMBSTONE_RETENTION_MS',
+    kind: 'integer',
+    default: 0,
+    min: 0,
+    max: 365 * DAY_MS,
+    help: 'how long a fenced delete keeps holders of older fencing tokens from writing the key back; 0 = --max-ttl-ms, and no less is accepted (see Tombstones)',
+  },
+  {
     key: 'etcdEndpoints',
     flag: '--etcd-endpoints',
     env: 'LATCHKEY_ETCD_ENDPOINTS',
@@ -444,6 +461,11 @@ export const FLAGS: readonly FlagSpec[] = [
   },
 ];
 
+/** The tombstone retention in force: --tombstone-retention-ms, or --max-ttl-ms for 0. */
+export function tombstoneRetentionMs(config: Config): number {
+  return config.tombstoneRetentionMs === 0 ? config.maxTtlMs : config.tombstoneRetentionMs;
+}
+
 export const defaultConfig: Config = Object.fromEntries(FLAGS.map((f) => [f.key, f.default])) as unknown as Config;
 
 export class ConfigError extends TypeError {
@@ -537,6 +559,11 @@ function validate(config: Config): void {
   if (config.defaultTtlMs > config.maxTtlMs) {
     throw new ConfigError(
       `--default-ttl-ms (${config.defaultTtlMs}) must not exceed --max-ttl-ms (${config.maxTtlMs})`,
+    );
+  }
+  if (config.tombstoneRetentionMs !== 0 && config.tombstoneRetentionMs < config.maxTtlMs) {
+    throw new ConfigError(
+      `--tombstone-retention-ms (${config.tombstoneRetentionMs}) must be at least --max-ttl-ms (${config.maxTtlMs}), or 0 for the same: a tombstone must outlast the longest lease, or a fenced write delayed (a paused holder, a slow network) by less than one lease could bring a deleted key back`,
     );
   }
   const itemOverhead = MAX_NAME_BYTES + MAX_ENVELOPE_OVERHEAD;

@@ -11,7 +11,7 @@ import { LruStore } from './cache/lru.js';
 import { MemcachedStore } from './cache/memcached.js';
 import type { CacheStore } from './cache/store.js';
 import { systemClock, type Clock } from './clock.js';
-import { resolveConfig, ConfigError, type Config } from './config.js';
+import { resolveConfig, ConfigError, tombstoneRetentionMs, type Config } from './config.js';
 import { createLogger, lineLogger, type Logger } from './log.js';
 import { Metrics, serveMetrics, type MetricsEndpoint } from './metrics.js';
 import type { LockBackend } from './locks/backend.js';
@@ -104,9 +104,12 @@ function createLockBackends(
   return new Map(backends.map((b) => [b.kind, meteredBackend(b, metrics.lock(b.kind), log)]));
 }
 
-/** Each store as the service calls it: with fencing, and metered (see metered-cache.ts). */
-function cachesOf(stores: ReadonlyMap<string, CacheStore>, metrics: Metrics): Map<string, Cache> {
-  return new Map([...stores].map(([kind, store]) => [kind, meteredCache(createCache(store), metrics.cache(kind))]));
+/** Each store as the service calls it: with fencing and tombstones, and metered (see metered-cache.ts). */
+function cachesOf(stores: ReadonlyMap<string, CacheStore>, config: Config, metrics: Metrics): Map<string, Cache> {
+  const options = { tombstoneRetentionMs: tombstoneRetentionMs(config) };
+  return new Map(
+    [...stores].map(([kind, store]) => [kind, meteredCache(createCache(store, options), metrics.cache(kind))]),
+  );
 }
 
 function createStores(config: Config, clock: Clock, extra: readonly CacheStore[]): Map<string, CacheStore> {
@@ -158,7 +161,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   const auth = config.authTokensFile === '' ? undefined : new TokenAuth(config.authTokensFile, log);
   const env: RpcEnv = { inflight, log, auth };
   const locks = createLockService(backends, config);
-  const cache = createCacheService(cachesOf(stores, metrics), config, log);
+  const cache = createCacheService(cachesOf(stores, config, metrics), [...backends.keys()], config, log);
   const proto = loadProto();
   const isPublic = (path: string) =>
     path.startsWith('/grpc.health.v1.Health/') ||

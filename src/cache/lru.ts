@@ -2,8 +2,8 @@
 // per-item TTL, and a cas unique that changes on every write.
 import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock } from '../clock.js';
-import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
-import type { CacheStore, Item } from './store.js';
+import { InvalidArgumentError } from '../errors.js';
+import { addDelta, type CacheStore, type Item, notANumber, parseCounter } from './store.js';
 
 interface Entry {
   readonly value: Buffer;
@@ -28,9 +28,6 @@ export interface LruStoreOptions {
   /** Time source for TTLs; default the system clock. */
   readonly clock?: Clock;
 }
-
-const UINT64 = 2n ** 64n;
-const DECIMAL = /^\d{1,20}$/;
 
 export class LruStore implements CacheStore {
   readonly kind = 'lru';
@@ -63,13 +60,13 @@ export class LruStore implements CacheStore {
   async cas(key: string, value: Buffer, flags: number, cas: bigint, ttlMs: number) {
     const current = this.#live(key);
     if (current === undefined) return { outcome: 'NOT_FOUND' as const, cas: 0n };
-    if (current.cas !== cas) return { outcome: 'EXISTS' as const, cas: current.cas };
+    if (current.cas !== cas) return { outcome: 'EXISTS' as const, cas: 0n };
     return { outcome: 'STORED' as const, cas: this.#write(key, value, flags, ttlMs) };
   }
 
   async add(key: string, value: Buffer, flags: number, ttlMs: number) {
     const current = this.#live(key);
-    if (current !== undefined) return { outcome: 'EXISTS' as const, cas: current.cas };
+    if (current !== undefined) return { outcome: 'EXISTS' as const, cas: 0n };
     return { outcome: 'STORED' as const, cas: this.#write(key, value, flags, ttlMs) };
   }
 
@@ -86,15 +83,9 @@ export class LruStore implements CacheStore {
     if (current === undefined) {
       return { value: initial, cas: this.#write(key, Buffer.from(initial.toString()), 0, ttlMs) };
     }
-    const text = current.value.toString('latin1');
-    if (!DECIMAL.test(text) || BigInt(text) >= UINT64) {
-      throw new FailedPreconditionError(
-        `key "${key}" holds a value that is not a decimal number below 2^64; incr needs one (reset it with set)`,
-      );
-    }
-    const sum = BigInt(text) + delta;
-    // memcached: incr wraps at 2^64, decr stops at 0.
-    const value = delta >= 0n ? sum % UINT64 : sum < 0n ? 0n : sum;
+    const counter = parseCounter(current.value);
+    if (counter === undefined) throw notANumber(key);
+    const value = addDelta(counter, delta);
     const entry = {
       value: Buffer.from(value.toString()),
       flags: current.flags,
@@ -105,11 +96,11 @@ export class LruStore implements CacheStore {
     return { value, cas: entry.cas };
   }
 
-  async touch(key: string, ttlMs: number) {
+  async touch(key: string, ttlMs: number): Promise<Item | undefined> {
     const current = this.#live(key);
-    if (current === undefined) return 'NOT_FOUND' as const;
+    if (current === undefined) return undefined;
     this.#lru.set(key, { ...current, expiresAtMs: this.#expiry(ttlMs) });
-    return 'TOUCHED' as const;
+    return current;
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 // gRPC handlers of latchkey.v1.Cache: validate, pick the store's Cache (cache.ts: the store
-// with fencing, metered), call it, shape the answer.
+// with fencing and tombstones, metered), call it, shape the answer.
 import type {
   AddRequest__Output,
   AddResponse,
@@ -53,16 +53,25 @@ export function checkBatch(what: string, size: number, config: Config): void {
     );
 }
 
-/** `caches` by store name. */
-export function createCacheService(caches: ReadonlyMap<string, Cache>, config: Config, log: Logger): CacheService {
+/**
+ * `caches`: each store's Cache (metered), by store name. `lockBackends`: the names of the lock
+ * backends this server serves, the only ones a fence may name (a token from anywhere else
+ * cannot be checked against anything).
+ */
+export function createCacheService(
+  caches: ReadonlyMap<string, Cache>,
+  lockBackends: readonly string[],
+  config: Config,
+  log: Logger,
+): CacheService {
   function pick(name: string): Cache {
-    const store = caches.get(name === '' ? config.store : name);
-    if (store === undefined) {
+    const cache = caches.get(name === '' ? config.store : name);
+    if (cache === undefined) {
       throw new InvalidArgumentError(
         `store ${quoted(name)} is not enabled on this server; use one of: ${[...caches.keys()].join(', ')} (or leave it empty for ${config.store})`,
       );
     }
-    return store;
+    return cache;
   }
 
   const key = (value: string, ctx: CallContext) => {
@@ -83,11 +92,13 @@ export function createCacheService(caches: ReadonlyMap<string, Cache>, config: C
     if (message === null) return undefined;
     if (message.token === '0')
       throw new InvalidArgumentError('fence.token is required: send the fencing_token of the lease you hold');
-    return {
-      lock: checkName('fence.lock', message.lock),
-      backend: checkText('fence.backend', message.backend, 255) || config.backend,
-      token: BigInt(message.token),
-    };
+    const backend = checkText('fence.backend', message.backend, 255) || config.backend;
+    if (!lockBackends.includes(backend)) {
+      throw new InvalidArgumentError(
+        `fence.backend ${quoted(backend)} is not enabled on this server; use one of: ${lockBackends.join(', ')} (or leave it empty for ${config.backend}), the backend of the lock whose token this is`,
+      );
+    }
+    return { lock: checkName('fence.lock', message.lock), backend, token: BigInt(message.token) };
   }
   function bigint(field: string, raw: string, min: bigint, max: bigint): bigint {
     const n = BigInt(raw);
@@ -97,21 +108,21 @@ export function createCacheService(caches: ReadonlyMap<string, Cache>, config: C
 
   const service: CacheService = {
     async get(request, ctx) {
-      const store = pick(request.store);
-      const item = await store.get(key(request.key, ctx), ctx.signal);
+      const cache = pick(request.store);
+      const item = await cache.get(key(request.key, ctx), ctx.signal);
       return item === undefined
         ? { found: false, value: Buffer.alloc(0), cas: '0' }
         : { found: true, value: item.value, cas: item.cas.toString() };
     },
 
     async set(request, ctx) {
-      const store = pick(request.store);
+      const cache = pick(request.store);
       const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
-      return { cas: (await store.set(k, v, t, f, ctx.signal)).toString() };
+      return { cas: (await cache.set(k, v, t, f, ctx.signal)).toString() };
     },
 
     async cas(request, ctx) {
-      const store = pick(request.store);
+      const cache = pick(request.store);
       const k = key(request.key, ctx);
       const v = value(request.value);
       const t = ttl(request.ttl_ms);
@@ -120,35 +131,35 @@ export function createCacheService(caches: ReadonlyMap<string, Cache>, config: C
         throw new InvalidArgumentError(
           'cas is required: send the cas from a Get (use Set or Add to write without one)',
         );
-      const result = await store.cas(k, v, BigInt(request.cas), t, f, ctx.signal);
+      const result = await cache.cas(k, v, BigInt(request.cas), t, f, ctx.signal);
       return { outcome: result.outcome, cas: result.cas.toString() };
     },
 
     async add(request, ctx) {
-      const store = pick(request.store);
+      const cache = pick(request.store);
       const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
-      const result = await store.add(k, v, t, f, ctx.signal);
+      const result = await cache.add(k, v, t, f, ctx.signal);
       return { outcome: result.outcome, cas: result.cas.toString() };
     },
 
     async delete(request, ctx) {
-      const store = pick(request.store);
+      const cache = pick(request.store);
       const [k, cas, f] = [key(request.key, ctx), BigInt(request.cas), fence(request.fence)];
-      return { outcome: await store.delete(k, cas, f, ctx.signal) };
+      return { outcome: await cache.delete(k, cas, f, ctx.signal) };
     },
 
     async incr(request, ctx) {
-      const store = pick(request.store);
+      const cache = pick(request.store);
       const k = key(request.key, ctx);
       const delta = bigint('delta', request.delta, INT64_MIN, UINT64_MAX);
       const initial = bigint('initial', request.initial, 0n, UINT64_MAX);
-      const result = await store.incr(k, delta, initial, ttl(request.ttl_ms), ctx.signal);
+      const result = await cache.incr(k, delta, initial, ttl(request.ttl_ms), ctx.signal);
       return { value: result.value.toString(), cas: result.cas.toString() };
     },
 
     async touch(request, ctx) {
-      const store = pick(request.store);
-      return { outcome: await store.touch(key(request.key, ctx), ttl(request.ttl_ms), ctx.signal) };
+      const cache = pick(request.store);
+      return { outcome: await cache.touch(key(request.key, ctx), ttl(request.ttl_ms), ctx.signal) };
     },
 
     // Batches run their items concurrently (memcached pipelines them on its connections) and

@@ -193,7 +193,7 @@ describe('internal errors', () => {
       add: async () => ({ outcome: 'EXISTS', cas: 0n }),
       delete: async () => 'NOT_FOUND',
       incr: async () => ({ value: 0n, cas: 1n }),
-      touch: async () => 'NOT_FOUND',
+      touch: async () => undefined,
       close: async () => {},
     };
     await using s = await startServer({}, { logger, stores: [broken] });

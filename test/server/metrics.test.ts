@@ -236,11 +236,12 @@ describe('GET /metrics', () => {
     await using s = await startServer(METRICS);
     const lease = await s.call<Lease__Output>(s.locks, 'Acquire', { name: 'fence-lock' });
     const fence = { lock: 'fence-lock', token: lease.fencing_token };
-    // On the store: a get and an add, then a get and a cas, then a get and a cas (the tombstone).
+    // On the store: a get, an add (the claim), a get (of the tombstone) and a cas; then a get
+    // and a cas; then a get, a cas (the claim), a get and an add (the tombstone) and a delete.
     await s.call(s.cache, 'Set', { key: 'fenced', value, fence });
     await s.call(s.cache, 'Set', { key: 'fenced', value, fence });
     await s.call(s.cache, 'Delete', { key: 'fenced', fence });
-    // The tombstone reads as absent: an add (EXISTS), a get and a cas that replaces it.
+    // The deleted key is absent: an add, beside its tombstone.
     await s.call(s.cache, 'Add', { key: 'fenced', value });
     const m = await scrape(s.server.metricsAddress!);
     const op = (o: string, outcome: string) => m.value('latchkey_cache_ops_total', { store: 'lru', op: o, outcome });
