@@ -1,6 +1,6 @@
 // Baseline server: latchkey.v1.Cache's Get, Set, GetMany and Pipeline answered straight from
 // an lru-cache by a bare grpc-js server, with the same .proto files and loader options as
-// latchkey (client/proto.ts). No validation, no stores, no error mapping, no in-flight
+// latchkey (client/common/proto.ts). No validation, no stores, no error mapping, no in-flight
 // tracking: the transport's ceiling, which latchkey's own numbers are divided by.
 //
 // Run as a child process (`node --import tsx bench/echo-server.ts [host:port]`) so it gets a
@@ -8,17 +8,19 @@
 // HOST:PORT" and serves until SIGTERM or SIGINT.
 import * as grpc from '@grpc/grpc-js';
 import { LRUCache } from 'lru-cache';
-import type { ProtoGrpcType as CacheProto } from '../client/generated/cache.js';
-import type { GetManyRequest__Output } from '../client/generated/latchkey/v1/GetManyRequest.js';
-import type { GetManyResponse } from '../client/generated/latchkey/v1/GetManyResponse.js';
-import type { GetRequest__Output } from '../client/generated/latchkey/v1/GetRequest.js';
-import type { GetResponse } from '../client/generated/latchkey/v1/GetResponse.js';
-import type { PipelineRequest__Output } from '../client/generated/latchkey/v1/PipelineRequest.js';
-import type { PipelineResponse } from '../client/generated/latchkey/v1/PipelineResponse.js';
-import type { PipelineResult } from '../client/generated/latchkey/v1/PipelineResult.js';
-import type { SetRequest__Output } from '../client/generated/latchkey/v1/SetRequest.js';
-import type { SetResponse } from '../client/generated/latchkey/v1/SetResponse.js';
-import { loadPackageDefinition } from '../client/proto.js';
+import {
+  type CacheProto,
+  type GetManyRequest__Output,
+  type GetManyResponse,
+  type GetRequest__Output,
+  type GetResponse,
+  type PipelineRequest__Output,
+  type PipelineResponse,
+  type PipelineResult,
+  type SetRequest__Output,
+  type SetResponse,
+  loadPackageDefinition,
+} from '../client/common/index.js';
 
 interface Entry {
   readonly value: Buffer;

@@ -10,17 +10,19 @@ import { connect as connectTcp } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import memjs from 'memjs';
 import { connect, type ConnectOptions, type LatchkeyClient, type LockHandle } from '../client/index.js';
-import type { ProtoGrpcType as CacheProto } from '../client/generated/cache.js';
-import type { ProtoGrpcType as LocksProto } from '../client/generated/locks.js';
-import type { CacheClient as CacheStub } from '../client/generated/latchkey/v1/Cache.js';
-import type { GetManyResponse__Output } from '../client/generated/latchkey/v1/GetManyResponse.js';
-import type { GetResponse__Output } from '../client/generated/latchkey/v1/GetResponse.js';
-import type { Lease__Output } from '../client/generated/latchkey/v1/Lease.js';
-import type { LocksClient as LocksStub } from '../client/generated/latchkey/v1/Locks.js';
-import type { PipelineResponse__Output } from '../client/generated/latchkey/v1/PipelineResponse.js';
-import type { SetManyResponse__Output } from '../client/generated/latchkey/v1/SetManyResponse.js';
-import type { SetResponse__Output } from '../client/generated/latchkey/v1/SetResponse.js';
-import { loadPackageDefinition } from '../client/proto.js';
+import {
+  type CacheProto,
+  type LocksProto,
+  type CacheClient as CacheStub,
+  type GetManyResponse__Output,
+  type GetResponse__Output,
+  type Lease__Output,
+  type LocksClient as LocksStub,
+  type PipelineResponse__Output,
+  type SetManyResponse__Output,
+  type SetResponse__Output,
+  loadPackageDefinition,
+} from '../client/common/index.js';
 import { Redis } from 'ioredis';
 import Redlock from 'redlock';
 import { DirectEtcdMutex } from './etcd-mutex.js';

@@ -5,7 +5,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { CacheCall, CacheMethod, CacheRpcs } from './cache.js';
 import { CancelledError } from './errors.js';
-import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
+import type { CacheClient as CacheStub } from './common/index.js';
 import { Pipeline, type PipelineOptions, type UnaryAttempt } from './pipeline.js';
 import { retryPolicy, unaryAttempt, withRetries, type CallOptions, type RetryOptions } from './unary-call.js';
 
@@ -62,7 +62,7 @@ export function createCacheTransport(options: CacheTransportOptions): CacheTrans
   const call: CacheCall = <M extends CacheMethod>(method: M, request: CacheRpcs[M][0], callOptions: CallOptions) => {
     const deadlineMs = callOptions.deadlineMs ?? defaultDeadlineMs;
     const { signal } = callOptions;
-    const retries = retryPolicy(method, retry);
+    const retries = retryPolicy('latchkey.v1.Cache', method, retry);
     // Retried or not, every attempt goes whichever way is open at the time: a Get whose
     // stream broke is retried as a unary call while the stream backs off.
     const result =

@@ -1,20 +1,22 @@
 // CacheClient: the Cache RPCs with friendly types (Buffer values, bigint cas), plus
 // update(), a compare-and-set loop for read-modify-write without a lock.
 import { CasConflictError, InternalError } from './errors.js';
-import type { AddRequest } from './generated/latchkey/v1/AddRequest.js';
-import type { AddResponse__Output } from './generated/latchkey/v1/AddResponse.js';
-import type { CasRequest } from './generated/latchkey/v1/CasRequest.js';
-import type { CasResponse__Output } from './generated/latchkey/v1/CasResponse.js';
-import type { DeleteRequest } from './generated/latchkey/v1/DeleteRequest.js';
-import type { DeleteResponse__Output } from './generated/latchkey/v1/DeleteResponse.js';
-import type { GetRequest } from './generated/latchkey/v1/GetRequest.js';
-import type { GetResponse__Output } from './generated/latchkey/v1/GetResponse.js';
-import type { IncrRequest } from './generated/latchkey/v1/IncrRequest.js';
-import type { IncrResponse__Output } from './generated/latchkey/v1/IncrResponse.js';
-import type { SetRequest } from './generated/latchkey/v1/SetRequest.js';
-import type { SetResponse__Output } from './generated/latchkey/v1/SetResponse.js';
-import type { TouchRequest } from './generated/latchkey/v1/TouchRequest.js';
-import type { TouchResponse__Output } from './generated/latchkey/v1/TouchResponse.js';
+import type {
+  AddRequest,
+  AddResponse__Output,
+  CasRequest,
+  CasResponse__Output,
+  DeleteRequest,
+  DeleteResponse__Output,
+  GetRequest,
+  GetResponse__Output,
+  IncrRequest,
+  IncrResponse__Output,
+  SetRequest,
+  SetResponse__Output,
+  TouchRequest,
+  TouchResponse__Output,
+} from './common/index.js';
 import type { LockHandle } from './lock-handle.js';
 import type { CallOptions } from './unary-call.js';
 import { int64Field, msField, toBuffer, uint64Field } from './wire.js';
@@ -37,36 +39,68 @@ export interface CacheItem {
 export type Fence = Pick<LockHandle, 'name' | 'backend' | 'fencingToken'>;
 
 export interface WriteOptions extends CallOptions {
-  /** Expiry in ms from now; default 0 = never expires (until evicted). */
+  /**
+   * Expiry in ms from now; default 0 = never expires (until evicted). At most 365 days
+   * (InvalidArgumentError past it).
+   */
   readonly ttlMs?: number;
 }
 
 export interface FencedWriteOptions extends WriteOptions {
-  /** Refuse the write if a newer holder of this lock has written the key. */
+  /**
+   * Refuse the write (FencedOutError) if a newer holder of this lock has written the key. Default
+   * none: unfenced.
+   */
   readonly fence?: Fence;
 }
 
 export interface DeleteOptions extends CallOptions {
-  /** Delete only if the key's cas is still this one; default: whatever is there. */
+  /** Delete only if the key's cas is still this one; default (or 0n): whatever is there. */
   readonly cas?: bigint;
-  /** Refuse if a newer holder has written; a fenced delete keeps the fence for later writes. */
+  /**
+   * Refuse if a newer holder has written. A fenced delete keeps the fence, for the server's
+   * tombstone retention, against later fenced writes; a delete without one lifts it. Default
+   * none.
+   */
   readonly fence?: Fence;
 }
 
 export interface IncrOptions extends CallOptions {
-  /** Value stored when the key is absent (delta is not applied to it); default 0. */
+  /** Value stored when the key is absent (delta is not applied to it); default 0; 0 to 2^64 - 1. */
   readonly initial?: bigint | number;
-  /** Expiry of a key created from `initial`; an existing key keeps its own. Default 0 = none. */
+  /**
+   * Expiry in ms of a key created from `initial`; an existing key keeps its own, except a
+   * value written with a fence (rewritten, it takes this one). Default 0 = never expires; at
+   * most 365 days.
+   */
   readonly ttlMs?: number;
 }
 
 export interface UpdateOptions extends FencedWriteOptions {
-  /** Get → fn → Cas rounds before giving up with CasConflictError; default 20. */
+  /**
+   * Get → fn → Cas rounds before giving up with CasConflictError; default 20; 0 gives up
+   * before the first. `deadlineMs` bounds the rounds too: whichever ends first.
+   */
   readonly maxAttempts?: number;
 }
 
 export type UpdateFn = (current: Buffer | undefined) => CacheValue | Promise<CacheValue>;
 
+/**
+ * The cache of one store (see LatchkeyClient.cache), with memcached semantics: values are
+ * bytes, every write gives the key a new `cas`, TTLs are in ms.
+ *
+ * ```ts
+ * const cache = client.cache(); // the server's default store; client.cache('memcached')
+ * await cache.set('greeting', 'hello', { ttlMs: 60_000 });
+ * const item = await cache.get('greeting'); // { value: Buffer, cas } or undefined
+ * const { value: hits } = await cache.incr('hits', 1, { initial: 1 }); // 1n on a new key
+ * // Read-modify-write under compare-and-set; fn may run more than once.
+ * await cache.update('visits', (current) => String(Number(current?.toString() ?? '0') + 1));
+ * // Cache-aside: concurrent misses of one key share a single load.
+ * const config = await cache.getOrSet('config', () => loadConfig(), { ttlMs: 300_000 });
+ * ```
+ */
 export interface CacheClient {
   /** The store asked for; '' = the server's default. */
   readonly store: string;
@@ -74,14 +108,14 @@ export interface CacheClient {
   get(key: string, options?: CallOptions): Promise<CacheItem | undefined>;
   /** Stores unconditionally; resolves with the new cas. */
   set(key: string, value: CacheValue, options?: FencedWriteOptions): Promise<bigint>;
-  /** Stores only if the key's cas is still `cas`. The cas returned is the new one when STORED. */
+  /** Stores only if the key's cas is still `cas`. The cas returned is the new one when STORED, else 0. */
   cas(
     key: string,
     value: CacheValue,
     cas: bigint,
     options?: FencedWriteOptions,
   ): Promise<{ outcome: 'STORED' | 'EXISTS' | 'NOT_FOUND'; cas: bigint }>;
-  /** Stores only if the key is absent. */
+  /** Stores only if the key is absent (cas 0 when EXISTS). */
   add(
     key: string,
     value: CacheValue,
@@ -92,6 +126,7 @@ export interface CacheClient {
   /**
    * Adds `delta` (negative to decrement) to a decimal counter: unsigned 64-bit, wrapping on
    * overflow, stopping at 0 on decrement. A value that is not a number: FailedPreconditionError.
+   * A value written with a fence keeps its fence, and takes `ttlMs` as its expiry.
    */
   incr(key: string, delta: bigint | number, options?: IncrOptions): Promise<{ value: bigint; cas: bigint }>;
   /** Sets a new expiry (ms from now; 0 = never) without changing the value or its cas. */

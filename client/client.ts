@@ -14,51 +14,65 @@ import {
   type TokenSource,
 } from './credentials.js';
 import { CancelledError, fromStatus, InternalError, InvalidArgumentError } from './errors.js';
-import type { ProtoGrpcType as CacheProto } from './generated/cache.js';
-import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
-import type { Lease__Output } from './generated/latchkey/v1/Lease.js';
-import type { LockEvent__Output } from './generated/latchkey/v1/LockEvent.js';
-import type { LockState__Output } from './generated/latchkey/v1/LockState.js';
-import type { LocksClient as LocksStub } from './generated/latchkey/v1/Locks.js';
-import type { ReleaseResponse__Output } from './generated/latchkey/v1/ReleaseResponse.js';
-import type { ProtoGrpcType as LocksProto } from './generated/locks.js';
+import {
+  type CacheProto,
+  type CacheClient as CacheStub,
+  type Lease__Output,
+  type LockEvent__Output,
+  type LockState__Output,
+  type LocksClient as LocksStub,
+  type ReleaseResponse__Output,
+  type LocksProto,
+  loadPackageDefinition,
+} from './common/index.js';
 import { openLockHandle, type LeaseCalls, type LockHandle } from './lock-handle.js';
 import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js';
-import { loadPackageDefinition } from './proto.js';
 import { unaryCall, type CallOptions, type Invoke, type RetryOptions } from './unary-call.js';
 import { msField, toDate } from './wire.js';
 
 export interface ConnectOptions {
   /**
    * Deadline of each call in ms, unless the call passes its own `deadlineMs`. Default
-   * 10_000. lock() adds its `waitMs` on top, so a long wait does not end in
-   * DEADLINE_EXCEEDED; a lock handle's Release is further capped at its TTL.
+   * 10_000; Infinity = none; 0 or less is refused (InvalidArgumentError). It covers a call's
+   * retries too. lock() adds its `waitMs` on top, so a long wait does not end in
+   * DEADLINE_EXCEEDED; a lock handle's Refreshes and Release are bounded by it as well, and
+   * its Release further by the lease's TTL.
    */
   readonly deadlineMs?: number;
   /**
    * TLS: verify the server against `ca` (default Node's root CAs), and with `cert` and `key`
-   * present a client certificate (mutual TLS, a server with --tls-ca). Without `tls` (or
-   * `credentials`) the channel is plaintext, which a server accepts only on loopback or
-   * with --insecure.
+   * present a client certificate (mutual TLS, a server with --tls-ca). Default none: without
+   * `tls` (or `credentials`) the channel is plaintext, which a server accepts only on
+   * loopback or with --insecure. `{}` = TLS against Node's root CAs.
    */
   readonly tls?: TlsOptions;
-  /** grpc-js channel credentials, for what `tls` does not cover; not together with `tls`. */
+  /**
+   * grpc-js channel credentials, for what `tls` does not cover. Default none (plaintext);
+   * giving both this and `tls` is refused (InvalidArgumentError).
+   */
   readonly credentials?: grpc.ChannelCredentials;
   /**
    * Bearer token for a server with --auth-tokens-file, sent as `authorization: Bearer
    * <token>` on every call and stream; or a function called before each one for the current
    * token. A provider that throws fails the call with UnauthenticatedError (no RPC is sent).
+   * Default none: no authorization header.
    * NOTE: on a plaintext channel the token crosses the network readable by anyone on it.
    */
   readonly token?: TokenSource;
   /**
-   * Retries on UNAVAILABLE, for idempotent calls only (Get, Describe); the whole series stays
-   * within the call's deadline. Default { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
-   * false turns them off. Lock handles retry their own Refreshes until the lease's expiry.
+   * Retries on UNAVAILABLE, with exponential backoff, of the calls whose RPC the .proto marks
+   * with `option idempotency_level` (the SDK reads the marks; today that makes describe() and
+   * cache get()). The whole series stays within the call's deadline. Never retried: lock(),
+   * release and every cache write, which UNAVAILABLE does not prove unapplied. Default
+   * { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 }; false (or attempts: 1) turns
+   * retries off. Lock handles retry their own Refreshes, on their own schedule, until the
+   * lease's expiry, whatever this says.
    */
   readonly retry?: RetryOptions | false;
   /**
-   * grpc-js channel options (keepalive, message size limits, ...).
+   * grpc-js channel options (keepalive, message size limits, ...), applied over the SDK's
+   * own (TLS server name, the pipeline's unlimited receive size); interceptors given here
+   * wrap the token's, which is innermost. Default none.
    * NOTE: after a connection failure grpc-js waits `grpc.initial_reconnect_backoff_ms`
    * (default 1 s, growing to 120 s) before reconnecting, and calls fail at once meanwhile.
    * Lock handles with TTLs near or below that lose their lease across a server blip unless
@@ -81,23 +95,32 @@ export interface ConnectOptions {
 
 export interface LockOptions extends CallOptions {
   /**
-   * Lease TTL in ms; default the server's (--default-ttl-ms, 15 s unless changed). The
-   * handle refreshes every TTL / 3 and gives up on the lease (aborting its signal) when no
-   * Refresh has succeeded for about one TTL. The backend may round the TTL up (etcd: to
-   * whole seconds); `handle.ttlMs` is what was granted.
+   * Lease TTL in ms; default the server's (--default-ttl-ms, 15 s unless changed); 0 is
+   * refused (InvalidArgumentError: leave it out for the default), and so is more than the
+   * server's --max-ttl-ms. The handle refreshes every TTL / 3 and gives up on the lease
+   * (aborting its signal) when no Refresh has succeeded for about one TTL. The backend may
+   * round the TTL up (etcd: to whole seconds); `handle.ttlMs` is what was granted.
    */
   readonly ttlMs?: number;
-  /** How long to wait for a held lock, in ms; default 0 = try once (LockBusyError if held). */
+  /**
+   * How long to wait for a held lock, in ms; default 0 = try once (LockBusyError if held).
+   * At most the server's --max-wait-ms (InvalidArgumentError past it). The call's deadline
+   * grows by it (see `deadlineMs`); a wait ends, as LockBusyError, just before the deadline.
+   */
   readonly waitMs?: number;
-  /** Lock backend ("memory", "file", "etcd"); default the server's. */
+  /** Lock backend ("memory", "file", "etcd"); default '' = the server's --backend. */
   readonly backend?: string;
-  /** Names the holder for humans (in LockBusyError messages, Describe); default the peer address. */
+  /**
+   * Names the holder for humans (in LockBusyError messages, Describe, Watch); at most 1024
+   * bytes. Default '' = the server names the holder by its peer address.
+   */
   readonly owner?: string;
   /**
    * A semaphore: up to `limit` EXCLUSIVE holders at once, each with its own lease and fencing
-   * token. Default 1 (a plain lock). Every holder and waiter of a name must ask for the same
-   * limit (else FailedPreconditionError naming both). Needs a backend that declares
-   * `semaphore`.
+   * token. Default 1 (a plain lock); 0 is refused (leave it out), and so is more than the
+   * server accepts (1_000_000). Every holder and waiter of a name must ask for the same
+   * limit (else FailedPreconditionError naming both). Not with `mode: 'SHARED'`. Needs a
+   * backend that declares `semaphore`.
    */
   readonly limit?: number;
   /**
@@ -111,17 +134,24 @@ export interface LockOptions extends CallOptions {
   // `deadlineMs` defaults to waitMs + the client's deadlineMs.
 }
 
+/** What `describe()` takes besides the call's signal and deadline. */
+
 /** How a lease holds its lock; see LockOptions.mode. */
 export type LockMode = 'EXCLUSIVE' | 'SHARED';
 
 export interface DescribeOptions extends CallOptions {
+  /** Lock backend; default '' = the server's --backend. */
   readonly backend?: string;
 }
 
+/** A watch has no deadline: it runs until `signal` aborts, the loop breaks or the server ends it. */
 export interface WatchOptions {
-  /** Lock backend; default the server's. It must declare `watch`. */
+  /**
+   * Lock backend; default '' = the server's --backend. It must declare `watch` (else
+   * FailedPreconditionError).
+   */
   readonly backend?: string;
-  /** Aborting it ends the iteration quietly (no error); so does breaking out of the loop. */
+  /** Aborting it ends the iteration quietly (no error); so does breaking out of the loop. Default none. */
   readonly signal?: AbortSignal;
 }
 
@@ -194,6 +224,25 @@ export type LockEvent =
   | (LockEventBase & { readonly type: 'STATE'; readonly state: LockState })
   | (LockEventBase & { readonly type: Exclude<LockEventType, 'STATE'>; readonly state?: undefined });
 
+/**
+ * A connection to one latchkey server (see connect()): locks, the cache and watches over one
+ * channel. Close it, or dispose it, when done: that releases the locks it still holds.
+ *
+ * ```ts
+ * import { connect } from 'latchkey/client';
+ *
+ * await using client = connect('127.0.0.1:50051');
+ * // Waits up to 5 s for the lock, and releases it when the function returns or throws.
+ * await client.withLock(
+ *   'nightly-report',
+ *   async (lock) => {
+ *     await buildReport({ signal: lock.signal }); // aborted if the lease is lost
+ *   },
+ *   { ttlMs: 30_000, waitMs: 5_000 },
+ * );
+ * const state = await client.describe('nightly-report'); // holders, queue, capabilities
+ * ```
+ */
 export interface LatchkeyClient extends AsyncDisposable {
   readonly address: string;
   /** Acquires a lock; dispose the handle (or call release()) to let it go. */
@@ -286,6 +335,27 @@ function toLockEvent(event: LockEvent__Output): LockEvent {
   return { ...base, type: event.type };
 }
 
+/**
+ * A client of the latchkey server at `address` (host:port, or any gRPC target such as
+ * unix:/path). Nothing is sent until the first call; an address that cannot be reached
+ * fails calls with UnavailableError, not connect().
+ *
+ * ```ts
+ * import { readFileSync } from 'node:fs';
+ * import { connect } from 'latchkey/client';
+ *
+ * const client = connect('lk.internal:50051', {
+ *   tls: { ca: readFileSync('ca.pem') },
+ *   token: () => readFileSync('/run/secrets/latchkey', 'utf8'),
+ *   deadlineMs: 5_000,
+ * });
+ * try {
+ *   // ... client.lock(), client.cache(), client.watch()
+ * } finally {
+ *   await client.close();
+ * }
+ * ```
+ */
 export function connect(address: string, options: ConnectOptions = {}): LatchkeyClient {
   return new Client(address, options);
 }
@@ -360,6 +430,7 @@ class Client implements LatchkeyClient {
         new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method }),
       );
     return unaryCall(start, {
+      service: 'latchkey.v1.Locks',
       method,
       deadlineMs: options.deadlineMs ?? this.#deadlineMs,
       signal: options.signal,

@@ -15,13 +15,17 @@ export type Pem = string | Buffer;
 export interface TlsOptions {
   /** CA bundle the server's certificate must chain to; default Node's bundled root CAs. */
   readonly ca?: Pem;
-  /** Mutual TLS: this client's certificate (chain); needs `key`. */
+  /**
+   * Mutual TLS: this client's certificate (chain); needs `key` (one without the other is refused).
+   * Default none.
+   */
   readonly cert?: Pem;
-  /** The private key of `cert`. */
+  /** The private key of `cert`. Default none. */
   readonly key?: Pem;
   /**
    * The name the server's certificate must carry, when it is not the host of the address
-   * (e.g. connecting to 10.0.0.5 whose certificate names latchkey.internal).
+   * (e.g. connecting to 10.0.0.5 whose certificate names latchkey.internal). Default the
+   * address's host; '' is refused.
    */
   readonly serverName?: string;
 }

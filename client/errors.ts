@@ -1,6 +1,8 @@
 // The errors the SDK throws: one root, LatchkeyError, with subclasses named after what the
-// caller can do. fromStatus() is the one mapping from a gRPC status to those subclasses.
+// caller can do. fromStatus() is the one mapping from a gRPC status to those subclasses:
+// by the server's error reason (the wire module's table) where it names one, else by code.
 import { status } from '@grpc/grpc-js';
+import { ERROR_TRAILER, type ErrorReason, isErrorReason } from './common/index.js';
 
 export interface LatchkeyErrorOptions extends ErrorOptions {
   /** The gRPC status code; subclasses fix their own. */
@@ -11,6 +13,23 @@ export interface LatchkeyErrorOptions extends ErrorOptions {
   readonly method?: string;
 }
 
+/**
+ * The root of every error the SDK throws. Branch on the subclass, which names what the
+ * caller can do, rather than on `code`: several share one gRPC status.
+ *
+ * ```ts
+ * import { LockBusyError, UnavailableError } from 'latchkey/client';
+ *
+ * try {
+ *   await using lock = await client.lock('deploy'); // try once
+ *   await runDeploy({ signal: lock.signal });
+ * } catch (err) {
+ *   if (err instanceof LockBusyError) console.log(err.message); // names the holder
+ *   else if (err instanceof UnavailableError) scheduleRetry();
+ *   else throw err;
+ * }
+ * ```
+ */
 export class LatchkeyError extends Error {
   /** The gRPC status code the server answered (or the SDK chose for a local failure). */
   readonly code: status;
@@ -125,10 +144,7 @@ const LOCK_METHODS: ReadonlySet<string> = new Set(['Acquire', 'Refresh', 'Releas
 /** Cache writes whose only precondition is their fence. */
 const FENCED_METHODS: ReadonlySet<string> = new Set(['Set', 'Cas', 'Delete']);
 
-/** Trailer in which the server names its error class (see the server's errors.ts). */
-export const ERROR_TRAILER = 'latchkey-error';
-
-function serverErrorName(err: Error): string | undefined {
+function serverReason(err: Error): string | undefined {
   const metadata = (err as { metadata?: { get(key: string): unknown[] } }).metadata;
   const value = metadata?.get(ERROR_TRAILER)[0];
   return typeof value === 'string' ? value : undefined;
@@ -148,14 +164,14 @@ export function fromStatus(err: unknown, method: string): LatchkeyError {
     const text = err instanceof Error ? err.message : String(err);
     return new InternalError(`${method}: ${text}`, { cause: err, method });
   }
-  return fromCode(err.code, err.details ?? err.message, serverErrorName(err), method, err);
+  return fromCode(err.code, err.details ?? err.message, serverReason(err), method, err);
 }
 
 /** What one pipelined (or batched) operation failed with, as the server's OpError carries it. */
 export interface OpError {
   readonly code: number;
   readonly message: string;
-  /** The server's error class name, as the `latchkey-error` trailer carries it for unary calls. */
+  /** The server's error reason (see client/common/reasons.ts), as the `latchkey-error` trailer carries it for unary calls. */
   readonly reason: string;
 }
 
@@ -164,12 +180,40 @@ export function fromOpError(error: OpError, method: string): LatchkeyError {
   return fromCode(error.code, error.message, error.reason || undefined, method, undefined);
 }
 
+type ErrorOf = (message: string, options: LatchkeyErrorOptions) => LatchkeyError;
+
+/**
+ * The SDK's error for each reason the server names: one entry per reason of the wire
+ * module's table (the type requires it), so a reason the server adds fails to compile here
+ * until it is given a class. A reason travels with its own code (ERROR_REASONS), kept in
+ * `code` of the error made.
+ */
+const FROM_REASON: Record<ErrorReason, ErrorOf> = {
+  InvalidArgumentError: (m, o) => new InvalidArgumentError(m, o),
+  LockBusyError: (m, o) => new LockBusyError(m, o),
+  // A fenced write that kept losing its compare-and-set: nothing names it in the SDK.
+  AbortedError: (m, o) => new LatchkeyError(m, o),
+  NotHolderError: (m, o) => new NotHolderError(m, o),
+  LeaseExpiredError: (m, o) => new NotHolderError(m, o),
+  FencedOutError: (m, o) => new FencedOutError(m, o),
+  // A precondition other than holding the lease (a backend without the capability asked
+  // for, a semaphore limit other than the one in force): not "you are not the holder".
+  FailedPreconditionError: (m, o) => new FailedPreconditionError(m, o),
+  BackendUnavailableError: (m, o) => new UnavailableError(m, o),
+  ShuttingDownError: (m, o) => new UnavailableError(m, o),
+  CancelledError: (m, o) => new CancelledError(m, o),
+  PermissionDeniedError: (m, o) => new PermissionDeniedError(m, o),
+  ResourceExhaustedError: (m, o) => new ResourceExhaustedError(m, o),
+  InternalError: (m, o) => new InternalError(m, o),
+};
+
 /**
  * The one mapping from a status to the SDK's errors, for unary calls and pipelined operations
- * alike. ABORTED means "lock busy" only from Acquire. FAILED_PRECONDITION means "not the
- * holder" from the Locks RPCs, "fenced out" from Set, Cas and Delete (their only precondition
- * is the fence), and stays generic otherwise (Incr on a non-number). `reason`, the server's
- * error class, is more precise than the code and wins when it names one we know.
+ * alike. `reason`, the server's error reason, is more precise than the code and wins when it
+ * is one the SDK knows. Without one (grpc-js's own failures, a proxy, a server that names
+ * none), by code: ABORTED means "lock busy" only from Acquire. FAILED_PRECONDITION means "not
+ * the holder" from the Locks RPCs, "fenced out" from Set, Cas and Delete (their only
+ * precondition is the fence), and stays generic otherwise (Incr on a non-number).
  */
 function fromCode(
   code: status,
@@ -180,19 +224,7 @@ function fromCode(
 ): LatchkeyError {
   const message = details || `${method} failed with status ${status[code] ?? code}`;
   const options: LatchkeyErrorOptions = { cause, details, method, code };
-  switch (reason) {
-    case 'LockBusyError':
-      return new LockBusyError(message, options);
-    case 'NotHolderError':
-    case 'LeaseExpiredError':
-      return new NotHolderError(message, options);
-    case 'FencedOutError':
-      return new FencedOutError(message, options);
-    // A precondition other than holding the lease (a backend without the capability asked
-    // for, a semaphore limit other than the one in force): not "you are not the holder".
-    case 'FailedPreconditionError':
-      return new FailedPreconditionError(message, options);
-  }
+  if (reason !== undefined && isErrorReason(reason)) return FROM_REASON[reason](message, options);
   switch (code) {
     case status.INVALID_ARGUMENT:
       return new InvalidArgumentError(message, options);

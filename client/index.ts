@@ -1,5 +1,5 @@
 // The latchkey client SDK (package export "latchkey/client"). Public types are the SDK's own
-// (bigint, Date, Buffer); the wire shapes in ./generated stay internal.
+// (bigint, Date, Buffer); the wire shapes of ./common (the wire module) stay internal.
 export {
   connect,
   DEFAULT_DEADLINE_MS,

@@ -1,7 +1,7 @@
 // LockHandle: a held lease that refreshes itself, says through an AbortSignal when it can no
 // longer be trusted, and releases on dispose the way etcd's Session.Close does.
 import { CancelledError, LeaseLostError, NotHolderError } from './errors.js';
-import type { Lease__Output } from './generated/latchkey/v1/Lease.js';
+import type { Lease__Output } from './common/index.js';
 import type { CallOptions } from './unary-call.js';
 
 /**
@@ -14,6 +14,18 @@ import type { CallOptions } from './unary-call.js';
  */
 export type LockHandleState = 'held' | 'released' | 'lost' | 'release-failed';
 
+/**
+ * A held lock (see LatchkeyClient.lock): it refreshes its lease every TTL / 3, aborts its
+ * `signal` when it can no longer vouch for the lock, and releases it when disposed.
+ *
+ * ```ts
+ * await using lock = await client.lock('deploy', { waitMs: 10_000, ttlMs: 15_000 });
+ * // Fence what the lock protects: a holder whose lease ran out cannot overwrite this.
+ * await client.cache().set('deploy/state', 'running', { fence: lock });
+ * await runDeploy({ signal: lock.signal });
+ * // Leaving the block releases the lock; lock.state then says how that went.
+ * ```
+ */
 export interface LockHandle extends AsyncDisposable {
   readonly name: string;
   /** The backend that granted the lease (the server's default resolved to its name). */

@@ -13,29 +13,33 @@
 import * as grpc from '@grpc/grpc-js';
 import type { CacheMethod, CacheRpcs } from './cache.js';
 import {
-  CancelledError,
-  DeadlineExceededError,
+  type CacheClient as CacheStub,
   ERROR_TRAILER,
-  fromOpError,
-  InternalError,
-  UnavailableError,
-} from './errors.js';
-import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
-import type { PipelineOp } from './generated/latchkey/v1/PipelineOp.js';
-import type { PipelineRequest } from './generated/latchkey/v1/PipelineRequest.js';
-import type { PipelineResponse__Output } from './generated/latchkey/v1/PipelineResponse.js';
-import type { PipelineResult__Output } from './generated/latchkey/v1/PipelineResult.js';
+  type PipelineOp,
+  type PipelineRequest,
+  type PipelineResponse__Output,
+  type PipelineResult__Output,
+} from './common/index.js';
+import { CancelledError, DeadlineExceededError, fromOpError, InternalError, UnavailableError } from './errors.js';
 import { abortError } from './unary-call.js';
 
 export interface PipelineOptions {
   /**
    * Operations sent and not yet answered, at most; later calls wait in the client until
-   * answers free room. Default 2048 (a server stops reading a stream at 4096 running).
+   * answers free room (their deadlines run meanwhile). Default 2048 (a server stops reading
+   * a stream at 4096 running); at least 1 (0 is refused, InvalidArgumentError).
    */
   readonly maxOutstanding?: number;
-  /** Operations in one frame, at most; must not exceed the server's --max-batch. Default 1000. */
+  /**
+   * Operations in one frame, at most. Default 1000; at least 1. Must not exceed the server's
+   * --max-batch (default 1000): a larger frame has every operation in it refused with
+   * ResourceExhaustedError.
+   */
   readonly maxFrameOps?: number;
-  /** The stream ends after this many ms with nothing outstanding, and reopens on the next call. Default 1000. */
+  /**
+   * The stream ends after this many ms with nothing outstanding, and reopens on the next
+   * call. Default 1000; 0 = it ends as soon as nothing is outstanding; Infinity is refused.
+   */
   readonly idleMs?: number;
 }
 

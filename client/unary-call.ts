@@ -1,37 +1,42 @@
 // unaryCall: every unary RPC the SDK makes goes through here. It applies the deadline, wires
 // the caller's AbortSignal to call.cancel(), maps failures through fromStatus(), and retries
-// UNAVAILABLE for idempotent methods only. Cache calls sent through the pipeline
-// (pipeline.ts) share the retry loop and the abort error.
+// UNAVAILABLE for the methods the .proto marks idempotent only. Cache calls sent through the
+// pipeline (pipeline.ts) share the retry loop and the abort error.
 import * as grpc from '@grpc/grpc-js';
+import { repeatableMethods, type ServiceName } from './common/index.js';
 import { AbortError, fromStatus, UnavailableError } from './errors.js';
 
 /** Options every SDK call accepts. */
 export interface CallOptions {
-  /** Aborting it cancels the gRPC call; the promise rejects with AbortError. */
+  /**
+   * Aborting it cancels the gRPC call (and any retry still to come); the promise rejects
+   * with AbortError. Default none. One already aborted fails the call before it is sent.
+   */
   readonly signal?: AbortSignal;
-  /** Deadline in ms from now, covering retries too; default the client's `deadlineMs`. Infinity = none. */
+  /**
+   * Deadline in ms from now, covering retries too; default the client's `deadlineMs`.
+   * Infinity = none; 0 (or less) = already passed: DeadlineExceededError, nothing waited for.
+   */
   readonly deadlineMs?: number;
 }
 
-/** Exponential backoff with full jitter between attempts. */
+/**
+ * Exponential backoff with full jitter between attempts: before attempt n + 1 the client
+ * waits a random time up to min(maxDelayMs, baseDelayMs * 2^(n-1)), and gives up instead
+ * when that wait would reach the call's deadline.
+ */
 export interface RetryOptions {
-  /** Attempts in all, the first included; 1 = no retry. */
+  /** Attempts in all, the first included; 1 (or 0) = no retry. */
   readonly attempts: number;
-  /** Upper bound of the first delay; doubles per attempt. */
+  /** Upper bound of the first delay, in ms; doubles per attempt. 0 = retry at once. */
   readonly baseDelayMs: number;
-  /** Cap on any one delay. */
+  /** Cap on any one delay, in ms; 0 = retry at once. */
   readonly maxDelayMs: number;
 }
 
-/**
- * NOTE: only these are ever retried. UNAVAILABLE does not prove the server did nothing (it
- * may have applied the call and then failed to answer, or shut down after applying it), so
- * a retried Acquire could take a second lease and a retried Release or Set could act twice.
- * Refresh is safe: repeating it only moves the expiry to now + ttl again.
- */
-const IDEMPOTENT: ReadonlySet<string> = new Set(['Get', 'Describe', 'Refresh']);
-
 export interface UnaryPolicy<Res> {
+  /** The service the RPC belongs to: its .proto says which of its methods may be retried. */
+  readonly service: ServiceName;
   /** The RPC name, e.g. "Acquire": picks the error mapping and whether retries are allowed. */
   readonly method: string;
   readonly deadlineMs: number;
@@ -51,7 +56,7 @@ export type StartCall<Res> = (
 ) => grpc.ClientUnaryCall;
 
 export function unaryCall<Res>(start: StartCall<Res>, policy: UnaryPolicy<Res>): Promise<Res> {
-  const retry = retryPolicy(policy.method, policy.retry);
+  const retry = retryPolicy(policy.service, policy.method, policy.retry);
   if (retry === false) return unaryAttempt(start, policy.deadlineMs, policy);
   return withRetries(
     (deadlineMs) => unaryAttempt(start, deadlineMs, policy),
@@ -62,9 +67,20 @@ export function unaryCall<Res>(start: StartCall<Res>, policy: UnaryPolicy<Res>):
   );
 }
 
-/** The retries a call of `method` may make: none unless it is idempotent. */
-export function retryPolicy(method: string, retry: RetryOptions | false): RetryOptions | false {
-  return IDEMPOTENT.has(method) && retry !== false && retry.attempts > 1 ? retry : false;
+const repeatable = new Map<ServiceName, ReadonlySet<string>>();
+
+/**
+ * The retries a call of `method` may make: none unless the .proto marks it with
+ * `option idempotency_level` (NO_SIDE_EFFECTS or IDEMPOTENT).
+ * NOTE: UNAVAILABLE does not prove the server did nothing (it may have applied the call and
+ * then failed to answer, or shut down after applying it), so a retried Acquire could take a
+ * second lease and a retried Release or Set could act twice: those are not marked.
+ */
+export function retryPolicy(service: ServiceName, method: string, retry: RetryOptions | false): RetryOptions | false {
+  if (retry === false || retry.attempts <= 1) return false;
+  let methods = repeatable.get(service);
+  if (methods === undefined) repeatable.set(service, (methods = repeatableMethods(service)));
+  return methods.has(method) ? retry : false;
 }
 
 /**

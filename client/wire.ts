@@ -1,5 +1,5 @@
 // Conversions at the SDK's edge between the friendly public types (bigint, Date, number ms)
-// and the wire shapes of client/generated/ (64-bit integers as decimal strings, under the
+// and the wire shapes of client/common/generated/ (64-bit integers as decimal strings, under the
 // loader's `longs: String`).
 import { InvalidArgumentError } from './errors.js';
 

@@ -4,50 +4,167 @@ import { MAX_ENVELOPE_OVERHEAD } from './cache/fencing.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 import { MAX_NAME_BYTES } from './validate.js';
 
+/**
+ * What `latchkey serve` runs with: each field is one flag (named beside it, with its env
+ * var LATCHKEY_<FLAG>; see FLAGS below for the accepted range and the help text). Numbers
+ * are whole; a range that starts above 0 means 0 is refused. resolveConfig() checks the
+ * interactions named here, with a ConfigError naming both flags.
+ */
 export interface Config {
-  /** host:port to listen on. */
+  /**
+   * --listen: host:port to serve gRPC on. Default 127.0.0.1:50051; port 0 = any free port
+   * (listen() resolves with the one bound). An address that is not loopback needs TLS
+   * (tlsCert and tlsKey) or `insecure`.
+   */
   readonly listen: string;
-  /** Lock backend used when a request leaves `backend` empty. */
+  /**
+   * --backend: the lock backend of a request that leaves `backend` empty. Default memory;
+   * file needs `lockDir`, etcd needs `etcdEndpoints`.
+   */
   readonly backend: string;
-  /** Cache store used when a request leaves `store` empty. */
+  /**
+   * --store: the cache store of a request that leaves `store` empty. Default lru; memcached needs
+   * `memcached`.
+   */
   readonly store: string;
+  /**
+   * --default-ttl-ms: lease TTL in ms for an Acquire that sends ttl_ms 0 (a request cannot ask
+   * for a TTL of 0). Default 15_000; 10 ms to 7 days; at most `maxTtlMs`.
+   */
   readonly defaultTtlMs: number;
+  /**
+   * --max-ttl-ms: the longest lease TTL a request may ask for, in ms. Default 1 day; 10 ms to 7
+   * days; at least `defaultTtlMs`.
+   */
   readonly maxTtlMs: number;
+  /**
+   * --max-wait-ms: the longest wait_ms an Acquire may ask for, in ms. Default 1 hour; up to
+   * 1 day; 0 = no request may wait (each Acquire tries once). A wait also ends at the call's
+   * deadline, a little before it, so that the caller is told who holds the lock.
+   */
   readonly maxWaitMs: number;
+  /**
+   * --max-value-bytes: the largest cache value accepted, in bytes. Default 1 MiB; 1 B to
+   * 64 MiB. `maxMessageBytes` must exceed it by 64 KiB, and `lruMaxBytes` must hold one such
+   * value with its key and fence; memcached also refuses items over `memcachedMaxItemBytes`.
+   */
   readonly maxValueBytes: number;
+  /**
+   * --lru-max-entries: the most entries the LRU store keeps before it evicts the least
+   * recently used. Default 100_000; 1 to 2^31. Memory for the index is reserved up front.
+   */
   readonly lruMaxEntries: number;
+  /**
+   * --lru-max-bytes: the most bytes (keys + values) the LRU store keeps before it evicts.
+   * Default 256 MiB; at least 1 KiB, and at least `maxValueBytes` plus a key and a fence.
+   * Whichever of this and `lruMaxEntries` is reached first evicts.
+   */
   readonly lruMaxBytes: number;
-  /** File lock backend directory; '' = the file backend is disabled. */
+  /**
+   * --lock-dir: the file lock backend's directory (created if missing; one host's local
+   * filesystem, not NFS). Default '' = the file backend is off.
+   */
   readonly lockDir: string;
+  /**
+   * --shutdown-grace-ms: at shutdown, how long in-flight calls may still finish, in ms,
+   * before they are cut off. Default 5_000; up to 10 minutes; 0 = cut them off at once. Lock
+   * waiters never wait for it: they fail with UNAVAILABLE as shutdown begins.
+   */
   readonly shutdownGraceMs: number;
-  /** Most keys in one GetMany/SetMany and most operations in one Pipeline frame. */
+  /**
+   * --max-batch: the most keys in one GetMany or SetMany and the most operations in one
+   * Pipeline frame; a larger one is refused whole (RESOURCE_EXHAUSTED). Default 1000; 1 to
+   * 100_000.
+   */
   readonly maxBatch: number;
-  /** memcached servers, host:port comma-separated; '' = memcached store disabled. */
+  /**
+   * --memcached: memcached servers, host:port comma-separated (keys placed by ketama, as
+   * libmemcached clients place them). Default '' = the memcached store is off.
+   */
   readonly memcached: string;
+  /**
+   * --memcached-max-item-bytes: memcached's item size limit in bytes (set it to the servers'
+   * -I); a value whose item would be larger is refused with INVALID_ARGUMENT. Default 1 MiB;
+   * 1 KiB to 1 GiB.
+   */
   readonly memcachedMaxItemBytes: number;
+  /**
+   * --memcached-timeout-ms: how long a memcached server may leave requests unanswered, in
+   * ms (and how long it may take to connect), before it counts as unavailable (UNAVAILABLE).
+   * A request that may have reached it is never sent again, except a get: a write whose answer
+   * is lost may or may not have been applied. Default 1_000; 10 ms to 1 minute.
+   */
   readonly memcachedTimeoutMs: number;
-  /** etcd client endpoints, host:port comma-separated; '' = etcd lock backend disabled. */
+  /**
+   * --tombstone-retention-ms: how long a fenced Delete's tombstone keeps holders of older
+   * fencing tokens from writing the key back, in ms (README "Tombstones"). Default 0 =
+   * `maxTtlMs`; otherwise at least `maxTtlMs` (a tombstone must outlast the longest lease), up
+   * to 365 days.
+   */
+  readonly tombstoneRetentionMs: number;
+  /** --etcd-endpoints: etcd client URLs, host:port comma-separated. Default '' = the etcd backend is off. */
   readonly etcdEndpoints: string;
-  /** etcd key prefix of locks: lock <name> is `etcdctl lock <etcdPrefix><name>`. */
+  /**
+   * --etcd-prefix: the etcd key prefix of locks: lock NAME is the one `etcdctl lock
+   * <prefix>NAME` takes. Default latchkey/locks/. Servers sharing locks must share it.
+   */
   readonly etcdPrefix: string;
-  /** PEM files; both set = serve TLS. */
+  /** --tls-cert: PEM certificate (chain) to serve TLS with; needs `tlsKey`. Default '' = plaintext. */
   readonly tlsCert: string;
+  /** --tls-key: the PEM private key of `tlsCert`. Default ''. */
   readonly tlsKey: string;
-  /** PEM CA bundle; set = mutual TLS, clients must present a certificate it signed. */
+  /**
+   * --tls-ca: PEM CA bundle; set = mutual TLS, every client must present a certificate it
+   * signed. Needs `tlsCert`. Default '' = no client certificate asked for.
+   */
   readonly tlsCa: string;
-  /** Allow plaintext on an address that is not loopback. */
+  /**
+   * --insecure: allow plaintext gRPC (and the plain-HTTP `metricsListen`) on an address that
+   * is not loopback. Default false.
+   */
   readonly insecure: boolean;
-  /** Bearer tokens file; '' = no authentication. */
+  /**
+   * --auth-tokens-file: require `authorization: Bearer <token>` with a token listed in this
+   * file (one per line, optional name prefixes after it; re-read by reloadAuth(), SIGHUP).
+   * Default '' = no authentication.
+   */
   readonly authTokensFile: string;
-  /** Who may use server reflection when tokens are required. */
+  /**
+   * --reflection: who may use server reflection: auth (a token, when `authTokensFile` is
+   * set), public (never a token), off. Default auth.
+   */
   readonly reflection: 'auth' | 'public' | 'off';
+  /**
+   * --max-waiters-per-lock: the most Acquire calls waiting on one lock name through this
+   * server; past it RESOURCE_EXHAUSTED. Default 1_000; 1 to 1_000_000. Counted per server:
+   * waiters through other servers are not.
+   */
   readonly maxWaitersPerLock: number;
+  /**
+   * --max-waiters: the most Acquire calls waiting through this server in all. Default 10_000; 1 to
+   * 10_000_000.
+   */
   readonly maxWaiters: number;
+  /**
+   * --max-streams: the most Cache/Pipeline streams open at once; past it RESOURCE_EXHAUSTED.
+   * Default 1_000; 1 to 1_000_000.
+   */
   readonly maxStreams: number;
+  /**
+   * --max-message-bytes: the largest gRPC message accepted or sent, in bytes. Default
+   * 16 MiB; 64 KiB to 1 GiB; at least `maxValueBytes` + 64 KiB. A GetMany reply stays within
+   * it (values past it are refused per key), and Pipeline reply frames within half of it.
+   */
   readonly maxMessageBytes: number;
-  /** host:port of the Prometheus /metrics endpoint; '' = not served. */
+  /**
+   * --metrics-listen: host:port to serve Prometheus metrics on (GET /metrics, plain HTTP;
+   * port 0 = any free port). Loopback only unless `insecure`. Default '' = not served.
+   */
   readonly metricsListen: string;
-  /** Least severe log level written. */
+  /**
+   * --log-level: the least severe event logged: fatal, error, warn, info (default), debug (a line
+   * per grant and expiry) or trace.
+   */
   readonly logLevel: LogLevel;
 }
 
@@ -189,6 +306,16 @@ export const FLAGS: readonly FlagSpec[] = [
     min: 10,
     max: 60_000,
     help: 'how long a memcached server may leave requests unanswered (or take to connect) before it counts as unavailable',
+  },
+  {
+    key: 'tombstoneRetentionMs',
+    flag: '--tombstone-retention-ms',
+    env: 'LATCHKEY_TOMBSTONE_RETENTION_MS',
+    kind: 'integer',
+    default: 0,
+    min: 0,
+    max: 365 * DAY_MS,
+    help: 'how long a fenced delete keeps holders of older fencing tokens from writing the key back; 0 = --max-ttl-ms, and no less is accepted (see Tombstones)',
   },
   {
     key: 'etcdEndpoints',
@@ -334,6 +461,11 @@ export const FLAGS: readonly FlagSpec[] = [
   },
 ];
 
+/** The tombstone retention in force: --tombstone-retention-ms, or --max-ttl-ms for 0. */
+export function tombstoneRetentionMs(config: Config): number {
+  return config.tombstoneRetentionMs === 0 ? config.maxTtlMs : config.tombstoneRetentionMs;
+}
+
 export const defaultConfig: Config = Object.fromEntries(FLAGS.map((f) => [f.key, f.default])) as unknown as Config;
 
 export class ConfigError extends TypeError {
@@ -427,6 +559,11 @@ function validate(config: Config): void {
   if (config.defaultTtlMs > config.maxTtlMs) {
     throw new ConfigError(
       `--default-ttl-ms (${config.defaultTtlMs}) must not exceed --max-ttl-ms (${config.maxTtlMs})`,
+    );
+  }
+  if (config.tombstoneRetentionMs !== 0 && config.tombstoneRetentionMs < config.maxTtlMs) {
+    throw new ConfigError(
+      `--tombstone-retention-ms (${config.tombstoneRetentionMs}) must be at least --max-ttl-ms (${config.maxTtlMs}), or 0 for the same: a tombstone must outlast the longest lease, or a fenced write delayed (a paused holder, a slow network) by less than one lease could bring a deleted key back`,
     );
   }
   const itemOverhead = MAX_NAME_BYTES + MAX_ENVELOPE_OVERHEAD;

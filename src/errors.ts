@@ -1,7 +1,9 @@
 // One error root for the server. Backends translate their libraries' errors into these at
-// their own edge; toStatus() is the one mapping from these to gRPC status codes.
+// their own edge; toStatus() is the one mapping from these to gRPC status codes, and
+// REASONS the one mapping to the error reasons of the wire contract (client/common).
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { Metadata } from '@grpc/grpc-js';
+import { ERROR_TRAILER, type ErrorReason } from '../client/common/index.js';
 import type { Logger } from './log.js';
 
 export class LatchkeyError extends Error {
@@ -53,6 +55,10 @@ export class BackendUnavailableError extends LatchkeyError {
 /** The server is shutting down; retry against another server or after restart. */
 export class ShuttingDownError extends LatchkeyError {
   override readonly code = status.UNAVAILABLE;
+  /** The message defaults to the one wording every part of the server uses. */
+  constructor(message = 'server is shutting down; retry on another server', options?: ErrorOptions) {
+    super(message, options);
+  }
 }
 
 /** The caller went away or its deadline passed; nobody is listening for the answer. */
@@ -73,8 +79,38 @@ export class ResourceExhaustedError extends LatchkeyError {
 /** Where toStatus reports internal errors (backends import it from here with their errors). */
 export type { Logger };
 
-/** Trailer carrying the server error's class name, e.g. "NotHolderError". */
-export const ERROR_TRAILER = 'latchkey-error';
+type ErrorClass = abstract new (message: string, options?: ErrorOptions) => LatchkeyError;
+
+/**
+ * The reason each error class names on the wire (the `latchkey-error` trailer, OpError.reason):
+ * the SDK picks its error class by it. Explicit, not the class's name, so renaming a class
+ * cannot change what clients see. A class without an entry sends its nearest listed
+ * ancestor's reason; test/sdk/error-reasons.test.ts requires an entry for every class here.
+ */
+export const REASONS: ReadonlyMap<ErrorClass, ErrorReason> = new Map<ErrorClass, ErrorReason>([
+  [LatchkeyError, 'InternalError'],
+  [InvalidArgumentError, 'InvalidArgumentError'],
+  [LockBusyError, 'LockBusyError'],
+  [NotHolderError, 'NotHolderError'],
+  [LeaseExpiredError, 'LeaseExpiredError'],
+  [AbortedError, 'AbortedError'],
+  [FailedPreconditionError, 'FailedPreconditionError'],
+  [FencedOutError, 'FencedOutError'],
+  [BackendUnavailableError, 'BackendUnavailableError'],
+  [ShuttingDownError, 'ShuttingDownError'],
+  [CancelledError, 'CancelledError'],
+  [PermissionDeniedError, 'PermissionDeniedError'],
+  [ResourceExhaustedError, 'ResourceExhaustedError'],
+]);
+
+/** The reason `err` names on the wire: its class's entry in REASONS, or its nearest ancestor's. */
+export function reasonOf(err: LatchkeyError): ErrorReason {
+  for (let c: unknown = err.constructor; c !== null && c !== Object; c = Object.getPrototypeOf(c)) {
+    const reason = REASONS.get(c as ErrorClass);
+    if (reason !== undefined) return reason;
+  }
+  return 'InternalError';
+}
 
 /**
  * Maps any thrown value to the status a client sees. Unknown errors become INTERNAL with a
@@ -83,10 +119,10 @@ export const ERROR_TRAILER = 'latchkey-error';
  */
 export function toStatus(err: unknown, log: Logger): Partial<ServiceError> {
   if (err instanceof LatchkeyError) {
-    // The error's class travels in a trailer, so clients can tell apart the reasons that
-    // share a status code (FAILED_PRECONDITION: not holder, lease expired, fenced out, ...).
+    // The reason travels in a trailer, so clients can tell apart the failures that share a
+    // status code (FAILED_PRECONDITION: not holder, lease expired, fenced out, ...).
     const metadata = new Metadata();
-    metadata.set(ERROR_TRAILER, err.name);
+    metadata.set(ERROR_TRAILER, reasonOf(err));
     return { code: err.code, details: err.message, metadata };
   }
   log.error({ event: 'internal_error', err }, 'internal error');
@@ -94,12 +130,12 @@ export function toStatus(err: unknown, log: Logger): Partial<ServiceError> {
 }
 
 /** One failed operation of a batch or pipeline, as the OpError message carries it. */
-export function toOpError(err: unknown, log: Logger): { code: number; message: string; reason: string } {
+export function toOpError(err: unknown, log: Logger): { code: number; message: string; reason: ErrorReason } {
   const { code, details } = toStatus(err, log);
   return {
     code: code ?? status.INTERNAL,
     message: details ?? '',
-    reason: err instanceof LatchkeyError ? err.name : 'InternalError',
+    reason: err instanceof LatchkeyError ? reasonOf(err) : 'InternalError',
   };
 }
 

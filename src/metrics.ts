@@ -9,7 +9,7 @@
 import { createServer as createHttpServer } from 'node:http';
 import { status } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { BackendUnavailableError, LatchkeyError } from './errors.js';
+import { BackendUnavailableError, LatchkeyError, reasonOf } from './errors.js';
 import type { Logger } from './log.js';
 
 /** How a wait for a lock ended: granted, not granted in time, caller or server gone, anything else. */
@@ -24,19 +24,15 @@ type HistogramChild = ReturnType<Histogram['labels']>;
 const WAIT_BUCKETS_S = [0.001, 0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 1800];
 
 /**
- * The error class a backend or store failure counts under, or undefined when the error is an
+ * The error class a backend or store failure counts under (its wire reason, as OpError.reason
+ * names it, so unary calls and batches count alike), or undefined when the error is an
  * answer rather than a failure (busy, not holder, expired, fenced out, bad request, ...).
  * Failures: the backend is unreachable (BackendUnavailableError) or something unexpected
- * happened (INTERNAL: an unknown error counts as InternalError, as OpError.reason names it).
+ * happened (INTERNAL: counted as InternalError).
  */
 export function failureClass(err: unknown): string | undefined {
   if (!(err instanceof LatchkeyError)) return 'InternalError';
-  return err instanceof BackendUnavailableError || err.code === status.INTERNAL ? err.name : undefined;
-}
-
-/** failureClass for an error already turned into an OpError (batches): its code and reason. */
-export function opFailureClass(code: number, reason: string): string | undefined {
-  return reason === BackendUnavailableError.name || code === status.INTERNAL ? reason : undefined;
+  return err instanceof BackendUnavailableError || err.code === status.INTERNAL ? reasonOf(err) : undefined;
 }
 
 /** One series of a counter or gauge: the hot path adds to `value`; a scrape reads it. */
@@ -191,17 +187,6 @@ export class CacheMeter {
     this.done(op, 'error');
     this.#failures.count(failureClass(err));
   }
-
-  /** One entry of a batch failed with this OpError. */
-  opFailed(op: CacheOp, code: number, reason: string): void {
-    this.done(op, 'error');
-    this.#failures.count(opFailureClass(code, reason));
-  }
-
-  /** A request refused as a whole (a batch too large): no operation ran, only a failure may count. */
-  refused(err: unknown): void {
-    this.#failures.count(failureClass(err));
-  }
 }
 
 class FailureMeter {
@@ -268,7 +253,7 @@ export class Metrics {
   );
   readonly lockWaits = this.#counter(
     'latchkey_lock_waits_total',
-    'Acquire calls allowed to wait (wait_ms > 0), counted when they start, whether or not the lock was free.',
+    'Acquire calls allowed to wait (wait_ms > 0) that reached the backend, counted when they start, whether or not the lock was free.',
     ['backend'],
   );
   readonly lockWaitSeconds = new Histogram({
@@ -285,12 +270,12 @@ export class Metrics {
   );
   readonly lockReleases = this.#counter(
     'latchkey_lock_releases_total',
-    'Release calls by outcome: released, not_holder (refused), expired (the lease had run out).',
+    'Releases by outcome: released, not_holder (refused), expired (the lease had run out). Release calls, and the release of a lease granted to a caller already gone.',
     ['backend', 'outcome'],
   );
   readonly cacheOps = this.#counter(
     'latchkey_cache_ops_total',
-    'Cache operations (unary, batch entries and Pipeline ops alike) by store, op and outcome: STORED, EXISTS, NOT_FOUND, DELETED, TOUCHED, hit, miss, error.',
+    'Cache operations that reached the store (unary, batch entries and Pipeline ops alike) by store, op and outcome: STORED, EXISTS, NOT_FOUND, DELETED, TOUCHED, hit, miss, error.',
     ['store', 'op', 'outcome'],
   );
   readonly cacheHits = this.#counter('latchkey_cache_hits_total', 'Cache gets that found the key.', ['store']);

@@ -3,20 +3,22 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import { createCache, type Cache } from './cache/cache.js';
+import { meteredCache } from './cache/metered-cache.js';
 import { pipelineHandler } from './cache/pipeline.js';
 import { createCacheService } from './cache/service.js';
 import { LruStore } from './cache/lru.js';
 import { MemcachedStore } from './cache/memcached.js';
 import type { CacheStore } from './cache/store.js';
 import { systemClock, type Clock } from './clock.js';
-import { resolveConfig, ConfigError, type Config } from './config.js';
-import { instrumentCache, instrumentLocks, expiryListener } from './instrument.js';
+import { resolveConfig, ConfigError, tombstoneRetentionMs, type Config } from './config.js';
 import { createLogger, lineLogger, type Logger } from './log.js';
 import { Metrics, serveMetrics, type MetricsEndpoint } from './metrics.js';
 import type { LockBackend } from './locks/backend.js';
 import { FileLockBackend } from './locks/file.js';
-import { EtcdLockBackend } from './locks/etcd.js';
+import { EtcdLockBackend } from './locks/etcd/lock-backend.js';
 import { MemoryLockBackend } from './locks/memory.js';
+import { expiryListener, meteredBackend } from './locks/metered-backend.js';
 import { createLockService } from './locks/service.js';
 import { loadProto, reflectionDefinition } from './proto.js';
 import { InflightCalls, type CallContext, type RpcEnv } from './call-context.js';
@@ -35,13 +37,27 @@ export interface ServerOptions {
    * simple embedding); an internal error reads "internal error: <stack>". Ignored with `logger`.
    */
   readonly log?: (line: string) => void;
-  /** Time source for leases and cache TTLs; default the system clock. */
+  /**
+   * Time source for the memory and file backends' leases and the LRU store's TTLs; default
+   * the system clock. The etcd backend and memcached keep their own servers' time.
+   */
   readonly clock?: Clock;
-  /** Lock backends to serve besides those the config enables (embedding, tests). */
+  /**
+   * Lock backends to serve besides those the config enables (embedding, tests), each under
+   * its `kind`; one with the kind of a built-in backend replaces it. Metered like the
+   * built-in ones; closed at shutdown. Default none.
+   */
   readonly lockBackends?: readonly LockBackend[];
-  /** Cache stores to serve besides those the config enables (embedding, tests). */
+  /**
+   * Cache stores to serve besides those the config enables (embedding, tests), each under
+   * its `kind`; one named lru replaces the built-in LRU store, but --memcached wins over one
+   * named memcached. Closed at shutdown. Default none.
+   */
   readonly stores?: readonly CacheStore[];
-  /** Serve Cache without its Pipeline method (UNIMPLEMENTED), like an older server: for tests of client fallback. */
+  /**
+   * Serve Cache without its Pipeline method (UNIMPLEMENTED), like an older server: for tests of
+   * client fallback. Default false.
+   */
   readonly disablePipeline?: boolean;
 }
 
@@ -67,6 +83,10 @@ export interface LatchkeyServer {
 
 const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
 
+/**
+ * The lock backends the config enables, plus `extra`, by name; each is metered (see
+ * metered-backend.ts), so every way a backend is called is counted in one place.
+ */
 function createLockBackends(
   config: Config,
   clock: Clock,
@@ -74,15 +94,22 @@ function createLockBackends(
   log: Logger,
   metrics: Metrics,
 ): Map<string, LockBackend> {
-  const backends: LockBackend[] = [new MemoryLockBackend({ clock, onExpire: expiryListener('memory', metrics, log) })];
+  const onExpire = (kind: string) => expiryListener(kind, metrics.lock(kind), log);
+  const backends: LockBackend[] = [new MemoryLockBackend({ clock, onExpire: onExpire('memory') })];
   if (config.lockDir !== '')
-    backends.push(
-      new FileLockBackend({ dir: config.lockDir, clock, log, onExpire: expiryListener('file', metrics, log) }),
-    );
+    backends.push(new FileLockBackend({ dir: config.lockDir, clock, log, onExpire: onExpire('file') }));
   if (config.etcdEndpoints !== '')
-    backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix }));
+    backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix, clock }));
   backends.push(...extra);
-  return new Map(backends.map((b) => [b.kind, b]));
+  return new Map(backends.map((b) => [b.kind, meteredBackend(b, metrics.lock(b.kind), log)]));
+}
+
+/** Each store as the service calls it: with fencing and tombstones, and metered (see metered-cache.ts). */
+function cachesOf(stores: ReadonlyMap<string, CacheStore>, config: Config, metrics: Metrics): Map<string, Cache> {
+  const options = { tombstoneRetentionMs: tombstoneRetentionMs(config) };
+  return new Map(
+    [...stores].map(([kind, store]) => [kind, meteredCache(createCache(store, options), metrics.cache(kind))]),
+  );
 }
 
 function createStores(config: Config, clock: Clock, extra: readonly CacheStore[]): Map<string, CacheStore> {
@@ -133,8 +160,8 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   const inflight = new InflightCalls();
   const auth = config.authTokensFile === '' ? undefined : new TokenAuth(config.authTokensFile, log);
   const env: RpcEnv = { inflight, log, auth };
-  const locks = instrumentLocks(createLockService(backends, config), backends.keys(), config, metrics, log);
-  const cache = instrumentCache(createCacheService(stores, config, log), stores.keys(), config, metrics);
+  const locks = createLockService(backends, config);
+  const cache = createCacheService(cachesOf(stores, config, metrics), [...backends.keys()], config, log);
   const proto = loadProto();
   const isPublic = (path: string) =>
     path.startsWith('/grpc.health.v1.Health/') ||

@@ -1,26 +1,33 @@
-// Fenced writes: each key remembers the lock and fencing token of its last fenced write, and
-// a fenced write with a lower token is refused. The check and the write are one atomic step
-// on every store: a CAS loop (read, check, compare-and-swap on the cas just read), so a write
-// that raced in between makes the loop read and check again.
+// Fenced writes, the format and the rule: each key remembers the lock and fencing token of its
+// last fenced write, and a fenced write with a lower token (or from another lock) is refused.
+// How the check and the write become one atomic step on a store is cache.ts's business.
 //
 // The fence record travels with the value, in one item, so no second key can drift from it.
 // Values written with a fence are stored as an envelope marked by memcached client flags
 // FENCED_FLAGS ("LKF1"):
 //
-//   "LKF1" | kind (1: 0 = value, 1 = tombstone) | token (8, big-endian) |
+//   "LKF1" | kind (1) | token (8, big-endian) |
 //   backend length (1) | backend | lock length (2, big-endian) | lock | value bytes
 //
-// Items with any other flags are plain bytes. A fenced Delete leaves a tombstone (reads as a
-// miss) that keeps the fence, so an older holder cannot write the key back.
-import { AbortedError, FencedOutError } from '../errors.js';
-import type { CacheStore, Item } from './store.js';
+// kind 0 = a value; 1 = a tombstone, 2 = a claim (both without value bytes). Items with any
+// other flags are plain bytes.
+//
+// A fenced Delete leaves the key absent, as memcached means it (so plain memcached clients may
+// Add it), and a tombstone under its own key, tombstoneKey(key), stored beside the key (on its
+// memcached server: cache.ts), that keeps the fence for the tombstone retention: an older
+// holder cannot write the key back while it lasts. A claim is an item a fenced operation puts
+// in the key for the few round trips it takes to check the tombstone and write; it reads as
+// absent.
+import { createHash } from 'node:crypto';
+import { FencedOutError } from '../errors.js';
+import type { Item } from './store.js';
 
 export const FENCED_FLAGS = 0x4c4b4631;
 const MAGIC = Buffer.from('LKF1');
 /** Largest envelope header: magic, kind, token, backend (≤ 255), lock (≤ 250). */
 export const MAX_ENVELOPE_OVERHEAD = 4 + 1 + 8 + 1 + 255 + 2 + 250;
-/** How many times a fenced write re-reads after losing a race before giving up. */
-const MAX_ATTEMPTS = 64;
+/** Where the tombstone of a key lives: a fixed prefix and the SHA-256 of the key's UTF-8, in hex. */
+export const TOMBSTONE_PREFIX = 'latchkey:tombstone:';
 
 export interface Fence {
   readonly backend: string;
@@ -28,49 +35,57 @@ export interface Fence {
   readonly token: bigint;
 }
 
-/** What a key holds, as callers see it: a value or nothing, and the fence of its last fenced write. */
-export interface View {
-  /** undefined for a tombstone. */
-  readonly value: Buffer | undefined;
-  readonly fence: Fence | undefined;
+export type EnvelopeKind = 'value' | 'tombstone' | 'claim';
+const KIND_BYTE: Record<EnvelopeKind, number> = { value: 0, tombstone: 1, claim: 2 };
+const KINDS: readonly EnvelopeKind[] = ['value', 'tombstone', 'claim'];
+
+/** What one item holds: a value (plain when fence is undefined), a tombstone or a claim. */
+export type View =
+  | { readonly kind: 'value'; readonly value: Buffer; readonly fence: Fence | undefined }
+  | { readonly kind: 'tombstone' | 'claim'; readonly value: undefined; readonly fence: Fence };
+
+/** The key of `key`'s tombstone (83 bytes: every cache key has room for one). */
+export function tombstoneKey(key: string): string {
+  return TOMBSTONE_PREFIX + createHash('sha256').update(key, 'utf8').digest('hex');
 }
 
-export function encode(fence: Fence, value: Buffer | undefined): Buffer {
+export function encode(fence: Fence, kind: EnvelopeKind, value?: Buffer): Buffer {
   const backend = Buffer.from(fence.backend);
   const lock = Buffer.from(fence.lock);
   const header = Buffer.alloc(4 + 1 + 8 + 1 + backend.length + 2 + lock.length);
   let at = MAGIC.copy(header, 0);
-  at = header.writeUInt8(value === undefined ? 1 : 0, at);
+  at = header.writeUInt8(KIND_BYTE[kind], at);
   at = header.writeBigUInt64BE(fence.token, at);
   at = header.writeUInt8(backend.length, at);
   at += backend.copy(header, at);
   at = header.writeUInt16BE(lock.length, at);
   lock.copy(header, at);
-  return value === undefined ? header : Buffer.concat([header, value]);
+  return kind === 'value' && value !== undefined ? Buffer.concat([header, value]) : header;
 }
 
 /** Reads an item; anything that is not a well-formed envelope is plain bytes. */
 export function decode(item: Item): View {
   const bytes = item.value;
-  if (item.flags !== FENCED_FLAGS || bytes.length < 16 || !bytes.subarray(0, 4).equals(MAGIC))
-    return { value: bytes, fence: undefined };
-  const kind = bytes.readUInt8(4);
+  const plain = { kind: 'value', value: bytes, fence: undefined } as const;
+  if (item.flags !== FENCED_FLAGS || bytes.length < 16 || !bytes.subarray(0, 4).equals(MAGIC)) return plain;
+  const kind = KINDS[bytes.readUInt8(4)];
   const token = bytes.readBigUInt64BE(5);
   const backendLength = bytes.readUInt8(13);
   const lockAt = 14 + backendLength;
-  if (bytes.length < lockAt + 2) return { value: bytes, fence: undefined };
+  if (kind === undefined || bytes.length < lockAt + 2) return plain;
   const lockLength = bytes.readUInt16BE(lockAt);
   const valueAt = lockAt + 2 + lockLength;
-  if (bytes.length < valueAt || kind > 1) return { value: bytes, fence: undefined };
+  if (bytes.length < valueAt) return plain;
   const fence = {
     backend: bytes.toString('utf8', 14, lockAt),
     lock: bytes.toString('utf8', lockAt + 2, valueAt),
     token,
   };
-  return { value: kind === 1 ? undefined : bytes.subarray(valueAt), fence };
+  return kind === 'value' ? { kind, value: bytes.subarray(valueAt), fence } : { kind, value: undefined, fence };
 }
 
-function checkFence(key: string, last: Fence | undefined, fence: Fence): void {
+/** Throws FencedOutError unless `fence` may write a key whose last fenced write was `last`. */
+export function checkFence(key: string, last: Fence | undefined, fence: Fence): void {
   if (last === undefined) return;
   if (last.lock !== fence.lock || last.backend !== fence.backend) {
     throw new FencedOutError(
@@ -82,91 +97,4 @@ function checkFence(key: string, last: Fence | undefined, fence: Fence): void {
       `fenced write to key "${key}" refused: it was last written under lock "${fence.lock}" with fencing token ${last.token}, and this write carries ${fence.token}; a newer holder has written, so this holder's lock is stale`,
     );
   }
-}
-
-type Step<R> =
-  | { readonly done: R }
-  | { readonly write: Buffer | undefined; readonly ttlMs: number; readonly result: (cas: bigint) => R };
-
-/**
- * The CAS loop: reads the key, checks the fence, asks `decide` what to do with what is
- * there, and writes the envelope only if the key is unchanged since the read.
- */
-async function fencedStep<R>(
-  store: CacheStore,
-  key: string,
-  fence: Fence,
-  signal: AbortSignal,
-  decide: (view: View | undefined, item: Item | undefined) => Step<R>,
-): Promise<R> {
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const item = await store.get(key, signal);
-    const view = item === undefined ? undefined : decode(item);
-    checkFence(key, view?.fence, fence);
-    const step = decide(view, item);
-    if ('done' in step) return step.done;
-    const bytes = encode(fence, step.write);
-    const written =
-      item === undefined
-        ? await store.add(key, bytes, FENCED_FLAGS, step.ttlMs, signal)
-        : await store.cas(key, bytes, FENCED_FLAGS, item.cas, step.ttlMs, signal);
-    if (written.outcome === 'STORED') return step.result(written.cas);
-    // EXISTS or NOT_FOUND: another write landed between the read and ours. Read again.
-  }
-  throw new AbortedError(
-    `fenced write to key "${key}" lost the race ${MAX_ATTEMPTS} times to concurrent writers; retry`,
-  );
-}
-
-export function fencedSet(
-  store: CacheStore,
-  key: string,
-  value: Buffer,
-  ttlMs: number,
-  fence: Fence,
-  signal: AbortSignal,
-): Promise<bigint> {
-  return fencedStep(store, key, fence, signal, () => ({ write: value, ttlMs, result: (cas) => cas }));
-}
-
-export function fencedCas(
-  store: CacheStore,
-  key: string,
-  value: Buffer,
-  cas: bigint,
-  ttlMs: number,
-  fence: Fence,
-  signal: AbortSignal,
-) {
-  type Result = { outcome: 'STORED' | 'EXISTS' | 'NOT_FOUND'; cas: bigint };
-  return fencedStep<Result>(store, key, fence, signal, (view, item) => {
-    if (view?.value === undefined) return { done: { outcome: 'NOT_FOUND', cas: 0n } };
-    if (item!.cas !== cas) return { done: { outcome: 'EXISTS', cas: 0n } };
-    return { write: value, ttlMs, result: (newCas) => ({ outcome: 'STORED', cas: newCas }) };
-  });
-}
-
-export function fencedAdd(
-  store: CacheStore,
-  key: string,
-  value: Buffer,
-  ttlMs: number,
-  fence: Fence,
-  signal: AbortSignal,
-) {
-  type Result = { outcome: 'STORED' | 'EXISTS'; cas: bigint };
-  return fencedStep<Result>(store, key, fence, signal, (view) => {
-    if (view?.value !== undefined) return { done: { outcome: 'EXISTS', cas: 0n } };
-    return { write: value, ttlMs, result: (cas) => ({ outcome: 'STORED', cas }) };
-  });
-}
-
-export function fencedDelete(store: CacheStore, key: string, cas: bigint, fence: Fence, signal: AbortSignal) {
-  type Result = 'DELETED' | 'NOT_FOUND' | 'EXISTS';
-  return fencedStep<Result>(store, key, fence, signal, (view, item) => {
-    if (view?.value !== undefined && cas !== 0n && item!.cas !== cas) return { done: 'EXISTS' };
-    // A tombstone even where nothing was: the fence must outlive the value.
-    const outcome = view?.value === undefined ? 'NOT_FOUND' : 'DELETED';
-    return { write: undefined, ttlMs: 0, result: () => outcome };
-  });
 }

@@ -3,20 +3,25 @@
 // (compact-lru.ts): values and their cas, expiry and flags in a slab arena of large Buffers,
 // the index and recency order in typed arrays, so the GC sees a few objects, not millions.
 import { systemClock, type Clock } from '../clock.js';
-import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { CompactLru, type CompactEntry as Entry } from './compact-lru.js';
-import type { CacheStore, Item } from './store.js';
+import { addDelta, type CacheStore, type Item, notANumber, parseCounter } from './store.js';
 
 export interface LruStoreOptions {
-  /** Most entries kept; the least recently used goes first. */
+  /**
+   * Most entries kept (at least 1); past it the least recently used goes first. The index
+   * grows with the entries (24-28 bytes each). Required (the server passes --lru-max-entries).
+   */
   readonly maxEntries: number;
-  /** Most bytes kept, counting each key's UTF-8 bytes plus its value's bytes. */
+  /**
+   * Most bytes kept, counting each key's UTF-8 bytes plus its value's bytes (at least 1);
+   * whichever of this and maxEntries is reached first evicts. An item larger than all of
+   * it is refused. Required (the server passes --lru-max-bytes).
+   */
   readonly maxBytes: number;
+  /** Time source for TTLs; default the system clock. */
   readonly clock?: Clock;
 }
-
-const UINT64 = 2n ** 64n;
-const DECIMAL = /^\d{1,20}$/;
 
 export class LruStore implements CacheStore {
   readonly kind = 'lru';
@@ -45,13 +50,13 @@ export class LruStore implements CacheStore {
   async cas(key: string, value: Buffer, flags: number, cas: bigint, ttlMs: number) {
     const current = this.#live(key);
     if (current === undefined) return { outcome: 'NOT_FOUND' as const, cas: 0n };
-    if (current.cas !== cas) return { outcome: 'EXISTS' as const, cas: current.cas };
+    if (current.cas !== cas) return { outcome: 'EXISTS' as const, cas: 0n };
     return { outcome: 'STORED' as const, cas: this.#write(key, value, flags, ttlMs) };
   }
 
   async add(key: string, value: Buffer, flags: number, ttlMs: number) {
     const current = this.#live(key);
-    if (current !== undefined) return { outcome: 'EXISTS' as const, cas: current.cas };
+    if (current !== undefined) return { outcome: 'EXISTS' as const, cas: 0n };
     return { outcome: 'STORED' as const, cas: this.#write(key, value, flags, ttlMs) };
   }
 
@@ -68,15 +73,9 @@ export class LruStore implements CacheStore {
     if (current === undefined) {
       return { value: initial, cas: this.#write(key, Buffer.from(initial.toString()), 0, ttlMs) };
     }
-    const text = current.value.toString('latin1');
-    if (!DECIMAL.test(text) || BigInt(text) >= UINT64) {
-      throw new FailedPreconditionError(
-        `key "${key}" holds a value that is not a decimal number below 2^64; incr needs one (reset it with set)`,
-      );
-    }
-    const sum = BigInt(text) + delta;
-    // memcached: incr wraps at 2^64, decr stops at 0.
-    const value = delta >= 0n ? sum % UINT64 : sum < 0n ? 0n : sum;
+    const counter = parseCounter(current.value);
+    if (counter === undefined) throw notANumber(key);
+    const value = addDelta(counter, delta);
     const entry = {
       value: Buffer.from(value.toString()),
       flags: current.flags,
@@ -87,11 +86,11 @@ export class LruStore implements CacheStore {
     return { value, cas: entry.cas };
   }
 
-  async touch(key: string, ttlMs: number) {
+  async touch(key: string, ttlMs: number): Promise<Item | undefined> {
     const current = this.#live(key);
-    if (current === undefined) return 'NOT_FOUND' as const;
+    if (current === undefined) return undefined;
     this.#lru.set(key, { ...current, expiresAtMs: this.#expiry(ttlMs) });
-    return 'TOUCHED' as const;
+    return current;
   }
 
   async close(): Promise<void> {

@@ -4,9 +4,10 @@
 //
 // Keys are placed on the servers by libmemcached's ketama continuum (ketama.ts), so a
 // libmemcached client with its ketama behaviour finds them on the same servers, and adding a
-// server moves only the keys the new one takes over. A server that is down gives UNAVAILABLE
-// naming it; there is no failover to another server, which would turn an outage into silent
-// misses and split-brain values.
+// server moves only the keys the new one takes over. An item given a group key (a key's
+// tombstone: store.ts) goes to the group key's server, as libmemcached's *_by_key calls place
+// it. A server that is down gives UNAVAILABLE naming it; there is no failover to another
+// server, which would turn an outage into silent misses and split-brain values.
 //
 // NOTE: a request is sent at most once unless it provably never left this process (see
 // #send). memcached executes whatever reached its socket, even after latchkey gave up on the
@@ -14,15 +15,9 @@
 // and late, over a newer write.
 import type { Socket } from 'node:net';
 import memjs from 'memjs';
-import {
-  BackendUnavailableError,
-  FailedPreconditionError,
-  InvalidArgumentError,
-  ResourceExhaustedError,
-  throwIfAborted,
-} from '../errors.js';
+import { BackendUnavailableError, InvalidArgumentError, ResourceExhaustedError, throwIfAborted } from '../errors.js';
 import { Ketama } from './ketama.js';
-import type { CacheStore, Item } from './store.js';
+import { type CacheStore, type Item, notANumber, RequestNotSentError } from './store.js';
 
 /** The parts of memjs's Server used here (its typings omit them). */
 interface MemjsServer {
@@ -58,7 +53,8 @@ interface Response {
   readonly val: Buffer;
 }
 
-const Op = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, incr: 0x05, decr: 0x06, touch: 0x1c } as const;
+/** Opcodes used, by the name errors give them. touch is memcached's get-and-touch (GAT). */
+const Op = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, incr: 0x05, decr: 0x06, touch: 0x1d } as const;
 const OP_NAMES = new Map<number, string>(Object.entries(Op).map(([name, code]) => [code, name]));
 const Status = {
   ok: 0x00,
@@ -82,10 +78,13 @@ export interface MemcachedStoreOptions {
    * order does not matter, the spelling does: name them as the pool's other clients do).
    */
   readonly servers: readonly string[];
-  /** memcached's item size limit (its -I option); larger items are refused up front. */
+  /**
+   * memcached's item size limit in bytes (set it to the servers' -I option, default 1 MiB);
+   * an item over it (key, value and about 64 bytes of memcached's own) is refused up front.
+   */
   readonly maxItemBytes: number;
   /**
-   * How long a server may leave requests unanswered (nothing read while they wait) before
+   * How long, in ms, a server may leave requests unanswered (nothing read while they wait) before
    * it counts as unavailable: its connection is then closed and every request waiting on it
    * fails, writes without a resend. Checked every timeoutMs/4, so a stall is noticed within
    * 1.5 x timeoutMs. Also the connect timeout.
@@ -126,18 +125,20 @@ export class MemcachedStore implements CacheStore {
     this.#watchdog = setInterval(() => this.#checkStalls(), Math.max(10, options.timeoutMs / 4)).unref();
   }
 
-  /** Which server holds a key, as "host:port". */
-  serverFor(key: string): string {
-    const server = this.#server(key);
+  /**
+   * Which server holds a key, as "host:port": the one ketama places it on, or, given a group
+   * key (see store.ts), the group key's.
+   */
+  serverFor(key: string, groupKey?: string): string {
+    const server = this.#server(groupKey ?? key);
     return `${server.host}:${server.port}`;
   }
 
-  async get(key: string, signal: AbortSignal): Promise<Item | undefined> {
-    const response = await this.#send(key, Op.get, { signal, readOnly: true });
+  async get(key: string, signal: AbortSignal, groupKey?: string): Promise<Item | undefined> {
+    const response = await this.#send(key, Op.get, { signal, readOnly: true, groupKey });
     if (response.header.status === Status.notFound) return undefined;
-    this.#expectOk(key, response);
-    const flags = response.extras.length >= 4 ? response.extras.readUInt32BE(0) : 0;
-    return { value: Buffer.from(response.val), flags, cas: response.header.cas.readBigUInt64BE() };
+    this.#expectOk(key, response, groupKey);
+    return item(response);
   }
 
   async set(key: string, value: Buffer, flags: number, ttlMs: number, signal: AbortSignal): Promise<bigint> {
@@ -150,29 +151,39 @@ export class MemcachedStore implements CacheStore {
     return response.header.cas.readBigUInt64BE();
   }
 
-  async cas(key: string, value: Buffer, flags: number, cas: bigint, ttlMs: number, signal: AbortSignal) {
-    const response = await this.#send(key, Op.set, { value, extras: storageExtras(flags, ttlMs), cas, signal });
+  async cas(
+    key: string,
+    value: Buffer,
+    flags: number,
+    cas: bigint,
+    ttlMs: number,
+    signal: AbortSignal,
+    groupKey?: string,
+  ) {
+    const extras = storageExtras(flags, ttlMs);
+    const response = await this.#send(key, Op.set, { value, extras, cas, signal, groupKey });
     const { status } = response.header;
     if (status === Status.notFound) return { outcome: 'NOT_FOUND' as const, cas: 0n };
     if (status === Status.exists) return { outcome: 'EXISTS' as const, cas: 0n };
-    this.#expectOk(key, response);
+    this.#expectOk(key, response, groupKey);
     return { outcome: 'STORED' as const, cas: response.header.cas.readBigUInt64BE() };
   }
 
-  async add(key: string, value: Buffer, flags: number, ttlMs: number, signal: AbortSignal) {
-    const response = await this.#send(key, Op.add, { value, extras: storageExtras(flags, ttlMs), signal });
+  async add(key: string, value: Buffer, flags: number, ttlMs: number, signal: AbortSignal, groupKey?: string) {
+    const extras = storageExtras(flags, ttlMs);
+    const response = await this.#send(key, Op.add, { value, extras, signal, groupKey });
     const { status } = response.header;
     if (status === Status.exists || status === Status.notStored) return { outcome: 'EXISTS' as const, cas: 0n };
-    this.#expectOk(key, response);
+    this.#expectOk(key, response, groupKey);
     return { outcome: 'STORED' as const, cas: response.header.cas.readBigUInt64BE() };
   }
 
-  async delete(key: string, cas: bigint, signal: AbortSignal) {
-    const response = await this.#send(key, Op.delete, { cas, signal });
+  async delete(key: string, cas: bigint, signal: AbortSignal, groupKey?: string) {
+    const response = await this.#send(key, Op.delete, { cas, signal, groupKey });
     const { status } = response.header;
     if (status === Status.notFound) return 'NOT_FOUND' as const;
     if (status === Status.exists) return 'EXISTS' as const;
-    this.#expectOk(key, response);
+    this.#expectOk(key, response, groupKey);
     return 'DELETED' as const;
   }
 
@@ -184,22 +195,21 @@ export class MemcachedStore implements CacheStore {
     extras.writeBigUInt64BE(initial, 8);
     extras.writeUInt32BE(expiration(ttlMs), 16);
     const response = await this.#send(key, delta < 0n ? Op.decr : Op.incr, { extras, signal });
-    if (response.header.status === Status.nonNumeric) {
-      throw new FailedPreconditionError(
-        `key "${key}" holds a value that is not a decimal number below 2^64; incr needs one (reset it with set)`,
-      );
-    }
+    if (response.header.status === Status.nonNumeric) throw notANumber(key);
     this.#expectOk(key, response);
     return { value: response.val.readBigUInt64BE(), cas: response.header.cas.readBigUInt64BE() };
   }
 
-  async touch(key: string, ttlMs: number, signal: AbortSignal) {
+  async touch(key: string, ttlMs: number, signal: AbortSignal): Promise<Item | undefined> {
     const extras = Buffer.alloc(4);
     extras.writeUInt32BE(expiration(ttlMs));
+    // Get-and-touch: one atomic step that also says what was touched (cache.ts reads a claim
+    // or a tombstone as absent). Like touch, it keeps the item's cas. It changes the expiry,
+    // so it is a write: not resent once possibly written (#send).
     const response = await this.#send(key, Op.touch, { extras, signal });
-    if (response.header.status === Status.notFound) return 'NOT_FOUND' as const;
+    if (response.header.status === Status.notFound) return undefined;
     this.#expectOk(key, response);
-    return 'TOUCHED' as const;
+    return item(response);
   }
 
   async close(): Promise<void> {
@@ -224,7 +234,14 @@ export class MemcachedStore implements CacheStore {
   async #send(
     key: string,
     opcode: number,
-    request: { value?: Buffer; extras?: Buffer; cas?: bigint; signal: AbortSignal; readOnly?: boolean },
+    request: {
+      value?: Buffer;
+      extras?: Buffer;
+      cas?: bigint;
+      signal: AbortSignal;
+      readOnly?: boolean;
+      groupKey?: string | undefined;
+    },
   ): Promise<Response> {
     throwIfAborted(request.signal);
     const value = request.value ?? Buffer.alloc(0);
@@ -234,7 +251,7 @@ export class MemcachedStore implements CacheStore {
         `value is ${value.length} bytes; memcached items are limited to ${this.#maxItemBytes} bytes including the key and ${ITEM_OVERHEAD_BYTES} bytes of overhead (--memcached-max-item-bytes)`,
       );
     }
-    const server = this.#server(key);
+    const server = this.#server(request.groupKey ?? key);
     const seq = (this.#seq = (this.#seq + 1) >>> 0);
     const buffer = memjs.Utils.makeRequestBuffer(opcode, key, request.extras ?? Buffer.alloc(0), value, seq);
     if (request.cas !== undefined) buffer.writeBigUInt64BE(request.cas, 16);
@@ -258,12 +275,12 @@ export class MemcachedStore implements CacheStore {
         if (attempt < 2 && (!written || request.readOnly) && !request.signal.aborted) continue;
         const reason = (err as Error).message;
         const op = OP_NAMES.get(opcode);
+        if (!written)
+          throw new RequestNotSentError(`memcached ${address}`, reason, `the ${op} of key "${key}"`, { cause: err });
         throw new BackendUnavailableError(
-          !written
-            ? `memcached ${address} is unavailable: ${reason}; the ${op} of key "${key}" was not sent`
-            : request.readOnly
-              ? `memcached ${address} is unavailable: ${reason}`
-              : `memcached ${address} did not answer the ${op} of key "${key}" (${reason}); the write may or may not have been applied: read the key before retrying`,
+          request.readOnly
+            ? `memcached ${address} is unavailable: ${reason}`
+            : `memcached ${address} did not answer the ${op} of key "${key}" (${reason}); the write may or may not have been applied: read the key before retrying`,
           { cause: err },
         );
       }
@@ -319,10 +336,10 @@ export class MemcachedStore implements CacheStore {
     });
   }
 
-  #expectOk(key: string, response: Response): void {
+  #expectOk(key: string, response: Response, groupKey?: string): void {
     const { status } = response.header;
     if (status === Status.ok) return;
-    const server = this.serverFor(key);
+    const server = this.serverFor(key, groupKey);
     const text = response.val.toString() || `status 0x${status.toString(16)}`;
     if (status === Status.tooLarge)
       throw new InvalidArgumentError(
@@ -333,6 +350,22 @@ export class MemcachedStore implements CacheStore {
     throw new BackendUnavailableError(`memcached ${server} answered an unexpected status for key "${key}": ${text}`);
   }
 }
+
+/**
+ * A get's (or get-and-touch's) item. NOTE: memcached's decr writes a shorter number over the
+ * old one in place, padded with spaces ("100" decremented by 10 reads "90 "); such a value is
+ * read as the number, as every other store has it. A value of digits then spaces no longer
+ * than 20 bytes (the longest number) is taken for one.
+ */
+function item(response: Response): Item {
+  const flags = response.extras.length >= 4 ? response.extras.readUInt32BE(0) : 0;
+  let value = Buffer.from(response.val);
+  if (value.length <= 20 && PADDED_NUMBER.test(value.toString('latin1')))
+    value = value.subarray(0, value.indexOf(0x20));
+  return { value, flags, cas: response.header.cas.readBigUInt64BE() };
+}
+
+const PADDED_NUMBER = /^\d+ +$/;
 
 /** memcached's expiration field for a TTL in ms: seconds rounded up, absolute past 30 days. */
 export function expiration(ttlMs: number, nowMs = Date.now()): number {

@@ -5,10 +5,12 @@
 // what limits a gRPC server, so batching ops per frame is where the pipeline's speed comes from.
 import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
-import type { PipelineRequest__Output } from '../../client/generated/latchkey/v1/PipelineRequest.js';
-import type { PipelineResponse } from '../../client/generated/latchkey/v1/PipelineResponse.js';
-import type { PipelineResult } from '../../client/generated/latchkey/v1/PipelineResult.js';
-import type { PipelineOp__Output } from '../../client/generated/latchkey/v1/PipelineOp.js';
+import type {
+  PipelineRequest__Output,
+  PipelineResponse,
+  PipelineResult,
+  PipelineOp__Output,
+} from '../../client/common/index.js';
 import type { Config } from '../config.js';
 import { InvalidArgumentError, ResourceExhaustedError, ShuttingDownError, toOpError } from '../errors.js';
 import { createCallContext, refuseStream, type CallContext, type CallMeter, type RpcEnv } from '../call-context.js';

@@ -1,29 +1,32 @@
-// gRPC handlers of latchkey.v1.Cache: validate, pick the store, call it, shape the answer.
-import type { AddRequest__Output } from '../../client/generated/latchkey/v1/AddRequest.js';
-import type { AddResponse } from '../../client/generated/latchkey/v1/AddResponse.js';
-import type { CasRequest__Output } from '../../client/generated/latchkey/v1/CasRequest.js';
-import type { CasResponse } from '../../client/generated/latchkey/v1/CasResponse.js';
-import type { DeleteRequest__Output } from '../../client/generated/latchkey/v1/DeleteRequest.js';
-import type { DeleteResponse } from '../../client/generated/latchkey/v1/DeleteResponse.js';
-import type { GetRequest__Output } from '../../client/generated/latchkey/v1/GetRequest.js';
-import type { GetResponse } from '../../client/generated/latchkey/v1/GetResponse.js';
-import type { IncrRequest__Output } from '../../client/generated/latchkey/v1/IncrRequest.js';
-import type { IncrResponse } from '../../client/generated/latchkey/v1/IncrResponse.js';
-import type { SetRequest__Output } from '../../client/generated/latchkey/v1/SetRequest.js';
-import type { SetResponse } from '../../client/generated/latchkey/v1/SetResponse.js';
-import type { TouchRequest__Output } from '../../client/generated/latchkey/v1/TouchRequest.js';
-import type { TouchResponse } from '../../client/generated/latchkey/v1/TouchResponse.js';
+// gRPC handlers of latchkey.v1.Cache: validate, pick the store's Cache (cache.ts: the store
+// with fencing and tombstones, metered), call it, shape the answer.
+import type {
+  AddRequest__Output,
+  AddResponse,
+  CasRequest__Output,
+  CasResponse,
+  DeleteRequest__Output,
+  DeleteResponse,
+  GetRequest__Output,
+  GetResponse,
+  IncrRequest__Output,
+  IncrResponse,
+  SetRequest__Output,
+  SetResponse,
+  TouchRequest__Output,
+  TouchResponse,
+  GetManyRequest__Output,
+  GetManyResponse,
+  SetManyRequest__Output,
+  SetManyResponse,
+  Fence__Output,
+} from '../../client/common/index.js';
 import type { Config } from '../config.js';
 import { InvalidArgumentError, ResourceExhaustedError, toOpError, type Logger } from '../errors.js';
-import type { GetManyRequest__Output } from '../../client/generated/latchkey/v1/GetManyRequest.js';
-import type { GetManyResponse } from '../../client/generated/latchkey/v1/GetManyResponse.js';
-import type { SetManyRequest__Output } from '../../client/generated/latchkey/v1/SetManyRequest.js';
-import type { SetManyResponse } from '../../client/generated/latchkey/v1/SetManyResponse.js';
 import type { CallContext } from '../call-context.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
-import type { Fence__Output } from '../../client/generated/latchkey/v1/Fence.js';
-import { decode, fencedAdd, fencedCas, fencedDelete, fencedSet, type Fence } from './fencing.js';
-import type { CacheStore } from './store.js';
+import type { Cache } from './cache.js';
+import type { Fence } from './fencing.js';
 
 /** The longest cache TTL accepted: 365 days. */
 export const MAX_CACHE_TTL_MS = 365 * 86_400_000;
@@ -50,15 +53,25 @@ export function checkBatch(what: string, size: number, config: Config): void {
     );
 }
 
-export function createCacheService(stores: ReadonlyMap<string, CacheStore>, config: Config, log: Logger): CacheService {
-  function pick(name: string): CacheStore {
-    const store = stores.get(name === '' ? config.store : name);
-    if (store === undefined) {
+/**
+ * `caches`: each store's Cache (metered), by store name. `lockBackends`: the names of the lock
+ * backends this server serves, the only ones a fence may name (a token from anywhere else
+ * cannot be checked against anything).
+ */
+export function createCacheService(
+  caches: ReadonlyMap<string, Cache>,
+  lockBackends: readonly string[],
+  config: Config,
+  log: Logger,
+): CacheService {
+  function pick(name: string): Cache {
+    const cache = caches.get(name === '' ? config.store : name);
+    if (cache === undefined) {
       throw new InvalidArgumentError(
-        `store ${quoted(name)} is not enabled on this server; use one of: ${[...stores.keys()].join(', ')} (or leave it empty for ${config.store})`,
+        `store ${quoted(name)} is not enabled on this server; use one of: ${[...caches.keys()].join(', ')} (or leave it empty for ${config.store})`,
       );
     }
-    return store;
+    return cache;
   }
 
   const key = (value: string, ctx: CallContext) => {
@@ -79,11 +92,13 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
     if (message === null) return undefined;
     if (message.token === '0')
       throw new InvalidArgumentError('fence.token is required: send the fencing_token of the lease you hold');
-    return {
-      lock: checkName('fence.lock', message.lock),
-      backend: checkText('fence.backend', message.backend, 255) || config.backend,
-      token: BigInt(message.token),
-    };
+    const backend = checkText('fence.backend', message.backend, 255) || config.backend;
+    if (!lockBackends.includes(backend)) {
+      throw new InvalidArgumentError(
+        `fence.backend ${quoted(backend)} is not enabled on this server; use one of: ${lockBackends.join(', ')} (or leave it empty for ${config.backend}), the backend of the lock whose token this is`,
+      );
+    }
+    return { lock: checkName('fence.lock', message.lock), backend, token: BigInt(message.token) };
   }
   function bigint(field: string, raw: string, min: bigint, max: bigint): bigint {
     const n = BigInt(raw);
@@ -93,24 +108,21 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
 
   const service: CacheService = {
     async get(request, ctx) {
-      const store = pick(request.store);
-      const item = await store.get(key(request.key, ctx), ctx.signal);
-      const value = item === undefined ? undefined : decode(item).value;
-      return value === undefined
+      const cache = pick(request.store);
+      const item = await cache.get(key(request.key, ctx), ctx.signal);
+      return item === undefined
         ? { found: false, value: Buffer.alloc(0), cas: '0' }
-        : { found: true, value, cas: item!.cas.toString() };
+        : { found: true, value: item.value, cas: item.cas.toString() };
     },
 
     async set(request, ctx) {
-      const store = pick(request.store);
+      const cache = pick(request.store);
       const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
-      const cas =
-        f === undefined ? await store.set(k, v, 0, t, ctx.signal) : await fencedSet(store, k, v, t, f, ctx.signal);
-      return { cas: cas.toString() };
+      return { cas: (await cache.set(k, v, t, f, ctx.signal)).toString() };
     },
 
     async cas(request, ctx) {
-      const store = pick(request.store);
+      const cache = pick(request.store);
       const k = key(request.key, ctx);
       const v = value(request.value);
       const t = ttl(request.ttl_ms);
@@ -119,54 +131,35 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
         throw new InvalidArgumentError(
           'cas is required: send the cas from a Get (use Set or Add to write without one)',
         );
-      const cas = BigInt(request.cas);
-      const result =
-        f === undefined
-          ? await store.cas(k, v, 0, cas, t, ctx.signal)
-          : await fencedCas(store, k, v, cas, t, f, ctx.signal);
+      const result = await cache.cas(k, v, BigInt(request.cas), t, f, ctx.signal);
       return { outcome: result.outcome, cas: result.cas.toString() };
     },
 
     async add(request, ctx) {
-      const store = pick(request.store);
+      const cache = pick(request.store);
       const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
-      if (f !== undefined) {
-        const result = await fencedAdd(store, k, v, t, f, ctx.signal);
-        return { outcome: result.outcome, cas: result.cas.toString() };
-      }
-      for (;;) {
-        const added = await store.add(k, v, 0, t, ctx.signal);
-        if (added.outcome === 'STORED') return { outcome: added.outcome, cas: added.cas.toString() };
-        // A tombstone of a fenced delete reads as absent, so Add may replace it.
-        const current = await store.get(k, ctx.signal);
-        if (current === undefined) continue;
-        if (decode(current).value !== undefined) return { outcome: 'EXISTS', cas: '0' };
-        const replaced = await store.cas(k, v, 0, current.cas, t, ctx.signal);
-        if (replaced.outcome === 'STORED') return { outcome: 'STORED', cas: replaced.cas.toString() };
-      }
+      const result = await cache.add(k, v, t, f, ctx.signal);
+      return { outcome: result.outcome, cas: result.cas.toString() };
     },
 
     async delete(request, ctx) {
-      const store = pick(request.store);
+      const cache = pick(request.store);
       const [k, cas, f] = [key(request.key, ctx), BigInt(request.cas), fence(request.fence)];
-      return {
-        outcome:
-          f === undefined ? await store.delete(k, cas, ctx.signal) : await fencedDelete(store, k, cas, f, ctx.signal),
-      };
+      return { outcome: await cache.delete(k, cas, f, ctx.signal) };
     },
 
     async incr(request, ctx) {
-      const store = pick(request.store);
+      const cache = pick(request.store);
       const k = key(request.key, ctx);
       const delta = bigint('delta', request.delta, INT64_MIN, UINT64_MAX);
       const initial = bigint('initial', request.initial, 0n, UINT64_MAX);
-      const result = await store.incr(k, delta, initial, ttl(request.ttl_ms), ctx.signal);
+      const result = await cache.incr(k, delta, initial, ttl(request.ttl_ms), ctx.signal);
       return { value: result.value.toString(), cas: result.cas.toString() };
     },
 
     async touch(request, ctx) {
-      const store = pick(request.store);
-      return { outcome: await store.touch(key(request.key, ctx), ttl(request.ttl_ms), ctx.signal) };
+      const cache = pick(request.store);
+      return { outcome: await cache.touch(key(request.key, ctx), ttl(request.ttl_ms), ctx.signal) };
     },
 
     // Batches run their items concurrently (memcached pipelines them on its connections) and

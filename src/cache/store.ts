@@ -1,6 +1,13 @@
 // The cache store interface: memcached semantics, whatever the store. Every store (lru.ts,
-// memcached.ts) implements it and passes the same contract suite
-// (test/cache/contract.ts). Keys and values arrive already validated.
+// memcached.ts) implements it, and cache.ts builds latchkey's semantics (fenced writes,
+// tombstones) on it, the same way for every store; the contract suite (test/cache/contract.ts)
+// holds them all to the same rules. Keys and values arrive already validated.
+//
+// `groupKey` (get, add, cas, delete: the operations on a tombstone): the key whose place the
+// item takes, instead of its own, where a store has more than one place. memcached puts it on
+// groupKey's server, as libmemcached's *_by_key calls do with their group key; the LRU store
+// has one place and ignores it.
+import { BackendUnavailableError, FailedPreconditionError } from '../errors.js';
 
 export type Outcome = 'STORED' | 'EXISTS' | 'NOT_FOUND' | 'DELETED' | 'TOUCHED';
 
@@ -15,10 +22,10 @@ export interface Item {
 export interface CacheStore {
   readonly kind: string;
   /** undefined = miss (absent or expired). */
-  get(key: string, signal: AbortSignal): Promise<Item | undefined>;
+  get(key: string, signal: AbortSignal, groupKey?: string): Promise<Item | undefined>;
   /** ttlMs 0 = no expiry. Returns the new cas. */
   set(key: string, value: Buffer, flags: number, ttlMs: number, signal: AbortSignal): Promise<bigint>;
-  /** STORED (with the new cas), EXISTS (cas differs) or NOT_FOUND. */
+  /** STORED (with the new cas), EXISTS (cas differs; cas 0) or NOT_FOUND (cas 0). */
   cas(
     key: string,
     value: Buffer,
@@ -26,17 +33,19 @@ export interface CacheStore {
     cas: bigint,
     ttlMs: number,
     signal: AbortSignal,
+    groupKey?: string,
   ): Promise<{ outcome: 'STORED' | 'EXISTS' | 'NOT_FOUND'; cas: bigint }>;
-  /** STORED only if absent, else EXISTS. */
+  /** STORED only if absent, else EXISTS (cas 0). */
   add(
     key: string,
     value: Buffer,
     flags: number,
     ttlMs: number,
     signal: AbortSignal,
+    groupKey?: string,
   ): Promise<{ outcome: 'STORED' | 'EXISTS'; cas: bigint }>;
   /** cas 0n = unconditional. DELETED, NOT_FOUND, or EXISTS when the cas does not match. */
-  delete(key: string, cas: bigint, signal: AbortSignal): Promise<'DELETED' | 'NOT_FOUND' | 'EXISTS'>;
+  delete(key: string, cas: bigint, signal: AbortSignal, groupKey?: string): Promise<'DELETED' | 'NOT_FOUND' | 'EXISTS'>;
   /**
    * Adds delta to the decimal value: unsigned 64-bit, wrapping on overflow; a negative delta
    * stops at 0 (memcached decr). Absent key: stored as `initial` (delta not applied) with
@@ -49,7 +58,46 @@ export interface CacheStore {
     ttlMs: number,
     signal: AbortSignal,
   ): Promise<{ value: bigint; cas: bigint }>;
-  /** New expiry, same value and cas: TOUCHED or NOT_FOUND. */
-  touch(key: string, ttlMs: number, signal: AbortSignal): Promise<'TOUCHED' | 'NOT_FOUND'>;
+  /** New expiry, same value and cas. Returns the item touched; undefined = NOT_FOUND. */
+  touch(key: string, ttlMs: number, signal: AbortSignal): Promise<Item | undefined>;
   close(): Promise<void>;
+}
+
+const UINT64 = 2n ** 64n;
+const DECIMAL = /^\d{1,20}$/;
+
+/** A counter's value: decimal digits below 2^64, else undefined. */
+export function parseCounter(value: Buffer): bigint | undefined {
+  const text = value.toString('latin1');
+  if (!DECIMAL.test(text)) return undefined;
+  const n = BigInt(text);
+  return n < UINT64 ? n : undefined;
+}
+
+/** memcached's arithmetic: incr wraps at 2^64, decr stops at 0. */
+export function addDelta(value: bigint, delta: bigint): bigint {
+  const sum = value + delta;
+  return delta >= 0n ? sum % UINT64 : sum < 0n ? 0n : sum;
+}
+
+export function notANumber(key: string): FailedPreconditionError {
+  return new FailedPreconditionError(
+    `key "${key}" holds a value that is not a decimal number below 2^64; incr needs one (reset it with set)`,
+  );
+}
+
+/**
+ * A store request that provably never reached its server (the connection was refused or never
+ * came up): nothing of it was applied. `server` names the server (e.g. "memcached host:port"),
+ * `request` the request (e.g. `the set of key "k"`), for the message.
+ */
+export class RequestNotSentError extends BackendUnavailableError {
+  constructor(
+    readonly server: string,
+    readonly reason: string,
+    readonly request: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${server} is unavailable: ${reason}; ${request} was not sent`, options);
+  }
 }

@@ -1,21 +1,18 @@
 // `latchkey cache get|set|cas|add|delete|incr|touch`: the Cache service from a shell, through
 // the SDK. Values go in as arguments (UTF-8) or raw bytes on stdin, and come out raw on
 // stdout; outcomes other than success have their own exit codes (see exit-codes.ts).
-import { connect, type CacheClient, type Fence } from '../../client/index.js';
+import type { CacheClient, Fence } from '../../client/index.js';
 import {
-  CLIENT_OPTIONS,
   CLIENT_OPTIONS_HELP,
-  clientOptions,
-  expectPositionals,
   int64Arg,
   integerOption,
-  parseArgs,
   uint64Arg,
   type OptionSpecs,
   type OptionValues,
 } from './args.js';
+import { clientCommand } from './client-command.js';
 import { EXIT, exitCodesHelp, UsageError } from './exit-codes.js';
-import { Output } from './output.js';
+import type { Output } from './output.js';
 
 /** Environment variables `latchkey lock NAME -- CMD` gives CMD; --fenced reads them back. */
 export const LOCK_ENV = {
@@ -414,27 +411,20 @@ export async function cacheCommand(argv: readonly string[]): Promise<number> {
     throw new UsageError(
       `unknown cache command "${name}"; one of: ${CACHE_SUBCOMMANDS.join(', ')} (see latchkey cache --help)`,
     );
-  const command = `latchkey cache ${name}`;
-  const { values, positionals, help } = parseArgs(rest, { ...CLIENT_OPTIONS, ...sub.options }, command);
-  if (help) {
-    process.stdout.write(`${subcommandHelp(name, sub)}\n`);
-    return EXIT.ok;
-  }
-  const options = clientOptions(values, process.env);
-  const out = new Output(options.json, options.address, options.connect.tls !== undefined);
-  try {
-    expectPositionals(positionals, ['KEY', ...sub.args], command, sub.optionalArgs);
-    const store = (values as OptionValues<typeof STORE>).store;
-    await using client = connect(options.address, options.connect);
-    return await sub.run({
-      out,
-      cache: client.cache(store ?? ''),
-      key: positionals[0]!,
-      args: positionals.slice(1),
-      values,
-      deadlineMs: options.deadlineMs,
-    });
-  } catch (err) {
-    return out.error(err);
-  }
+  return clientCommand({
+    command: `latchkey cache ${name}`,
+    options: sub.options,
+    positionals: ['KEY', ...sub.args],
+    optionalPositionals: sub.optionalArgs,
+    help: subcommandHelp(name, sub),
+    run: ({ out, options, values, positionals, client }) =>
+      sub.run({
+        out,
+        cache: client().cache((values as OptionValues<typeof STORE>).store ?? ''),
+        key: positionals[0]!,
+        args: positionals.slice(1),
+        values,
+        deadlineMs: options.deadlineMs,
+      }),
+  })(rest);
 }

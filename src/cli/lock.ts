@@ -7,28 +7,19 @@ import { spawn } from 'node:child_process';
 import { constants as osConstants, hostname, userInfo } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  connect,
   InvalidArgumentError,
   LockBusyError,
-  type ConnectOptions,
   type LatchkeyClient,
   type LockEvent,
   type LockHandle,
   type LockMode,
   type LockState,
 } from '../../client/index.js';
-import {
-  CLIENT_ENV,
-  CLIENT_OPTIONS,
-  CLIENT_OPTIONS_HELP,
-  clientOptions,
-  expectPositionals,
-  integerOption,
-  parseArgs,
-} from './args.js';
+import { CLIENT_ENV, CLIENT_OPTIONS_HELP, integerOption } from './args.js';
 import { LOCK_ENV } from './cache.js';
+import { clientCommand } from './client-command.js';
 import { EXIT, exitCodesHelp, UsageError } from './exit-codes.js';
-import { Output } from './output.js';
+import type { Output } from './output.js';
 
 export const DEFAULT_KILL_GRACE_MS = 5_000;
 
@@ -51,7 +42,6 @@ const WATCH_STOP: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 const MAX_LIMIT = 2 ** 32 - 1;
 
 const LOCK_OPTIONS = {
-  ...CLIENT_OPTIONS,
   'ttl-ms': 'string',
   'wait-ms': 'string',
   backend: 'string',
@@ -61,7 +51,7 @@ const LOCK_OPTIONS = {
   shared: 'boolean',
 } as const;
 
-const DESCRIBE_OPTIONS = { ...CLIENT_OPTIONS, backend: 'string' } as const;
+const DESCRIBE_OPTIONS = { backend: 'string' } as const;
 const WATCH_OPTIONS = DESCRIBE_OPTIONS;
 
 const ENV_HELP = [
@@ -208,7 +198,6 @@ interface RunOptions {
   readonly limit: number | undefined;
   readonly mode: LockMode;
   readonly address: string;
-  readonly connect: ConnectOptions;
   /** TLS and token settings for CMD (see ENV_HELP). */
   readonly childEnv: Readonly<Record<string, string>>;
 }
@@ -242,8 +231,7 @@ type ChildEnd =
   | { readonly code: number | null; readonly signal: NodeJS.Signals | null }
   | { readonly error: NodeJS.ErrnoException };
 
-async function runLocked(o: RunOptions, out: Output): Promise<number> {
-  await using client = connect(o.address, o.connect);
+async function runLocked(client: LatchkeyClient, o: RunOptions, out: Output): Promise<number> {
   const giveUp = new AbortController();
   let received: NodeJS.Signals | undefined;
   let forward: ((signal: NodeJS.Signals) => void) | undefined;
@@ -371,25 +359,17 @@ function describeText(s: LockState): string {
   ].join('\n');
 }
 
-async function describe(argv: readonly string[], globals: readonly string[]): Promise<number> {
-  const command = 'latchkey lock describe';
-  const { values, positionals, help } = parseArgs([...globals, ...argv], DESCRIBE_OPTIONS, command);
-  if (help) {
-    process.stdout.write(`${DESCRIBE_HELP}\n`);
-    return EXIT.ok;
-  }
-  const options = clientOptions(values, process.env);
-  const out = new Output(options.json, options.address, options.connect.tls !== undefined);
-  try {
-    expectPositionals(positionals, ['NAME'], command);
-    await using client = connect(options.address, options.connect);
-    const state = await client.describe(positionals[0]!, { backend: values.backend, deadlineMs: options.deadlineMs });
+const describe = clientCommand({
+  command: 'latchkey lock describe',
+  options: DESCRIBE_OPTIONS,
+  positionals: ['NAME'],
+  help: DESCRIBE_HELP,
+  async run({ out, options, values, positionals, client }) {
+    const state = await client().describe(positionals[0]!, { backend: values.backend, deadlineMs: options.deadlineMs });
     out.result(stateJson(state), describeText(state));
     return EXIT.ok;
-  } catch (err) {
-    return out.error(err);
-  }
-}
+  },
+});
 
 function eventJson(e: LockEvent): object {
   const { state, ...rest } = e;
@@ -409,90 +389,82 @@ function eventText(e: LockEvent): string {
   return `${at} ${e.type.padEnd(12)} ${ownerText(e.owner)}: ${modeText(e.mode)}${token}`;
 }
 
-async function watch(argv: readonly string[], globals: readonly string[]): Promise<number> {
-  const command = 'latchkey lock watch';
-  const { values, positionals, help } = parseArgs([...globals, ...argv], WATCH_OPTIONS, command);
-  if (help) {
-    process.stdout.write(`${WATCH_HELP}\n`);
-    return EXIT.ok;
-  }
-  const options = clientOptions(values, process.env);
-  const out = new Output(options.json, options.address, options.connect.tls !== undefined);
-  const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  for (const s of WATCH_STOP) process.on(s, onSignal);
-  try {
-    expectPositionals(positionals, ['NAME'], command);
+const watch = clientCommand({
+  command: 'latchkey lock watch',
+  options: WATCH_OPTIONS,
+  positionals: ['NAME'],
+  help: WATCH_HELP,
+  async run({ out, options, values, positionals, client }) {
     const name = positionals[0]!;
-    await using client = connect(options.address, options.connect);
-    for await (const event of client.watch(name, { backend: values.backend, signal: stop.signal }))
-      out.result(eventJson(event), eventText(event));
-    if (stop.signal.aborted) return EXIT.ok;
-    return out.fail(
-      EXIT.unavailable,
-      'WatchEndedError',
-      `the latchkey server at ${options.address} ended the watch of lock "${name}" (it is shutting down); run latchkey lock watch again to keep watching`,
-    );
-  } catch (err) {
-    return out.error(err);
-  } finally {
-    for (const s of WATCH_STOP) process.off(s, onSignal);
-  }
-}
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    for (const s of WATCH_STOP) process.on(s, onSignal);
+    try {
+      for await (const event of client().watch(name, { backend: values.backend, signal: stop.signal }))
+        out.result(eventJson(event), eventText(event));
+      if (stop.signal.aborted) return EXIT.ok;
+      return out.fail(
+        EXIT.unavailable,
+        'WatchEndedError',
+        `the latchkey server at ${options.address} ended the watch of lock "${name}" (it is shutting down); run latchkey lock watch again to keep watching`,
+      );
+    } finally {
+      for (const s of WATCH_STOP) process.off(s, onSignal);
+    }
+  },
+});
+
+/** `latchkey lock NAME -- CMD`: CMD (after `--`) is not latchkey's to parse, so it comes apart. */
+const lockRun = (cmd: readonly string[]) =>
+  clientCommand({
+    command: 'latchkey lock',
+    options: LOCK_OPTIONS,
+    positionals: ['NAME'],
+    help: LOCK_HELP,
+    async run({ out, options, values, positionals, client }) {
+      if (cmd.length === 0)
+        throw new UsageError('latchkey lock: missing "-- CMD [ARGS...]": the command to run while holding the lock');
+      if (values.shared === true && values.limit !== undefined) {
+        throw new UsageError(
+          '--limit and --shared do not go together: --limit counts exclusive holders (a semaphore); shared holders are not counted',
+        );
+      }
+      const run: RunOptions = {
+        name: positionals[0]!,
+        command: cmd,
+        ttlMs:
+          values['ttl-ms'] === undefined
+            ? undefined
+            : integerOption('--ttl-ms', values['ttl-ms'], 1, Number.MAX_SAFE_INTEGER),
+        waitMs:
+          values['wait-ms'] === undefined
+            ? undefined
+            : integerOption('--wait-ms', values['wait-ms'], 0, Number.MAX_SAFE_INTEGER),
+        backend: values.backend,
+        owner: values.owner ?? defaultOwner(),
+        killGraceMs:
+          values['kill-grace-ms'] === undefined
+            ? DEFAULT_KILL_GRACE_MS
+            : integerOption('--kill-grace-ms', values['kill-grace-ms'], 0, 86_400_000),
+        limit: values.limit === undefined ? undefined : integerOption('--limit', values.limit, 1, MAX_LIMIT),
+        mode: values.shared === true ? 'SHARED' : 'EXCLUSIVE',
+        address: options.address,
+        childEnv: options.childEnv,
+      };
+      return runLocked(client(), run, out);
+    },
+  });
 
 export async function lockCommand(argv: readonly string[], globals: readonly string[] = []): Promise<number> {
   const dashes = argv.indexOf('--');
   const before = dashes >= 0 ? argv.slice(0, dashes) : argv;
   // `lock describe NAME` unless a `--` follows: `latchkey lock describe -- CMD` locks "describe".
-  if (argv[0] === 'describe' && dashes < 0) return describe(argv.slice(1), globals);
-  if (argv[0] === 'watch' && dashes < 0) return watch(argv.slice(1), globals);
+  if (argv[0] === 'describe' && dashes < 0) return describe([...globals, ...argv.slice(1)]);
+  if (argv[0] === 'watch' && dashes < 0) return watch([...globals, ...argv.slice(1)]);
   if (argv.length === 0) {
     process.stdout.write(`${LOCK_HELP}\n`);
     return EXIT.usage;
   }
-  const command = 'latchkey lock';
-  const { values, positionals, help } = parseArgs([...globals, ...before], LOCK_OPTIONS, command);
-  if (help) {
-    process.stdout.write(`${LOCK_HELP}\n`);
-    return EXIT.ok;
-  }
-  const options = clientOptions(values, process.env);
-  const out = new Output(options.json, options.address, options.connect.tls !== undefined);
-  try {
-    expectPositionals(positionals, ['NAME'], command);
-    const cmd = dashes >= 0 ? argv.slice(dashes + 1) : [];
-    if (cmd.length === 0)
-      throw new UsageError(`${command}: missing "-- CMD [ARGS...]": the command to run while holding the lock`);
-    if (values.shared === true && values.limit !== undefined) {
-      throw new UsageError(
-        '--limit and --shared do not go together: --limit counts exclusive holders (a semaphore); shared holders are not counted',
-      );
-    }
-    const run: RunOptions = {
-      name: positionals[0]!,
-      command: cmd,
-      ttlMs:
-        values['ttl-ms'] === undefined
-          ? undefined
-          : integerOption('--ttl-ms', values['ttl-ms'], 1, Number.MAX_SAFE_INTEGER),
-      waitMs:
-        values['wait-ms'] === undefined
-          ? undefined
-          : integerOption('--wait-ms', values['wait-ms'], 0, Number.MAX_SAFE_INTEGER),
-      backend: values.backend,
-      owner: values.owner ?? defaultOwner(),
-      killGraceMs:
-        values['kill-grace-ms'] === undefined
-          ? DEFAULT_KILL_GRACE_MS
-          : integerOption('--kill-grace-ms', values['kill-grace-ms'], 0, 86_400_000),
-      limit: values.limit === undefined ? undefined : integerOption('--limit', values.limit, 1, MAX_LIMIT),
-      mode: values.shared === true ? 'SHARED' : 'EXCLUSIVE',
-      address: options.address,
-      connect: options.connect,
-      childEnv: options.childEnv,
-    };
-    return await runLocked(run, out);
-  } catch (err) {
-    return out.error(err);
-  }
+  const cmd = dashes >= 0 ? argv.slice(dashes + 1) : [];
+  return lockRun(cmd)([...globals, ...before]);
 }

@@ -1,4 +1,4 @@
-// The lock backend interface. Every backend (memory.ts, file.ts, etcd.ts) implements it and
+// The lock backend interface. Every backend (memory.ts, file.ts, etcd/) implements it and
 // passes the same contract suite (test/locks/contract.ts).
 
 /**
@@ -79,16 +79,21 @@ export interface LockState {
   readonly limit: number;
 }
 
+/** One acquire, validated by the service (locks/service.ts) before a backend sees it. */
 export interface AcquireOptions {
   readonly name: string;
-  /** Lease time-to-live, already validated (> 0). */
+  /**
+   * Lease time-to-live in ms, > 0 (the service resolves 0 to --default-ttl-ms). A backend may round
+   * it up (etcd: whole seconds).
+   */
   readonly ttlMs: number;
-  /** 0 = try once; > 0 = wait up to this long. */
+  /** In ms: 0 = try once (LockBusyError if not free at once); > 0 = wait up to this long. */
   readonly waitMs: number;
+  /** '' when the caller gave none and the service had no peer address either. */
   readonly owner: string;
   /** EXCLUSIVE unless the backend declares `shared`. */
   readonly mode: LockMode;
-  /** 1 unless the backend declares `semaphore`. */
+  /** 1 for a plain lock (and always with SHARED); > 1 only if the backend declares `semaphore`. */
   readonly limit: number;
   /** Aborted when the caller goes away or its deadline passes; the waiter must leave. */
   readonly signal: AbortSignal;
@@ -105,7 +110,7 @@ export interface LockBackend {
   readonly capabilities: Capabilities;
   /** Resolves with a lease, or rejects with LockBusyError (not granted in time). */
   acquire(options: AcquireOptions): Promise<Lease>;
-  /** Extends the lease to now + ttlMs (ttlMs 0 = its current TTL). */
+  /** Extends the lease to now + ttlMs (in ms; 0 = its current TTL). */
   refresh(ref: LeaseRef, ttlMs: number): Promise<Lease>;
   /** Rejects with NotHolderError / LeaseExpiredError, leaving the holder untouched. */
   release(ref: LeaseRef): Promise<void>;
@@ -117,35 +122,6 @@ export interface LockBackend {
   watch?(name: string, signal: AbortSignal): AsyncIterable<LockEvent>;
   /** Fails every waiter with ShuttingDownError and frees the backend's resources. */
   close(): Promise<void>;
-}
-
-/** The state of a plain (exclusive, limit 1) lock with at most one holder. */
-export function singleHolderState(holder: Omit<HolderInfo, 'mode'> | undefined, waiters: number): LockState {
-  if (holder === undefined)
-    return {
-      held: false,
-      owner: '',
-      fencingToken: 0n,
-      expiresAtMs: 0,
-      waiters,
-      holders: [],
-      queue: [],
-      limit: waiters > 0 ? 1 : 0,
-    };
-  const info: HolderInfo = {
-    owner: holder.owner,
-    fencingToken: holder.fencingToken,
-    expiresAtMs: holder.expiresAtMs,
-    mode: 'EXCLUSIVE',
-  };
-  return {
-    held: true,
-    ...info,
-    waiters,
-    holders: [info],
-    queue: Array.from({ length: waiters }, () => ({ owner: '', mode: 'EXCLUSIVE' as const })),
-    limit: 1,
-  };
 }
 
 /**

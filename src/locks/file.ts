@@ -17,29 +17,20 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { check as checkLock, lock as lockFile } from 'proper-lockfile';
 import { systemClock, type Clock, type Timer } from '../clock.js';
-import {
-  BackendUnavailableError,
-  CancelledError,
-  LatchkeyError,
-  LeaseExpiredError,
-  LockBusyError,
-  NotHolderError,
-  ShuttingDownError,
-  throwIfAborted,
-  type Logger,
-} from '../errors.js';
-import {
-  singleHolderState,
-  type AcquireOptions,
-  type Capabilities,
-  type ExpiryListener,
-  type Lease,
-  type LeaseRef,
-  type LockBackend,
-  type LockState,
+import { BackendUnavailableError, LatchkeyError, ShuttingDownError, throwIfAborted, type Logger } from '../errors.js';
+import type {
+  AcquireOptions,
+  Capabilities,
+  ExpiryListener,
+  Lease,
+  LeaseRef,
+  LockBackend,
+  LockState,
 } from './backend.js';
 import { lineLogger } from '../log.js';
-import { describeHolder } from './memory.js';
+import { EndedLeases, hasRunOut, newLeaseId } from './leases.js';
+import { singleHolderState } from './lock-state.js';
+import { busy, cancelledWhileWaiting, describeHolder, notGrantedInTime, notHolder } from './refusals.js';
 
 // NOTE: acrossHosts is false on purpose. proper-lockfile's exclusion rests on mkdir being
 // atomic and on the lock directory's mtime being kept fresh by its holder; network
@@ -71,7 +62,11 @@ export const POLL_MAX_MS = 100;
 export const DEFAULT_STALE_MS = 10_000;
 
 export interface FileLockBackendOptions {
-  /** Directory holding the lock files; created (with parents) if missing. */
+  /**
+   * Directory holding the lock files; created (with parents) if missing, else the
+   * constructor throws BackendUnavailableError. Every server that locks the same names
+   * against each other uses the same one (on one host: see acrossHosts above).
+   */
   readonly dir: string;
   /** Time source for lease expiry and wait timers; default the system clock. */
   readonly clock?: Clock;
@@ -79,13 +74,18 @@ export interface FileLockBackendOptions {
    * proper-lockfile's `stale`, in ms: a lock whose directory mtime has not been refreshed for
    * this long is considered abandoned and taken over. It bounds how long a crashed server's
    * locks stay held (its leases' TTLs cannot: nobody is left to enforce them). The holder
-   * refreshes the mtime every staleMs / 2. At least 2000 (proper-lockfile raises smaller
-   * values to that); default 10_000. Every process sharing a lock dir must use the same value.
+   * refreshes the mtime every staleMs / 2. Default 10_000; values below 2000 (0 included)
+   * are raised to 2000, as proper-lockfile does. Every process sharing a lock dir must use
+   * the same value. Independent of lease TTLs: a lease shorter than staleMs still expires
+   * at its TTL while this server runs.
    */
   readonly staleMs?: number;
-  /** Where background failures go (a lock dir that cannot be removed, a lost lock); default stderr. */
+  /**
+   * Where background failures go (a lock dir that cannot be removed, a lost lock); default plain
+   * lines on stderr.
+   */
   readonly log?: Logger;
-  /** Told of every lease of this server that runs out of TTL (see ExpiryListener). */
+  /** Told of every lease of this server that runs out of TTL (see ExpiryListener). Default none. */
   readonly onExpire?: ExpiryListener;
 }
 
@@ -166,9 +166,6 @@ interface Entry {
   pendingWrites: number;
 }
 
-/** How many ended lease ids to remember, so Refresh/Release can say "expired"/"lost" precisely. */
-const ENDED_MEMORY = 10_000;
-
 const noop = () => {};
 
 function errnoCode(err: unknown): string | undefined {
@@ -184,11 +181,9 @@ export class FileLockBackend implements LockBackend {
   readonly #clock: Clock;
   readonly #staleMs: number;
   readonly #log: Logger;
-  readonly #onExpire: ExpiryListener | undefined;
   readonly #host = hostname();
   readonly #locks = new Map<string, Entry>();
-  /** leaseId → why it ended (expired, lost), for LeaseExpiredError messages. */
-  readonly #ended = new Map<string, string>();
+  readonly #ended: EndedLeases;
   /** Lock attempts and hand-offs in flight; close() waits for them so no lock is left behind. */
   readonly #inflight = new Set<Promise<void>>();
   #closed = false;
@@ -198,7 +193,7 @@ export class FileLockBackend implements LockBackend {
     this.#clock = options.clock ?? systemClock;
     this.#staleMs = Math.max(options.staleMs ?? DEFAULT_STALE_MS, 2000);
     this.#log = options.log ?? lineLogger((line) => process.stderr.write(`latchkey: ${line}\n`));
-    this.#onExpire = options.onExpire;
+    this.#ended = new EndedLeases(options.onExpire);
     try {
       mkdirSync(options.dir, { recursive: true });
       this.dir = realpathSync(options.dir);
@@ -217,16 +212,13 @@ export class FileLockBackend implements LockBackend {
 
   async acquire({ name, ttlMs, waitMs, owner, signal }: AcquireOptions): Promise<Lease> {
     throwIfAborted(signal);
-    this.#checkOpen();
+    this.#throwIfClosed();
     const entry = this.#entry(name);
     const tryOnce = waitMs <= 0;
     // A try-once never jumps the local queue: if anyone here holds, waits or is being
     // granted the lock, it is busy without touching the filesystem.
-    if (tryOnce && (entry.holder !== undefined || entry.busy || entry.waiters.size > 0)) {
-      throw new LockBusyError(
-        `lock "${name}" is held by ${await this.#holderText(entry)}; not acquired (wait_ms = 0 tries once)`,
-      );
-    }
+    if (tryOnce && (entry.holder !== undefined || entry.busy || entry.waiters.size > 0))
+      throw busy(name, await this.#holdersText(entry));
     return new Promise<Lease>((resolve, reject) => {
       let timer: Timer | undefined;
       const waiter: Waiter = {
@@ -251,8 +243,8 @@ export class FileLockBackend implements LockBackend {
       };
       const onAbort = () => {
         if (waiter.done) return;
-        waiter.reject(new CancelledError(`acquire of lock "${name}" cancelled while waiting`));
-        this.#settle(entry);
+        waiter.reject(cancelledWhileWaiting(name));
+        this.#forgetIfIdle(entry);
       };
       entry.waiters.add(waiter);
       signal.addEventListener('abort', onAbort, { once: true });
@@ -260,10 +252,8 @@ export class FileLockBackend implements LockBackend {
         timer = this.#clock.schedule(waitMs, () => {
           if (waiter.done) return;
           waiter.leave();
-          this.#settle(entry);
-          void this.#holderText(entry).then((who) =>
-            reject(new LockBusyError(`lock "${name}" still held by ${who} after waiting ${waitMs} ms`)),
-          );
+          this.#forgetIfIdle(entry);
+          void this.#holdersText(entry).then((who) => reject(notGrantedInTime(name, who, waitMs)));
         });
       }
       this.#pump(entry);
@@ -272,7 +262,7 @@ export class FileLockBackend implements LockBackend {
 
   async refresh({ name, leaseId, signal }: LeaseRef, ttlMs: number): Promise<Lease> {
     throwIfAborted(signal);
-    this.#checkOpen();
+    this.#throwIfClosed();
     const found = this.#holderOf(name, leaseId);
     if (found === undefined) return this.#notHolder(name, leaseId);
     const { entry, holder } = found;
@@ -306,7 +296,7 @@ export class FileLockBackend implements LockBackend {
 
   async release({ name, leaseId, signal }: LeaseRef): Promise<void> {
     throwIfAborted(signal);
-    this.#checkOpen();
+    this.#throwIfClosed();
     const found = this.#holderOf(name, leaseId);
     if (found === undefined) return this.#notHolder(name, leaseId);
     // Waits for the hand-off or the unlock, so that once Release returns, another server can
@@ -346,7 +336,7 @@ export class FileLockBackend implements LockBackend {
       for (const entry of this.#locks.values()) {
         entry.poll?.cancel();
         entry.poll = undefined;
-        const failure = () => new ShuttingDownError('server is shutting down; retry on another server');
+        const failure = () => new ShuttingDownError();
         for (const waiter of [...entry.waiters]) waiter.reject(failure());
         if (entry.granting !== undefined && !entry.granting.done) entry.granting.reject(failure());
         const holder = entry.holder;
@@ -355,7 +345,7 @@ export class FileLockBackend implements LockBackend {
           // the same dir would otherwise find them held until they go stale.
           holder.timer.cancel();
           entry.holder = undefined;
-          this.#remember(
+          this.#ended.remember(
             holder.lease.leaseId,
             `lease ${holder.lease.leaseId} on lock "${entry.name}" was released when the server shut down`,
           );
@@ -368,8 +358,8 @@ export class FileLockBackend implements LockBackend {
     return this.#closing;
   }
 
-  #checkOpen(): void {
-    if (this.#closed) throw new ShuttingDownError('server is shutting down; acquire on another server');
+  #throwIfClosed(): void {
+    if (this.#closed) throw new ShuttingDownError();
   }
 
   #entry(name: string): Entry {
@@ -394,7 +384,7 @@ export class FileLockBackend implements LockBackend {
   }
 
   /** Forgets an entry nobody uses any more (no holder, waiter, attempt, timer or write). */
-  #settle(entry: Entry): void {
+  #forgetIfIdle(entry: Entry): void {
     const idle =
       entry.holder === undefined &&
       entry.waiters.size === 0 &&
@@ -417,7 +407,7 @@ export class FileLockBackend implements LockBackend {
     if (this.#closed || entry.holder !== undefined || entry.busy) return;
     entry.poll?.cancel();
     entry.poll = undefined;
-    if (entry.waiters.size === 0) return this.#settle(entry);
+    if (entry.waiters.size === 0) return this.#forgetIfIdle(entry);
     entry.busy = true;
     void this.#track(this.#attempt(entry));
   }
@@ -445,7 +435,7 @@ export class FileLockBackend implements LockBackend {
       if (errnoCode(err) === 'ELOCKED') return this.#stillLocked(entry);
       const failure = this.#translate(err, `locking "${entry.name}"`);
       for (const waiter of [...entry.waiters]) waiter.reject(failure);
-      return this.#settle(entry);
+      return this.#forgetIfIdle(entry);
     }
     entry.pollDelayMs = POLL_FIRST_MS;
     await this.#grantNext(entry, fileLock);
@@ -464,13 +454,10 @@ export class FileLockBackend implements LockBackend {
       });
     }
     if (tryOnce.length > 0) {
-      const who = await this.#holderText(entry);
-      for (const waiter of tryOnce)
-        waiter.reject(
-          new LockBusyError(`lock "${entry.name}" is held by ${who}; not acquired (wait_ms = 0 tries once)`),
-        );
+      const who = await this.#holdersText(entry);
+      for (const waiter of tryOnce) waiter.reject(busy(entry.name, who));
     }
-    this.#settle(entry);
+    this.#forgetIfIdle(entry);
   }
 
   /**
@@ -498,7 +485,7 @@ export class FileLockBackend implements LockBackend {
           const fencingToken = await this.#bumpToken(entry);
           lease = {
             name: entry.name,
-            leaseId: randomBytes(16).toString('hex'),
+            leaseId: newLeaseId(),
             fencingToken,
             expiresAtMs: this.#clock.now() + waiter.ttlMs,
             ttlMs: waiter.ttlMs,
@@ -531,7 +518,7 @@ export class FileLockBackend implements LockBackend {
     } finally {
       entry.busy = false;
       if (entry.holder === undefined) this.#pump(entry);
-      this.#settle(entry);
+      this.#forgetIfIdle(entry);
     }
   }
 
@@ -569,11 +556,7 @@ export class FileLockBackend implements LockBackend {
     return this.#clock.schedule(lease.expiresAtMs - this.#clock.now(), () => {
       const holder = entry.holder;
       if (holder?.lease !== lease) return;
-      this.#remember(
-        lease.leaseId,
-        `lease ${lease.leaseId} on lock "${entry.name}" expired at ${new Date(lease.expiresAtMs).toISOString()}; acquire the lock again`,
-      );
-      this.#onExpire?.(lease);
+      this.#ended.expired(lease);
       void this.#handOff(entry, holder);
     });
   }
@@ -597,7 +580,7 @@ export class FileLockBackend implements LockBackend {
     holder.timer.cancel();
     entry.holder = undefined;
     const lease = holder.lease;
-    this.#remember(
+    this.#ended.remember(
       lease.leaseId,
       `lease ${lease.leaseId} on lock "${entry.name}" was lost at ${new Date(this.#clock.now()).toISOString()}: the lock file was compromised (${cause.message}); another process may hold the lock now; acquire it again`,
     );
@@ -613,59 +596,39 @@ export class FileLockBackend implements LockBackend {
       `file lock backend: lock "${entry.name}" was compromised; its lease is lost`,
     );
     this.#pump(entry);
-    this.#settle(entry);
+    this.#forgetIfIdle(entry);
   }
 
   #holderOf(name: string, leaseId: string): { entry: Entry; holder: Holder } | undefined {
     const entry = this.#locks.get(name);
     const holder = entry?.holder;
     if (entry === undefined || holder === undefined || holder.lease.leaseId !== leaseId) return undefined;
-    // A timer can fire late; the lease's own expiry time is what counts.
-    if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
-    this.#remember(
-      leaseId,
-      `lease ${leaseId} on lock "${name}" expired at ${new Date(holder.lease.expiresAtMs).toISOString()}; acquire the lock again`,
-    );
-    this.#onExpire?.(holder.lease);
+    if (!hasRunOut(holder.lease, this.#clock)) return { entry, holder };
+    this.#ended.expired(holder.lease);
     void this.#handOff(entry, holder);
     return undefined;
   }
 
   async #notHolder(name: string, leaseId: string): Promise<never> {
-    const ended = this.#ended.get(leaseId);
-    if (ended !== undefined) throw new LeaseExpiredError(ended);
+    this.#ended.throwIfEnded(leaseId);
     const entry = this.#locks.get(name);
-    const who =
+    const held =
       entry?.holder !== undefined
         ? `it is held by ${describeHolder(entry.holder.lease, this.#clock.now())}`
         : 'this server does not hold it';
-    throw new NotHolderError(`lease ${leaseId || '(empty)'} does not hold lock "${name}": ${who}`);
-  }
-
-  #remember(leaseId: string, why: string): void {
-    this.#ended.set(leaseId, why);
-    if (this.#ended.size > ENDED_MEMORY) this.#ended.delete(this.#ended.keys().next().value!);
+    throw notHolder(name, leaseId, held);
   }
 
   /** Who holds the lock, for busy messages: this server's holder, or another process's record. */
-  async #holderText(entry: Entry): Promise<string> {
+  async #holdersText(entry: Entry): Promise<string> {
     const now = this.#clock.now();
     if (entry.holder !== undefined) return describeHolder(entry.holder.lease, now);
     if (entry.granting !== undefined) return `${entry.granting.owner || 'an unnamed owner'} (being granted it now)`;
     try {
       const record = await this.#readRecord(entry.name, entry.path);
       if (record?.held) {
-        const lease: Lease = {
-          name: entry.name,
-          leaseId: '',
-          fencingToken: BigInt(record.token),
-          expiresAtMs: record.expiresAtMs,
-          ttlMs: 0,
-          owner: record.owner,
-          mode: 'EXCLUSIVE',
-          limit: 1,
-        };
-        return `${describeHolder(lease, now)} on another latchkey server (pid ${record.pid} on ${record.host})`;
+        const holder = { owner: record.owner, mode: 'EXCLUSIVE', fencingToken: BigInt(record.token) } as const;
+        return `${describeHolder({ ...holder, expiresAtMs: record.expiresAtMs }, now)} on another latchkey server (pid ${record.pid} on ${record.host})`;
       }
       return `another process (no latchkey holder recorded in ${entry.path})`;
     } catch (err) {
@@ -714,7 +677,7 @@ export class FileLockBackend implements LockBackend {
     entry.pendingWrites++;
     void entry.writes.then(() => {
       entry.pendingWrites--;
-      this.#settle(entry);
+      this.#forgetIfIdle(entry);
     });
     return write;
   }

@@ -1,17 +1,8 @@
 // In-process lock backend: exact FIFO hand-off, TTL leases, fencing tokens from one
 // process-wide counter, semaphores (limit > 1), shared (read) locks, and watch streams.
 // Locks live and die with this server process.
-import { randomUUID } from 'node:crypto';
 import { systemClock, type Clock, type Timer } from '../clock.js';
-import {
-  CancelledError,
-  FailedPreconditionError,
-  LeaseExpiredError,
-  LockBusyError,
-  NotHolderError,
-  ShuttingDownError,
-  throwIfAborted,
-} from '../errors.js';
+import { ShuttingDownError, throwIfAborted } from '../errors.js';
 import type {
   AcquireOptions,
   Capabilities,
@@ -24,6 +15,17 @@ import type {
   LockMode,
   LockState,
 } from './backend.js';
+import { EndedLeases, hasRunOut, newLeaseId } from './leases.js';
+import { agreedLimit, lockState } from './lock-state.js';
+import {
+  busy,
+  cancelledWhileWaiting,
+  describeHolder,
+  describeHolders,
+  limitMismatch,
+  notGrantedInTime,
+  notHolder,
+} from './refusals.js';
 
 export const memoryCapabilities: Capabilities = {
   acrossHosts: false,
@@ -58,17 +60,10 @@ interface Entry {
   shared: number;
 }
 
-/** How many expired lease ids to remember, so Refresh/Release can say "expired" precisely. */
-const EXPIRED_MEMORY = 10_000;
-
-export function describeHolder(lease: Pick<Lease, 'owner' | 'fencingToken' | 'expiresAtMs'>, now: number): string {
-  return `${lease.owner || 'an unnamed owner'} (fencing token ${lease.fencingToken}, expires in ${Math.max(0, lease.expiresAtMs - now)} ms)`;
-}
-
 export interface MemoryLockBackendOptions {
   /** Time source for leases and wait timers; default the system clock. */
   readonly clock?: Clock;
-  /** Told of every lease that runs out of TTL (see ExpiryListener). */
+  /** Told of every lease that runs out of TTL (see ExpiryListener). Default none. */
   readonly onExpire?: ExpiryListener;
 }
 
@@ -77,8 +72,7 @@ export class MemoryLockBackend implements LockBackend {
   readonly capabilities = memoryCapabilities;
   readonly #clock: Clock;
   readonly #locks = new Map<string, Entry>();
-  readonly #expired = new Map<string, number>();
-  readonly #onExpire: ExpiryListener | undefined;
+  readonly #ended: EndedLeases;
   readonly #watchers = new Map<string, Set<(event: LockEvent) => void>>();
   readonly #closing = new AbortController();
   // NOTE: one counter for every name. Per-name counters would restart at 1 when an idle
@@ -88,30 +82,24 @@ export class MemoryLockBackend implements LockBackend {
 
   constructor(options: MemoryLockBackendOptions = {}) {
     this.#clock = options.clock ?? systemClock;
-    this.#onExpire = options.onExpire;
+    this.#ended = new EndedLeases(options.onExpire);
   }
 
   async acquire({ name, ttlMs, waitMs, owner, mode, limit, signal }: AcquireOptions): Promise<Lease> {
     throwIfAborted(signal);
-    if (this.#closing.signal.aborted) throw new ShuttingDownError('server is shutting down; acquire on another server');
+    this.#throwIfClosed();
     const entry = this.#entry(name);
     const current = this.#limitOf(entry);
     if (mode === 'EXCLUSIVE' && current !== 0 && current !== limit) {
-      this.#dropIfIdle(name, entry);
-      throw new FailedPreconditionError(
-        `lock "${name}" is held or awaited with limit ${current}; this request asks for limit ${limit}: every holder of a name must use the same limit`,
-      );
+      this.#forgetIfIdle(name, entry);
+      throw limitMismatch(name, current, limit);
     }
     // NOTE: a request may not pass a waiter even when it could be granted (a reader behind a
     // waiting writer): that is what keeps the queue FIFO across modes and writers unstarved.
     if (entry.waiters.size === 0 && this.#grantable(entry, mode, limit)) {
       return this.#grant(name, entry, owner, ttlMs, mode, limit);
     }
-    if (waitMs <= 0) {
-      throw new LockBusyError(
-        `lock "${name}" is held by ${this.#holdersText(entry)}; not acquired (wait_ms = 0 tries once)`,
-      );
-    }
+    if (waitMs <= 0) throw busy(name, this.#holdersText(entry));
     return new Promise<Lease>((resolve, reject) => {
       let timer: Timer | undefined;
       const leave = () => {
@@ -126,7 +114,7 @@ export class MemoryLockBackend implements LockBackend {
         // The waiter may have blocked others (a writer at the head in front of readers).
         this.#pump(name, entry);
       };
-      const onAbort = () => giveUp(new CancelledError(`acquire of lock "${name}" cancelled while waiting`));
+      const onAbort = () => giveUp(cancelledWhileWaiting(name));
       const waiter: Waiter = {
         owner,
         ttlMs,
@@ -144,10 +132,9 @@ export class MemoryLockBackend implements LockBackend {
       entry.waiters.add(waiter);
       this.#emit(name, 'WAITER_ADDED', owner, 0n, mode);
       signal.addEventListener('abort', onAbort, { once: true });
-      timer = this.#clock.schedule(waitMs, () => {
-        const held = entry.holders.size > 0 ? `still held by ${this.#holdersText(entry)}` : 'not granted';
-        giveUp(new LockBusyError(`lock "${name}" ${held} after waiting ${waitMs} ms`));
-      });
+      timer = this.#clock.schedule(waitMs, () =>
+        giveUp(notGrantedInTime(name, entry.holders.size > 0 ? this.#holdersText(entry) : undefined, waitMs)),
+      );
     });
   }
 
@@ -165,7 +152,7 @@ export class MemoryLockBackend implements LockBackend {
     throwIfAborted(signal);
     const { entry, holder } = this.#holderOf(name, leaseId);
     holder.timer.cancel();
-    this.#free(name, entry, holder.lease, 'RELEASED');
+    this.#handOff(name, entry, holder.lease, 'RELEASED');
   }
 
   async describe(name: string, signal: AbortSignal): Promise<LockState> {
@@ -218,10 +205,13 @@ export class MemoryLockBackend implements LockBackend {
     this.#closing.abort();
     for (const entry of this.#locks.values()) {
       for (const holder of entry.holders.values()) holder.timer.cancel();
-      for (const waiter of [...entry.waiters])
-        waiter.fail(new ShuttingDownError('server is shutting down; retry on another server'));
+      for (const waiter of [...entry.waiters]) waiter.fail(new ShuttingDownError());
     }
     this.#locks.clear();
+  }
+
+  #throwIfClosed(): void {
+    if (this.#closing.signal.aborted) throw new ShuttingDownError();
   }
 
   #entry(name: string): Entry {
@@ -235,9 +225,9 @@ export class MemoryLockBackend implements LockBackend {
 
   /** The limit the name's exclusive holders and waiters agreed on; 0 when there are none. */
   #limitOf(entry: Entry): number {
-    for (const holder of entry.holders.values()) if (holder.lease.mode === 'EXCLUSIVE') return holder.lease.limit;
-    for (const waiter of entry.waiters) if (waiter.mode === 'EXCLUSIVE') return waiter.limit;
-    return 0;
+    // agreedLimit over the holders, then the queue, without copying them: this runs on every acquire.
+    for (const { lease } of entry.holders.values()) if (lease.mode === 'EXCLUSIVE') return lease.limit;
+    return agreedLimit(entry.waiters);
   }
 
   #grantable(entry: Entry, mode: LockMode, limit: number): boolean {
@@ -247,10 +237,7 @@ export class MemoryLockBackend implements LockBackend {
   #grant(name: string, entry: Entry, owner: string, ttlMs: number, mode: LockMode, limit: number): Lease {
     const lease: Lease = {
       name,
-      // Unguessable (122 random bits), as a lease id must be: it is what lets a caller
-      // refresh and release. randomUUID draws from a pooled CSPRNG buffer, where
-      // randomBytes(16) made a getrandom call per grant (~5% of the server's CPU in a cycle).
-      leaseId: randomUUID().replaceAll('-', ''),
+      leaseId: newLeaseId(),
       fencingToken: ++this.#lastToken,
       expiresAtMs: this.#clock.now() + ttlMs,
       ttlMs,
@@ -268,13 +255,13 @@ export class MemoryLockBackend implements LockBackend {
   #expiryTimer(name: string, entry: Entry, lease: Lease): Timer {
     return this.#clock.schedule(lease.expiresAtMs - this.#clock.now(), () => {
       if (entry.holders.get(lease.leaseId)?.lease !== lease) return;
-      this.#rememberExpired(lease);
-      this.#free(name, entry, lease, 'EXPIRED');
+      this.#ended.expired(lease);
+      this.#handOff(name, entry, lease, 'EXPIRED');
     });
   }
 
   /** A holder is gone: hand its slot on in FIFO order, or forget the idle name. */
-  #free(name: string, entry: Entry, lease: Lease, why: 'RELEASED' | 'EXPIRED'): void {
+  #handOff(name: string, entry: Entry, lease: Lease, why: 'RELEASED' | 'EXPIRED'): void {
     entry.holders.delete(lease.leaseId);
     if (lease.mode === 'EXCLUSIVE') entry.exclusive--;
     else entry.shared--;
@@ -289,10 +276,11 @@ export class MemoryLockBackend implements LockBackend {
       entry.waiters.delete(waiter);
       waiter.grant(this.#grant(name, entry, waiter.owner, waiter.ttlMs, waiter.mode, waiter.limit));
     }
-    this.#dropIfIdle(name, entry);
+    this.#forgetIfIdle(name, entry);
   }
 
-  #dropIfIdle(name: string, entry: Entry): void {
+  /** Forgets the entry of a name nobody holds or waits for. */
+  #forgetIfIdle(name: string, entry: Entry): void {
     if (entry.holders.size === 0 && entry.waiters.size === 0 && this.#locks.get(name) === entry)
       this.#locks.delete(name);
   }
@@ -301,57 +289,35 @@ export class MemoryLockBackend implements LockBackend {
     const entry = this.#locks.get(name);
     const holder = entry?.holders.get(leaseId);
     if (entry !== undefined && holder !== undefined) {
-      // A timer can fire late; the lease's own expiry time is what counts.
-      if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
+      if (!hasRunOut(holder.lease, this.#clock)) return { entry, holder };
       holder.timer.cancel();
-      this.#rememberExpired(holder.lease);
-      this.#free(name, entry, holder.lease, 'EXPIRED');
+      this.#ended.expired(holder.lease);
+      this.#handOff(name, entry, holder.lease, 'EXPIRED');
     }
-    const expiredAt = this.#expired.get(leaseId);
-    if (expiredAt !== undefined) {
-      throw new LeaseExpiredError(
-        `lease ${leaseId} on lock "${name}" expired at ${new Date(expiredAt).toISOString()}; acquire the lock again`,
-      );
-    }
+    this.#ended.throwIfEnded(leaseId);
     const current = this.#locks.get(name);
-    const who =
+    const held =
       current !== undefined && current.holders.size > 0
         ? `it is held by ${this.#holdersText(current)}`
         : 'it is not held';
-    throw new NotHolderError(`lease ${leaseId || '(empty)'} does not hold lock "${name}": ${who}`);
+    throw notHolder(name, leaseId, held);
   }
 
   #holdersText(entry: Entry): string {
     const now = this.#clock.now();
-    const holders = [...entry.holders.values()].map(
-      (h) => `${h.lease.mode === 'SHARED' ? 'shared: ' : ''}${describeHolder(h.lease, now)}`,
-    );
-    if (holders.length === 0) return 'nobody, but earlier waiters are queued';
-    return holders.length <= 3
-      ? holders.join(', ')
-      : `${holders.slice(0, 3).join(', ')} and ${holders.length - 3} more`;
+    return describeHolders([...entry.holders.values()].map((h) => describeHolder(h.lease, now)));
   }
 
   #state(entry: Entry | undefined): LockState {
-    if (entry === undefined)
-      return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters: 0, holders: [], queue: [], limit: 0 };
+    if (entry === undefined) return lockState([], [], 0);
     const holders = [...entry.holders.values()].map(({ lease }) => ({
       owner: lease.owner,
       fencingToken: lease.fencingToken,
       expiresAtMs: lease.expiresAtMs,
       mode: lease.mode,
     }));
-    const first = holders[0];
-    return {
-      held: first !== undefined,
-      owner: first?.owner ?? '',
-      fencingToken: first?.fencingToken ?? 0n,
-      expiresAtMs: first?.expiresAtMs ?? 0,
-      waiters: entry.waiters.size,
-      holders,
-      queue: [...entry.waiters].map((w) => ({ owner: w.owner, mode: w.mode })),
-      limit: this.#limitOf(entry) || (holders.length > 0 ? 1 : 0),
-    };
+    const queue = [...entry.waiters].map((w) => ({ owner: w.owner, mode: w.mode }));
+    return lockState(holders, queue, this.#limitOf(entry));
   }
 
   #emit(name: string, type: LockEventType, owner: string, fencingToken: bigint, mode: LockMode): void {
@@ -359,12 +325,5 @@ export class MemoryLockBackend implements LockBackend {
     if (listeners === undefined) return;
     const event: LockEvent = { type, name, owner, fencingToken, mode, atMs: this.#clock.now() };
     for (const listener of listeners) listener(event);
-  }
-
-  /** A lease ran out: remember it (Refresh/Release then say "expired") and report it. */
-  #rememberExpired(lease: Lease): void {
-    this.#onExpire?.(lease);
-    this.#expired.set(lease.leaseId, lease.expiresAtMs);
-    if (this.#expired.size > EXPIRED_MEMORY) this.#expired.delete(this.#expired.keys().next().value!);
   }
 }

@@ -1,14 +1,16 @@
 // gRPC handlers of latchkey.v1.Locks: validate the request, pick the backend, call it, and
 // shape the answer. Backend errors are already ours; rpc.ts maps them to status codes.
-import type { AcquireRequest__Output } from '../../client/generated/latchkey/v1/AcquireRequest.js';
-import type { DescribeRequest__Output } from '../../client/generated/latchkey/v1/DescribeRequest.js';
-import type { Lease as LeaseMessage } from '../../client/generated/latchkey/v1/Lease.js';
-import type { LockState as LockStateMessage } from '../../client/generated/latchkey/v1/LockState.js';
-import type { RefreshRequest__Output } from '../../client/generated/latchkey/v1/RefreshRequest.js';
-import type { ReleaseRequest__Output } from '../../client/generated/latchkey/v1/ReleaseRequest.js';
-import type { ReleaseResponse } from '../../client/generated/latchkey/v1/ReleaseResponse.js';
-import type { WatchRequest__Output } from '../../client/generated/latchkey/v1/WatchRequest.js';
-import type { LockEvent as LockEventMessage } from '../../client/generated/latchkey/v1/LockEvent.js';
+import type {
+  AcquireRequest__Output,
+  DescribeRequest__Output,
+  Lease as LeaseMessage,
+  LockState as LockStateMessage,
+  RefreshRequest__Output,
+  ReleaseRequest__Output,
+  ReleaseResponse,
+  WatchRequest__Output,
+  LockEvent as LockEventMessage,
+} from '../../client/common/index.js';
 import type { Config } from '../config.js';
 import { FailedPreconditionError, InvalidArgumentError, LockBusyError, ResourceExhaustedError } from '../errors.js';
 import type { CallContext } from '../call-context.js';

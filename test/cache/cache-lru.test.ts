@@ -7,8 +7,8 @@ import type { CacheStore } from '../../src/cache/store.js';
 import { cacheStoreContract } from '../cache/contract.js';
 import { startServer } from '../support/server.js';
 
-cacheStoreContract({ store: 'lru', shortTtlMs: 200, start: () => startServer() });
-cacheStoreContract({ store: 'lru', shortTtlMs: 200, start: () => startServer(), transport: 'pipeline' });
+cacheStoreContract({ store: 'lru', shortTtlMs: 200, start: (config) => startServer(config) });
+cacheStoreContract({ store: 'lru', shortTtlMs: 200, start: (config) => startServer(config), transport: 'pipeline' });
 
 const signal = new AbortController().signal;
 
@@ -58,7 +58,7 @@ test('lru: touch and incr keep or set expiry as memcached does', async () => {
   await store.incr('n', 1n, 0n, 0, signal); // an existing key keeps its expiry
   clock.advance(400);
   assert.equal((await store.get('n', signal))?.value.toString(), '11');
-  assert.equal(await store.touch('n', 1000, signal), 'TOUCHED');
+  assert.equal((await store.touch('n', 1000, signal))?.value.toString(), '11');
   clock.advance(900);
   assert.equal((await store.get('n', signal))?.value.toString(), '11');
   clock.advance(100);

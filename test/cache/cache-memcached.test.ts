@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { expiration } from '../../src/cache/memcached.js';
 import { cacheStoreContract } from '../cache/contract.js';
 import { memcachedMissing, startMemcached, type Memcached } from '../support/memcached.js';
+import { pymemcache, pymemcacheMissing } from '../support/pymemcache.js';
 import { startServer } from '../support/server.js';
 
 const skip = memcachedMissing();
@@ -35,12 +36,12 @@ if (!skip) {
   cacheStoreContract({
     store: 'memcached',
     shortTtlMs: 2000,
-    start: () => startServer({ memcached: memcached!.address }),
+    start: (config) => startServer({ memcached: memcached!.address, ...config }),
   });
   cacheStoreContract({
     store: 'memcached',
     shortTtlMs: 2000,
-    start: () => startServer({ memcached: memcached!.address }),
+    start: (config) => startServer({ memcached: memcached!.address, ...config }),
     transport: 'pipeline',
   });
 }
@@ -64,6 +65,33 @@ describe('memcached store', { skip }, () => {
     const got = await s.call<{ found: boolean; value: Buffer }>(s.cache, 'Get', { key: 'interop:from-text' });
     assert.equal(got.found, true);
     assert.ok(got.value.equals(text));
+  });
+
+  test('after a fenced delete, a plain memcached client (pymemcache) finds the key absent and may add it', {
+    skip: pymemcacheMissing(),
+  }, async () => {
+    await using s = await startServer({ memcached: memcached!.address, store: 'memcached' });
+    const fence = (token: string) => ({ lock: 'interop-lock', backend: 'memory', token });
+    const key = `interop:tombstone:${process.pid}-${Date.now()}`;
+    const other = `${key}:other`;
+    for (const k of [key, other]) {
+      await s.call(s.cache, 'Set', { key: k, value: Buffer.from('fenced'), fence: fence('5') });
+      await s.call(s.cache, 'Delete', { key: k, fence: fence('7') });
+    }
+    const answers = await pymemcache(memcached!.address, [
+      ['get', key],
+      ['incr', key, 1],
+      ['touch', key, 60],
+      ['delete', key],
+      ['add', key, 'plain'],
+      ['get', key],
+      ['add', other, 'plain other'],
+    ]);
+    assert.deepEqual(answers, [null, null, false, false, true, 'plain', true]);
+    const got = await s.call<{ value: Buffer }>(s.cache, 'Get', { key });
+    assert.equal(got.value.toString(), 'plain');
+    // The plain client's write replaced the key and its fence, as a write without a fence does.
+    await s.call(s.cache, 'Set', { key, value: Buffer.from('new lock'), fence: { ...fence('1'), lock: 'another' } });
   });
 
   test('incr stays exact above 2^32 and reads back as decimal text', async () => {

@@ -2,6 +2,7 @@
 // on a raw TCP socket: the README's "Flags convention (memcached interop)" section, checked
 // byte for byte against the layout it documents.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { memcachedMissing, startMemcached } from '../support/memcached.js';
@@ -43,16 +44,17 @@ test('the README documents the fenced envelope that this test reads', () => {
   const readme = readFileSync(README, 'utf8');
   for (const text of [
     '`0x4C4B4631` (`1280001585`',
-    '| 4 | 1 | kind: `0` = value, `1` = tombstone |',
+    '| 4 | 1 | kind: `0` = value, `1` = tombstone, `2` = claim |',
     '| 5 | 8 | fencing token, unsigned big-endian |',
     '| 14+B | 2 | lock name length L, big-endian |',
-    "| 16+B+L | rest | the value's bytes |",
+    "| 16+B+L | rest | the value's bytes (kind `0` only) |",
+    'under `latchkey:tombstone:` followed by the SHA-256 of the key',
   ])
     assert.ok(readme.includes(text), `README.md lacks ${text}`);
   assert.equal(Buffer.from('LKF1').readUInt32BE(), FENCED_FLAGS);
 });
 
-test('over the text protocol: plain values as they are, fenced values in the documented envelope, tombstones of kind 1', {
+test('over the text protocol: plain values as they are, fenced values in the documented envelope, a fenced delete as no key and a tombstone of kind 1 under its own key', {
   skip,
   timeout: 60_000,
 }, async () => {
@@ -80,11 +82,19 @@ test('over the text protocol: plain values as they are, fenced values in the doc
 
   await s.call(s.cache, 'Delete', { store: 'memcached', key: `fenced:${run}`, fence });
   const got = await s.call<{ found: boolean }>(s.cache, 'Get', { store: 'memcached', key: `fenced:${run}` });
-  assert.equal(got.found, false, 'latchkey reads the tombstone as a miss');
-  const tombstone = await rawGet(mc.port, `fenced:${run}`);
-  assert.equal(tombstone?.flags, FENCED_FLAGS, 'other clients see an item');
-  assert.equal(tombstone.value.subarray(0, 5).toString('latin1'), 'LKF1\x01', 'of kind 1');
-  assert.equal(tombstone.value.readBigUInt64BE(5), token);
+  assert.equal(got.found, false, 'latchkey reads the deleted key as a miss');
+  assert.equal(await rawGet(mc.port, `fenced:${run}`), undefined, 'and other clients find no item in it');
+  const name = `latchkey:tombstone:${createHash('sha256').update(`fenced:${run}`, 'utf8').digest('hex')}`;
+  const tombstone = await rawGet(mc.port, name);
+  assert.equal(tombstone?.flags, FENCED_FLAGS, 'the tombstone is an item of its own, with the flags');
+  assert.deepEqual(tombstone.value, envelope(1, token, lease.backend, fence.lock, Buffer.alloc(0)), 'of kind 1');
+  // memcached's meta get: `t` = the seconds it has left. The retention defaults to
+  // --max-ttl-ms, one day.
+  const meta = (await textRequest(mc.port, `mg ${name} t\r\n`, /\r\n$/)).toString('latin1');
+  const left = Number(/^HD t(\d+)\r\n$/.exec(meta)?.[1]);
+  assert.ok(left > 86_390 && left <= 86_400, `the tombstone expires in ${meta.trim()} s, not in one day`);
+  const added = await textRequest(mc.port, `add fenced:${run} 0 0 5\r\nplain\r\n`, /\r\n$/);
+  assert.equal(added.toString('latin1'), 'STORED\r\n', "another client's add stores");
 
   // A client that decodes by flags does not pass the envelope through (as documented).
   const fresh = `fenced2:${run}`;

@@ -1,8 +1,11 @@
 // Key placement on a memcached pool: libmemcached's ketama, checked against a real
 // libmemcached client (Debian's pylibmc with behaviors={"ketama": True}) and real servers.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
+import { status } from '@grpc/grpc-js';
 import { MemcachedStore } from '../../src/cache/memcached.js';
+import { rejection } from '../support/assertions.js';
 import { memcachedMissing, startMemcached, type Memcached } from '../support/memcached.js';
 import { textGets } from '../support/memcached-text.js';
 import { pylibmc, pylibmcMissing } from '../support/pylibmc.js';
@@ -11,6 +14,16 @@ import { startServer, type TestServer } from '../support/server.js';
 const skipPylibmc = pylibmcMissing();
 const skip = skipPylibmc || memcachedMissing();
 const KETAMA = { ketama: true };
+/** The documented flags of latchkey's envelope: "LKF1" as a big-endian 32-bit number. */
+const FENCED_FLAGS = 0x4c4b4631;
+
+/** A key's tombstone, as the README names it: the prefix and the SHA-256 of the key's UTF-8, in hex. */
+const tombstoneOf = (key: string) => `latchkey:tombstone:${createHash('sha256').update(key, 'utf8').digest('hex')}`;
+
+async function acquire(s: TestServer, name: string): Promise<{ lock: string; token: string; leaseId: string }> {
+  const lease = await s.call<{ fencing_token: string; lease_id: string }>(s.locks, 'Acquire', { name, ttl_ms: 30_000 });
+  return { lock: name, token: lease.fencing_token, leaseId: lease.lease_id };
+}
 
 /** Keys of every shape placement depends on, among them UTF-8 beyond ASCII. */
 function keysFor(label: string, count: number): string[] {
@@ -150,5 +163,82 @@ describe('memcached key placement (ketama)', () => {
       keys.every((key) => missed.includes(key) === (py.hash[key] === 3)),
       'every key pylibmc places on the new server moved, and no other',
     );
+  });
+
+  test("a key's tombstone is on the key's server, where libmemcached's memcached_get_by_key finds it", {
+    skip,
+    timeout: 60_000,
+  }, async () => {
+    await using a = await startMemcached();
+    await using b = await startMemcached();
+    await using c = await startMemcached();
+    const pool = [a, b, c];
+    const servers = pool.map((m) => m.address);
+    await using s = await startServer({ memcached: servers.join(','), store: 'memcached' });
+    const { lock, token } = await acquire(s, `tombstones-${process.pid}`);
+    const fence = { lock, token };
+
+    const keys = keysFor(`deleted-${process.pid}`, 60);
+    await Promise.all(
+      keys.map(async (key) => {
+        await s.call(s.cache, 'Set', { store: 'memcached', key, value: Buffer.from('v'), fence });
+        await s.call(s.cache, 'Delete', { store: 'memcached', key, fence });
+      }),
+    );
+    const tombstones = keys.map(tombstoneOf);
+    const py = await pylibmc({
+      servers,
+      behaviors: KETAMA,
+      hash: [...keys, ...tombstones],
+      getByKey: [...keys.map((key, i) => [key, tombstones[i]!] as const), [keys[0]!, tombstoneOf('never deleted')]],
+    });
+    // The check below tells the placements apart only for tombstones that ketama would put
+    // elsewhere by their own name: most of them, with 3 servers.
+    const elsewhere = keys.filter((key, i) => py.hash[tombstones[i]!] !== py.hash[key]);
+    assert.ok(elsewhere.length >= keys.length / 3, `${elsewhere.length} of ${keys.length} tombstones hash elsewhere`);
+
+    const on = await holders(pool, [...keys, ...tombstones]);
+    keys.forEach((key, i) => {
+      assert.deepEqual(on.get(key), [], `${key} is deleted`);
+      assert.deepEqual(on.get(tombstones[i]!), [servers[py.hash[key]!]], `the tombstone of ${key} is on its server`);
+      const item = py.getByKey[tombstones[i]!];
+      assert.equal(item?.flags, FENCED_FLAGS, `memcached_get_by_key(${key}, its tombstone) finds it`);
+      const bytes = Buffer.from(item.value, 'base64');
+      assert.equal(bytes.subarray(0, 5).toString('latin1'), 'LKF1\x01', 'an envelope of kind 1');
+      assert.equal(bytes.readBigUInt64BE(5), BigInt(token));
+    });
+    assert.equal(py.getByKey[tombstoneOf('never deleted')], null, 'and a miss is a miss');
+  });
+
+  test('fenced operations on a key need only its server: the server its tombstone would hash to may be down', {
+    skip,
+    timeout: 60_000,
+  }, async () => {
+    await using a = await startMemcached();
+    await using b = await startMemcached();
+    await using c = await startMemcached();
+    const pool = [a, b, c];
+    const servers = pool.map((m) => m.address);
+    const candidates = keysFor(`alone-${process.pid}`, 40);
+    const py = await pylibmc({ servers, behaviors: KETAMA, hash: [...candidates, ...candidates.map(tombstoneOf)] });
+    const key = candidates.find((k) => py.hash[tombstoneOf(k)] !== py.hash[k]);
+    assert.ok(key !== undefined, 'some key whose tombstone hashes to another server');
+    await using s = await startServer({ memcached: servers.join(','), store: 'memcached', memcachedTimeoutMs: 500 });
+    const name = `alone-${process.pid}`;
+    const older = await acquire(s, name);
+    await s.call(s.locks, 'Release', { name, lease_id: older.leaseId });
+    const newer = await acquire(s, name);
+    await pool[py.hash[tombstoneOf(key)]!]!.kill();
+
+    const op = (method: string, request: object) =>
+      s.call<{ outcome?: string }>(s.cache, method, { store: 'memcached', key, ...request });
+    const value = Buffer.from('v');
+    await op('Set', { value, fence: { lock: name, token: newer.token } });
+    assert.equal((await op('Delete', { fence: { lock: name, token: newer.token } })).outcome, 'DELETED');
+    const stale = await rejection(op('Set', { value, fence: { lock: name, token: older.token } }));
+    assert.equal(stale.code, status.FAILED_PRECONDITION, stale.message);
+    assert.equal((await op('Add', { value })).outcome, 'STORED');
+    assert.equal((await op('Delete', {})).outcome, 'DELETED', 'a delete without a fence lifts the tombstone');
+    await op('Set', { value, fence: { lock: name, token: older.token } });
   });
 });

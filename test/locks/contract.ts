@@ -4,9 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import type { Lease__Output } from '../../client/generated/latchkey/v1/Lease.js';
-import type { LockState__Output } from '../../client/generated/latchkey/v1/LockState.js';
-import type { LocksClient } from '../../client/generated/latchkey/v1/Locks.js';
+import type { Lease__Output, LockState__Output, LocksClient } from '../../client/common/index.js';
 import type { Capabilities } from '../../src/locks/backend.js';
 import { loadProto } from '../../src/proto.js';
 import type { TestServer } from '../support/server.js';

@@ -91,6 +91,24 @@ for (const { store, skip, start } of targets) {
         }
       });
 
+      test('a key deleted under a lock handle is absent to every call; incr works on fenced values', async () => {
+        await using s = await start();
+        await using client = connect(s.address, { pipeline });
+        const cache = client.cache(store);
+        const key = `sdk:${store}:tombstone:${Date.now()}-${pipeline}`;
+        await using lock = await client.lock(`sdk-tomb-${store}-${Date.now()}-${pipeline}`, { ttlMs: 10_000 });
+        const { cas } = (await cache.add(key, '7', { fence: lock })) as { cas: bigint };
+        assert.deepEqual(await cache.incr(key, 3), { value: 10n, cas: (await cache.get(key))!.cas });
+        assert.equal(await cache.delete(key, { fence: lock }), 'DELETED');
+        assert.equal(await cache.get(key), undefined);
+        assert.equal(await cache.touch(key, 1000), 'NOT_FOUND');
+        assert.deepEqual(await cache.cas(key, 'x', cas), { outcome: 'NOT_FOUND', cas: 0n });
+        assert.equal(await cache.delete(key, { fence: lock }), 'NOT_FOUND');
+        assert.equal((await cache.incr(key, 1, { initial: 100n })).value, 100n);
+        assert.equal(await cache.delete(key), 'DELETED');
+        assert.equal((await cache.add(key, 'plain')).outcome, 'STORED');
+      });
+
       test('getOrSet runs the loader once for concurrent callers and caches its value', async () => {
         await using s = await start();
         await using client = connect(s.address, { pipeline });

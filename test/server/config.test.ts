@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { ConfigError, defaultConfig, FLAGS, parseConfig } from '../../src/config.js';
+import { ConfigError, defaultConfig, FLAGS, parseConfig, tombstoneRetentionMs } from '../../src/config.js';
 import { loadProto } from '../../src/proto.js';
 import { runCli, spawnServer } from '../support/spawn.js';
 
@@ -38,8 +38,15 @@ const COMPANIONS: Readonly<Record<string, readonly string[]>> = {
 const companionKeys = (spec: Spec) =>
   FLAGS.filter((f) => (COMPANIONS[spec.key] ?? []).includes(f.flag)).map((f) => f.key);
 
+/** Integer flags whose values one step off the default are not valid alone. */
+const INTEGER_SAMPLES: Readonly<Record<string, [string, string]>> = {
+  // 0 = --max-ttl-ms; anything else must be at least --max-ttl-ms (default one day).
+  tombstoneRetentionMs: ['86400001', '86400002'],
+};
+
 function samples(spec: Spec): [string, string] {
   if (spec.kind === 'boolean') return ['true', 'yes'];
+  if (INTEGER_SAMPLES[spec.key]) return INTEGER_SAMPLES[spec.key]!;
   if (spec.kind === 'string') return STRING_SAMPLES[spec.key] ?? [`${spec.default}-env`, `${spec.default}-flag`];
   const d = Number(spec.default);
   const up = d + 2 <= (spec.max ?? Number.MAX_SAFE_INTEGER);
@@ -223,6 +230,23 @@ describe('parseConfig', () => {
       () => parseConfig(['--max-ttl-ms', '100'], { LATCHKEY_DEFAULT_TTL_MS: '200' }),
       /^--default-ttl-ms \(200\) must not exceed --max-ttl-ms \(100\)$/,
     );
+  });
+
+  test('tombstones last at least as long as the longest lease: 0 means --max-ttl-ms, less is refused', () => {
+    configError(
+      () => parseConfig(['--tombstone-retention-ms', '3599999', '--max-ttl-ms', '3600000'], {}),
+      /^--tombstone-retention-ms \(3599999\) must be at least --max-ttl-ms \(3600000\), or 0 for the same: a tombstone must outlast the longest lease/,
+    );
+    const same = parseConfig(['--tombstone-retention-ms', '3600000', '--max-ttl-ms', '3600000'], {});
+    assert.equal(tombstoneRetentionMs(same), 3_600_000);
+    assert.equal(
+      tombstoneRetentionMs(parseConfig(['--max-ttl-ms', '3600000'], {})),
+      3_600_000,
+      '0 follows --max-ttl-ms',
+    );
+    assert.equal(tombstoneRetentionMs(defaultConfig), defaultConfig.maxTtlMs);
+    const longer = parseConfig(['--tombstone-retention-ms', '7200000', '--max-ttl-ms', '3600000'], {});
+    assert.equal(tombstoneRetentionMs(longer), 7_200_000);
   });
 });
 

@@ -9,9 +9,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { connect, LockBusyError, type LockHandle } from '../../client/index.js';
-import type { Lease__Output as Lease } from '../../client/generated/latchkey/v1/Lease.js';
-import type { LockState__Output as LockState } from '../../client/generated/latchkey/v1/LockState.js';
-import type { PipelineResult__Output as PipelineResult } from '../../client/generated/latchkey/v1/PipelineResult.js';
+import type {
+  Lease__Output as Lease,
+  LockState__Output as LockState,
+  PipelineResult__Output as PipelineResult,
+} from '../../client/common/index.js';
 import type { CacheStore } from '../../src/cache/store.js';
 import { loadProto } from '../../src/proto.js';
 import { etcdMissing, startEtcd, startEtcdCluster } from '../support/etcd.js';

@@ -15,8 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
-import type { Lease__Output as Lease } from '../../client/generated/latchkey/v1/Lease.js';
-import type { PipelineResult__Output as PipelineResult } from '../../client/generated/latchkey/v1/PipelineResult.js';
+import type { Lease__Output as Lease, PipelineResult__Output as PipelineResult } from '../../client/common/index.js';
 import type { Config } from '../../src/config.js';
 import {
   encode,

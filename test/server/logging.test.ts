@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import type { Lease__Output } from '../../client/generated/latchkey/v1/Lease.js';
+import type { Lease__Output } from '../../client/common/index.js';
 import type { CacheStore } from '../../src/cache/store.js';
 import { toStatus } from '../../src/errors.js';
 import { createLogger, lineLogger } from '../../src/log.js';
@@ -193,7 +193,7 @@ describe('internal errors', () => {
       add: async () => ({ outcome: 'EXISTS', cas: 0n }),
       delete: async () => 'NOT_FOUND',
       incr: async () => ({ value: 0n, cas: 1n }),
-      touch: async () => 'NOT_FOUND',
+      touch: async () => undefined,
       close: async () => {},
     };
     await using s = await startServer({}, { logger, stores: [broken] });

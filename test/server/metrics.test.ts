@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import type { Lease__Output } from '../../client/generated/latchkey/v1/Lease.js';
+import type { Lease__Output } from '../../client/common/index.js';
 import type { CacheStore } from '../../src/cache/store.js';
 import { ConfigError, parseConfig } from '../../src/config.js';
 import { BackendUnavailableError } from '../../src/errors.js';
@@ -230,6 +230,28 @@ describe('GET /metrics', () => {
     );
     // No label carries a key, and no value appears.
     assert.doesNotMatch(m.text, /key-never-set-7f|key-with-words-7f|not a number/);
+  });
+
+  test('a fenced write, a fenced delete and an Add over its tombstone each count once, as the op the client asked for', async () => {
+    await using s = await startServer(METRICS);
+    const lease = await s.call<Lease__Output>(s.locks, 'Acquire', { name: 'fence-lock' });
+    const fence = { lock: 'fence-lock', token: lease.fencing_token };
+    // On the store: a get, an add (the claim), a get (of the tombstone) and a cas; then a get
+    // and a cas; then a get, a cas (the claim), a get and an add (the tombstone) and a delete.
+    await s.call(s.cache, 'Set', { key: 'fenced', value, fence });
+    await s.call(s.cache, 'Set', { key: 'fenced', value, fence });
+    await s.call(s.cache, 'Delete', { key: 'fenced', fence });
+    // The deleted key is absent: an add, beside its tombstone.
+    await s.call(s.cache, 'Add', { key: 'fenced', value });
+    const m = await scrape(s.server.metricsAddress!);
+    const op = (o: string, outcome: string) => m.value('latchkey_cache_ops_total', { store: 'lru', op: o, outcome });
+    assert.equal(op('set', 'STORED'), 2);
+    assert.equal(op('delete', 'DELETED'), 1);
+    assert.equal(op('add', 'STORED'), 1);
+    assert.ok(!m.has('latchkey_cache_ops_total', { op: 'get' }), 'no client asked for a get');
+    assert.ok(!m.has('latchkey_cache_ops_total', { op: 'cas' }), 'no client asked for a cas');
+    assert.equal(m.value('latchkey_cache_hits_total', { store: 'lru' }), 0);
+    assert.equal(m.value('latchkey_cache_misses_total', { store: 'lru' }), 0);
   });
 
   test('store failures count by store and error class, batch entries included', async () => {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { Lease__Output } from '../../client/generated/latchkey/v1/Lease.js';
+import type { Lease__Output } from '../../client/common/index.js';
 import { pythonGrpcMissing, pythonStubs, runPython } from '../support/python.js';
 import { startServer } from '../support/server.js';
 

@@ -1,7 +1,8 @@
 // The README cannot rot: its generated sections match the code, and its grpcurl, SDK and
 // Python examples run verbatim against a real server (only the address is swapped for the
-// test server's; grpcurl is the reflection-only stand-in in support/grpcurl.ts; Python is
-// Debian's, with grpcio's C core).
+// test server's). `grpcurl` is support/grpcurl.ts: the real buf CLI's `buf curl` under
+// grpcurl's command line, and grpcurl's `describe` (which buf lacks) from the served
+// descriptors. Python is Debian's, with grpcio's C core.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -10,10 +11,17 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { PYTHON, pythonGrpcMissing } from '../support/python.js';
+import { repeatableMethods } from '../../client/common/index.js';
 import { README, renderReadme } from '../support/readme.js';
 import { startServer } from '../support/server.js';
 
 const run = promisify(execFile);
+/**
+ * NOTE: `--norc`: bash reads ~/.bashrc even for `bash -c` when its stdin is a socket (it takes
+ * that for sshd) and it is a top-level shell, and node's stdio pipes are socket pairs. A
+ * ~/.bashrc that puts pyenv's shims first on PATH then hides the PATH these examples run with.
+ */
+const BASH = ['--norc', '-c'] as const;
 const ROOT = join(import.meta.dirname, '..', '..');
 const readme = readFileSync(README, 'utf8');
 
@@ -25,6 +33,15 @@ function example(label: string): string {
 
 test('the generated sections of README.md are up to date (npm run docs)', () => {
   assert.equal(readme, renderReadme(readme), 'README.md is stale: run `npm run docs` and commit it');
+});
+
+test('the README names the methods the .proto marks idempotent, which the SDK retries', () => {
+  const named = /`option idempotency_level`: ([^)]*)\)/.exec(readme)?.[1]?.split(/,\s+/);
+  const services = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
+  const marked = services.flatMap((service) =>
+    [...repeatableMethods(service)].map((method) => `${service.slice('latchkey.v1.'.length)}/${method}`),
+  );
+  assert.deepEqual(named?.sort(), marked.sort());
 });
 
 test('the grpcurl examples run verbatim', async () => {
@@ -39,7 +56,7 @@ test('the grpcurl examples run verbatim', async () => {
     );
     chmodSync(shim, 0o755);
     const script = `set -euo pipefail\n${example('grpcurl').replaceAll('127.0.0.1:50051', server.address)}`;
-    const { stdout, stderr } = await run('bash', ['-c', script], {
+    const { stdout, stderr } = await run('bash', [...BASH, script], {
       cwd: dir,
       env: { ...process.env, PATH: `${dir}:${process.env.PATH}` },
       timeout: 120_000,
@@ -48,6 +65,13 @@ test('the grpcurl examples run verbatim', async () => {
     });
     assert.match(stdout, /^latchkey\.v1\.Cache\nlatchkey\.v1\.Locks$/m, 'list shows both services');
     assert.match(stdout, /rpc Acquire \( \.latchkey\.v1\.AcquireRequest \) returns \( \.latchkey\.v1\.Lease \)/);
+    // The .proto's own comments, as reflection serves them (source info).
+    assert.match(stdout, /^ {2}\/\/ Acquire a lock\. wait_ms = 0 tries once;/m);
+    assert.match(
+      stdout,
+      /^ {2}\/\/ Lease time-to-live; 0 = the server's default \(--default-ttl-ms\)\.\n {2}uint64 ttl_ms = 3;$/m,
+    );
+    assert.match(stdout, /^\{\n {2}"status": "SERVING"\n\}$/m, 'Health/Check');
     assert.match(stdout, /"leaseId": "[0-9a-f]+"/);
     assert.match(stdout, /"owner": "alice"/);
     assert.match(stderr, /Code: Aborted\n\s+Message: lock "reports\/daily" is held by alice/);
@@ -108,7 +132,7 @@ test('the Python example runs verbatim, with stubs from the protoc command above
     symlinkSync(join(ROOT, 'proto'), join(dir, 'proto'));
     // NOTE: Debian's python3 first on PATH; a pyenv python3 ahead of it has no grpcio.
     const env = { ...process.env, PATH: `${join(PYTHON, '..')}:${process.env.PATH}`, PYTHONDONTWRITEBYTECODE: '1' };
-    await run('bash', ['-c', `set -euo pipefail\n${example('python-stubs')}`], { cwd: dir, env, timeout: 60_000 });
+    await run('bash', [...BASH, `set -euo pipefail\n${example('python-stubs')}`], { cwd: dir, env, timeout: 60_000 });
     writeFileSync(join(dir, 'example.py'), example('python').replaceAll('127.0.0.1:50051', server.address));
     const { stdout } = await run('python3', ['example.py'], { cwd: dir, env, timeout: 60_000 }).catch(
       (err: { stdout: string; stderr: string; message: string }) => {

@@ -2,7 +2,9 @@
 // for each service, file_by_filename for every declared dependency, then a dynamic message
 // built from the served descriptors alone, filled from JSON (proto names and lowerCamel
 // JSON names, as grpcurl's protojson accepts) and sent as raw bytes. Nothing here uses the
-// server's own loader except to compare against the .proto files.
+// server's own loader except to compare against the .proto files. problemsOf() models the
+// checks of protobuf-go's descriptor builder, with failure messages that say what is wrong;
+// reflection-buf.test.ts runs the real one (buf curl).
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -13,7 +15,7 @@ import protobuf from 'protobufjs';
 // The descriptor extension: google.protobuf.* types (the full descriptor.proto, with
 // json_name, proto3_optional and source_code_info) and Root.fromDescriptor.
 import descriptorModule from 'protobufjs/ext/descriptor/index.js';
-import { PROTO_FILES, protoRoot } from '../../client/proto.js';
+import { PROTO_FILES, protoRoot } from '../../client/common/index.js';
 import { startServer, type TestServer } from '../support/server.js';
 
 const CALL_TIMEOUT_MS = 10_000;
@@ -113,6 +115,11 @@ const SCALAR_NAMES: Record<number, string> = {
   18: 'sint64',
 };
 const PACKABLE = new Set([1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 16, 17, 18]);
+
+/** protoc's MapEntryName: the field name in CamelCase (an underscore upper-cases the next letter) + "Entry". */
+function mapEntryName(field: string): string {
+  return `${field.replace(/(?:^|_)([a-z]?)/g, (_, c: string) => c.toUpperCase())}Entry`;
+}
 
 /** protoc's ToJsonName: drop underscores, upper-case the letter after each. */
 function lowerCamel(name: string): string {
@@ -365,6 +372,21 @@ function problemsOf(w: Walk): string[] {
           problems.push(`${where}: a real oneof comes after a synthetic one`);
         }
       }
+      // A map field's entry type: nested right here, the type of that one repeated field,
+      // and named as protoc names it (protobuf-go: "incorrect implicit map entry name").
+      for (const entry of m.nestedType.filter((n) => n.options?.mapEntry)) {
+        const entryName = `${name}.${entry.name}`;
+        const users = m.field.filter((f) => {
+          const target = f.type === TYPE_MESSAGE ? resolve(symbols, visible, name, f.typeName ?? '') : undefined;
+          return typeof target === 'object' && target.fullName === entryName;
+        });
+        if (users.length !== 1 || users[0]!.label !== LABEL_REPEATED)
+          problems.push(`${entryName}: a map entry type must be the type of exactly one repeated field of ${name}`);
+        else if (entry.name !== mapEntryName(users[0]!.name))
+          problems.push(
+            `${name}.${users[0]!.name}: map entry type named ${entry.name}, not ${mapEntryName(users[0]!.name)} (incorrect implicit map entry name)`,
+          );
+      }
       for (const nested of m.nestedType) checkMessage(name, nested);
     };
     for (const m of plain.messageType) checkMessage(pkg, m);
@@ -514,15 +536,28 @@ describe('server reflection, as grpcurl uses it', () => {
       files: new Map([
         file('a.proto', {
           messageType: [
-            msg('A', [
-              { name: 'b', number: 1, label: 1, type: TYPE_MESSAGE, typeName: 'B' },
-              { name: 'gone', number: 2, label: 1, type: TYPE_MESSAGE, typeName: '.p.Gone' },
-              { name: 'e', number: 3, label: 1, type: TYPE_ENUM, typeName: 'A' },
-              { name: 'x_y', number: 4, label: 1, type: 9 },
-              { name: 'xY', number: 5, label: 1, type: 9 },
-              { name: 'n', number: 6, label: 1, type: 4, options: { packed: true } },
-              { name: 'o', number: 7, label: 1, type: 9, proto3Optional: true },
-            ]),
+            {
+              ...msg('A', [
+                { name: 'b', number: 1, label: 1, type: TYPE_MESSAGE, typeName: 'B' },
+                { name: 'gone', number: 2, label: 1, type: TYPE_MESSAGE, typeName: '.p.Gone' },
+                { name: 'e', number: 3, label: 1, type: TYPE_ENUM, typeName: 'A' },
+                { name: 'x_y', number: 4, label: 1, type: 9 },
+                { name: 'xY', number: 5, label: 1, type: 9 },
+                { name: 'n', number: 6, label: 1, type: 4, options: { packed: true } },
+                { name: 'o', number: 7, label: 1, type: 9, proto3Optional: true },
+                { name: 'statuses', number: 8, label: 3, type: TYPE_MESSAGE, typeName: '.p.A.Statuses' },
+              ]),
+              // protobufjs's rendering of `map<string, B> statuses`: protoc names the entry StatusesEntry.
+              nestedType: [
+                {
+                  ...msg('Statuses', [
+                    { name: 'key', number: 1, label: 1, type: 9 },
+                    { name: 'value', number: 2, label: 1, type: 9 },
+                  ]),
+                  options: { mapEntry: true },
+                },
+              ],
+            },
           ],
           service: [{ name: 'S', method: [{ name: 'M', inputType: '.p.A', outputType: '.p.Nope' }] }],
         }),
@@ -539,6 +574,7 @@ describe('server reflection, as grpcurl uses it', () => {
       /p\.A\.n: \[packed = true\]/,
       /p\.A\.o: proto3 optional field without its own synthetic oneof/,
       /p\.S\.M: output type "\.p\.Nope" does not resolve/,
+      /p\.A\.statuses: map entry type named Statuses, not StatusesEntry/,
       /listed service p\.Missing/,
     ]) {
       assert.match(problems, expected);

@@ -5,8 +5,7 @@ import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath } from 'grpc-health-check';
-import type { Lease } from '../../client/generated/latchkey/v1/Lease.js';
-import type { LockState } from '../../client/generated/latchkey/v1/LockState.js';
+import type { Lease, LockState } from '../../client/common/index.js';
 import { loadProto } from '../../src/proto.js';
 import { spawnServer, type SpawnedServer } from '../support/spawn.js';
 

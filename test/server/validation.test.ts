@@ -5,8 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import type { Lease__Output as Lease } from '../../client/generated/latchkey/v1/Lease.js';
-import type { LockState__Output as LockState } from '../../client/generated/latchkey/v1/LockState.js';
+import type { Lease__Output as Lease, LockState__Output as LockState } from '../../client/common/index.js';
 import { MAX_CACHE_TTL_MS } from '../../src/cache/service.js';
 import { startServer, type TestServer } from '../support/server.js';
 

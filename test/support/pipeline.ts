@@ -2,8 +2,7 @@
 // same checks through the stream: each call becomes one tagged operation, and a failed
 // operation rejects with a grpc-js-like error ({code, details}).
 import type * as grpc from '@grpc/grpc-js';
-import type { CacheClient } from '../../client/generated/latchkey/v1/Cache.js';
-import type { PipelineResponse__Output } from '../../client/generated/latchkey/v1/PipelineResponse.js';
+import type { CacheClient, PipelineResponse__Output } from '../../client/common/index.js';
 
 const OPS: Record<string, string> = {
   Get: 'get',

@@ -4,7 +4,7 @@
 // from the contract instead of restating them.
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
-import { PROTO_FILES, protoRoot } from '../../client/proto.js';
+import { PROTO_FILES, protoRoot } from '../../client/common/index.js';
 
 /** 0 varint, 1 fixed64, 2 length-delimited, 3 start group, 4 end group, 5 fixed32 (6 and 7 do not exist). */
 export type WireType = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7;

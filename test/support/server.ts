@@ -1,8 +1,7 @@
 // Starts a real latchkey server in this process on 127.0.0.1:0 and makes raw grpc-js
 // clients for it. Tests that need a separate process use spawnServer (cli) instead.
 import * as grpc from '@grpc/grpc-js';
-import type { LocksClient } from '../../client/generated/latchkey/v1/Locks.js';
-import type { CacheClient } from '../../client/generated/latchkey/v1/Cache.js';
+import type { LocksClient, CacheClient } from '../../client/common/index.js';
 import { createServer, type LatchkeyServer, type ServerOptions } from '../../src/server.js';
 import type { Config } from '../../src/config.js';
 import { loadProto } from '../../src/proto.js';

@@ -39,6 +39,12 @@ export interface ProtoGrpcType {
       LockEvent: MessageTypeDefinition<_latchkey_v1_LockEvent, _latchkey_v1_LockEvent__Output>
       LockMode: EnumTypeDefinition
       LockState: MessageTypeDefinition<_latchkey_v1_LockState, _latchkey_v1_LockState__Output>
+      /**
+       * Retries: a method marked with `idempotency_level` may be sent again when an attempt's
+       * outcome is unknown (the SDK does so on UNAVAILABLE, within the call's deadline). A repeated
+       * Acquire could take a second lease, and a repeated Release answer FAILED_PRECONDITION for
+       * the lease the first one released: neither is marked.
+       */
       Locks: SubtypeConstructor<typeof grpc.Client, _latchkey_v1_LocksClient> & { service: _latchkey_v1_LocksDefinition }
       RefreshRequest: MessageTypeDefinition<_latchkey_v1_RefreshRequest, _latchkey_v1_RefreshRequest__Output>
       ReleaseRequest: MessageTypeDefinition<_latchkey_v1_ReleaseRequest, _latchkey_v1_ReleaseRequest__Output>

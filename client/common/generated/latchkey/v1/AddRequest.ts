@@ -9,8 +9,8 @@ export interface AddRequest {
   'value'?: (Buffer | Uint8Array | string);
   'ttl_ms'?: (number | string | Long);
   /**
-   * Optional: a key left by a fenced delete reads as absent, but only a write whose token
-   * is not older than the tombstone's may create it again.
+   * Optional: a key left by a fenced delete is absent, but while its tombstone lasts only a
+   * fenced write whose token is not older than the tombstone's may create it again.
    */
   'fence'?: (_latchkey_v1_Fence | null);
 }
@@ -21,8 +21,8 @@ export interface AddRequest__Output {
   'value': (Buffer);
   'ttl_ms': (string);
   /**
-   * Optional: a key left by a fenced delete reads as absent, but only a write whose token
-   * is not older than the tombstone's may create it again.
+   * Optional: a key left by a fenced delete is absent, but while its tombstone lasts only a
+   * fenced write whose token is not older than the tombstone's may create it again.
    */
   'fence': (_latchkey_v1_Fence__Output | null);
 }

@@ -11,8 +11,9 @@ export interface DeleteRequest {
    */
   'cas'?: (number | string | Long);
   /**
-   * Optional: a fenced delete leaves a tombstone that remembers the fence, so an older
-   * holder cannot write the key back.
+   * Optional: a fenced delete leaves a tombstone that remembers the fence for the tombstone
+   * retention (see Fence), so an older holder cannot write the key back meanwhile. Deleting
+   * an absent key with a fence leaves one too, and answers NOT_FOUND.
    */
   'fence'?: (_latchkey_v1_Fence | null);
 }
@@ -25,8 +26,9 @@ export interface DeleteRequest__Output {
    */
   'cas': (string);
   /**
-   * Optional: a fenced delete leaves a tombstone that remembers the fence, so an older
-   * holder cannot write the key back.
+   * Optional: a fenced delete leaves a tombstone that remembers the fence for the tombstone
+   * retention (see Fence), so an older holder cannot write the key back meanwhile. Deleting
+   * an absent key with a fence leaves one too, and answers NOT_FOUND.
    */
   'fence': (_latchkey_v1_Fence__Output | null);
 }

@@ -23,6 +23,12 @@ import type { SetResponse as _latchkey_v1_SetResponse, SetResponse__Output as _l
 import type { TouchRequest as _latchkey_v1_TouchRequest, TouchRequest__Output as _latchkey_v1_TouchRequest__Output } from '../../latchkey/v1/TouchRequest.js';
 import type { TouchResponse as _latchkey_v1_TouchResponse, TouchResponse__Output as _latchkey_v1_TouchResponse__Output } from '../../latchkey/v1/TouchResponse.js';
 
+/**
+ * Retries: a method marked with `idempotency_level` may be sent again when an attempt's
+ * outcome is unknown (the SDK does so on UNAVAILABLE, within the call's deadline). Writes are
+ * not marked: a copy that reached the server may still be applied after the retry, over a
+ * newer write.
+ */
 export interface CacheClient extends grpc.Client {
   /**
    * Store only if the key is absent: STORED or EXISTS.
@@ -40,14 +46,16 @@ export interface CacheClient extends grpc.Client {
   add(argument: _latchkey_v1_AddRequest, callback: grpc.requestCallback<_latchkey_v1_AddResponse__Output>): grpc.ClientUnaryCall;
   
   /**
-   * Store only if the key's cas still equals `cas`: STORED, EXISTS (changed) or NOT_FOUND.
+   * Store only if the key's cas still equals `cas`: STORED, EXISTS (changed) or NOT_FOUND
+   * (absent, expired or deleted).
    */
   Cas(argument: _latchkey_v1_CasRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_CasResponse__Output>): grpc.ClientUnaryCall;
   Cas(argument: _latchkey_v1_CasRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_CasResponse__Output>): grpc.ClientUnaryCall;
   Cas(argument: _latchkey_v1_CasRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_CasResponse__Output>): grpc.ClientUnaryCall;
   Cas(argument: _latchkey_v1_CasRequest, callback: grpc.requestCallback<_latchkey_v1_CasResponse__Output>): grpc.ClientUnaryCall;
   /**
-   * Store only if the key's cas still equals `cas`: STORED, EXISTS (changed) or NOT_FOUND.
+   * Store only if the key's cas still equals `cas`: STORED, EXISTS (changed) or NOT_FOUND
+   * (absent, expired or deleted).
    */
   cas(argument: _latchkey_v1_CasRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_CasResponse__Output>): grpc.ClientUnaryCall;
   cas(argument: _latchkey_v1_CasRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_CasResponse__Output>): grpc.ClientUnaryCall;
@@ -55,24 +63,34 @@ export interface CacheClient extends grpc.Client {
   cas(argument: _latchkey_v1_CasRequest, callback: grpc.requestCallback<_latchkey_v1_CasResponse__Output>): grpc.ClientUnaryCall;
   
   /**
-   * Delete; a non-zero `cas` must match: DELETED, NOT_FOUND or EXISTS (cas mismatch).
+   * Delete; a non-zero `cas` must match: DELETED, NOT_FOUND or EXISTS (cas mismatch). A
+   * Delete without a fence also lifts the key's tombstone (see Fence): with cas 0 whatever it
+   * answers, with a cas when it answers DELETED.
    */
   Delete(argument: _latchkey_v1_DeleteRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   Delete(argument: _latchkey_v1_DeleteRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   Delete(argument: _latchkey_v1_DeleteRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   Delete(argument: _latchkey_v1_DeleteRequest, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   /**
-   * Delete; a non-zero `cas` must match: DELETED, NOT_FOUND or EXISTS (cas mismatch).
+   * Delete; a non-zero `cas` must match: DELETED, NOT_FOUND or EXISTS (cas mismatch). A
+   * Delete without a fence also lifts the key's tombstone (see Fence): with cas 0 whatever it
+   * answers, with a cas when it answers DELETED.
    */
   delete(argument: _latchkey_v1_DeleteRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   delete(argument: _latchkey_v1_DeleteRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   delete(argument: _latchkey_v1_DeleteRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   delete(argument: _latchkey_v1_DeleteRequest, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   
+  /**
+   * Read a key: `found`, its value and cas.
+   */
   Get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _latchkey_v1_GetRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _latchkey_v1_GetRequest, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
+  /**
+   * Read a key: `found`, its value and cas.
+   */
   get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   get(argument: _latchkey_v1_GetRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
@@ -95,7 +113,8 @@ export interface CacheClient extends grpc.Client {
   
   /**
    * Add `delta` to a decimal counter (64-bit unsigned, wraps on overflow; a negative delta
-   * stops at 0 like memcached's decr). An absent key is created with `initial`.
+   * stops at 0 like memcached's decr). An absent key is created with `initial`. The counter
+   * reads back as its decimal digits on every store.
    */
   Incr(argument: _latchkey_v1_IncrRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_IncrResponse__Output>): grpc.ClientUnaryCall;
   Incr(argument: _latchkey_v1_IncrRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_IncrResponse__Output>): grpc.ClientUnaryCall;
@@ -103,7 +122,8 @@ export interface CacheClient extends grpc.Client {
   Incr(argument: _latchkey_v1_IncrRequest, callback: grpc.requestCallback<_latchkey_v1_IncrResponse__Output>): grpc.ClientUnaryCall;
   /**
    * Add `delta` to a decimal counter (64-bit unsigned, wraps on overflow; a negative delta
-   * stops at 0 like memcached's decr). An absent key is created with `initial`.
+   * stops at 0 like memcached's decr). An absent key is created with `initial`. The counter
+   * reads back as its decimal digits on every store.
    */
   incr(argument: _latchkey_v1_IncrRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_IncrResponse__Output>): grpc.ClientUnaryCall;
   incr(argument: _latchkey_v1_IncrRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_IncrResponse__Output>): grpc.ClientUnaryCall;
@@ -176,6 +196,12 @@ export interface CacheClient extends grpc.Client {
   
 }
 
+/**
+ * Retries: a method marked with `idempotency_level` may be sent again when an attempt's
+ * outcome is unknown (the SDK does so on UNAVAILABLE, within the call's deadline). Writes are
+ * not marked: a copy that reached the server may still be applied after the retry, over a
+ * newer write.
+ */
 export interface CacheHandlers extends grpc.UntypedServiceImplementation {
   /**
    * Store only if the key is absent: STORED or EXISTS.
@@ -183,15 +209,21 @@ export interface CacheHandlers extends grpc.UntypedServiceImplementation {
   Add: grpc.handleUnaryCall<_latchkey_v1_AddRequest__Output, _latchkey_v1_AddResponse>;
   
   /**
-   * Store only if the key's cas still equals `cas`: STORED, EXISTS (changed) or NOT_FOUND.
+   * Store only if the key's cas still equals `cas`: STORED, EXISTS (changed) or NOT_FOUND
+   * (absent, expired or deleted).
    */
   Cas: grpc.handleUnaryCall<_latchkey_v1_CasRequest__Output, _latchkey_v1_CasResponse>;
   
   /**
-   * Delete; a non-zero `cas` must match: DELETED, NOT_FOUND or EXISTS (cas mismatch).
+   * Delete; a non-zero `cas` must match: DELETED, NOT_FOUND or EXISTS (cas mismatch). A
+   * Delete without a fence also lifts the key's tombstone (see Fence): with cas 0 whatever it
+   * answers, with a cas when it answers DELETED.
    */
   Delete: grpc.handleUnaryCall<_latchkey_v1_DeleteRequest__Output, _latchkey_v1_DeleteResponse>;
   
+  /**
+   * Read a key: `found`, its value and cas.
+   */
   Get: grpc.handleUnaryCall<_latchkey_v1_GetRequest__Output, _latchkey_v1_GetResponse>;
   
   /**
@@ -201,7 +233,8 @@ export interface CacheHandlers extends grpc.UntypedServiceImplementation {
   
   /**
    * Add `delta` to a decimal counter (64-bit unsigned, wraps on overflow; a negative delta
-   * stops at 0 like memcached's decr). An absent key is created with `initial`.
+   * stops at 0 like memcached's decr). An absent key is created with `initial`. The counter
+   * reads back as its decimal digits on every store.
    */
   Incr: grpc.handleUnaryCall<_latchkey_v1_IncrRequest__Output, _latchkey_v1_IncrResponse>;
   

@@ -6,7 +6,8 @@ import type { Long } from '@grpc/proto-loader';
 export interface CasResponse {
   'outcome'?: (_latchkey_v1_Outcome);
   /**
-   * The new cas when STORED.
+   * The new cas when STORED; 0 otherwise, on every store. EXISTS does not tell the current
+   * cas: a retry needs the current value too, so Get both.
    */
   'cas'?: (number | string | Long);
 }
@@ -14,7 +15,8 @@ export interface CasResponse {
 export interface CasResponse__Output {
   'outcome': (_latchkey_v1_Outcome__Output);
   /**
-   * The new cas when STORED.
+   * The new cas when STORED; 0 otherwise, on every store. EXISTS does not tell the current
+   * cas: a retry needs the current value too, so Get both.
    */
   'cas': (string);
 }

@@ -14,6 +14,12 @@ import type { SessionRequest as _latchkey_v1_SessionRequest, SessionRequest__Out
 import type { SessionResponse as _latchkey_v1_SessionResponse, SessionResponse__Output as _latchkey_v1_SessionResponse__Output } from '../../latchkey/v1/SessionResponse.js';
 import type { WatchRequest as _latchkey_v1_WatchRequest, WatchRequest__Output as _latchkey_v1_WatchRequest__Output } from '../../latchkey/v1/WatchRequest.js';
 
+/**
+ * Retries: a method marked with `idempotency_level` may be sent again when an attempt's
+ * outcome is unknown (the SDK does so on UNAVAILABLE, within the call's deadline). A repeated
+ * Acquire could take a second lease, and a repeated Release answer FAILED_PRECONDITION for
+ * the lease the first one released: neither is marked.
+ */
 export interface LocksClient extends grpc.Client {
   /**
    * Acquire a lock. wait_ms = 0 tries once; wait_ms > 0 waits (FIFO where the backend
@@ -59,6 +65,7 @@ export interface LocksClient extends grpc.Client {
   
   /**
    * Extend a held lease. A lease that no longer holds the lock: FAILED_PRECONDITION.
+   * Repeating it only sets the expiry to now + ttl again, so clients may retry it.
    */
   Refresh(argument: _latchkey_v1_RefreshRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
   Refresh(argument: _latchkey_v1_RefreshRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
@@ -66,6 +73,7 @@ export interface LocksClient extends grpc.Client {
   Refresh(argument: _latchkey_v1_RefreshRequest, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
   /**
    * Extend a held lease. A lease that no longer holds the lock: FAILED_PRECONDITION.
+   * Repeating it only sets the expiry to now + ttl again, so clients may retry it.
    */
   refresh(argument: _latchkey_v1_RefreshRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
   refresh(argument: _latchkey_v1_RefreshRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
@@ -131,6 +139,12 @@ export interface LocksClient extends grpc.Client {
   
 }
 
+/**
+ * Retries: a method marked with `idempotency_level` may be sent again when an attempt's
+ * outcome is unknown (the SDK does so on UNAVAILABLE, within the call's deadline). A repeated
+ * Acquire could take a second lease, and a repeated Release answer FAILED_PRECONDITION for
+ * the lease the first one released: neither is marked.
+ */
 export interface LocksHandlers extends grpc.UntypedServiceImplementation {
   /**
    * Acquire a lock. wait_ms = 0 tries once; wait_ms > 0 waits (FIFO where the backend
@@ -150,6 +164,7 @@ export interface LocksHandlers extends grpc.UntypedServiceImplementation {
   
   /**
    * Extend a held lease. A lease that no longer holds the lock: FAILED_PRECONDITION.
+   * Repeating it only sets the expiry to now + ttl again, so clients may retry it.
    */
   Refresh: grpc.handleUnaryCall<_latchkey_v1_RefreshRequest__Output, _latchkey_v1_Lease>;
   

@@ -39,6 +39,12 @@ export interface ProtoGrpcType {
     v1: {
       AddRequest: MessageTypeDefinition<_latchkey_v1_AddRequest, _latchkey_v1_AddRequest__Output>
       AddResponse: MessageTypeDefinition<_latchkey_v1_AddResponse, _latchkey_v1_AddResponse__Output>
+      /**
+       * Retries: a method marked with `idempotency_level` may be sent again when an attempt's
+       * outcome is unknown (the SDK does so on UNAVAILABLE, within the call's deadline). Writes are
+       * not marked: a copy that reached the server may still be applied after the retry, over a
+       * newer write.
+       */
       Cache: SubtypeConstructor<typeof grpc.Client, _latchkey_v1_CacheClient> & { service: _latchkey_v1_CacheDefinition }
       CasRequest: MessageTypeDefinition<_latchkey_v1_CasRequest, _latchkey_v1_CasRequest__Output>
       CasResponse: MessageTypeDefinition<_latchkey_v1_CasResponse, _latchkey_v1_CasResponse__Output>

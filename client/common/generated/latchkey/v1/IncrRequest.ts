@@ -14,7 +14,8 @@ export interface IncrRequest {
    */
   'initial'?: (number | string | Long);
   /**
-   * Expiry of a key created from `initial`; an existing key keeps its own.
+   * Expiry of a key created from `initial`; an existing key keeps its own, except a value
+   * written with a fence: Incr rewrites it (keeping its fence) and it takes this expiry.
    */
   'ttl_ms'?: (number | string | Long);
 }
@@ -31,7 +32,8 @@ export interface IncrRequest__Output {
    */
   'initial': (string);
   /**
-   * Expiry of a key created from `initial`; an existing key keeps its own.
+   * Expiry of a key created from `initial`; an existing key keeps its own, except a value
+   * written with a fence: Incr rewrites it (keeping its fence) and it takes this expiry.
    */
   'ttl_ms': (string);
 }
