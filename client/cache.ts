@@ -1,6 +1,6 @@
 // CacheClient: the Cache RPCs with friendly types (Buffer values, bigint cas), plus
 // update(), a compare-and-set loop for read-modify-write without a lock.
-import { CasConflictError, InternalError } from './errors.js';
+import { AbortError, CasConflictError, DeadlineExceededError, InternalError } from './errors.js';
 import type {
   AddRequest,
   AddResponse__Output,
@@ -76,6 +76,17 @@ export interface IncrOptions extends CallOptions {
   readonly ttlMs?: number;
 }
 
+export interface GetOrSetOptions extends WriteOptions {
+  /**
+   * How long, in ms, a miss's lease lasts (see Leases in cache.proto): across every client
+   * of the store, on any number of servers, the first caller to miss a key loads it while the
+   * others wait for its value. A loader that takes longer than this, or whose process dies,
+   * lets the next caller take a new lease and load. Default 10_000; 1 to 3_600_000; 0 = no
+   * lease (every client that misses loads, and the first value stored wins).
+   */
+  readonly leaseMs?: number;
+}
+
 export interface UpdateOptions extends FencedWriteOptions {
   /**
    * Get → fn → Cas rounds before giving up with CasConflictError; default 20; 0 gives up
@@ -140,12 +151,16 @@ export interface CacheClient {
   /**
    * Cache-aside read: the cached value, or else loader()'s value, stored with `ttlMs` and
    * returned. Concurrent calls for one key through one client share a single Get and a
-   * single loader run (single-flight), so a cold key does not stampede the loader. The
-   * value is stored with Add: if another client filled the key first, its value wins and
-   * is returned. A loader that throws stores nothing; every caller waiting on it sees the
-   * error.
+   * single loader run (single-flight). Across clients, a miss takes the key's lease
+   * (`leaseMs`): one caller in the whole fleet runs its loader, and the others wait for the
+   * value it stores, polling no faster than the server's wait hint (about 20 ms). The
+   * value is stored only while the lease is current: after a Delete or another write of the
+   * key since the miss, it is returned to this caller but not stored. A loader that throws
+   * stores nothing and gives the lease up: every caller waiting on it in this client sees the
+   * error, and the next caller elsewhere loads. `deadlineMs` bounds the
+   * whole call, waits included (DeadlineExceededError); the loader is not timed.
    */
-  getOrSet(key: string, loader: () => CacheValue | Promise<CacheValue>, options?: WriteOptions): Promise<Buffer>;
+  getOrSet(key: string, loader: () => CacheValue | Promise<CacheValue>, options?: GetOrSetOptions): Promise<Buffer>;
 }
 
 function expectOutcome<T extends string>(method: string, outcome: string, allowed: readonly T[]): T {
@@ -167,6 +182,25 @@ function jitter(attempt: number): Promise<void> {
 }
 
 const NO_OPTIONS: CallOptions = Object.freeze({});
+/** getOrSet's lease, in ms, when the caller names none. */
+const DEFAULT_LEASE_MS = 10_000;
+
+/** Sleeps ms, or less if the signal aborts (then throws its AbortError). */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new AbortError('getOrSet aborted', { cause: signal.reason }));
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', aborted);
+    };
+    const aborted = () => {
+      done();
+      reject(new AbortError('getOrSet aborted', { cause: signal!.reason }));
+    };
+    const timer = setTimeout(() => (done(), resolve()), ms);
+    signal?.addEventListener('abort', aborted, { once: true });
+  });
+}
 
 /** The Cache RPCs the cache client makes: request and response of each. */
 export interface CacheRpcs {
@@ -201,6 +235,62 @@ export function createCacheClient(
   flights: Flights,
 ): CacheClient {
   const call = (options: CallOptions) => ({ signal: options.signal, deadlineMs: options.deadlineMs });
+
+  /** getOrSet without a lease: Get, and on a miss load and Add (the first value stored wins). */
+  async function getOrAdd(key: string, loader: () => CacheValue | Promise<CacheValue>, options: GetOrSetOptions) {
+    const cached = await cache.get(key, options);
+    if (cached !== undefined) return cached.value;
+    const value = toBuffer(await loader());
+    const added = await cache.add(key, value, options);
+    if (added.outcome === 'STORED') return value;
+    // Another client stored it between our Get and Add: theirs is the cached value.
+    return (await cache.get(key, call(options)))?.value ?? value;
+  }
+
+  /** getOrSet with a lease: Get with lease_ms until the value, or a lease to load it under, comes back. */
+  async function getOrLease(
+    key: string,
+    loader: () => CacheValue | Promise<CacheValue>,
+    leaseMs: number,
+    options: GetOrSetOptions,
+  ): Promise<Buffer> {
+    const lease_ms = msField('leaseMs', leaseMs);
+    const deadlineMs = options.deadlineMs ?? defaultDeadlineMs;
+    const end = Date.now() + deadlineMs;
+    const step = (): CallOptions => ({ signal: options.signal, deadlineMs: Math.max(1, end - Date.now()) });
+    for (;;) {
+      const res = await send('Get', { store, key, lease_ms }, step());
+      if (res.found) return res.value;
+      if (res.lease_token !== '0') {
+        let value: Buffer;
+        try {
+          value = toBuffer(await loader());
+        } catch (err) {
+          // Give the lease up, so that the next caller loads at once instead of waiting for it
+          // to run out. NOTE: best effort: if this fails too, it runs out after leaseMs.
+          await send('Delete', { store, key, cas: res.lease_token, fence: null }, step()).catch(() => {});
+          throw err;
+        }
+        // EXISTS: a Delete or another write came after the miss, or the lease ran out while the
+        // loader ran; what was loaded is not stored, but it is still this caller's answer.
+        await send(
+          'Set',
+          { store, key, value, ttl_ms: msField('ttlMs', options.ttlMs ?? 0), lease_token: res.lease_token },
+          step(),
+        );
+        return value;
+      }
+      // NOTE: a server from before leases ignores lease_ms and answers a plain miss.
+      if (res.wait_ms === '0') return getOrAdd(key, loader, { ...options, ...step() });
+      const waitMs = Math.max(1, Number(res.wait_ms));
+      if (Date.now() + waitMs >= end)
+        throw new DeadlineExceededError(
+          `getOrSet of key "${key}": another caller held its lease for the whole ${deadlineMs} ms deadline; raise deadlineMs, or lower leaseMs if loaders die holding it`,
+          { method: 'Get' },
+        );
+      await pause(waitMs, options.signal);
+    }
+  }
 
   const cache: CacheClient = {
     store,
@@ -278,15 +368,10 @@ export function createCacheClient(
       const flight = `${store}\u0000${key}`;
       let pending = flights.get(flight);
       if (pending === undefined) {
-        pending = (async () => {
-          const cached = await cache.get(key, options);
-          if (cached !== undefined) return cached.value;
-          const value = toBuffer(await loader());
-          const added = await cache.add(key, value, options);
-          if (added.outcome === 'STORED') return value;
-          // Another client stored it between our Get and Add: theirs is the cached value.
-          return (await cache.get(key, call(options)))?.value ?? value;
-        })().finally(() => flights.delete(flight));
+        const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+        pending = (leaseMs === 0 ? getOrAdd(key, loader, options) : getOrLease(key, loader, leaseMs, options)).finally(
+          () => flights.delete(flight),
+        );
         flights.set(flight, pending);
       }
       return pending;

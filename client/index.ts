@@ -27,6 +27,7 @@ export type {
   DeleteOptions,
   Fence,
   FencedWriteOptions,
+  GetOrSetOptions,
   IncrOptions,
   UpdateFn,
   UpdateOptions,

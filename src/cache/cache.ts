@@ -15,6 +15,9 @@
 //   claim the key too, so a tombstone cannot appear between the check and the write.
 // - A fenced Delete claims the key (from that moment the key reads as absent: the delete has
 //   happened), publishes the tombstone, and removes the claim.
+// - A lease (leases.ts) is an item in the key that reads as absent, like a claim: Get with a
+//   lease takes it on a miss, Set with its token swaps it for the value, any write replaces it,
+//   and an unconditional Delete removes it, so that its Set is refused.
 // - A write without a fence replaces the value and its fence; Delete without a fence also
 //   lifts the tombstone. Writes without a fence never wait for a claim: a claim reads as
 //   absent, so they write over it, and the claiming operation finds its claim gone and starts
@@ -28,6 +31,7 @@
 import { type Clock, systemClock } from '../clock.js';
 import { AbortedError, FailedPreconditionError, LatchkeyError, throwIfAborted } from '../errors.js';
 import { checkFence, decode, encode, FENCED_FLAGS, type Fence, tombstoneKey } from './fencing.js';
+import { isLease, type LeaseRead, type LeaseWrite, leaseGet, leaseSet } from './leases.js';
 import { addDelta, type CacheStore, type Item, notANumber, parseCounter, RequestNotSentError } from './store.js';
 
 export interface Cache {
@@ -84,6 +88,13 @@ export interface Cache {
   ): Promise<{ value: bigint; cas: bigint }>;
   /** New expiry, same value and cas: TOUCHED or NOT_FOUND. */
   touch(key: string, ttlMs: number, signal: AbortSignal): Promise<'TOUCHED' | 'NOT_FOUND'>;
+  /**
+   * A Get that, on a miss, takes the key's lease for leaseMs (> 0) or answers a wait while
+   * another caller holds it (leases.ts).
+   */
+  leaseGet(key: string, leaseMs: number, signal: AbortSignal): Promise<LeaseRead>;
+  /** A Set with a lease token: stored only while that lease is current, else EXISTS with why. */
+  leaseSet(key: string, value: Buffer, ttlMs: number, token: bigint, signal: AbortSignal): Promise<LeaseWrite>;
 }
 
 export interface CacheOptions {
@@ -92,7 +103,7 @@ export interface CacheOptions {
    * README's "Tombstones" for why it is at least the longest lease TTL.
    */
   readonly tombstoneRetentionMs: number;
-  /** Times the waits for another operation's claim; default the system clock. */
+  /** Times the waits for another operation's claim, and leases; default the system clock. */
   readonly clock?: Clock;
 }
 
@@ -394,7 +405,14 @@ export function createCache(store: CacheStore, options: CacheOptions): Cache {
         // never lifted by an earlier Delete without a fence.
         if (cas === 0n) await lift(key, signal);
         const state = stateOf(await store.get(key, signal));
-        if (state.kind !== 'value') return 'NOT_FOUND';
+        if (state.kind !== 'value') {
+          // The key has no value, but a lease in it would still let a value loaded before
+          // this Delete be stored after it: end the lease (its Set is then refused). With the
+          // lease's token as cas, this is its holder giving it up.
+          if (state.kind === 'hidden' && (cas === 0n || cas === state.item.cas) && isLease(state.item))
+            await store.delete(key, state.item.cas, signal);
+          return 'NOT_FOUND';
+        }
         if (cas !== 0n) {
           if (state.item.cas !== cas) return 'EXISTS';
           await lift(key, signal);
@@ -437,8 +455,17 @@ export function createCache(store: CacheStore, options: CacheOptions): Cache {
     async touch(key, ttlMs, signal) {
       // NOTE: touching a claim moves the claim's expiry, harmlessly: touch keeps its cas, so the
       // operation that holds it completes as if nothing happened.
+      // So does touching a lease: the time it runs out is in the lease itself, not its TTL.
       const touched = await store.touch(key, ttlMs, signal);
       return stateOf(touched).kind === 'value' ? 'TOUCHED' : 'NOT_FOUND';
+    },
+
+    leaseGet(key, leaseMs, signal) {
+      return leaseGet(store, key, leaseMs, () => clock.now(), signal);
+    },
+
+    leaseSet(key, value, ttlMs, token, signal) {
+      return leaseSet(store, key, value, ttlMs, token, () => clock.now(), signal);
     },
   };
 }

@@ -9,8 +9,9 @@
 //   "LKF1" | kind (1) | token (8, big-endian) |
 //   backend length (1) | backend | lock length (2, big-endian) | lock | value bytes
 //
-// kind 0 = a value; 1 = a tombstone, 2 = a claim (both without value bytes). Items with any
-// other flags are plain bytes.
+// kind 0 = a value; 1 = a tombstone, 2 = a claim, 3 = a lease (all three without value bytes).
+// A lease (leases.ts) has no lock: its backend and lock are empty and its token is the time it
+// runs out, in ms since the epoch. Items with any other flags are plain bytes.
 //
 // A fenced Delete leaves the key absent, as memcached means it (so plain memcached clients may
 // Add it), and a tombstone under its own key, tombstoneKey(key), stored beside the key (on its
@@ -35,18 +36,24 @@ export interface Fence {
   readonly token: bigint;
 }
 
-export type EnvelopeKind = 'value' | 'tombstone' | 'claim';
-const KIND_BYTE: Record<EnvelopeKind, number> = { value: 0, tombstone: 1, claim: 2 };
-const KINDS: readonly EnvelopeKind[] = ['value', 'tombstone', 'claim'];
+export type EnvelopeKind = 'value' | 'tombstone' | 'claim' | 'lease';
+const KIND_BYTE: Record<EnvelopeKind, number> = { value: 0, tombstone: 1, claim: 2, lease: 3 };
+const KINDS: readonly EnvelopeKind[] = ['value', 'tombstone', 'claim', 'lease'];
 
-/** What one item holds: a value (plain when fence is undefined), a tombstone or a claim. */
+/** What one item holds: a value (plain when fence is undefined), a tombstone, a claim or a lease. */
 export type View =
   | { readonly kind: 'value'; readonly value: Buffer; readonly fence: Fence | undefined }
-  | { readonly kind: 'tombstone' | 'claim'; readonly value: undefined; readonly fence: Fence };
+  | { readonly kind: 'tombstone' | 'claim'; readonly value: undefined; readonly fence: Fence }
+  | { readonly kind: 'lease'; readonly value: undefined; readonly fence: undefined; readonly untilMs: number };
 
 /** The key of `key`'s tombstone (83 bytes: every cache key has room for one). */
 export function tombstoneKey(key: string): string {
   return TOMBSTONE_PREFIX + createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+/** A lease item's bytes (its flags are FENCED_FLAGS): it runs out at untilMs. */
+export function encodeLease(untilMs: number): Buffer {
+  return encode({ backend: '', lock: '', token: BigInt(untilMs) }, 'lease');
 }
 
 export function encode(fence: Fence, kind: EnvelopeKind, value?: Buffer): Buffer {
@@ -81,6 +88,7 @@ export function decode(item: Item): View {
     lock: bytes.toString('utf8', lockAt + 2, valueAt),
     token,
   };
+  if (kind === 'lease') return { kind, value: undefined, fence: undefined, untilMs: Number(token) };
   return kind === 'value' ? { kind, value: bytes.subarray(valueAt), fence } : { kind, value: undefined, fence };
 }
 

@@ -43,5 +43,8 @@ export function meteredCache(cache: Cache, meter: CacheMeter): Cache {
     // Incr stores the new value (or the initial one): always STORED when it succeeds.
     incr: counted('incr', cache.incr.bind(cache), stored),
     touch: counted('touch', cache.touch.bind(cache), same),
+    // A Get or Set with a lease is a get or a set: a lease or a wait is a miss.
+    leaseGet: counted('get', cache.leaseGet.bind(cache), (read) => (read.kind === 'value' ? 'hit' : 'miss')),
+    leaseSet: counted('set', cache.leaseSet.bind(cache), outcomeOf),
   };
 }

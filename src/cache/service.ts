@@ -27,6 +27,7 @@ import type { CallContext } from '../call-context.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Cache } from './cache.js';
 import type { Fence } from './fencing.js';
+import { MAX_LEASE_MS } from './leases.js';
 
 /** The longest cache TTL accepted: 365 days. */
 export const MAX_CACHE_TTL_MS = 365 * 86_400_000;
@@ -109,16 +110,35 @@ export function createCacheService(
   const service: CacheService = {
     async get(request, ctx) {
       const cache = pick(request.store);
-      const item = await cache.get(key(request.key, ctx), ctx.signal);
-      return item === undefined
-        ? { found: false, value: Buffer.alloc(0), cas: '0' }
-        : { found: true, value: item.value, cas: item.cas.toString() };
+      const k = key(request.key, ctx);
+      const leaseMs = checkMs('lease_ms', request.lease_ms, 0, MAX_LEASE_MS);
+      const miss = { found: false, value: Buffer.alloc(0), cas: '0', lease_token: '0', wait_ms: '0' };
+      if (leaseMs === 0) {
+        const item = await cache.get(k, ctx.signal);
+        return item === undefined ? miss : { ...miss, found: true, value: item.value, cas: item.cas.toString() };
+      }
+      const read = await cache.leaseGet(k, leaseMs, ctx.signal);
+      if (read.kind === 'value') return { ...miss, found: true, value: read.value, cas: read.cas.toString() };
+      return read.kind === 'lease'
+        ? { ...miss, lease_token: read.token.toString() }
+        : { ...miss, wait_ms: String(read.waitMs) };
     },
 
     async set(request, ctx) {
       const cache = pick(request.store);
       const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
-      return { cas: (await cache.set(k, v, t, f, ctx.signal)).toString() };
+      if (request.lease_token === '0')
+        return { cas: (await cache.set(k, v, t, f, ctx.signal)).toString(), outcome: 'STORED', detail: '' };
+      if (f !== undefined)
+        throw new InvalidArgumentError(
+          'a Set takes a fence or a lease_token, not both: a lease already keeps out every write after it',
+        );
+      const result = await cache.leaseSet(k, v, t, BigInt(request.lease_token), ctx.signal);
+      return {
+        cas: result.cas.toString(),
+        outcome: result.outcome,
+        detail: result.outcome === 'EXISTS' ? result.detail : '',
+      };
     },
 
     async cas(request, ctx) {
@@ -169,7 +189,7 @@ export function createCacheService(
       pick(request.store);
       const results = await Promise.all(
         request.keys.map((k) =>
-          service.get({ store: request.store, key: k }, ctx).then(
+          service.get({ store: request.store, key: k, lease_ms: request.lease_ms }, ctx).then(
             (res) => ({ key: k, ...res }),
             (err: unknown) => ({ key: k, found: false, error: toOpError(err, log) }),
           ),
@@ -179,8 +199,9 @@ export function createCacheService(
       // their keys say so, instead of the whole reply failing after every read was done.
       let budget = config.maxMessageBytes - 64 * 1024;
       const bounded = results.map((result) => {
-        const value = 'value' in result ? (result.value as Buffer) : undefined;
+        const value = result.found && 'value' in result ? (result.value as Buffer) : undefined;
         budget -= 64 + Buffer.byteLength(result.key) + (value?.length ?? 0);
+        // NOTE: only a found value is refused: a miss may carry a lease, which must reach its holder.
         if (value === undefined || budget >= 0) return result;
         const err = new ResourceExhaustedError(
           `the values of this GetMany exceed --max-message-bytes (${config.maxMessageBytes}); get this key in a smaller batch`,
@@ -196,9 +217,19 @@ export function createCacheService(
       const results = await Promise.all(
         request.items.map((item) =>
           service
-            .set({ store: request.store, key: item.key, value: item.value, ttl_ms: item.ttl_ms, fence: null }, ctx)
+            .set(
+              {
+                store: request.store,
+                key: item.key,
+                value: item.value,
+                ttl_ms: item.ttl_ms,
+                fence: null,
+                lease_token: item.lease_token,
+              },
+              ctx,
+            )
             .then(
-              (res) => ({ key: item.key, cas: res.cas }),
+              (res) => ({ key: item.key, ...res }),
               (err: unknown) => ({ key: item.key, error: toOpError(err, log) }),
             ),
         ),

@@ -23,6 +23,8 @@ export interface CacheContractTarget {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A Get's answer for a missing key (with none of the lease fields set). */
+const MISS = { found: false, value: Buffer.alloc(0), cas: '0', lease_token: '0', wait_ms: '0' };
 
 export function cacheStoreContract(target: CacheContractTarget): void {
   const { store, shortTtlMs } = target;
@@ -83,7 +85,7 @@ export function cacheStoreContract(target: CacheContractTarget): void {
     });
 
     test('a missing key is a miss, not an error', async () => {
-      assert.deepEqual(await get(fresh('miss')), { found: false, value: Buffer.alloc(0), cas: '0' });
+      assert.deepEqual(await get(fresh('miss')), MISS);
     });
 
     test('set then get returns the exact bytes and the cas of the write', async () => {
@@ -328,7 +330,7 @@ export function cacheStoreContract(target: CacheContractTarget): void {
             cas: await cas(key, 'x', before),
           },
           {
-            get: { found: false, value: Buffer.alloc(0), cas: '0' },
+            get: MISS,
             getMany: [false],
             touch: 'NOT_FOUND',
             cas: { outcome: 'NOT_FOUND', cas: '0' },
@@ -478,6 +480,168 @@ export function cacheStoreContract(target: CacheContractTarget): void {
           if (r.status === 'rejected')
             assert.equal((r.reason as grpc.ServiceError).code, grpc.status.FAILED_PRECONDITION);
         assert.equal(await text(key), '20');
+      });
+    });
+
+    describe('leases', () => {
+      type Read = GetResponse__Output;
+      type Written = { outcome: string; cas: string; detail: string };
+      const leaseGet = (key: string, lease_ms = 10_000) => call<Read>('Get', { key, lease_ms });
+      const leaseSet = (key: string, value: string, lease_token: string, ttl_ms = 0) =>
+        call<Written>('Set', { key, value: Buffer.from(value), lease_token, ttl_ms });
+      const taken = async (key: string, lease_ms = 10_000) => {
+        const read = await leaseGet(key, lease_ms);
+        assert.equal(read.found, false);
+        assert.notEqual(read.lease_token, '0', `no lease for ${key}: ${JSON.stringify(read)}`);
+        return read.lease_token;
+      };
+
+      test('the first Get of a miss takes the lease, later ones wait, plain Gets miss; its Set stores', async () => {
+        const key = fresh('lease');
+        const token = await taken(key);
+        const waiting = await leaseGet(key);
+        assert.deepEqual({ ...waiting, wait_ms: '?' }, { ...MISS, wait_ms: '?' });
+        assert.ok(Number(waiting.wait_ms) >= 1 && Number(waiting.wait_ms) <= 20, waiting.wait_ms);
+        assert.deepEqual(await get(key), MISS, 'a lease reads as absent');
+        const stored = await leaseSet(key, 'loaded', token);
+        assert.deepEqual({ ...stored, cas: '?' }, { outcome: 'STORED', cas: '?', detail: '' });
+        assert.deepEqual(await leaseGet(key), { ...MISS, found: true, value: Buffer.from('loaded'), cas: stored.cas });
+        const again = await leaseSet(key, 'twice', token);
+        assert.equal(again.outcome, 'EXISTS');
+        assert.match(
+          again.detail,
+          new RegExp(`lease ${token} on key "${key}" is no longer current: the key was written`),
+        );
+        assert.equal(await text(key), 'loaded');
+      });
+
+      test('a Delete between a lease and its Set: the Set is refused and the key stays deleted', async () => {
+        const key = fresh('lease-delete');
+        const token = await taken(key);
+        assert.equal((await del(key)).outcome, 'NOT_FOUND', 'there was no value to delete');
+        const refused = await leaseSet(key, 'loaded before the delete', token);
+        assert.deepEqual({ ...refused, detail: '?' }, { outcome: 'EXISTS', cas: '0', detail: '?' });
+        assert.match(refused.detail, /was deleted/);
+        assert.deepEqual(await get(key), MISS);
+        const next = await taken(key);
+        assert.notEqual(next, token, 'the next Get takes a new lease');
+      });
+
+      test('a Delete with the lease token as cas gives the lease up: the next Get takes a new one at once', async () => {
+        const key = fresh('lease-give-up');
+        const token = await taken(key);
+        assert.equal((await del(key, 12345n)).outcome, 'NOT_FOUND');
+        assert.notEqual((await leaseGet(key)).wait_ms, '0', 'a Delete with another cas leaves the lease');
+        assert.equal((await del(key, token)).outcome, 'NOT_FOUND');
+        assert.notEqual(await taken(key), token);
+      });
+
+      test('a write between a lease and its Set wins, and the Set is refused: Set, Add, Incr, fenced Set', async () => {
+        const writes: [string, (key: string) => Promise<unknown>][] = [
+          ['set', (key) => set(key, 'newer')],
+          ['add', (key) => add(key, 'newer')],
+          ['incr', (key) => incr(key, 1, 7)],
+          [
+            'fenced set',
+            (key) =>
+              call('Set', {
+                key,
+                value: Buffer.from('newer'),
+                fence: { lock: fresh('fence-lock'), backend: 'memory', token: '3' },
+              }),
+          ],
+        ];
+        for (const [label, write] of writes) {
+          const key = fresh(`lease-${label.replace(' ', '-')}`);
+          const token = await taken(key);
+          await write(key);
+          const before = await text(key);
+          assert.notEqual(before, undefined, `${label} stored nothing`);
+          const refused = await leaseSet(key, 'stale', token);
+          assert.equal(refused.outcome, 'EXISTS', label);
+          assert.match(refused.detail, /written/, label);
+          assert.equal(await text(key), before, `${label}: the Set with the lease changed the key`);
+        }
+      });
+
+      test('a lease whose holder never sets runs out after lease_ms: the next Get takes a new one', async () => {
+        const key = fresh('lease-expiry');
+        const first = await taken(key, 300);
+        const waiting = await leaseGet(key, 300);
+        assert.notEqual(waiting.wait_ms, '0');
+        assert.equal((await touch(key, 0)).outcome, 'NOT_FOUND', 'a lease is absent to Touch');
+        await sleep(350);
+        const second = await taken(key, 300);
+        assert.notEqual(second, first);
+        const late = await leaseSet(key, 'late', first);
+        assert.equal(late.outcome, 'EXISTS');
+        assert.match(late.detail, /ran out and another caller holds/);
+        assert.equal((await leaseSet(key, 'fresh', second)).outcome, 'STORED');
+        assert.equal(await text(key), 'fresh');
+        // A lease that ran out with nobody taking it over refuses its Set too.
+        const alone = fresh('lease-alone');
+        const token = await taken(alone, 200);
+        await sleep(250);
+        const expired = await leaseSet(alone, 'late', token);
+        assert.equal(expired.outcome, 'EXISTS');
+        assert.match(expired.detail, /ran out/);
+        assert.deepEqual(await get(alone), MISS);
+      });
+
+      test('concurrent Gets with lease_ms on one missing key: exactly one takes the lease', async () => {
+        const key = fresh('lease-race');
+        const reads = await Promise.all(Array.from({ length: 20 }, () => leaseGet(key)));
+        assert.equal(reads.filter((r) => r.lease_token !== '0').length, 1, JSON.stringify(reads));
+        assert.equal(reads.filter((r) => r.wait_ms !== '0').length, 19);
+      });
+
+      test('GetMany with lease_ms and SetMany with lease tokens, per key', async () => {
+        const [present, absent] = [fresh('lease-many-present'), fresh('lease-many-absent')];
+        await set(present, 'here');
+        type ManyRead = { results: { key: string; found: boolean; lease_token: string; wait_ms: string }[] };
+        const many = await server.call<ManyRead>(server.cache, 'GetMany', {
+          store,
+          keys: [present, absent],
+          lease_ms: 10_000,
+        });
+        assert.deepEqual(
+          many.results.map((r) => [r.key, r.found, r.lease_token !== '0', r.wait_ms]),
+          [
+            [present, true, false, '0'],
+            [absent, false, true, '0'],
+          ],
+        );
+        type ManyWritten = { results: { key: string; outcome: string; detail: string }[] };
+        const setMany = (token: string) =>
+          server.call<ManyWritten>(server.cache, 'SetMany', {
+            store,
+            items: [{ key: absent, value: Buffer.from('loaded'), lease_token: token }],
+          });
+        const token = many.results[1]!.lease_token;
+        assert.equal((await setMany(token)).results[0]!.outcome, 'STORED');
+        const again = (await setMany(token)).results[0]!;
+        assert.equal(again.outcome, 'EXISTS');
+        assert.match(again.detail, /no longer current/);
+        assert.equal(await text(absent), 'loaded');
+      });
+
+      test('lease_ms past an hour, and a Set with both a fence and a lease_token, are INVALID_ARGUMENT', async () => {
+        const key = fresh('lease-bad');
+        const long = await rejection(leaseGet(key, 3_600_001));
+        assert.equal(long.code, grpc.status.INVALID_ARGUMENT);
+        assert.match(long.details, /lease_ms must be between 0 and 3600000 ms/);
+        const token = await taken(key);
+        const both = await rejection(
+          call('Set', {
+            key,
+            value: Buffer.from('v'),
+            lease_token: token,
+            fence: { lock: fresh('fence-lock'), backend: 'memory', token: '1' },
+          }),
+        );
+        assert.equal(both.code, grpc.status.INVALID_ARGUMENT);
+        assert.match(both.details, /a fence or a lease_token, not both/);
+        assert.equal((await leaseSet(key, 'v', token)).outcome, 'STORED', 'the refused Set changed nothing');
       });
     });
 

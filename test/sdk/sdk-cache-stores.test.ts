@@ -133,6 +133,54 @@ for (const { store, skip, start } of targets) {
         await assert.rejects(failing, /origin down/);
         assert.equal(await cache.get(`${key}:x`), undefined, 'a failed load stores nothing');
       });
+
+      test('getOrSet across clients: one loader run for both; a loader that throws gives its lease up', async () => {
+        await using s = await start();
+        await using a = connect(s.address, { pipeline });
+        await using b = connect(s.address, { pipeline });
+        const key = `sdk:${store}:leased:${Date.now()}`;
+        let loads = 0;
+        const loader = async () => {
+          loads++;
+          await sleep(200);
+          return `loaded-${loads}`;
+        };
+        const values = await Promise.all([
+          a.cache(store).getOrSet(key, loader, { ttlMs: 60_000 }),
+          sleep(50).then(() => b.cache(store).getOrSet(key, loader, { ttlMs: 60_000 })),
+        ]);
+        assert.equal(loads, 1, 'the second client waited for the value of the first');
+        assert.deepEqual(
+          values.map((v) => v.toString()),
+          ['loaded-1', 'loaded-1'],
+        );
+        // A 60 s lease kept by a failed loader would hold b past its 10 s deadline.
+        const failed = `${key}:failed`;
+        const down = async () => {
+          throw new Error('origin down');
+        };
+        await assert.rejects(a.cache(store).getOrSet(failed, down, { leaseMs: 60_000 }), /origin down/);
+        const next = await b.cache(store).getOrSet(failed, async () => 'second try', {
+          leaseMs: 60_000,
+          deadlineMs: 10_000,
+        });
+        assert.equal(next.toString(), 'second try');
+      });
+
+      test('getOrSet whose key is deleted while it loads returns what it loaded and stores nothing', async () => {
+        await using s = await start();
+        await using client = connect(s.address, { pipeline });
+        await using other = connect(s.address, { pipeline });
+        const cache = client.cache(store);
+        const key = `sdk:${store}:deleted-during-load:${Date.now()}`;
+        const value = await cache.getOrSet(key, async () => {
+          assert.equal(await other.cache(store).delete(key), 'NOT_FOUND');
+          return 'loaded before the delete';
+        });
+        assert.equal(value.toString(), 'loaded before the delete');
+        assert.equal(await cache.get(key), undefined, 'the value loaded before the Delete was put back');
+        assert.equal((await cache.getOrSet(key, () => 'after the delete')).toString(), 'after the delete');
+      });
     });
   }
 }

@@ -82,14 +82,18 @@ export interface CacheClient extends grpc.Client {
   delete(argument: _latchkey_v1_DeleteRequest, callback: grpc.requestCallback<_latchkey_v1_DeleteResponse__Output>): grpc.ClientUnaryCall;
   
   /**
-   * Read a key: `found`, its value and cas.
+   * Read a key: `found`, its value and cas. With `lease_ms`, a miss also answers a lease (see
+   * Leases below). NOTE: marked safe to resend, and it is with a lease too: a lease taken by
+   * an attempt whose answer was lost only makes the resent Get wait, until it runs out.
    */
   Get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _latchkey_v1_GetRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   Get(argument: _latchkey_v1_GetRequest, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   /**
-   * Read a key: `found`, its value and cas.
+   * Read a key: `found`, its value and cas. With `lease_ms`, a miss also answers a lease (see
+   * Leases below). NOTE: marked safe to resend, and it is with a lease too: a lease taken by
+   * an attempt whose answer was lost only makes the resent Get wait, until it runs out.
    */
   get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
   get(argument: _latchkey_v1_GetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_GetResponse__Output>): grpc.ClientUnaryCall;
@@ -148,14 +152,14 @@ export interface CacheClient extends grpc.Client {
   pipeline(options?: grpc.CallOptions): grpc.ClientDuplexStream<_latchkey_v1_PipelineRequest, _latchkey_v1_PipelineResponse__Output>;
   
   /**
-   * Store unconditionally.
+   * Store unconditionally, or, with `lease_token`, only while that lease is current.
    */
   Set(argument: _latchkey_v1_SetRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_SetResponse__Output>): grpc.ClientUnaryCall;
   Set(argument: _latchkey_v1_SetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_SetResponse__Output>): grpc.ClientUnaryCall;
   Set(argument: _latchkey_v1_SetRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_SetResponse__Output>): grpc.ClientUnaryCall;
   Set(argument: _latchkey_v1_SetRequest, callback: grpc.requestCallback<_latchkey_v1_SetResponse__Output>): grpc.ClientUnaryCall;
   /**
-   * Store unconditionally.
+   * Store unconditionally, or, with `lease_token`, only while that lease is current.
    */
   set(argument: _latchkey_v1_SetRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_SetResponse__Output>): grpc.ClientUnaryCall;
   set(argument: _latchkey_v1_SetRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_SetResponse__Output>): grpc.ClientUnaryCall;
@@ -222,7 +226,9 @@ export interface CacheHandlers extends grpc.UntypedServiceImplementation {
   Delete: grpc.handleUnaryCall<_latchkey_v1_DeleteRequest__Output, _latchkey_v1_DeleteResponse>;
   
   /**
-   * Read a key: `found`, its value and cas.
+   * Read a key: `found`, its value and cas. With `lease_ms`, a miss also answers a lease (see
+   * Leases below). NOTE: marked safe to resend, and it is with a lease too: a lease taken by
+   * an attempt whose answer was lost only makes the resent Get wait, until it runs out.
    */
   Get: grpc.handleUnaryCall<_latchkey_v1_GetRequest__Output, _latchkey_v1_GetResponse>;
   
@@ -247,7 +253,7 @@ export interface CacheHandlers extends grpc.UntypedServiceImplementation {
   Pipeline: grpc.handleBidiStreamingCall<_latchkey_v1_PipelineRequest__Output, _latchkey_v1_PipelineResponse>;
   
   /**
-   * Store unconditionally.
+   * Store unconditionally, or, with `lease_token`, only while that lease is current.
    */
   Set: grpc.handleUnaryCall<_latchkey_v1_SetRequest__Output, _latchkey_v1_SetResponse>;
   

@@ -12,6 +12,11 @@ export interface GetResult {
    * Set when this key could not be read (bad key, server of this key down).
    */
   'error'?: (_latchkey_v1_OpError | null);
+  /**
+   * As in GetResponse.
+   */
+  'lease_token'?: (number | string | Long);
+  'wait_ms'?: (number | string | Long);
 }
 
 export interface GetResult__Output {
@@ -23,4 +28,9 @@ export interface GetResult__Output {
    * Set when this key could not be read (bad key, server of this key down).
    */
   'error': (_latchkey_v1_OpError__Output | null);
+  /**
+   * As in GetResponse.
+   */
+  'lease_token': (string);
+  'wait_ms': (string);
 }

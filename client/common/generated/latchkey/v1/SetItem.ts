@@ -6,10 +6,18 @@ export interface SetItem {
   'key'?: (string);
   'value'?: (Buffer | Uint8Array | string);
   'ttl_ms'?: (number | string | Long);
+  /**
+   * As SetRequest.lease_token.
+   */
+  'lease_token'?: (number | string | Long);
 }
 
 export interface SetItem__Output {
   'key': (string);
   'value': (Buffer);
   'ttl_ms': (string);
+  /**
+   * As SetRequest.lease_token.
+   */
+  'lease_token': (string);
 }

@@ -12,6 +12,11 @@ export interface SetRequest {
    * Optional: refuse the write if a newer holder of the lock has written this key.
    */
   'fence'?: (_latchkey_v1_Fence | null);
+  /**
+   * Optional: the lease_token of a Get with lease_ms; store only while that lease is current
+   * (else EXISTS, see Leases). Not together with a fence.
+   */
+  'lease_token'?: (number | string | Long);
 }
 
 export interface SetRequest__Output {
@@ -23,4 +28,9 @@ export interface SetRequest__Output {
    * Optional: refuse the write if a newer holder of the lock has written this key.
    */
   'fence': (_latchkey_v1_Fence__Output | null);
+  /**
+   * Optional: the lease_token of a Get with lease_ms; store only while that lease is current
+   * (else EXISTS, see Leases). Not together with a fence.
+   */
+  'lease_token': (string);
 }
