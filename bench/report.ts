@@ -32,7 +32,7 @@ export interface ScenarioResult {
   readonly label: string;
   readonly unit: Scenario['unit'];
   readonly baseline?: string;
-  readonly ratioOf: 'rps' | 'p50' | 'value';
+  readonly ratioOf: 'rps' | 'p50' | 'p99' | 'value';
   readonly target?: Target | readonly Target[];
   skipped?: string;
   error?: string;
@@ -80,9 +80,11 @@ export function judge(report: Report): void {
         cell.ratio =
           s.ratioOf === 'p50'
             ? base.p50Ms / cell.p50Ms
-            : s.ratioOf === 'value'
-              ? cell.value! / base.value!
-              : cell.rps / base.rps;
+            : s.ratioOf === 'p99'
+              ? base.p99Ms / cell.p99Ms
+              : s.ratioOf === 'value'
+                ? cell.value! / base.value!
+                : cell.rps / base.rps;
       const targets = s.target === undefined ? [] : Array.isArray(s.target) ? s.target : [s.target as Target];
       // The first target that speaks of this concurrency judges the cell.
       const t = targets.find((x) => x.kind !== 'ratio' || x.at === undefined || x.at.includes(cell.concurrency));
@@ -122,7 +124,7 @@ const us = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? 
 const ratio = (c: CellResult, s: ScenarioResult) =>
   c.ratio === undefined || !Number.isFinite(c.ratio)
     ? ''
-    : `${c.ratio.toFixed(2)}× ${s.baseline}${s.ratioOf === 'p50' ? ' (p50)' : ''}`;
+    : `${c.ratio.toFixed(2)}× ${s.baseline}${s.ratioOf === 'p50' || s.ratioOf === 'p99' ? ` (${s.ratioOf})` : ''}`;
 
 function rows(report: Report, group: string): string[][] {
   const out: string[][] = [];
