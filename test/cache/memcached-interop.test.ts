@@ -44,8 +44,8 @@ test('the README documents the fenced envelope that this test reads', () => {
   const readme = readFileSync(README, 'utf8');
   for (const text of [
     '`0x4C4B4631` (`1280001585`',
-    '| 4 | 1 | kind: `0` = value, `1` = tombstone, `2` = claim |',
-    '| 5 | 8 | fencing token, unsigned big-endian |',
+    '| 4 | 1 | kind: `0` = value, `1` = tombstone, `2` = claim, `3` = lease |',
+    '| 5 | 8 | fencing token, unsigned big-endian (a lease: when it runs out, ms since the epoch) |',
     '| 14+B | 2 | lock name length L, big-endian |',
     "| 16+B+L | rest | the value's bytes (kind `0` only) |",
     'under `latchkey:tombstone:` followed by the SHA-256 of the key',
@@ -95,6 +95,30 @@ test('over the text protocol: plain values as they are, fenced values in the doc
   assert.ok(left > 86_390 && left <= 86_400, `the tombstone expires in ${meta.trim()} s, not in one day`);
   const added = await textRequest(mc.port, `add fenced:${run} 0 0 5\r\nplain\r\n`, /\r\n$/);
   assert.equal(added.toString('latin1'), 'STORED\r\n', "another client's add stores");
+
+  // A lease (kind 3): empty backend and lock, the time it runs out as its token.
+  const leased = `leased:${run}`;
+  const before = Date.now();
+  const read = await s.call<{ lease_token: string }>(s.cache, 'Get', {
+    store: 'memcached',
+    key: leased,
+    lease_ms: 5_000,
+  });
+  assert.notEqual(read.lease_token, '0');
+  const item = await rawGet(mc.port, leased);
+  assert.equal(item?.flags, FENCED_FLAGS, 'a lease is an item in the key, with the flags');
+  const untilMs = Number(item.value.readBigUInt64BE(5));
+  assert.ok(untilMs >= before + 5_000 && untilMs <= Date.now() + 5_000, `a lease running out at ${untilMs}`);
+  assert.deepEqual(item.value, envelope(3, BigInt(untilMs), '', '', Buffer.alloc(0)), 'of kind 3');
+  const overwritten = await textRequest(mc.port, `set ${leased} 0 0 5\r\nplain\r\n`, /\r\n$/);
+  assert.equal(overwritten.toString('latin1'), 'STORED\r\n');
+  const refused = await s.call<{ outcome: string }>(s.cache, 'Set', {
+    store: 'memcached',
+    key: leased,
+    value: Buffer.from('loaded'),
+    lease_token: read.lease_token,
+  });
+  assert.equal(refused.outcome, 'EXISTS', "another client's set ends the lease");
 
   // A client that decodes by flags does not pass the envelope through (as documented).
   const fresh = `fenced2:${run}`;
