@@ -128,7 +128,8 @@ describe('OpenTelemetry traces through the SDK, the server, etcd and memcached',
       MODULE_LOG_FILE: moduleLog,
     });
     const tracer = trace.getTracer('shop');
-    await using client = connect(server.address);
+    // One pipeline stream for the whole test, however slow the machine: it stays open while idle.
+    await using client = connect(server.address, { pipeline: { idleMs: 60_000 } });
     const checkout = await tracer.startActiveSpan('checkout', async (span) => {
       {
         await using lock = await client.lock('orders/42', { ttlMs: 5_000, owner: 'shop' });
@@ -137,7 +138,7 @@ describe('OpenTelemetry traces through the SDK, the server, etcd and memcached',
       span.end();
       return span.spanContext();
     });
-    // Two more traces, their gets coalesced into one frame of the stream the checkout opened.
+    // Two more traces, their gets sent through the stream the checkout opened.
     const others = await Promise.all(
       ['a', 'b'].map((name) =>
         tracer.startActiveSpan(name, async (span): Promise<SpanContext> => {
