@@ -16,6 +16,7 @@
 import type { Socket } from 'node:net';
 import memjs from 'memjs';
 import { BackendUnavailableError, InvalidArgumentError, ResourceExhaustedError, throwIfAborted } from '../errors.js';
+import { clientSpan } from '../tracing.js';
 import { Ketama } from './ketama.js';
 import { type CacheStore, type Item, notANumber, RequestNotSentError } from './store.js';
 
@@ -256,6 +257,14 @@ export class MemcachedStore implements CacheStore {
     const buffer = memjs.Utils.makeRequestBuffer(opcode, key, request.extras ?? Buffer.alloc(0), value, seq);
     if (request.cas !== undefined) buffer.writeBigUInt64BE(request.cas, 16);
     const address = `${server.host}:${server.port}`;
+    const op = request.cas !== undefined && opcode === Op.set ? 'cas' : OP_NAMES.get(opcode)!;
+    // One span per request, however many attempts it takes (an unsent one is sent again).
+    const span = clientSpan(`memcached ${op}`, () => ({
+      'db.system.name': 'memcached',
+      'db.operation.name': op,
+      'server.address': server.host,
+      'server.port': server.port,
+    }));
     for (let attempt = 1; ; attempt++) {
       // NOTE: on a connected socket memjs writes at once. Otherwise it queues the write
       // until the connection is up, then runs the queued writes and after them the
@@ -270,19 +279,26 @@ export class MemcachedStore implements CacheStore {
       server.write(buffer);
       if (!written) server.onConnect(() => (written = true));
       try {
-        return await response;
+        const answer = await response;
+        span.end(undefined, () => ({
+          'db.response.status_code': `0x${answer.header.status.toString(16).padStart(2, '0')}`,
+          ...(attempt > 1 ? { 'latchkey.memcached.attempts': attempt } : {}),
+        }));
+        return answer;
       } catch (err) {
         if (attempt < 2 && (!written || request.readOnly) && !request.signal.aborted) continue;
         const reason = (err as Error).message;
         const op = OP_NAMES.get(opcode);
-        if (!written)
-          throw new RequestNotSentError(`memcached ${address}`, reason, `the ${op} of key "${key}"`, { cause: err });
-        throw new BackendUnavailableError(
-          request.readOnly
-            ? `memcached ${address} is unavailable: ${reason}`
-            : `memcached ${address} did not answer the ${op} of key "${key}" (${reason}); the write may or may not have been applied: read the key before retrying`,
-          { cause: err },
-        );
+        const unavailable = !written
+          ? new RequestNotSentError(`memcached ${address}`, reason, `the ${op} of key "${key}"`, { cause: err })
+          : new BackendUnavailableError(
+              request.readOnly
+                ? `memcached ${address} is unavailable: ${reason}`
+                : `memcached ${address} did not answer the ${op} of key "${key}" (${reason}); the write may or may not have been applied: read the key before retrying`,
+              { cause: err },
+            );
+        span.end(unavailable);
+        throw unavailable;
       }
     }
   }
