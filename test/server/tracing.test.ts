@@ -202,7 +202,8 @@ describe('OpenTelemetry traces through the SDK, the server, etcd and memcached',
     );
 
     // The fenced write: its own span in the caller's trace (the op carried the context),
-    // linked to the stream's; a fenced write of a new key on memcached is a read and an add.
+    // linked to the stream's; a fenced write of a new key on memcached reads the key, adds a
+    // claim, reads the key's tombstone and swaps the claim for the value (src/cache/cache.ts).
     const setOp = one(inCheckout, 'the pipeline set', (s) => s.name === 'latchkey.v1.Cache/Pipeline set');
     assert.equal(setOp.parentSpanId, root.spanId);
     assert.deepEqual(setOp.links, [{ traceId: stream.traceId, spanId: stream.spanId }]);
@@ -213,7 +214,12 @@ describe('OpenTelemetry traces through the SDK, the server, etcd and memcached',
     assert.equal(cacheSet.attributes['latchkey.cache.fence.lock'], 'orders/42');
     assert.equal(cacheSet.attributes['latchkey.outcome'], 'STORED');
     const memcachedOfSet = descendants(spans, cacheSet);
-    assert.deepEqual(memcachedOfSet.map((s) => s.name).sort(), ['memcached add', 'memcached get']);
+    assert.deepEqual(memcachedOfSet.map((s) => s.name).sort(), [
+      'memcached add',
+      'memcached cas',
+      'memcached get',
+      'memcached get',
+    ]);
     for (const s of memcachedOfSet) {
       assert.equal(s.kind, SpanKindCode.client);
       assert.equal(s.attributes['db.system.name'], 'memcached');
