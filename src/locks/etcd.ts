@@ -152,6 +152,11 @@ const RETRY_MS = 250;
  * damage if an event were ever lost (a stream that died silently, a library bug).
  */
 const RECHECK_MS = 10_000;
+/**
+ * How long a request that was not granted waits for its key to leave the queue before it
+ * answers (see #acquire's finally); a healthy etcd takes milliseconds.
+ */
+const LEAVE_WAIT_MS = 250;
 /** With several endpoints, how long one that failed is passed over (see pauseAfterFailure). */
 const HOST_PAUSE_MS = 1_000;
 
@@ -411,6 +416,9 @@ function pauseAfterFailure(endpoint: string, pauseMs: number, pauses: Pauses, ho
 export class EtcdLockBackend implements LockBackend {
   readonly kind = 'etcd';
   readonly capabilities = etcdCapabilities;
+  get location(): string {
+    return `etcd at ${this.#endpoints}`;
+  }
   readonly #client: Etcd3;
   readonly #prefix: string;
   readonly #endpoints: string;
@@ -825,7 +833,10 @@ export class EtcdLockBackend implements LockBackend {
       // Not granted (lost try-once, refused limit, timeout, cancel, lost lease, shutdown,
       // etcd error): leave the queue before answering, so nobody waits behind a key whose
       // caller is gone and a Describe right after our answer does not count it.
-      if (!granted) await this.#dropKey(key, lease.dec);
+      // NOTE: but wait for that LEAVE_WAIT_MS at most: with etcd unreachable each of its
+      // calls is held for opTimeoutMs per endpoint, and the answer must not wait for them
+      // (the key goes, or its lease runs out, after the answer; close() still waits for it).
+      if (!granted) await this.#leaveQueue(key, lease.dec);
     }
   }
 
@@ -1163,6 +1174,16 @@ export class EtcdLockBackend implements LockBackend {
         if (attempt >= this.#hostCount || !(err instanceof BackendUnavailableError) || signal?.aborted) throw err;
       }
     }
+  }
+
+  /** #dropKey, awaited for LEAVE_WAIT_MS at most; the rest goes on in the background, tracked for close(). */
+  async #leaveQueue(key: string, leaseDec: string): Promise<void> {
+    const leaving = this.#dropKey(key, leaseDec);
+    this.#inflight.add(leaving);
+    void leaving.then(() => this.#inflight.delete(leaving));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([leaving, new Promise<void>((resolve) => (timer = setTimeout(resolve, LEAVE_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
   /** Takes a key out of the queue and frees its lease (best effort: a failure leaves it to the TTL). */
