@@ -56,6 +56,8 @@ export interface World extends AsyncDisposable {
   readonly servers: ReadonlyMap<string, SpawnedServer>;
   /** memcached's address as the servers reach it (mc's proxy), when started. */
   readonly memcached: string | undefined;
+  /** memcached itself, on mc's loopback: the proxy's target. */
+  readonly memcachedInner: string | undefined;
   /** The proxy in front of memcached, to delay its traffic. */
   readonly memcachedProxy: TcpProxy | undefined;
   /** Server x's stubs as client host `from` reaches them (cached per pair). */
@@ -168,6 +170,7 @@ export async function startWorld(options: WorldOptions): Promise<World> {
       etcdHosts,
       servers,
       memcached,
+      memcachedInner: memcached === undefined ? undefined : `127.0.0.1:${MEMCACHED_INNER_PORT}`,
       memcachedProxy,
       endpoint(server, from) {
         const key = `${server}@${from}`;
