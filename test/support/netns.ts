@@ -22,7 +22,7 @@
 // gateway (tcp-proxy.ts running inside that host, listening on unix sockets in the file
 // system, which cross namespaces): `await host.reach('10.213.0.12:7000')` → 'unix:/tmp/…'.
 import { execFile, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { REPO_ROOT, type Launcher } from './spawn.js';
@@ -107,12 +107,13 @@ function probe(): string {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether a process runs: a zombie (dead, not yet reaped) does not. */
+export function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    // "PID (comm) STATE ...": Z = zombie, X = dead.
+    return !/^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
   }
 }
 
@@ -137,21 +138,33 @@ function namespaces(): string[] {
 
 let swept = false;
 
+/** sweepStaleNamespaces(), once per test process (the availability check runs it). */
+function sweepStale(): void {
+  if (swept) return;
+  swept = true;
+  sweepStaleNamespaces();
+}
+
 /**
  * Removes what a test process that died without cleaning up (SIGKILL) left behind: only
  * namespaces with our prefix whose owning pid is gone. Their processes are killed first, by
  * the pids the kernel lists in each namespace, so none lives on in a deleted namespace.
+ * Returns the namespaces it removed.
  */
-function sweepStale(): void {
-  if (swept) return;
-  swept = true;
+export function sweepStaleNamespaces(): string[] {
+  const removed: string[] = [];
   for (const ns of namespaces()) {
     const owner = OWNED.exec(ns);
     if (owner === null || alive(Number(owner[1]))) continue;
     killAllIn(ns);
     runSync('ip', ['netns', 'del', ns]);
+    removed.push(ns);
   }
+  return removed;
 }
+
+/** The namespaces of a network (by its id), as the kernel lists them now. */
+export const namespacesOf = (id: string): string[] => namespaces().filter((ns) => ns.startsWith(`${id}-`));
 
 export interface Host {
   readonly name: string;
