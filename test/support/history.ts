@@ -117,3 +117,26 @@ export function unaryCall<Res, O>(
 
 /** The server's error class, from the latchkey-error trailer. */
 export const errorClass = (err: grpc.ServiceError): string => String(err.metadata?.get('latchkey-error')[0] ?? '');
+
+/**
+ * One operation as a JSON line, for histories recorded by other processes (a client on a host
+ * of its own, a worker process): bigints travel as {"$bigint": "123"}. The clock is shared,
+ * so their times mix with this process's.
+ */
+export const opToJson = (op: Op<unknown, unknown>): string =>
+  JSON.stringify(op, (_, v) => (typeof v === 'bigint' ? { $bigint: v.toString() } : v === Infinity ? null : v));
+
+/** The operations of JSON lines written with opToJson, numbered anew in invoke order. */
+export function opsFromJson<I, O>(text: string): Op<I, O>[] {
+  const ops = text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map(
+      (line) =>
+        JSON.parse(line, (_, v) =>
+          typeof v === 'object' && v !== null && typeof v.$bigint === 'string' ? BigInt(v.$bigint) : v,
+        ) as Op<I, O>,
+    )
+    .sort((a, b) => a.invokeMs - b.invokeMs);
+  return ops.map((op, id) => ({ ...op, id, returnMs: op.returnMs ?? Infinity }));
+}
