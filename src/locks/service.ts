@@ -41,7 +41,7 @@ const MAX_LIMIT = 1_000_000;
  * (wait_ms 0: within this margin). Past it the caller gets UNAVAILABLE naming the backend, and
  * a grant that lands later is released at once (see acquire below).
  * NOTE: a backend's own steps are bounded only by its timeouts: with etcd unreachable, every
- * etcd call of a request is held for --etcd's 3 s per endpoint, and a waiter that gave up
+ * etcd call of a request is held for the etcd backend's 3 s per endpoint, and a waiter that gave up
  * still has to leave the queue. The margin is the backend's allowance for that bookkeeping
  * when it is healthy (milliseconds), with room for a busy machine.
  */

@@ -12,9 +12,11 @@
 // apply to it as to any traffic of that host. memcached listens on mc's loopback behind a
 // proxy on mc's address, so a partition can land while writes are held on the way in.
 //
-// Later scenarios (lock sessions, elections) add client processes on client hosts with
-// world.clientHost(name).launch, and their own workloads and checker rules; the network,
-// the servers and the histories stay as they are.
+// Later scenarios (lock sessions, elections) add client processes on client hosts, started
+// with runScript(script, args, world.net.host(name).launch) and recording their operations
+// as JSON lines (history.ts opToJson, on the clock this process shares), and their own
+// workloads and checker rules; the network, the servers and the histories stay as they are
+// (see the todo tests in test/partitions/etcd-partitions.test.ts).
 import * as grpc from '@grpc/grpc-js';
 import { connect } from 'node:net';
 import type { LocksClient } from '../../client/generated/latchkey/v1/Locks.js';
