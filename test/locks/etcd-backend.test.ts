@@ -401,7 +401,7 @@ test('an etcd that hangs (SIGSTOP) fails calls with UNAVAILABLE after the per-op
   );
 });
 
-test('an Acquire answers within wait_ms + ACQUIRE_ANSWER_MARGIN_MS when etcd hangs (SIGSTOP): UNAVAILABLE naming etcd', {
+test('an Acquire answers within wait_ms + ACQUIRE_ANSWER_MARGIN_MS when etcd hangs (SIGSTOP), naming etcd; a waiter whose lease runs out answers then', {
   skip: etcdAvailable() ? false : ETCD_SKIP_REASON,
 }, async () => {
   await using etcd = await startEtcd();
@@ -411,19 +411,31 @@ test('an Acquire answers within wait_ms + ACQUIRE_ANSWER_MARGIN_MS when etcd han
   const name = fresh('hung-answer');
   const held = await L.acquire(name, { owner: 'holder' });
   const WAIT_MS = 1_500;
-  const waiting = (async () => {
+  const wait = (fields: object) => {
     const started = Date.now();
-    return { err: await rejection(L.acquire(name, { wait_ms: WAIT_MS })), took: Date.now() - started };
-  })();
-  await until('waiter queued', async () => (await L.describe(name)).waiters === 1);
+    return rejection(L.acquire(name, fields)).then((err) => ({ err, took: Date.now() - started, at: Date.now() }));
+  };
+  const waiting = wait({ wait_ms: WAIT_MS });
+  // A long wait on a short lease: the server cannot keep the waiter's lease alive past its
+  // TTL, so it gives up then, with its own answer, and does not wait for etcd to let its
+  // key leave the queue.
+  const LEASE_MS = 1_000;
+  const longWaiting = wait({ wait_ms: 30_000, ttl_ms: LEASE_MS });
+  await until('waiters queued', async () => (await L.describe(name)).waiters === 2);
   const pid = etcd.pid!;
   process.kill(pid, 'SIGSTOP');
+  const stoppedAt = Date.now();
   try {
     await until('etcd stopped', async () => /^\d+ \(.*\) [Tt] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')));
     const started = Date.now();
     const tryOnce = await rejection(L.acquire(fresh('hung-try')));
     const tookTry = Date.now() - started;
     const waited = await waiting;
+    const long = await longWaiting;
+    const longAfterStop = long.at - stoppedAt;
+    assert.equal(long.err.code, grpc.status.ABORTED, long.err.details);
+    assert.match(long.err.details, /waiter's etcd lease .* expired/, long.err.details);
+    assert.ok(longAfterStop < LEASE_MS + 1_000, `the long waiter answered ${longAfterStop} ms after etcd stopped`);
     // A busy machine's scheduling on top of the margin.
     const SLACK_MS = 400;
     for (const [what, err, took, bound] of [
