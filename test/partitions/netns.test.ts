@@ -4,6 +4,7 @@
 // one leaves behind is removed by the next sweep, which spares the networks of live owners.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -110,6 +111,9 @@ describe('netns harness', { skip }, () => {
     const removed = sweepStaleNamespaces();
     for (const ns of doomed) assert.ok(removed.includes(ns), `the sweep left ${ns} of a dead owner`);
     assert.deepEqual(namespacesOf(killed.id), []);
+    const socketDirs = (id: string) => readdirSync('/tmp').filter((d) => d.startsWith(`${id}-`));
+    assert.deepEqual(socketDirs(killed.id), [], "the sweep left the dead owner's socket directory");
+    assert.deepEqual(socketDirs(terminated.id), [], 'SIGTERM left the socket directory');
     assert.ok(await gone(killed.pid), 'the sweep left a process running in a deleted namespace');
     // Only namespaces of dead owners go (another run's, killed earlier, may be among them).
     for (const ns of removed) assert.equal(alive(Number(/^lkp(\d+)x/.exec(ns)![1])), false, `${ns}: its owner lives`);

@@ -40,6 +40,8 @@ const COMMAND_TIMEOUT_MS = 10_000;
 /** How long teardown waits for a killed process to exit. */
 const EXIT_TIMEOUT_MS = 5_000;
 const PROXY_SCRIPT = join('test', 'support', 'tcp-proxy.ts');
+/** Where the gateways' unix sockets go (paths must stay short: 107 bytes at most). */
+const SOCKET_ROOT = '/tmp';
 
 const INSTALL = 'apt-get install iproute2 nftables, and run as root';
 
@@ -160,6 +162,11 @@ export function sweepStaleNamespaces(): string[] {
     runSync('ip', ['netns', 'del', ns]);
     removed.push(ns);
   }
+  // The gateways' socket directories of the same dead owners.
+  for (const dir of readdirSync(SOCKET_ROOT)) {
+    const owner = OWNED.exec(dir);
+    if (owner !== null && !alive(Number(owner[1]))) rmSync(join(SOCKET_ROOT, dir), { recursive: true, force: true });
+  }
   return removed;
 }
 
@@ -247,8 +254,8 @@ export async function createNetwork(names: readonly string[]): Promise<Network> 
 
   const id = `${PREFIX}${process.pid}x${++networks}`;
   const sw = `${id}-sw`;
-  // Unix socket paths are limited to 107 bytes: a short directory.
-  const socketDir = mkdtempSync('/tmp/lkp-');
+  // Unix socket paths are limited to 107 bytes: a short directory, named by its owner for the sweep.
+  const socketDir = mkdtempSync(`${SOCKET_ROOT}/${id}-`);
   const children = new Set<ChildProcess>();
   const made: string[] = [];
   const cut = new Set<string>();
