@@ -12,7 +12,9 @@
 // NOTE: a request is sent at most once unless it provably never left this process (see
 // #send). memcached executes whatever reached its socket, even after latchkey gave up on the
 // connection, so resending a Set, Touch or Delete whose answer was lost can apply it twice,
-// and late, over a newer write.
+// and late, over a newer write. "Provably" includes the socket it was queued for being
+// destroyed: memjs leaves a connection that timed out connecting half-open, and it can still
+// connect and send.
 import type { Socket } from 'node:net';
 import memjs from 'memjs';
 import { BackendUnavailableError, InvalidArgumentError, ResourceExhaustedError, throwIfAborted } from '../errors.js';
@@ -277,6 +279,8 @@ export class MemcachedStore implements CacheStore {
       });
       this.#cork(server);
       server.write(buffer);
+      // The socket the request is on, or queued for (memjs opens one on a write if needed).
+      const carrier = server._socket;
       if (!written) server.onConnect(() => (written = true));
       try {
         const answer = await response;
@@ -286,6 +290,14 @@ export class MemcachedStore implements CacheStore {
         }));
         return answer;
       } catch (err) {
+        // NOTE: a request is provably unsent only once the socket it was queued for is gone.
+        // memjs's connect timeout end()s a connecting socket without destroying it: should
+        // its SYN get through later, memjs still writes the request it was opened for (to
+        // whichever socket is current then), and a resend would be applied twice. And a
+        // socket memjs timed out waiting for answers is only end()ed too: its late answers
+        // would still be parsed, in the buffer a newer socket's answers go to. Every request
+        // of the server has failed with this one, so its sockets carry nothing we still want.
+        carrier?.destroy();
         if (attempt < 2 && (!written || request.readOnly) && !request.signal.aborted) continue;
         const reason = (err as Error).message;
         const op = OP_NAMES.get(opcode);
