@@ -27,6 +27,7 @@ import {
 } from './common/index.js';
 import { openLockHandle, type LeaseCalls, type LockHandle } from './lock-handle.js';
 import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js';
+import { traceContextInterceptor } from './tracing.js';
 import { unaryCall, type CallOptions, type Invoke, type RetryOptions } from './unary-call.js';
 import { msField, toDate } from './wire.js';
 
@@ -396,9 +397,11 @@ class Client implements LatchkeyClient {
     this.#retry = options.retry ?? DEFAULT_RETRY;
     const credentials = channelCredentials(options.tls, options.credentials);
     const pipeline = pipelineOptions(options.pipeline);
-    // The token interceptor goes last, innermost: it may hold back the call it wraps until
-    // the token is there (see credentials.ts).
+    // The trace context goes first, outermost: it reads the caller's context as the call
+    // starts (tracing.ts). The token interceptor goes last, innermost: it may hold back the
+    // call it wraps until the token is there (see credentials.ts).
     const interceptors: grpc.Interceptor[] = [
+      traceContextInterceptor,
       ...((options.channelOptions?.interceptors as grpc.Interceptor[] | undefined) ?? []),
     ];
     if (options.token !== undefined) interceptors.push(tokenInterceptor(options.token));
@@ -406,7 +409,7 @@ class Client implements LatchkeyClient {
       ...(pipeline === false ? {} : { 'grpc.max_receive_message_length': -1 }),
       ...tlsChannelOptions(options.tls),
       ...options.channelOptions,
-      ...(interceptors.length > 0 ? { interceptors } : {}),
+      interceptors,
     };
     const { Locks, Cache } = services();
     this.#locks = new Locks(address, credentials, channelOptions);

@@ -1,4 +1,4 @@
-// The latchkey client SDK (package export "latchkey/client"). Public types are the SDK's own
+// The latchkey client SDK: the @latchkey/client package (and "latchkey/client"). Public types are the SDK's own
 // (bigint, Date, Buffer); the wire shapes of ./common (the wire module) stay internal.
 export {
   connect,

@@ -11,6 +11,7 @@
 // good once the server answers UNIMPLEMENTED (an older server), for a while after the server
 // refused the stream or the stream broke, and for values too big to be worth coalescing.
 import * as grpc from '@grpc/grpc-js';
+import { type Context, context } from '@opentelemetry/api';
 import type { CacheMethod, CacheRpcs } from './cache.js';
 import {
   type CacheClient as CacheStub,
@@ -21,6 +22,7 @@ import {
   type PipelineResult__Output,
 } from './common/index.js';
 import { CancelledError, DeadlineExceededError, fromOpError, InternalError, UnavailableError } from './errors.js';
+import { traceCarrier, tracedContext } from './tracing.js';
 import { abortError } from './unary-call.js';
 
 export interface PipelineOptions {
@@ -157,6 +159,8 @@ class Op {
   settled = false;
   /** Only for a deadline other than the client's default; those share one sweep instead. */
   timer: NodeJS.Timeout | undefined = undefined;
+  /** The caller's context when it has a trace (tracing.ts): the op carries it to the server. */
+  trace: Context | undefined = undefined;
   resolve!: (value: unknown) => void;
   reject!: (reason: unknown) => void;
 
@@ -264,6 +268,7 @@ export class Pipeline {
     capturing = op;
     const promise = new Promise<unknown>(capture);
     capturing = undefined;
+    op.trace = tracedContext();
     if (finite) {
       if (deadlineMs === this.#defaultDeadlineMs) {
         this.#byDeadline.add(op);
@@ -379,7 +384,9 @@ export class Pipeline {
         op.tag = ++this.#lastTag;
         op.sent = true;
         this.#sent.set(op.tag, op);
-        ops.push(WRAP[op.method](op.tag, op.request));
+        const wire = WRAP[op.method](op.tag, op.request);
+        if (op.trace !== undefined) wire.trace_context = traceCarrier(op.trace);
+        ops.push(wire);
       }
       if (ops.length === 0) break;
       const stream = (this.#stream ??= this.#open());
@@ -507,7 +514,9 @@ export class Pipeline {
     this.#settle(op);
     const left = op.deadline - performance.now();
     if (!(left > 0)) return op.reject(deadlineError(op.method, op.deadlineMs));
-    this.#unary(op.method, op.request, left, op.signal).then(op.resolve, op.reject);
+    // In the caller's context, which the stream's event that gives the op back is not.
+    const unary = () => this.#unary(op.method, op.request, left, op.signal);
+    (op.trace === undefined ? unary() : context.with(op.trace, unary)).then(op.resolve, op.reject);
   }
 
   #armSweep(): void {

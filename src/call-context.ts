@@ -1,13 +1,15 @@
 // One call context for every kind of handler (unary, server-streaming, bidi), the way
 // nice-grpc's createCallContext serves all of its handler kinds: the AbortSignal that a client
 // cancel, the deadline and the server's shutdown abort; the "answered" flag; in-flight
-// tracking for shutdown; and the method's meter. An adapter (rpc.ts unary and serverStream,
+// tracking for shutdown; the method's meter; and the call's span (tracing.ts). An adapter (rpc.ts unary and serverStream,
 // cache/pipeline.ts) creates one per call, hands `ctx` to the handlers and keeps only its
 // framing: what to read, what to write, and when the call is over.
 import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
+import type { Context } from '@opentelemetry/api';
 import { authorize, type TokenAuth } from './auth.js';
 import { CancelledError, type LatchkeyError, ShuttingDownError, toStatus, type Logger } from './errors.js';
+import { callSpan, opSpan, type SpanScope } from './tracing.js';
 
 /**
  * What the context uses of a grpc-js server call, which every kind has: unary, server-stream,
@@ -17,6 +19,7 @@ interface ServerCall {
   readonly cancelled: boolean;
   readonly metadata: grpc.Metadata;
   getPeer(): string;
+  getPath(): string;
   getDeadline(): Date | number;
   once(event: 'cancelled', listener: () => void): unknown;
   emit(event: 'error', error: Error): boolean;
@@ -92,6 +95,17 @@ export interface CallScope {
   end(code: status): boolean;
   /** Aborts ctx.signal with `reason`, for work the adapter itself must stop (a stream at shutdown). */
   abort(reason: LatchkeyError): void;
+  /**
+   * The trace context of the call's span: the adapter runs the handler in it
+   * (context.with), so the spans of the backend calls behind it are its children.
+   */
+  readonly trace: Context;
+  /**
+   * Starts the span of one operation of a stream (tracing.ts opSpan): `op` names it ("get",
+   * "acquire"), `carrier` is the caller's trace context the operation carries, if any. Run
+   * the operation in its `context`, and `end` it with the code it was answered with.
+   */
+  opSpan(op: string, tag: string | number, carrier?: Readonly<Record<string, string>>): SpanScope;
 }
 
 /** The least a waiting call answers before its deadline: for the answer's way back and a busy event loop. */
@@ -139,6 +153,8 @@ export function createCallContext(
 ): CallScope {
   const controller = new AbortController();
   const deadline = deadlineOf(call);
+  const path = call.getPath();
+  const span = callSpan(path, call.metadata, call.getPeer());
   const ctx: CallContext = {
     signal: controller.signal,
     peer: call.getPeer(),
@@ -181,11 +197,14 @@ export function createCallContext(
       env.inflight.delete(controller);
       // Metering hook: the status the call ended with.
       meter.end(cancelled ? status.CANCELLED : code);
+      span.end(cancelled ? status.CANCELLED : code);
       return true;
     },
     abort(reason) {
       controller.abort(reason);
     },
+    trace: span.context,
+    opSpan: (op, tag, carrier) => opSpan(span.context, path, op, tag, carrier),
   };
   // A call can already be cancelled when its handler starts (the client gave up meanwhile).
   if (call.cancelled) queueMicrotask(cancel);
@@ -200,6 +219,7 @@ export function createCallContext(
 export function refuseStream(call: ServerCall, err: LatchkeyError, env: RpcEnv, meter: CallMeter): void {
   call.emit('error', Object.assign(new Error(err.message), toStatus(err, env.log)));
   meter.answered(err.code);
+  callSpan(call.getPath(), call.metadata, call.getPeer()).end(err.code);
 }
 
 /** Calls in progress, so shutdown can wait for them and then cut off the rest. */

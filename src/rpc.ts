@@ -4,6 +4,7 @@
 // server stream.
 import { status, type ServiceError } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
+import { context } from '@opentelemetry/api';
 import { createCallContext, type CallContext, type CallMeter, type RpcEnv } from './call-context.js';
 import { ShuttingDownError, toStatus } from './errors.js';
 
@@ -18,7 +19,8 @@ export function unary<Req, Res>(
   const { log } = env;
   return (call, callback) => {
     const scope = createCallContext(call, env, meter);
-    handler(call.request, scope.ctx).then(
+    // In the call's span, so the spans of the backend calls behind it are its children.
+    context.with(scope.trace, handler, undefined, call.request, scope.ctx).then(
       (response) => {
         scope.end(status.OK);
         callback(null, response);
@@ -50,7 +52,7 @@ export function serverStream<Req, Res>(
       onDrain: () => scope.abort(new ShuttingDownError('server is shutting down')),
     });
     const { signal } = scope.ctx;
-    (async () => {
+    const stream = async () => {
       for await (const message of handler(call.request, scope.ctx)) {
         if (signal.aborted) break;
         if (!call.write(message)) {
@@ -66,7 +68,9 @@ export function serverStream<Req, Res>(
           });
         }
       }
-    })().then(
+    };
+    // In the call's span, as for a unary call.
+    context.with(scope.trace, stream).then(
       () => {
         scope.end(status.OK);
         if (!scope.cancelled) call.end();

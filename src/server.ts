@@ -5,6 +5,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { createCache, type Cache } from './cache/cache.js';
 import { meteredCache } from './cache/metered-cache.js';
+import { tracedCache } from './cache/traced-cache.js';
 import { pipelineHandler } from './cache/pipeline.js';
 import { createCacheService } from './cache/service.js';
 import { LruStore } from './cache/lru.js';
@@ -20,6 +21,7 @@ import { EtcdLockBackend } from './locks/etcd/lock-backend.js';
 import { MemoryLockBackend } from './locks/memory.js';
 import { expiryListener, meteredBackend } from './locks/metered-backend.js';
 import { createLockService } from './locks/service.js';
+import { tracedBackend } from './locks/traced-backend.js';
 import { loadProto, reflectionDefinition } from './proto.js';
 import { InflightCalls, type CallContext, type RpcEnv } from './call-context.js';
 import { serverStream, unary } from './rpc.js';
@@ -84,8 +86,9 @@ export interface LatchkeyServer {
 const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
 
 /**
- * The lock backends the config enables, plus `extra`, by name; each is metered (see
- * metered-backend.ts), so every way a backend is called is counted in one place.
+ * The lock backends the config enables, plus `extra`, by name; each is metered and traced
+ * (see metered-backend.ts, traced-backend.ts), so every way a backend is called is counted
+ * and traced in one place.
  */
 function createLockBackends(
   config: Config,
@@ -101,14 +104,17 @@ function createLockBackends(
   if (config.etcdEndpoints !== '')
     backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix, clock }));
   backends.push(...extra);
-  return new Map(backends.map((b) => [b.kind, meteredBackend(b, metrics.lock(b.kind), log)]));
+  return new Map(backends.map((b) => [b.kind, tracedBackend(meteredBackend(b, metrics.lock(b.kind), log))]));
 }
 
-/** Each store as the service calls it: with fencing and tombstones, and metered (see metered-cache.ts). */
+/** Each store as the service calls it: with fencing and tombstones, metered and traced (see metered-cache.ts, traced-cache.ts). */
 function cachesOf(stores: ReadonlyMap<string, CacheStore>, config: Config, metrics: Metrics): Map<string, Cache> {
   const options = { tombstoneRetentionMs: tombstoneRetentionMs(config) };
   return new Map(
-    [...stores].map(([kind, store]) => [kind, meteredCache(createCache(store, options), metrics.cache(kind))]),
+    [...stores].map(([kind, store]) => [
+      kind,
+      tracedCache(meteredCache(createCache(store, options), metrics.cache(kind))),
+    ]),
   );
 }
 

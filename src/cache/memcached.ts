@@ -12,10 +12,13 @@
 // NOTE: a request is sent at most once unless it provably never left this process (see
 // #send). memcached executes whatever reached its socket, even after latchkey gave up on the
 // connection, so resending a Set, Touch or Delete whose answer was lost can apply it twice,
-// and late, over a newer write.
+// and late, over a newer write. "Provably" includes the socket it was queued for being
+// destroyed: memjs leaves a connection that timed out connecting half-open, and it can still
+// connect and send.
 import type { Socket } from 'node:net';
 import memjs from 'memjs';
 import { BackendUnavailableError, InvalidArgumentError, ResourceExhaustedError, throwIfAborted } from '../errors.js';
+import { clientSpan } from '../tracing.js';
 import { Ketama } from './ketama.js';
 import { type CacheStore, type Item, notANumber, RequestNotSentError } from './store.js';
 
@@ -256,6 +259,14 @@ export class MemcachedStore implements CacheStore {
     const buffer = memjs.Utils.makeRequestBuffer(opcode, key, request.extras ?? Buffer.alloc(0), value, seq);
     if (request.cas !== undefined) buffer.writeBigUInt64BE(request.cas, 16);
     const address = `${server.host}:${server.port}`;
+    const op = request.cas !== undefined && opcode === Op.set ? 'cas' : OP_NAMES.get(opcode)!;
+    // One span per request, however many attempts it takes (an unsent one is sent again).
+    const span = clientSpan(`memcached ${op}`, () => ({
+      'db.system.name': 'memcached',
+      'db.operation.name': op,
+      'server.address': server.host,
+      'server.port': server.port,
+    }));
     for (let attempt = 1; ; attempt++) {
       // NOTE: on a connected socket memjs writes at once. Otherwise it queues the write
       // until the connection is up, then runs the queued writes and after them the
@@ -268,21 +279,38 @@ export class MemcachedStore implements CacheStore {
       });
       this.#cork(server);
       server.write(buffer);
+      // The socket the request is on, or queued for (memjs opens one on a write if needed).
+      const carrier = server._socket;
       if (!written) server.onConnect(() => (written = true));
       try {
-        return await response;
+        const answer = await response;
+        span.end(undefined, () => ({
+          'db.response.status_code': `0x${answer.header.status.toString(16).padStart(2, '0')}`,
+          ...(attempt > 1 ? { 'latchkey.memcached.attempts': attempt } : {}),
+        }));
+        return answer;
       } catch (err) {
+        // NOTE: a request is provably unsent only once the socket it was queued for is gone.
+        // memjs's connect timeout end()s a connecting socket without destroying it: should
+        // its SYN get through later, memjs still writes the request it was opened for (to
+        // whichever socket is current then), and a resend would be applied twice. And a
+        // socket memjs timed out waiting for answers is only end()ed too: its late answers
+        // would still be parsed, in the buffer a newer socket's answers go to. Every request
+        // of the server has failed with this one, so its sockets carry nothing we still want.
+        carrier?.destroy();
         if (attempt < 2 && (!written || request.readOnly) && !request.signal.aborted) continue;
         const reason = (err as Error).message;
         const op = OP_NAMES.get(opcode);
-        if (!written)
-          throw new RequestNotSentError(`memcached ${address}`, reason, `the ${op} of key "${key}"`, { cause: err });
-        throw new BackendUnavailableError(
-          request.readOnly
-            ? `memcached ${address} is unavailable: ${reason}`
-            : `memcached ${address} did not answer the ${op} of key "${key}" (${reason}); the write may or may not have been applied: read the key before retrying`,
-          { cause: err },
-        );
+        const unavailable = !written
+          ? new RequestNotSentError(`memcached ${address}`, reason, `the ${op} of key "${key}"`, { cause: err })
+          : new BackendUnavailableError(
+              request.readOnly
+                ? `memcached ${address} is unavailable: ${reason}`
+                : `memcached ${address} did not answer the ${op} of key "${key}" (${reason}); the write may or may not have been applied: read the key before retrying`,
+              { cause: err },
+            );
+        span.end(unavailable);
+        throw unavailable;
       }
     }
   }

@@ -5,6 +5,7 @@
 // what limits a gRPC server, so batching ops per frame is where the pipeline's speed comes from.
 import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
+import { context } from '@opentelemetry/api';
 import type {
   PipelineRequest__Output,
   PipelineResponse,
@@ -157,6 +158,13 @@ export function pipelineHandler(
       }
     };
 
+    /** An operation refused before it ran: answered with `err`, and traced as such. */
+    const refuse = (op: PipelineOp__Output, err: unknown) => {
+      const error = toOpError(err, log);
+      scope.opSpan(op.op ?? 'none', op.tag, op.trace_context).end(error.code, error.reason);
+      answer({ tag: op.tag, error });
+    };
+
     call.on('data', (request: PipelineRequest__Output) => {
       if (scope.cancelled) return;
       try {
@@ -165,20 +173,31 @@ export function pipelineHandler(
         // A frame too big is refused op by op, so every tag still gets its answer.
         for (const op of request.ops) {
           running++;
-          answer({ tag: op.tag, error: toOpError(err, log) });
+          refuse(op, err);
         }
         return;
       }
       for (const op of request.ops) {
         running++;
         if (draining) {
-          answer({
-            tag: op.tag,
-            error: toOpError(new ShuttingDownError('server is shutting down; retry on another server'), log),
-          });
+          refuse(op, new ShuttingDownError('server is shutting down; retry on another server'));
           continue;
         }
-        run(cache, op, ctx).then(answer, (err: unknown) => answer({ tag: op.tag, error: toOpError(err, log) }));
+        // Each operation in its own span, in its caller's trace when it carries one.
+        const span = scope.opSpan(op.op ?? 'none', op.tag, op.trace_context);
+        context
+          .with(span.context, () => run(cache, op, ctx))
+          .then(
+            (result) => {
+              span.end(status.OK);
+              answer(result);
+            },
+            (err: unknown) => {
+              const error = toOpError(err, log);
+              span.end(error.code, error.reason);
+              answer({ tag: op.tag, error });
+            },
+          );
       }
       if (running >= MAX_INFLIGHT_PER_STREAM && !paused) {
         paused = true;

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { configHelp, ConfigError, parseConfig, type Config } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
 import { createServer, type LatchkeyServer } from '../server.js';
+import { startTracing, type Tracing } from '../tracing-start.js';
 
 export const SERVE_HELP = `usage: latchkey serve [options]
 
@@ -21,6 +22,12 @@ Cache stores (a request picks one by name; --store is the default):
 Logs are JSON, one line per event on stderr (--log-level; debug adds a line per lock grant
 and lease expiry). With --metrics-listen HOST:PORT, Prometheus metrics are served on
 http://HOST:PORT/metrics. The address goes to stdout ("latchkey listening on HOST:PORT").
+
+Traces (OpenTelemetry) are off unless the standard variables ask for them: any of
+OTEL_TRACES_EXPORTER (otlp, console), OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_PROTOCOL
+(http/protobuf, http/json, grpc) turns them on; OTEL_SERVICE_NAME names the service (default
+latchkey). A span per RPC, per pipeline operation, per lock and cache operation, and per etcd
+and memcached request; a caller's traceparent metadata continues its trace.
 
 options:
 ${configHelp()}
@@ -58,6 +65,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
   let server: LatchkeyServer;
   let address: string;
   let log: Logger | undefined;
+  let tracing: Tracing | undefined;
   // grpc-js logs its own line for a failed bind before we report it, once, ourselves;
   // anything else it has to say is logged marked as coming from grpc.
   grpc.setLogger({
@@ -71,6 +79,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
   try {
     config = parseConfig(argv, process.env);
     log = createLogger(config.logLevel);
+    tracing = await startTracing(process.env, log);
     server = createServer(config, { logger: log });
     address = await server.listen();
   } catch (err) {
@@ -90,6 +99,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
       store: config.store,
       tls: config.tlsCert !== '',
       auth: config.authTokensFile !== '',
+      tracing: tracing !== undefined,
     },
     `latchkey listening on ${address}`,
   );
@@ -101,10 +111,13 @@ export async function serve(argv: readonly string[]): Promise<number> {
         { event: 'shutdown', signal, graceMs: config.shutdownGraceMs },
         `${signal}: shutting down (grace ${config.shutdownGraceMs} ms)`,
       );
-      server.shutdown().then(() => {
-        logger.info({ event: 'stopped' }, 'latchkey stopped');
-        resolve(0);
-      });
+      server
+        .shutdown()
+        .then(() => tracing?.shutdown())
+        .then(() => {
+          logger.info({ event: 'stopped' }, 'latchkey stopped');
+          resolve(0);
+        });
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -108,6 +108,11 @@ export interface LeaseRef {
 export interface LockBackend {
   readonly kind: string;
   readonly capabilities: Capabilities;
+  /**
+   * Where its locks live, for messages that must say what cannot be reached: "etcd at
+   * 10.0.0.1:2379,10.0.0.2:2379", "lock dir /var/lock/latchkey". Absent: in this process.
+   */
+  readonly location?: string;
   /** Resolves with a lease, or rejects with LockBusyError (not granted in time). */
   acquire(options: AcquireOptions): Promise<Lease>;
   /** Extends the lease to now + ttlMs (in ms; 0 = its current TTL). */

@@ -175,6 +175,9 @@ function errnoCode(err: unknown): string | undefined {
 
 export class FileLockBackend implements LockBackend {
   readonly kind = 'file';
+  get location(): string {
+    return `lock dir ${this.dir}`;
+  }
   readonly capabilities = fileCapabilities;
   /** The lock directory, absolute and with symlinks resolved. */
   readonly dir: string;

@@ -57,6 +57,7 @@ export function expiryListener(backend: string, meter: LockMeter, log: Logger): 
 class MeteredLockBackend implements LockBackend {
   readonly kind: string;
   readonly capabilities: LockBackend['capabilities'];
+  readonly location?: string;
   /** Present exactly when the backend's is (the service checks the capability, then calls it). */
   readonly watch?: (name: string, signal: AbortSignal) => AsyncIterable<LockEvent>;
   readonly #backend: LockBackend;
@@ -66,6 +67,7 @@ class MeteredLockBackend implements LockBackend {
   constructor(backend: LockBackend, meter: LockMeter, log: Logger) {
     this.kind = backend.kind;
     this.capabilities = backend.capabilities;
+    if (backend.location !== undefined) this.location = backend.location;
     this.#backend = backend;
     this.#meter = meter;
     this.#log = log;

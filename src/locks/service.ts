@@ -12,7 +12,13 @@ import type {
   LockEvent as LockEventMessage,
 } from '../../client/common/index.js';
 import type { Config } from '../config.js';
-import { FailedPreconditionError, InvalidArgumentError, LockBusyError, ResourceExhaustedError } from '../errors.js';
+import {
+  BackendUnavailableError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  LockBusyError,
+  ResourceExhaustedError,
+} from '../errors.js';
 import type { CallContext } from '../call-context.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Capabilities, Lease, LockBackend, LockEvent, LockMode, LockState } from './backend.js';
@@ -31,6 +37,21 @@ export interface LockService {
 
 /** The largest semaphore limit accepted. */
 const MAX_LIMIT = 1_000_000;
+
+/**
+ * How much later than its wait_ms an Acquire answers at the latest, whatever its backend does
+ * (wait_ms 0: within this margin). Past it the caller gets UNAVAILABLE naming the backend, and
+ * a grant that lands later is released at once (see acquire below).
+ * NOTE: a backend's own steps are bounded only by its timeouts: with etcd unreachable, every
+ * etcd call of a request is held for the etcd backend's 3 s per endpoint, and a waiter that gave up
+ * still has to leave the queue. The margin is the backend's allowance for that bookkeeping
+ * when it is healthy (milliseconds), with room for a busy machine.
+ */
+export const ACQUIRE_ANSWER_MARGIN_MS = 1_000;
+/** How long before the call's deadline the server answers a late Acquire, at the latest: the answer's way back. */
+const ANSWER_BEFORE_DEADLINE_MS = 10;
+/** How often the release of a grant that landed late is retried while the backend is unavailable. */
+const ROLLBACK_RETRY_MS = 500;
 
 const CAPABILITY_USE: Record<'semaphore' | 'shared' | 'watch', string> = {
   semaphore: 'semaphores (limit > 1)',
@@ -160,16 +181,48 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
         throw new LockBusyError(`lock "${name}" not acquired: the call's deadline has already passed`);
       const boundedWait = waitMs > 0 ? Math.max(1, Math.min(waitMs, ctx.answerWithinMs())) : waitMs;
       const leave = boundedWait > 0 ? admitWaiter(name) : undefined;
+      // The answer is due ACQUIRE_ANSWER_MARGIN_MS after the wait, and before the deadline
+      // (at least 50 ms after the wait's end, see deadlineMarginMs). With less time left
+      // than that, the deadline itself ends the call.
+      const dueMs = Math.min(boundedWait + ACQUIRE_ANSWER_MARGIN_MS, ctx.remainingMs() - ANSWER_BEFORE_DEADLINE_MS);
+      const late = new AbortController();
+      const signal = AbortSignal.any([ctx.signal, late.signal]);
+      const attempt = backend.acquire({ name, ttlMs, waitMs: boundedWait, owner, mode, limit, signal });
+      // A waiter counts until the backend is done with it, answered or not.
+      void attempt.then(
+        () => leave?.(),
+        () => leave?.(),
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const overdue = new Promise<never>((_, reject) => {
+        if (dueMs <= 0) return;
+        timer = setTimeout(() => {
+          const err = new BackendUnavailableError(
+            `lock "${name}" not acquired: the ${backend.kind} backend${backend.location === undefined ? '' : ` (${backend.location})`} did not answer within ${Math.round(dueMs)} ms (wait_ms ${waitMs} + at most ${ACQUIRE_ANSWER_MARGIN_MS} ms); it may be unreachable from this server: retry, or use another server`,
+          );
+          late.abort(err);
+          reject(err);
+        }, dueMs);
+      });
       let lease: Lease;
       try {
-        lease = await backend.acquire({ name, ttlMs, waitMs: boundedWait, owner, mode, limit, signal: ctx.signal });
+        lease = await Promise.race([attempt, overdue]);
+      } catch (err) {
+        // NOTE: answered while the backend still works on the request: it stops at its next
+        // step (the signal), leaves the queue, and a grant that lands even so is released.
+        if (late.signal.aborted)
+          void attempt.then(
+            (granted) => rollback(backend, granted),
+            () => {},
+          );
+        throw err;
       } finally {
-        leave?.();
+        clearTimeout(timer);
       }
       if (ctx.signal.aborted) {
         // NOTE: granted to a caller that is gone (cancelled between the grant and the reply).
         // Release at once, or the lock would stay orphaned until its TTL runs out.
-        await backend.release({ name, leaseId: lease.leaseId, signal: new AbortController().signal }).catch(() => {});
+        await rollback(backend, lease);
       }
       return toMessage(backend, lease);
     },
@@ -202,6 +255,26 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
       for await (const event of backend.watch!(name, ctx.signal)) yield eventMessage(backend, event);
     },
   };
+}
+
+/**
+ * Releases a lease granted to nobody (its caller gone, or already answered). Resolves after
+ * the first try; while the backend is unavailable it tries again every ROLLBACK_RETRY_MS in
+ * the background, until the lease would have run out anyway. Never rejects.
+ */
+async function rollback(backend: LockBackend, lease: Lease): Promise<void> {
+  const never = new AbortController().signal;
+  const attempt = () =>
+    backend.release({ name: lease.name, leaseId: lease.leaseId, signal: never }).then(
+      () => true,
+      (err: unknown) =>
+        !(err instanceof BackendUnavailableError) || Date.now() + ROLLBACK_RETRY_MS >= lease.expiresAtMs,
+    );
+  if (await attempt()) return;
+  void (async () => {
+    do await new Promise((resolve) => setTimeout(resolve, ROLLBACK_RETRY_MS).unref());
+    while (!(await attempt()));
+  })();
 }
 
 function eventMessage(backend: LockBackend, event: LockEvent): LockEventMessage {

@@ -1,10 +1,14 @@
 // A memcached server that stalls (SIGSTOP) past the store's timeout with writes in flight,
 // then resumes: memcached executes every request it had received, so a write that may have
-// reached it must never be sent again. Checked with memcached's own counters and cas values.
+// reached it must never be sent again. Checked with memcached's own counters and cas values,
+// and by the linearizability checker (test/support/checker.ts) on the recorded history of the
+// sets, cases and deletes, with a read of every key at the end.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { checkCache, formatViolations, type CacheInput, type CacheOutput } from '../support/checker.js';
 import { sleep, unaryOutcome, type Outcome } from '../support/faults.js';
+import { codeName, History } from '../support/history.js';
 import { memcachedMissing, startMemcached } from '../support/memcached.js';
 import { memcachedStats, textGets } from '../support/memcached-text.js';
 import { startServer } from '../support/server.js';
@@ -35,13 +39,48 @@ test('writes in flight when memcached stalls are executed at most once, and ever
   const run = `${process.pid}-${Date.now()}`;
   const call = <T>(method: string, request: object) =>
     unaryOutcome<T>(s.cache, method, { store: 'memcached', ...request }, 15_000);
+  // The sets, cases, deletes and reads, recorded (touches change no value: left out, with their keys).
+  const history = new History<CacheInput, CacheOutput>();
+  const recorded = <T extends { cas?: string; outcome?: string; found?: boolean; value?: Buffer }>(
+    method: string,
+    request: { key: string; value?: Buffer; cas?: string },
+  ) => {
+    const input: CacheInput =
+      method === 'Set'
+        ? { op: 'set', key: request.key, value: request.value!.toString() }
+        : method === 'Cas'
+          ? { op: 'cas', key: request.key, value: request.value!.toString(), cas: BigInt(request.cas!) }
+          : method === 'Delete'
+            ? { op: 'delete', key: request.key, cas: 0n }
+            : { op: 'get', key: request.key };
+    const end = history.begin('c', input);
+    const outcome = call<T>(method, request);
+    void outcome.then((o) => {
+      if (o.code !== grpc.status.OK) return end({ status: 'unknown', code: codeName(o.code), message: o.details });
+      const v = o.value!;
+      end({
+        status: 'ok',
+        value:
+          method === 'Get'
+            ? v.found
+              ? { found: true, value: v.value!.toString(), cas: BigInt(v.cas!) }
+              : { found: false }
+            : {
+                outcome: v.outcome as CacheOutput['outcome'],
+                cas: v.cas === undefined || v.cas === '0' ? undefined : BigInt(v.cas),
+              },
+      });
+    });
+    return outcome;
+  };
 
   // Keys for the touches, deletes and cases in flight, written before the stall.
   const casOf = new Map<string, string>();
   for (let w = 0; w < WAVES; w++)
     for (const kind of ['touch', 'delete', 'cas']) {
       const key = `stall:${run}:${kind}:${w}`;
-      const res = await call<{ cas: string }>('Set', { key, value: Buffer.from('before') });
+      const value = Buffer.from('before');
+      const res = await (kind === 'touch' ? call : recorded)<{ cas: string }>('Set', { key, value });
       assert.equal(res.code, grpc.status.OK, res.details);
       casOf.set(key, res.value!.cas);
     }
@@ -50,7 +89,7 @@ test('writes in flight when memcached stalls are executed at most once, and ever
   await mc.freeze();
   const sent: Sent[] = [];
   const send = (op: Op, key: string, request: object, value?: Buffer) =>
-    sent.push({ op, key, value, outcome: call(op, { key, ...request }) });
+    sent.push({ op, key, value, outcome: (op === 'Touch' ? call : recorded)(op, { key, ...request }) });
   const stalledAt = performance.now();
   const wave = (w: number) => {
     for (const i of [0, 1]) {
@@ -130,6 +169,16 @@ test('writes in flight when memcached stalls are executed at most once, and ever
     assert.ok(item.value.equals(x.value!), `${x.key} holds ${item.value}`);
   });
   t.diagnostic(report);
+
+  // Every key's history, with a read of it now, is linearizable: no write applied twice, or
+  // late over a newer one; the writes whose answers were lost taken as may-or-may-not.
+  for (const key of new Set(sent.filter((x) => x.op !== 'Touch').map((x) => x.key))) {
+    const read = await recorded<{ found: boolean; value: Buffer; cas: string }>('Get', { key });
+    assert.equal(read.code, grpc.status.OK, read.details);
+  }
+  const checked = checkCache(history.completed());
+  assert.deepEqual(checked.violations, [], formatViolations(checked.violations));
+  t.diagnostic(`history checked: ${JSON.stringify(checked.stats)}`);
 
   // And the store works normally afterwards.
   const after_ = await call<{ cas: string }>('Set', { key: `stall:${run}:after`, value: Buffer.from('ok') });

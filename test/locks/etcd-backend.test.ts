@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Lease__Output, LockState__Output } from '../../client/common/index.js';
 import { ConfigError, parseConfig } from '../../src/config.js';
 import { EtcdLockBackend } from '../../src/locks/etcd/lock-backend.js';
+import { ACQUIRE_ANSWER_MARGIN_MS } from '../../src/locks/service.js';
 import { createServer } from '../../src/server.js';
 import {
   ETCD_SKIP_REASON,
@@ -397,6 +398,65 @@ test('an etcd that hangs (SIGSTOP) fails calls with UNAVAILABLE after the per-op
         () => false,
       ),
   );
+});
+
+test('an Acquire answers within wait_ms + ACQUIRE_ANSWER_MARGIN_MS when etcd hangs (SIGSTOP), naming etcd; a waiter whose lease runs out answers then', {
+  skip: etcdAvailable() ? false : ETCD_SKIP_REASON,
+}, async () => {
+  await using etcd = await startEtcd();
+  // The default per-operation timeout (3 s): every etcd call of a request may be held that long.
+  await using server = await startServer({ etcdEndpoints: etcd.endpoint, etcdPrefix: PREFIX });
+  const L = locksOf(server);
+  const name = fresh('hung-answer');
+  const held = await L.acquire(name, { owner: 'holder' });
+  const WAIT_MS = 1_500;
+  const wait = (fields: object) => {
+    const started = Date.now();
+    return rejection(L.acquire(name, fields)).then((err) => ({ err, took: Date.now() - started, at: Date.now() }));
+  };
+  const waiting = wait({ wait_ms: WAIT_MS });
+  // A long wait on a short lease: the server cannot keep the waiter's lease alive past its
+  // TTL, so it gives up then, with its own answer, and does not wait for etcd to let its
+  // key leave the queue.
+  const LEASE_MS = 1_000;
+  const longWaiting = wait({ wait_ms: 30_000, ttl_ms: LEASE_MS });
+  await until('waiters queued', async () => (await L.describe(name)).waiters === 2);
+  const pid = etcd.pid!;
+  process.kill(pid, 'SIGSTOP');
+  const stoppedAt = Date.now();
+  try {
+    await until('etcd stopped', async () => /^\d+ \(.*\) [Tt] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')));
+    const started = Date.now();
+    const tryOnce = await rejection(L.acquire(fresh('hung-try')));
+    const tookTry = Date.now() - started;
+    const waited = await waiting;
+    const long = await longWaiting;
+    const longAfterStop = long.at - stoppedAt;
+    assert.equal(long.err.code, grpc.status.ABORTED, long.err.details);
+    assert.match(long.err.details, /waiter's etcd lease .* expired/, long.err.details);
+    assert.ok(longAfterStop < LEASE_MS + 1_000, `the long waiter answered ${longAfterStop} ms after etcd stopped`);
+    // A busy machine's scheduling on top of the margin.
+    const SLACK_MS = 400;
+    for (const [what, err, took, bound] of [
+      ['try-once', tryOnce, tookTry, ACQUIRE_ANSWER_MARGIN_MS],
+      ['waiter', waited.err, waited.took, WAIT_MS + ACQUIRE_ANSWER_MARGIN_MS],
+    ] as const) {
+      assert.ok(
+        err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.ABORTED,
+        `${what}: ${grpc.status[err.code]} ${err.details}`,
+      );
+      assert.match(err.details, /etcd/, `${what}: the answer does not name etcd: ${err.details}`);
+      assert.ok(took <= bound + SLACK_MS, `${what} answered after ${took} ms, bound ${bound} ms`);
+    }
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  // etcd back: the lock is still the holder's, and nothing the hung requests left behind
+  // stays queued once their keys have left (or their leases ran out).
+  await until('etcd answers again', async () => (await L.describe(name).catch(() => undefined)) !== undefined);
+  assert.equal((await L.describe(name)).owner, 'holder');
+  await L.release(held);
+  await until('the lock is free', async () => !(await L.describe(name)).held, 15_000);
 });
 
 describe('etcd backend on a 3-member cluster', { skip: etcdAvailable() ? false : ETCD_SKIP_REASON }, () => {

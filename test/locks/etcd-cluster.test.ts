@@ -2,13 +2,17 @@
 // and 6 worker processes (test/support/lock-worker.ts), each with its own SDK client on one of
 // the servers, taking turns on one lock. The critical section increments a counter file
 // non-atomically and logs its fencing token, so a double grant shows as a lost increment or
-// a token out of order. The second run kills etcd's leader with SIGKILL halfway through.
+// a token out of order. The second run kills etcd's leader with SIGKILL halfway through. Every
+// Acquire and Release the workers make is recorded, and the history passes the lock checker
+// (test/support/checker.ts): no two holders with valid leases at once, tokens in grant order.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { etcdctl, etcdMissing, startEtcdCluster, type EtcdCluster, type EtcdMember } from '../support/etcd.js';
+import { checkLocks, formatViolations, type LockInput, type LockOp, type LockOutput } from '../support/checker.js';
+import { opsFromJson } from '../support/history.js';
 import type { WorkerConfig, WorkerReport } from '../support/lock-worker.js';
 import { runScript, type Script } from '../support/script.js';
 import { spawnServer, type SpawnedServer } from '../support/spawn.js';
@@ -37,6 +41,8 @@ interface RunResult {
   readonly counter: number;
   readonly grants: readonly Grant[];
   readonly reports: readonly WorkerReport[];
+  /** Every Acquire and Release of the run, as the workers recorded them. */
+  readonly history: readonly LockOp[];
 }
 
 async function readGrants(logFile: string): Promise<Grant[]> {
@@ -120,8 +126,10 @@ describe('scale-out: 3 latchkey servers on a 3-member etcd cluster, 6 worker pro
     const lockName = `${label}-${Date.now()}`;
     const counterFile = join(dir, `${label}.counter`);
     const logFile = join(dir, `${label}.log`);
+    const historyFile = join(dir, `${label}.history`);
     await writeFile(counterFile, '0');
     await writeFile(logFile, '');
+    await writeFile(historyFile, '');
     const workers: Script[] = [];
     const ended = new AbortController();
     let side: Promise<void> | undefined;
@@ -135,6 +143,7 @@ describe('scale-out: 3 latchkey servers on a 3-member etcd cluster, 6 worker pro
           cycles: cyclesEach,
           counterFile,
           logFile,
+          historyFile,
           ttlMs: 3_000,
           waitMs: 3_000,
           budgetMs: RUN_BUDGET_MS,
@@ -159,6 +168,7 @@ describe('scale-out: 3 latchkey servers on a 3-member etcd cluster, 6 worker pro
         counter: Number(await readFile(counterFile, 'utf8')),
         grants: await readGrants(logFile),
         reports,
+        history: opsFromJson<LockInput, LockOutput>(await readFile(historyFile, 'utf8')),
       };
     } finally {
       ended.abort();
@@ -186,6 +196,8 @@ describe('scale-out: 3 latchkey servers on a 3-member etcd cluster, 6 worker pro
       result.reports.reduce((sum, r) => sum + r.cycles, 0),
       result.cycles,
     );
+    const { violations } = checkLocks(result.history);
+    assert.deepEqual(violations, [], formatViolations(violations));
   }
 
   function report(t: TestContext, result: RunResult): void {
@@ -204,6 +216,7 @@ describe('scale-out: 3 latchkey servers on a 3-member etcd cluster, 6 worker pro
     t.diagnostic(
       `acquire retries ${JSON.stringify(sum((r) => r.retries))}, abandoned ${result.reports.reduce((n, r) => n + r.abandoned, 0)}, release outcomes other than released ${JSON.stringify(sum((r) => r.releaseOutcomes))}`,
     );
+    t.diagnostic(`history checked: ${JSON.stringify(checkLocks(result.history).stats)}`);
     for (const r of result.reports) for (const error of r.errors) t.diagnostic(`worker ${r.id}: ${error}`);
   }
 

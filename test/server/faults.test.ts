@@ -26,7 +26,10 @@ import {
   until,
   type Outcome,
 } from '../support/faults.js';
+import { checkLocks, formatViolations, type LockInput, type LockOutput } from '../support/checker.js';
+import { History, wallToMonotonicMs } from '../support/history.js';
 import { memcachedMissing, startMemcached } from '../support/memcached.js';
+import { acquireAnswerViolations } from '../support/scenario.js';
 import { freePort } from '../support/ports.js';
 import { startServer } from '../support/server.js';
 import { spawnServer } from '../support/spawn.js';
@@ -152,7 +155,10 @@ describe('a latchkey server SIGKILLed and restarted (etcd backend)', { skip: etc
 describe('etcd members SIGKILLed and restarted under latchkey (3-member cluster)', { skip: etcdMissing() }, () => {
   /** Leases here outlive the whole test, so what is held is held because nothing lost it. */
   const LEASE_TTL_MS = 120_000;
-  /** A call through a cluster that lost quorum waits out etcd's timeouts (3 s per endpoint) before UNAVAILABLE. */
+  /**
+   * A call through a cluster that lost quorum waits out etcd's timeouts (3 s per endpoint)
+   * before UNAVAILABLE; an Acquire answers within 1 s (ACQUIRE_ANSWER_MARGIN_MS).
+   */
   const CALL_MS = 30_000;
   /** How long service may take to come back after each step (an election, a reconnect). */
   const RECOVER_MS = 20_000;
@@ -172,9 +178,37 @@ describe('etcd members SIGKILLed and restarted under latchkey (3-member cluster)
     const locks = new proto.latchkey.v1.Locks(server.address, insecure(), FAST_RECONNECT);
     try {
       const call = <T>(method: string, request: object) => unaryOutcome<T>(locks, method, request, CALL_MS);
-      const acquire = (name: string) => call<Lease>('Acquire', { name, ttl_ms: LEASE_TTL_MS, owner: name });
+      // Every Acquire and Release is recorded for the lock checker and the answer-time rule.
+      const history = new History<LockInput, LockOutput>();
+      const recorded = async <T>(input: LockInput, method: string, request: object, value: (res: T) => LockOutput) => {
+        const end = history.begin('client', input);
+        const o = await call<T>(method, request);
+        end(
+          o.code === S.OK
+            ? { status: 'ok', value: value(o.value!) }
+            : { status: 'unknown', code: codeName(o.code), message: o.details },
+        );
+        return o;
+      };
+      const acquire = (name: string) =>
+        recorded<Lease>(
+          { op: 'acquire', name, ttlMs: LEASE_TTL_MS, waitMs: 0, via: 'server' },
+          'Acquire',
+          { name, ttl_ms: LEASE_TTL_MS, owner: name },
+          (lease) => ({
+            op: 'acquire',
+            leaseId: lease.lease_id,
+            token: BigInt(lease.fencing_token),
+            validUntilMs: wallToMonotonicMs(Number(lease.expires_at_ms)),
+          }),
+        );
       const release = (lease: Lease) =>
-        call<{ released: boolean }>('Release', { name: lease.name, lease_id: lease.lease_id });
+        recorded<{ released: boolean }>(
+          { op: 'release', name: lease.name, leaseId: lease.lease_id, via: 'server' },
+          'Release',
+          { name: lease.name, lease_id: lease.lease_id },
+          () => ({ op: 'release' }),
+        );
       const describeLock = (name: string) => call<LockState>('Describe', { name });
       /** Every failure while etcd is degraded: it must be UNAVAILABLE and say that etcd is. */
       const failures: Outcome<unknown>[] = [];
@@ -233,7 +267,7 @@ describe('etcd members SIGKILLed and restarted under latchkey (3-member cluster)
       await second.kill9();
       const noQuorum = [
         ['describe', await describeLock('held-before')],
-        ['acquire', await call<Lease>('Acquire', { name: 'no-quorum', ttl_ms: 2_000 })],
+        ['acquire', await acquire('no-quorum')],
         // Not acknowledged, so the lock must still be held after the restart.
         ['release', await release(heldMinority)],
       ] as const;
@@ -267,6 +301,11 @@ describe('etcd members SIGKILLed and restarted under latchkey (3-member cluster)
       t.diagnostic(
         `members restarted: healthy and serving in ${restoredMs.toFixed(0)} ms; ${failures.length} UNAVAILABLE in all while degraded (${tally(failures)}), no other failure`,
       );
+      const ops = history.completed();
+      const checked = checkLocks(ops);
+      const late = acquireAnswerViolations(ops, /etcd/);
+      assert.deepEqual([...checked.violations, ...late], [], formatViolations([...checked.violations, ...late]));
+      t.diagnostic(`history checked: ${JSON.stringify(checked.stats)}`);
     } finally {
       locks.close();
     }

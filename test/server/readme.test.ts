@@ -97,7 +97,7 @@ async function runSdkExample(label: string): Promise<string> {
   try {
     const file = join(dir, 'example.mts');
     const code = example(label)
-      .replaceAll("'latchkey/client'", JSON.stringify(join(ROOT, 'client/index.ts')))
+      .replaceAll("'@latchkey/client'", JSON.stringify(join(ROOT, 'client/index.ts')))
       .replaceAll('127.0.0.1:50051', server.address);
     writeFileSync(file, code);
     return (await run(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, timeout: 60_000 })).stdout;

@@ -609,6 +609,9 @@ describe('server reflection, as grpcurl uses it', () => {
           // One line per field: number, name, label, type, and its oneof. A proto3 `optional`
           // must arrive as such (proto3_optional + a synthetic oneof), not as a plain oneof.
           const want = nested.fieldsArray.map((f) => {
+            // A map field is served as protoc compiles it: a repeated field of its nested entry type.
+            if (f instanceof protobuf.MapField)
+              return `${f.id} ${f.name} repeated ${nested.fullName}.${mapEntryName(f.name)}`;
             const optional = f.options?.proto3_optional === true;
             const oneof = f.partOf && !optional ? ` oneof ${f.partOf.name}` : '';
             return `${f.id} ${f.name} ${f.repeated ? 'repeated ' : optional ? 'optional ' : ''}${f.resolvedType ? f.resolvedType.fullName : f.type}${oneof}`;

@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
+import type { Launcher } from './spawn.js';
 
 /** Health after a (re)start can take a leader election; a busy 2-core machine is slow. */
 const HEALTHY_TIMEOUT_MS = 20_000;
@@ -54,9 +55,45 @@ export function etcdMissing(): string | false {
 /** etcdMissing() === false; throws as it does under LATCHKEY_REQUIRE_ALL_SUITES. */
 export const etcdAvailable = (): boolean => etcdMissing() === false;
 
+/**
+ * Where a member runs. By default on this machine's loopback (free ports); a partition test
+ * puts each member on a host of its own network (netns.ts), on etcd's standard ports.
+ */
+export interface EtcdHost {
+  /** The address the member listens on and advertises. */
+  readonly address: string;
+  /** Starts the etcd process there. */
+  readonly launch: Launcher;
+  /**
+   * One HTTP request to the member's client URL, `http://address:port` + path, from
+   * somewhere that reaches it; bounded by timeoutMs.
+   */
+  http(
+    port: number,
+    method: 'GET' | 'POST',
+    path: string,
+    body: string | undefined,
+    timeoutMs: number,
+  ): Promise<{ status: number; body: string }>;
+}
+
+/** This machine: what every etcd test but the partition tests uses. */
+const LOOPBACK: EtcdHost = {
+  address: '127.0.0.1',
+  launch: spawn,
+  async http(port, method, path, body, timeoutMs) {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+      method,
+      body,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    return { status: res.status, body: await res.text() };
+  },
+};
+
 export interface EtcdMember extends AsyncDisposable {
   readonly name: string;
-  /** "127.0.0.1:PORT", the client endpoint. */
+  /** "ADDRESS:PORT", the client endpoint (127.0.0.1 unless placed on a host of its own). */
   readonly endpoint: string;
   /** The running process's pid; undefined while stopped. */
   readonly pid: number | undefined;
@@ -68,6 +105,11 @@ export interface EtcdMember extends AsyncDisposable {
   restart(): Promise<void>;
   /** Its stderr so far (for failure messages). */
   log(): string;
+  /**
+   * Its own view, from etcd's JSON gateway (Maintenance/Status): its member id and the leader
+   * it follows (ids as decimal strings; leader '0' = none known). Rejects if it does not answer.
+   */
+  status(timeoutMs?: number): Promise<{ memberId: string; leader: string; raftTerm: string }>;
 }
 
 export interface EtcdCluster extends AsyncDisposable {
@@ -107,10 +149,10 @@ async function exitedWithin(child: ChildProcess, ms: number): Promise<boolean> {
   }
 }
 
-async function healthy(clientPort: number): Promise<boolean> {
+async function healthy(spec: MemberSpec): Promise<boolean> {
   try {
-    const res = await fetch(`http://127.0.0.1:${clientPort}/health`, { signal: AbortSignal.timeout(1_000) });
-    return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+    const res = await spec.host.http(spec.clientPort, 'GET', '/health', undefined, 1_000);
+    return res.status === 200 && (JSON.parse(res.body) as { health?: string }).health === 'true';
   } catch {
     return false;
   }
@@ -118,6 +160,7 @@ async function healthy(clientPort: number): Promise<boolean> {
 
 interface MemberSpec {
   readonly name: string;
+  readonly host: EtcdHost;
   readonly clientPort: number;
   readonly peerPort: number;
   readonly dataDir: string;
@@ -130,19 +173,20 @@ function createMember(
 ): EtcdMember & { launch(): void; waitHealthy(): Promise<void> } {
   let child: ChildProcess | undefined;
   let stderr = '';
+  const at = spec.host.address;
   const args = [
     '--name',
     spec.name,
     '--data-dir',
     spec.dataDir,
     '--listen-client-urls',
-    `http://127.0.0.1:${spec.clientPort}`,
+    `http://${at}:${spec.clientPort}`,
     '--advertise-client-urls',
-    `http://127.0.0.1:${spec.clientPort}`,
+    `http://${at}:${spec.clientPort}`,
     '--listen-peer-urls',
-    `http://127.0.0.1:${spec.peerPort}`,
+    `http://${at}:${spec.peerPort}`,
     '--initial-advertise-peer-urls',
-    `http://127.0.0.1:${spec.peerPort}`,
+    `http://${at}:${spec.peerPort}`,
     // Ignored by etcd once the data dir holds a member, so restart() can pass them again.
     '--initial-cluster',
     initialCluster,
@@ -171,13 +215,23 @@ function createMember(
 
   const member = {
     name: spec.name,
-    endpoint: `127.0.0.1:${spec.clientPort}`,
+    endpoint: `${at}:${spec.clientPort}`,
     get pid() {
       return child?.pid;
     },
     log: () => stderr,
+    async status(timeoutMs = 2_000) {
+      const res = await spec.host.http(spec.clientPort, 'POST', '/v3/maintenance/status', '{}', timeoutMs);
+      if (res.status !== 200) throw new Error(`etcd ${spec.name} status: HTTP ${res.status} ${res.body}`);
+      const body = JSON.parse(res.body) as { header?: { member_id?: string; raft_term?: string }; leader?: string };
+      return {
+        memberId: body.header?.member_id ?? '0',
+        leader: body.leader ?? '0',
+        raftTerm: body.header?.raft_term ?? '0',
+      };
+    },
     launch() {
-      const proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      const proc = spec.host.launch('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
       child = proc;
       live.add(proc);
       proc.stderr!.on('data', (chunk) => (stderr = (stderr + chunk).slice(-20_000)));
@@ -185,7 +239,7 @@ function createMember(
     },
     async waitHealthy() {
       const deadline = Date.now() + HEALTHY_TIMEOUT_MS;
-      while (!(await healthy(spec.clientPort))) {
+      while (!(await healthy(spec))) {
         const proc = child;
         if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) {
           throw new Error(
@@ -216,7 +270,7 @@ function createMember(
   return member;
 }
 
-async function tryStartCluster(size: number): Promise<EtcdCluster> {
+async function tryStartCluster(size: number, hosts: readonly EtcdHost[] | undefined): Promise<EtcdCluster> {
   const token = `latchkey-test-${randomBytes(6).toString('hex')}`;
   const specs: MemberSpec[] = [];
   const members: ReturnType<typeof createMember>[] = [];
@@ -226,14 +280,17 @@ async function tryStartCluster(size: number): Promise<EtcdCluster> {
   };
   try {
     for (let i = 0; i < size; i++) {
+      const host = hosts?.[i];
       specs.push({
         name: `m${i}`,
-        clientPort: await freePort(),
-        peerPort: await freePort(),
+        host: host ?? LOOPBACK,
+        // A host of its own has its own ports: etcd's standard ones.
+        clientPort: host === undefined ? await freePort() : 2379,
+        peerPort: host === undefined ? await freePort() : 2380,
         dataDir: await mkdtemp(join(tmpdir(), 'latchkey-etcd-')),
       });
     }
-    const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
+    const initialCluster = specs.map((s) => `${s.name}=http://${s.host.address}:${s.peerPort}`).join(',');
     for (const spec of specs) members.push(createMember(spec, initialCluster, token));
     for (const member of members) member.launch();
     await Promise.all(members.map((m) => m.waitHealthy()));
@@ -251,12 +308,14 @@ async function tryStartCluster(size: number): Promise<EtcdCluster> {
 /**
  * Starts a cluster of `size` members (`--initial-cluster`) and waits until every member is
  * healthy. A free port can be taken between the probe and etcd's bind, so a start that fails
- * is retried (twice) on new ports.
+ * is retried (twice) on new ports. `hosts`, if given, places member i on hosts[i].
  */
-export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
+export async function startEtcdCluster(size = 3, options: { hosts?: readonly EtcdHost[] } = {}): Promise<EtcdCluster> {
+  if (options.hosts !== undefined && options.hosts.length < size)
+    throw new Error(`${size} members need ${size} hosts, got ${options.hosts.length}`);
   for (let attempt = 1; ; attempt++) {
     try {
-      return await tryStartCluster(size);
+      return await tryStartCluster(size, options.hosts);
     } catch (err) {
       if (attempt >= 3 || !/address already in use/.test(String(err))) throw err;
     }

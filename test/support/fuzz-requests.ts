@@ -444,6 +444,33 @@ export class RequestArbitraries {
   }
 
   #occurrences(type: protobuf.Type, field: protobuf.Field, depth: number): fc.Arbitrary<Generated> {
+    // A map (PipelineOp.trace_context): entries, each a message of key (1) and value (2).
+    if (field instanceof protobuf.MapField) {
+      const text = fc.oneof(
+        { weight: 2, arbitrary: fc.constantFrom('traceparent', 'tracestate', '').map(utf8) },
+        { weight: 1, arbitrary: fc.constant(utf8('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01')) },
+        { weight: 2, arbitrary: textArb() },
+      );
+      const entry = fc.tuple(text, text).map(
+        ([key, value]): Generated => ({
+          fields: [
+            {
+              field: field.id,
+              wire: 2,
+              value: {
+                t: 'message',
+                fields: [
+                  { field: 1, wire: 2, value: bytesValue(key) },
+                  { field: 2, wire: 2, value: bytesValue(value) },
+                ],
+              },
+            },
+          ],
+          wellFormed: true,
+        }),
+      );
+      return fc.array(entry, { maxLength: 3 }).map(joined);
+    }
     if (field.repeated) {
       // Around --max-batch, so both sides of it come up.
       const max = depth === 0 ? this.#limits.maxBatch + 5 : 3;

@@ -4,6 +4,9 @@
 // shared counter file, so two holders at once would lose an increment, and an append of the
 // fencing token to a shared log, so the log's order is grant order.
 //
+// Each Acquire and Release is also appended to `historyFile` as a recorded operation
+// (history.ts, on the machine's shared monotonic clock), for the lock checker (checker.ts).
+//
 // argv[2]: a WorkerConfig as JSON. Prints {"ready": true} once connected, starts on a "go"
 // line on stdin, and ends with one {"done": true, ...} line (WorkerReport); exits 1 with the
 // reason on stderr if it cannot finish its cycles in time or meets an error it must not retry.
@@ -11,6 +14,8 @@ import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { status } from '@grpc/grpc-js';
 import { connect, LatchkeyError, type LockHandle } from '../../client/index.js';
+import type { LockInput, LockOp, LockOutput } from './checker.js';
+import { codeName, monotonicMs, opToJson, wallToMonotonicMs, type Outcome } from './history.js';
 
 export interface WorkerConfig {
   readonly id: number;
@@ -22,6 +27,8 @@ export interface WorkerConfig {
   readonly cycles: number;
   readonly counterFile: string;
   readonly logFile: string;
+  /** Where each Acquire and Release is appended as a recorded operation (JSON lines). */
+  readonly historyFile: string;
   readonly ttlMs: number;
   readonly waitMs: number;
   /** The whole run must end within this many ms of "go", or the worker fails. */
@@ -85,6 +92,19 @@ const note = (what: string, err: unknown) =>
   );
 let abandoned = 0;
 let failures = 0;
+let recorded = 0;
+/** Appends one finished operation to the history file. */
+function record(input: LockInput, invokeMs: number, outcome: Outcome<LockOutput>): void {
+  const op: LockOp = {
+    id: recorded++,
+    client: `worker-${config.id}`,
+    input,
+    invokeMs,
+    returnMs: monotonicMs(),
+    outcome,
+  };
+  appendFileSync(config.historyFile, `${opToJson(op)}\n`);
+}
 
 for (let done = 0; done < config.cycles; ) {
   if (Date.now() - started > config.budgetMs) {
@@ -94,6 +114,14 @@ for (let done = 0; done < config.cycles; ) {
     process.exit(1);
   }
   let lock: LockHandle;
+  const acquire: LockInput = {
+    op: 'acquire',
+    name: config.lockName,
+    ttlMs: config.ttlMs,
+    waitMs: config.waitMs,
+    via: config.address,
+  };
+  const acquiredAt = monotonicMs();
   try {
     lock = await client.lock(config.lockName, {
       backend: config.backend,
@@ -101,7 +129,20 @@ for (let done = 0; done < config.cycles; ) {
       waitMs: config.waitMs,
       owner: `worker-${config.id}`,
     });
+    record(acquire, acquiredAt, {
+      status: 'ok',
+      value: {
+        op: 'acquire',
+        leaseId: lock.leaseId,
+        token: lock.fencingToken,
+        validUntilMs: wallToMonotonicMs(lock.expiresAt.getTime()),
+      },
+    });
   } catch (err) {
+    const code = err instanceof LatchkeyError ? codeName(err.code) : 'THROWN';
+    const message = err instanceof Error ? err.message : String(err);
+    // ABORTED: not granted; anything else may have been.
+    record(acquire, acquiredAt, { status: code === 'ABORTED' ? 'fail' : 'unknown', code, message });
     if (!(err instanceof LatchkeyError) || !RETRIED.has(err.code)) throw err;
     bump(retries, err.name);
     note('acquire', err);
@@ -129,7 +170,16 @@ for (let done = 0; done < config.cycles; ) {
     writeFileSync(config.counterFile, String(count + 1));
     done++;
   } finally {
+    const releasedAt = monotonicMs();
     const outcome = await lock.release();
+    // 'lost': the handle knew the lease gone (it may not have asked the server); 'release-failed': unknown.
+    record(
+      { op: 'release', name: config.lockName, leaseId: lock.leaseId, via: config.address },
+      releasedAt,
+      outcome === 'released'
+        ? { status: 'ok', value: { op: 'release' } }
+        : { status: outcome === 'lost' ? 'fail' : 'unknown', code: outcome, message: String(lock.error) },
+    );
     if (outcome !== 'released') {
       bump(releaseOutcomes, outcome);
       note(`release ${outcome}`, lock.error);

@@ -2,7 +2,7 @@
 // lines on stdout: SDK clients that must live in their own process to be SIGKILLed, or to
 // contend from several processes. Stopped by pid; every wait is bounded.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { REPO_ROOT } from './spawn.js';
+import { REPO_ROOT, type Launcher } from './spawn.js';
 
 export interface Script extends AsyncDisposable {
   readonly pid: number;
@@ -39,11 +39,12 @@ process.once('exit', () => {
       }
 });
 
-export function runScript(script: string, args: readonly string[]): Script {
+/** Starts `node --import tsx script ...args`; `launch` says where it runs (default: here). */
+export function runScript(script: string, args: readonly string[], launch: Launcher = spawn): Script {
   const env: NodeJS.ProcessEnv = { ...process.env };
   // NOTE: a child that inherited node --test's marker would speak the runner's protocol.
   delete env.NODE_TEST_CONTEXT;
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+  const child = launch(process.execPath, ['--import', 'tsx', script, ...args], {
     cwd: REPO_ROOT,
     env,
     stdio: ['pipe', 'pipe', 'pipe'],

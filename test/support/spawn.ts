@@ -1,7 +1,7 @@
 // Runs `latchkey` as a separate process, for what only a process can show: signals, exit
 // codes, what it prints. Children are stopped by their pid, never by name, and every wait is
 // bounded so a stuck child fails the test instead of hanging it.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { join } from 'node:path';
 
 export const REPO_ROOT = join(import.meta.dirname, '..', '..');
@@ -37,6 +37,12 @@ export interface SpawnedServer extends AsyncDisposable {
   stop(signal?: NodeJS.Signals, killAfterMs?: number): Promise<Exit>;
 }
 
+/**
+ * Starts a process somewhere: `spawn` itself (the default) runs it here; a network namespace's
+ * host (netns.ts) runs it inside that namespace. The returned child's pid is the process's own.
+ */
+export type Launcher = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
+
 export interface RunResult extends Exit {
   readonly stdout: string;
   readonly stderr: string;
@@ -52,8 +58,12 @@ function childEnv(env: Readonly<Record<string, string>>): NodeJS.ProcessEnv {
   return { ...merged, ...env };
 }
 
-function startCli(args: readonly string[], env: Readonly<Record<string, string>>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+function startCli(
+  args: readonly string[],
+  env: Readonly<Record<string, string>>,
+  launch: Launcher = spawn,
+): ChildProcess {
+  return launch(process.execPath, ['--import', 'tsx', CLI, ...args], {
     cwd: REPO_ROOT,
     env: childEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -142,14 +152,16 @@ const LISTENING = /^latchkey listening on (\S+:\d+) /m;
 /**
  * Starts `latchkey serve --listen 127.0.0.1:0 ...args` (a later --listen in args wins) and
  * resolves once it prints its address. Rejects, with the child's output, if it exits first
- * or does not get there within timeoutMs; the child is killed in both cases.
+ * or does not get there within timeoutMs; the child is killed in both cases. `launch` says
+ * where it runs (default: here).
  */
 export async function spawnServer(
   args: readonly string[] = [],
   env: Readonly<Record<string, string>> = {},
   timeoutMs = STARTUP_TIMEOUT_MS,
+  launch: Launcher = spawn,
 ): Promise<SpawnedServer> {
-  const child = startCli(['serve', '--listen', '127.0.0.1:0', ...args], env);
+  const child = startCli(['serve', '--listen', '127.0.0.1:0', ...args], env, launch);
   const watched = new Watched(child);
   const pid = child.pid;
 

@@ -28,6 +28,11 @@ export interface LockRequest {
   readonly waitUntilMs: number;
   /** Cancels the request (gRPC deadline, client gone); the key then leaves the queue. */
   readonly signal: AbortSignal;
+  /**
+   * Not granted: given the key's leaving the queue, resolves when the answer may go. Default:
+   * once the key has left. The unary Acquire waits a bounded time (lock-backend.ts).
+   */
+  readonly settle?: (leaving: Promise<void>) => Promise<void>;
 }
 
 /** A lock held: its own key (the fencing token is its create revision) and the lease's earliest expiry. */
@@ -42,9 +47,10 @@ const TIMED_OUT = Symbol('timed out');
 /**
  * Puts the session's own key into the lock's queue and waits for its turn as the request
  * allows. Not granted (lost try-once, refused limit, timeout, cancel, lost lease, shutdown,
- * etcd error): the key leaves the queue before this rejects, so nobody waits behind a key
- * whose caller is gone and a Describe right after the answer does not count it. The
- * session's lease is left as it is (the caller revokes it if it was only for this lock).
+ * etcd error): the key leaves the queue before this rejects (or as long before as
+ * request.settle waits), so nobody waits behind a key whose caller is gone and a Describe
+ * right after the answer does not count it. The session's lease is left as it is (the
+ * caller revokes it if it was only for this lock).
  */
 export async function acquireOnSession(
   session: EtcdSession,
@@ -73,7 +79,10 @@ export async function acquireOnSession(
     }
     return (held = { own, expiresAtMs: await waitForTurn(session, queue, recipe, own, request) });
   } finally {
-    if (held === undefined) await leaveQueue(queue, key);
+    if (held === undefined) {
+      const leaving = leaveQueue(queue, key);
+      await (request.settle?.(leaving) ?? leaving);
+    }
   }
 }
 

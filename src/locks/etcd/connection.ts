@@ -25,11 +25,18 @@ import {
   LeaseExpiredError,
   ShuttingDownError,
 } from '../../errors.js';
+import { grpcClientSpans } from '../../tracing.js';
 
 /** Backoff between retries while etcd is unreachable (a wait's re-checks, keepalives, Watch). */
 export const RETRY_MS = 250;
 /** With several endpoints, how long one that failed is passed over (see pauseAfterFailure). */
 const HOST_PAUSE_MS = 1_000;
+/**
+ * Each etcd request a span (tracing.ts), a child of the operation it serves: every unary
+ * call, and the one-answer keepalive streams. NOTE: the long-lived streams (Watch, etcd3's
+ * own keepalive) are not traced: they outlive the call that opened them and serve others.
+ */
+const ETCD_SPANS = [grpcClientSpans({ 'db.system.name': 'etcd' })];
 
 export interface EtcdConnectionOptions {
   /** etcd client endpoints, `host:port` or `http(s)://host:port`: a list or a comma-separated string. */
@@ -74,7 +81,8 @@ export class EtcdConnection {
     this.client = new Etcd3({
       hosts,
       // Unary calls get a deadline; streams (watch, keepalive) are bounded where they are used.
-      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + opTimeoutMs }),
+      defaultCallOptions: (context) =>
+        context.isStream ? {} : { deadline: Date.now() + opTimeoutMs, interceptors: ETCD_SPANS },
       faultHandling: {
         host: (host) => pauseAfterFailure(host, hosts.length > 1 ? HOST_PAUSE_MS : 0, pauses, hosts.length),
         global: tryHosts(hosts.length),
@@ -134,7 +142,10 @@ export class EtcdConnection {
       const sentAtMs = this.clock.now();
       try {
         const ttlS = await this.call('keep the lease alive', signal, async (client) => {
-          const stream = await client.leaseClient.leaseKeepAlive({ deadline: Date.now() + attemptTimeoutMs });
+          const stream = await client.leaseClient.leaseKeepAlive({
+            deadline: Date.now() + attemptTimeoutMs,
+            interceptors: ETCD_SPANS,
+          });
           return new Promise<number>((resolve, reject) => {
             stream.on('data', (res) => {
               resolve(Number(res.TTL));

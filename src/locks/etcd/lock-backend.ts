@@ -12,7 +12,7 @@
 // This file maps the LockBackend interface onto them. Unary Acquire is a session of its own
 // with one lock: grant, put, (wait), and on Release one delete and one revoke. No server
 // keeps state about a lease it granted: the lease id and the lock name find the key.
-import { systemClock, type Clock } from '../../clock.js';
+import { systemClock, type Clock, type Timer } from '../../clock.js';
 import { FailedPreconditionError, LeaseExpiredError, NotHolderError, throwIfAborted } from '../../errors.js';
 import type { AcquireOptions, Capabilities, Lease, LeaseRef, LockBackend, LockEvent, LockState } from '../backend.js';
 import { acquireOnSession, releaseOwnKey } from './acquire.js';
@@ -32,6 +32,12 @@ export const etcdCapabilities: Capabilities = {
   shared: true,
   watch: true,
 };
+
+/**
+ * How long a unary Acquire that was not granted waits for its key to leave the queue and its
+ * lease to be revoked before it answers; a healthy etcd takes milliseconds.
+ */
+const LEAVE_WAIT_MS = 250;
 
 export interface EtcdLockBackendOptions {
   /** etcd client endpoints, `host:port` or `http(s)://host:port`: a list or a comma-separated string. */
@@ -55,6 +61,9 @@ export interface EtcdLockBackendOptions {
 export class EtcdLockBackend implements LockBackend {
   readonly kind = 'etcd';
   readonly capabilities = etcdCapabilities;
+  get location(): string {
+    return `etcd at ${this.#conn.endpoints}`;
+  }
   readonly #conn: EtcdConnection;
   readonly #prefix: string;
   /** Acquires in progress, so close() can let them clean up their keys before it closes the client. */
@@ -159,11 +168,18 @@ export class EtcdLockBackend implements LockBackend {
     // A lease of our own (Session in mutex.go): the key, and so our place in the queue, dies
     // with it, which is what makes an abandoned lock free itself after its TTL.
     const session = await EtcdSession.open(this.#conn, { ttlMs, purpose: `acquire lock "${name}"` });
+    // Not granted: the key leaves the queue, then the lease, which has no other use, is revoked.
+    // NOTE: the answer waits for that LEAVE_WAIT_MS at most: with etcd unreachable each of
+    // its calls is held for opTimeoutMs per endpoint, and the answer must not wait for them
+    // (the key goes, or its lease runs out, after the answer; close() still waits for it).
+    let ending: Promise<void> | undefined;
+    const settle = (leaving: Promise<void>) =>
+      this.#briefly((ending = leaving.then(() => session.revoke()).catch(() => {})));
     try {
       // Kept alive from the grant on, while this call runs; once granted, the holder's
       // Refresh keeps it alive (possibly through another server).
       using _alive = session.keepAlive();
-      const held = await acquireOnSession(session, queue, { claim, waitMs, waitUntilMs, signal });
+      const held = await acquireOnSession(session, queue, { claim, waitMs, waitUntilMs, signal, settle });
       return {
         name,
         leaseId: session.leaseId,
@@ -175,12 +191,24 @@ export class EtcdLockBackend implements LockBackend {
         limit: claim.limit,
       };
     } catch (err) {
-      // Its key has left the queue; the lease has no other use.
-      await session.revoke().catch(() => {});
+      // Failed before it reached the queue (settle was not called): the lease has no other use.
+      if (ending === undefined) await this.#briefly(session.revoke().catch(() => {}));
       throw err;
     } finally {
       session.detach();
     }
+  }
+
+  /** Waits for a refused Acquire's clean-up LEAVE_WAIT_MS at most; the rest goes on, tracked for close(). */
+  async #briefly(cleanup: Promise<void>): Promise<void> {
+    this.#inflight.add(cleanup);
+    void cleanup.then(() => this.#inflight.delete(cleanup));
+    let timer: Timer | undefined;
+    await Promise.race([
+      cleanup,
+      new Promise<void>((resolve) => (timer = this.#conn.clock.schedule(LEAVE_WAIT_MS, resolve))),
+    ]);
+    timer?.cancel();
   }
 
   /** The queue key of `leaseId` on lock `name` if it holds the lock; else the precise refusal. */

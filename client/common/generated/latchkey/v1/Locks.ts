@@ -29,6 +29,10 @@ export interface LocksClient extends grpc.Client {
    * before the deadline the server reads: gRPC's C core (Python, C++, Ruby, PHP) sends its
    * deadline rounded up by up to 1% (1 s as "1010m"), and the answer must still get back
    * in time. To wait the whole wait_ms, set a deadline at least that much longer.
+   * Whatever the backend does (an etcd cut off from this server holds each call for
+   * seconds), the answer comes at most 1 s after wait_ms (wait_ms = 0: within 1 s):
+   * UNAVAILABLE naming the backend if it has not answered by then, and a grant that lands
+   * after that answer is released at once.
    */
   Acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
   Acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
@@ -42,6 +46,10 @@ export interface LocksClient extends grpc.Client {
    * before the deadline the server reads: gRPC's C core (Python, C++, Ruby, PHP) sends its
    * deadline rounded up by up to 1% (1 s as "1010m"), and the answer must still get back
    * in time. To wait the whole wait_ms, set a deadline at least that much longer.
+   * Whatever the backend does (an etcd cut off from this server holds each call for
+   * seconds), the answer comes at most 1 s after wait_ms (wait_ms = 0: within 1 s):
+   * UNAVAILABLE naming the backend if it has not answered by then, and a grant that lands
+   * after that answer is released at once.
    */
   acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
   acquire(argument: _latchkey_v1_AcquireRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Lease__Output>): grpc.ClientUnaryCall;
@@ -154,6 +162,10 @@ export interface LocksHandlers extends grpc.UntypedServiceImplementation {
    * before the deadline the server reads: gRPC's C core (Python, C++, Ruby, PHP) sends its
    * deadline rounded up by up to 1% (1 s as "1010m"), and the answer must still get back
    * in time. To wait the whole wait_ms, set a deadline at least that much longer.
+   * Whatever the backend does (an etcd cut off from this server holds each call for
+   * seconds), the answer comes at most 1 s after wait_ms (wait_ms = 0: within 1 s):
+   * UNAVAILABLE naming the backend if it has not answered by then, and a grant that lands
+   * after that answer is released at once.
    */
   Acquire: grpc.handleUnaryCall<_latchkey_v1_AcquireRequest__Output, _latchkey_v1_Lease>;
   

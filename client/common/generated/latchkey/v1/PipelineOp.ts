@@ -21,6 +21,13 @@ export interface PipelineOp {
   'delete'?: (_latchkey_v1_DeleteRequest | null);
   'incr'?: (_latchkey_v1_IncrRequest | null);
   'touch'?: (_latchkey_v1_TouchRequest | null);
+  /**
+   * Optional: the trace context of the caller of this operation, as a propagator writes it
+   * into gRPC metadata (W3C: `traceparent`, `tracestate`). One stream carries the operations
+   * of many callers, so the stream's own metadata speaks for the first of them only; with
+   * this the server traces each operation in its caller's trace.
+   */
+  'trace_context'?: ({[key: string]: string});
   'op'?: "get"|"set"|"cas"|"add"|"delete"|"incr"|"touch";
 }
 
@@ -36,5 +43,12 @@ export interface PipelineOp__Output {
   'delete'?: (_latchkey_v1_DeleteRequest__Output | null);
   'incr'?: (_latchkey_v1_IncrRequest__Output | null);
   'touch'?: (_latchkey_v1_TouchRequest__Output | null);
+  /**
+   * Optional: the trace context of the caller of this operation, as a propagator writes it
+   * into gRPC metadata (W3C: `traceparent`, `tracestate`). One stream carries the operations
+   * of many callers, so the stream's own metadata speaks for the first of them only; with
+   * this the server traces each operation in its caller's trace.
+   */
+  'trace_context': ({[key: string]: string});
   'op'?: "get"|"set"|"cas"|"add"|"delete"|"incr"|"touch";
 }

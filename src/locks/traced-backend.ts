@@ -1,0 +1,111 @@
+// Tracing as a decorator of a LockBackend, beside metering (metered-backend.ts): each
+// operation on a backend, whatever called it, is one span ("lock acquire", a child of the
+// call's or the op's span; see tracing.ts) with the lock's name, the backend and the outcome.
+// The etcd requests behind it are its children. Never the lease id or the fencing token: the
+// one releases the lock, the other is a holder's proof.
+//
+// NOTE: a new backend method that acquires or releases (a session's) goes through the same
+// #acquired / #released below, so its span reads like Acquire's and Release's.
+import type { Attributes } from '@opentelemetry/api';
+import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
+import { inSpan } from '../tracing.js';
+import type { AcquireOptions, Lease, LeaseRef, LockBackend, LockEvent, LockState } from './backend.js';
+
+/** How an acquire ended, as latchkey.outcome says it. */
+function acquireFailure(err: unknown): string {
+  if (err instanceof LockBusyError) return 'busy';
+  if (err instanceof CancelledError || err instanceof ShuttingDownError) return 'cancelled';
+  return 'error';
+}
+
+/** How a release or refresh of a lease ended, when it did not. */
+function leaseFailure(err: unknown): string {
+  if (err instanceof NotHolderError) return 'not_holder';
+  if (err instanceof LeaseExpiredError) return 'expired';
+  return 'error';
+}
+
+/** `backend`, with a span per operation. */
+export function tracedBackend(backend: LockBackend): LockBackend {
+  return new TracedLockBackend(backend);
+}
+
+class TracedLockBackend implements LockBackend {
+  readonly kind: string;
+  readonly capabilities: LockBackend['capabilities'];
+  /** Present exactly when the backend's is. A watch is a stream, not an operation: its call's span covers it. */
+  readonly watch?: (name: string, signal: AbortSignal) => AsyncIterable<LockEvent>;
+  readonly #backend: LockBackend;
+
+  constructor(backend: LockBackend) {
+    this.kind = backend.kind;
+    this.capabilities = backend.capabilities;
+    this.#backend = backend;
+    if (backend.watch !== undefined) this.watch = backend.watch.bind(backend);
+  }
+
+  acquire(options: AcquireOptions): Promise<Lease> {
+    return this.#acquired(options, () => this.#backend.acquire(options));
+  }
+
+  refresh(ref: LeaseRef, ttlMs: number): Promise<Lease> {
+    return inSpan(
+      'lock refresh',
+      () => ({ ...this.#lock(ref.name), 'latchkey.lock.ttl_ms': ttlMs }),
+      () => this.#backend.refresh(ref, ttlMs),
+      () => 'refreshed',
+      leaseFailure,
+    );
+  }
+
+  release(ref: LeaseRef): Promise<void> {
+    return this.#released(ref.name, () => this.#backend.release(ref));
+  }
+
+  describe(name: string, signal: AbortSignal): Promise<LockState> {
+    return inSpan(
+      'lock describe',
+      () => this.#lock(name),
+      () => this.#backend.describe(name, signal),
+      (state) => (state.held ? 'held' : 'free'),
+      () => 'error',
+    );
+  }
+
+  close(): Promise<void> {
+    return this.#backend.close();
+  }
+
+  #lock(name: string): Attributes {
+    return { 'latchkey.lock.name': name, 'latchkey.lock.backend': this.kind };
+  }
+
+  /** One acquire: granted, busy (not granted in time), cancelled, or error. */
+  #acquired(options: Omit<AcquireOptions, 'signal'>, acquire: () => Promise<Lease>): Promise<Lease> {
+    return inSpan(
+      'lock acquire',
+      () => ({
+        ...this.#lock(options.name),
+        'latchkey.lock.owner': options.owner,
+        'latchkey.lock.mode': options.mode,
+        'latchkey.lock.limit': options.limit,
+        'latchkey.lock.ttl_ms': options.ttlMs,
+        'latchkey.lock.wait_ms': options.waitMs,
+      }),
+      acquire,
+      () => 'granted',
+      acquireFailure,
+    );
+  }
+
+  /** One release: released, not_holder, expired, or error. */
+  #released(name: string, release: () => Promise<void>): Promise<void> {
+    return inSpan(
+      'lock release',
+      () => this.#lock(name),
+      release,
+      () => 'released',
+      leaseFailure,
+    );
+  }
+}
