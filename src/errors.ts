@@ -82,6 +82,26 @@ export type { Logger };
 type ErrorClass = abstract new (message: string, options?: ErrorOptions) => LatchkeyError;
 
 /**
+ * A store request that provably never reached its server (the connection was refused or never
+ * came up): nothing of it was applied. `server` names the server (e.g. "memcached host:port"),
+ * `request` the request (e.g. `the set of key "k"`), for the message.
+ */
+export class RequestNotSentError extends BackendUnavailableError {
+  /** "memcached host:port" */
+  server = '';
+  /** Why it could not be sent (the connection's error). */
+  reason = '';
+
+  /** `request` names the request (e.g. `the set of key "k"`) for the message. */
+  static of(server: string, reason: string, request: string, options?: ErrorOptions): RequestNotSentError {
+    const err = new RequestNotSentError(`${server} is unavailable: ${reason}; ${request} was not sent`, options);
+    err.server = server;
+    err.reason = reason;
+    return err;
+  }
+}
+
+/**
  * The reason each error class names on the wire (the `latchkey-error` trailer, OpError.reason):
  * the SDK picks its error class by it. Explicit, not the class's name, so renaming a class
  * cannot change what clients see. A class without an entry sends its nearest listed
@@ -97,6 +117,8 @@ export const REASONS: ReadonlyMap<ErrorClass, ErrorReason> = new Map<ErrorClass,
   [FailedPreconditionError, 'FailedPreconditionError'],
   [FencedOutError, 'FencedOutError'],
   [BackendUnavailableError, 'BackendUnavailableError'],
+  // Unavailable as its parent is; the message says nothing of it was applied.
+  [RequestNotSentError, 'BackendUnavailableError'],
   [ShuttingDownError, 'ShuttingDownError'],
   [CancelledError, 'CancelledError'],
   [PermissionDeniedError, 'PermissionDeniedError'],

@@ -32,7 +32,8 @@ import { type Clock, systemClock } from '../clock.js';
 import { AbortedError, FailedPreconditionError, LatchkeyError, throwIfAborted } from '../errors.js';
 import { checkFence, decode, encode, FENCED_FLAGS, type Fence, tombstoneKey } from './fencing.js';
 import { isLease, type LeaseRead, type LeaseWrite, leaseGet, leaseSet } from './leases.js';
-import { addDelta, type CacheStore, type Item, notANumber, parseCounter, RequestNotSentError } from './store.js';
+import { addDelta, type CacheStore, type Item, notANumber, parseCounter } from './store.js';
+import { RequestNotSentError } from '../errors.js';
 
 export interface Cache {
   /** The store's name (CacheStore.kind). */
@@ -303,7 +304,7 @@ export function createCache(store: CacheStore, options: CacheOptions): Cache {
       if (item !== undefined) await store.delete(tombstone, item.cas, signal, key);
     } catch (err) {
       if (!(err instanceof RequestNotSentError)) throw err;
-      throw new RequestNotSentError(err.server, err.reason, `the delete of key "${key}"`, { cause: err });
+      throw RequestNotSentError.of(err.server, err.reason, `the delete of key "${key}"`, { cause: err });
     }
   }
 

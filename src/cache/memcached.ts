@@ -20,7 +20,8 @@ import memjs from 'memjs';
 import { BackendUnavailableError, InvalidArgumentError, ResourceExhaustedError, throwIfAborted } from '../errors.js';
 import { clientSpan } from '../tracing.js';
 import { Ketama } from './ketama.js';
-import { type CacheStore, type Item, notANumber, RequestNotSentError } from './store.js';
+import { type CacheStore, type Item, notANumber } from './store.js';
+import { RequestNotSentError } from '../errors.js';
 
 /** The parts of memjs's Server used here (its typings omit them). */
 interface MemjsServer {
@@ -302,7 +303,7 @@ export class MemcachedStore implements CacheStore {
         const reason = (err as Error).message;
         const op = OP_NAMES.get(opcode);
         const unavailable = !written
-          ? new RequestNotSentError(`memcached ${address}`, reason, `the ${op} of key "${key}"`, { cause: err })
+          ? RequestNotSentError.of(`memcached ${address}`, reason, `the ${op} of key "${key}"`, { cause: err })
           : new BackendUnavailableError(
               request.readOnly
                 ? `memcached ${address} is unavailable: ${reason}`

@@ -7,7 +7,7 @@
 // item takes, instead of its own, where a store has more than one place. memcached puts it on
 // groupKey's server, as libmemcached's *_by_key calls do with their group key; the LRU store
 // has one place and ignores it.
-import { BackendUnavailableError, FailedPreconditionError } from '../errors.js';
+import { FailedPreconditionError } from '../errors.js';
 
 export type Outcome = 'STORED' | 'EXISTS' | 'NOT_FOUND' | 'DELETED' | 'TOUCHED';
 
@@ -84,20 +84,4 @@ export function notANumber(key: string): FailedPreconditionError {
   return new FailedPreconditionError(
     `key "${key}" holds a value that is not a decimal number below 2^64; incr needs one (reset it with set)`,
   );
-}
-
-/**
- * A store request that provably never reached its server (the connection was refused or never
- * came up): nothing of it was applied. `server` names the server (e.g. "memcached host:port"),
- * `request` the request (e.g. `the set of key "k"`), for the message.
- */
-export class RequestNotSentError extends BackendUnavailableError {
-  constructor(
-    readonly server: string,
-    readonly reason: string,
-    readonly request: string,
-    options?: ErrorOptions,
-  ) {
-    super(`${server} is unavailable: ${reason}; ${request} was not sent`, options);
-  }
 }

@@ -33,6 +33,7 @@ export function tracedBackend(backend: LockBackend): LockBackend {
 class TracedLockBackend implements LockBackend {
   readonly kind: string;
   readonly capabilities: LockBackend['capabilities'];
+  readonly location?: string;
   /** Present exactly when the backend's is. A watch is a stream, not an operation: its call's span covers it. */
   readonly watch?: (name: string, signal: AbortSignal) => AsyncIterable<LockEvent>;
   readonly #backend: LockBackend;
@@ -40,6 +41,7 @@ class TracedLockBackend implements LockBackend {
   constructor(backend: LockBackend) {
     this.kind = backend.kind;
     this.capabilities = backend.capabilities;
+    if (backend.location !== undefined) this.location = backend.location;
     this.#backend = backend;
     if (backend.watch !== undefined) this.watch = backend.watch.bind(backend);
   }

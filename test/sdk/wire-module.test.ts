@@ -43,6 +43,7 @@ const SDK_CLASS_OF: Record<string, typeof sdk.LatchkeyError> = {
   FailedPreconditionError: sdk.FailedPreconditionError,
   FencedOutError: sdk.FencedOutError,
   BackendUnavailableError: sdk.UnavailableError,
+  RequestNotSentError: sdk.UnavailableError,
   ShuttingDownError: sdk.UnavailableError,
   CancelledError: sdk.CancelledError,
   PermissionDeniedError: sdk.PermissionDeniedError,
