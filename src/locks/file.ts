@@ -37,6 +37,7 @@ import {
   type LeaseRef,
   type LockBackend,
   type LockState,
+  type SessionExpiryListener,
 } from './backend.js';
 import { lineLogger } from '../log.js';
 import { describeHolder } from './memory.js';
@@ -85,8 +86,10 @@ export interface FileLockBackendOptions {
   readonly staleMs?: number;
   /** Where background failures go (a lock dir that cannot be removed, a lost lock); default stderr. */
   readonly log?: Logger;
-  /** Told of every lease of this server that runs out of TTL (see ExpiryListener). */
+  /** Told of every lease of this server that runs out of TTL (see ExpiryListener), a session's locks included. */
   readonly onExpire?: ExpiryListener;
+  /** Told of every session of this server that runs out of TTL (see SessionExpiryListener). */
+  readonly onSessionExpire?: SessionExpiryListener;
 }
 
 const SLUG_MAX_CHARS = 40;
