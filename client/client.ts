@@ -100,7 +100,9 @@ export interface ConnectOptions {
    * maxFrameOps: 1000 } (see SessionOptions); false makes every lock operation its own
    * unary RPC (Acquire, Refresh, Release, Describe), as other languages' clients do.
    *
-   * - close() ends each session: the server releases all of its locks at once.
+   * - close() ends each session: the server releases all of its locks at once. A waiting
+   *   lock() whose signal aborts (or whose deadline passes) is withdrawn from the server's
+   *   queue, as a cancelled unary Acquire is.
    * - A broken stream releases nothing: the session resumes, through the next server of the
    *   list when its own went away (or the same one restarted), and keeps every lock, as long
    *   as that happens within its TTL. Until then the handles' signals stay quiet; they abort
@@ -114,9 +116,6 @@ export interface ConnectOptions {
    * NOTE: while a session holds a lock its stream keeps the process alive (a unary handle's
    * timers do not): release the locks or close the client. A session holding nothing ends
    * after `idleMs`.
-   * NOTE: the protocol cannot withdraw one waiting acquire: when a caller's signal or
-   * deadline gives up on one, the waiter stays queued on the server until its `waitMs` runs
-   * out or it is granted, and a late grant is released at once.
    */
   readonly sessions?: boolean | SessionOptions;
 }
