@@ -61,7 +61,10 @@ test('the grpcurl examples run verbatim', async () => {
     assert.match(stdout, /rpc Acquire \( \.latchkey\.v1\.AcquireRequest \) returns \( \.latchkey\.v1\.Lease \)/);
     // The .proto's own comments, as reflection serves them (source info).
     assert.match(stdout, /^ {2}\/\/ Acquire a lock\. wait_ms = 0 tries once;/m);
-    assert.match(stdout, /^ {2}\/\/ Lease time-to-live; 0 = the server's default \(--default-ttl-ms\)\.\n {2}uint64 ttl_ms = 3;$/m);
+    assert.match(
+      stdout,
+      /^ {2}\/\/ Lease time-to-live; 0 = the server's default \(--default-ttl-ms\)\.\n {2}uint64 ttl_ms = 3;$/m,
+    );
     assert.match(stdout, /^\{\n {2}"status": "SERVING"\n\}$/m, 'Health/Check');
     assert.match(stdout, /"leaseId": "[0-9a-f]+"/);
     assert.match(stdout, /"owner": "alice"/);
