@@ -111,7 +111,14 @@ function createLockBackends(
       }),
     );
   if (config.etcdEndpoints !== '')
-    backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix, clock }));
+    backends.push(
+      new EtcdLockBackend({
+        endpoints: config.etcdEndpoints,
+        prefix: config.etcdPrefix,
+        clock,
+        onSessionExpire: onSessionExpire('etcd'),
+      }),
+    );
   backends.push(...extra);
   return new Map(
     backends.map((b) => [

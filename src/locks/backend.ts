@@ -25,7 +25,8 @@ export interface Capabilities {
    * openSession() / resumeSession(): many locks on one session lease, kept alive at once.
    * A session resumes through any server on the same backend only where `acrossHosts` holds
    * too; otherwise only through the server that opened it.
-   * NOTE: optional only while the etcd backend does not declare it yet (absent = false).
+   * Absent = false: memory, file and etcd declare it; a backend embedded through
+   * ServerOptions.lockBackends may leave it out.
    */
   readonly sessions?: boolean;
 }
@@ -174,6 +175,13 @@ export interface LockSession {
   end(): Promise<void>;
   /** The locks the session holds, oldest grant first, each with the session's expiry. */
   leases(): readonly Lease[];
+  /**
+   * Told when no stream of this server serves the session any more (a break, a half-close, a
+   * stream-level mistake), until a resume here attaches one again; the session and its locks
+   * stay. Only for a backend whose servers keep nothing of a session (etcd: the server may
+   * forget its copy); memory and file ignore it (the session is theirs).
+   */
+  detach?(): void;
 }
 
 export interface LockBackend {

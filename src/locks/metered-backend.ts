@@ -318,4 +318,8 @@ class MeteredSession implements LockSession {
   leases(): readonly Lease[] {
     return this.#session.leases();
   }
+
+  detach(): void {
+    this.#session.detach?.();
+  }
 }

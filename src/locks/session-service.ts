@@ -131,7 +131,11 @@ export function sessionHandler(
     let stopWatchingSession = () => {};
 
     const detach = () => {
-      if (open !== undefined && attached.get(open.session.id) === stopFromOutside) attached.delete(open.session.id);
+      if (open !== undefined && attached.get(open.session.id) === stopFromOutside) {
+        attached.delete(open.session.id);
+        // Only when no other stream here took it over: that one serves it now.
+        open.session.detach?.();
+      }
       stopWatchingSession();
     };
     const scope = createCallContext(call, env, meter, {

@@ -29,6 +29,8 @@ interface PooledSession {
   renewedAt: number;
   /** Opened for one call (a deadline of its own): never picked for another. */
   readonly dedicated: boolean;
+  /** The session's id, once a stream has opened it (a failed resume's stream never says). */
+  id: string;
 }
 
 export class SessionPath {
@@ -139,6 +141,7 @@ export class SessionPath {
       names: new Set(),
       renewedAt: Date.now(),
       dedicated,
+      id: '',
     };
     this.#of(client).push(session);
     return session;
@@ -147,8 +150,8 @@ export class SessionPath {
   /** The session's stream; if it has ended, a new stream resuming the session (the server decides). */
   #streamOf(session: PooledSession): SessionStream {
     if (session.stream.end === undefined) return session.stream;
-    const id = session.stream.frames.find((f) => f.opened !== null)?.opened?.session_id ?? '';
-    session.stream = new SessionStream(session.client, { resume_id: id });
+    session.id ||= session.stream.frames.find((f) => f.opened !== null)?.opened?.session_id ?? '';
+    session.stream = new SessionStream(session.client, { resume_id: session.id });
     return session.stream;
   }
 }

@@ -8,16 +8,47 @@
 //   queue.ts       reading one lock's queue and waiting for a change to it (key.go)
 //   recipe.ts      which recipe serves a request: mutex.ts (mutex.go) or semaphore.ts
 //   acquire.ts     take and give back one lock on a session's lease (Lock / Unlock)
+//   lock-session.ts  a client's lock session: many locks on one lease, its id and resume
 //   watch.ts       Watch: a snapshot, then the queue's changes as events
 // This file maps the LockBackend interface onto them. Unary Acquire is a session of its own
-// with one lock: grant, put, (wait), and on Release one delete and one revoke. No server
-// keeps state about a lease it granted: the lease id and the lock name find the key.
+// with one lock: grant, put, (wait), and on Release one delete and one revoke. A lock session
+// is one grant (and its mark) at open, one transaction per acquire, one delete per release and
+// one revoke at its end. No server keeps state about a lease it granted: the lease id and the
+// lock name find the key, and a session's id finds the session (see lock-session.ts).
 import { systemClock, type Clock } from '../../clock.js';
-import { FailedPreconditionError, LeaseExpiredError, NotHolderError, throwIfAborted } from '../../errors.js';
-import type { AcquireOptions, Capabilities, Lease, LeaseRef, LockBackend, LockEvent, LockState } from '../backend.js';
+import {
+  FailedPreconditionError,
+  LeaseExpiredError,
+  NotHolderError,
+  ShuttingDownError,
+  throwIfAborted,
+} from '../../errors.js';
+import type {
+  AcquireOptions,
+  Capabilities,
+  Lease,
+  LeaseRef,
+  LockBackend,
+  LockEvent,
+  LockSession,
+  LockState,
+  SessionExpiryListener,
+  SessionOptions,
+} from '../backend.js';
 import { acquireOnSession, releaseOwnKey } from './acquire.js';
 import { EtcdConnection } from './connection.js';
-import { claimOf, describeHolders, isLeaseId, leaseIdToDec, type QueueKey } from './layout.js';
+import {
+  claimOf,
+  describeHolders,
+  isLeaseId,
+  leaseIdToDec,
+  parseSessionId,
+  parseSessionLockId,
+  prefixEnd,
+  type QueueKey,
+  sessionMarkPrefixOf,
+} from './layout.js';
+import { type EtcdLockSession, openLockSession, resumeLockSession, type SessionHost } from './lock-session.js';
 import { LockQueue } from './queue.js';
 import { recipeFor } from './recipe.js';
 import { EtcdSession } from './session.js';
@@ -31,6 +62,7 @@ export const etcdCapabilities: Capabilities = {
   semaphore: true,
   shared: true,
   watch: true,
+  sessions: true,
 };
 
 export interface EtcdLockBackendOptions {
@@ -50,6 +82,12 @@ export interface EtcdLockBackendOptions {
    * pace with it (a manual clock suits tests shorter than a TTL).
    */
   readonly clock?: Clock;
+  /**
+   * Told of every lock session that expires while this server serves it: etcd confirmed its
+   * lease gone (see SessionExpiryListener; a session whose client left with its stream expires
+   * inside etcd, which tells no one). Default none.
+   */
+  readonly onSessionExpire?: SessionExpiryListener;
 }
 
 export class EtcdLockBackend implements LockBackend {
@@ -59,6 +97,12 @@ export class EtcdLockBackend implements LockBackend {
   readonly #prefix: string;
   /** Acquires in progress, so close() can let them clean up their keys before it closes the client. */
   readonly #inflight = new Set<Promise<unknown>>();
+  /**
+   * The lock sessions this server serves, by lease id (hex): copies of what etcd holds (see
+   * lock-session.ts), so a resume through this server finds the object it served before.
+   */
+  readonly #sessions = new Map<string, EtcdLockSession>();
+  readonly #sessionHost: SessionHost;
 
   constructor(options: EtcdLockBackendOptions) {
     this.#conn = new EtcdConnection({
@@ -67,16 +111,50 @@ export class EtcdLockBackend implements LockBackend {
       clock: options.clock ?? systemClock,
     });
     this.#prefix = options.prefix ?? 'latchkey/locks/';
+    const onSessionExpire = options.onSessionExpire;
+    this.#sessionHost = {
+      conn: this.#conn,
+      prefix: this.#prefix,
+      expired: (session, locks) => {
+        this.#forget(session);
+        onSessionExpire?.({ ref: session.ref, ttlMs: session.ttlMs, locks });
+      },
+      forget: (session) => this.#forget(session),
+    };
   }
 
-  async acquire(options: AcquireOptions): Promise<Lease> {
-    throwIfAborted(options.signal);
-    this.#conn.throwIfClosed();
-    const attempt = this.#acquire(options);
-    const tracked = attempt.catch(() => {});
-    this.#inflight.add(tracked);
-    void tracked.then(() => this.#inflight.delete(tracked));
-    return attempt;
+  acquire(options: AcquireOptions): Promise<Lease> {
+    return this.#track(async () => {
+      throwIfAborted(options.signal);
+      this.#conn.throwIfClosed();
+      return this.#acquire(options);
+    });
+  }
+
+  openSession({ ttlMs, signal }: SessionOptions): Promise<LockSession> {
+    return this.#track(async () => {
+      throwIfAborted(signal);
+      this.#conn.throwIfClosed();
+      const session = await openLockSession(this.#sessionHost, ttlMs);
+      this.#sessions.set(session.leaseId, session);
+      return session;
+    });
+  }
+
+  resumeSession(id: string, signal: AbortSignal): Promise<LockSession> {
+    return this.#track(async () => {
+      throwIfAborted(signal);
+      this.#conn.throwIfClosed();
+      const existing = this.#sessions.get(parseSessionId(id)?.leaseId ?? '');
+      const session = await resumeLockSession(
+        this.#sessionHost,
+        id,
+        existing?.id === id ? existing : undefined,
+        signal,
+      );
+      this.#sessions.set(session.leaseId, session);
+      return session;
+    });
   }
 
   async refresh({ name, leaseId, signal }: LeaseRef, ttlMs: number): Promise<Lease> {
@@ -141,6 +219,11 @@ export class EtcdLockBackend implements LockBackend {
   async close(): Promise<void> {
     if (this.#conn.closing.aborted) return;
     this.#conn.beginClose();
+    // The sessions live on in etcd: their clients resume them through another server.
+    for (const session of [...this.#sessions.values()])
+      session.stepAside(
+        new ShuttingDownError('server is shutting down; resume the session through another server on the same etcd'),
+      );
     // Waiters stop at once and revoke their leases; give them (bounded) time to do so.
     let timer: ReturnType<Clock['schedule']> | undefined;
     const bound = new Promise<void>(
@@ -149,6 +232,19 @@ export class EtcdLockBackend implements LockBackend {
     await Promise.race([Promise.all(this.#inflight), bound]);
     timer?.cancel();
     this.#conn.close();
+  }
+
+  /** Runs `work`, tracked until it settles, so close() can let it clean up before the client closes. */
+  #track<T>(work: () => Promise<T>): Promise<T> {
+    const attempt = work();
+    const tracked = attempt.catch(() => {});
+    this.#inflight.add(tracked);
+    void tracked.then(() => this.#inflight.delete(tracked));
+    return attempt;
+  }
+
+  #forget(session: EtcdLockSession): void {
+    if (this.#sessions.get(session.leaseId) === session) this.#sessions.delete(session.leaseId);
   }
 
   /** A unary Acquire: a session of its own, holding one lock. */
@@ -183,20 +279,43 @@ export class EtcdLockBackend implements LockBackend {
     }
   }
 
-  /** The queue key of `leaseId` on lock `name` if it holds the lock; else the precise refusal. */
+  /**
+   * The queue key of `leaseId` on lock `name` if it holds the lock; else the precise refusal.
+   * NOTE: a session's lease is refused (FailedPreconditionError) before anything is touched:
+   * Release revokes the lease of the key it deletes, which for a session's would release
+   * every lock of the session. A session lock's lease_id says so by its form; a bare lease id
+   * of a session's lease, by the session's mark on it, read in the same transaction.
+   */
   async #holder(name: string, leaseId: string, what: 'refresh' | 'release', signal: AbortSignal): Promise<QueueKey> {
-    if (!isLeaseId(leaseId)) {
+    const sessionLock = parseSessionLockId(leaseId);
+    const hex = sessionLock?.leaseId ?? leaseId;
+    if (!isLeaseId(hex)) {
       throw new NotHolderError(
         `lease ${leaseId} does not hold lock "${name}": etcd lease ids are lowercase hex; send the lease_id that Acquire returned`,
       );
     }
     const queue = new LockQueue(this.#conn, this.#prefix, name);
+    const mark = Buffer.from(sessionMarkPrefixOf(this.#prefix, hex));
     const { pages } = await queue.readTogether(
       what,
-      [{ key: Buffer.from(queue.ownKey(leaseId)) }, queue.range('Ascend')],
+      [
+        { key: Buffer.from(queue.ownKey(hex)) },
+        queue.range('Ascend'),
+        { key: mark, range_end: prefixEnd(mark), count_only: true },
+      ],
       signal,
     );
-    const own = queue.keysOf(pages[0]!)[0];
+    const found = queue.keysOf(pages[0]!)[0];
+    const ofSession = sessionLock !== undefined || Number(pages[2]!.count) > 0;
+    if (
+      ofSession &&
+      found !== undefined &&
+      (sessionLock === undefined || found.createRevision === sessionLock.createRevision)
+    )
+      throw new FailedPreconditionError(
+        `lease ${leaseId} of lock "${name}" belongs to a lock session: release it in that session (Locks/Session); the session's keepalive renews it`,
+      );
+    const own = sessionLock === undefined ? found : undefined;
     let holders: readonly QueueKey[];
     if (own === undefined) {
       const head = await queue.first('Ascend', {}, pages[1]!);
@@ -211,7 +330,7 @@ export class EtcdLockBackend implements LockBackend {
       // A waiter's lease (e.g. a latchkey or etcdctl waiter): it is queued, not holding.
       throw new NotHolderError(`lease ${leaseId} is waiting for lock "${name}", not holding it: ${current}`);
     }
-    const info = await this.#conn.timeToLive(what, leaseIdToDec(leaseId), signal);
+    const info = await this.#conn.timeToLive(what, leaseIdToDec(hex), signal);
     if (Number(info.TTL) < 0) throw expired(name, leaseId, current);
     throw new NotHolderError(`lease ${leaseId} does not hold lock "${name}": ${current}`);
   }

@@ -1,7 +1,7 @@
 // One etcd lease, kept alive and watched for loss: etcd's concurrency.Session (session.go),
-// which owns the lease every key of its locks hangs on. Today each unary Acquire opens a
-// session of its own for its one lock (grant … revoke on release); a client session holding
-// many locks on one lease uses the same object (see acquire.ts).
+// which owns the lease every key of its locks hangs on. Each unary Acquire opens one of its
+// own for its one lock (grant … revoke on release); a client's lock session (lock-session.ts)
+// holds many locks on one, and renews it only when its client asks (a keepalive op).
 //
 // Time: two estimates are kept, from the answers etcd gives about the lease.
 //   expiresAtMs — the earliest etcd can drop the lease: the send time of the last request it
@@ -91,20 +91,42 @@ export class EtcdSession {
    * LeaseExpiredError if etcd no longer has it.
    */
   static async resume(conn: EtcdConnection, leaseId: string, signal?: AbortSignal): Promise<EtcdSession> {
+    return (await EtcdSession.#resume(conn, leaseId, signal, false)).session;
+  }
+
+  /**
+   * resume(), and the keys attached to the lease as etcd listed them in the same answer (one
+   * LeaseTimeToLive): what a client session holds, wherever it took it.
+   */
+  static resumeWithKeys(
+    conn: EtcdConnection,
+    leaseId: string,
+    signal?: AbortSignal,
+  ): Promise<{ session: EtcdSession; keys: readonly Buffer[] }> {
+    return EtcdSession.#resume(conn, leaseId, signal, true);
+  }
+
+  static async #resume(
+    conn: EtcdConnection,
+    leaseId: string,
+    signal: AbortSignal | undefined,
+    keys: boolean,
+  ): Promise<{ session: EtcdSession; keys: readonly Buffer[] }> {
     const leaseDec = leaseIdToDec(leaseId);
     const sentAtMs = conn.clock.now();
-    const info = await conn.timeToLive('resume the session', leaseDec, signal);
+    const info = await conn.timeToLive('resume the session', leaseDec, signal, keys);
     const leftMs = Number(info.TTL) * 1000;
     if (leftMs < 0)
       throw new LeaseExpiredError(`etcd lease ${leaseId} no longer exists (its TTL ran out, or it was revoked)`);
     // etcd reports whole seconds left, rounded down: both estimates start from that.
-    return new EtcdSession(
+    const session = new EtcdSession(
       conn,
       leaseDec,
       Number(info.grantedTTL) * 1000,
       sentAtMs + leftMs,
       conn.clock.now() + leftMs,
     );
+    return { session, keys: info.keys };
   }
 
   /** The earliest etcd can drop the lease, on the backend's clock. */
