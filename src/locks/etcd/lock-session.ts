@@ -62,6 +62,9 @@ import { EtcdSession } from './session.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/** How long after a lease reads 0 s left etcd has surely revoked it (its expiry check runs every 500 ms). */
+const EXPIRY_CHECK_MS = 1_000;
+
 /** What a session tells the backend that keeps its copy (lock-backend.ts). */
 export interface SessionHost {
   readonly conn: EtcdConnection;
@@ -331,7 +334,15 @@ export class EtcdLockSession implements LockSession {
       try {
         const info = await conn.timeToLive('check the session lease', lease.leaseDec, conn.closing);
         if (lease !== this.#lease || this.#state !== 'live') return;
-        if (Number(info.TTL) < 0) return this.#expire();
+        const leftS = Number(info.TTL);
+        if (leftS < 0) return this.#expire();
+        if (leftS === 0) {
+          // NOTE: run out, but not dropped yet: etcd revokes expired leases on a 500 ms
+          // check (whole seconds left, rounded down, read 0 until then). A renewal elsewhere
+          // would have restarted the whole TTL; ask again once etcd must have dropped it.
+          await conn.sleep(EXPIRY_CHECK_MS, conn.closing);
+          continue;
+        }
         return this.stepAside(
           new AbortedError(
             `session ${this.ref} was not kept alive through this server for its TTL of ${this.ttlMs} ms, yet etcd still has its lease: another stream serves it; this one no longer does`,
