@@ -63,7 +63,10 @@ export class SessionStream {
     this.ended = new Promise<StreamEnd>((resolve) => {
       this.call.on('status', (status: grpc.StatusObject) => {
         this.#end = { code: status.code, details: status.details };
-        const err = opError(status.code, `session stream ended ${grpc.status[status.code]}: ${status.details}`);
+        // details: the server's own words; the message says it was the stream that ended.
+        const err = Object.assign(opError(status.code, status.details), {
+          message: `session stream ended ${grpc.status[status.code]}: ${status.details}`,
+        });
         rejectOpened(err);
         for (const waiter of this.#waiting.values()) waiter.reject(err);
         this.#waiting.clear();
