@@ -53,13 +53,19 @@ import {
 } from './streams.js';
 import { abortError } from './unary-call.js';
 
+/** How the client's lock sessions behave; see ConnectOptions.sessions. */
 export interface SessionOptions {
   /**
-   * A session holding no lock, with nothing outstanding, ends after this many ms (its stream
-   * would keep the process alive), and a new one opens on the next lock. Default 1000.
+   * A session holding no lock, with nothing outstanding, ends after this many ms (its open
+   * stream would keep the process alive, and on etcd it holds an etcd lease), and a new one
+   * opens on the next lock. Default 1000; 0 ends it as soon as it is idle, so a program that
+   * takes one lock at a time opens a session (one etcd lease grant) per lock.
    */
   readonly idleMs?: number;
-  /** Operations in one frame, at most; must not exceed the server's --max-batch. Default 1000. */
+  /**
+   * Operations in one frame, at most; must not exceed the server's --max-batch (default 1000),
+   * which refuses a bigger frame op by op. Default 1000; at least 1.
+   */
   readonly maxFrameOps?: number;
 }
 

@@ -238,7 +238,6 @@ describe('SDK lock sessions', () => {
     await using other = connect(s.address, { sessions: false });
     const ttlMs = 1_000;
     const locks = await Promise.all(['next/a', 'next/b'].map((name) => client.lock(name, { ttlMs })));
-    await client.cache().set('next/key', 'v');
     assert.deepEqual([a.accepted, b.accepted], [1, 0]);
 
     await a.close();
@@ -247,7 +246,8 @@ describe('SDK lock sessions', () => {
     for (const lock of locks) assert.equal(lock.state, 'held');
     await heldBy(other, locks);
     // Everything else goes there too.
-    assert.equal((await client.cache().get('next/key'))?.value.toString(), 'v');
+    await client.cache().set('next/key', 'v');
+    assert.equal((await other.cache().get('next/key'))?.value.toString(), 'v');
     await using more = await client.lock('next/c', { ttlMs });
     assert.equal((await client.describe('next/c')).fencingToken, more.fencingToken);
     assert.equal(b.accepted, 1);
