@@ -2,7 +2,7 @@
 // close() releasing every lock at once, the fallback to unary calls, a broken stream resumed
 // (through the same server, and through the next address of the list), a server restarted
 // with the session forgotten, a SIGSTOPped client process, a file-backend session whose
-// server died (it cannot resume elsewhere), and (on etcd, once its backend declares
+// server died or stopped (it cannot resume elsewhere), and (on etcd, once its backend declares
 // sessions) the resume through another server.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -407,6 +407,37 @@ describe('SDK lock sessions on the file backend', () => {
       assert.deepEqual([state.held, state.fencingToken], [true, lock.fencingToken]);
       stop.abort();
     } finally {
+      await Promise.all(started.map((server) => server.stop('SIGTERM')));
+      await rm(lockDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a stopped server (SIGSTOP): an unanswered keepalive moves the session to the next server, which cannot resume it: the handle aborts long before the TTL', async (t) => {
+    const lockDir = await mkdtemp(join(tmpdir(), 'latchkey-sdk-sessions-'));
+    const started = await Promise.all([
+      spawnServer(['--lock-dir', lockDir, '--backend', 'file']),
+      spawnServer(['--lock-dir', lockDir, '--backend', 'file']),
+    ]);
+    const [a, b] = started;
+    try {
+      await using client = connect([a.address, b.address], { channelOptions: FAST_RECONNECT });
+      const ttlMs = 3_000;
+      const lock = await client.lock('stuck-server', { ttlMs });
+      a.child.kill('SIGSTOP');
+      await stopped(a.pid);
+      const stoppedAt = performance.now();
+      const reason = await aborted(lock.signal, ttlMs);
+      const tookMs = performance.now() - stoppedAt;
+      t.diagnostic(`SIGSTOP of its server to abort ${tookMs.toFixed(0)} ms (TTL ${ttlMs} ms)`);
+      assert.ok(reason instanceof LeaseLostError, String(reason));
+      // The other server refused the resume (a file session resumes only through its own): the
+      // session got there before its TTL ran out, not "may have expired" from waiting on A.
+      assert.match(reason.message, /its session expired or ended/);
+      assert.ok(tookMs < ttlMs, `aborted ${tookMs.toFixed(0)} ms after the stop`);
+      await using fresh = await client.lock('stuck-server/other', { ttlMs });
+      assert.equal(fresh.state, 'held');
+    } finally {
+      a.child.kill('SIGCONT');
       await Promise.all(started.map((server) => server.stop('SIGTERM')));
       await rm(lockDir, { recursive: true, force: true });
     }
