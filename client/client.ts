@@ -63,8 +63,12 @@ export interface ConnectOptions {
    * Bearer token for a server with --auth-tokens-file, sent as `authorization: Bearer
    * <token>` on every call and stream; or a function called before each one for the current
    * token. A provider that throws fails the call with UnauthenticatedError (no RPC is sent).
-   * Default none: no authorization header.
+   * Default none: no authorization header. A stream (a lock session, the cache pipeline, a
+   * watch) carries the token it started with.
    * NOTE: on a plaintext channel the token crosses the network readable by anyone on it.
+   * NOTE: a server lets only the token that opened a lock session resume it: after a token
+   * rotation, a session whose stream breaks cannot resume, its handles abort, and the next
+   * lock opens a new session with the new token.
    */
   readonly token?: TokenSource;
   /**
@@ -596,7 +600,7 @@ class Client implements LatchkeyClient {
 
     const session = this.#sessions?.forLock(backend, requestedTtlMs, name);
     if (session !== undefined) {
-      const keeper = await session.acquire(sessionAcquire(request), deadlineMs, options.signal);
+      const keeper = await session.acquire(sessionAcquire(request, waitMs, deadlineMs), deadlineMs, options.signal);
       if (keeper !== undefined) return this.#adopt(createLockHandle(this.#handleOptions(keeper.lease, keeper)));
       // Given back (the session could not be opened): a unary Acquire instead.
     }

@@ -17,15 +17,16 @@ import type { CallOptions } from './unary-call.js';
 export type LockHandleState = 'held' | 'released' | 'lost' | 'release-failed';
 
 /**
- * A held lock (see LatchkeyClient.lock): it refreshes its lease every TTL / 3, aborts its
- * `signal` when it can no longer vouch for the lock, and releases it when disposed.
+ * A held lock (see LatchkeyClient.lock): it is kept alive (its own Refresh every TTL / 3,
+ * or its lock session's keepalive), aborts its `signal` when it can no longer vouch for the
+ * lock, and releases it when disposed.
  *
  * ```ts
  * await using lock = await client.lock('deploy', { waitMs: 10_000, ttlMs: 15_000 });
  * // Fence what the lock protects: a holder whose lease ran out cannot overwrite this.
  * await client.cache().set('deploy/state', 'running', { fence: lock });
  * await runDeploy({ signal: lock.signal });
- * // Leaving the block releases the lock; lock.state then says how that went.
+ * // Leaving the block releases the lock, even if runDeploy() threw; lock.state then says how that went.
  * ```
  */
 export interface LockHandle extends AsyncDisposable {
@@ -303,7 +304,11 @@ class Handle implements LockHandle, KeptLease {
   readonly #onSettled: ((handle: LockHandle) => void) | undefined;
   /** Made when `signal` is first read: most handles are released without anyone asking. */
   #controller: AbortController | undefined;
-  #abortReason: Error | undefined;
+  /**
+   * Why the signal aborts, once settled; a function, so that a handle released with nobody
+   * watching its signal makes no Error (capturing a stack costs more than the release).
+   */
+  #abortReason: (() => Error) | undefined;
   #state: LockHandleState = 'held';
   #error: Error | undefined;
   /** Set when release starts or the lease is lost: no more state changes from the keeper. */
@@ -335,7 +340,7 @@ class Handle implements LockHandle, KeptLease {
   get signal(): AbortSignal {
     if (this.#controller === undefined) {
       this.#controller = new AbortController();
-      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason());
     }
     return this.#controller.signal;
   }
@@ -351,22 +356,27 @@ class Handle implements LockHandle, KeptLease {
   lose(reason: LeaseLostError): void {
     if (this.#stopped) return;
     this.#stop();
-    this.#settle('lost', reason, reason);
+    this.#settle('lost', reason, () => reason);
   }
 
   ended(error?: Error): void {
     this.#stop();
     if (error === undefined) {
-      this.#settle('released', undefined, new CancelledError(`lock "${this.name}" was released with its session`));
+      this.#settle(
+        'released',
+        undefined,
+        () => new CancelledError(`lock "${this.name}" was released with its session`),
+      );
       return;
     }
     this.#settle(
       'release-failed',
       error,
-      new CancelledError(
-        `lock "${this.name}" was given up, but the end of its session was not confirmed (${error.message}); the server frees it when the session expires`,
-        { cause: error },
-      ),
+      () =>
+        new CancelledError(
+          `lock "${this.name}" was given up, but the end of its session was not confirmed (${error.message}); the server frees it when the session expires`,
+          { cause: error },
+        ),
     );
   }
 
@@ -375,12 +385,12 @@ class Handle implements LockHandle, KeptLease {
     this.#keeper.stop();
   }
 
-  #settle(state: Exclude<LockHandleState, 'held'>, error: Error | undefined, reason: Error): void {
+  #settle(state: Exclude<LockHandleState, 'held'>, error: Error | undefined, reason: () => Error): void {
     if (this.#state !== 'held') return;
     this.#state = state;
     this.#error = error;
     this.#abortReason = reason;
-    this.#controller?.abort(reason);
+    this.#controller?.abort(reason());
     this.#onSettled?.(this);
   }
 
@@ -397,7 +407,7 @@ class Handle implements LockHandle, KeptLease {
     const deadlineMs = Math.min(options.deadlineMs ?? this.#deadlineMs, this.ttlMs);
     try {
       await this.#keeper.release({ deadlineMs, signal: options.signal });
-      this.#settle('released', undefined, new CancelledError(`lock "${this.name}" was released`));
+      this.#settle('released', undefined, () => new CancelledError(`lock "${this.name}" was released`));
       return 'released';
     } catch (err) {
       if (this.#state !== 'held') return this.#state; // ended with its session meanwhile
@@ -408,7 +418,7 @@ class Handle implements LockHandle, KeptLease {
             : new LeaseLostError(`lock "${this.name}" was already lost when released: ${err.message}`, {
                 cause: err,
               });
-        this.#settle('lost', lost, lost);
+        this.#settle('lost', lost, () => lost);
         return 'lost';
       }
       const error = err instanceof Error ? err : new Error(String(err));
@@ -416,7 +426,7 @@ class Handle implements LockHandle, KeptLease {
         `lock "${this.name}" was given up, but Release failed (${error.message}); the server frees it when its lease expires`,
         { cause: error },
       );
-      this.#settle('release-failed', error, reason);
+      this.#settle('release-failed', error, () => reason);
       return 'release-failed';
     }
   }

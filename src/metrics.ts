@@ -177,7 +177,7 @@ export class SessionMeter {
     if (adopted) this.#open.value++;
   }
 
-  /** No longer followed here other than by expiring: ended cleanly, closed at shutdown, or served by another server now. */
+  /** No longer followed here other than by expiring: ended cleanly, closed at shutdown, or (etcd) left to other servers. */
   ended(): void {
     this.#open.value--;
   }
@@ -317,7 +317,7 @@ export class Metrics {
     this.registry,
     'gauge',
     'latchkey_lock_sessions_open',
-    'Lock sessions alive on this server, whether or not a stream is attached (etcd: the sessions this server follows, opened or resumed here and not yet ended, expired or served by another server).',
+    'Lock sessions alive on this server, whether or not a stream is attached (etcd: the sessions this server follows, opened or resumed here, until they end or expire, or a TTL after its last stream for them went).',
     ['backend'],
   );
   readonly sessionsOpened = this.#counter(

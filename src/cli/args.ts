@@ -272,10 +272,6 @@ export function clientOptions(values: OptionValues<typeof CLIENT_OPTIONS>, env: 
   const token = tokenOption(values, env, childEnv);
   const connect: ConnectOptions = {
     deadlineMs,
-    // A command holds at most one lock: a session would add a stream and a lease for nothing,
-    // and `lock -- CMD` hands CMD its lease id (LATCHKEY_LEASE_ID) for unary Refresh and
-    // Release, which a session's lease refuses.
-    sessions: false,
     ...(tls === undefined ? {} : { tls }),
     ...(token === undefined ? {} : { token }),
   };

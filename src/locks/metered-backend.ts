@@ -170,25 +170,25 @@ class MeteredLockBackend implements LockBackend {
   #wrap(session: LockSession): MeteredSession {
     let wrapper = this.#wrapped.get(session);
     if (wrapper !== undefined) return wrapper;
+    // Counted open until it ends or expires (which the backend reports: see
+    // sessionExpiryListener). NOTE: the signal aborts once, as the state leaves `live`: at
+    // `ended` (counted then), or at `lost` or `expired`. A lost session then expires (reported)
+    // or is ended (counted by the end() that ends it), never both.
+    let counted = false;
+    const ended = () => {
+      if (counted || session.state !== 'ended') return;
+      counted = true;
+      this.#sessionMeter?.ended();
+    };
     wrapper = new MeteredSession(session, {
       acquired: (options, acquire) => this.#acquired(options, acquire),
       released: (release) => this.#released(release),
       answered: (operation) => this.#answered(operation),
-      ended: () => this.#ended(session),
+      ended: () => this.#ended(session).finally(ended),
     });
     this.#wrapped.set(session, wrapper);
-    // Counted open until it ends (its state is `ended` once its signal aborts) or expires
-    // (which the backend reports: see sessionExpiryListener).
-    // NOTE: the signal aborts once, as the state leaves `live`: at `ended`, or at `lost` or
-    // `expired`, whose expiry the backend reports (a lost session expires later).
-    const meter = this.#sessionMeter;
-    if (meter !== undefined) {
-      const onGone = () => {
-        if (session.state === 'ended') meter.ended();
-      };
-      if (session.signal.aborted) onGone();
-      else session.signal.addEventListener('abort', onGone, { once: true });
-    }
+    if (session.signal.aborted) ended();
+    else session.signal.addEventListener('abort', ended, { once: true });
     return wrapper;
   }
 

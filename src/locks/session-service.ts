@@ -390,7 +390,7 @@ export function sessionHandler(
     };
 
     const onRequest = (request: SessionRequest__Output) => {
-      if (scope.ended || ending) return;
+      if (scope.ended) return;
       if (phase === 'opening') {
         queued.push(request);
         return;

@@ -41,6 +41,7 @@ import {
   claimOf,
   describeHolders,
   isLeaseId,
+  leaseIdFromDec,
   leaseIdToDec,
   parseSessionId,
   parseSessionLockId,
@@ -160,7 +161,11 @@ export class EtcdLockBackend implements LockBackend {
   async refresh({ name, leaseId, signal }: LeaseRef, ttlMs: number): Promise<Lease> {
     throwIfAborted(signal);
     this.#conn.throwIfClosed();
-    const holder = await this.#holder(name, leaseId, 'refresh', signal);
+    const { own: holder, session } = await this.#holder(name, leaseId, 'refresh', signal);
+    if (session)
+      throw new FailedPreconditionError(
+        `lease ${leaseId} of lock "${name}" belongs to a lock session: its session's keepalive renews it (Locks/Session)`,
+      );
     if (ttlMs > 0) {
       // NOTE: an etcd lease's TTL is fixed when it is granted; a keepalive restarts that TTL
       // and nothing can change it. A shorter TTL than granted is served with the granted one
@@ -195,7 +200,8 @@ export class EtcdLockBackend implements LockBackend {
     throwIfAborted(signal);
     this.#conn.throwIfClosed();
     const queue = new LockQueue(this.#conn, this.#prefix, name);
-    const holder = await this.#holder(name, leaseId, 'release', signal);
+    const { own: holder, session } = await this.#holder(name, leaseId, 'release', signal);
+    if (session) return this.#releaseFromOutside(queue, holder, leaseId, signal);
     const released = await releaseOwnKey(queue, holder, signal);
     // The lease was this lock's alone; revoking it now spares etcd tracking it until its TTL.
     await this.#conn.revoke(holder.leaseDec).catch(() => {});
@@ -247,6 +253,32 @@ export class EtcdLockBackend implements LockBackend {
     if (this.#sessions.get(session.leaseId) === session) this.#sessions.delete(session.leaseId);
   }
 
+  /**
+   * Locks/Release of a session's lock (an operator with its lease id): the lock is released,
+   * and the session lost: its mark goes in the same transaction, so that no server renews or
+   * resumes it any more (the keepalive and the resume look for the mark). Its other locks stay
+   * until its lease expires, so that nobody gets them before its holder could know.
+   * NOTE: never a revoke: that would release every lock of the session at once.
+   */
+  async #releaseFromOutside(queue: LockQueue, own: QueueKey, leaseId: string, signal: AbortSignal): Promise<void> {
+    const key = Buffer.from(own.key);
+    const hex = leaseIdFromDec(own.leaseDec);
+    const mark = Buffer.from(sessionMarkPrefixOf(this.#prefix, hex));
+    const txn = await this.#conn.call('release', signal, (client) =>
+      client.kv.txn({
+        compare: [{ key, target: 'Create', result: 'Equal', create_revision: own.createRevision.toString() }],
+        success: [
+          { request_delete_range: { key } },
+          { request_delete_range: { key: mark, range_end: prefixEnd(mark) } },
+        ],
+      }),
+    );
+    if (!txn.succeeded) throw expired(queue.name, leaseId);
+    this.#sessions
+      .get(hex)
+      ?.lose(`its lock "${queue.name}" was released from outside the session (Locks/Release of its lease)`);
+  }
+
   /** A unary Acquire: a session of its own, holding one lock. */
   async #acquire({ name, ttlMs, waitMs, owner, mode, limit, signal }: AcquireOptions): Promise<Lease> {
     const waitUntilMs = this.#conn.clock.now() + waitMs;
@@ -280,13 +312,19 @@ export class EtcdLockBackend implements LockBackend {
   }
 
   /**
-   * The queue key of `leaseId` on lock `name` if it holds the lock; else the precise refusal.
-   * NOTE: a session's lease is refused (FailedPreconditionError) before anything is touched:
-   * Release revokes the lease of the key it deletes, which for a session's would release
-   * every lock of the session. A session lock's lease_id says so by its form; a bare lease id
-   * of a session's lease, by the session's mark on it, read in the same transaction.
+   * The queue key of `leaseId` on lock `name` if it holds the lock, and whether its lease is a
+   * lock session's; else the precise refusal.
+   * NOTE: a session's lease must not be handled as a unary one: Release revokes the lease of
+   * the key it deletes, which for a session's would release every lock of the session. A
+   * session lock's lease_id says so by its form; a bare lease id of a session's lease, by the
+   * session's mark on it, read in the same transaction.
    */
-  async #holder(name: string, leaseId: string, what: 'refresh' | 'release', signal: AbortSignal): Promise<QueueKey> {
+  async #holder(
+    name: string,
+    leaseId: string,
+    what: 'refresh' | 'release',
+    signal: AbortSignal,
+  ): Promise<{ own: QueueKey; session: boolean }> {
     const sessionLock = parseSessionLockId(leaseId);
     const hex = sessionLock?.leaseId ?? leaseId;
     if (!isLeaseId(hex)) {
@@ -306,23 +344,16 @@ export class EtcdLockBackend implements LockBackend {
       signal,
     );
     const found = queue.keysOf(pages[0]!)[0];
-    const ofSession = sessionLock !== undefined || Number(pages[2]!.count) > 0;
-    if (
-      ofSession &&
-      found !== undefined &&
-      (sessionLock === undefined || found.createRevision === sessionLock.createRevision)
-    )
-      throw new FailedPreconditionError(
-        `lease ${leaseId} of lock "${name}" belongs to a lock session: release it in that session (Locks/Session); the session's keepalive renews it`,
-      );
-    const own = sessionLock === undefined ? found : undefined;
+    const session = sessionLock !== undefined || Number(pages[2]!.count) > 0;
+    // A session lock's lease_id names its key's create revision: a key made since is another grant's.
+    const own = sessionLock === undefined || found?.createRevision === sessionLock.createRevision ? found : undefined;
     let holders: readonly QueueKey[];
     if (own === undefined) {
       const head = await queue.first('Ascend', {}, pages[1]!);
       holders = head === undefined ? [] : [head];
     } else {
       const check = await recipeFor(own).holdCheck(queue, own, pages[1]!, what, signal);
-      if (check.holds) return own;
+      if (check.holds) return { own, session };
       holders = check.holders;
     }
     const current = holders.length === 0 ? 'it is not held' : `it is held by ${describeHolders(holders)}`;

@@ -82,6 +82,8 @@ export interface EtcdLockSessionInit {
   /** The id's public digest (session-lease.ts sessionRef), for logs and messages. */
   readonly ref: string;
   readonly lease: EtcdSession;
+  /** Its mark key (layout.ts sessionMarkOf): a keepalive renews the session only while it exists. */
+  readonly mark: string;
   /** The locks it holds already (a resume), by name, oldest grant first. */
   readonly held?: ReadonlyMap<string, QueueKey>;
 }
@@ -101,6 +103,7 @@ export class EtcdLockSession implements LockSession {
   readonly id: string;
   readonly ref: string;
   readonly #host: SessionHost;
+  readonly #mark: Buffer;
   #lease: EtcdSession;
   /** The locks held, by name, in grant order: the server's own record (see the NOTE on top). */
   #held: Map<string, QueueKey>;
@@ -117,6 +120,7 @@ export class EtcdLockSession implements LockSession {
     this.#host = host;
     this.id = init.id;
     this.ref = init.ref;
+    this.#mark = Buffer.from(init.mark);
     this.#lease = init.lease;
     this.#held = new Map(init.held);
     // Every acquire of the session listens to its signal while it runs: many are normal.
@@ -227,6 +231,16 @@ export class EtcdLockSession implements LockSession {
     throwIfAborted(signal);
     this.#host.conn.throwIfClosed();
     const lease = await this.#liveLease();
+    // NOTE: a session one of whose locks was released from outside (Locks/Release of its
+    // lease: lock-backend.ts) has lost its mark, through whichever server: it can no longer
+    // vouch for its locks, and is not renewed. Read first, so a lost session gains no time.
+    const marked = await this.#host.conn.call('keep the session alive', signal, (client) =>
+      client.kv.range({ key: this.#mark, count_only: true }),
+    );
+    if (Number(marked.count) === 0) {
+      this.lose('one of its locks was released from outside the session (Locks/Release of its lease)');
+      throw this.signal.reason;
+    }
     let expiresAtMs: number;
     try {
       expiresAtMs = await lease.renew({ signal });
@@ -282,9 +296,24 @@ export class EtcdLockSession implements LockSession {
     this.#attached = true;
   }
 
+  /**
+   * The session can no longer vouch for all its locks (one was released from outside it): no
+   * more keepalives; its other locks stay until its lease expires, so that nobody gets them
+   * before its holder could know.
+   */
+  lose(cause: string): void {
+    if (this.#state !== 'live') return;
+    this.#state = 'lost';
+    this.#controller.abort(
+      new SessionExpiredError(
+        `session ${this.ref} was lost at ${iso(this.#host.conn.clock.now())}: ${cause}; it can no longer be kept alive, and its other locks stay held until it expires at ${iso(this.expiresAtMs)}: open a new session`,
+      ),
+    );
+  }
+
   /** This server stops following the session (it is closing): nothing changes in etcd. */
   stepAside(reason: LatchkeyError): void {
-    if (this.#state !== 'live') return;
+    if (this.#state !== 'live' && this.#state !== 'lost') return;
     this.#state = 'ended';
     this.#controller.abort(reason);
     this.#lease.detach();
@@ -313,7 +342,10 @@ export class EtcdLockSession implements LockSession {
 
   #follow(lease: EtcdSession): void {
     const onLost = () => {
-      if (lease !== this.#lease || this.#state !== 'live') return;
+      if (lease !== this.#lease) return;
+      // Lost, so not renewed since: it has run out.
+      if (this.#state === 'lost') return this.#expire();
+      if (this.#state !== 'live') return;
       if (!this.#attached) {
         this.stepAside(
           new AbortedError(`session ${this.ref} is no longer served through this server: resume it to go on`),
@@ -360,7 +392,7 @@ export class EtcdLockSession implements LockSession {
   }
 
   #expire(): void {
-    if (this.#state !== 'live') return;
+    if (this.#state !== 'live' && this.#state !== 'lost') return;
     const locks = this.#held.size;
     this.#state = 'expired';
     this.#controller.abort(
@@ -406,7 +438,7 @@ export async function openLockSession(host: SessionHost, ttlMs: number): Promise
     await lease.revoke().catch(() => {});
     throw err;
   }
-  return new EtcdLockSession(host, { id, ref, lease });
+  return new EtcdLockSession(host, { id, ref, lease, mark: sessionMarkOf(prefix, lease.leaseId, secret) });
 }
 
 /**
@@ -466,7 +498,7 @@ export async function resumeLockSession(
     existing.adopt(lease, held);
     return existing;
   }
-  return new EtcdLockSession(host, { id, ref, lease, held });
+  return new EtcdLockSession(host, { id, ref, lease, mark, held });
 }
 
 /** The locks a session holds among its own keys, oldest grant first; see resumeLockSession. */
