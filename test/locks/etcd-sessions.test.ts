@@ -225,12 +225,16 @@ describe('lock sessions on etcd', { skip: etcdMissing() }, () => {
       ['a lease etcd does not have', `etcd.7fffffffffffffff.${secret}`, S.FAILED_PRECONDITION, /has no such session/],
       ['not an etcd session id', `etcd.${leaseHex}`, S.INVALID_ARGUMENT, /resume_id is not an etcd session id/],
     ];
-    for (const [label, resumeId, code, message] of cases) {
-      const err = await rejection(SessionStream.open(b.locks, { resume_id: resumeId }));
-      assert.equal(err.code, code, `${label}: ${err.details}`);
-      assert.match(err.details, message, label);
-      assert.ok(!err.details.includes(secret!), `${label}: the message repeats the secret`);
-    }
+    const calls = await callsDuring(etcd, async () => {
+      for (const [label, resumeId, code, message] of cases) {
+        const err = await rejection(SessionStream.open(b.locks, { resume_id: resumeId }));
+        assert.equal(err.code, code, `${label}: ${err.details}`);
+        assert.match(err.details, message, label);
+        assert.ok(!err.details.includes(secret!), `${label}: the message repeats the secret`);
+      }
+    });
+    // One LeaseTimeToLive each where there was a lease to ask about; no keepalive, no write.
+    assert.deepEqual(Object.keys(calls), ['LeaseTimeToLive'], JSON.stringify(calls));
     assert.equal((await describeLock(name)).fencing_token, lease.fencing_token);
     await stream.op({ keepalive: {} });
     await stream.close();

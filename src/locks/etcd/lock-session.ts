@@ -443,8 +443,8 @@ export async function openLockSession(host: SessionHost, ttlMs: number): Promise
 
 /**
  * The session with this id, from etcd: one LeaseTimeToLive (the lease's time left and every
- * key on it: the mark and the own keys), then the own keys read back (fencing tokens, owners)
- * and checked: a key that holds its lock is one of the session's locks; one that does not is
+ * key on it: the mark and the own keys), one LeaseKeepAlive, then the own keys read back
+ * (fencing tokens, owners) and checked: a key that holds its lock is one of the session's locks; one that does not is
  * a wait whose stream is gone (a broken stream withdraws its waits; a server that died could
  * not), and is taken out of its queue. `existing` is this server's copy, if it has one: it is
  * brought up to date and returned (its own waits are left alone).
@@ -466,20 +466,23 @@ export async function resumeLockSession(
     new SessionExpiredError(
       `session ${ref} is gone: etcd at ${conn.endpoints} has no such session under prefix ${JSON.stringify(prefix)} (it ended, or expired with its TTL, or servers with another --etcd-prefix opened it): open a new session`,
     );
+  const mark = sessionMarkOf(prefix, parts.leaseId, parts.secret);
   let resumed: { session: EtcdSession; keys: readonly Buffer[] };
   try {
-    resumed = await EtcdSession.resumeWithKeys(conn, parts.leaseId, signal);
+    resumed = await EtcdSession.resumeWithKeys(
+      conn,
+      parts.leaseId,
+      // Not this session (a wrong secret, or a lease no session owns): nothing of it is touched.
+      (keys) => {
+        if (!keys.some((key) => key.toString() === mark)) throw gone();
+      },
+      signal,
+    );
   } catch (err) {
     if (err instanceof LeaseExpiredError) throw gone();
     throw err;
   }
   const { session: lease, keys } = resumed;
-  const mark = sessionMarkOf(prefix, parts.leaseId, parts.secret);
-  if (!keys.some((key) => key.toString() === mark)) {
-    // Not this session (a wrong secret, or a lease no session owns): nothing of it is touched.
-    lease.detach();
-    throw gone();
-  }
   let held: Map<string, QueueKey>;
   try {
     held = await heldLocks(

@@ -91,41 +91,47 @@ export class EtcdSession {
    * LeaseExpiredError if etcd no longer has it.
    */
   static async resume(conn: EtcdConnection, leaseId: string, signal?: AbortSignal): Promise<EtcdSession> {
-    return (await EtcdSession.#resume(conn, leaseId, signal, false)).session;
-  }
-
-  /**
-   * resume(), and the keys attached to the lease as etcd listed them in the same answer (one
-   * LeaseTimeToLive): what a client session holds, wherever it took it.
-   */
-  static resumeWithKeys(
-    conn: EtcdConnection,
-    leaseId: string,
-    signal?: AbortSignal,
-  ): Promise<{ session: EtcdSession; keys: readonly Buffer[] }> {
-    return EtcdSession.#resume(conn, leaseId, signal, true);
-  }
-
-  static async #resume(
-    conn: EtcdConnection,
-    leaseId: string,
-    signal: AbortSignal | undefined,
-    keys: boolean,
-  ): Promise<{ session: EtcdSession; keys: readonly Buffer[] }> {
     const leaseDec = leaseIdToDec(leaseId);
     const sentAtMs = conn.clock.now();
-    const info = await conn.timeToLive('resume the session', leaseDec, signal, keys);
+    const info = await conn.timeToLive('resume the session', leaseDec, signal);
     const leftMs = Number(info.TTL) * 1000;
     if (leftMs < 0)
       throw new LeaseExpiredError(`etcd lease ${leaseId} no longer exists (its TTL ran out, or it was revoked)`);
     // etcd reports whole seconds left, rounded down: both estimates start from that.
-    const session = new EtcdSession(
+    return new EtcdSession(
       conn,
       leaseDec,
       Number(info.grantedTTL) * 1000,
       sentAtMs + leftMs,
       conn.clock.now() + leftMs,
     );
+  }
+
+  /**
+   * A client session's lease taken up again: the keys attached to it as etcd lists them (one
+   * LeaseTimeToLive: what the session holds, wherever it took it), handed to `check`, which
+   * throws to refuse the lease (then nothing is sent for it); then one keepalive, whose answer
+   * both estimates start from. Throws LeaseExpiredError if etcd no longer has the lease.
+   * NOTE: a resume is the client's sign of life. Without the keepalive, the estimates would
+   * start from the time left as LeaseTimeToLive reports it (whole seconds, rounded down): a
+   * lease with less than a second left would read as lost at once.
+   */
+  static async resumeWithKeys(
+    conn: EtcdConnection,
+    leaseId: string,
+    check: (keys: readonly Buffer[]) => void,
+    signal?: AbortSignal,
+  ): Promise<{ session: EtcdSession; keys: readonly Buffer[] }> {
+    const leaseDec = leaseIdToDec(leaseId);
+    const info = await conn.timeToLive('resume the session', leaseDec, signal, true);
+    const gone = () =>
+      new LeaseExpiredError(`etcd lease ${leaseId} no longer exists (its TTL ran out, or it was revoked)`);
+    if (Number(info.TTL) < 0) throw gone();
+    check(info.keys);
+    const answer = await conn.keepAliveOnce(leaseDec, { signal });
+    if (answer.ttlS <= 0) throw gone();
+    const ttlMs = answer.ttlS * 1000;
+    const session = new EtcdSession(conn, leaseDec, ttlMs, answer.sentAtMs + ttlMs, answer.answeredAtMs + ttlMs);
     return { session, keys: info.keys };
   }
 
