@@ -36,6 +36,7 @@ import {
   toOpError,
   toStatus,
 } from '../errors.js';
+import { uint64 } from '../uint64.js';
 import { createCallContext, refuseStream, type CallContext, type CallMeter, type RpcEnv } from '../call-context.js';
 import type { LockSession } from './backend.js';
 import type { LockService, OpenSession } from './service.js';
@@ -287,7 +288,8 @@ export function sessionHandler(
     };
 
     const run = (session: OpenSession, op: SessionOp__Output): Promise<SessionResult> => {
-      const tag = op.tag;
+      // Results carry the tag as a number where it is one (see uint64.ts).
+      const tag = uint64(op.tag);
       switch (op.op) {
         case 'acquire':
           return locks.sessionAcquire(session, op.acquire!, acquireContext(op.tag)).then((lease) => ({ tag, lease }));
@@ -336,14 +338,14 @@ export function sessionHandler(
         running++;
         if (refusal !== undefined) {
           // A frame too big, or one after the stream stopped, is refused op by op: every tag gets its answer.
-          answer({ tag: op.tag, error: toOpError(refusal, log) }, false);
+          answer({ tag: uint64(op.tag), error: toOpError(refusal, log) }, false);
           continue;
         }
         const waits = op.op === 'acquire' && op.acquire!.wait_ms !== '0';
         if (waits) waiting++;
         run(open!, op).then(
           (result) => answer(result, waits),
-          (err: unknown) => answer({ tag: op.tag, error: toOpError(err, log) }, waits),
+          (err: unknown) => answer({ tag: uint64(op.tag), error: toOpError(err, log) }, waits),
         );
       }
       if (running - waiting >= MAX_RUNNING_PER_STREAM && !paused) {
