@@ -120,10 +120,19 @@ export class MemoryLockBackend implements LockBackend {
     return this.#acquire(options, undefined);
   }
 
-  async #acquire(
+  async #acquire(options: AcquireOptions, session: MemorySession | undefined): Promise<Lease> {
+    return this.#tryAcquire(options, session) ?? this.#wait(options, session);
+  }
+
+  /**
+   * The part of an acquire that needs no waiting: the lease if the lock is granted at once,
+   * undefined if the caller is to wait; throws if it may not (aborted, closing, a limit
+   * mismatch, or busy with waitMs 0).
+   */
+  #tryAcquire(
     { name, ttlMs, waitMs, owner, mode, limit, signal }: AcquireOptions,
     session: MemorySession | undefined,
-  ): Promise<Lease> {
+  ): Lease | undefined {
     throwIfAborted(signal);
     this.#throwIfClosed();
     const entry = this.#entry(name);
@@ -138,6 +147,15 @@ export class MemoryLockBackend implements LockBackend {
       return this.#grant(name, entry, owner, ttlMs, mode, limit, session);
     }
     if (waitMs <= 0) throw busy(name, this.#holdersText(entry));
+    return undefined;
+  }
+
+  /** Queues the caller (after #tryAcquire said to wait) until granted, timed out or aborted. */
+  #wait(
+    { name, ttlMs, waitMs, owner, mode, limit, signal }: AcquireOptions,
+    session: MemorySession | undefined,
+  ): Promise<Lease> {
+    const entry = this.#entry(name);
     return new Promise<Lease>((resolve, reject) => {
       let timer: Timer | undefined;
       const leave = () => {
@@ -330,6 +348,22 @@ export class MemoryLockBackend implements LockBackend {
       throw new FailedPreconditionError(
         `this session already ${had === 'held' ? 'holds' : 'waits for'} lock "${name}"; a session holds a name at most once: release it first, or take it in another session`,
       );
+    const acquire: AcquireOptions = {
+      name,
+      ttlMs: session.ttlMs,
+      waitMs: options.waitMs,
+      owner: options.owner,
+      mode: options.mode,
+      limit: options.limit,
+      signal,
+    };
+    // A lock free at once is granted here, without the combined signal below: the session is
+    // live (checked above, and nothing runs in between), and a grant does not wait. NOTE: the
+    // session's signal is shared by every acquire of the session, and an AbortSignal's add
+    // and remove walk its list of listeners: listening on it for each grant cost
+    // O(acquires in flight).
+    const granted = this.#tryAcquire(acquire, session);
+    if (granted !== undefined) return granted;
     session.names.set(name, 'waiting');
     // The waiter leaves when its caller goes away or when the session stops being live.
     const both = new AbortController();
@@ -338,7 +372,7 @@ export class MemoryLockBackend implements LockBackend {
     signal.addEventListener('abort', onCaller, { once: true });
     session.signal.addEventListener('abort', onSession, { once: true });
     try {
-      return await this.#acquire({ ...options, ttlMs: session.ttlMs, signal: both.signal }, session);
+      return await this.#wait({ ...acquire, signal: both.signal }, session);
     } catch (err) {
       if (session.names.get(name) === 'waiting') session.names.delete(name);
       throw err;
@@ -369,7 +403,8 @@ export class MemoryLockBackend implements LockBackend {
     const mine = session.holders.get(leaseId)!;
     session.holders.delete(leaseId);
     session.names.delete(mine.name);
-    const lease = this.#current(mine.holder);
+    // A release needs no copy with the session's expiry: only an expiry is reported with it.
+    const lease = why === 'EXPIRED' ? this.#current(mine.holder) : mine.holder.lease;
     if (why === 'EXPIRED') this.#ended.expired(lease);
     this.#handOff(mine.name, mine.entry, lease, why);
   }

@@ -27,6 +27,7 @@ import {
   ResourceExhaustedError,
 } from '../errors.js';
 import type { CallContext } from '../call-context.js';
+import { uint64 } from '../uint64.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Capabilities, Lease, LockBackend, LockEvent, LockMode, LockSession, LockState } from './backend.js';
 
@@ -107,8 +108,8 @@ function stateMessage(name: string, backend: LockBackend, state: LockState): Loc
     backend: backend.kind,
     held: state.held,
     owner: state.owner,
-    fencing_token: state.fencingToken.toString(),
-    expires_at_ms: state.expiresAtMs.toString(),
+    fencing_token: uint64(state.fencingToken),
+    expires_at_ms: uint64(state.expiresAtMs),
     waiters: state.waiters,
     capabilities: {
       across_hosts: c.acrossHosts,
@@ -122,8 +123,8 @@ function stateMessage(name: string, backend: LockBackend, state: LockState): Loc
     },
     holders: state.holders.map((h) => ({
       owner: h.owner,
-      fencing_token: h.fencingToken.toString(),
-      expires_at_ms: h.expiresAtMs.toString(),
+      fencing_token: uint64(h.fencingToken),
+      expires_at_ms: uint64(h.expiresAtMs),
       mode: h.mode,
     })),
     queue: state.queue.map((w) => ({ owner: w.owner, mode: w.mode })),
@@ -282,10 +283,10 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     name: lease.name,
     backend: backend.kind,
     lease_id: lease.leaseId,
-    fencing_token: lease.fencingToken.toString(),
-    expires_at_ms: lease.expiresAtMs.toString(),
+    fencing_token: uint64(lease.fencingToken),
+    expires_at_ms: uint64(lease.expiresAtMs),
     owner: lease.owner,
-    ttl_ms: lease.ttlMs.toString(),
+    ttl_ms: uint64(lease.ttlMs),
     mode: lease.mode,
     limit: lease.limit,
   });
@@ -424,7 +425,7 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
 
     async keepAlive(open, ctx) {
       const { ttlMs, expiresAtMs } = await open.session.keepAlive(ctx.signal);
-      return { ttl_ms: ttlMs.toString(), expires_at_ms: expiresAtMs.toString() };
+      return { ttl_ms: uint64(ttlMs), expires_at_ms: uint64(expiresAtMs) };
     },
 
     endSession(open) {

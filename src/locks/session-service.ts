@@ -36,6 +36,7 @@ import {
   toOpError,
   toStatus,
 } from '../errors.js';
+import { uint64 } from '../uint64.js';
 import { createCallContext, refuseStream, type CallContext, type CallMeter, type RpcEnv } from '../call-context.js';
 import type { LockSession } from './backend.js';
 import type { LockService, OpenSession } from './service.js';
@@ -158,8 +159,19 @@ export function sessionHandler(
         ),
     });
     const { ctx } = scope;
-    // Every op in flight listens to the stream's signal: thousands are normal, not a leak.
+    // Ops in flight on a backend that waits on I/O listen to the stream's signal: thousands
+    // are normal, not a leak.
     setMaxListeners(0, ctx.signal);
+    // The acquires in flight stop with the stream, in the order they came: one listener for
+    // all of them rather than one each. NOTE: an AbortSignal keeps its listeners in a list
+    // that add and remove walk, so one each cost O(acquires in flight) per acquire.
+    ctx.signal.addEventListener(
+      'abort',
+      () => {
+        for (const controller of acquires.values()) controller.abort(ctx.signal.reason);
+      },
+      { once: true },
+    );
 
     const write = (response: SessionResponse) => {
       if (!call.write(response) && !paused) {
@@ -243,13 +255,15 @@ export function sessionHandler(
     const stopFromOutside = (reason: LatchkeyError) => fail(reason);
 
     const answer = (result: SessionResult, wasWaiting: boolean) => {
-      unanswered.delete(String(result.tag));
+      const tag = String(result.tag);
+      unanswered.delete(tag);
+      acquires.delete(tag);
       running--;
       if (wasWaiting) waiting--;
       // One answer too large for a message would fail the whole stream (grpc-js refuses to send it).
       if (resultBytes(result) > config.maxMessageBytes - 1024) {
         const err = new ResourceExhaustedError(
-          `the answer to operation ${String(result.tag)} would take ${resultBytes(result)} bytes, more than --max-message-bytes (${config.maxMessageBytes})`,
+          `the answer to operation ${tag} would take ${resultBytes(result)} bytes, more than --max-message-bytes (${config.maxMessageBytes})`,
         );
         result = { tag: result.tag, error: toOpError(err, log) };
       }
@@ -262,31 +276,23 @@ export function sessionHandler(
       maybeEnd();
     };
 
-    /** An acquire's own context: its signal aborts with the stream's, or alone on a cancel op. */
-    const acquireContext = (tag: string): { ctx: CallContext; done: () => void } => {
+    /**
+     * An acquire's own context: its signal aborts with the stream's (the listener above), or
+     * alone on a cancel op; answer() forgets it.
+     */
+    const acquireContext = (tag: string): CallContext => {
       const controller = new AbortController();
-      const onStream = () => controller.abort(ctx.signal.reason);
-      if (ctx.signal.aborted) onStream();
-      else ctx.signal.addEventListener('abort', onStream, { once: true });
+      if (ctx.signal.aborted) controller.abort(ctx.signal.reason);
       acquires.set(tag, controller);
-      return {
-        ctx: { ...ctx, signal: controller.signal },
-        done: () => {
-          ctx.signal.removeEventListener('abort', onStream);
-          acquires.delete(tag);
-        },
-      };
+      return { ...ctx, signal: controller.signal };
     };
 
     const run = (session: OpenSession, op: SessionOp__Output): Promise<SessionResult> => {
-      const tag = op.tag;
+      // Results carry the tag as a number where it is one (see uint64.ts).
+      const tag = uint64(op.tag);
       switch (op.op) {
-        case 'acquire': {
-          const own = acquireContext(tag);
-          const acquired = locks.sessionAcquire(session, op.acquire!, own.ctx).then((lease) => ({ tag, lease }));
-          acquired.then(own.done, own.done);
-          return acquired;
-        }
+        case 'acquire':
+          return locks.sessionAcquire(session, op.acquire!, acquireContext(op.tag)).then((lease) => ({ tag, lease }));
         case 'release':
           return locks.sessionRelease(session, op.release!, ctx).then((released) => ({ tag, released }));
         case 'describe':
@@ -332,14 +338,14 @@ export function sessionHandler(
         running++;
         if (refusal !== undefined) {
           // A frame too big, or one after the stream stopped, is refused op by op: every tag gets its answer.
-          answer({ tag: op.tag, error: toOpError(refusal, log) }, false);
+          answer({ tag: uint64(op.tag), error: toOpError(refusal, log) }, false);
           continue;
         }
         const waits = op.op === 'acquire' && op.acquire!.wait_ms !== '0';
         if (waits) waiting++;
         run(open!, op).then(
           (result) => answer(result, waits),
-          (err: unknown) => answer({ tag: op.tag, error: toOpError(err, log) }, waits),
+          (err: unknown) => answer({ tag: uint64(op.tag), error: toOpError(err, log) }, waits),
         );
       }
       if (running - waiting >= MAX_RUNNING_PER_STREAM && !paused) {
