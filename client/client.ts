@@ -1,8 +1,12 @@
-// connect(address): the latchkey client. One channel for both services. Lock calls go
-// through unaryCall (deadline, AbortSignal, error mapping, retries of idempotent calls);
-// cache calls through the cache transport, which multiplexes them onto the Cache/Pipeline
-// stream with the same guarantees, or makes them unary; watch() reads a Locks/Watch stream.
-// TLS and the bearer token (credentials.ts) apply to all three.
+// connect(addresses): the latchkey client. One channel per server for both services, the
+// servers taken in turn as each goes away (servers.ts). Lock calls go through a lock session
+// (session.ts, session-pool.ts): every acquire, release and describe of a backend on one
+// Locks/Session stream, one session lease kept alive for all its locks; or, with sessions
+// off or against a server without them, through unary calls (deadline, AbortSignal, error
+// mapping, retries of idempotent calls) and handles that refresh their own lease. Cache calls
+// go through the cache transport, which multiplexes them onto the Cache/Pipeline stream with
+// the same guarantees, or makes them unary; watch() reads a Locks/Watch stream. TLS and the
+// bearer token (credentials.ts) apply to all of them.
 import * as grpc from '@grpc/grpc-js';
 import { createCacheClient, type Flights, type CacheClient } from './cache.js';
 import { createCacheTransport, type CacheTransport } from './cache-transport.js';
@@ -13,7 +17,7 @@ import {
   type TlsOptions,
   type TokenSource,
 } from './credentials.js';
-import { CancelledError, fromStatus, InternalError, InvalidArgumentError } from './errors.js';
+import { CancelledError, fromStatus, InternalError, InvalidArgumentError, UnavailableError } from './errors.js';
 import {
   type CacheProto,
   type CacheClient as CacheStub,
@@ -25,10 +29,14 @@ import {
   type LocksProto,
   loadPackageDefinition,
 } from './common/index.js';
-import { openLockHandle, type LeaseCalls, type LockHandle } from './lock-handle.js';
+import { createLockHandle, openLockHandle, type LeaseCalls, type LeaseKeeper, type LockHandle } from './lock-handle.js';
 import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js';
+import { parseAddresses, ServerList } from './servers.js';
+import { DEFAULT_SESSIONS, type SessionOptions } from './session.js';
+import { SessionPool, sessionAcquire } from './session-pool.js';
+import { neverSent, serverGone } from './streams.js';
 import { traceContextInterceptor } from './tracing.js';
-import { unaryCall, type CallOptions, type Invoke, type RetryOptions } from './unary-call.js';
+import { retryPolicy, unaryCall, withRetries, type CallOptions, type RetryOptions } from './unary-call.js';
 import { msField, toDate } from './wire.js';
 
 export interface ConnectOptions {
@@ -37,7 +45,7 @@ export interface ConnectOptions {
    * 10_000; Infinity = none; 0 or less is refused (InvalidArgumentError). It covers a call's
    * retries too. lock() adds its `waitMs` on top, so a long wait does not end in
    * DEADLINE_EXCEEDED; a lock handle's Refreshes and Release are bounded by it as well, and
-   * its Release further by the lease's TTL.
+   * its Release further by the lease's TTL, and so is the end of each lock session at close().
    */
   readonly deadlineMs?: number;
   /**
@@ -56,8 +64,12 @@ export interface ConnectOptions {
    * Bearer token for a server with --auth-tokens-file, sent as `authorization: Bearer
    * <token>` on every call and stream; or a function called before each one for the current
    * token. A provider that throws fails the call with UnauthenticatedError (no RPC is sent).
-   * Default none: no authorization header.
+   * Default none: no authorization header. A stream (a lock session, the cache pipeline, a
+   * watch) carries the token it started with.
    * NOTE: on a plaintext channel the token crosses the network readable by anyone on it.
+   * NOTE: a server lets only the token that opened a lock session resume it: after a token
+   * rotation, a session whose stream breaks cannot resume, its handles abort, and the next
+   * lock opens a new session with the new token.
    */
   readonly token?: TokenSource;
   /**
@@ -67,17 +79,21 @@ export interface ConnectOptions {
    * release and every cache write, which UNAVAILABLE does not prove unapplied. Default
    * { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 }; false (or attempts: 1) turns
    * retries off. Lock handles retry their own Refreshes, on their own schedule, until the
-   * lease's expiry, whatever this says.
+   * lease's expiry, whatever this says; a lock session reconnects by itself until its TTL
+   * runs out. Apart from these, a call that could not be sent because its server is
+   * unreachable is tried once on each other server of the list, whatever the method:
+   * nothing of it ran.
    */
   readonly retry?: RetryOptions | false;
   /**
-   * grpc-js channel options (keepalive, message size limits, ...), applied over the SDK's
-   * own (TLS server name, the pipeline's unlimited receive size); interceptors given here
-   * wrap the token's, which is innermost. Default none.
+   * grpc-js channel options (keepalive, message size limits, ...), for the channel of each
+   * server, applied over the SDK's own (TLS server name, the pipeline's unlimited receive
+   * size); interceptors given here wrap the token's, which is innermost. Default none.
    * NOTE: after a connection failure grpc-js waits `grpc.initial_reconnect_backoff_ms`
    * (default 1 s, growing to 120 s) before reconnecting, and calls fail at once meanwhile.
-   * Lock handles with TTLs near or below that lose their lease across a server blip unless
-   * it is lowered.
+   * With one server, lock handles (and lock sessions) with TTLs near or below that lose
+   * their locks across a server restart unless it is lowered; with several, the client
+   * moves to the next server instead of waiting.
    */
   readonly channelOptions?: grpc.ChannelOptions;
   /**
@@ -92,15 +108,44 @@ export interface ConnectOptions {
    * values, and grpc-js's default 4 MB cap would break the stream, not one call.
    */
   readonly pipeline?: boolean | PipelineOptions;
+  /**
+   * Lock sessions: lock(), withLock() and describe() share one Locks/Session stream and one
+   * session lease per backend and `ttlMs` (opened on the first lock, ended by close()), many
+   * operations to a frame, and one keepalive every TTL / 3 renews every lock of the session
+   * instead of a Refresh per lock. On etcd that is one etcd lease per session rather than
+   * one per lock. Handles behave the same either way. Default on, with { idleMs: 1000,
+   * maxFrameOps: 1000 } (see SessionOptions); false makes every lock operation its own
+   * unary RPC (Acquire, Refresh, Release, Describe), as other languages' clients do.
+   *
+   * - close() ends each session: the server releases all of its locks at once. A waiting
+   *   lock() whose signal aborts (or whose deadline passes) is withdrawn from the server's
+   *   queue, as a cancelled unary Acquire is.
+   * - A broken stream releases nothing: the session resumes, through the next server of the
+   *   list when its own went away (or the same one restarted), and keeps every lock, as long
+   *   as that happens within its TTL. Until then the handles' signals stay quiet; they abort
+   *   when the session can no longer be confirmed before it could expire, or at once when a
+   *   server says it has expired (a memory-backend server that restarted has forgotten it).
+   * - The client goes unary by itself against a server without the method (for good), and
+   *   for a while when a session cannot be opened (no server reachable, a backend without
+   *   sessions, a TTL the server refuses, credentials refused).
+   * - A second lock of a name this client holds or is acquiring (a semaphore's or shared
+   *   lock's other holders, another waiter) goes through another session, made for it.
+   * NOTE: while a session holds a lock its stream keeps the process alive (a unary handle's
+   * timers do not): release the locks or close the client. A session holding nothing ends
+   * after `idleMs`.
+   */
+  readonly sessions?: boolean | SessionOptions;
 }
 
 export interface LockOptions extends CallOptions {
   /**
    * Lease TTL in ms; default the server's (--default-ttl-ms, 15 s unless changed); 0 is
    * refused (InvalidArgumentError: leave it out for the default), and so is more than the
-   * server's --max-ttl-ms. The handle refreshes every TTL / 3 and gives up on the lease
-   * (aborting its signal) when no Refresh has succeeded for about one TTL. The backend may
-   * round the TTL up (etcd: to whole seconds); `handle.ttlMs` is what was granted.
+   * server's --max-ttl-ms. Through a session, the lock lives on the lease of the client's
+   * session for this backend and TTL; otherwise the handle refreshes its own lease. Either
+   * way it is renewed every TTL / 3, and the handle gives up (aborting its signal) when no
+   * renewal has been confirmed for about one TTL. The backend may round the TTL up (etcd: to
+   * whole seconds); `handle.ttlMs` is what was granted.
    */
   readonly ttlMs?: number;
   /**
@@ -172,6 +217,11 @@ export interface Capabilities {
   readonly shared: boolean;
   /** watch(). */
   readonly watch: boolean;
+  /**
+   * Lock sessions (Locks/Session), which the client uses by itself where it can. A session
+   * resumes through another server only where `acrossHosts` holds too.
+   */
+  readonly sessions: boolean;
 }
 
 export interface LockHolder {
@@ -226,8 +276,9 @@ export type LockEvent =
   | (LockEventBase & { readonly type: Exclude<LockEventType, 'STATE'>; readonly state?: undefined });
 
 /**
- * A connection to one latchkey server (see connect()): locks, the cache and watches over one
- * channel. Close it, or dispose it, when done: that releases the locks it still holds.
+ * A connection to a latchkey service (see connect()): locks, the cache and watches, over one
+ * channel per server. Close it, or dispose it, when done: that ends its lock sessions,
+ * releasing their locks at once, and releases the locks it holds otherwise.
  *
  * ```ts
  * import { connect } from 'latchkey/client';
@@ -245,7 +296,10 @@ export type LockEvent =
  * ```
  */
 export interface LatchkeyClient extends AsyncDisposable {
+  /** The server addresses, as connect() was given them, joined by commas. */
   readonly address: string;
+  /** The server addresses in the order they are tried. */
+  readonly addresses: readonly string[];
   /** Acquires a lock; dispose the handle (or call release()) to let it go. */
   lock(name: string, options?: LockOptions): Promise<LockHandle>;
   /**
@@ -266,7 +320,11 @@ export interface LatchkeyClient extends AsyncDisposable {
   watch(name: string, options?: WatchOptions): AsyncIterable<LockEvent>;
   /** The cache API on one store; default the server's default store. */
   cache(store?: string): CacheClient;
-  /** Releases the lock handles still held, then closes the channel. Idempotent. */
+  /**
+   * Ends the lock sessions (the server releases each session's locks at once; their handles
+   * become 'released') and releases the unary lock handles still held, then closes the
+   * channels. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -294,6 +352,7 @@ function toCapabilities(c: LockState__Output['capabilities']): Capabilities {
     semaphore: c?.semaphore ?? false,
     shared: c?.shared ?? false,
     watch: c?.watch ?? false,
+    sessions: c?.sessions ?? false,
   };
 }
 
@@ -337,15 +396,18 @@ function toLockEvent(event: LockEvent__Output): LockEvent {
 }
 
 /**
- * A client of the latchkey server at `address` (host:port, or any gRPC target such as
- * unix:/path). Nothing is sent until the first call; an address that cannot be reached
+ * A client for one latchkey service: `address` is one server, or several (an array, or one
+ * string with commas: `'10.0.0.1:50051,10.0.0.2:50051'`, as `latchkey --address` takes them),
+ * which must serve the same backends (for locks, one etcd cluster). Each is host:port, or any
+ * gRPC target such as unix:/path. Calls go to the first until it goes away, then to the next,
+ * round the list. Nothing is sent until the first call; an address that cannot be reached
  * fails calls with UnavailableError, not connect().
  *
  * ```ts
  * import { readFileSync } from 'node:fs';
  * import { connect } from 'latchkey/client';
  *
- * const client = connect('lk.internal:50051', {
+ * const client = connect(['lk-1.internal:50051', 'lk-2.internal:50051'], {
  *   tls: { ca: readFileSync('ca.pem') },
  *   token: () => readFileSync('/run/secrets/latchkey', 'utf8'),
  *   deadlineMs: 5_000,
@@ -357,8 +419,8 @@ function toLockEvent(event: LockEvent__Output): LockEvent {
  * }
  * ```
  */
-export function connect(address: string, options: ConnectOptions = {}): LatchkeyClient {
-  return new Client(address, options);
+export function connect(address: string | readonly string[], options: ConnectOptions = {}): LatchkeyClient {
+  return new Client(parseAddresses(address), options);
 }
 
 function pipelineOptions(option: boolean | PipelineOptions | undefined): Required<PipelineOptions> | false {
@@ -378,10 +440,39 @@ function pipelineOptions(option: boolean | PipelineOptions | undefined): Require
   return merged;
 }
 
+function sessionOptions(option: boolean | SessionOptions | undefined): Required<SessionOptions> | false {
+  if (option === false) return false;
+  const given: SessionOptions = option === true || option === undefined ? {} : option;
+  const merged = {
+    idleMs: given.idleMs ?? DEFAULT_SESSIONS.idleMs,
+    maxFrameOps: given.maxFrameOps ?? DEFAULT_SESSIONS.maxFrameOps,
+  };
+  if (!Number.isSafeInteger(merged.maxFrameOps) || merged.maxFrameOps < 1)
+    throw new InvalidArgumentError(`sessions.maxFrameOps must be a whole number >= 1, got ${merged.maxFrameOps}`);
+  if (!(merged.idleMs >= 0) || merged.idleMs === Infinity)
+    throw new InvalidArgumentError(`sessions.idleMs must be a finite number of ms >= 0, got ${merged.idleMs}`);
+  return merged;
+}
+
+/** A Locks unary call on whichever server is current when the attempt starts. */
+type LockCall<Res> = (
+  locks: LocksStub,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: grpc.requestCallback<Res>,
+) => grpc.ClientUnaryCall;
+
+interface InvokeOptions<Res> extends CallOptions {
+  readonly retry?: false;
+  readonly onAbandoned?: (response: Res) => void;
+}
+
 class Client implements LatchkeyClient {
   readonly address: string;
-  readonly #locks: LocksStub;
+  readonly addresses: readonly string[];
+  readonly #servers: ServerList;
   readonly #cache: CacheTransport;
+  readonly #sessions: SessionPool | undefined;
   readonly #deadlineMs: number;
   readonly #retry: RetryOptions | false;
   readonly #handles = new Set<LockHandle>();
@@ -390,13 +481,15 @@ class Client implements LatchkeyClient {
   #closing: Promise<void> | undefined;
   #closed = false;
 
-  constructor(address: string, options: ConnectOptions) {
-    this.address = address;
+  constructor(addresses: readonly string[], options: ConnectOptions) {
+    this.addresses = addresses;
+    this.address = addresses.join(',');
     this.#deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     if (!(this.#deadlineMs > 0)) throw new InvalidArgumentError(`deadlineMs must be > 0, got ${this.#deadlineMs}`);
     this.#retry = options.retry ?? DEFAULT_RETRY;
     const credentials = channelCredentials(options.tls, options.credentials);
     const pipeline = pipelineOptions(options.pipeline);
+    const sessions = sessionOptions(options.sessions);
     // The trace context goes first, outermost: it reads the caller's context as the call
     // starts (tracing.ts). The token interceptor goes last, innermost: it may hold back the
     // call it wraps until the token is there (see credentials.ts).
@@ -412,35 +505,73 @@ class Client implements LatchkeyClient {
       interceptors,
     };
     const { Locks, Cache } = services();
-    this.#locks = new Locks(address, credentials, channelOptions);
-    // One channel (one HTTP/2 connection) for both services.
-    const cacheStub: CacheStub = new Cache(address, credentials, {
-      ...channelOptions,
-      channelOverride: this.#locks.getChannel(),
+    this.#servers = new ServerList(addresses, (address) => {
+      const locks: LocksStub = new Locks(address, credentials, channelOptions);
+      // One channel (one HTTP/2 connection) per server for both services.
+      const cache: CacheStub = new Cache(address, credentials, {
+        ...channelOptions,
+        channelOverride: locks.getChannel(),
+      });
+      return { address, locks, cache };
     });
     this.#cache = createCacheTransport({
-      address,
-      stub: cacheStub,
+      address: this.address,
+      servers: this.#servers,
       deadlineMs: this.#deadlineMs,
       retry: this.#retry,
       pipeline,
     });
+    this.#sessions =
+      sessions === false
+        ? undefined
+        : new SessionPool({
+            servers: this.#servers,
+            deadlineMs: this.#deadlineMs,
+            fallbackTtlMs: DEFAULT_TTL_MS,
+            options: sessions,
+          });
   }
 
-  readonly #invoke: Invoke = (method, start, options) => {
-    if (this.#closed)
-      return Promise.reject(
-        new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method }),
-      );
-    return unaryCall(start, {
-      service: 'latchkey.v1.Locks',
-      method,
-      deadlineMs: options.deadlineMs ?? this.#deadlineMs,
-      signal: options.signal,
-      retry: options.retry ?? this.#retry,
-      onAbandoned: options.onAbandoned,
-    });
-  };
+  #closedError(method: string): CancelledError {
+    return new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method });
+  }
+
+  /**
+   * One unary Locks call: deadline, signal, error mapping and retries of idempotent methods
+   * (unary-call.ts), each attempt on the current server. An attempt that shows its server
+   * gone moves the client to the next one; one that was never sent (the server unreachable)
+   * is safe to repeat for any method, and is, on each other server once.
+   */
+  async #invoke<Res>(method: string, call: LockCall<Res>, options: InvokeOptions<Res>): Promise<Res> {
+    const deadlineMs = options.deadlineMs ?? this.#deadlineMs;
+    const deadline = performance.now() + deadlineMs;
+    for (let tried = 1; ; tried++) {
+      if (this.#closed) throw this.#closedError(method);
+      try {
+        return await unaryCall<Res>(
+          (md, o, cb) => {
+            const server = this.#servers.current;
+            return call(server.locks, md, o, (err, response) => {
+              if (err !== null && serverGone(err)) this.#servers.failed(server);
+              cb(err, response);
+            });
+          },
+          {
+            service: 'latchkey.v1.Locks',
+            method,
+            deadlineMs: tried === 1 ? deadlineMs : deadline - performance.now(),
+            signal: options.signal,
+            retry: options.retry ?? this.#retry,
+            onAbandoned: options.onAbandoned,
+          },
+        );
+      } catch (err) {
+        const status = err instanceof UnavailableError ? (err.cause as grpc.StatusObject | undefined) : undefined;
+        if (status === undefined || !neverSent(status) || tried >= this.#servers.size) throw err;
+        if (!(deadline - performance.now() > 0)) throw err;
+      }
+    }
+  }
 
   async lock(name: string, options: LockOptions = {}): Promise<LockHandle> {
     // 0 asks for the server's default TTL (--default-ttl-ms); the Lease says what was granted.
@@ -456,42 +587,68 @@ class Client implements LatchkeyClient {
     if (options.limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 1 && limit <= UINT32_MAX)) {
       throw new InvalidArgumentError(`limit must be a whole number between 1 and ${UINT32_MAX}, got ${limit}`);
     }
+    const backend = options.backend ?? '';
     const request = {
       name,
-      backend: options.backend ?? '',
+      backend,
       ttl_ms: msField('ttlMs', requestedTtlMs),
       wait_ms: msField('waitMs', waitMs),
       owner: options.owner ?? '',
       limit,
       mode,
     };
+    if (this.#closing !== undefined) throw this.#closedError('Acquire');
+    const deadlineMs = options.deadlineMs ?? waitMs + this.#deadlineMs;
+    const started = performance.now();
+
+    const session = this.#sessions?.forLock(backend, requestedTtlMs, name);
+    if (session !== undefined) {
+      const keeper = await session.acquire(sessionAcquire(request, waitMs, deadlineMs), deadlineMs, options.signal);
+      if (keeper !== undefined) return this.#adopt(createLockHandle(this.#handleOptions(keeper.lease, keeper)));
+      // Given back (the session could not be opened): a unary Acquire instead.
+    }
+
     const sentAt = performance.now();
-    const lease = await this.#invoke<Lease__Output>('Acquire', (md, o, cb) => this.#locks.Acquire(request, md, o, cb), {
-      signal: options.signal,
-      deadlineMs: options.deadlineMs ?? waitMs + this.#deadlineMs,
-      // NOTE: the grant crossed our cancel on the wire; the server saw no cancellation and
-      // would keep the lock held for a caller that is gone until the TTL ran out.
-      onAbandoned: (granted) =>
-        void this.#leaseCalls(granted)
-          .release({ deadlineMs: Number(granted.ttl_ms) || DEFAULT_TTL_MS })
-          .catch(() => {}),
-    });
+    const lease = await this.#invoke<Lease__Output>(
+      'Acquire',
+      (locks, md, o, cb) => locks.Acquire(request, md, o, cb),
+      {
+        signal: options.signal,
+        deadlineMs: deadlineMs - (sentAt - started),
+        // NOTE: the grant crossed our cancel on the wire; the server saw no cancellation and
+        // would keep the lock held for a caller that is gone until the TTL ran out.
+        onAbandoned: (granted) =>
+          void this.#leaseCalls(granted)
+            .release({ deadlineMs: Number(granted.ttl_ms) || DEFAULT_TTL_MS })
+            .catch(() => {}),
+      },
+    );
     // The TTL the backend granted: it may round up (etcd: whole seconds); older servers
     // that send none granted what was asked, or their default.
     const ttlMs = Number(lease.ttl_ms) || requestedTtlMs || DEFAULT_TTL_MS;
-    const handle = await openLockHandle({
-      lease,
-      ttlMs,
-      sentAt,
-      calls: this.#leaseCalls(lease),
-      deadlineMs: this.#deadlineMs,
-      signal: options.signal,
-      onSettled: (h) => this.#handles.delete(h),
-    });
+    return this.#adopt(
+      await openLockHandle({
+        lease,
+        ttlMs,
+        sentAt,
+        calls: this.#leaseCalls(lease),
+        deadlineMs: this.#deadlineMs,
+        signal: options.signal,
+        onSettled: (h) => this.#handles.delete(h),
+      }),
+    );
+  }
+
+  #handleOptions(lease: Lease__Output, keeper: LeaseKeeper) {
+    return { lease, keeper, deadlineMs: this.#deadlineMs, onSettled: (h: LockHandle) => this.#handles.delete(h) };
+  }
+
+  /** Hands a new handle out, unless the client was closed while it was being acquired. */
+  async #adopt(handle: LockHandle): Promise<LockHandle> {
     if (this.#closing !== undefined) {
       await handle.release();
       throw new CancelledError(
-        `latchkey client for ${this.address} was closed while lock "${name}" was being acquired`,
+        `latchkey client for ${this.address} was closed while lock "${handle.name}" was being acquired`,
         { method: 'Acquire' },
       );
     }
@@ -506,13 +663,13 @@ class Client implements LatchkeyClient {
       refresh: (ttlMs, options) =>
         this.#invoke<Lease__Output>(
           'Refresh',
-          (md, o, cb) => this.#locks.Refresh({ ...ref, ttl_ms: msField('ttlMs', ttlMs) }, md, o, cb),
+          (locks, md, o, cb) => locks.Refresh({ ...ref, ttl_ms: msField('ttlMs', ttlMs) }, md, o, cb),
           { ...options, retry: false },
         ),
       release: async (options) => {
         await this.#invoke<ReleaseResponse__Output>(
           'Release',
-          (md, o, cb) => this.#locks.Release(ref, md, o, cb),
+          (locks, md, o, cb) => locks.Release(ref, md, o, cb),
           options,
         );
       },
@@ -525,23 +682,38 @@ class Client implements LatchkeyClient {
   }
 
   async describe(name: string, options: DescribeOptions = {}): Promise<LockState> {
-    const request = { name, backend: options.backend ?? '' };
+    const backend = options.backend ?? '';
+    const request = { name, backend };
+    const { signal } = options;
+    // Through an open session of the backend if there is one (none is opened for it), else
+    // unary; a retry goes whichever way is open at the time.
+    const attempt = async (deadlineMs: number): Promise<LockState__Output> => {
+      const viaSession = await this.#sessions?.forDescribe(backend)?.describe(request, deadlineMs, signal);
+      return (
+        viaSession ??
+        (await this.#invoke<LockState__Output>('Describe', (locks, md, o, cb) => locks.Describe(request, md, o, cb), {
+          deadlineMs,
+          signal,
+          retry: false,
+        }))
+      );
+    };
+    const deadlineMs = options.deadlineMs ?? this.#deadlineMs;
+    const retries = retryPolicy('latchkey.v1.Locks', 'Describe', this.#retry);
     return toLockState(
-      await this.#invoke<LockState__Output>(
-        'Describe',
-        (md, o, cb) => this.#locks.Describe(request, md, o, cb),
-        options,
-      ),
+      retries === false
+        ? await attempt(deadlineMs)
+        : await withRetries(attempt, deadlineMs, retries, 'Describe', signal),
     );
   }
 
   async *watch(name: string, options: WatchOptions = {}): AsyncGenerator<LockEvent, void, undefined> {
     const { signal } = options;
-    if (this.#closing !== undefined)
-      throw new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method: 'Watch' });
+    if (this.#closing !== undefined) throw this.#closedError('Watch');
     if (signal?.aborted) return;
+    const server = this.#servers.current;
     // No deadline: a watch runs until it is stopped.
-    const call = this.#locks.Watch({ name, backend: options.backend ?? '' }, new grpc.Metadata(), {});
+    const call = server.locks.Watch({ name, backend: options.backend ?? '' }, new grpc.Metadata(), {});
     // NOTE: grpc-js emits a failed stream's 'error' itself; once the loop below is gone (a
     // break, an abort) nothing else listens, and an unheard 'error' would crash the process.
     call.on('error', () => {});
@@ -557,6 +729,7 @@ class Client implements LatchkeyClient {
     } catch (err) {
       const cancelled = (err as { code?: unknown }).code === grpc.status.CANCELLED;
       if (cancelled && (signal?.aborted || this.#closing !== undefined)) return;
+      if (serverGone(err as grpc.StatusObject)) this.#servers.failed(server);
       throw fromStatus(err, 'Watch');
     } finally {
       signal?.removeEventListener('abort', stop);
@@ -571,13 +744,14 @@ class Client implements LatchkeyClient {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      // Each session ends at once with all its locks; unary handles release one by one.
+      await this.#sessions?.close();
       await Promise.all([...this.#handles].map((h) => h.release()));
       this.#closed = true;
       for (const call of this.#watches) call.cancel();
       this.#cache.close();
-      // Closes the shared channel, so the cache stub's too. A stream still owed answers
-      // keeps going until they come.
-      this.#locks.close();
+      // A stream still owed answers keeps going until they come.
+      this.#servers.close();
     })();
     return this.#closing;
   }

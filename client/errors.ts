@@ -195,6 +195,8 @@ const FROM_REASON: Record<ErrorReason, ErrorOf> = {
   AbortedError: (m, o) => new LatchkeyError(m, o),
   NotHolderError: (m, o) => new NotHolderError(m, o),
   LeaseExpiredError: (m, o) => new NotHolderError(m, o),
+  // Its locks are, or will be at its expiry, released: to the caller, not the holder any more.
+  SessionExpiredError: (m, o) => new NotHolderError(m, o),
   FencedOutError: (m, o) => new FencedOutError(m, o),
   // A precondition other than holding the lease (a backend without the capability asked
   // for, a semaphore limit other than the one in force): not "you are not the holder".

@@ -34,6 +34,12 @@ export class LeaseExpiredError extends LatchkeyError {
   override readonly code = status.FAILED_PRECONDITION;
 }
 
+/**
+ * The lock session is gone (expired, ended, or its lease lost) or cannot be resumed here;
+ * its locks are, or will be at its expiry, released. Open a new session.
+ */
+export class SessionExpiredError extends LeaseExpiredError {}
+
 /** A concurrency conflict the caller should simply retry (e.g. a CAS loop that kept losing). */
 export class AbortedError extends LatchkeyError {
   override readonly code = status.ABORTED;
@@ -113,6 +119,7 @@ export const REASONS: ReadonlyMap<ErrorClass, ErrorReason> = new Map<ErrorClass,
   [LockBusyError, 'LockBusyError'],
   [NotHolderError, 'NotHolderError'],
   [LeaseExpiredError, 'LeaseExpiredError'],
+  [SessionExpiredError, 'SessionExpiredError'],
   [AbortedError, 'AbortedError'],
   [FailedPreconditionError, 'FailedPreconditionError'],
   [FencedOutError, 'FencedOutError'],

@@ -19,8 +19,9 @@ import type { LockBackend } from './locks/backend.js';
 import { FileLockBackend } from './locks/file.js';
 import { EtcdLockBackend } from './locks/etcd/lock-backend.js';
 import { MemoryLockBackend } from './locks/memory.js';
-import { expiryListener, meteredBackend } from './locks/metered-backend.js';
+import { expiryListener, meteredBackend, sessionExpiryListener } from './locks/metered-backend.js';
 import { createLockService } from './locks/service.js';
+import { sessionHandler } from './locks/session-service.js';
 import { tracedBackend } from './locks/traced-backend.js';
 import { loadProto, reflectionDefinition } from './proto.js';
 import { InflightCalls, type CallContext, type RpcEnv } from './call-context.js';
@@ -98,13 +99,38 @@ function createLockBackends(
   metrics: Metrics,
 ): Map<string, LockBackend> {
   const onExpire = (kind: string) => expiryListener(kind, metrics.lock(kind), log);
-  const backends: LockBackend[] = [new MemoryLockBackend({ clock, onExpire: onExpire('memory') })];
+  const onSessionExpire = (kind: string) => sessionExpiryListener(kind, metrics.session(kind), log);
+  const backends: LockBackend[] = [
+    new MemoryLockBackend({ clock, onExpire: onExpire('memory'), onSessionExpire: onSessionExpire('memory') }),
+  ];
   if (config.lockDir !== '')
-    backends.push(new FileLockBackend({ dir: config.lockDir, clock, log, onExpire: onExpire('file') }));
+    backends.push(
+      new FileLockBackend({
+        dir: config.lockDir,
+        clock,
+        log,
+        onExpire: onExpire('file'),
+        onSessionExpire: onSessionExpire('file'),
+      }),
+    );
   if (config.etcdEndpoints !== '')
-    backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix, clock }));
+    backends.push(
+      new EtcdLockBackend({
+        endpoints: config.etcdEndpoints,
+        prefix: config.etcdPrefix,
+        clock,
+        onSessionExpire: onSessionExpire('etcd'),
+      }),
+    );
   backends.push(...extra);
-  return new Map(backends.map((b) => [b.kind, tracedBackend(meteredBackend(b, metrics.lock(b.kind), log))]));
+  return new Map(
+    backends.map((b) => [
+      b.kind,
+      tracedBackend(
+        meteredBackend(b, metrics.lock(b.kind), log, b.capabilities.sessions ? metrics.session(b.kind) : undefined),
+      ),
+    ]),
+  );
 }
 
 /** Each store as the service calls it: with fencing and tombstones, metered and traced (see metered-cache.ts, traced-cache.ts). */
@@ -190,6 +216,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
     Release: lockCall('Release', locks.release),
     Describe: lockCall('Describe', locks.describe),
     Watch: serverStream(locks.watch, env, metrics.rpc('latchkey.v1.Locks', 'Watch')),
+    Session: sessionHandler(locks, config, env, metrics.rpc('latchkey.v1.Locks', 'Session')),
   });
   server.addService(proto.latchkey.v1.Cache.service, {
     Get: cacheCall('Get', cache.get),

@@ -27,6 +27,8 @@ export const ERROR_REASONS = {
   NotHolderError: status.FAILED_PRECONDITION,
   /** The lease ran out (or was lost) before this call. */
   LeaseExpiredError: status.FAILED_PRECONDITION,
+  /** The lock session is gone (expired, ended, or lost) or cannot be resumed here; open a new one. */
+  SessionExpiredError: status.FAILED_PRECONDITION,
   /** A fenced write was refused: a newer holder of the fencing lock has written the key. */
   FencedOutError: status.FAILED_PRECONDITION,
   /** Another precondition (a capability the backend lacks, a semaphore limit not in force). */

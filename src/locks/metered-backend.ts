@@ -9,10 +9,31 @@
 // function; a new method that acquires or releases (a session's acquire and release) calls
 // the same one, so it counts as a grant, a wait or a release exactly as Acquire and Release
 // do. A method that only reads or renews goes through #answered (failures only).
+//
+// Lock sessions: openSession and resumeSession hand out each session wrapped (one wrapper per
+// session object, so a resume through this server returns the object it returned before):
+// its acquire and release count as Acquire and Release do, its keepalive as a renewal. The
+// session series (open, opened, resumed, expired) are counted here too: opened and resumed
+// from the answers, ended when a session's state becomes `ended` (its clean end, shutdown,
+// or, on etcd, another server serving it now), expired from the backend's own report
+// (sessionExpiryListener), since a session can expire with nobody calling it.
 import type { Logger } from '../log.js';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
-import type { LockMeter, WaitOutcome } from '../metrics.js';
-import type { AcquireOptions, ExpiryListener, Lease, LeaseRef, LockBackend, LockEvent, LockState } from './backend.js';
+import type { LockMeter, SessionMeter, WaitOutcome } from '../metrics.js';
+import type {
+  AcquireOptions,
+  ExpiryListener,
+  Lease,
+  LeaseRef,
+  LockBackend,
+  LockEvent,
+  LockSession,
+  LockState,
+  SessionAcquireOptions,
+  SessionExpiryListener,
+  SessionLeaseInfo,
+  SessionOptions,
+} from './backend.js';
 
 function waitOutcome(err: unknown): WaitOutcome {
   if (err instanceof LockBusyError) return 'timeout';
@@ -35,10 +56,16 @@ function leaseFields(backend: string, lease: Lease) {
 
 /**
  * `backend`, counting grants, waits (with their duration and how they ended), releases by
- * outcome and backend failures on `meter` (see the README's Metrics section).
+ * outcome and backend failures on `meter`, and, for a backend that declares sessions, its
+ * sessions on `sessions` (see the README's Metrics section).
  */
-export function meteredBackend(backend: LockBackend, meter: LockMeter, log: Logger): LockBackend {
-  return new MeteredLockBackend(backend, meter, log);
+export function meteredBackend(
+  backend: LockBackend,
+  meter: LockMeter,
+  log: Logger,
+  sessions?: SessionMeter,
+): LockBackend {
+  return new MeteredLockBackend(backend, meter, log, sessions);
 }
 
 /**
@@ -54,25 +81,57 @@ export function expiryListener(backend: string, meter: LockMeter, log: Logger): 
   };
 }
 
+/**
+ * What a backend that reports its sessions' expiries (memory, file, etcd) is given as its
+ * `onSessionExpire`: each is counted on `meter` (the session's locks were counted as lease
+ * expiries already, where the backend reports those) and logged at debug as the session's
+ * end. Never the session id: it is the capability to resume the session.
+ */
+export function sessionExpiryListener(backend: string, meter: SessionMeter, log: Logger): SessionExpiryListener {
+  return (session) => {
+    meter.expired();
+    if (log.isLevelEnabled('debug'))
+      log.debug(
+        {
+          event: 'session.end',
+          backend,
+          session: session.ref,
+          ttlMs: session.ttlMs,
+          how: 'expired',
+          locks: session.locks,
+        },
+        'lock session expired',
+      );
+  };
+}
+
 class MeteredLockBackend implements LockBackend {
   readonly kind: string;
   readonly capabilities: LockBackend['capabilities'];
   readonly location?: string;
   /** Present exactly when the backend's is (the service checks the capability, then calls it). */
   readonly watch?: (name: string, signal: AbortSignal) => AsyncIterable<LockEvent>;
+  readonly openSession?: (options: SessionOptions) => Promise<LockSession>;
+  readonly resumeSession?: (id: string, signal: AbortSignal) => Promise<LockSession>;
   readonly #backend: LockBackend;
   readonly #meter: LockMeter;
   readonly #log: Logger;
+  readonly #sessionMeter: SessionMeter | undefined;
+  /** The wrapper of each session object handed out, so a resume returns the same one. */
+  readonly #wrapped = new WeakMap<LockSession, MeteredSession>();
 
-  constructor(backend: LockBackend, meter: LockMeter, log: Logger) {
+  constructor(backend: LockBackend, meter: LockMeter, log: Logger, sessions: SessionMeter | undefined) {
     this.kind = backend.kind;
     this.capabilities = backend.capabilities;
     if (backend.location !== undefined) this.location = backend.location;
     this.#backend = backend;
     this.#meter = meter;
     this.#log = log;
+    this.#sessionMeter = sessions;
     // A watch is a stream, not an operation: nothing of it is counted here.
     if (backend.watch !== undefined) this.watch = backend.watch.bind(backend);
+    if (backend.openSession !== undefined) this.openSession = (options) => this.#openSession(options);
+    if (backend.resumeSession !== undefined) this.resumeSession = (id, signal) => this.#resumeSession(id, signal);
   }
 
   acquire(options: AcquireOptions): Promise<Lease> {
@@ -93,6 +152,66 @@ class MeteredLockBackend implements LockBackend {
 
   close(): Promise<void> {
     return this.#backend.close();
+  }
+
+  async #openSession(options: SessionOptions): Promise<LockSession> {
+    const session = await this.#answered(this.#backend.openSession!(options));
+    this.#sessionMeter?.opened();
+    this.#sessionLog('session.open', session, 'lock session opened');
+    return this.#wrap(session);
+  }
+
+  async #resumeSession(id: string, signal: AbortSignal): Promise<LockSession> {
+    const session = await this.#answered(this.#backend.resumeSession!(id, signal));
+    const adopted = !this.#wrapped.has(session);
+    this.#sessionMeter?.resumed(adopted);
+    this.#sessionLog('session.resume', session, 'lock session resumed');
+    return this.#wrap(session);
+  }
+
+  #wrap(session: LockSession): MeteredSession {
+    let wrapper = this.#wrapped.get(session);
+    if (wrapper !== undefined) return wrapper;
+    // Counted open until it ends or expires (which the backend reports: see
+    // sessionExpiryListener). NOTE: the signal aborts once, as the state leaves `live`: at
+    // `ended` (counted then), or at `lost` or `expired`. A lost session then expires (reported)
+    // or is ended (counted by the end() that ends it), never both.
+    let counted = false;
+    const ended = () => {
+      if (counted || session.state !== 'ended') return;
+      counted = true;
+      this.#sessionMeter?.ended();
+    };
+    wrapper = new MeteredSession(session, {
+      acquired: (options, acquire) => this.#acquired(options, acquire),
+      released: (release) => this.#released(release),
+      answered: (operation) => this.#answered(operation),
+      ended: () => this.#ended(session).finally(ended),
+    });
+    this.#wrapped.set(session, wrapper);
+    if (session.signal.aborted) ended();
+    else session.signal.addEventListener('abort', ended, { once: true });
+    return wrapper;
+  }
+
+  /** One line per session open, resume and end. Never the session id: it is the capability to resume it. */
+  #sessionLog(
+    event: string,
+    session: LockSession,
+    msg: string,
+    fields: Record<string, unknown> = { locks: session.lockCount },
+  ): void {
+    if (!this.#log.isLevelEnabled('debug')) return;
+    this.#log.debug({ event, backend: this.kind, session: session.ref, ttlMs: session.ttlMs, ...fields }, msg);
+  }
+
+  /** A session's end(): logged when it ends a session that was live (not one already gone). */
+  #ended(session: LockSession): Promise<void> {
+    const ends = session.state === 'live' || session.state === 'lost';
+    const locks = session.lockCount;
+    return this.#answered(session.end()).then(() => {
+      if (ends) this.#sessionLog('session.end', session, 'lock session ended', { how: 'ended', locks });
+    });
   }
 
   /** One acquire: a grant or a failure, and a wait (from start to end) when it may wait. */
@@ -139,5 +258,70 @@ class MeteredLockBackend implements LockBackend {
       this.#meter.failed(err);
       throw err;
     });
+  }
+}
+
+/** The counting a MeteredSession borrows from its backend's decorator. */
+interface SessionCounting {
+  acquired(options: Pick<AcquireOptions, 'waitMs' | 'signal'>, acquire: () => Promise<Lease>): Promise<Lease>;
+  released(release: () => Promise<void>): Promise<void>;
+  answered<T>(operation: Promise<T>): Promise<T>;
+  ended(): Promise<void>;
+}
+
+/** A LockSession whose acquires and releases count as Acquire and Release do. */
+class MeteredSession implements LockSession {
+  readonly #session: LockSession;
+  readonly #count: SessionCounting;
+
+  constructor(session: LockSession, count: SessionCounting) {
+    this.#session = session;
+    this.#count = count;
+  }
+
+  get id(): string {
+    return this.#session.id;
+  }
+  get ref(): string {
+    return this.#session.ref;
+  }
+  get ttlMs(): number {
+    return this.#session.ttlMs;
+  }
+  get expiresAtMs(): number {
+    return this.#session.expiresAtMs;
+  }
+  get state(): LockSession['state'] {
+    return this.#session.state;
+  }
+  get signal(): AbortSignal {
+    return this.#session.signal;
+  }
+  get lockCount(): number {
+    return this.#session.lockCount;
+  }
+
+  acquire(options: SessionAcquireOptions): Promise<Lease> {
+    return this.#count.acquired(options, () => this.#session.acquire(options));
+  }
+
+  release(ref: LeaseRef): Promise<void> {
+    return this.#count.released(() => this.#session.release(ref));
+  }
+
+  keepAlive(signal: AbortSignal): Promise<SessionLeaseInfo> {
+    return this.#count.answered(this.#session.keepAlive(signal));
+  }
+
+  end(): Promise<void> {
+    return this.#count.ended();
+  }
+
+  leases(): readonly Lease[] {
+    return this.#session.leases();
+  }
+
+  detach(): void {
+    this.#session.detach?.();
   }
 }

@@ -6,10 +6,27 @@
 //
 // NOTE: a new backend method that acquires or releases (a session's) goes through the same
 // #acquired / #released below, so its span reads like Acquire's and Release's.
+//
+// Lock sessions: openSession and resumeSession hand out each session wrapped, one wrapper per
+// session object as metered-backend.ts does (a resume through this server returns the object
+// it returned before): its acquire and release are spans as Acquire's and Release's are (no
+// ttl_ms: the session's lease is the lock's); its keepalive and end are the stream's, covered
+// by the Session call's span, and pass through.
 import type { Attributes } from '@opentelemetry/api';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
 import { inSpan } from '../tracing.js';
-import type { AcquireOptions, Lease, LeaseRef, LockBackend, LockEvent, LockState } from './backend.js';
+import type {
+  AcquireOptions,
+  Lease,
+  LeaseRef,
+  LockBackend,
+  LockEvent,
+  LockSession,
+  LockState,
+  SessionAcquireOptions,
+  SessionLeaseInfo,
+  SessionOptions,
+} from './backend.js';
 
 /** How an acquire ended, as latchkey.outcome says it. */
 function acquireFailure(err: unknown): string {
@@ -36,7 +53,11 @@ class TracedLockBackend implements LockBackend {
   readonly location?: string;
   /** Present exactly when the backend's is. A watch is a stream, not an operation: its call's span covers it. */
   readonly watch?: (name: string, signal: AbortSignal) => AsyncIterable<LockEvent>;
+  readonly openSession?: (options: SessionOptions) => Promise<LockSession>;
+  readonly resumeSession?: (id: string, signal: AbortSignal) => Promise<LockSession>;
   readonly #backend: LockBackend;
+  /** The wrapper of each session object handed out, so a resume returns the same one. */
+  readonly #wrapped = new WeakMap<LockSession, TracedSession>();
 
   constructor(backend: LockBackend) {
     this.kind = backend.kind;
@@ -44,6 +65,14 @@ class TracedLockBackend implements LockBackend {
     if (backend.location !== undefined) this.location = backend.location;
     this.#backend = backend;
     if (backend.watch !== undefined) this.watch = backend.watch.bind(backend);
+    if (backend.openSession !== undefined) {
+      const open = backend.openSession.bind(backend);
+      this.openSession = async (options) => this.#wrap(await open(options));
+    }
+    if (backend.resumeSession !== undefined) {
+      const resume = backend.resumeSession.bind(backend);
+      this.resumeSession = async (id, signal) => this.#wrap(await resume(id, signal));
+    }
   }
 
   acquire(options: AcquireOptions): Promise<Lease> {
@@ -78,12 +107,27 @@ class TracedLockBackend implements LockBackend {
     return this.#backend.close();
   }
 
+  #wrap(session: LockSession): TracedSession {
+    let wrapper = this.#wrapped.get(session);
+    if (wrapper === undefined) {
+      wrapper = new TracedSession(session, {
+        acquired: (options, acquire) => this.#acquired(options, acquire),
+        released: (name, release) => this.#released(name, release),
+      });
+      this.#wrapped.set(session, wrapper);
+    }
+    return wrapper;
+  }
+
   #lock(name: string): Attributes {
     return { 'latchkey.lock.name': name, 'latchkey.lock.backend': this.kind };
   }
 
   /** One acquire: granted, busy (not granted in time), cancelled, or error. */
-  #acquired(options: Omit<AcquireOptions, 'signal'>, acquire: () => Promise<Lease>): Promise<Lease> {
+  #acquired(
+    options: Omit<AcquireOptions, 'signal' | 'ttlMs'> & { readonly ttlMs?: number },
+    acquire: () => Promise<Lease>,
+  ): Promise<Lease> {
     return inSpan(
       'lock acquire',
       () => ({
@@ -91,7 +135,7 @@ class TracedLockBackend implements LockBackend {
         'latchkey.lock.owner': options.owner,
         'latchkey.lock.mode': options.mode,
         'latchkey.lock.limit': options.limit,
-        'latchkey.lock.ttl_ms': options.ttlMs,
+        ...(options.ttlMs === undefined ? {} : { 'latchkey.lock.ttl_ms': options.ttlMs }),
         'latchkey.lock.wait_ms': options.waitMs,
       }),
       acquire,
@@ -109,5 +153,68 @@ class TracedLockBackend implements LockBackend {
       () => 'released',
       leaseFailure,
     );
+  }
+}
+
+/** The spans a TracedSession borrows from its backend's decorator. */
+interface SessionTracing {
+  acquired(options: SessionAcquireOptions, acquire: () => Promise<Lease>): Promise<Lease>;
+  released(name: string, release: () => Promise<void>): Promise<void>;
+}
+
+/** A LockSession whose acquires and releases are spans as Acquire's and Release's are. */
+class TracedSession implements LockSession {
+  readonly #session: LockSession;
+  readonly #trace: SessionTracing;
+
+  constructor(session: LockSession, trace: SessionTracing) {
+    this.#session = session;
+    this.#trace = trace;
+  }
+
+  get id(): string {
+    return this.#session.id;
+  }
+  get ref(): string {
+    return this.#session.ref;
+  }
+  get ttlMs(): number {
+    return this.#session.ttlMs;
+  }
+  get expiresAtMs(): number {
+    return this.#session.expiresAtMs;
+  }
+  get state(): LockSession['state'] {
+    return this.#session.state;
+  }
+  get signal(): AbortSignal {
+    return this.#session.signal;
+  }
+  get lockCount(): number {
+    return this.#session.lockCount;
+  }
+
+  acquire(options: SessionAcquireOptions): Promise<Lease> {
+    return this.#trace.acquired(options, () => this.#session.acquire(options));
+  }
+
+  release(ref: LeaseRef): Promise<void> {
+    return this.#trace.released(ref.name, () => this.#session.release(ref));
+  }
+
+  keepAlive(signal: AbortSignal): Promise<SessionLeaseInfo> {
+    return this.#session.keepAlive(signal);
+  }
+
+  end(): Promise<void> {
+    return this.#session.end();
+  }
+
+  leases(): readonly Lease[] {
+    return this.#session.leases();
+  }
+
+  detach(): void {
+    this.#session.detach?.();
   }
 }

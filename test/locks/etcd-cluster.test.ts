@@ -1,10 +1,13 @@
 // Scale-out on etcd, all real: a 3-member etcd cluster, 3 `latchkey serve` processes on it,
 // and 6 worker processes (test/support/lock-worker.ts), each with its own SDK client on one of
-// the servers, taking turns on one lock. The critical section increments a counter file
-// non-atomically and logs its fencing token, so a double grant shows as a lost increment or
-// a token out of order. The second run kills etcd's leader with SIGKILL halfway through. Every
-// Acquire and Release the workers make is recorded, and the history passes the lock checker
+// the servers, taking turns on one lock through its lock session (one stream, one etcd lease
+// for all its cycles). The critical section increments a counter file non-atomically and
+// logs its fencing token, so a double grant shows as a lost increment or a token out of
+// order. The second run kills etcd's leader with SIGKILL halfway through. Every Acquire and
+// Release the workers make is recorded, and the history passes the lock checker
 // (test/support/checker.ts): no two holders with valid leases at once, tokens in grant order.
+// That the workers' cycles went through sessions is read from etcd's own /metrics: a unary
+// cycle grants a lease, a session grants one for all of its cycles.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,8 +27,8 @@ const WORKER_SCRIPT = join('test', 'support', 'lock-worker.ts');
 /** A bound on one whole run, far above what it takes (seconds), so a stuck run fails, not hangs. */
 const RUN_BUDGET_MS = 90_000;
 const LEADER_SEARCH_MS = 5_000;
-/** Cycles per worker in the failover run (the scale-out run does 50 each: 300). */
-const FAILOVER_CYCLES_EACH = 20;
+/** Cycles per worker: 300 in all, in each run. */
+const CYCLES_EACH = 50;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -87,7 +90,19 @@ async function findLeader(cluster: EtcdCluster): Promise<{ member: EtcdMember; i
   };
 }
 
-describe('scale-out: 3 latchkey servers on a 3-member etcd cluster, 6 worker processes', {
+/** LeaseGrant calls the live members of the cluster have handled (etcd's grpc_server_handled_total, every code). */
+async function leaseGrants(cluster: EtcdCluster): Promise<number> {
+  let grants = 0;
+  for (const member of cluster.members) {
+    if (member.pid === undefined) continue;
+    const text = await (await fetch(`http://${member.endpoint}/metrics`)).text();
+    for (const m of text.matchAll(/^grpc_server_handled_total\{[^}]*grpc_method="LeaseGrant"[^}]*\} (\S+)$/gm))
+      grants += Number(m[1]);
+  }
+  return grants;
+}
+
+describe('scale-out through lock sessions: 3 latchkey servers on a 3-member etcd cluster, 6 worker processes', {
   skip: etcdMissing(),
 }, () => {
   let cluster: EtcdCluster;
@@ -122,6 +137,7 @@ describe('scale-out: 3 latchkey servers on a 3-member etcd cluster, 6 worker pro
     label: string,
     cyclesEach: number,
     during?: (logged: () => Promise<number>, signal: AbortSignal) => Promise<void>,
+    sessions = true,
   ): Promise<RunResult> {
     const lockName = `${label}-${Date.now()}`;
     const counterFile = join(dir, `${label}.counter`);
@@ -147,6 +163,7 @@ describe('scale-out: 3 latchkey servers on a 3-member etcd cluster, 6 worker pro
           ttlMs: 3_000,
           waitMs: 3_000,
           budgetMs: RUN_BUDGET_MS,
+          sessions,
         };
         workers.push(runScript(WORKER_SCRIPT, [JSON.stringify(config)]));
       }
@@ -223,18 +240,35 @@ describe('scale-out: 3 latchkey servers on a 3-member etcd cluster, 6 worker pro
   test(`${WORKERS} workers through ${SERVERS} servers do 300 lock cycles on one lock with no overlap`, {
     timeout: 150_000,
   }, async (t) => {
-    const result = await run('scale', 50, undefined);
+    const grantsBefore = await leaseGrants(cluster);
+    const result = await run('scale', CYCLES_EACH, undefined);
+    const grants = (await leaseGrants(cluster)) - grantsBefore;
     assertExclusive(result);
     report(t, result);
+    t.diagnostic(`etcd LeaseGrant calls during the run: ${grants} for ${result.cycles} cycles`);
+    // Unary, every cycle grants a lease; through sessions, each worker's session one for all.
+    assert.ok(grants <= WORKERS * 3, `${grants} lease grants for ${result.cycles} cycles: not through sessions`);
+  });
+
+  test(`the same ${WORKERS * CYCLES_EACH} cycles through unary calls (a lease per cycle): no overlap`, {
+    timeout: 150_000,
+  }, async (t) => {
+    const grantsBefore = await leaseGrants(cluster);
+    const result = await run('unary', CYCLES_EACH, undefined, false);
+    const grants = (await leaseGrants(cluster)) - grantsBefore;
+    assertExclusive(result);
+    report(t, result);
+    t.diagnostic(`etcd LeaseGrant calls during the run: ${grants} for ${result.cycles} cycles`);
+    assert.ok(grants >= result.cycles, `${grants} lease grants for ${result.cycles} unary cycles`);
   });
 
   test("failover: etcd's leader is killed with SIGKILL mid-run; no double grant, and the run completes", {
     timeout: 150_000,
   }, async (t) => {
     let killed: { member: EtcdMember; isLeader: boolean; note: string; atMs: number; grantsBefore: number } | undefined;
-    const result = await run('failover', FAILOVER_CYCLES_EACH, async (logged, signal) => {
+    const result = await run('failover', CYCLES_EACH, async (logged, signal) => {
       // Wait until a third of the cycles are done (or the run ended without), then kill.
-      while ((await logged()) < (WORKERS * FAILOVER_CYCLES_EACH) / 3) {
+      while ((await logged()) < (WORKERS * CYCLES_EACH) / 3) {
         if (signal.aborted) return;
         await sleep(20);
       }

@@ -13,11 +13,18 @@ import {
   isPlain,
   leaseIdFromDec,
   leaseIdToDec,
+  lockNamesOnLease,
+  parseSessionId,
+  parseSessionLockId,
   prefixEnd,
   type QueueKey,
   queueKeysOf,
   queueLimit,
   queuePrefixOf,
+  sessionIdOf,
+  sessionLockIdOf,
+  sessionMarkOf,
+  sessionMarkPrefixOf,
   VALUE_TAG,
 } from '../../src/locks/etcd/layout.js';
 import { QueueMirror } from '../../src/locks/etcd/watch.js';
@@ -155,4 +162,53 @@ test('QueueMirror: the events a Watch reports for puts and deletes, grants recom
   assert.deepEqual(events(mirror.delete('p/l/unknown')), []);
   // A key recreated under the same name (a missed delete) is reported gone, then new.
   assert.deepEqual(events(mirror.put({ ...r2, createRevision: revision++ })), ['RELEASED c1', 'ACQUIRED c1']);
+});
+
+test("lock sessions: the id carries the lease id and the secret; the mark names a digest of the secret, in no lock's queue", () => {
+  const secret = '0123456789abcdef0123456789abcdef';
+  const id = sessionIdOf('694d7f3a1b2c', secret);
+  assert.equal(id, `etcd.694d7f3a1b2c.${secret}`);
+  assert.deepEqual(parseSessionId(id), { leaseId: '694d7f3a1b2c', secret });
+  for (const bad of [
+    'etcd.694d7f3a1b2c',
+    `memory.694d7f3a1b2c.${secret}`,
+    `etcd.0694d.${secret}`,
+    `etcd.694d7f3a1b2c.${secret.slice(1)}`,
+    `etcd.694d7f3a1b2c.${secret.toUpperCase()}`,
+    `etcd.694d7f3a1b2c.${secret}.x`,
+    `etcd.8000000000000000.${secret}`,
+  ])
+    assert.equal(parseSessionId(bad), undefined, bad);
+  const mark = sessionMarkOf('locks/', '694d7f3a1b2c', secret);
+  assert.ok(mark.startsWith(sessionMarkPrefixOf('locks/', '694d7f3a1b2c')));
+  assert.ok(!mark.includes(secret), 'the mark does not carry the secret');
+  assert.notEqual(mark, sessionMarkOf('locks/', '694d7f3a1b2c', 'f'.repeat(32)));
+  assert.ok(mark.startsWith('locks/\u0000sessions/694d7f3a1b2c/'), mark);
+  assert.match(mark.slice(-33), /^\/[0-9a-f]{32}$/);
+  // NUL cannot be in a lock name, so no lock's queue range reaches the mark.
+  const kv = { key: Buffer.from(mark), value: Buffer.from('{}'), lease: '1', create_revision: '5' };
+  assert.deepEqual(queueKeysOf(queuePrefixOf('locks/', ''), [kv]), []);
+});
+
+test("lock sessions: a session lock's lease_id is the lease id and the key's create revision, never a bare lease id", () => {
+  const id = sessionLockIdOf('694d7f3a1b2c', 1234n);
+  assert.equal(id, '694d7f3a1b2c.1234');
+  assert.deepEqual(parseSessionLockId(id), { leaseId: '694d7f3a1b2c', createRevision: 1234n });
+  assert.equal(isLeaseId(id), false, 'a unary Release knows it for a session lock by its form');
+  for (const bad of ['694d7f3a1b2c', '694d7f3a1b2c.', '694d7f3a1b2c.0', '694d7f3a1b2c.01', 'x.12', '.12'])
+    assert.equal(parseSessionLockId(bad), undefined, bad);
+});
+
+test("lock sessions: the lock names among a lease's keys are its own keys' (the mark and keys outside the prefix are not)", () => {
+  const secret = 'a'.repeat(32);
+  const keys = [
+    'locks/jobs/1/694d',
+    'locks/a/b/694d',
+    'locks/other/694e',
+    'locks/694d',
+    sessionMarkOf('locks/', '694d', secret),
+    'elsewhere/x/694d',
+    'locks/x/694d/extra',
+  ].map((k) => Buffer.from(k));
+  assert.deepEqual(lockNamesOnLease('locks/', '694d', keys), ['jobs/1', 'a/b']);
 });

@@ -39,6 +39,7 @@ const SDK_CLASS_OF: Record<string, typeof sdk.LatchkeyError> = {
   LockBusyError: sdk.LockBusyError,
   NotHolderError: sdk.NotHolderError,
   LeaseExpiredError: sdk.NotHolderError,
+  SessionExpiredError: sdk.NotHolderError,
   AbortedError: sdk.LatchkeyError,
   FailedPreconditionError: sdk.FailedPreconditionError,
   FencedOutError: sdk.FencedOutError,

@@ -1,6 +1,6 @@
 // A lock contender in its own process, for the scale-out tests: several of these, each with
-// its own SDK client on its own latchkey server, run lock → critical section → release on one
-// lock name. The critical section is a deliberately non-atomic read-increment-write of a
+// its own SDK client on its own latchkey server (through a lock session, or unary calls), run
+// lock → critical section → release on one lock name. The critical section is a deliberately non-atomic read-increment-write of a
 // shared counter file, so two holders at once would lose an increment, and an append of the
 // fencing token to a shared log, so the log's order is grant order.
 //
@@ -33,6 +33,8 @@ export interface WorkerConfig {
   readonly waitMs: number;
   /** The whole run must end within this many ms of "go", or the worker fails. */
   readonly budgetMs: number;
+  /** Lock through the SDK's lock session (one stream and one lease for every cycle) or unary calls. */
+  readonly sessions: boolean;
 }
 
 export interface WorkerReport {
@@ -71,6 +73,7 @@ const MAX_ERRORS = 5;
 const config = JSON.parse(process.argv[2]!) as WorkerConfig;
 const client = connect(config.address, {
   deadlineMs: 5_000,
+  sessions: config.sessions,
   // A server blip must not leave the channel in grpc-js's default (up to 120 s) backoff.
   channelOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1_000 },
 });

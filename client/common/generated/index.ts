@@ -33,6 +33,7 @@ export type * from './latchkey/v1/PipelineResult.js';
 export type * from './latchkey/v1/RefreshRequest.js';
 export type * from './latchkey/v1/ReleaseRequest.js';
 export type * from './latchkey/v1/ReleaseResponse.js';
+export type * from './latchkey/v1/SessionCancel.js';
 export type * from './latchkey/v1/SessionError.js';
 export type * from './latchkey/v1/SessionKeepAlive.js';
 export type * from './latchkey/v1/SessionKeptAlive.js';

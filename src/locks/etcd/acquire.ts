@@ -8,12 +8,12 @@
 // alive for it, as a Go Session would; once granted, the holder's Refresh does.
 import {
   BackendUnavailableError,
-  CancelledError,
   type LatchkeyError,
   LeaseExpiredError,
   LockBusyError,
   throwIfAborted,
 } from '../../errors.js';
+import { busy, cancelledWhileWaiting, notGrantedInTime } from '../refusals.js';
 import { raceStop, RETRY_MS } from './connection.js';
 import { type Claim, describeHolders, encodeValue, type QueueKey } from './layout.js';
 import type { LockQueue } from './queue.js';
@@ -33,6 +33,11 @@ export interface LockRequest {
    * once the key has left. The unary Acquire waits a bounded time (lock-backend.ts).
    */
   readonly settle?: (leaving: Promise<void>) => Promise<void>;
+  /**
+   * A waiter granted the lock restarts its lease's TTL, so the caller gets all of it (one
+   * LeaseKeepAlive). Default true; false for a client session, whose client renews it.
+   */
+  readonly renewAtGrant?: boolean;
 }
 
 /** A lock held: its own key (the fencing token is its create revision) and the lease's earliest expiry. */
@@ -71,12 +76,8 @@ export async function acquireOnSession(
     const { own, page } = await putOwnKey(session, queue, key, request.claim, recipe);
     const holders = await recipe.holdersAfterPut(queue, own, page);
     if (holders.length === 0) return (held = { own, expiresAtMs: session.expiresAtMs });
-    if (request.waitMs <= 0) {
-      // TryLock: lost; our key leaves the queue (the finally below); say who has the lock.
-      throw new LockBusyError(
-        `lock "${name}" is held by ${describeHolders(holders)}; not acquired (wait_ms = 0 tries once)`,
-      );
-    }
+    // TryLock: lost; our key leaves the queue (the finally below); say who has the lock.
+    if (request.waitMs <= 0) throw busy(name, describeHolders(holders));
     return (held = { own, expiresAtMs: await waitForTurn(session, queue, recipe, own, request) });
   } finally {
     if (held === undefined) {
@@ -161,7 +162,7 @@ async function waitForTurn(
   const stop = new AbortController();
   const lost = (why: string) =>
     stop.abort(new LockBusyError(`lock "${name}" not acquired: the waiter's ${why}; acquire again`));
-  const onAbort = () => stop.abort(new CancelledError(`acquire of lock "${name}" cancelled while waiting`));
+  const onAbort = () => stop.abort(cancelledWhileWaiting(name));
   const onClose = () => stop.abort(conn.closing.reason);
   const onLost = () => lost((session.signal.reason as LatchkeyError).message);
   signal.addEventListener('abort', onAbort, { once: true });
@@ -199,6 +200,7 @@ async function waitForTurn(
       }
       if (check.holds) {
         stop.abort(null);
+        if (request.renewAtGrant === false) return session.expiresAtMs;
         // Restart the TTL at the grant, so the caller gets all of it.
         return await session.renew().catch((err: unknown) => {
           if (!(err instanceof LeaseExpiredError)) throw err;
@@ -213,8 +215,7 @@ async function waitForTurn(
     if (reason !== TIMED_OUT) throw reason;
     if (unavailable !== undefined) throw unavailable;
     const holders = await recipe.holdersNow(queue).catch(() => []);
-    const held = holders.length === 0 ? 'not granted' : `still held by ${describeHolders(holders)}`;
-    throw new LockBusyError(`lock "${name}" ${held} after waiting ${request.waitMs} ms`);
+    throw notGrantedInTime(name, holders.length === 0 ? undefined : describeHolders(holders), request.waitMs);
   } finally {
     if (!stop.signal.aborted) stop.abort(null);
     waitTimer.cancel();

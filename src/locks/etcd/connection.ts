@@ -101,13 +101,12 @@ export class EtcdConnection {
   }
 
   throwIfClosed(): void {
-    if (this.#closing.signal.aborted) throw new ShuttingDownError('server is shutting down; retry on another server');
+    if (this.#closing.signal.aborted) throw new ShuttingDownError();
   }
 
   /** Stops every wait and Watch at once; the client stays open for their clean-up until close(). */
   beginClose(): void {
-    if (!this.#closing.signal.aborted)
-      this.#closing.abort(new ShuttingDownError('server is shutting down; retry on another server'));
+    if (!this.#closing.signal.aborted) this.#closing.abort(new ShuttingDownError());
   }
 
   close(): void {
@@ -166,11 +165,20 @@ export class EtcdConnection {
     }
   }
 
-  /** LeaseTimeToLive; a lease etcd no longer knows reads as TTL -1 (etcd's answer for it). */
-  async timeToLive(what: string, leaseDec: string, signal?: AbortSignal): Promise<{ TTL: string; grantedTTL: string }> {
-    return this.call(what, signal, (client) => client.leaseClient.leaseTimeToLive({ ID: leaseDec })).catch(
+  /**
+   * LeaseTimeToLive; a lease etcd no longer knows reads as TTL -1 (etcd's answer for it).
+   * With `keys`, the answer lists the keys attached to the lease too (else none).
+   */
+  async timeToLive(
+    what: string,
+    leaseDec: string,
+    signal?: AbortSignal,
+    keys = false,
+  ): Promise<{ TTL: string; grantedTTL: string; keys: readonly Buffer[] }> {
+    return this.call(what, signal, (client) => client.leaseClient.leaseTimeToLive({ ID: leaseDec, keys })).then(
+      (info) => ({ TTL: info.TTL, grantedTTL: info.grantedTTL, keys: info.keys ?? [] }),
       (err: unknown) => {
-        if (err instanceof LeaseExpiredError) return { TTL: '-1', grantedTTL: '0' };
+        if (err instanceof LeaseExpiredError) return { TTL: '-1', grantedTTL: '0', keys: [] };
         throw err;
       },
     );

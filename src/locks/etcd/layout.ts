@@ -20,7 +20,7 @@
 //   SHARED:          no EXCLUSIVE key is before it;
 //   EXCLUSIVE, N:    no SHARED key is before it and fewer than N EXCLUSIVE keys are (N = 1:
 //                    it is the first key, etcd's mutex), and N is the limit of the first
-//                    EXCLUSIVE key (else it is a request being refused: see limitMismatch).
+//                    EXCLUSIVE key (else it is a request being refused: see queueLimit).
 // The first key that does not hold stops the walk: later keys never pass it, which keeps a
 // writer queued behind readers ahead of readers that came after it. Once a key holds, only
 // deleting keys before it changes what is before it, so it holds until its own key goes.
@@ -31,8 +31,23 @@
 // segment. With the lock name the request carries, it is all any server needs (the key is
 // prefix + name + '/' + lease_id), so Refresh and Release work through any latchkey server
 // on the same etcd.
-import { FailedPreconditionError } from '../../errors.js';
+//
+// Lock sessions (lock-session.ts): one etcd lease for all of a client's locks, the same own
+// keys on it (so `etcdctl lock` contends with them as with any other). Besides those:
+//   session id  = 'etcd.' + lease id (hex) + '.' + 32 hex characters of secret: all any
+//                 server on the same etcd needs to resume the session, and a capability
+//   mark key    = prefix + NUL + 'sessions/' + lease id + '/' + digest of the secret, on the
+//                 lease: the session's mark. A resume must find it among the lease's keys
+//                 (the id is then genuine and the lease a session's), and unary Refresh and
+//                 Release, finding it, refuse to touch a session's lease. NUL cannot occur in
+//                 a lock name, so the mark is in no lock's queue.
+//   lease_id of a session's lock = lease id (hex) + '.' + the own key's create revision:
+//                 unique per lock (one lease holds many), and not a bare lease id, so a unary
+//                 Release knows it for a session's without asking etcd.
+import { createHash } from 'node:crypto';
 import type { LockMode } from '../backend.js';
+import { agreedLimit } from '../lock-state.js';
+import { describeHolder as describeHolderText, describeHolders as describeHolderTexts } from '../refusals.js';
 
 /** What one key of a queue asks for: decoded from its value. */
 export interface Claim {
@@ -79,6 +94,57 @@ export const isLeaseId = (text: string): boolean => LEASE_HEX.test(text);
 export const leaseIdToDec = (leaseId: string): string => BigInt(`0x${leaseId}`).toString();
 /** etcd's lease id (decimal) → the lease id clients hold (hex). */
 export const leaseIdFromDec = (leaseDec: string): string => BigInt(leaseDec).toString(16);
+
+// ---- lock sessions -----------------------------------------------------------------------------
+
+const SESSION_ID = /^etcd\.((?:[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15}))\.([0-9a-f]{32})$/;
+const SESSION_LOCK_ID = /^((?:[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15}))\.([1-9][0-9]{0,18})$/;
+
+/** A session id: the backend's name, the session's lease id and its secret (32 hex). */
+export const sessionIdOf = (leaseId: string, secret: string): string => `etcd.${leaseId}.${secret}`;
+
+/** The lease id and secret of a session id; undefined for text that is not one. */
+export function parseSessionId(id: string): { readonly leaseId: string; readonly secret: string } | undefined {
+  const m = SESSION_ID.exec(id);
+  return m === null ? undefined : { leaseId: m[1]!, secret: m[2]! };
+}
+
+/** Where the marks of the session on lease `leaseId` live (one, if it is a session's). */
+export const sessionMarkPrefixOf = (prefix: string, leaseId: string): string => `${prefix}\u0000sessions/${leaseId}/`;
+
+/** The mark key of a session: on its lease, named by a digest of its secret (never the secret). */
+export function sessionMarkOf(prefix: string, leaseId: string, secret: string): string {
+  const digest = createHash('sha256').update(secret).digest('hex').slice(0, 32);
+  return sessionMarkPrefixOf(prefix, leaseId) + digest;
+}
+
+/** The lease_id of a session's lock: its session's lease id and its own key's create revision. */
+export const sessionLockIdOf = (leaseId: string, createRevision: bigint): string => `${leaseId}.${createRevision}`;
+
+/** The parts of a session lock's lease_id; undefined for anything else (a unary lease id included). */
+export function parseSessionLockId(
+  text: string,
+): { readonly leaseId: string; readonly createRevision: bigint } | undefined {
+  const m = SESSION_LOCK_ID.exec(text);
+  return m === null ? undefined : { leaseId: m[1]!, createRevision: BigInt(m[2]!) };
+}
+
+/**
+ * The lock names among the keys of lease `leaseId` (LeaseTimeToLive lists them): own keys,
+ * prefix + name + '/' + lease id. Other keys (the session's mark, anything put outside the
+ * prefix) are no lock's.
+ */
+export function lockNamesOnLease(prefix: string, leaseId: string, keys: readonly Buffer[]): string[] {
+  const suffix = `/${leaseId}`;
+  const names: string[] = [];
+  for (const raw of keys) {
+    const key = raw.toString();
+    if (!key.startsWith(prefix) || !key.endsWith(suffix)) continue;
+    const name = key.slice(prefix.length, key.length - suffix.length);
+    if (name !== '' && !name.startsWith('\u0000')) names.push(name);
+  }
+  return names;
+}
 
 // ---- keys -----------------------------------------------------------------------------------
 
@@ -186,33 +252,27 @@ export function grantedCount(queue: readonly Pick<QueueKey, 'mode' | 'limit'>[])
   return queue.length;
 }
 
-/** The limit in force: the first EXCLUSIVE key's; 1 with only SHARED keys; 0 for no keys. */
-export function queueLimit(queue: readonly Pick<QueueKey, 'mode' | 'limit'>[]): number {
-  return queue.find((k) => k.mode === 'EXCLUSIVE')?.limit ?? (queue.length > 0 ? 1 : 0);
-}
-
 /**
- * Limits: a request checks, after putting its key, the first EXCLUSIVE key before it; a
- * different limit is refused with this (and its key removed). `etcdctl lock` waits until its
- * key is the first, so it is always safe; a semaphore request behind an etcdctl key (limit 1)
- * is refused, as for any other limit 1 holder. Worded as the memory backend words it.
+ * The limit in force: the first EXCLUSIVE key's (agreedLimit); 1 with only SHARED keys; 0 for
+ * no keys. Limits: a request checks, after putting its key, the first EXCLUSIVE key before
+ * it; a different limit is refused with limitMismatch (refusals.ts: worded as every backend
+ * words it) and its key removed. `etcdctl lock` waits until its key is the first, so it is
+ * always safe; a semaphore request behind an etcdctl key (limit 1) is refused, as for any
+ * other limit 1 holder.
  */
-export function limitMismatch(name: string, current: number, asked: number): FailedPreconditionError {
-  return new FailedPreconditionError(
-    `lock "${name}" is held or awaited with limit ${current}; this request asks for limit ${asked}: every holder of a name must use the same limit`,
-  );
+export function queueLimit(queue: readonly Pick<QueueKey, 'mode' | 'limit'>[]): number {
+  return agreedLimit(queue) || (queue.length > 0 ? 1 : 0);
 }
 
 // ---- holders in messages --------------------------------------------------------------------
 
+/** One holder as refusals name it (refusals.ts describeHolder), by its etcd key; etcd tells no expiry without a read. */
 export function describeHolder(holder: QueueKey): string {
-  const who = holder.owner === '' ? 'an unnamed owner (e.g. `etcdctl lock`)' : holder.owner;
-  return `${holder.mode === 'SHARED' ? 'shared: ' : ''}${who} (etcd key ${holder.key}, fencing token ${holder.createRevision})`;
+  const owner = holder.owner === '' ? 'an unnamed owner (e.g. `etcdctl lock`)' : holder.owner;
+  return describeHolderText({ ...holder, owner, fencingToken: holder.createRevision }, 0, `etcd key ${holder.key}`);
 }
 
 /** The holders of a queue for a message: the first three, and how many more. */
 export function describeHolders(holders: readonly QueueKey[]): string {
-  if (holders.length === 0) return 'nobody, but earlier waiters are queued';
-  const shown = holders.slice(0, 3).map(describeHolder).join(', ');
-  return holders.length <= 3 ? shown : `${shown} and ${holders.length - 3} more`;
+  return describeHolderTexts(holders.map(describeHolder));
 }

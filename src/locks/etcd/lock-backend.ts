@@ -8,16 +8,48 @@
 //   queue.ts       reading one lock's queue and waiting for a change to it (key.go)
 //   recipe.ts      which recipe serves a request: mutex.ts (mutex.go) or semaphore.ts
 //   acquire.ts     take and give back one lock on a session's lease (Lock / Unlock)
+//   lock-session.ts  a client's lock session: many locks on one lease, its id and resume
 //   watch.ts       Watch: a snapshot, then the queue's changes as events
 // This file maps the LockBackend interface onto them. Unary Acquire is a session of its own
-// with one lock: grant, put, (wait), and on Release one delete and one revoke. No server
-// keeps state about a lease it granted: the lease id and the lock name find the key.
+// with one lock: grant, put, (wait), and on Release one delete and one revoke. A lock session
+// is one grant (and its mark) at open, one transaction per acquire, one delete per release and
+// one revoke at its end. No server keeps state about a lease it granted: the lease id and the
+// lock name find the key, and a session's id finds the session (see lock-session.ts).
 import { systemClock, type Clock, type Timer } from '../../clock.js';
-import { FailedPreconditionError, LeaseExpiredError, NotHolderError, throwIfAborted } from '../../errors.js';
-import type { AcquireOptions, Capabilities, Lease, LeaseRef, LockBackend, LockEvent, LockState } from '../backend.js';
+import {
+  FailedPreconditionError,
+  LeaseExpiredError,
+  NotHolderError,
+  ShuttingDownError,
+  throwIfAborted,
+} from '../../errors.js';
+import type {
+  AcquireOptions,
+  Capabilities,
+  Lease,
+  LeaseRef,
+  LockBackend,
+  LockEvent,
+  LockSession,
+  LockState,
+  SessionExpiryListener,
+  SessionOptions,
+} from '../backend.js';
 import { acquireOnSession, releaseOwnKey } from './acquire.js';
 import { EtcdConnection } from './connection.js';
-import { claimOf, describeHolders, isLeaseId, leaseIdToDec, type QueueKey } from './layout.js';
+import {
+  claimOf,
+  describeHolders,
+  isLeaseId,
+  leaseIdFromDec,
+  leaseIdToDec,
+  parseSessionId,
+  parseSessionLockId,
+  prefixEnd,
+  type QueueKey,
+  sessionMarkPrefixOf,
+} from './layout.js';
+import { type EtcdLockSession, openLockSession, resumeLockSession, type SessionHost } from './lock-session.js';
 import { LockQueue } from './queue.js';
 import { recipeFor } from './recipe.js';
 import { EtcdSession } from './session.js';
@@ -31,6 +63,7 @@ export const etcdCapabilities: Capabilities = {
   semaphore: true,
   shared: true,
   watch: true,
+  sessions: true,
 };
 
 /**
@@ -56,6 +89,12 @@ export interface EtcdLockBackendOptions {
    * pace with it (a manual clock suits tests shorter than a TTL).
    */
   readonly clock?: Clock;
+  /**
+   * Told of every lock session that expires while this server serves it: etcd confirmed its
+   * lease gone (see SessionExpiryListener; a session whose client left with its stream expires
+   * inside etcd, which tells no one). Default none.
+   */
+  readonly onSessionExpire?: SessionExpiryListener;
 }
 
 export class EtcdLockBackend implements LockBackend {
@@ -68,6 +107,12 @@ export class EtcdLockBackend implements LockBackend {
   readonly #prefix: string;
   /** Acquires in progress, so close() can let them clean up their keys before it closes the client. */
   readonly #inflight = new Set<Promise<unknown>>();
+  /**
+   * The lock sessions this server serves, by lease id (hex): copies of what etcd holds (see
+   * lock-session.ts), so a resume through this server finds the object it served before.
+   */
+  readonly #sessions = new Map<string, EtcdLockSession>();
+  readonly #sessionHost: SessionHost;
 
   constructor(options: EtcdLockBackendOptions) {
     this.#conn = new EtcdConnection({
@@ -76,22 +121,60 @@ export class EtcdLockBackend implements LockBackend {
       clock: options.clock ?? systemClock,
     });
     this.#prefix = options.prefix ?? 'latchkey/locks/';
+    const onSessionExpire = options.onSessionExpire;
+    this.#sessionHost = {
+      conn: this.#conn,
+      prefix: this.#prefix,
+      expired: (session, locks) => {
+        this.#forget(session);
+        onSessionExpire?.({ ref: session.ref, ttlMs: session.ttlMs, locks });
+      },
+      forget: (session) => this.#forget(session),
+    };
   }
 
-  async acquire(options: AcquireOptions): Promise<Lease> {
-    throwIfAborted(options.signal);
-    this.#conn.throwIfClosed();
-    const attempt = this.#acquire(options);
-    const tracked = attempt.catch(() => {});
-    this.#inflight.add(tracked);
-    void tracked.then(() => this.#inflight.delete(tracked));
-    return attempt;
+  acquire(options: AcquireOptions): Promise<Lease> {
+    return this.#track(async () => {
+      throwIfAborted(options.signal);
+      this.#conn.throwIfClosed();
+      return this.#acquire(options);
+    });
+  }
+
+  openSession({ ttlMs, signal }: SessionOptions): Promise<LockSession> {
+    return this.#track(async () => {
+      throwIfAborted(signal);
+      this.#conn.throwIfClosed();
+      const session = await openLockSession(this.#sessionHost, ttlMs);
+      this.#sessions.set(session.leaseId, session);
+      return session;
+    });
+  }
+
+  resumeSession(id: string, signal: AbortSignal): Promise<LockSession> {
+    return this.#track(async () => {
+      throwIfAborted(signal);
+      this.#conn.throwIfClosed();
+      const existing = this.#sessions.get(parseSessionId(id)?.leaseId ?? '');
+      const session = await resumeLockSession(
+        this.#sessionHost,
+        id,
+        existing?.id === id ? existing : undefined,
+        signal,
+      );
+      this.#sessions.set(session.leaseId, session);
+      return session;
+    });
   }
 
   async refresh({ name, leaseId, signal }: LeaseRef, ttlMs: number): Promise<Lease> {
     throwIfAborted(signal);
     this.#conn.throwIfClosed();
-    const holder = await this.#holder(name, leaseId, 'refresh', signal);
+    const { own: holder, session } = await this.#holder(name, leaseId, 'refresh', signal);
+    if (session)
+      throw new FailedPreconditionError(
+        `lease ${leaseId} of lock "${name}" belongs to a lock session: its session's keepalive renews it (Locks/Session)`,
+      );
     if (ttlMs > 0) {
       // NOTE: an etcd lease's TTL is fixed when it is granted; a keepalive restarts that TTL
       // and nothing can change it. A shorter TTL than granted is served with the granted one
@@ -126,7 +209,8 @@ export class EtcdLockBackend implements LockBackend {
     throwIfAborted(signal);
     this.#conn.throwIfClosed();
     const queue = new LockQueue(this.#conn, this.#prefix, name);
-    const holder = await this.#holder(name, leaseId, 'release', signal);
+    const { own: holder, session } = await this.#holder(name, leaseId, 'release', signal);
+    if (session) return this.#releaseFromOutside(queue, holder, leaseId, signal);
     const released = await releaseOwnKey(queue, holder, signal);
     // The lease was this lock's alone; revoking it now spares etcd tracking it until its TTL.
     await this.#conn.revoke(holder.leaseDec).catch(() => {});
@@ -150,6 +234,11 @@ export class EtcdLockBackend implements LockBackend {
   async close(): Promise<void> {
     if (this.#conn.closing.aborted) return;
     this.#conn.beginClose();
+    // The sessions live on in etcd: their clients resume them through another server.
+    for (const session of [...this.#sessions.values()])
+      session.stepAside(
+        new ShuttingDownError('server is shutting down; resume the session through another server on the same etcd'),
+      );
     // Waiters stop at once and revoke their leases; give them (bounded) time to do so.
     let timer: ReturnType<Clock['schedule']> | undefined;
     const bound = new Promise<void>(
@@ -158,6 +247,45 @@ export class EtcdLockBackend implements LockBackend {
     await Promise.race([Promise.all(this.#inflight), bound]);
     timer?.cancel();
     this.#conn.close();
+  }
+
+  /** Runs `work`, tracked until it settles, so close() can let it clean up before the client closes. */
+  #track<T>(work: () => Promise<T>): Promise<T> {
+    const attempt = work();
+    const tracked = attempt.catch(() => {});
+    this.#inflight.add(tracked);
+    void tracked.then(() => this.#inflight.delete(tracked));
+    return attempt;
+  }
+
+  #forget(session: EtcdLockSession): void {
+    if (this.#sessions.get(session.leaseId) === session) this.#sessions.delete(session.leaseId);
+  }
+
+  /**
+   * Locks/Release of a session's lock (an operator with its lease id): the lock is released,
+   * and the session lost: its mark goes in the same transaction, so that no server renews or
+   * resumes it any more (the keepalive and the resume look for the mark). Its other locks stay
+   * until its lease expires, so that nobody gets them before its holder could know.
+   * NOTE: never a revoke: that would release every lock of the session at once.
+   */
+  async #releaseFromOutside(queue: LockQueue, own: QueueKey, leaseId: string, signal: AbortSignal): Promise<void> {
+    const key = Buffer.from(own.key);
+    const hex = leaseIdFromDec(own.leaseDec);
+    const mark = Buffer.from(sessionMarkPrefixOf(this.#prefix, hex));
+    const txn = await this.#conn.call('release', signal, (client) =>
+      client.kv.txn({
+        compare: [{ key, target: 'Create', result: 'Equal', create_revision: own.createRevision.toString() }],
+        success: [
+          { request_delete_range: { key } },
+          { request_delete_range: { key: mark, range_end: prefixEnd(mark) } },
+        ],
+      }),
+    );
+    if (!txn.succeeded) throw expired(queue.name, leaseId);
+    this.#sessions
+      .get(hex)
+      ?.lose(`its lock "${queue.name}" was released from outside the session (Locks/Release of its lease)`);
   }
 
   /** A unary Acquire: a session of its own, holding one lock. */
@@ -211,27 +339,49 @@ export class EtcdLockBackend implements LockBackend {
     timer?.cancel();
   }
 
-  /** The queue key of `leaseId` on lock `name` if it holds the lock; else the precise refusal. */
-  async #holder(name: string, leaseId: string, what: 'refresh' | 'release', signal: AbortSignal): Promise<QueueKey> {
-    if (!isLeaseId(leaseId)) {
+  /**
+   * The queue key of `leaseId` on lock `name` if it holds the lock, and whether its lease is a
+   * lock session's; else the precise refusal.
+   * NOTE: a session's lease must not be handled as a unary one: Release revokes the lease of
+   * the key it deletes, which for a session's would release every lock of the session. A
+   * session lock's lease_id says so by its form; a bare lease id of a session's lease, by the
+   * session's mark on it, read in the same transaction.
+   */
+  async #holder(
+    name: string,
+    leaseId: string,
+    what: 'refresh' | 'release',
+    signal: AbortSignal,
+  ): Promise<{ own: QueueKey; session: boolean }> {
+    const sessionLock = parseSessionLockId(leaseId);
+    const hex = sessionLock?.leaseId ?? leaseId;
+    if (!isLeaseId(hex)) {
       throw new NotHolderError(
         `lease ${leaseId} does not hold lock "${name}": etcd lease ids are lowercase hex; send the lease_id that Acquire returned`,
       );
     }
     const queue = new LockQueue(this.#conn, this.#prefix, name);
+    const mark = Buffer.from(sessionMarkPrefixOf(this.#prefix, hex));
     const { pages } = await queue.readTogether(
       what,
-      [{ key: Buffer.from(queue.ownKey(leaseId)) }, queue.range('Ascend')],
+      [
+        { key: Buffer.from(queue.ownKey(hex)) },
+        queue.range('Ascend'),
+        { key: mark, range_end: prefixEnd(mark), count_only: true },
+      ],
       signal,
     );
-    const own = queue.keysOf(pages[0]!)[0];
+    const found = queue.keysOf(pages[0]!)[0];
+    const session = sessionLock !== undefined || Number(pages[2]!.count) > 0;
+    // A session lock's lease_id names its key's create revision: a key made since is another grant's.
+    const own = sessionLock === undefined || found?.createRevision === sessionLock.createRevision ? found : undefined;
     let holders: readonly QueueKey[];
     if (own === undefined) {
       const head = await queue.first('Ascend', {}, pages[1]!);
       holders = head === undefined ? [] : [head];
     } else {
       const check = await recipeFor(own).holdCheck(queue, own, pages[1]!, what, signal);
-      if (check.holds) return own;
+      if (check.holds) return { own, session };
       holders = check.holders;
     }
     const current = holders.length === 0 ? 'it is not held' : `it is held by ${describeHolders(holders)}`;
@@ -239,7 +389,7 @@ export class EtcdLockBackend implements LockBackend {
       // A waiter's lease (e.g. a latchkey or etcdctl waiter): it is queued, not holding.
       throw new NotHolderError(`lease ${leaseId} is waiting for lock "${name}", not holding it: ${current}`);
     }
-    const info = await this.#conn.timeToLive(what, leaseIdToDec(leaseId), signal);
+    const info = await this.#conn.timeToLive(what, leaseIdToDec(hex), signal);
     if (Number(info.TTL) < 0) throw expired(name, leaseId, current);
     throw new NotHolderError(`lease ${leaseId} does not hold lock "${name}": ${current}`);
   }

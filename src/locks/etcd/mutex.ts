@@ -4,7 +4,7 @@
 // own (key.go waitDeletes: one deletion wakes one waiter, no thundering herd), and looks
 // again when it goes, since that key may have been a waiter that gave up while others still
 // precede it.
-import { limitMismatch } from './layout.js';
+import { limitMismatch } from '../refusals.js';
 import type { LockRecipe } from './recipe.js';
 
 export const mutexRecipe: LockRecipe = {

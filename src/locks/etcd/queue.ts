@@ -5,7 +5,8 @@
 import type { IRangeRequest, IRangeResponse, IWatchCreateRequest, IWatchResponse } from 'etcd3';
 import type { HolderInfo, LockState } from '../backend.js';
 import { type EtcdConnection, RETRY_MS } from './connection.js';
-import { grantedCount, prefixEnd, type QueueKey, queueKeysOf, queueLimit, queuePrefixOf } from './layout.js';
+import { agreedLimit, lockState } from '../lock-state.js';
+import { grantedCount, prefixEnd, type QueueKey, queueKeysOf, queuePrefixOf } from './layout.js';
 
 /** Keys per range page while looking for the first key of our layout (see first()). */
 const PAGE = 16;
@@ -131,17 +132,8 @@ export class LockQueue {
         )),
       );
     }
-    const head = holders[0];
-    return {
-      held: head !== undefined,
-      owner: head?.owner ?? '',
-      fencingToken: head?.fencingToken ?? 0n,
-      expiresAtMs: head?.expiresAtMs ?? 0,
-      waiters: keys.length - granted,
-      holders,
-      queue: keys.slice(granted).map((k) => ({ owner: k.owner, mode: k.mode })),
-      limit: queueLimit(keys),
-    };
+    const queue = keys.slice(granted).map((k) => ({ owner: k.owner, mode: k.mode }));
+    return lockState(holders, queue, agreedLimit(keys));
   }
 
   /** The earliest a key's lease can expire (0: no lease; now: gone already). */

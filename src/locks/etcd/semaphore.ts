@@ -6,7 +6,8 @@
 // the deletes under the lock's prefix, keeps the keys before it in memory, and re-reads the
 // queue only when that copy says its turn has come: every release reaches every such waiter
 // as a watch event, but costs no reads.
-import { grantedCount, limitMismatch, prefixEnd } from './layout.js';
+import { limitMismatch } from '../refusals.js';
+import { grantedCount, prefixEnd } from './layout.js';
 import type { LockRecipe } from './recipe.js';
 
 export const semaphoreRecipe: LockRecipe = {

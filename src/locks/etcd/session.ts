@@ -1,7 +1,7 @@
 // One etcd lease, kept alive and watched for loss: etcd's concurrency.Session (session.go),
-// which owns the lease every key of its locks hangs on. Today each unary Acquire opens a
-// session of its own for its one lock (grant … revoke on release); a client session holding
-// many locks on one lease uses the same object (see acquire.ts).
+// which owns the lease every key of its locks hangs on. Each unary Acquire opens one of its
+// own for its one lock (grant … revoke on release); a client's lock session (lock-session.ts)
+// holds many locks on one, and renews it only when its client asks (a keepalive op).
 //
 // Time: two estimates are kept, from the answers etcd gives about the lease.
 //   expiresAtMs — the earliest etcd can drop the lease: the send time of the last request it
@@ -105,6 +105,34 @@ export class EtcdSession {
       sentAtMs + leftMs,
       conn.clock.now() + leftMs,
     );
+  }
+
+  /**
+   * A client session's lease taken up again: the keys attached to it as etcd lists them (one
+   * LeaseTimeToLive: what the session holds, wherever it took it), handed to `check`, which
+   * throws to refuse the lease (then nothing is sent for it); then one keepalive, whose answer
+   * both estimates start from. Throws LeaseExpiredError if etcd no longer has the lease.
+   * NOTE: a resume is the client's sign of life. Without the keepalive, the estimates would
+   * start from the time left as LeaseTimeToLive reports it (whole seconds, rounded down): a
+   * lease with less than a second left would read as lost at once.
+   */
+  static async resumeWithKeys(
+    conn: EtcdConnection,
+    leaseId: string,
+    check: (keys: readonly Buffer[]) => void,
+    signal?: AbortSignal,
+  ): Promise<{ session: EtcdSession; keys: readonly Buffer[] }> {
+    const leaseDec = leaseIdToDec(leaseId);
+    const info = await conn.timeToLive('resume the session', leaseDec, signal, true);
+    const gone = () =>
+      new LeaseExpiredError(`etcd lease ${leaseId} no longer exists (its TTL ran out, or it was revoked)`);
+    if (Number(info.TTL) < 0) throw gone();
+    check(info.keys);
+    const answer = await conn.keepAliveOnce(leaseDec, { signal });
+    if (answer.ttlS <= 0) throw gone();
+    const ttlMs = answer.ttlS * 1000;
+    const session = new EtcdSession(conn, leaseDec, ttlMs, answer.sentAtMs + ttlMs, answer.answeredAtMs + ttlMs);
+    return { session, keys: info.keys };
   }
 
   /** The earliest etcd can drop the lease, on the backend's clock. */
