@@ -1,14 +1,16 @@
 // A client's lock session on etcd: one etcd lease (session.ts) for every lock the session
 // takes, as etcd's concurrency.Session carries many mutexes (session.go, mutex.go). Acquire is
 // the mutex transaction on the session's lease (no grant), release one delete of the own key
-// (no revoke), keepalive one LeaseKeepAlive for every lock at once, and the clean end one
-// LeaseRevoke: etcd deletes every key of the lease together. The keys are the unary path's
-// (layout.ts), so `etcdctl lock` contends with session locks as with any other.
+// (no revoke), keepalive a read of the session's mark and one LeaseKeepAlive for every lock
+// at once, and the clean end one LeaseRevoke: etcd deletes every key of the lease together.
+// The keys are the unary path's (layout.ts), so `etcdctl lock` contends with session locks as
+// with any other. A lock released from outside (Locks/Release of its lease id, through any
+// server) takes the mark with it: the session is lost, and no server renews or resumes it.
 //
 // The session lives in etcd, not in a server: its lease, its locks' own keys and its mark (a
 // key on the lease named by a digest of the id's secret). The id carries the lease id and the
 // secret, which is all any server on the same etcd and prefix needs to take the session up
-// (lock-backend.ts resumeSession: one LeaseTimeToLive lists every key of the lease). A server
+// (resumeLockSession below: one LeaseTimeToLive lists every key of the lease). A server
 // keeps a copy of a session while it serves it: the names it holds and waits for, which is
 // how it refuses a name asked for twice (etcd cannot tell: a retried put whose first attempt
 // was applied finds the key as a second request of the same name would), and its expiry as
@@ -20,7 +22,8 @@
 // estimate) the copy asks etcd once: gone means the session expired (its signal aborts with
 // SessionExpiredError and the expiry is reported); still there means another server (or etcd
 // itself, at a leader change) kept it alive, and this copy steps aside (ABORTED), as a stream
-// a resume took over does. A copy no stream serves is forgotten at that point without asking.
+// a resume took over does. A copy no stream serves is forgotten at that point without asking;
+// a lost one is known to expire then, and is reported so.
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import {
@@ -92,8 +95,7 @@ export interface EtcdLockSessionInit {
  * A LockSession on one etcd lease (see the top of this file).
  *
  * @example
- * const lease = await EtcdSession.open(conn, { ttlMs: 10_000 });
- * const session = new EtcdLockSession(host, { id, ref, lease });
+ * const session = await openLockSession(host, 10_000); // one LeaseGrant, one Put (the mark)
  * const lock = await session.acquire({ name: 'jobs/1', waitMs: 0, owner, mode: 'EXCLUSIVE', limit: 1, signal });
  * await session.keepAlive(signal); // one LeaseKeepAlive renews jobs/1 and every other lock
  * await session.release({ name: 'jobs/1', leaseId: lock.leaseId, signal }); // one Txn: delete the own key
@@ -238,7 +240,10 @@ export class EtcdLockSession implements LockSession {
       client.kv.range({ key: this.#mark, count_only: true }),
     );
     if (Number(marked.count) === 0) {
-      this.lose('one of its locks was released from outside the session (Locks/Release of its lease)');
+      // Or the lease ran out, and etcd deleted the mark with every other key of it.
+      const info = await this.#host.conn.timeToLive('keep the session alive', lease.leaseDec, signal);
+      if (Number(info.TTL) < 0) this.#expire();
+      else this.lose('one of its locks was released from outside the session (Locks/Release of its lease)');
       throw this.signal.reason;
     }
     let expiresAtMs: number;
