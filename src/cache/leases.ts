@@ -18,6 +18,9 @@ import { decode, encodeLease, FENCED_FLAGS } from './fencing.js';
 import type { CacheStore, Item } from './store.js';
 
 /** The longest lease_ms accepted: an hour. */
+/** How much longer than the lease its item lives (see leaseGet's NOTE). */
+const LEASE_ITEM_SLACK_MS = 1_000;
+
 export const MAX_LEASE_MS = 3_600_000;
 /**
  * The wait a Get answers while another caller holds the lease (or the lease's time left, if
@@ -68,10 +71,14 @@ export async function leaseGet(
     // operation's claim, which then starts again): the lease is this caller's if the key is
     // still what was read.
     const lease = encodeLease(time + leaseMs);
+    // NOTE: the lease ends at the time inside it; the item must outlive that. memcached counts
+    // expiry in whole seconds from a clock it advances once a second, so an item given N
+    // seconds may be gone after N - 1: a second more keeps the lease from ending early.
+    const itemTtlMs = leaseMs + LEASE_ITEM_SLACK_MS;
     const taken =
       item === undefined
-        ? await store.add(key, lease, FENCED_FLAGS, leaseMs, signal)
-        : await store.cas(key, lease, FENCED_FLAGS, item.cas, leaseMs, signal);
+        ? await store.add(key, lease, FENCED_FLAGS, itemTtlMs, signal)
+        : await store.cas(key, lease, FENCED_FLAGS, item.cas, itemTtlMs, signal);
     if (taken.outcome === 'STORED') return { kind: 'lease', token: taken.cas };
   }
   throw new AbortedError(`Get of key "${key}" lost the race for its lease ${MAX_ATTEMPTS} times; retry`);
