@@ -5,13 +5,15 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { CacheCall, CacheMethod, CacheRpcs } from './cache.js';
 import { CancelledError } from './errors.js';
-import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
 import { Pipeline, type PipelineOptions, type UnaryAttempt } from './pipeline.js';
+import type { ServerList } from './servers.js';
+import { serverGone } from './streams.js';
 import { retryPolicy, unaryAttempt, withRetries, type CallOptions, type RetryOptions } from './unary-call.js';
 
 export interface CacheTransportOptions {
   readonly address: string;
-  readonly stub: CacheStub;
+  /** Each call goes to the current server; one that fails for the server going away moves the list on. */
+  readonly servers: ServerList;
   /** The client's default deadline, for calls that do not pass their own. */
   readonly deadlineMs: number;
   readonly retry: RetryOptions | false;
@@ -36,7 +38,7 @@ type UnaryStub = Record<
 >;
 
 export function createCacheTransport(options: CacheTransportOptions): CacheTransport {
-  const { address, stub, deadlineMs: defaultDeadlineMs, retry } = options;
+  const { address, servers, deadlineMs: defaultDeadlineMs, retry } = options;
   let closed = false;
   const closedError = (method: CacheMethod) =>
     new CancelledError(`latchkey client for ${address} is closed; connect again`, { method });
@@ -44,13 +46,19 @@ export function createCacheTransport(options: CacheTransportOptions): CacheTrans
     // A retry, or a call the pipeline gives back, may come after close(): it must not reach
     // the closed channel (grpc-js would throw).
     if (closed) return Promise.reject(closedError(method));
-    return unaryAttempt((md, o, cb) => (stub as unknown as UnaryStub)[method](request, md, o, cb), deadlineMs, {
-      method,
-      signal,
-    });
+    const server = servers.current;
+    return unaryAttempt(
+      (md, o, cb) =>
+        (server.cache as unknown as UnaryStub)[method](request, md, o, (err, response) => {
+          if (err !== null && serverGone(err)) servers.failed(server);
+          cb(err, response);
+        }),
+      deadlineMs,
+      { method, signal },
+    );
   };
   const pipeline =
-    options.pipeline === false ? undefined : new Pipeline(stub, unary, options.pipeline, defaultDeadlineMs);
+    options.pipeline === false ? undefined : new Pipeline(servers, unary, options.pipeline, defaultDeadlineMs);
   // The pipeline declines calls after close(), so those reach unary() and its check.
   const attempt = (
     method: CacheMethod,

@@ -1,8 +1,12 @@
-// connect(address): the latchkey client. One channel for both services. Lock calls go
-// through unaryCall (deadline, AbortSignal, error mapping, retries of idempotent calls);
-// cache calls through the cache transport, which multiplexes them onto the Cache/Pipeline
-// stream with the same guarantees, or makes them unary; watch() reads a Locks/Watch stream.
-// TLS and the bearer token (credentials.ts) apply to all three.
+// connect(addresses): the latchkey client. One channel per server for both services, the
+// servers taken in turn as each goes away (servers.ts). Lock calls go through a lock session
+// (session.ts, session-pool.ts): every acquire, release and describe of a backend on one
+// Locks/Session stream, one session lease kept alive for all its locks; or, with sessions
+// off or against a server without them, through unary calls (deadline, AbortSignal, error
+// mapping, retries of idempotent calls) and handles that refresh their own lease. Cache calls
+// go through the cache transport, which multiplexes them onto the Cache/Pipeline stream with
+// the same guarantees, or makes them unary; watch() reads a Locks/Watch stream. TLS and the
+// bearer token (credentials.ts) apply to all of them.
 import * as grpc from '@grpc/grpc-js';
 import { createCacheClient, type Flights, type CacheClient } from './cache.js';
 import { createCacheTransport, type CacheTransport } from './cache-transport.js';
@@ -13,7 +17,7 @@ import {
   type TlsOptions,
   type TokenSource,
 } from './credentials.js';
-import { CancelledError, fromStatus, InternalError, InvalidArgumentError } from './errors.js';
+import { CancelledError, fromStatus, InternalError, InvalidArgumentError, UnavailableError } from './errors.js';
 import type { ProtoGrpcType as CacheProto } from './generated/cache.js';
 import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
 import type { Lease__Output } from './generated/latchkey/v1/Lease.js';
@@ -22,17 +26,22 @@ import type { LockState__Output } from './generated/latchkey/v1/LockState.js';
 import type { LocksClient as LocksStub } from './generated/latchkey/v1/Locks.js';
 import type { ReleaseResponse__Output } from './generated/latchkey/v1/ReleaseResponse.js';
 import type { ProtoGrpcType as LocksProto } from './generated/locks.js';
-import { openLockHandle, type LeaseCalls, type LockHandle } from './lock-handle.js';
+import { createLockHandle, openLockHandle, type LeaseCalls, type LeaseKeeper, type LockHandle } from './lock-handle.js';
 import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js';
 import { loadPackageDefinition } from './proto.js';
-import { unaryCall, type CallOptions, type Invoke, type RetryOptions } from './unary-call.js';
+import { parseAddresses, ServerList } from './servers.js';
+import { DEFAULT_SESSIONS, type SessionOptions } from './session.js';
+import { SessionPool, sessionAcquire } from './session-pool.js';
+import { neverSent, serverGone } from './streams.js';
+import { retryPolicy, unaryCall, withRetries, type CallOptions, type RetryOptions } from './unary-call.js';
 import { msField, toDate } from './wire.js';
 
 export interface ConnectOptions {
   /**
    * Deadline of each call in ms, unless the call passes its own `deadlineMs`. Default
-   * 10_000. lock() adds its `waitMs` on top, so a long wait does not end in
-   * DEADLINE_EXCEEDED; a lock handle's Release is further capped at its TTL.
+   * 10_000; must be > 0. lock() adds its `waitMs` on top, so a long wait does not end in
+   * DEADLINE_EXCEEDED; a lock handle's Release is further capped at its TTL, and so is the
+   * end of each lock session at close().
    */
   readonly deadlineMs?: number;
   /**
@@ -54,15 +63,20 @@ export interface ConnectOptions {
   /**
    * Retries on UNAVAILABLE, for idempotent calls only (Get, Describe); the whole series stays
    * within the call's deadline. Default { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
-   * false turns them off. Lock handles retry their own Refreshes until the lease's expiry.
+   * false turns them off. Lock handles retry their own Refreshes until the lease's expiry;
+   * a lock session reconnects by itself until its TTL runs out. Apart from these, a call
+   * that could not be sent because its server is unreachable is tried once on each other
+   * server of the list, whatever the method: nothing of it ran.
    */
   readonly retry?: RetryOptions | false;
   /**
-   * grpc-js channel options (keepalive, message size limits, ...).
+   * grpc-js channel options (keepalive, message size limits, ...), for the channel of each
+   * server.
    * NOTE: after a connection failure grpc-js waits `grpc.initial_reconnect_backoff_ms`
    * (default 1 s, growing to 120 s) before reconnecting, and calls fail at once meanwhile.
-   * Lock handles with TTLs near or below that lose their lease across a server blip unless
-   * it is lowered.
+   * With one server, lock handles (and lock sessions) with TTLs near or below that lose
+   * their locks across a server restart unless it is lowered; with several, the client
+   * moves to the next server instead of waiting.
    */
   readonly channelOptions?: grpc.ChannelOptions;
   /**
@@ -77,14 +91,44 @@ export interface ConnectOptions {
    * values, and grpc-js's default 4 MB cap would break the stream, not one call.
    */
   readonly pipeline?: boolean | PipelineOptions;
+  /**
+   * Lock sessions: lock(), withLock() and describe() share one Locks/Session stream and one
+   * session lease per backend and `ttlMs` (opened on the first lock, ended by close()), many
+   * operations to a frame, and one keepalive every TTL / 3 renews every lock of the session
+   * instead of a Refresh per lock. On etcd that is one etcd lease per session rather than
+   * one per lock. Handles behave the same either way. Default on, with { idleMs: 1000,
+   * maxFrameOps: 1000 } (see SessionOptions); false makes every lock operation its own
+   * unary RPC (Acquire, Refresh, Release, Describe), as other languages' clients do.
+   *
+   * - close() ends each session: the server releases all of its locks at once.
+   * - A broken stream releases nothing: the session resumes, through the next server of the
+   *   list when its own went away (or the same one restarted), and keeps every lock, as long
+   *   as that happens within its TTL. Until then the handles' signals stay quiet; they abort
+   *   when the session can no longer be confirmed before it could expire, or at once when a
+   *   server says it has expired (a memory-backend server that restarted has forgotten it).
+   * - The client goes unary by itself against a server without the method (for good), and
+   *   for a while when a session cannot be opened (no server reachable, a backend without
+   *   sessions, a TTL the server refuses, credentials refused).
+   * - A second lock of a name this client holds or is acquiring (a semaphore's or shared
+   *   lock's other holders, another waiter) goes through another session, made for it.
+   * NOTE: while a session holds a lock its stream keeps the process alive (a unary handle's
+   * timers do not): release the locks or close the client. A session holding nothing ends
+   * after `idleMs`.
+   * NOTE: the protocol cannot withdraw one waiting acquire: when a caller's signal or
+   * deadline gives up on one, the waiter stays queued on the server until its `waitMs` runs
+   * out or it is granted, and a late grant is released at once.
+   */
+  readonly sessions?: boolean | SessionOptions;
 }
 
 export interface LockOptions extends CallOptions {
   /**
-   * Lease TTL in ms; default the server's (--default-ttl-ms, 15 s unless changed). The
-   * handle refreshes every TTL / 3 and gives up on the lease (aborting its signal) when no
-   * Refresh has succeeded for about one TTL. The backend may round the TTL up (etcd: to
-   * whole seconds); `handle.ttlMs` is what was granted.
+   * Lease TTL in ms; default the server's (--default-ttl-ms, 15 s unless changed); must be
+   * > 0. Through a session, the lock lives on the lease of the client's session for this
+   * backend and TTL; otherwise the handle refreshes its own lease. Either way it is renewed
+   * every TTL / 3, and the handle gives up (aborting its signal) when no renewal has been
+   * confirmed for about one TTL. The backend may round the TTL up (etcd: to whole seconds);
+   * `handle.ttlMs` is what was granted.
    */
   readonly ttlMs?: number;
   /** How long to wait for a held lock, in ms; default 0 = try once (LockBusyError if held). */
@@ -194,8 +238,15 @@ export type LockEvent =
   | (LockEventBase & { readonly type: 'STATE'; readonly state: LockState })
   | (LockEventBase & { readonly type: Exclude<LockEventType, 'STATE'>; readonly state?: undefined });
 
+/**
+ * A connection to a latchkey service. Dispose it (`await using`) or close() it: that ends its
+ * lock sessions, releasing their locks at once.
+ */
 export interface LatchkeyClient extends AsyncDisposable {
+  /** The server addresses, as connect() was given them, joined by commas. */
   readonly address: string;
+  /** The server addresses in the order they are tried. */
+  readonly addresses: readonly string[];
   /** Acquires a lock; dispose the handle (or call release()) to let it go. */
   lock(name: string, options?: LockOptions): Promise<LockHandle>;
   /**
@@ -216,7 +267,11 @@ export interface LatchkeyClient extends AsyncDisposable {
   watch(name: string, options?: WatchOptions): AsyncIterable<LockEvent>;
   /** The cache API on one store; default the server's default store. */
   cache(store?: string): CacheClient;
-  /** Releases the lock handles still held, then closes the channel. Idempotent. */
+  /**
+   * Ends the lock sessions (the server releases each session's locks at once; their handles
+   * become 'released') and releases the unary lock handles still held, then closes the
+   * channels. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -286,8 +341,20 @@ function toLockEvent(event: LockEvent__Output): LockEvent {
   return { ...base, type: event.type };
 }
 
-export function connect(address: string, options: ConnectOptions = {}): LatchkeyClient {
-  return new Client(address, options);
+/**
+ * A client for one latchkey service: `address` is one server, or several (an array, or one
+ * string with commas: `'10.0.0.1:50051,10.0.0.2:50051'`, as `latchkey --address` takes them),
+ * which must serve the same backends (for locks, one etcd cluster). Calls go to the first
+ * until it goes away, then to the next, round the list. Nothing is sent until the first call.
+ *
+ * @example
+ * await using client = connect(['10.0.0.1:50051', '10.0.0.2:50051'], { deadlineMs: 5_000 });
+ * await client.withLock('reports/daily', async (lock) => {
+ *   await render(lock.signal); // lock.signal aborts if the lock can no longer be trusted
+ * }, { ttlMs: 10_000, waitMs: 5_000 });
+ */
+export function connect(address: string | readonly string[], options: ConnectOptions = {}): LatchkeyClient {
+  return new Client(parseAddresses(address), options);
 }
 
 function pipelineOptions(option: boolean | PipelineOptions | undefined): Required<PipelineOptions> | false {
@@ -307,10 +374,39 @@ function pipelineOptions(option: boolean | PipelineOptions | undefined): Require
   return merged;
 }
 
+function sessionOptions(option: boolean | SessionOptions | undefined): Required<SessionOptions> | false {
+  if (option === false) return false;
+  const given: SessionOptions = option === true || option === undefined ? {} : option;
+  const merged = {
+    idleMs: given.idleMs ?? DEFAULT_SESSIONS.idleMs,
+    maxFrameOps: given.maxFrameOps ?? DEFAULT_SESSIONS.maxFrameOps,
+  };
+  if (!Number.isSafeInteger(merged.maxFrameOps) || merged.maxFrameOps < 1)
+    throw new InvalidArgumentError(`sessions.maxFrameOps must be a whole number >= 1, got ${merged.maxFrameOps}`);
+  if (!(merged.idleMs >= 0) || merged.idleMs === Infinity)
+    throw new InvalidArgumentError(`sessions.idleMs must be a finite number of ms >= 0, got ${merged.idleMs}`);
+  return merged;
+}
+
+/** A Locks unary call on whichever server is current when the attempt starts. */
+type LockCall<Res> = (
+  locks: LocksStub,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: grpc.requestCallback<Res>,
+) => grpc.ClientUnaryCall;
+
+interface InvokeOptions<Res> extends CallOptions {
+  readonly retry?: false;
+  readonly onAbandoned?: (response: Res) => void;
+}
+
 class Client implements LatchkeyClient {
   readonly address: string;
-  readonly #locks: LocksStub;
+  readonly addresses: readonly string[];
+  readonly #servers: ServerList;
   readonly #cache: CacheTransport;
+  readonly #sessions: SessionPool | undefined;
   readonly #deadlineMs: number;
   readonly #retry: RetryOptions | false;
   readonly #handles = new Set<LockHandle>();
@@ -319,13 +415,15 @@ class Client implements LatchkeyClient {
   #closing: Promise<void> | undefined;
   #closed = false;
 
-  constructor(address: string, options: ConnectOptions) {
-    this.address = address;
+  constructor(addresses: readonly string[], options: ConnectOptions) {
+    this.addresses = addresses;
+    this.address = addresses.join(',');
     this.#deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     if (!(this.#deadlineMs > 0)) throw new InvalidArgumentError(`deadlineMs must be > 0, got ${this.#deadlineMs}`);
     this.#retry = options.retry ?? DEFAULT_RETRY;
     const credentials = channelCredentials(options.tls, options.credentials);
     const pipeline = pipelineOptions(options.pipeline);
+    const sessions = sessionOptions(options.sessions);
     // The token interceptor goes last, innermost: it may hold back the call it wraps until
     // the token is there (see credentials.ts).
     const interceptors: grpc.Interceptor[] = [
@@ -339,34 +437,72 @@ class Client implements LatchkeyClient {
       ...(interceptors.length > 0 ? { interceptors } : {}),
     };
     const { Locks, Cache } = services();
-    this.#locks = new Locks(address, credentials, channelOptions);
-    // One channel (one HTTP/2 connection) for both services.
-    const cacheStub: CacheStub = new Cache(address, credentials, {
-      ...channelOptions,
-      channelOverride: this.#locks.getChannel(),
+    this.#servers = new ServerList(addresses, (address) => {
+      const locks: LocksStub = new Locks(address, credentials, channelOptions);
+      // One channel (one HTTP/2 connection) per server for both services.
+      const cache: CacheStub = new Cache(address, credentials, {
+        ...channelOptions,
+        channelOverride: locks.getChannel(),
+      });
+      return { address, locks, cache };
     });
     this.#cache = createCacheTransport({
-      address,
-      stub: cacheStub,
+      address: this.address,
+      servers: this.#servers,
       deadlineMs: this.#deadlineMs,
       retry: this.#retry,
       pipeline,
     });
+    this.#sessions =
+      sessions === false
+        ? undefined
+        : new SessionPool({
+            servers: this.#servers,
+            deadlineMs: this.#deadlineMs,
+            fallbackTtlMs: DEFAULT_TTL_MS,
+            options: sessions,
+          });
   }
 
-  readonly #invoke: Invoke = (method, start, options) => {
-    if (this.#closed)
-      return Promise.reject(
-        new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method }),
-      );
-    return unaryCall(start, {
-      method,
-      deadlineMs: options.deadlineMs ?? this.#deadlineMs,
-      signal: options.signal,
-      retry: options.retry ?? this.#retry,
-      onAbandoned: options.onAbandoned,
-    });
-  };
+  #closedError(method: string): CancelledError {
+    return new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method });
+  }
+
+  /**
+   * One unary Locks call: deadline, signal, error mapping and retries of idempotent methods
+   * (unary-call.ts), each attempt on the current server. An attempt that shows its server
+   * gone moves the client to the next one; one that was never sent (the server unreachable)
+   * is safe to repeat for any method, and is, on each other server once.
+   */
+  async #invoke<Res>(method: string, call: LockCall<Res>, options: InvokeOptions<Res>): Promise<Res> {
+    const deadlineMs = options.deadlineMs ?? this.#deadlineMs;
+    const deadline = performance.now() + deadlineMs;
+    for (let tried = 1; ; tried++) {
+      if (this.#closed) throw this.#closedError(method);
+      try {
+        return await unaryCall<Res>(
+          (md, o, cb) => {
+            const server = this.#servers.current;
+            return call(server.locks, md, o, (err, response) => {
+              if (err !== null && serverGone(err)) this.#servers.failed(server);
+              cb(err, response);
+            });
+          },
+          {
+            method,
+            deadlineMs: tried === 1 ? deadlineMs : deadline - performance.now(),
+            signal: options.signal,
+            retry: options.retry ?? this.#retry,
+            onAbandoned: options.onAbandoned,
+          },
+        );
+      } catch (err) {
+        const status = err instanceof UnavailableError ? (err.cause as grpc.StatusObject | undefined) : undefined;
+        if (status === undefined || !neverSent(status) || tried >= this.#servers.size) throw err;
+        if (!(deadline - performance.now() > 0)) throw err;
+      }
+    }
+  }
 
   async lock(name: string, options: LockOptions = {}): Promise<LockHandle> {
     // 0 asks for the server's default TTL (--default-ttl-ms); the Lease says what was granted.
@@ -382,42 +518,68 @@ class Client implements LatchkeyClient {
     if (options.limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 1 && limit <= UINT32_MAX)) {
       throw new InvalidArgumentError(`limit must be a whole number between 1 and ${UINT32_MAX}, got ${limit}`);
     }
+    const backend = options.backend ?? '';
     const request = {
       name,
-      backend: options.backend ?? '',
+      backend,
       ttl_ms: msField('ttlMs', requestedTtlMs),
       wait_ms: msField('waitMs', waitMs),
       owner: options.owner ?? '',
       limit,
       mode,
     };
+    if (this.#closing !== undefined) throw this.#closedError('Acquire');
+    const deadlineMs = options.deadlineMs ?? waitMs + this.#deadlineMs;
+    const started = performance.now();
+
+    const session = this.#sessions?.forLock(backend, requestedTtlMs, name);
+    if (session !== undefined) {
+      const keeper = await session.acquire(sessionAcquire(request), deadlineMs, options.signal);
+      if (keeper !== undefined) return this.#adopt(createLockHandle(this.#handleOptions(keeper.lease, keeper)));
+      // Given back (the session could not be opened): a unary Acquire instead.
+    }
+
     const sentAt = performance.now();
-    const lease = await this.#invoke<Lease__Output>('Acquire', (md, o, cb) => this.#locks.Acquire(request, md, o, cb), {
-      signal: options.signal,
-      deadlineMs: options.deadlineMs ?? waitMs + this.#deadlineMs,
-      // NOTE: the grant crossed our cancel on the wire; the server saw no cancellation and
-      // would keep the lock held for a caller that is gone until the TTL ran out.
-      onAbandoned: (granted) =>
-        void this.#leaseCalls(granted)
-          .release({ deadlineMs: Number(granted.ttl_ms) || DEFAULT_TTL_MS })
-          .catch(() => {}),
-    });
+    const lease = await this.#invoke<Lease__Output>(
+      'Acquire',
+      (locks, md, o, cb) => locks.Acquire(request, md, o, cb),
+      {
+        signal: options.signal,
+        deadlineMs: deadlineMs - (sentAt - started),
+        // NOTE: the grant crossed our cancel on the wire; the server saw no cancellation and
+        // would keep the lock held for a caller that is gone until the TTL ran out.
+        onAbandoned: (granted) =>
+          void this.#leaseCalls(granted)
+            .release({ deadlineMs: Number(granted.ttl_ms) || DEFAULT_TTL_MS })
+            .catch(() => {}),
+      },
+    );
     // The TTL the backend granted: it may round up (etcd: whole seconds); older servers
     // that send none granted what was asked, or their default.
     const ttlMs = Number(lease.ttl_ms) || requestedTtlMs || DEFAULT_TTL_MS;
-    const handle = await openLockHandle({
-      lease,
-      ttlMs,
-      sentAt,
-      calls: this.#leaseCalls(lease),
-      deadlineMs: this.#deadlineMs,
-      signal: options.signal,
-      onSettled: (h) => this.#handles.delete(h),
-    });
+    return this.#adopt(
+      await openLockHandle({
+        lease,
+        ttlMs,
+        sentAt,
+        calls: this.#leaseCalls(lease),
+        deadlineMs: this.#deadlineMs,
+        signal: options.signal,
+        onSettled: (h) => this.#handles.delete(h),
+      }),
+    );
+  }
+
+  #handleOptions(lease: Lease__Output, keeper: LeaseKeeper) {
+    return { lease, keeper, deadlineMs: this.#deadlineMs, onSettled: (h: LockHandle) => this.#handles.delete(h) };
+  }
+
+  /** Hands a new handle out, unless the client was closed while it was being acquired. */
+  async #adopt(handle: LockHandle): Promise<LockHandle> {
     if (this.#closing !== undefined) {
       await handle.release();
       throw new CancelledError(
-        `latchkey client for ${this.address} was closed while lock "${name}" was being acquired`,
+        `latchkey client for ${this.address} was closed while lock "${handle.name}" was being acquired`,
         { method: 'Acquire' },
       );
     }
@@ -432,13 +594,13 @@ class Client implements LatchkeyClient {
       refresh: (ttlMs, options) =>
         this.#invoke<Lease__Output>(
           'Refresh',
-          (md, o, cb) => this.#locks.Refresh({ ...ref, ttl_ms: msField('ttlMs', ttlMs) }, md, o, cb),
+          (locks, md, o, cb) => locks.Refresh({ ...ref, ttl_ms: msField('ttlMs', ttlMs) }, md, o, cb),
           { ...options, retry: false },
         ),
       release: async (options) => {
         await this.#invoke<ReleaseResponse__Output>(
           'Release',
-          (md, o, cb) => this.#locks.Release(ref, md, o, cb),
+          (locks, md, o, cb) => locks.Release(ref, md, o, cb),
           options,
         );
       },
@@ -451,23 +613,38 @@ class Client implements LatchkeyClient {
   }
 
   async describe(name: string, options: DescribeOptions = {}): Promise<LockState> {
-    const request = { name, backend: options.backend ?? '' };
+    const backend = options.backend ?? '';
+    const request = { name, backend };
+    const { signal } = options;
+    // Through an open session of the backend if there is one (none is opened for it), else
+    // unary; a retry goes whichever way is open at the time.
+    const attempt = async (deadlineMs: number): Promise<LockState__Output> => {
+      const viaSession = await this.#sessions?.forDescribe(backend)?.describe(request, deadlineMs, signal);
+      return (
+        viaSession ??
+        (await this.#invoke<LockState__Output>('Describe', (locks, md, o, cb) => locks.Describe(request, md, o, cb), {
+          deadlineMs,
+          signal,
+          retry: false,
+        }))
+      );
+    };
+    const deadlineMs = options.deadlineMs ?? this.#deadlineMs;
+    const retries = retryPolicy('Describe', this.#retry);
     return toLockState(
-      await this.#invoke<LockState__Output>(
-        'Describe',
-        (md, o, cb) => this.#locks.Describe(request, md, o, cb),
-        options,
-      ),
+      retries === false
+        ? await attempt(deadlineMs)
+        : await withRetries(attempt, deadlineMs, retries, 'Describe', signal),
     );
   }
 
   async *watch(name: string, options: WatchOptions = {}): AsyncGenerator<LockEvent, void, undefined> {
     const { signal } = options;
-    if (this.#closing !== undefined)
-      throw new CancelledError(`latchkey client for ${this.address} is closed; connect again`, { method: 'Watch' });
+    if (this.#closing !== undefined) throw this.#closedError('Watch');
     if (signal?.aborted) return;
+    const server = this.#servers.current;
     // No deadline: a watch runs until it is stopped.
-    const call = this.#locks.Watch({ name, backend: options.backend ?? '' }, new grpc.Metadata(), {});
+    const call = server.locks.Watch({ name, backend: options.backend ?? '' }, new grpc.Metadata(), {});
     // NOTE: grpc-js emits a failed stream's 'error' itself; once the loop below is gone (a
     // break, an abort) nothing else listens, and an unheard 'error' would crash the process.
     call.on('error', () => {});
@@ -483,6 +660,7 @@ class Client implements LatchkeyClient {
     } catch (err) {
       const cancelled = (err as { code?: unknown }).code === grpc.status.CANCELLED;
       if (cancelled && (signal?.aborted || this.#closing !== undefined)) return;
+      if (serverGone(err as grpc.StatusObject)) this.#servers.failed(server);
       throw fromStatus(err, 'Watch');
     } finally {
       signal?.removeEventListener('abort', stop);
@@ -497,13 +675,14 @@ class Client implements LatchkeyClient {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      // Each session ends at once with all its locks; unary handles release one by one.
+      await this.#sessions?.close();
       await Promise.all([...this.#handles].map((h) => h.release()));
       this.#closed = true;
       for (const call of this.#watches) call.cancel();
       this.#cache.close();
-      // Closes the shared channel, so the cache stub's too. A stream still owed answers
-      // keeps going until they come.
-      this.#locks.close();
+      // A stream still owed answers keeps going until they come.
+      this.#servers.close();
     })();
     return this.#closing;
   }

@@ -34,6 +34,7 @@ export type {
 } from './cache.js';
 export type { CallOptions, RetryOptions } from './unary-call.js';
 export type { PipelineOptions } from './pipeline.js';
+export type { SessionOptions } from './session.js';
 export {
   AbortError,
   CancelledError,

@@ -1,11 +1,13 @@
-// LockHandle: a held lease that refreshes itself, says through an AbortSignal when it can no
-// longer be trusted, and releases on dispose the way etcd's Session.Close does.
+// LockHandle: a held lease that is kept alive, says through an AbortSignal when it can no
+// longer be trusted, and releases on dispose the way etcd's Session.Close does. What keeps it
+// alive is its LeaseKeeper: its own Refresh calls (RefreshingLease, below) for a lock taken
+// with a unary Acquire, or the keepalive of the lock session it was acquired in (session.ts).
 import { CancelledError, LeaseLostError, NotHolderError } from './errors.js';
 import type { Lease__Output } from './generated/latchkey/v1/Lease.js';
 import type { CallOptions } from './unary-call.js';
 
 /**
- * - held: the handle is refreshing the lease.
+ * - held: the lease is being kept alive.
  * - released: Release succeeded; the lock is free for others.
  * - lost: the lease expired or another lease took the lock before it was released (see
  *   `error`, a LeaseLostError).
@@ -26,9 +28,12 @@ export interface LockHandle extends AsyncDisposable {
   readonly mode: 'EXCLUSIVE' | 'SHARED';
   /** The semaphore limit the lease was granted under; 1 for a plain lock and for SHARED. */
   readonly limit: number;
-  /** The TTL the handle asks for on every Refresh. */
+  /** The TTL the lease is kept alive on: the one every Refresh asks for, or its session's. */
   readonly ttlMs: number;
-  /** The lease's expiry as the server stated it at the last successful Acquire or Refresh. */
+  /**
+   * The lease's expiry as the server stated it at the last successful Acquire or Refresh (or
+   * session keepalive, for a lock held in a session).
+   */
   readonly expiresAt: Date;
   /**
    * Aborted once the lock no longer protects you: lost (`reason` is a LeaseLostError) or
@@ -39,13 +44,41 @@ export interface LockHandle extends AsyncDisposable {
   /** Why the handle is `lost` or `release-failed`; undefined otherwise. */
   readonly error: Error | undefined;
   /**
-   * Stops refreshing, then releases with a deadline capped at the TTL. Idempotent: later
-   * calls return the first call's result. Never rejects: the outcome is the result.
+   * Stops keeping the lease alive, then releases it with a deadline capped at the TTL.
+   * Idempotent: later calls return the first call's result. Never rejects: the outcome is the
+   * result.
    */
   release(options?: CallOptions): Promise<Exclude<LockHandleState, 'held'>>;
 }
 
-/** The two RPCs a handle makes, bound by the client to this lease and its channel. */
+/**
+ * What keeps one lease alive and lets it go. The handle owns the state (held, released, ...);
+ * the keeper only reports to it through the KeptLease it is started with.
+ */
+export interface LeaseKeeper {
+  readonly ttlMs: number;
+  /** The lease's expiry as the server last stated it. */
+  readonly expiresAt: Date;
+  /** Starts keeping the lease alive for `lease`, which it tells when that is over. */
+  start(lease: KeptLease): void;
+  /** Stops keeping it: its release has begun, or it is lost. */
+  stop(): void;
+  /** Releases the lease. Rejects with NotHolderError when it no longer held the lock. */
+  release(options: CallOptions & { readonly deadlineMs: number }): Promise<void>;
+}
+
+/** What a keeper tells the handle of its lease. */
+export interface KeptLease {
+  /** The lease can no longer be trusted (a no-op once its release has begun). */
+  lose(reason: LeaseLostError): void;
+  /**
+   * The lease was released with its whole session (the client was closed), or, with
+   * `error`, that end could not be confirmed: the lock is freed at the session's expiry.
+   */
+  ended(error?: Error): void;
+}
+
+/** The two RPCs a unary lease's keeper makes, bound by the client to this lease and its channel. */
 export interface LeaseCalls {
   refresh(ttlMs: number, options: CallOptions & { readonly deadlineMs: number }): Promise<Lease__Output>;
   release(options: CallOptions & { readonly deadlineMs: number }): Promise<void>;
@@ -66,7 +99,7 @@ export interface OpenLockHandleOptions {
 }
 
 /**
- * Wraps a granted lease in a refreshing handle.
+ * Wraps a lease granted by a unary Acquire in a handle that refreshes it.
  *
  * NOTE: the local expiry estimate is "request sent + TTL", which is never later than the
  * server's real expiry (it starts the TTL when it grants, after we sent). An Acquire that
@@ -76,9 +109,37 @@ export interface OpenLockHandleOptions {
  * before it could be used: LeaseLostError.
  */
 export async function openLockHandle(options: OpenLockHandleOptions): Promise<LockHandle> {
+  const keeper = new RefreshingLease(options);
+  if (performance.now() - options.sentAt >= options.ttlMs / 2) {
+    try {
+      await keeper.confirm(options.signal);
+    } catch (err) {
+      if (err instanceof NotHolderError)
+        throw new LeaseLostError(
+          `lock "${options.lease.name}" was granted but its lease was gone before it could be confirmed; use a ttlMs well above the time an Acquire takes (${err.message})`,
+          { cause: err },
+        );
+      // Not handed out: nobody else would let it go before its TTL.
+      await keeper.release({ deadlineMs: Math.min(options.deadlineMs, options.ttlMs) }).catch(() => {});
+      throw err;
+    }
+  }
+  return createLockHandle({ ...options, keeper });
+}
+
+export interface CreateLockHandleOptions {
+  readonly lease: Lease__Output;
+  readonly keeper: LeaseKeeper;
+  /** The client's default deadline, for a release() that passes none (capped at the TTL). */
+  readonly deadlineMs: number;
+  /** Called once, when the handle leaves `held`. */
+  readonly onSettled?: ((handle: LockHandle) => void) | undefined;
+}
+
+/** A handle for `lease`, kept alive by `keeper` from now on. */
+export function createLockHandle(options: CreateLockHandleOptions): LockHandle {
   const handle = new Handle(options);
-  if (performance.now() - options.sentAt >= options.ttlMs / 2) await handle.confirm(options.signal);
-  else handle.arm();
+  options.keeper.start(handle);
   return handle;
 }
 
@@ -89,53 +150,40 @@ function after(ms: number, fn: () => void): NodeJS.Timeout {
   return timer;
 }
 
-class Handle implements LockHandle {
-  readonly name: string;
-  readonly backend: string;
-  readonly leaseId: string;
-  readonly fencingToken: bigint;
-  readonly owner: string;
-  readonly mode: 'EXCLUSIVE' | 'SHARED';
-  readonly limit: number;
+/**
+ * How long before its estimated expiry a lease is given up on.
+ * NOTE: timers fire late under load and clocks run at slightly different rates, so a handle
+ * (or a session) gives up this much before its estimate rather than exactly at it.
+ */
+export function expiryMarginMs(ttlMs: number): number {
+  return Math.min(ttlMs / 10, 1_000);
+}
+
+/** The keeper of a unary lease: a Refresh every TTL / 3, and the verdict when none gets through. */
+class RefreshingLease implements LeaseKeeper {
   readonly ttlMs: number;
+  readonly #name: string;
   readonly #calls: LeaseCalls;
   readonly #deadlineMs: number;
-  readonly #onSettled: ((handle: LockHandle) => void) | undefined;
-  readonly #controller = new AbortController();
-  /**
-   * NOTE: timers fire late under load and clocks run at slightly different rates, so the
-   * handle gives up this much before its estimate rather than exactly at it.
-   */
   readonly #marginMs: number;
   #expiresAt: Date;
-  #state: LockHandleState = 'held';
-  #error: Error | undefined;
   /** performance.now() of the last request (Acquire or Refresh) the server answered with a lease. */
   #lastSentAt: number;
   #refreshTimer: NodeJS.Timeout | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
   #inflight: AbortController | undefined;
   #lastRefreshError: Error | undefined;
-  /** Set when release starts or the lease is lost: no more refreshes, no more state changes from them. */
+  #lease: KeptLease | undefined;
+  /** Set by stop(): no more refreshes, no more reports. */
   #stopped = false;
-  #released: Promise<Exclude<LockHandleState, 'held'>> | undefined;
 
   constructor(options: OpenLockHandleOptions) {
-    const { lease } = options;
-    this.name = lease.name;
-    this.backend = lease.backend;
-    this.leaseId = lease.lease_id;
-    this.fencingToken = BigInt(lease.fencing_token);
-    this.owner = lease.owner;
-    // A server older than semaphores and shared locks sends neither, and granted a plain lock.
-    this.mode = lease.mode;
-    this.limit = lease.limit || 1;
     this.ttlMs = options.ttlMs;
+    this.#name = options.lease.name;
     this.#calls = options.calls;
     this.#deadlineMs = options.deadlineMs;
-    this.#onSettled = options.onSettled;
-    this.#marginMs = Math.min(options.ttlMs / 10, 1_000);
-    this.#expiresAt = new Date(Number(lease.expires_at_ms));
+    this.#marginMs = expiryMarginMs(options.ttlMs);
+    this.#expiresAt = new Date(Number(options.lease.expires_at_ms));
     this.#lastSentAt = options.sentAt;
   }
 
@@ -143,25 +191,19 @@ class Handle implements LockHandle {
     return this.#expiresAt;
   }
 
-  get signal(): AbortSignal {
-    return this.#controller.signal;
-  }
-
-  get state(): LockHandleState {
-    return this.#state;
-  }
-
-  get error(): Error | undefined {
-    return this.#error;
-  }
-
   /** The time (performance.now()) after which the lease may be gone on the server. */
   get #giveUpAt(): number {
     return this.#lastSentAt + this.ttlMs - this.#marginMs;
   }
 
+  start(lease: KeptLease): void {
+    this.#lease = lease;
+    this.#arm();
+  }
+
   /** Starts the refresh and expiry timers from the last successful request. */
-  arm(): void {
+  #arm(): void {
+    if (this.#stopped) return;
     const now = performance.now();
     clearTimeout(this.#refreshTimer);
     clearTimeout(this.#expiryTimer);
@@ -171,7 +213,7 @@ class Handle implements LockHandle {
       const why = last === undefined ? 'no Refresh answered in time' : `last Refresh failed: ${last.message}`;
       this.#lose(
         new LeaseLostError(
-          `lock "${this.name}" may have expired: its lease was not refreshed within its ${this.ttlMs} ms TTL (${why})`,
+          `lock "${this.#name}" may have expired: its lease was not refreshed within its ${this.ttlMs} ms TTL (${why})`,
           { cause: last },
         ),
       );
@@ -181,21 +223,7 @@ class Handle implements LockHandle {
   /** One Refresh before the handle is handed out; see openLockHandle. */
   async confirm(signal: AbortSignal | undefined): Promise<void> {
     const sentAt = performance.now();
-    try {
-      this.#extend(await this.#calls.refresh(this.ttlMs, { deadlineMs: this.#deadlineMs, signal }), sentAt);
-      this.arm();
-    } catch (err) {
-      if (err instanceof NotHolderError) {
-        const lost = new LeaseLostError(
-          `lock "${this.name}" was granted but its lease was gone before it could be confirmed; use a ttlMs well above the time an Acquire takes (${err.message})`,
-          { cause: err },
-        );
-        this.#lose(lost);
-        throw lost;
-      }
-      await this.release();
-      throw err;
-    }
+    this.#extend(await this.#calls.refresh(this.ttlMs, { deadlineMs: this.#deadlineMs, signal }), sentAt);
   }
 
   #extend(lease: Lease__Output, sentAt: number): void {
@@ -215,11 +243,11 @@ class Handle implements LockHandle {
       const lease = await this.#calls.refresh(this.ttlMs, { deadlineMs, signal: inflight.signal });
       if (this.#stopped) return;
       this.#extend(lease, sentAt);
-      this.arm();
+      this.#arm();
     } catch (err) {
       if (this.#stopped) return;
       if (err instanceof NotHolderError) {
-        this.#lose(new LeaseLostError(`lock "${this.name}" was lost: ${err.message}`, { cause: err }));
+        this.#lose(new LeaseLostError(`lock "${this.#name}" was lost: ${err.message}`, { cause: err }));
         return;
       }
       // Transient (server unreachable, deadline, restart): keep trying; the expiry timer,
@@ -232,24 +260,115 @@ class Handle implements LockHandle {
     }
   }
 
-  #stop(): void {
+  #lose(reason: LeaseLostError): void {
+    if (this.#stopped) return;
+    this.stop();
+    this.#lease?.lose(reason);
+  }
+
+  stop(): void {
     this.#stopped = true;
     clearTimeout(this.#refreshTimer);
     clearTimeout(this.#expiryTimer);
     this.#inflight?.abort();
   }
 
-  #lose(reason: LeaseLostError): void {
+  release(options: CallOptions & { readonly deadlineMs: number }): Promise<void> {
+    return this.#calls.release(options);
+  }
+}
+
+class Handle implements LockHandle, KeptLease {
+  readonly name: string;
+  readonly backend: string;
+  readonly leaseId: string;
+  readonly fencingToken: bigint;
+  readonly owner: string;
+  readonly mode: 'EXCLUSIVE' | 'SHARED';
+  readonly limit: number;
+  readonly #keeper: LeaseKeeper;
+  readonly #deadlineMs: number;
+  readonly #onSettled: ((handle: LockHandle) => void) | undefined;
+  /** Made when `signal` is first read: most handles are released without anyone asking. */
+  #controller: AbortController | undefined;
+  #abortReason: Error | undefined;
+  #state: LockHandleState = 'held';
+  #error: Error | undefined;
+  /** Set when release starts or the lease is lost: no more state changes from the keeper. */
+  #stopped = false;
+  #released: Promise<Exclude<LockHandleState, 'held'>> | undefined;
+
+  constructor({ lease, keeper, deadlineMs, onSettled }: CreateLockHandleOptions) {
+    this.name = lease.name;
+    this.backend = lease.backend;
+    this.leaseId = lease.lease_id;
+    this.fencingToken = BigInt(lease.fencing_token);
+    this.owner = lease.owner;
+    // A server older than semaphores and shared locks sends neither, and granted a plain lock.
+    this.mode = lease.mode;
+    this.limit = lease.limit || 1;
+    this.#keeper = keeper;
+    this.#deadlineMs = deadlineMs;
+    this.#onSettled = onSettled;
+  }
+
+  get ttlMs(): number {
+    return this.#keeper.ttlMs;
+  }
+
+  get expiresAt(): Date {
+    return this.#keeper.expiresAt;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  get state(): LockHandleState {
+    return this.#state;
+  }
+
+  get error(): Error | undefined {
+    return this.#error;
+  }
+
+  lose(reason: LeaseLostError): void {
     if (this.#stopped) return;
     this.#stop();
     this.#settle('lost', reason, reason);
+  }
+
+  ended(error?: Error): void {
+    this.#stop();
+    if (error === undefined) {
+      this.#settle('released', undefined, new CancelledError(`lock "${this.name}" was released with its session`));
+      return;
+    }
+    this.#settle(
+      'release-failed',
+      error,
+      new CancelledError(
+        `lock "${this.name}" was given up, but the end of its session was not confirmed (${error.message}); the server frees it when the session expires`,
+        { cause: error },
+      ),
+    );
+  }
+
+  #stop(): void {
+    this.#stopped = true;
+    this.#keeper.stop();
   }
 
   #settle(state: Exclude<LockHandleState, 'held'>, error: Error | undefined, reason: Error): void {
     if (this.#state !== 'held') return;
     this.#state = state;
     this.#error = error;
-    this.#controller.abort(reason);
+    this.#abortReason = reason;
+    this.#controller?.abort(reason);
     this.#onSettled?.(this);
   }
 
@@ -265,14 +384,18 @@ class Handle implements LockHandle {
     // and a dispose must not hang on an unreachable server for the whole client deadline.
     const deadlineMs = Math.min(options.deadlineMs ?? this.#deadlineMs, this.ttlMs);
     try {
-      await this.#calls.release({ deadlineMs, signal: options.signal });
+      await this.#keeper.release({ deadlineMs, signal: options.signal });
       this.#settle('released', undefined, new CancelledError(`lock "${this.name}" was released`));
       return 'released';
     } catch (err) {
+      if (this.#state !== 'held') return this.#state; // ended with its session meanwhile
       if (err instanceof NotHolderError) {
-        const lost = new LeaseLostError(`lock "${this.name}" was already lost when released: ${err.message}`, {
-          cause: err,
-        });
+        const lost =
+          err instanceof LeaseLostError
+            ? err
+            : new LeaseLostError(`lock "${this.name}" was already lost when released: ${err.message}`, {
+                cause: err,
+              });
         this.#settle('lost', lost, lost);
         return 'lost';
       }

@@ -12,19 +12,22 @@
 // refused the stream or the stream broke, and for values too big to be worth coalescing.
 import * as grpc from '@grpc/grpc-js';
 import type { CacheMethod, CacheRpcs } from './cache.js';
-import {
-  CancelledError,
-  DeadlineExceededError,
-  ERROR_TRAILER,
-  fromOpError,
-  InternalError,
-  UnavailableError,
-} from './errors.js';
-import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
+import { CancelledError, fromOpError, InternalError, UnavailableError } from './errors.js';
 import type { PipelineOp } from './generated/latchkey/v1/PipelineOp.js';
 import type { PipelineRequest } from './generated/latchkey/v1/PipelineRequest.js';
 import type { PipelineResponse__Output } from './generated/latchkey/v1/PipelineResponse.js';
 import type { PipelineResult__Output } from './generated/latchkey/v1/PipelineResult.js';
+import type { Server, ServerList } from './servers.js';
+import {
+  deadlineError,
+  FRAME_BYTES,
+  neverSent,
+  REOPEN_REFUSED_MS,
+  refused,
+  reopenDelayMs,
+  serverGone,
+  statusCause,
+} from './streams.js';
 import { abortError } from './unary-call.js';
 
 export interface PipelineOptions {
@@ -54,23 +57,14 @@ type Stream = grpc.ClientDuplexStream<PipelineRequest, PipelineResponse__Output>
 type Field = Exclude<PipelineResult__Output['result'], 'error' | undefined>;
 
 /**
- * Frames are cut at about FRAME_BYTES, and an operation estimated above OP_BYTES_MAX goes
- * unary. A frame so stays well below the smallest message a server can be configured to
- * take (--max-message-bytes is at least 64 KiB), and a big value does not hold up the small
- * operations queued behind it; big values gain nothing from coalescing anyway.
- * NOTE: the estimate counts string lengths, not UTF-8 bytes; the 2x margin covers keys that
- * are not ASCII.
+ * An operation estimated above OP_BYTES_MAX goes unary: a big value does not hold up the
+ * small operations queued behind it, and gains nothing from coalescing anyway.
+ * NOTE: the estimate counts string lengths, not UTF-8 bytes; FRAME_BYTES's 2x margin below
+ * the server's smallest message limit covers keys that are not ASCII.
  */
-const FRAME_BYTES = 32 * 1024;
 const OP_BYTES_MAX = 8 * 1024;
 /** Tag, field headers and the integer fields of one operation, generously. */
 const OP_OVERHEAD_BYTES = 48;
-
-/** Backoff before reopening a broken stream (calls go unary meanwhile): doubles per break. */
-const REOPEN_BASE_MS = 100;
-const REOPEN_MAX_MS = 5_000;
-/** After the server refused the stream (see refused()): stay unary longer. */
-const REOPEN_REFUSED_MS = 30_000;
 
 const FIELD: Record<CacheMethod, Field> = {
   Get: 'get',
@@ -102,43 +96,6 @@ function opBytes(request: CacheRequest): number {
   };
   const fence = r.fence ? (r.fence.lock?.length ?? 0) + (r.fence.backend?.length ?? 0) : 0;
   return OP_OVERHEAD_BYTES + (r.key?.length ?? 0) + (r.store?.length ?? 0) + (r.value?.length ?? 0) + fence;
-}
-
-/**
- * Whether the server refused the stream as a whole, before running any of it: an older
- * server without the method (UNIMPLEMENTED), credentials refused at the door, or the
- * Pipeline handler itself refusing the stream (a status with the server's error class in
- * the trailer, e.g. ResourceExhaustedError at its --max-streams limit).
- * NOTE: this relies on the server answering every operation it runs with a result or an
- * OpError, never with a status that ends the stream: its per-stream errors are refusals.
- * grpc-js's own failures (a reset, a message over a size limit) carry no such trailer.
- */
-function refused(status: grpc.StatusObject): boolean {
-  switch (status.code) {
-    case grpc.status.OK:
-      return false;
-    case grpc.status.UNIMPLEMENTED:
-    case grpc.status.UNAUTHENTICATED:
-    case grpc.status.PERMISSION_DENIED:
-      return true;
-    default:
-      return status.metadata?.get(ERROR_TRAILER).length > 0;
-  }
-}
-
-/**
- * Whether the stream failed before it was sent anywhere: grpc-js's picker fails a call that
- * is not wait-for-ready with "No connection established" when the channel has no working
- * connection (server down, TLS handshake refused). None of its operations can have run.
- * NOTE: this reads grpc-js's message; should it change, such a stream counts as broken
- * (its calls "may or may not have been applied"), which is wrong only in being vague.
- */
-function neverSent(status: grpc.StatusObject): boolean {
-  return status.code === grpc.status.UNAVAILABLE && /^(\w+: )?No connection established/.test(status.details);
-}
-
-function deadlineError(method: string, deadlineMs: number): DeadlineExceededError {
-  return new DeadlineExceededError(`${method}: no answer within its deadline of ${deadlineMs} ms`, { method });
 }
 
 /**
@@ -185,7 +142,7 @@ function expire(op: Op): void {
 }
 
 export class Pipeline {
-  readonly #stub: CacheStub;
+  readonly #servers: ServerList;
   readonly #unary: UnaryAttempt;
   readonly #maxOutstanding: number;
   readonly #maxFrameOps: number;
@@ -221,8 +178,8 @@ export class Pipeline {
   /** While the stream is down: no new one before this (performance.now() clock). */
   #reopenAt = 0;
 
-  constructor(stub: CacheStub, unary: UnaryAttempt, options: Required<PipelineOptions>, defaultDeadlineMs: number) {
-    this.#stub = stub;
+  constructor(servers: ServerList, unary: UnaryAttempt, options: Required<PipelineOptions>, defaultDeadlineMs: number) {
+    this.#servers = servers;
     this.#unary = unary;
     this.#maxOutstanding = options.maxOutstanding;
     this.#maxFrameOps = options.maxFrameOps;
@@ -395,7 +352,8 @@ export class Pipeline {
   }
 
   #open(): Stream {
-    const stream = this.#stub.Pipeline();
+    const server = this.#servers.current;
+    const stream = server.cache.Pipeline();
     stream.on('data', this.#onData);
     // The 'status' that always follows says the same.
     stream.on('error', () => {});
@@ -405,7 +363,7 @@ export class Pipeline {
       if (stream === this.#stream) this.#streamOver = true;
       // NOTE: grpc-js may still hold replies it has read and not yet emitted as 'data' (they
       // go out on process.nextTick); settle the stream's calls only after those.
-      setImmediate(this.#ended, stream, status);
+      setImmediate(this.#ended, stream, status, server);
     });
     return stream;
   }
@@ -441,7 +399,9 @@ export class Pipeline {
    * new stream opens only after the previous one ended with nothing outstanding (idle) or
    * ended here.
    */
-  readonly #ended = (stream: Stream, status: grpc.StatusObject): void => {
+  readonly #ended = (stream: Stream, status: grpc.StatusObject, server: Server): void => {
+    // The next stream, and the calls given back, go to the next server.
+    if (serverGone(status)) this.#servers.failed(server);
     if (stream === this.#stream) {
       this.#stream = undefined;
       this.#streamOver = false;
@@ -462,8 +422,7 @@ export class Pipeline {
     if (!(stream === this.#closing && status.code === grpc.status.OK)) {
       // Broken, or ended by the server (it does so at shutdown): unary for a while.
       this.#breaks++;
-      const backoffMs = Math.min(REOPEN_MAX_MS, REOPEN_BASE_MS * 2 ** (this.#breaks - 1));
-      this.#reopenAt = performance.now() + backoffMs * (0.5 + Math.random() / 2);
+      this.#reopenAt = performance.now() + reopenDelayMs(this.#breaks);
     }
     if (neverSent(status)) {
       // Nothing ran: each call fails (or, the connection back, succeeds) as a unary call
@@ -473,7 +432,7 @@ export class Pipeline {
       this.#giveBackQueued();
       return;
     }
-    const cause = Object.assign(new Error(`${status.code} ${grpc.status[status.code]}: ${status.details}`), status);
+    const cause = statusCause(status);
     for (const op of this.#sent.values()) {
       this.#settle(op);
       // Its fate is unknown, as for a unary call cut off by a dropped connection; Get,

@@ -150,10 +150,3 @@ function sleep(ms: number, signal: AbortSignal | undefined, method: string): Pro
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
-
-/** What the client hands its modules: unaryCall with the client's defaults filled in. */
-export type Invoke = <Res>(
-  method: string,
-  start: StartCall<Res>,
-  options: CallOptions & { readonly retry?: false; readonly onAbandoned?: (response: Res) => void },
-) => Promise<Res>;

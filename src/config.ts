@@ -293,7 +293,7 @@ export const FLAGS: readonly FlagSpec[] = [
     default: 1_000,
     min: 1,
     max: 1_000_000,
-    help: 'most Cache/Pipeline streams open at once',
+    help: 'most Cache/Pipeline streams open at once, and apart from them most Locks/Session streams',
   },
   {
     key: 'maxMessageBytes',

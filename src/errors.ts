@@ -32,6 +32,12 @@ export class LeaseExpiredError extends LatchkeyError {
   override readonly code = status.FAILED_PRECONDITION;
 }
 
+/**
+ * The lock session is gone (expired, ended, or its lease lost) or cannot be resumed here;
+ * its locks are, or will be at its expiry, released. Open a new session.
+ */
+export class SessionExpiredError extends LeaseExpiredError {}
+
 /** A concurrency conflict the caller should simply retry (e.g. a CAS loop that kept losing). */
 export class AbortedError extends LatchkeyError {
   override readonly code = status.ABORTED;

@@ -1,14 +1,16 @@
 // Metrics and debug logs for the Locks and Cache services, as decorators around their
 // handlers. The services stay about validation and dispatch; every way in (unary calls,
-// GetMany/SetMany entries, Pipeline operations) passes through these wrappers, so each
-// operation is counted exactly once, here. Lease expiries come from the backends themselves
+// GetMany/SetMany entries, Pipeline operations, lock session operations) passes through
+// these wrappers, so each operation is counted exactly once, here. Lease expiries come from the backends themselves
 // (an ExpiryListener, see expiryListener below).
 import type { Config } from './config.js';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from './errors.js';
 import type { Logger } from './log.js';
-import type { CacheMeter, CacheOp, CacheOutcome, LockMeter, Metrics, WaitOutcome } from './metrics.js';
-import type { ExpiryListener, Lease } from './locks/backend.js';
-import type { LockService } from './locks/service.js';
+import type { CacheMeter, CacheOp, CacheOutcome, LockMeter, Metrics, SessionMeter, WaitOutcome } from './metrics.js';
+import type { ExpiryListener, Lease, LockBackend, SessionExpiryListener } from './locks/backend.js';
+import type { LockService, OpenSession } from './locks/service.js';
+import type { Lease as LeaseMessage } from '../client/generated/latchkey/v1/Lease.js';
+import type { ReleaseResponse } from '../client/generated/latchkey/v1/ReleaseResponse.js';
 import type { CacheService } from './cache/service.js';
 import type { CallContext } from './call-context.js';
 
@@ -34,14 +36,79 @@ function metersByName<M>(names: Iterable<string>, defaultName: string, meter: (n
  */
 export function instrumentLocks(
   service: LockService,
-  backends: Iterable<string>,
+  backends: ReadonlyMap<string, LockBackend>,
   config: Config,
   metrics: Metrics,
   log: Logger,
 ): LockService {
-  const meters = metersByName(backends, config.backend, (name) => metrics.lock(name));
+  const meters = metersByName(backends.keys(), config.backend, (name) => metrics.lock(name));
   // A request naming a backend this server lacks is refused by the service; nothing to count.
   const meterOf = (backend: string): LockMeter | undefined => meters.get(backend);
+  const sessionMeters = new Map<string, SessionMeter>();
+  for (const backend of backends.values())
+    if (backend.capabilities.sessions) sessionMeters.set(backend.kind, metrics.session(backend.kind));
+
+  function countAcquire(
+    meter: LockMeter,
+    waits: boolean,
+    ctx: CallContext,
+    acquire: () => Promise<LeaseMessage>,
+  ): Promise<LeaseMessage> {
+    const startedAt = waits ? performance.now() : 0;
+    if (waits) meter.waitStarted();
+    return acquire().then(
+      (lease) => {
+        meter.granted();
+        // Granted to a caller that has gone meanwhile (the service releases it at once).
+        if (waits)
+          meter.waitEnded(ctx.signal.aborted ? 'cancelled' : 'granted', (performance.now() - startedAt) / 1000);
+        if (log.isLevelEnabled('debug')) {
+          log.debug(
+            {
+              event: 'lock.grant',
+              backend: lease.backend,
+              name: lease.name,
+              owner: lease.owner,
+              fencingToken: String(lease.fencing_token),
+              ttlMs: Number(lease.ttl_ms),
+              mode: lease.mode,
+              limit: lease.limit,
+            },
+            'lock granted',
+          );
+        }
+        return lease;
+      },
+      (err: unknown) => {
+        if (waits) meter.waitEnded(waitOutcome(err), (performance.now() - startedAt) / 1000);
+        meter.failed(err);
+        throw err;
+      },
+    );
+  }
+
+  function countRelease(meter: LockMeter, release: () => Promise<ReleaseResponse>): Promise<ReleaseResponse> {
+    return release().then(
+      (response) => {
+        meter.released('released');
+        return response;
+      },
+      (err: unknown) => {
+        if (err instanceof NotHolderError) meter.released('not_holder');
+        else if (err instanceof LeaseExpiredError) meter.released('expired');
+        else meter.failed(err);
+        throw err;
+      },
+    );
+  }
+
+  const sessionLog = (event: string, open: OpenSession, fields: Record<string, unknown>, msg: string) => {
+    if (!log.isLevelEnabled('debug')) return;
+    log.debug(
+      { event, backend: open.backend.kind, session: open.session.ref, ttlMs: open.session.ttlMs, ...fields },
+      msg,
+    );
+  };
 
   return {
     ...service,
@@ -49,38 +116,13 @@ export function instrumentLocks(
     acquire(request, ctx) {
       const meter = meterOf(request.backend);
       if (meter === undefined) return service.acquire(request, ctx);
-      const waits = request.wait_ms !== '0';
-      const startedAt = waits ? performance.now() : 0;
-      if (waits) meter.waitStarted();
-      return service.acquire(request, ctx).then(
-        (lease) => {
-          meter.granted();
-          // Granted to a caller that has gone meanwhile (the service releases it at once).
-          if (waits)
-            meter.waitEnded(ctx.signal.aborted ? 'cancelled' : 'granted', (performance.now() - startedAt) / 1000);
-          if (log.isLevelEnabled('debug')) {
-            log.debug(
-              {
-                event: 'lock.grant',
-                backend: lease.backend,
-                name: lease.name,
-                owner: lease.owner,
-                fencingToken: String(lease.fencing_token),
-                ttlMs: Number(lease.ttl_ms),
-                mode: lease.mode,
-                limit: lease.limit,
-              },
-              'lock granted',
-            );
-          }
-          return lease;
-        },
-        (err: unknown) => {
-          if (waits) meter.waitEnded(waitOutcome(err), (performance.now() - startedAt) / 1000);
-          meter.failed(err);
-          throw err;
-        },
-      );
+      return countAcquire(meter, request.wait_ms !== '0', ctx, () => service.acquire(request, ctx));
+    },
+
+    sessionAcquire(open, request, ctx) {
+      const meter = meterOf(open.backend.kind);
+      if (meter === undefined) return service.sessionAcquire(open, request, ctx);
+      return countAcquire(meter, request.wait_ms !== '0', ctx, () => service.sessionAcquire(open, request, ctx));
     },
 
     refresh(request, ctx) {
@@ -95,18 +137,47 @@ export function instrumentLocks(
     release(request, ctx) {
       const meter = meterOf(request.backend);
       if (meter === undefined) return service.release(request, ctx);
-      return service.release(request, ctx).then(
-        (response) => {
-          meter.released('released');
-          return response;
-        },
-        (err: unknown) => {
-          if (err instanceof NotHolderError) meter.released('not_holder');
-          else if (err instanceof LeaseExpiredError) meter.released('expired');
-          else meter.failed(err);
-          throw err;
-        },
+      return countRelease(meter, () => service.release(request, ctx));
+    },
+
+    sessionRelease(open, request, ctx) {
+      const meter = meterOf(open.backend.kind);
+      if (meter === undefined) return service.sessionRelease(open, request, ctx);
+      return countRelease(meter, () => service.sessionRelease(open, request, ctx));
+    },
+
+    sessionDescribe(open, request, ctx) {
+      const meter = meterOf(open.backend.kind);
+      if (meter === undefined) return service.sessionDescribe(open, request, ctx);
+      return service.sessionDescribe(open, request, ctx).catch((err: unknown) => {
+        meter.failed(err);
+        throw err;
+      });
+    },
+
+    async openSession(request, ctx) {
+      const result = await service.openSession(request, ctx);
+      const { open } = result;
+      const meter = sessionMeters.get(open.backend.kind);
+      if (open.resumed) meter?.resumed();
+      else meter?.opened();
+      sessionLog(
+        open.resumed ? 'session.resume' : 'session.open',
+        open,
+        { owner: open.owner, locks: open.session.lockCount },
+        open.resumed ? 'lock session resumed' : 'lock session opened',
       );
+      return result;
+    },
+
+    async endSession(open) {
+      // Only a session this end actually ends counts (not one already expired).
+      const ends = open.session.state === 'live' || open.session.state === 'lost';
+      const locks = open.session.lockCount;
+      await service.endSession(open);
+      if (!ends) return;
+      sessionMeters.get(open.backend.kind)?.ended();
+      sessionLog('session.end', open, { how: 'ended', locks }, 'lock session ended');
     },
 
     describe(request, ctx) {
@@ -144,6 +215,30 @@ export function expiryListener(backend: string, metrics: Metrics, log: Logger): 
         'lease expired',
       );
     }
+  };
+}
+
+/**
+ * What a backend that enforces its own TTLs calls when a session runs out: counted (the
+ * session's locks were counted as lease expiries already), and logged at debug as the
+ * session's end. Never the session id: it is the capability to resume the session.
+ */
+export function sessionExpiryListener(backend: string, metrics: Metrics, log: Logger): SessionExpiryListener {
+  const meter = metrics.session(backend);
+  return (session) => {
+    meter.expired();
+    if (log.isLevelEnabled('debug'))
+      log.debug(
+        {
+          event: 'session.end',
+          backend,
+          session: session.ref,
+          ttlMs: session.ttlMs,
+          how: 'expired',
+          locks: session.locks,
+        },
+        'lock session expired',
+      );
   };
 }
 

@@ -153,6 +153,40 @@ export class LockMeter {
   }
 }
 
+/** One lock backend's session series: sessions open now, and opened, resumed and expired. */
+export class SessionMeter {
+  readonly #open: Cell;
+  readonly #opened: Cell;
+  readonly #resumed: Cell;
+  readonly #expired: Cell;
+
+  constructor(m: Metrics, backend: string) {
+    this.#open = m.sessionsOpen.cell(backend);
+    this.#opened = m.sessionsOpened.cell(backend);
+    this.#resumed = m.sessionsResumed.cell(backend);
+    this.#expired = m.sessionsExpired.cell(backend);
+  }
+
+  opened(): void {
+    this.#opened.value++;
+    this.#open.value++;
+  }
+
+  resumed(): void {
+    this.#resumed.value++;
+  }
+
+  /** Ended cleanly (its stream half-closed). */
+  ended(): void {
+    this.#open.value--;
+  }
+
+  expired(): void {
+    this.#expired.value++;
+    this.#open.value--;
+  }
+}
+
 /** One cache store's series. */
 export class CacheMeter {
   readonly #store: string;
@@ -259,6 +293,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly #locks = new Map<string, LockMeter>();
   readonly #stores = new Map<string, CacheMeter>();
+  readonly #sessions = new Map<string, SessionMeter>();
   #processMetrics = false;
 
   readonly lockGrants = this.#counter(
@@ -287,6 +322,28 @@ export class Metrics {
     'latchkey_lock_releases_total',
     'Release calls by outcome: released, not_holder (refused), expired (the lease had run out).',
     ['backend', 'outcome'],
+  );
+  readonly sessionsOpen = new CellMetric(
+    this.registry,
+    'gauge',
+    'latchkey_lock_sessions_open',
+    'Lock sessions alive on this server (memory and file: the sessions it holds, whether or not a stream is attached).',
+    ['backend'],
+  );
+  readonly sessionsOpened = this.#counter(
+    'latchkey_lock_sessions_opened_total',
+    'Lock sessions opened (Locks/Session streams whose open created a session).',
+    ['backend'],
+  );
+  readonly sessionsResumed = this.#counter(
+    'latchkey_lock_sessions_resumed_total',
+    'Lock sessions resumed by a new stream (open.resume_id).',
+    ['backend'],
+  );
+  readonly sessionsExpired = this.#counter(
+    'latchkey_lock_sessions_expired_total',
+    'Lock sessions whose TTL ran out without a keepalive, freeing their locks (each also counts in latchkey_lock_lease_expiries_total).',
+    ['backend'],
   );
   readonly cacheOps = this.#counter(
     'latchkey_cache_ops_total',
@@ -321,6 +378,13 @@ export class Metrics {
   lock(backend: string): LockMeter {
     let meter = this.#locks.get(backend);
     if (meter === undefined) this.#locks.set(backend, (meter = new LockMeter(this, backend)));
+    return meter;
+  }
+
+  /** The session meter of a lock backend (created, with its series at 0, on first use). */
+  session(backend: string): SessionMeter {
+    let meter = this.#sessions.get(backend);
+    if (meter === undefined) this.#sessions.set(backend, (meter = new SessionMeter(this, backend)));
     return meter;
   }
 

@@ -10,7 +10,7 @@ import { MemcachedStore } from './cache/memcached.js';
 import type { CacheStore } from './cache/store.js';
 import { systemClock, type Clock } from './clock.js';
 import { resolveConfig, ConfigError, type Config } from './config.js';
-import { instrumentCache, instrumentLocks, expiryListener } from './instrument.js';
+import { instrumentCache, instrumentLocks, expiryListener, sessionExpiryListener } from './instrument.js';
 import { createLogger, lineLogger, type Logger } from './log.js';
 import { Metrics, serveMetrics, type MetricsEndpoint } from './metrics.js';
 import type { LockBackend } from './locks/backend.js';
@@ -18,6 +18,7 @@ import { FileLockBackend } from './locks/file.js';
 import { EtcdLockBackend } from './locks/etcd.js';
 import { MemoryLockBackend } from './locks/memory.js';
 import { createLockService } from './locks/service.js';
+import { sessionHandler } from './locks/session-service.js';
 import { loadProto, reflectionDefinition } from './proto.js';
 import { InflightCalls, type CallContext, type RpcEnv } from './call-context.js';
 import { serverStream, unary } from './rpc.js';
@@ -74,10 +75,22 @@ function createLockBackends(
   log: Logger,
   metrics: Metrics,
 ): Map<string, LockBackend> {
-  const backends: LockBackend[] = [new MemoryLockBackend({ clock, onExpire: expiryListener('memory', metrics, log) })];
+  const backends: LockBackend[] = [
+    new MemoryLockBackend({
+      clock,
+      onExpire: expiryListener('memory', metrics, log),
+      onSessionExpire: sessionExpiryListener('memory', metrics, log),
+    }),
+  ];
   if (config.lockDir !== '')
     backends.push(
-      new FileLockBackend({ dir: config.lockDir, clock, log, onExpire: expiryListener('file', metrics, log) }),
+      new FileLockBackend({
+        dir: config.lockDir,
+        clock,
+        log,
+        onExpire: expiryListener('file', metrics, log),
+        onSessionExpire: sessionExpiryListener('file', metrics, log),
+      }),
     );
   if (config.etcdEndpoints !== '')
     backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix }));
@@ -133,7 +146,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   const inflight = new InflightCalls();
   const auth = config.authTokensFile === '' ? undefined : new TokenAuth(config.authTokensFile, log);
   const env: RpcEnv = { inflight, log, auth };
-  const locks = instrumentLocks(createLockService(backends, config), backends.keys(), config, metrics, log);
+  const locks = instrumentLocks(createLockService(backends, config), backends, config, metrics, log);
   const cache = instrumentCache(createCacheService(stores, config, log), stores.keys(), config, metrics);
   const proto = loadProto();
   const isPublic = (path: string) =>
@@ -157,6 +170,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
     Release: lockCall('Release', locks.release),
     Describe: lockCall('Describe', locks.describe),
     Watch: serverStream(locks.watch, env, metrics.rpc('latchkey.v1.Locks', 'Watch')),
+    Session: sessionHandler(locks, config, env, metrics.rpc('latchkey.v1.Locks', 'Session')),
   });
   server.addService(proto.latchkey.v1.Cache.service, {
     Get: cacheCall('Get', cache.get),

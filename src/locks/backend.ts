@@ -21,6 +21,13 @@ export interface Capabilities {
   readonly shared: boolean;
   /** watch(): a stream of the lock's events. */
   readonly watch: boolean;
+  /**
+   * openSession() / resumeSession(): many locks on one session lease, kept alive at once.
+   * A session resumes through any server on the same backend only where `acrossHosts` holds
+   * too; otherwise only through the server that opened it.
+   * NOTE: optional only while the etcd backend does not declare it yet (absent = false).
+   */
+  readonly sessions?: boolean;
 }
 
 export type LockMode = 'EXCLUSIVE' | 'SHARED';
@@ -100,6 +107,70 @@ export interface LeaseRef {
   readonly signal: AbortSignal;
 }
 
+/** acquire() in a session: every AcquireOptions field but ttlMs (the session's lease is the lock's). */
+export type SessionAcquireOptions = Omit<AcquireOptions, 'ttlMs'>;
+
+export interface SessionOptions {
+  /** The session lease's time-to-live in ms, already validated (> 0). */
+  readonly ttlMs: number;
+  /** Aborted when the caller goes away before the session is open. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * live: can be kept alive. lost: the backend lost part of its lease (a file lock taken over);
+ * it can no longer be kept alive, but its locks stay until its expiry, so that no one gets them
+ * before the holder could know. expired: its TTL ran out and its locks were freed. ended:
+ * end() released everything.
+ */
+export type SessionState = 'live' | 'lost' | 'expired' | 'ended';
+
+/** A session's lease as keepAlive() renewed it. */
+export interface SessionLeaseInfo {
+  readonly ttlMs: number;
+  readonly expiresAtMs: number;
+}
+
+/**
+ * One session lease owning many locks (etcd's concurrency.Session): every lock acquired
+ * through it lives exactly as long as the session, one keepAlive() renews them all, end()
+ * releases them all at once, and expiry frees them all (each reported as an expiry, as a
+ * lease's would be). Fencing, FIFO order, semaphores, shared locks and watch behave as for
+ * unary acquires. A session holds a name at most once: asking again for a name it holds or
+ * waits for is refused with FailedPreconditionError. The backend owns the object; the server
+ * attaches streams to it and detaches them, which changes nothing in the session.
+ *
+ * @example
+ * const session = await backend.openSession!({ ttlMs: 10_000, signal });
+ * const lease = await session.acquire({ name: 'jobs/1', waitMs: 0, owner, mode: 'EXCLUSIVE', limit: 1, signal });
+ * await session.keepAlive(signal); // renews jobs/1 and every other lock of the session
+ * await session.end(); // releases them all
+ */
+export interface LockSession {
+  /** Opaque and secret: `<backend kind>.<...>`; whoever has it can resume the session. */
+  readonly id: string;
+  /** A public name for logs and records (never the id, which is a capability). */
+  readonly ref: string;
+  readonly ttlMs: number;
+  /** When the session (and every lock of it) expires unless kept alive. */
+  readonly expiresAtMs: number;
+  readonly state: SessionState;
+  /** Aborted when the state leaves `live`; the reason is the SessionExpiredError saying why. */
+  readonly signal: AbortSignal;
+  /** Locks held plus acquires waiting, across every stream of the session. */
+  readonly lockCount: number;
+  /** Like LockBackend.acquire, on the session's lease. Rejects with SessionExpiredError unless live. */
+  acquire(options: SessionAcquireOptions): Promise<Lease>;
+  /** Releases one of the session's locks; NotHolderError for a lease that is not the session's. */
+  release(ref: LeaseRef): Promise<void>;
+  /** Renews the session lease, and with it every lock of the session; SessionExpiredError unless live. */
+  keepAlive(signal: AbortSignal): Promise<SessionLeaseInfo>;
+  /** Fails the session's waiters, releases every lock at once and forgets the session. Idempotent. */
+  end(): Promise<void>;
+  /** The locks the session holds, oldest grant first, each with the session's expiry. */
+  leases(): readonly Lease[];
+}
+
 export interface LockBackend {
   readonly kind: string;
   readonly capabilities: Capabilities;
@@ -115,6 +186,14 @@ export interface LockBackend {
    * closes (the iteration then ends). Only for backends that declare `watch`.
    */
   watch?(name: string, signal: AbortSignal): AsyncIterable<LockEvent>;
+  /** A new session. Only for backends that declare `sessions`. */
+  openSession?(options: SessionOptions): Promise<LockSession>;
+  /**
+   * The live session with this id (one the same backend issued). Rejects with
+   * InvalidArgumentError for an id that is not one, and SessionExpiredError for a session
+   * that is gone or that this server cannot resume.
+   */
+  resumeSession?(id: string, signal: AbortSignal): Promise<LockSession>;
   /** Fails every waiter with ShuttingDownError and frees the backend's resources. */
   close(): Promise<void>;
 }
@@ -156,3 +235,14 @@ export function singleHolderState(holder: Omit<HolderInfo, 'mode'> | undefined, 
  * told of a lease that is never refreshed or released again.
  */
 export type ExpiryListener = (lease: Lease) => void;
+
+/**
+ * Told when a session's lease runs out of TTL (after each of its locks was reported to the
+ * ExpiryListener), once per session. Must not throw. Given in the options of the backends
+ * that enforce TTLs themselves, as ExpiryListener is.
+ */
+export type SessionExpiryListener = (session: {
+  readonly ref: string;
+  readonly ttlMs: number;
+  readonly locks: number;
+}) => void;

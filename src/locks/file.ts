@@ -10,9 +10,18 @@
 //   <base>.lock   proper-lockfile's lock (a directory, created by an atomic mkdir)
 //   <base>.token  the fencing-token counter, JSON {name, token}; written only while locked
 //   *.tmp         temporary files of atomic writes (write, fsync, rename)
+//   sessions/<ref>.json  a lock session's lease record (its expiry, renewed by each keepalive),
+//                 which the holder records of its locks name, so another server's Describe
+//                 sees the session's current expiry without one write per lock per keepalive
+//
+// Lock sessions: one lease record and one timer per session in this process, and one
+// session file, however many locks it holds. The file locks themselves stay one per name
+// (that is what proper-lockfile locks), kept fresh by this process as any lock is. A file
+// session is this process's: it can be resumed only through this server (acrossHosts is
+// false), and it dies with it (close() releases its locks; a crash leaves them to go stale).
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, realpathSync } from 'node:fs';
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { check as checkLock, lock as lockFile } from 'proper-lockfile';
@@ -20,10 +29,12 @@ import { systemClock, type Clock, type Timer } from '../clock.js';
 import {
   BackendUnavailableError,
   CancelledError,
+  FailedPreconditionError,
   LatchkeyError,
   LeaseExpiredError,
   LockBusyError,
   NotHolderError,
+  SessionExpiredError,
   ShuttingDownError,
   throwIfAborted,
   type Logger,
@@ -36,8 +47,13 @@ import {
   type Lease,
   type LeaseRef,
   type LockBackend,
+  type LockSession,
   type LockState,
+  type SessionAcquireOptions,
+  type SessionExpiryListener,
+  type SessionOptions,
 } from './backend.js';
+import { SessionLease, SessionRegistry } from './session-lease.js';
 import { lineLogger } from '../log.js';
 import { describeHolder } from './memory.js';
 
@@ -56,6 +72,7 @@ export const fileCapabilities: Capabilities = {
   semaphore: false,
   shared: false,
   watch: false,
+  sessions: true,
 };
 
 /**
@@ -85,8 +102,10 @@ export interface FileLockBackendOptions {
   readonly staleMs?: number;
   /** Where background failures go (a lock dir that cannot be removed, a lost lock); default stderr. */
   readonly log?: Logger;
-  /** Told of every lease of this server that runs out of TTL (see ExpiryListener). */
+  /** Told of every lease of this server that runs out of TTL (see ExpiryListener), a session's locks included. */
   readonly onExpire?: ExpiryListener;
+  /** Told of every session of this server that runs out of TTL (see SessionExpiryListener). */
+  readonly onSessionExpire?: SessionExpiryListener;
 }
 
 const SLUG_MAX_CHARS = 40;
@@ -119,6 +138,17 @@ interface HolderRecord {
   readonly expiresAtMs: number;
   readonly pid: number;
   readonly host: string;
+  /** A session's lock: the ref of the session whose record (sessions/<ref>.json) has the current expiry. */
+  readonly session?: string;
+}
+
+/** A session's lease record in sessions/<ref>.json. */
+interface SessionRecord {
+  readonly session: string;
+  readonly expiresAtMs: number;
+  readonly ttlMs: number;
+  readonly pid: number;
+  readonly host: string;
 }
 
 /** One proper-lockfile lock we took; possibly carried over several leases by hand-off. */
@@ -129,14 +159,29 @@ interface FileLock {
 }
 
 interface Holder {
+  /** For a session's lock, expiresAtMs is the grant's: the session's own is the one that counts. */
   readonly lease: Lease;
   readonly lock: FileLock;
-  readonly timer: Timer;
+  /** The lease's expiry timer; undefined for a session's lock (the session's timer covers it). */
+  readonly timer: Timer | undefined;
+  readonly session: FileSession | undefined;
+}
+
+interface FileSession extends LockSession {
+  readonly lease: SessionLease;
+  /** Its locks by lease id, in grant order. */
+  readonly holders: Map<string, { readonly entry: Entry; readonly holder: Holder }>;
+  /** The names it holds or waits for: a session asks for a name at most once. */
+  readonly names: Map<string, 'held' | 'waiting'>;
+  readonly recordPath: string;
+  /** Session-record writes run in issue order, so a slow one never overwrites a newer expiry. */
+  writes: Promise<void>;
 }
 
 interface Waiter {
   readonly owner: string;
   readonly ttlMs: number;
+  readonly session: FileSession | undefined;
   /** wait_ms = 0: fails as soon as one attempt finds the lock held. */
   readonly tryOnce: boolean;
   /** Granted, failed, cancelled or timed out; a grant in flight checks it before granting. */
@@ -185,6 +230,10 @@ export class FileLockBackend implements LockBackend {
   readonly #staleMs: number;
   readonly #log: Logger;
   readonly #onExpire: ExpiryListener | undefined;
+  readonly #onSessionExpire: SessionExpiryListener | undefined;
+  readonly #sessions = new SessionRegistry<FileSession>('file');
+  /** sessions/ exists and old records were swept (once, at the first session). */
+  #sessionsDir: Promise<string> | undefined;
   readonly #host = hostname();
   readonly #locks = new Map<string, Entry>();
   /** leaseId → why it ended (expired, lost), for LeaseExpiredError messages. */
@@ -199,6 +248,7 @@ export class FileLockBackend implements LockBackend {
     this.#staleMs = Math.max(options.staleMs ?? DEFAULT_STALE_MS, 2000);
     this.#log = options.log ?? lineLogger((line) => process.stderr.write(`latchkey: ${line}\n`));
     this.#onExpire = options.onExpire;
+    this.#onSessionExpire = options.onSessionExpire;
     try {
       mkdirSync(options.dir, { recursive: true });
       this.dir = realpathSync(options.dir);
@@ -215,7 +265,14 @@ export class FileLockBackend implements LockBackend {
     return lockFilePath(this.dir, name);
   }
 
-  async acquire({ name, ttlMs, waitMs, owner, signal }: AcquireOptions): Promise<Lease> {
+  acquire(options: AcquireOptions): Promise<Lease> {
+    return this.#acquire(options, undefined);
+  }
+
+  async #acquire(
+    { name, ttlMs, waitMs, owner, signal }: AcquireOptions,
+    session: FileSession | undefined,
+  ): Promise<Lease> {
     throwIfAborted(signal);
     this.#checkOpen();
     const entry = this.#entry(name);
@@ -232,6 +289,7 @@ export class FileLockBackend implements LockBackend {
       const waiter: Waiter = {
         owner,
         ttlMs,
+        session,
         tryOnce,
         done: false,
         leave: () => {
@@ -249,9 +307,14 @@ export class FileLockBackend implements LockBackend {
           resolve(lease);
         },
       };
+      // A session that expires or is lost says so; any other abort is the caller going away.
       const onAbort = () => {
         if (waiter.done) return;
-        waiter.reject(new CancelledError(`acquire of lock "${name}" cancelled while waiting`));
+        waiter.reject(
+          signal.reason instanceof SessionExpiredError || signal.reason instanceof ShuttingDownError
+            ? signal.reason
+            : new CancelledError(`acquire of lock "${name}" cancelled while waiting`),
+        );
         this.#settle(entry);
       };
       entry.waiters.add(waiter);
@@ -289,10 +352,10 @@ export class FileLockBackend implements LockBackend {
       this.#lose(entry, holder, new Error(`its lock directory ${entry.path}.lock is gone or stale`));
       return this.#notHolder(name, leaseId);
     }
-    holder.timer.cancel();
+    holder.timer?.cancel();
     const ttl = ttlMs > 0 ? ttlMs : holder.lease.ttlMs;
     const lease: Lease = { ...holder.lease, ttlMs: ttl, expiresAtMs: this.#clock.now() + ttl };
-    entry.holder = { lease, lock: holder.lock, timer: this.#expiryTimer(entry, lease) };
+    entry.holder = { lease, lock: holder.lock, timer: this.#expiryTimer(entry, lease), session: undefined };
     // The record only informs other servers; the lease itself lives here. A failed write is
     // logged, not turned into a failed refresh that did in fact extend the lease.
     await this.#writeRecord(entry, this.#recordOf(lease)).catch((err) =>
@@ -319,8 +382,7 @@ export class FileLockBackend implements LockBackend {
     const entry = this.#locks.get(name);
     let waiters = 0;
     for (const w of entry?.waiters ?? []) if (!w.tryOnce) waiters++;
-    const lease = entry?.holder?.lease;
-    if (lease !== undefined) return singleHolderState(lease, waiters);
+    if (entry?.holder !== undefined) return singleHolderState(this.#current(entry.holder), waiters);
     const path = this.pathOf(name);
     let held: boolean;
     try {
@@ -333,7 +395,7 @@ export class FileLockBackend implements LockBackend {
     const record = await this.#readRecord(name, path);
     if (record?.held)
       return singleHolderState(
-        { owner: record.owner, fencingToken: BigInt(record.token), expiresAtMs: record.expiresAtMs },
+        { owner: record.owner, fencingToken: BigInt(record.token), expiresAtMs: await this.#recordExpiry(record) },
         waiters,
       );
     return singleHolderState({ owner: '', fencingToken: 0n, expiresAtMs: 0 }, waiters);
@@ -353,7 +415,7 @@ export class FileLockBackend implements LockBackend {
         if (holder !== undefined) {
           // NOTE: the file locks must go now, not with the process: a server restarted on
           // the same dir would otherwise find them held until they go stale.
-          holder.timer.cancel();
+          holder.timer?.cancel();
           entry.holder = undefined;
           this.#remember(
             holder.lease.leaseId,
@@ -362,10 +424,264 @@ export class FileLockBackend implements LockBackend {
           unlocks.push(this.#unlock(entry, holder.lock));
         }
       }
+      const records: Promise<void>[] = [];
+      for (const session of this.#sessions.values()) {
+        session.lease.close(new ShuttingDownError('server is shutting down; its lock sessions ended with it'));
+        records.push(this.#removeSessionRecord(session));
+      }
+      this.#sessions.clear();
       // In-flight attempts and hand-offs find no waiter left and unlock (see #grantNext).
-      await Promise.all([...unlocks, ...this.#inflight]);
+      await Promise.all([...unlocks, ...records, ...this.#inflight]);
     })();
     return this.#closing;
+  }
+
+  async openSession({ ttlMs, signal }: SessionOptions): Promise<LockSession> {
+    throwIfAborted(signal);
+    this.#checkOpen();
+    const dir = await this.#prepareSessionsDir();
+    const { id, ref } = this.#sessions.newId();
+    const lease = new SessionLease(this.#clock, id, ref, ttlMs, () => this.#expireSession(session));
+    const session = this.#newSession(lease, join(dir, `${ref}.json`));
+    try {
+      await this.#writeSessionRecord(session);
+    } catch (err) {
+      lease.close(new ShuttingDownError('session not opened'));
+      throw this.#translate(err, `writing the record of a new session`);
+    }
+    if (this.#closed) {
+      lease.close(new ShuttingDownError('server is shutting down'));
+      await this.#removeSessionRecord(session);
+      this.#checkOpen();
+    }
+    this.#sessions.add(session);
+    return session;
+  }
+
+  async resumeSession(id: string, signal: AbortSignal): Promise<LockSession> {
+    throwIfAborted(signal);
+    this.#checkOpen();
+    const session = this.#sessions.find(id);
+    session.lease.checkLive();
+    return session;
+  }
+
+  #newSession(lease: SessionLease, recordPath: string): FileSession {
+    const holders: FileSession['holders'] = new Map();
+    const names: FileSession['names'] = new Map();
+    const session: FileSession = {
+      lease,
+      holders,
+      names,
+      recordPath,
+      writes: Promise.resolve(),
+      id: lease.id,
+      ref: lease.ref,
+      ttlMs: lease.ttlMs,
+      get expiresAtMs() {
+        return lease.expiresAtMs;
+      },
+      get state() {
+        return lease.state;
+      },
+      signal: lease.signal,
+      get lockCount() {
+        return names.size;
+      },
+      acquire: (options) => this.#sessionAcquire(session, options),
+      release: (ref) => this.#sessionRelease(session, ref),
+      keepAlive: async (signal) => {
+        throwIfAborted(signal);
+        const renewed = lease.renew();
+        // The record only informs other servers; the lease itself lives here (as refresh does).
+        await this.#writeSessionRecord(session).catch((err) =>
+          this.#log.warn(
+            { event: 'lock.file_warning', backend: 'file', session: lease.ref, err: String(err) },
+            `file lock backend: cannot update the record of session ${lease.ref}`,
+          ),
+        );
+        return renewed;
+      },
+      end: () => this.#endSession(session),
+      leases: () => [...holders.values()].map(({ holder }) => this.#current(holder)),
+    };
+    return session;
+  }
+
+  async #sessionAcquire(session: FileSession, options: SessionAcquireOptions): Promise<Lease> {
+    const { name, signal } = options;
+    throwIfAborted(signal);
+    this.#checkOpen();
+    session.lease.checkLive();
+    const had = session.names.get(name);
+    if (had !== undefined)
+      throw new FailedPreconditionError(
+        `this session already ${had === 'held' ? 'holds' : 'waits for'} lock "${name}"; a session holds a name at most once: release it first, or take it in another session`,
+      );
+    session.names.set(name, 'waiting');
+    // The waiter leaves when its caller goes away or when the session stops being live.
+    const both = new AbortController();
+    const onCaller = () => both.abort(signal.reason);
+    const onSession = () => both.abort(session.signal.reason);
+    signal.addEventListener('abort', onCaller, { once: true });
+    session.signal.addEventListener('abort', onSession, { once: true });
+    try {
+      return await this.#acquire({ ...options, ttlMs: session.ttlMs, signal: both.signal }, session);
+    } catch (err) {
+      if (session.names.get(name) === 'waiting') session.names.delete(name);
+      throw err;
+    } finally {
+      signal.removeEventListener('abort', onCaller);
+      session.signal.removeEventListener('abort', onSession);
+    }
+  }
+
+  async #sessionRelease(session: FileSession, { name, leaseId, signal }: LeaseRef): Promise<void> {
+    throwIfAborted(signal);
+    this.#checkOpen();
+    // A due session has expired, whether or not its timer has fired: its locks expired.
+    if (session.state === 'live' && session.lease.due) this.#expireSession(session);
+    if (session.state === 'expired' || session.state === 'ended') throw session.signal.reason;
+    const mine = session.holders.get(leaseId);
+    if (mine === undefined || mine.entry.name !== name || mine.entry.holder !== mine.holder) {
+      const ended = this.#ended.get(leaseId);
+      if (ended !== undefined) throw new LeaseExpiredError(ended);
+      const entry = this.#locks.get(name);
+      const who =
+        entry?.holder !== undefined
+          ? `it is held by ${describeHolder(this.#current(entry.holder), this.#clock.now())}`
+          : 'this server does not hold it';
+      throw new NotHolderError(`lease ${leaseId || '(empty)'} is not a lock of this session on lock "${name}": ${who}`);
+    }
+    this.#dropFromSession(session, leaseId);
+    await this.#handOff(mine.entry, mine.holder);
+  }
+
+  #dropFromSession(session: FileSession, leaseId: string): void {
+    const mine = session.holders.get(leaseId);
+    if (mine === undefined) return;
+    session.holders.delete(leaseId);
+    session.names.delete(mine.entry.name);
+  }
+
+  async #endSession(session: FileSession): Promise<void> {
+    if (session.state === 'expired' || session.state === 'ended') return;
+    const reason = session.lease.end();
+    // Waiters left as the signal aborted (synchronously, above); now every lock, at once.
+    const handOffs = [...session.holders.values()].map(({ entry, holder }) => {
+      this.#remember(
+        holder.lease.leaseId,
+        `lease ${holder.lease.leaseId} on lock "${entry.name}" was released: ${reason.message}`,
+      );
+      return this.#handOff(entry, holder);
+    });
+    session.holders.clear();
+    session.names.clear();
+    this.#sessions.forget(session, reason.message);
+    await Promise.all([...handOffs, this.#removeSessionRecord(session)]);
+  }
+
+  /** The session's TTL ran out: each lock expires as a lease would, then the session. */
+  #expireSession(session: FileSession): void {
+    if (session.state === 'expired' || session.state === 'ended') return;
+    const locks = session.holders.size;
+    const reason = session.lease.expire();
+    for (const { entry, holder } of session.holders.values()) {
+      const lease = this.#current(holder);
+      this.#remember(
+        lease.leaseId,
+        `lease ${lease.leaseId} on lock "${entry.name}" expired at ${new Date(lease.expiresAtMs).toISOString()} with its session; acquire the lock again`,
+      );
+      this.#onExpire?.(lease);
+      void this.#handOff(entry, holder);
+    }
+    session.holders.clear();
+    session.names.clear();
+    this.#sessions.forget(session, reason.message);
+    void this.#track(this.#removeSessionRecord(session));
+    this.#onSessionExpire?.({ ref: session.ref, ttlMs: session.ttlMs, locks });
+  }
+
+  /** The holder's lease as it stands: a session's lock expires with its session. */
+  #current(holder: Holder): Lease {
+    return holder.session === undefined
+      ? holder.lease
+      : { ...holder.lease, expiresAtMs: holder.session.lease.expiresAtMs };
+  }
+
+  /**
+   * Creates sessions/ and, once per process, removes the records of sessions that are over
+   * for sure: past their expiry by more than staleMs, so every lock of theirs has expired or
+   * gone stale (their server crashed, or was killed before it could remove them).
+   */
+  #prepareSessionsDir(): Promise<string> {
+    this.#sessionsDir ??= (async () => {
+      const dir = join(this.dir, 'sessions');
+      try {
+        await mkdir(dir, { recursive: true });
+      } catch (err) {
+        this.#sessionsDir = undefined;
+        throw this.#translate(err, 'creating the sessions directory');
+      }
+      void this.#track(this.#sweepSessionRecords(dir));
+      return dir;
+    })();
+    return this.#sessionsDir;
+  }
+
+  async #sweepSessionRecords(dir: string): Promise<void> {
+    try {
+      const horizon = this.#clock.now() - this.#staleMs;
+      for (const file of await readdir(dir)) {
+        if (!file.endsWith('.json')) continue;
+        const path = join(dir, file);
+        const record = await readFile(path, 'utf8')
+          .then((text) => JSON.parse(text) as Partial<SessionRecord>)
+          .catch(() => undefined);
+        if (typeof record?.expiresAtMs === 'number' && record.expiresAtMs < horizon) await rm(path, { force: true });
+      }
+    } catch (err) {
+      this.#log.warn(
+        { event: 'lock.file_warning', backend: 'file', err: String(err) },
+        `file lock backend: cannot sweep old session records in ${dir}`,
+      );
+    }
+  }
+
+  #writeSessionRecord(session: FileSession): Promise<void> {
+    const record: SessionRecord = {
+      session: session.ref,
+      expiresAtMs: session.lease.expiresAtMs,
+      ttlMs: session.ttlMs,
+      pid: process.pid,
+      host: this.#host,
+    };
+    const write = session.writes.then(() => writeAtomic(session.recordPath, `${JSON.stringify(record)}\n`, false));
+    session.writes = write.then(noop, noop);
+    return write;
+  }
+
+  /** Removes the session's record after any write in flight. Never rejects (failures are logged). */
+  async #removeSessionRecord(session: FileSession): Promise<void> {
+    await session.writes;
+    await rm(session.recordPath, { force: true }).catch((err) =>
+      this.#log.warn(
+        { event: 'lock.file_warning', backend: 'file', session: session.ref, err: String(err) },
+        `file lock backend: cannot remove ${session.recordPath}`,
+      ),
+    );
+  }
+
+  /** The expiry a holder record stands for: its session's current one, if it names a session with a record. */
+  async #recordExpiry(record: HolderRecord): Promise<number> {
+    if (record.session === undefined || !/^[0-9a-f]{16}$/.test(record.session)) return record.expiresAtMs;
+    try {
+      const text = await readFile(join(this.dir, 'sessions', `${record.session}.json`), 'utf8');
+      const session = JSON.parse(text) as Partial<SessionRecord>;
+      return typeof session.expiresAtMs === 'number' ? session.expiresAtMs : record.expiresAtMs;
+    } catch {
+      return record.expiresAtMs;
+    }
   }
 
   #checkOpen(): void {
@@ -500,13 +816,13 @@ export class FileLockBackend implements LockBackend {
             name: entry.name,
             leaseId: randomBytes(16).toString('hex'),
             fencingToken,
-            expiresAtMs: this.#clock.now() + waiter.ttlMs,
+            expiresAtMs: waiter.session?.lease.expiresAtMs ?? this.#clock.now() + waiter.ttlMs,
             ttlMs: waiter.ttlMs,
             owner: waiter.owner,
             mode: 'EXCLUSIVE',
             limit: 1,
           };
-          await this.#writeRecord(entry, this.#recordOf(lease));
+          await this.#writeRecord(entry, this.#recordOf(lease, lease.name, waiter.session?.ref));
         } catch (err) {
           entry.granting = undefined;
           if (!waiter.done) waiter.reject(this.#translate(err, `granting lock "${entry.name}"`));
@@ -519,7 +835,17 @@ export class FileLockBackend implements LockBackend {
           return;
         }
         if (waiter.done) continue; // cancelled or timed out meanwhile: the next one, same lock
-        entry.holder = { lease, lock: fileLock, timer: this.#expiryTimer(entry, lease) };
+        const session = waiter.session;
+        if (session === undefined) {
+          entry.holder = { lease, lock: fileLock, timer: this.#expiryTimer(entry, lease), session };
+        } else {
+          // NOTE: a session that stopped being live has withdrawn its waiters (waiter.done above).
+          const holder: Holder = { lease, lock: fileLock, timer: undefined, session };
+          entry.holder = holder;
+          session.holders.set(lease.leaseId, { entry, holder });
+          session.names.set(entry.name, 'held');
+          lease = this.#current(holder);
+        }
         waiter.grant(lease);
         return;
       }
@@ -537,7 +863,7 @@ export class FileLockBackend implements LockBackend {
 
   /** Ends a holder's lease and passes its file lock on (or unlocks it). */
   #handOff(entry: Entry, holder: Holder): Promise<void> {
-    holder.timer.cancel();
+    holder.timer?.cancel();
     entry.holder = undefined;
     entry.busy = true;
     return this.#track(this.#grantNext(entry, holder.lock));
@@ -594,9 +920,15 @@ export class FileLockBackend implements LockBackend {
   /** The holder's file lock is no longer ours: its lease is lost, waiters poll again. */
   #lose(entry: Entry, holder: Holder, cause: Error): void {
     holder.lock.compromised ??= cause;
-    holder.timer.cancel();
+    holder.timer?.cancel();
     entry.holder = undefined;
     const lease = holder.lease;
+    if (holder.session !== undefined) {
+      // One lock of the session is gone: the session can no longer vouch for its locks, so
+      // it is lost (no more keepalives); its other locks stay until it expires.
+      this.#dropFromSession(holder.session, lease.leaseId);
+      holder.session.lease.lose(`its lock "${entry.name}" was compromised (${cause.message})`);
+    }
     this.#remember(
       lease.leaseId,
       `lease ${lease.leaseId} on lock "${entry.name}" was lost at ${new Date(this.#clock.now()).toISOString()}: the lock file was compromised (${cause.message}); another process may hold the lock now; acquire it again`,
@@ -620,6 +952,10 @@ export class FileLockBackend implements LockBackend {
     const entry = this.#locks.get(name);
     const holder = entry?.holder;
     if (entry === undefined || holder === undefined || holder.lease.leaseId !== leaseId) return undefined;
+    if (holder.session !== undefined)
+      throw new FailedPreconditionError(
+        `lease ${leaseId} of lock "${name}" belongs to a lock session: release it in that session (Locks/Session); the session's keepalive renews it`,
+      );
     // A timer can fire late; the lease's own expiry time is what counts.
     if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
     this.#remember(
@@ -637,7 +973,7 @@ export class FileLockBackend implements LockBackend {
     const entry = this.#locks.get(name);
     const who =
       entry?.holder !== undefined
-        ? `it is held by ${describeHolder(entry.holder.lease, this.#clock.now())}`
+        ? `it is held by ${describeHolder(this.#current(entry.holder), this.#clock.now())}`
         : 'this server does not hold it';
     throw new NotHolderError(`lease ${leaseId || '(empty)'} does not hold lock "${name}": ${who}`);
   }
@@ -650,7 +986,7 @@ export class FileLockBackend implements LockBackend {
   /** Who holds the lock, for busy messages: this server's holder, or another process's record. */
   async #holderText(entry: Entry): Promise<string> {
     const now = this.#clock.now();
-    if (entry.holder !== undefined) return describeHolder(entry.holder.lease, now);
+    if (entry.holder !== undefined) return describeHolder(this.#current(entry.holder), now);
     if (entry.granting !== undefined) return `${entry.granting.owner || 'an unnamed owner'} (being granted it now)`;
     try {
       const record = await this.#readRecord(entry.name, entry.path);
@@ -659,7 +995,7 @@ export class FileLockBackend implements LockBackend {
           name: entry.name,
           leaseId: '',
           fencingToken: BigInt(record.token),
-          expiresAtMs: record.expiresAtMs,
+          expiresAtMs: await this.#recordExpiry(record),
           ttlMs: 0,
           owner: record.owner,
           mode: 'EXCLUSIVE',
@@ -673,7 +1009,7 @@ export class FileLockBackend implements LockBackend {
     }
   }
 
-  #recordOf(lease: Lease | undefined, name = lease?.name ?? ''): HolderRecord {
+  #recordOf(lease: Lease | undefined, name = lease?.name ?? '', session?: string): HolderRecord {
     return {
       name,
       held: lease !== undefined,
@@ -682,6 +1018,7 @@ export class FileLockBackend implements LockBackend {
       expiresAtMs: lease?.expiresAtMs ?? 0,
       pid: process.pid,
       host: this.#host,
+      ...(session === undefined ? {} : { session }),
     };
   }
 

@@ -1,14 +1,17 @@
 // In-process lock backend: exact FIFO hand-off, TTL leases, fencing tokens from one
 // process-wide counter, semaphores (limit > 1), shared (read) locks, and watch streams.
-// Locks live and die with this server process.
+// Lock sessions: one lease record and one timer per session, however many locks it holds.
+// Locks and sessions live and die with this server process.
 import { randomUUID } from 'node:crypto';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import {
   CancelledError,
   FailedPreconditionError,
+  type LatchkeyError,
   LeaseExpiredError,
   LockBusyError,
   NotHolderError,
+  SessionExpiredError,
   ShuttingDownError,
   throwIfAborted,
 } from '../errors.js';
@@ -22,8 +25,13 @@ import type {
   LockEvent,
   LockEventType,
   LockMode,
+  LockSession,
   LockState,
+  SessionAcquireOptions,
+  SessionExpiryListener,
+  SessionOptions,
 } from './backend.js';
+import { SessionLease, SessionRegistry } from './session-lease.js';
 
 export const memoryCapabilities: Capabilities = {
   acrossHosts: false,
@@ -33,11 +41,23 @@ export const memoryCapabilities: Capabilities = {
   semaphore: true,
   shared: true,
   watch: true,
+  sessions: true,
 };
 
 interface Holder {
+  /** For a session's lock, expiresAtMs is the grant's: the session's own is the one that counts. */
   lease: Lease;
-  timer: Timer;
+  /** The lease's expiry timer; undefined for a session's lock (the session's timer covers it). */
+  timer: Timer | undefined;
+  session: MemorySession | undefined;
+}
+
+interface MemorySession extends LockSession {
+  readonly lease: SessionLease;
+  /** Its locks by lease id, in grant order. */
+  readonly holders: Map<string, { readonly name: string; readonly entry: Entry; readonly holder: Holder }>;
+  /** The names it holds or waits for: a session asks for a name at most once. */
+  readonly names: Map<string, 'held' | 'waiting'>;
 }
 
 interface Waiter {
@@ -45,6 +65,7 @@ interface Waiter {
   ttlMs: number;
   mode: LockMode;
   limit: number;
+  session: MemorySession | undefined;
   grant(lease: Lease): void;
   fail(err: Error): void;
 }
@@ -68,8 +89,10 @@ export function describeHolder(lease: Pick<Lease, 'owner' | 'fencingToken' | 'ex
 export interface MemoryLockBackendOptions {
   /** Time source for leases and wait timers; default the system clock. */
   readonly clock?: Clock;
-  /** Told of every lease that runs out of TTL (see ExpiryListener). */
+  /** Told of every lease that runs out of TTL (see ExpiryListener), a session's locks included. */
   readonly onExpire?: ExpiryListener;
+  /** Told of every session that runs out of TTL (see SessionExpiryListener). */
+  readonly onSessionExpire?: SessionExpiryListener;
 }
 
 export class MemoryLockBackend implements LockBackend {
@@ -79,6 +102,8 @@ export class MemoryLockBackend implements LockBackend {
   readonly #locks = new Map<string, Entry>();
   readonly #expired = new Map<string, number>();
   readonly #onExpire: ExpiryListener | undefined;
+  readonly #onSessionExpire: SessionExpiryListener | undefined;
+  readonly #sessions = new SessionRegistry<MemorySession>('memory');
   readonly #watchers = new Map<string, Set<(event: LockEvent) => void>>();
   readonly #closing = new AbortController();
   // NOTE: one counter for every name. Per-name counters would restart at 1 when an idle
@@ -89,9 +114,17 @@ export class MemoryLockBackend implements LockBackend {
   constructor(options: MemoryLockBackendOptions = {}) {
     this.#clock = options.clock ?? systemClock;
     this.#onExpire = options.onExpire;
+    this.#onSessionExpire = options.onSessionExpire;
   }
 
-  async acquire({ name, ttlMs, waitMs, owner, mode, limit, signal }: AcquireOptions): Promise<Lease> {
+  acquire(options: AcquireOptions): Promise<Lease> {
+    return this.#acquire(options, undefined);
+  }
+
+  async #acquire(
+    { name, ttlMs, waitMs, owner, mode, limit, signal }: AcquireOptions,
+    session: MemorySession | undefined,
+  ): Promise<Lease> {
     throwIfAborted(signal);
     if (this.#closing.signal.aborted) throw new ShuttingDownError('server is shutting down; acquire on another server');
     const entry = this.#entry(name);
@@ -105,7 +138,7 @@ export class MemoryLockBackend implements LockBackend {
     // NOTE: a request may not pass a waiter even when it could be granted (a reader behind a
     // waiting writer): that is what keeps the queue FIFO across modes and writers unstarved.
     if (entry.waiters.size === 0 && this.#grantable(entry, mode, limit)) {
-      return this.#grant(name, entry, owner, ttlMs, mode, limit);
+      return this.#grant(name, entry, owner, ttlMs, mode, limit, session);
     }
     if (waitMs <= 0) {
       throw new LockBusyError(
@@ -126,12 +159,19 @@ export class MemoryLockBackend implements LockBackend {
         // The waiter may have blocked others (a writer at the head in front of readers).
         this.#pump(name, entry);
       };
-      const onAbort = () => giveUp(new CancelledError(`acquire of lock "${name}" cancelled while waiting`));
+      // A session that expires or is lost says so; any other abort is the caller going away.
+      const onAbort = () =>
+        giveUp(
+          signal.reason instanceof SessionExpiredError || signal.reason instanceof ShuttingDownError
+            ? (signal.reason as LatchkeyError)
+            : new CancelledError(`acquire of lock "${name}" cancelled while waiting`),
+        );
       const waiter: Waiter = {
         owner,
         ttlMs,
         mode,
         limit,
+        session,
         grant: (lease) => {
           leave();
           resolve(lease);
@@ -154,18 +194,35 @@ export class MemoryLockBackend implements LockBackend {
   async refresh({ name, leaseId, signal }: LeaseRef, ttlMs: number): Promise<Lease> {
     throwIfAborted(signal);
     const { entry, holder } = this.#holderOf(name, leaseId);
-    holder.timer.cancel();
+    holder.timer?.cancel();
     const ttl = ttlMs > 0 ? ttlMs : holder.lease.ttlMs;
     const lease: Lease = { ...holder.lease, ttlMs: ttl, expiresAtMs: this.#clock.now() + ttl };
-    entry.holders.set(leaseId, { lease, timer: this.#expiryTimer(name, entry, lease) });
+    entry.holders.set(leaseId, { lease, timer: this.#expiryTimer(name, entry, lease), session: undefined });
     return lease;
   }
 
   async release({ name, leaseId, signal }: LeaseRef): Promise<void> {
     throwIfAborted(signal);
     const { entry, holder } = this.#holderOf(name, leaseId);
-    holder.timer.cancel();
+    holder.timer?.cancel();
     this.#free(name, entry, holder.lease, 'RELEASED');
+  }
+
+  async openSession({ ttlMs, signal }: SessionOptions): Promise<LockSession> {
+    throwIfAborted(signal);
+    if (this.#closing.signal.aborted)
+      throw new ShuttingDownError('server is shutting down; open a session on another server');
+    const { id, ref } = this.#sessions.newId();
+    const session = this.#newSession(new SessionLease(this.#clock, id, ref, ttlMs, () => this.#expireSession(session)));
+    this.#sessions.add(session);
+    return session;
+  }
+
+  async resumeSession(id: string, signal: AbortSignal): Promise<LockSession> {
+    throwIfAborted(signal);
+    const session = this.#sessions.find(id);
+    session.lease.checkLive();
+    return session;
   }
 
   async describe(name: string, signal: AbortSignal): Promise<LockState> {
@@ -217,11 +274,125 @@ export class MemoryLockBackend implements LockBackend {
   async close(): Promise<void> {
     this.#closing.abort();
     for (const entry of this.#locks.values()) {
-      for (const holder of entry.holders.values()) holder.timer.cancel();
+      for (const holder of entry.holders.values()) holder.timer?.cancel();
       for (const waiter of [...entry.waiters])
         waiter.fail(new ShuttingDownError('server is shutting down; retry on another server'));
     }
+    for (const session of this.#sessions.values())
+      session.lease.close(new ShuttingDownError('server is shutting down; its lock sessions ended with it'));
+    this.#sessions.clear();
     this.#locks.clear();
+  }
+
+  /** The session object: its state is the lease's, its locks live in the entries. */
+  #newSession(lease: SessionLease): MemorySession {
+    const holders: MemorySession['holders'] = new Map();
+    const names: MemorySession['names'] = new Map();
+    const session: MemorySession = {
+      lease,
+      holders,
+      names,
+      id: lease.id,
+      ref: lease.ref,
+      ttlMs: lease.ttlMs,
+      get expiresAtMs() {
+        return lease.expiresAtMs;
+      },
+      get state() {
+        return lease.state;
+      },
+      signal: lease.signal,
+      get lockCount() {
+        return names.size;
+      },
+      acquire: (options) => this.#sessionAcquire(session, options),
+      release: (ref) => this.#sessionRelease(session, ref),
+      keepAlive: async (signal) => {
+        throwIfAborted(signal);
+        return lease.renew();
+      },
+      end: async () => this.#endSession(session),
+      leases: () => [...holders.values()].map(({ holder }) => this.#current(holder)),
+    };
+    return session;
+  }
+
+  async #sessionAcquire(session: MemorySession, options: SessionAcquireOptions): Promise<Lease> {
+    const { name, signal } = options;
+    throwIfAborted(signal);
+    session.lease.checkLive();
+    const had = session.names.get(name);
+    if (had !== undefined)
+      throw new FailedPreconditionError(
+        `this session already ${had === 'held' ? 'holds' : 'waits for'} lock "${name}"; a session holds a name at most once: release it first, or take it in another session`,
+      );
+    session.names.set(name, 'waiting');
+    // The waiter leaves when its caller goes away or when the session stops being live.
+    const both = new AbortController();
+    const onCaller = () => both.abort(signal.reason);
+    const onSession = () => both.abort(session.signal.reason);
+    signal.addEventListener('abort', onCaller, { once: true });
+    session.signal.addEventListener('abort', onSession, { once: true });
+    try {
+      return await this.#acquire({ ...options, ttlMs: session.ttlMs, signal: both.signal }, session);
+    } catch (err) {
+      if (session.names.get(name) === 'waiting') session.names.delete(name);
+      throw err;
+    } finally {
+      signal.removeEventListener('abort', onCaller);
+      session.signal.removeEventListener('abort', onSession);
+    }
+  }
+
+  async #sessionRelease(session: MemorySession, { name, leaseId, signal }: LeaseRef): Promise<void> {
+    throwIfAborted(signal);
+    // A due session has expired, whether or not its timer has fired: its locks are not released, they expired.
+    if (session.state === 'live' && session.lease.due) this.#expireSession(session);
+    if (session.state === 'expired' || session.state === 'ended') throw session.signal.reason;
+    const mine = session.holders.get(leaseId);
+    if (mine === undefined || mine.name !== name) {
+      const current = this.#locks.get(name);
+      const who =
+        current !== undefined && current.holders.size > 0
+          ? `it is held by ${this.#holdersText(current)}`
+          : 'it is not held';
+      throw new NotHolderError(`lease ${leaseId || '(empty)'} is not a lock of this session on lock "${name}": ${who}`);
+    }
+    this.#freeSessionLock(session, leaseId, 'RELEASED');
+  }
+
+  #freeSessionLock(session: MemorySession, leaseId: string, why: 'RELEASED' | 'EXPIRED'): void {
+    const mine = session.holders.get(leaseId)!;
+    session.holders.delete(leaseId);
+    session.names.delete(mine.name);
+    const lease = this.#current(mine.holder);
+    if (why === 'EXPIRED') this.#rememberExpired(lease);
+    this.#free(mine.name, mine.entry, lease, why);
+  }
+
+  #endSession(session: MemorySession): void {
+    if (session.state === 'expired' || session.state === 'ended') return;
+    const reason = session.lease.end();
+    // Waiters left as the signal aborted (synchronously, above); now every lock, at once.
+    for (const leaseId of [...session.holders.keys()]) this.#freeSessionLock(session, leaseId, 'RELEASED');
+    this.#sessions.forget(session, reason.message);
+  }
+
+  /** The session's TTL ran out: each lock expires as a lease would, then the session. */
+  #expireSession(session: MemorySession): void {
+    if (session.state === 'expired' || session.state === 'ended') return;
+    const locks = session.holders.size;
+    const reason = session.lease.expire();
+    for (const leaseId of [...session.holders.keys()]) this.#freeSessionLock(session, leaseId, 'EXPIRED');
+    this.#sessions.forget(session, reason.message);
+    this.#onSessionExpire?.({ ref: session.ref, ttlMs: session.ttlMs, locks });
+  }
+
+  /** The holder's lease as it stands: a session's lock expires with its session. */
+  #current(holder: Holder): Lease {
+    return holder.session === undefined
+      ? holder.lease
+      : { ...holder.lease, expiresAtMs: holder.session.lease.expiresAtMs };
   }
 
   #entry(name: string): Entry {
@@ -244,7 +415,15 @@ export class MemoryLockBackend implements LockBackend {
     return mode === 'SHARED' ? entry.exclusive === 0 : entry.shared === 0 && entry.exclusive < limit;
   }
 
-  #grant(name: string, entry: Entry, owner: string, ttlMs: number, mode: LockMode, limit: number): Lease {
+  #grant(
+    name: string,
+    entry: Entry,
+    owner: string,
+    ttlMs: number,
+    mode: LockMode,
+    limit: number,
+    session: MemorySession | undefined,
+  ): Lease {
     const lease: Lease = {
       name,
       // Unguessable (122 random bits), as a lease id must be: it is what lets a caller
@@ -252,13 +431,20 @@ export class MemoryLockBackend implements LockBackend {
       // randomBytes(16) made a getrandom call per grant (~5% of the server's CPU in a cycle).
       leaseId: randomUUID().replaceAll('-', ''),
       fencingToken: ++this.#lastToken,
-      expiresAtMs: this.#clock.now() + ttlMs,
+      expiresAtMs: session?.lease.expiresAtMs ?? this.#clock.now() + ttlMs,
       ttlMs,
       owner,
       mode,
       limit: mode === 'EXCLUSIVE' ? limit : 1,
     };
-    entry.holders.set(lease.leaseId, { lease, timer: this.#expiryTimer(name, entry, lease) });
+    if (session === undefined) {
+      entry.holders.set(lease.leaseId, { lease, timer: this.#expiryTimer(name, entry, lease), session });
+    } else {
+      const holder: Holder = { lease, timer: undefined, session };
+      entry.holders.set(lease.leaseId, holder);
+      session.holders.set(lease.leaseId, { name, entry, holder });
+      session.names.set(name, 'held');
+    }
     if (mode === 'EXCLUSIVE') entry.exclusive++;
     else entry.shared++;
     this.#emit(name, 'ACQUIRED', owner, lease.fencingToken, mode);
@@ -287,7 +473,7 @@ export class MemoryLockBackend implements LockBackend {
     for (const waiter of entry.waiters) {
       if (!this.#grantable(entry, waiter.mode, waiter.limit)) break;
       entry.waiters.delete(waiter);
-      waiter.grant(this.#grant(name, entry, waiter.owner, waiter.ttlMs, waiter.mode, waiter.limit));
+      waiter.grant(this.#grant(name, entry, waiter.owner, waiter.ttlMs, waiter.mode, waiter.limit, waiter.session));
     }
     this.#dropIfIdle(name, entry);
   }
@@ -301,9 +487,13 @@ export class MemoryLockBackend implements LockBackend {
     const entry = this.#locks.get(name);
     const holder = entry?.holders.get(leaseId);
     if (entry !== undefined && holder !== undefined) {
+      if (holder.session !== undefined)
+        throw new FailedPreconditionError(
+          `lease ${leaseId} of lock "${name}" belongs to a lock session: release it in that session (Locks/Session); the session's keepalive renews it`,
+        );
       // A timer can fire late; the lease's own expiry time is what counts.
       if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
-      holder.timer.cancel();
+      holder.timer?.cancel();
       this.#rememberExpired(holder.lease);
       this.#free(name, entry, holder.lease, 'EXPIRED');
     }
@@ -324,7 +514,7 @@ export class MemoryLockBackend implements LockBackend {
   #holdersText(entry: Entry): string {
     const now = this.#clock.now();
     const holders = [...entry.holders.values()].map(
-      (h) => `${h.lease.mode === 'SHARED' ? 'shared: ' : ''}${describeHolder(h.lease, now)}`,
+      (h) => `${h.lease.mode === 'SHARED' ? 'shared: ' : ''}${describeHolder(this.#current(h), now)}`,
     );
     if (holders.length === 0) return 'nobody, but earlier waiters are queued';
     return holders.length <= 3
@@ -335,11 +525,11 @@ export class MemoryLockBackend implements LockBackend {
   #state(entry: Entry | undefined): LockState {
     if (entry === undefined)
       return { held: false, owner: '', fencingToken: 0n, expiresAtMs: 0, waiters: 0, holders: [], queue: [], limit: 0 };
-    const holders = [...entry.holders.values()].map(({ lease }) => ({
-      owner: lease.owner,
-      fencingToken: lease.fencingToken,
-      expiresAtMs: lease.expiresAtMs,
-      mode: lease.mode,
+    const holders = [...entry.holders.values()].map((holder) => ({
+      owner: holder.lease.owner,
+      fencingToken: holder.lease.fencingToken,
+      expiresAtMs: this.#current(holder).expiresAtMs,
+      mode: holder.lease.mode,
     }));
     const first = holders[0];
     return {

@@ -1,6 +1,8 @@
 // The lock-backend contract: every backend runs this same suite through a real latchkey
-// server over real gRPC. A check that needs a capability the backend does not declare is
-// skipped with the reason printed, never passed silently.
+// server over real gRPC, once through the unary RPCs and once through lock sessions
+// (Locks/Session, see session-path.ts) where it declares `sessions`. A check that needs a
+// capability the backend does not declare is skipped with the reason printed, never passed
+// silently.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -11,6 +13,7 @@ import type { Capabilities } from '../../src/locks/backend.js';
 import { loadProto } from '../../src/proto.js';
 import type { TestServer } from '../support/server.js';
 import { rejection } from '../support/assertions.js';
+import { SessionPath } from './session-path.js';
 
 export interface LockContractTarget {
   /** The backend name sent in requests. */
@@ -22,6 +25,9 @@ export interface LockContractTarget {
   /** Starts a server with the backend enabled; disposed after the suite. */
   start(): Promise<TestServer>;
 }
+
+/** Which way the suite's calls go: the unary RPCs, or tagged ops on Locks/Session streams. */
+export type LockPath = 'unary' | 'session';
 
 type Status = grpc.ServiceError;
 
@@ -53,12 +59,22 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10
   }
 }
 
+/** The contract through both paths: unary, and sessions where the backend declares them. */
 export function lockBackendContract(target: LockContractTarget): void {
+  runContract(target, 'unary');
+  if (target.capabilities.sessions) runContract(target, 'session');
+  else
+    test(`lock backend contract: ${target.backend} (session)`, {
+      skip: `backend "${target.backend}" does not declare sessions`,
+    }, () => {});
+}
+
+function runContract(target: LockContractTarget, path: LockPath): void {
   const { backend, capabilities, shortTtlMs } = target;
   const skip = (capability: keyof Capabilities) =>
     capabilities[capability] ? false : `backend "${backend}" does not declare ${capability}`;
 
-  describe(`lock backend contract: ${backend}`, () => {
+  describe(`lock backend contract: ${backend} (${path})`, () => {
     let server: TestServer;
     let locks: LocksClient;
     const clients: grpc.Client[] = [];
@@ -74,19 +90,31 @@ export function lockBackendContract(target: LockContractTarget): void {
       clients.push(client);
       return client;
     };
+    // The session path: the same calls as tagged ops on Locks/Session streams (see session-path.ts).
+    const sessions = new SessionPath(backend, (client, method, request) => unary(client, method, request));
     const acquire = (name: string, fields: object = {}, client: LocksClient = locks, options?: grpc.CallOptions) =>
-      unary<Lease__Output>(client, 'Acquire', { name, backend, ttl_ms: 10_000, ...fields }, options);
+      path === 'unary'
+        ? unary<Lease__Output>(client, 'Acquire', { name, backend, ttl_ms: 10_000, ...fields }, options)
+        : sessions.acquire(client, name, { ttl_ms: 10_000, ...fields }, options);
     const release = (lease: Lease__Output, client: LocksClient = locks) =>
-      unary<{ released: boolean }>(client, 'Release', { name: lease.name, backend, lease_id: lease.lease_id });
+      path === 'unary'
+        ? unary<{ released: boolean }>(client, 'Release', { name: lease.name, backend, lease_id: lease.lease_id })
+        : sessions.release(client, lease);
     const refresh = (lease: Lease__Output, ttlMs = 0) =>
-      unary<Lease__Output>(locks, 'Refresh', { name: lease.name, backend, lease_id: lease.lease_id, ttl_ms: ttlMs });
-    const describeLock = (name: string) => unary<LockState__Output>(locks, 'Describe', { name, backend });
+      path === 'unary'
+        ? unary<Lease__Output>(locks, 'Refresh', { name: lease.name, backend, lease_id: lease.lease_id, ttl_ms: ttlMs })
+        : sessions.refresh(locks, lease, ttlMs);
+    const describeLock = (name: string) =>
+      path === 'unary'
+        ? unary<LockState__Output>(locks, 'Describe', { name, backend })
+        : sessions.describe(locks, name);
 
     before(async () => {
       server = await target.start();
       locks = newClient();
     });
     after(async () => {
+      await sessions.close();
       for (const client of clients) client.close();
       await server[Symbol.asyncDispose]();
     });
@@ -102,6 +130,7 @@ export function lockBackendContract(target: LockContractTarget): void {
         semaphore: capabilities.semaphore,
         shared: capabilities.shared,
         watch: capabilities.watch,
+        sessions: capabilities.sessions ?? false,
       });
     });
 

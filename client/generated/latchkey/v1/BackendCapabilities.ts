@@ -30,6 +30,10 @@ export interface BackendCapabilities {
    * The Watch RPC.
    */
   'watch'?: (boolean);
+  /**
+   * The Session RPC: many locks on one session lease.
+   */
+  'sessions'?: (boolean);
 }
 
 export interface BackendCapabilities__Output {
@@ -61,4 +65,8 @@ export interface BackendCapabilities__Output {
    * The Watch RPC.
    */
   'watch': (boolean);
+  /**
+   * The Session RPC: many locks on one session lease.
+   */
+  'sessions': (boolean);
 }

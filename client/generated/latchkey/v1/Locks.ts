@@ -90,26 +90,58 @@ export interface LocksClient extends grpc.Client {
   /**
    * A lock session: one stream and one backend lease (one etcd lease on etcd) for many locks.
    * The first request carries `open` (a new session, or resume one by id); the first
-   * response carries `opened`. After that every request carries tagged `ops`, any number per
-   * message, answered by tag in any order: a waiting acquire never holds up the others.
-   * Every lock taken in the session lives on the session's lease and one keepalive renews
-   * them all. Half-closing the stream ends the session cleanly: waiting acquires are answered
-   * CANCELLED and every lock is released at once. A broken stream releases nothing: the
-   * session and its locks stay until its TTL runs out, and the client may resume it (through
-   * any server on the same backend, for etcd) with `open.resume_id` before then.
+   * response carries `opened`. Every request carries tagged `ops` (the first may too: they run
+   * once the session is open), any number per message up to --max-batch, answered by tag in
+   * any order: a waiting acquire never holds up the others. Every lock taken in the session
+   * lives on the session's lease and one keepalive renews them all; each op answers with
+   * exactly the codes and messages its unary RPC would.
+   * 
+   * How the stream ends:
+   * - The client half-closes: the session ends cleanly. Waiting acquires are answered
+   * CANCELLED, every lock is released at once, and the stream ends OK.
+   * - The stream breaks (cancelled, deadline, connection lost): nothing is released. Waiting
+   * acquires are withdrawn; the session and its locks stay until its TTL runs out, and the
+   * client may resume it with `open.resume_id` before then (through any server on the same
+   * backend where the backend declares `across_hosts`, else through the server that opened
+   * it). A resume takes the session over from a stream still attached to it: that stream
+   * ends ABORTED.
+   * - The session expires (or its backend loses its lease) while attached: waiting acquires
+   * are answered FAILED_PRECONDITION and the stream ends FAILED_PRECONDITION.
+   * - The server shuts down: waiting acquires are answered UNAVAILABLE, what runs is answered,
+   * and the stream ends UNAVAILABLE (resume elsewhere where the backend allows it).
+   * Stream-level mistakes end the stream with a status and leave the session to its TTL, like
+   * a break: a first request without `open` or a second `open` (INVALID_ARGUMENT), a tag
+   * already in use by an unanswered op (INVALID_ARGUMENT), a session that cannot be resumed
+   * (FAILED_PRECONDITION), a backend without `sessions` (FAILED_PRECONDITION).
    */
   Session(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_latchkey_v1_SessionRequest, _latchkey_v1_SessionResponse__Output>;
   Session(options?: grpc.CallOptions): grpc.ClientDuplexStream<_latchkey_v1_SessionRequest, _latchkey_v1_SessionResponse__Output>;
   /**
    * A lock session: one stream and one backend lease (one etcd lease on etcd) for many locks.
    * The first request carries `open` (a new session, or resume one by id); the first
-   * response carries `opened`. After that every request carries tagged `ops`, any number per
-   * message, answered by tag in any order: a waiting acquire never holds up the others.
-   * Every lock taken in the session lives on the session's lease and one keepalive renews
-   * them all. Half-closing the stream ends the session cleanly: waiting acquires are answered
-   * CANCELLED and every lock is released at once. A broken stream releases nothing: the
-   * session and its locks stay until its TTL runs out, and the client may resume it (through
-   * any server on the same backend, for etcd) with `open.resume_id` before then.
+   * response carries `opened`. Every request carries tagged `ops` (the first may too: they run
+   * once the session is open), any number per message up to --max-batch, answered by tag in
+   * any order: a waiting acquire never holds up the others. Every lock taken in the session
+   * lives on the session's lease and one keepalive renews them all; each op answers with
+   * exactly the codes and messages its unary RPC would.
+   * 
+   * How the stream ends:
+   * - The client half-closes: the session ends cleanly. Waiting acquires are answered
+   * CANCELLED, every lock is released at once, and the stream ends OK.
+   * - The stream breaks (cancelled, deadline, connection lost): nothing is released. Waiting
+   * acquires are withdrawn; the session and its locks stay until its TTL runs out, and the
+   * client may resume it with `open.resume_id` before then (through any server on the same
+   * backend where the backend declares `across_hosts`, else through the server that opened
+   * it). A resume takes the session over from a stream still attached to it: that stream
+   * ends ABORTED.
+   * - The session expires (or its backend loses its lease) while attached: waiting acquires
+   * are answered FAILED_PRECONDITION and the stream ends FAILED_PRECONDITION.
+   * - The server shuts down: waiting acquires are answered UNAVAILABLE, what runs is answered,
+   * and the stream ends UNAVAILABLE (resume elsewhere where the backend allows it).
+   * Stream-level mistakes end the stream with a status and leave the session to its TTL, like
+   * a break: a first request without `open` or a second `open` (INVALID_ARGUMENT), a tag
+   * already in use by an unanswered op (INVALID_ARGUMENT), a session that cannot be resumed
+   * (FAILED_PRECONDITION), a backend without `sessions` (FAILED_PRECONDITION).
    */
   session(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_latchkey_v1_SessionRequest, _latchkey_v1_SessionResponse__Output>;
   session(options?: grpc.CallOptions): grpc.ClientDuplexStream<_latchkey_v1_SessionRequest, _latchkey_v1_SessionResponse__Output>;
@@ -161,13 +193,29 @@ export interface LocksHandlers extends grpc.UntypedServiceImplementation {
   /**
    * A lock session: one stream and one backend lease (one etcd lease on etcd) for many locks.
    * The first request carries `open` (a new session, or resume one by id); the first
-   * response carries `opened`. After that every request carries tagged `ops`, any number per
-   * message, answered by tag in any order: a waiting acquire never holds up the others.
-   * Every lock taken in the session lives on the session's lease and one keepalive renews
-   * them all. Half-closing the stream ends the session cleanly: waiting acquires are answered
-   * CANCELLED and every lock is released at once. A broken stream releases nothing: the
-   * session and its locks stay until its TTL runs out, and the client may resume it (through
-   * any server on the same backend, for etcd) with `open.resume_id` before then.
+   * response carries `opened`. Every request carries tagged `ops` (the first may too: they run
+   * once the session is open), any number per message up to --max-batch, answered by tag in
+   * any order: a waiting acquire never holds up the others. Every lock taken in the session
+   * lives on the session's lease and one keepalive renews them all; each op answers with
+   * exactly the codes and messages its unary RPC would.
+   * 
+   * How the stream ends:
+   * - The client half-closes: the session ends cleanly. Waiting acquires are answered
+   * CANCELLED, every lock is released at once, and the stream ends OK.
+   * - The stream breaks (cancelled, deadline, connection lost): nothing is released. Waiting
+   * acquires are withdrawn; the session and its locks stay until its TTL runs out, and the
+   * client may resume it with `open.resume_id` before then (through any server on the same
+   * backend where the backend declares `across_hosts`, else through the server that opened
+   * it). A resume takes the session over from a stream still attached to it: that stream
+   * ends ABORTED.
+   * - The session expires (or its backend loses its lease) while attached: waiting acquires
+   * are answered FAILED_PRECONDITION and the stream ends FAILED_PRECONDITION.
+   * - The server shuts down: waiting acquires are answered UNAVAILABLE, what runs is answered,
+   * and the stream ends UNAVAILABLE (resume elsewhere where the backend allows it).
+   * Stream-level mistakes end the stream with a status and leave the session to its TTL, like
+   * a break: a first request without `open` or a second `open` (INVALID_ARGUMENT), a tag
+   * already in use by an unanswered op (INVALID_ARGUMENT), a session that cannot be resumed
+   * (FAILED_PRECONDITION), a backend without `sessions` (FAILED_PRECONDITION).
    */
   Session: grpc.handleBidiStreamingCall<_latchkey_v1_SessionRequest__Output, _latchkey_v1_SessionResponse>;
   

@@ -13,14 +13,20 @@ export interface SessionOp {
   'tag'?: (number | string | Long);
   /**
    * Every option of Locks/Acquire. `backend` must be empty or the session's, and `ttl_ms`
-   * 0: a lock in a session lives on the session's lease. A name this session already
-   * holds: FAILED_PRECONDITION.
+   * 0: a lock in a session lives on the session's lease (else INVALID_ARGUMENT). A name
+   * this session already holds or waits for: FAILED_PRECONDITION. A session holds at most
+   * as many locks as one `opened` message can list (RESOURCE_EXHAUSTED past that; the
+   * message says how many). The lease it answers can be released only in the session:
+   * Locks/Release and Locks/Refresh refuse it with FAILED_PRECONDITION.
    */
   'acquire'?: (_latchkey_v1_AcquireRequest | null);
   /**
    * `lease_id` is the one the acquire answered; `backend` empty or the session's.
    */
   'release'?: (_latchkey_v1_ReleaseRequest | null);
+  /**
+   * `backend` empty or the session's.
+   */
   'describe'?: (_latchkey_v1_DescribeRequest | null);
   /**
    * Renew the session's lease (and with it every lock of the session).
@@ -36,14 +42,20 @@ export interface SessionOp__Output {
   'tag': (string);
   /**
    * Every option of Locks/Acquire. `backend` must be empty or the session's, and `ttl_ms`
-   * 0: a lock in a session lives on the session's lease. A name this session already
-   * holds: FAILED_PRECONDITION.
+   * 0: a lock in a session lives on the session's lease (else INVALID_ARGUMENT). A name
+   * this session already holds or waits for: FAILED_PRECONDITION. A session holds at most
+   * as many locks as one `opened` message can list (RESOURCE_EXHAUSTED past that; the
+   * message says how many). The lease it answers can be released only in the session:
+   * Locks/Release and Locks/Refresh refuse it with FAILED_PRECONDITION.
    */
   'acquire'?: (_latchkey_v1_AcquireRequest__Output | null);
   /**
    * `lease_id` is the one the acquire answered; `backend` empty or the session's.
    */
   'release'?: (_latchkey_v1_ReleaseRequest__Output | null);
+  /**
+   * `backend` empty or the session's.
+   */
   'describe'?: (_latchkey_v1_DescribeRequest__Output | null);
   /**
    * Renew the session's lease (and with it every lock of the session).

@@ -14,8 +14,9 @@ export interface SessionOpen {
    */
   'ttl_ms'?: (number | string | Long);
   /**
-   * Non-empty: resume this session (its `session_id`) instead of opening a new one. A
-   * session that has expired or ended: FAILED_PRECONDITION.
+   * Non-empty: resume this session (its `session_id`) instead of opening a new one; `ttl_ms`
+   * is then ignored (a session keeps its TTL) and `backend` may stay empty. A session that
+   * has expired, ended or been lost, or one this server cannot resume: FAILED_PRECONDITION.
    */
   'resume_id'?: (string);
   /**
@@ -37,8 +38,9 @@ export interface SessionOpen__Output {
    */
   'ttl_ms': (string);
   /**
-   * Non-empty: resume this session (its `session_id`) instead of opening a new one. A
-   * session that has expired or ended: FAILED_PRECONDITION.
+   * Non-empty: resume this session (its `session_id`) instead of opening a new one; `ttl_ms`
+   * is then ignored (a session keeps its TTL) and `backend` may stay empty. A session that
+   * has expired, ended or been lost, or one this server cannot resume: FAILED_PRECONDITION.
    */
   'resume_id': (string);
   /**

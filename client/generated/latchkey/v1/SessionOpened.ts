@@ -5,7 +5,8 @@ import type { Long } from '@grpc/proto-loader';
 
 export interface SessionOpened {
   /**
-   * Opaque; carries what any server on the same backend needs to resume the session.
+   * Opaque, and secret: whoever has it can resume the session and release its locks. It
+   * begins with the backend's name and a dot, and carries what a server needs to resume it.
    */
   'session_id'?: (string);
   'backend'?: (string);
@@ -26,7 +27,8 @@ export interface SessionOpened {
 
 export interface SessionOpened__Output {
   /**
-   * Opaque; carries what any server on the same backend needs to resume the session.
+   * Opaque, and secret: whoever has it can resume the session and release its locks. It
+   * begins with the backend's name and a dot, and carries what a server needs to resume it.
    */
   'session_id': (string);
   'backend': (string);
