@@ -1,5 +1,5 @@
 // Baseline: etcd's mutex recipe (client/v3/concurrency/mutex.go, as `etcdctl lock` runs it)
-// driven directly with etcd3, in the same key layout as src/locks/etcd.ts:
+// driven directly with etcd3, in the same key layout as src/locks/etcd/layout.ts:
 //   key = prefix + name + '/' + hex lease id, attached to the lease
 // lock:   one txn puts the own key (if absent) and reads the lowest create revision under
 //         the lock's prefix; ours is lowest → held. Otherwise watch the key just before ours

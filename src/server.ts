@@ -15,7 +15,7 @@ import { createLogger, lineLogger, type Logger } from './log.js';
 import { Metrics, serveMetrics, type MetricsEndpoint } from './metrics.js';
 import type { LockBackend } from './locks/backend.js';
 import { FileLockBackend } from './locks/file.js';
-import { EtcdLockBackend } from './locks/etcd.js';
+import { EtcdLockBackend } from './locks/etcd/lock-backend.js';
 import { MemoryLockBackend } from './locks/memory.js';
 import { createLockService } from './locks/service.js';
 import { sessionHandler } from './locks/session-service.js';
@@ -93,7 +93,7 @@ function createLockBackends(
       }),
     );
   if (config.etcdEndpoints !== '')
-    backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix }));
+    backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix, clock }));
   backends.push(...extra);
   return new Map(backends.map((b) => [b.kind, b]));
 }

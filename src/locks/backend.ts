@@ -1,4 +1,4 @@
-// The lock backend interface. Every backend (memory.ts, file.ts, etcd.ts) implements it and
+// The lock backend interface. Every backend (memory.ts, file.ts, etcd/) implements it and
 // passes the same contract suite (test/locks/contract.ts).
 
 /**

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Lease__Output } from '../../client/generated/latchkey/v1/Lease.js';
 import type { LockState__Output } from '../../client/generated/latchkey/v1/LockState.js';
 import { ConfigError, parseConfig } from '../../src/config.js';
-import { EtcdLockBackend } from '../../src/locks/etcd.js';
+import { EtcdLockBackend } from '../../src/locks/etcd/lock-backend.js';
 import { createServer } from '../../src/server.js';
 import {
   ETCD_SKIP_REASON,

@@ -8,8 +8,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { Lease__Output } from '../../client/generated/latchkey/v1/Lease.js';
 import type { LockEvent__Output } from '../../client/generated/latchkey/v1/LockEvent.js';
 import type { LockState__Output } from '../../client/generated/latchkey/v1/LockState.js';
-import { decodeValue, encodeValue, grantedCount, VALUE_TAG } from '../../src/locks/etcd.js';
 import type { LockMode } from '../../src/locks/backend.js';
+import { VALUE_TAG } from '../../src/locks/etcd/layout.js';
 import { loadProto } from '../../src/proto.js';
 import { ETCD_SKIP_REASON, etcdAvailable, etcdctl, etcdctlLock, startEtcd, type EtcdMember } from '../support/etcd.js';
 import { startServer, type TestServer } from '../support/server.js';
@@ -28,61 +28,6 @@ async function until(what: string, check: () => Promise<boolean> | boolean, time
 let seq = 0;
 const fresh = (label: string) => `${label}-${Date.now()}-${seq++}`;
 const PREFIX = `latchkey-sem-test-${process.pid}/`;
-
-test('grant rule: one FIFO queue across modes, the head never passed, a misfit limit never holds', () => {
-  const q = (spec: string) =>
-    spec
-      .split(' ')
-      .map((s): { mode: LockMode; limit: number } =>
-        s === 'S' ? { mode: 'SHARED', limit: 1 } : { mode: 'EXCLUSIVE', limit: Number(s.slice(1)) },
-      );
-  assert.equal(grantedCount([]), 0);
-  assert.equal(grantedCount(q('E1 E1')), 1);
-  assert.equal(grantedCount(q('E3 E3 E3 E3')), 3);
-  assert.equal(grantedCount(q('S S E1 S')), 2, 'a writer waits for the readers, and later readers wait for the writer');
-  assert.equal(grantedCount(q('E1 S S')), 1);
-  assert.equal(
-    grantedCount(q('E2 S E2')),
-    1,
-    'a reader behind a semaphore holder waits, and so does everyone after it',
-  );
-  assert.equal(grantedCount(q('S E2 E2')), 1);
-  assert.equal(
-    grantedCount(q('E2 E5 E2')),
-    1,
-    'a request with another limit (being refused) never holds, nor lets others pass',
-  );
-  assert.equal(grantedCount(q('E3 E1')), 1, '`etcdctl lock` (limit 1) behind a semaphore waits until it is first');
-  assert.equal(grantedCount(q('E1 E3')), 1);
-});
-
-test("values: a plain lock stores the bare owner (etcdctl's layout); anything else a tagged JSON; every value reads back", () => {
-  assert.equal(encodeValue({ owner: 'worker-1', mode: 'EXCLUSIVE', limit: 1 }).toString(), 'worker-1');
-  const shared = encodeValue({ owner: 'r', mode: 'SHARED', limit: 1 }).toString();
-  assert.ok(shared.startsWith(VALUE_TAG));
-  for (const info of [
-    { owner: 'r', mode: 'SHARED', limit: 1 },
-    { owner: 'sem', mode: 'EXCLUSIVE', limit: 7 },
-    { owner: '', mode: 'EXCLUSIVE', limit: 1 },
-    { owner: `${VALUE_TAG}{"owner":"x","mode":"SHARED","limit":1}`, mode: 'EXCLUSIVE', limit: 1 },
-  ] as const) {
-    assert.deepEqual(decodeValue(encodeValue(info)), info);
-  }
-  // Damaged or foreign values read as a plain lock held by their text.
-  for (const text of [
-    `${VALUE_TAG}{"owner":1}`,
-    `${VALUE_TAG}not json`,
-    `${VALUE_TAG}{"owner":"a","mode":"SHARED","limit":0}`,
-    `${VALUE_TAG}null`,
-  ]) {
-    assert.deepEqual(decodeValue(Buffer.from(text)), { owner: text, mode: 'EXCLUSIVE', limit: 1 });
-  }
-  assert.deepEqual(decodeValue(Buffer.from(`${VALUE_TAG}{"owner":"a","mode":"SHARED","limit":9}`)), {
-    owner: 'a',
-    mode: 'SHARED',
-    limit: 1,
-  });
-});
 
 type Event = Pick<LockEvent__Output, 'type' | 'owner' | 'fencing_token' | 'mode' | 'state'>;
 

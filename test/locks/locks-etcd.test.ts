@@ -1,7 +1,7 @@
 // The lock-backend contract suite on a real etcd.
 import { after, before, describe, test } from 'node:test';
 import { lockBackendContract } from '../locks/contract.js';
-import { etcdCapabilities } from '../../src/locks/etcd.js';
+import { etcdCapabilities } from '../../src/locks/etcd/lock-backend.js';
 import { startServer } from '../support/server.js';
 import { ETCD_SKIP_REASON, etcdAvailable, startEtcd, type EtcdMember } from '../support/etcd.js';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { EXIT_CODES } from '../../src/cli/exit-codes.js';
 import { FLAGS } from '../../src/config.js';
 import type { Capabilities } from '../../src/locks/backend.js';
-import { etcdCapabilities } from '../../src/locks/etcd.js';
+import { etcdCapabilities } from '../../src/locks/etcd/lock-backend.js';
 import { fileCapabilities } from '../../src/locks/file.js';
 import { memoryCapabilities } from '../../src/locks/memory.js';
 

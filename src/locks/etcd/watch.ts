@@ -1,0 +1,222 @@
+// Watch on the etcd backend: one range read of the queue at revision R (the STATE event),
+// then an etcd watch of prefix + name + '/' from R + 1, so events follow the snapshot with no
+// gap, from whichever server made them. A put is WAITER_ADDED (or ACQUIRED if the key holds
+// at once); a delete is RELEASED for a holder and WAITER_LEFT for a waiter, followed by
+// ACQUIRED for each key the deletion let in. NOTE: etcd deletes an expired lease's keys as if
+// they were released, so a TTL that ran out is reported as RELEASED (never EXPIRED); and a
+// try-once that lost, or a request refused for its limit, shows as WAITER_ADDED then
+// WAITER_LEFT, as its key briefly queued.
+//
+// Why not etcd3's resuming Watcher (client.watch()…create()): it would resume from the last
+// revision as this does, but (1) it throws ClientRuntimeError from inside stream callbacks
+// on a response it cannot match to a watcher (a race with detach), which here would be an
+// uncaught exception in the server; (2) on a stream error it cancel()s a still-writable
+// stream, which etcd3 counts as a host failure and answers by resetting every connection to
+// that host (see the end()-before-cancel() NOTE below); (3) it multiplexes every watcher on
+// one stream, so one stalled member stalls every Watch and waiter; (4) its reconnects follow
+// its own backoff, not the caller's signal. One stream per Watch, reopened here, has none of that.
+import type { IWatchCreateRequest, IWatchResponse } from 'etcd3';
+import type { LockEvent, LockEventType, LockState } from '../backend.js';
+import { BackendUnavailableError } from '../../errors.js';
+import { type EtcdConnection, RETRY_MS } from './connection.js';
+import { grantedCount, prefixEnd, type QueueKey } from './layout.js';
+import type { LockQueue } from './queue.js';
+
+type QueueChange = readonly [LockEventType, QueueKey];
+
+const byCreateRevision = (a: QueueKey, b: QueueKey) =>
+  a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0;
+
+/**
+ * The queue of one lock as a Watch follows it: its keys in create-revision order, and the
+ * events each change makes. Grants are recomputed with grantedCount after every change.
+ */
+export class QueueMirror {
+  #keys: QueueKey[];
+  /** The keys that hold the lock, as last reported. */
+  #holding: Set<string>;
+
+  constructor(keys: readonly QueueKey[]) {
+    this.#keys = [...keys].sort(byCreateRevision);
+    this.#holding = new Set(this.#keys.slice(0, grantedCount(this.#keys)).map((k) => k.key));
+  }
+
+  get keys(): readonly QueueKey[] {
+    return this.#keys;
+  }
+
+  /** A key was put: new (WAITER_ADDED or ACQUIRED), or rewritten in place (no event of its own). */
+  put(key: QueueKey): QueueChange[] {
+    const at = this.#keys.findIndex((k) => k.key === key.key);
+    const changes: QueueChange[] = [];
+    if (at >= 0 && this.#keys[at]!.createRevision === key.createRevision) {
+      this.#keys[at] = key;
+      return this.#regrant(changes);
+    }
+    // Recreated under the same name: the old key's delete was missed (cannot happen with a
+    // gap-free watch, but then report it as gone rather than keep a ghost).
+    if (at >= 0) changes.push(...this.delete(key.key));
+    let index = this.#keys.length;
+    while (index > 0 && this.#keys[index - 1]!.createRevision > key.createRevision) index--;
+    this.#keys.splice(index, 0, key);
+    if (index >= grantedCount(this.#keys)) changes.push(['WAITER_ADDED', key]);
+    return this.#regrant(changes);
+  }
+
+  /** A key was deleted: RELEASED or WAITER_LEFT, then ACQUIRED for each key it let in. */
+  delete(key: string): QueueChange[] {
+    const at = this.#keys.findIndex((k) => k.key === key);
+    if (at < 0) return [];
+    const [gone] = this.#keys.splice(at, 1);
+    const changes: QueueChange[] = [[this.#holding.delete(key) ? 'RELEASED' : 'WAITER_LEFT', gone!]];
+    return this.#regrant(changes);
+  }
+
+  #regrant(changes: QueueChange[]): QueueChange[] {
+    const holders = this.#keys.slice(0, grantedCount(this.#keys));
+    for (const holder of holders) if (!this.#holding.has(holder.key)) changes.push(['ACQUIRED', holder]);
+    this.#holding = new Set(holders.map((k) => k.key));
+    return changes;
+  }
+}
+
+type WatchStream = Awaited<ReturnType<EtcdConnection['client']['watchClient']['watch']>>;
+
+/** The events of lock `queue.name` from now on, until signal aborts or the connection closes. */
+export async function* watchQueue(queue: LockQueue, signal: AbortSignal): AsyncIterable<LockEvent> {
+  const { conn, name } = queue;
+  // Ends the iteration: the caller went away, or close() was called.
+  const stop = new AbortController();
+  const onStop = () => stop.abort();
+  signal.addEventListener('abort', onStop, { once: true });
+  conn.closing.addEventListener('abort', onStop, { once: true });
+  if (signal.aborted || conn.closing.aborted) stop.abort();
+
+  const responses: IWatchResponse[] = [];
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const resolve = wake;
+    wake = undefined;
+    resolve?.();
+  };
+  let stream: WatchStream | undefined;
+  /** The current stream broke: reopen it from `next`. */
+  let broken = true;
+  const closeStream = () => {
+    const current = stream;
+    stream = undefined;
+    if (current === undefined) return;
+    // NOTE: end() before cancel(). etcd3 reports an error on a still-writable stream as a
+    // host failure (it resets all of that host's connections); our own CANCELLED is not one.
+    current.end();
+    current.cancel();
+  };
+  stop.signal.addEventListener(
+    'abort',
+    () => {
+      closeStream();
+      notify();
+    },
+    { once: true },
+  );
+
+  try {
+    let snapshot: { keys: QueueKey[]; revision: bigint };
+    let state: LockState;
+    try {
+      snapshot = await queue.readAll(`watch lock "${name}"`, stop.signal);
+      state = await queue.stateOf(snapshot.keys, stop.signal);
+    } catch (err) {
+      if (stop.signal.aborted) return;
+      throw err;
+    }
+    const mirror = new QueueMirror(snapshot.keys);
+    /** The first revision not yet translated: the snapshot's revision + 1, then past each event. */
+    let next = snapshot.revision + 1n;
+    yield { type: 'STATE', name, owner: '', fencingToken: 0n, mode: 'EXCLUSIVE', atMs: conn.clock.now(), state };
+
+    let opened = false;
+    while (!stop.signal.aborted) {
+      const res = responses.shift();
+      if (res !== undefined) {
+        if (res.canceled) {
+          // NOTE: a compacted start revision cannot be resumed without a gap; the caller
+          // watches again and gets a fresh STATE. Any other cancel is resumed below.
+          if (res.compact_revision !== undefined && BigInt(res.compact_revision) > 0n) {
+            throw new BackendUnavailableError(
+              `watch of lock "${name}" fell behind: etcd compacted its history up to revision ${res.compact_revision}; watch again for a fresh state`,
+            );
+          }
+          broken = true;
+          continue;
+        }
+        // A resumed stream may repeat what the broken one already delivered. NOTE: one
+        // revision can hold several events (a txn, a revoked lease's keys): all pass here.
+        const seen = next;
+        for (const event of res.events) {
+          const revision = BigInt(event.kv.mod_revision);
+          if (revision < seen) continue;
+          const changes =
+            event.type === 'Delete'
+              ? mirror.delete(event.kv.key.toString())
+              : queue.keysOf({ kvs: [event.kv] }).flatMap((k) => mirror.put(k));
+          const atMs = conn.clock.now();
+          for (const [type, k] of changes) {
+            const token = type === 'WAITER_ADDED' || type === 'WAITER_LEFT' ? 0n : k.createRevision;
+            yield { type, name, owner: k.owner, fencingToken: token, mode: k.mode, atMs };
+          }
+          // etcd sends a revision's events in one response (unless it fragments huge ones,
+          // which we do not ask for), so a resume from here misses none of them.
+          next = revision + 1n;
+        }
+        continue;
+      }
+      if (broken) {
+        closeStream();
+        // A stream that broke again right away (etcd unreachable): not a busy loop.
+        if (opened) await conn.sleep(RETRY_MS, stop.signal);
+        if (stop.signal.aborted) break;
+        opened = true;
+        broken = false;
+        try {
+          const opening = await conn.client.watchClient.watch();
+          if (stop.signal.aborted) {
+            opening.end();
+            opening.cancel();
+            break;
+          }
+          stream = opening;
+          opening.on('data', (response: IWatchResponse) => {
+            if (stream !== opening) return;
+            responses.push(response);
+            notify();
+          });
+          // The error listener stays for the stream's life: cancel() itself emits CANCELLED.
+          const fail = () => {
+            if (stream !== opening) return;
+            broken = true;
+            notify();
+          };
+          opening.on('error', fail);
+          opening.on('end', fail);
+          const keyPrefix = Buffer.from(queue.keyPrefix);
+          const create: IWatchCreateRequest = {
+            key: keyPrefix,
+            range_end: prefixEnd(keyPrefix),
+            start_revision: next.toString(),
+          };
+          opening.write({ create_request: create });
+        } catch {
+          broken = true;
+        }
+        continue;
+      }
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  } finally {
+    signal.removeEventListener('abort', onStop);
+    conn.closing.removeEventListener('abort', onStop);
+    if (!stop.signal.aborted) stop.abort();
+    closeStream();
+  }
+}
