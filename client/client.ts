@@ -185,6 +185,11 @@ export interface Capabilities {
   readonly shared: boolean;
   /** watch(). */
   readonly watch: boolean;
+  /**
+   * Lock sessions (Locks/Session), which the client uses by itself where it can. A session
+   * resumes through another server only where `acrossHosts` holds too.
+   */
+  readonly sessions: boolean;
 }
 
 export interface LockHolder {
@@ -299,6 +304,7 @@ function toCapabilities(c: LockState__Output['capabilities']): Capabilities {
     semaphore: c?.semaphore ?? false,
     shared: c?.shared ?? false,
     watch: c?.watch ?? false,
+    sessions: c?.sessions ?? false,
   };
 }
 

@@ -12,6 +12,7 @@ import type { LocksClient as _latchkey_v1_LocksClient, LocksDefinition as _latch
 import type { RefreshRequest as _latchkey_v1_RefreshRequest, RefreshRequest__Output as _latchkey_v1_RefreshRequest__Output } from './latchkey/v1/RefreshRequest.js';
 import type { ReleaseRequest as _latchkey_v1_ReleaseRequest, ReleaseRequest__Output as _latchkey_v1_ReleaseRequest__Output } from './latchkey/v1/ReleaseRequest.js';
 import type { ReleaseResponse as _latchkey_v1_ReleaseResponse, ReleaseResponse__Output as _latchkey_v1_ReleaseResponse__Output } from './latchkey/v1/ReleaseResponse.js';
+import type { SessionCancel as _latchkey_v1_SessionCancel, SessionCancel__Output as _latchkey_v1_SessionCancel__Output } from './latchkey/v1/SessionCancel.js';
 import type { SessionError as _latchkey_v1_SessionError, SessionError__Output as _latchkey_v1_SessionError__Output } from './latchkey/v1/SessionError.js';
 import type { SessionKeepAlive as _latchkey_v1_SessionKeepAlive, SessionKeepAlive__Output as _latchkey_v1_SessionKeepAlive__Output } from './latchkey/v1/SessionKeepAlive.js';
 import type { SessionKeptAlive as _latchkey_v1_SessionKeptAlive, SessionKeptAlive__Output as _latchkey_v1_SessionKeptAlive__Output } from './latchkey/v1/SessionKeptAlive.js';
@@ -43,6 +44,7 @@ export interface ProtoGrpcType {
       RefreshRequest: MessageTypeDefinition<_latchkey_v1_RefreshRequest, _latchkey_v1_RefreshRequest__Output>
       ReleaseRequest: MessageTypeDefinition<_latchkey_v1_ReleaseRequest, _latchkey_v1_ReleaseRequest__Output>
       ReleaseResponse: MessageTypeDefinition<_latchkey_v1_ReleaseResponse, _latchkey_v1_ReleaseResponse__Output>
+      SessionCancel: MessageTypeDefinition<_latchkey_v1_SessionCancel, _latchkey_v1_SessionCancel__Output>
       SessionError: MessageTypeDefinition<_latchkey_v1_SessionError, _latchkey_v1_SessionError__Output>
       SessionKeepAlive: MessageTypeDefinition<_latchkey_v1_SessionKeepAlive, _latchkey_v1_SessionKeepAlive__Output>
       SessionKeptAlive: MessageTypeDefinition<_latchkey_v1_SessionKeptAlive, _latchkey_v1_SessionKeptAlive__Output>

@@ -68,7 +68,7 @@ export interface LockService {
   sessionRelease(open: OpenSession, request: ReleaseRequest__Output, ctx: CallContext): Promise<ReleaseResponse>;
   sessionDescribe(open: OpenSession, request: DescribeRequest__Output, ctx: CallContext): Promise<LockStateMessage>;
   keepAlive(open: OpenSession, ctx: CallContext): Promise<SessionKeptAlive>;
-  /** The clean end (half-close): every lock of the session released at once. */
+  /** The clean end (a request with `end`): every lock of the session released at once. */
   endSession(open: OpenSession): Promise<void>;
 }
 
@@ -347,7 +347,7 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
         (granted) => session.release({ name, leaseId: granted.leaseId, signal: new AbortController().signal }),
       );
       // A unary caller that has gone hears nothing; a session stream that stopped serving the
-      // session (half-closed, taken over) still reads, and must not be told it holds a lock it does not.
+      // session (ended, half-closed, taken over) still reads, and must not be told it holds a lock it does not.
       if (ctx.signal.aborted)
         throw ctx.signal.reason instanceof LatchkeyError
           ? ctx.signal.reason

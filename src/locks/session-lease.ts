@@ -3,6 +3,7 @@
 // registry that finds a live session by id (resume) and remembers why a gone one is gone.
 // The backends own the locks; this file owns only the lease's lifetime.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Clock, Timer } from '../clock.js';
 import { InvalidArgumentError, type LatchkeyError, SessionExpiredError } from '../errors.js';
 import type { SessionLeaseInfo, SessionState } from './backend.js';
@@ -34,6 +35,8 @@ export class SessionLease {
     this.ref = ref;
     this.ttlMs = ttlMs;
     this.#onDue = onDue;
+    // Every acquire of the session listens to its signal while it runs: many are normal.
+    setMaxListeners(0, this.#controller.signal);
     this.#expiresAtMs = clock.now() + ttlMs;
     this.#timer = this.#arm();
   }

@@ -4,10 +4,17 @@
 // results go back tagged, coalesced into as few frames as possible, in whatever order they
 // finish. A waiting acquire is one more op in flight: it never holds up the others.
 //
-// The stream and the session are not the same thing. A clean end (the client half-closes)
+// The stream and the session are not the same thing. A clean end (a request with `end`)
 // ends the session and releases all its locks. Anything else that stops the stream (a
-// break, a resume taking the session over, the server shutting down) only detaches the
-// stream: the session and its locks stay until its TTL runs out, and may be resumed.
+// break, a half-close without `end`, a resume taking the session over, the server shutting
+// down) only detaches the stream: the session and its locks stay until its TTL runs out, and
+// may be resumed.
+//
+// NOTE: a half-close alone never releases anything. grpc-js delivers a client's cancel (and
+// its deadline) as a half-close first: the client's HTTP/2 stack ends its side of the
+// stream, then resets it, and the reset arrives as 'cancelled' a read later. Releasing on
+// the half-close would release every lock of a client whose stream broke.
+import { setMaxListeners } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
 import type { SessionRequest__Output } from '../../client/generated/latchkey/v1/SessionRequest.js';
@@ -28,7 +35,7 @@ import {
   toStatus,
 } from '../errors.js';
 import type { RpcMeter } from '../metrics.js';
-import { type CallMeter, type CallScope, createCallContext, type RpcEnv } from '../call-context.js';
+import { type CallContext, type CallMeter, type CallScope, createCallContext, type RpcEnv } from '../call-context.js';
 import type { LockSession } from './backend.js';
 import type { LockService, OpenSession } from './service.js';
 
@@ -57,6 +64,8 @@ function streamCallContext(call: Stream, env: RpcEnv, meter: CallMeter, onBroken
       onBroken();
     },
   });
+  // Every op in flight listens to the stream's signal: thousands are normal, not a leak.
+  setMaxListeners(0, scope.ctx.signal);
   return {
     ctx: scope.ctx,
     /** Ends this stream's work in the session: waiting acquires leave with `reason`. */
@@ -124,19 +133,28 @@ export function sessionHandler(
 
     let phase: 'first' | 'opening' | 'open' = 'first';
     let open: OpenSession | undefined;
-    /** Frames that came while the session was being opened; they run once it is. */
+    /** Requests that came while the session was being opened; they are taken once it is. */
     const queued: SessionRequest__Output[] = [];
     let halfClosed = false;
-    /** Set once the stream stops taking new work; ops still running are answered, then it ends. */
-    let stopping: { reason: LatchkeyError; clean: boolean } | undefined;
+    /**
+     * Set once the stream stops taking new work; what runs is answered, then the stream ends:
+     * 'end' releases the session's locks and ends OK, 'detach' ends OK leaving the session to
+     * its TTL, 'fail' ends with the reason's status (leaving the session to its TTL too).
+     */
+    let stopping: { reason: LatchkeyError; how: 'end' | 'detach' | 'fail' } | undefined;
     let ending = false;
     const unanswered = new Set<string>();
+    /** Acquires in flight by tag, each with its own signal, so a cancel op can withdraw one. */
+    const acquires = new Map<string, AbortController>();
     let running = 0;
     let waiting = 0;
     let paused = false;
     let pendingOpened: SessionOpened | undefined;
     let pending: SessionResult[] = [];
     let flushScheduled = false;
+    /** The stream broke while `open` was running: a new session nobody learned the id of is ended at once. */
+    let abandonOpening = false;
+    let stopWatchingSession = () => {};
 
     const detach = () => {
       if (open !== undefined && attached.get(open.session.id) === stopFromOutside) attached.delete(open.session.id);
@@ -150,8 +168,6 @@ export function sessionHandler(
       if (open === undefined) abandonOpening = true;
     });
     const { ctx } = cc;
-    /** The stream broke while `open` was running: a new session nobody learned the id of is ended at once. */
-    let abandonOpening = false;
 
     const write = (response: SessionResponse) => {
       if (!call.write(response) && !paused) {
@@ -170,10 +186,9 @@ export function sessionHandler(
       if (cc.finished) return;
       if (pending.length === 0 && pendingOpened === undefined) return;
       let frame: SessionResult[] = [];
-      let bytes = 0;
       let opened = pendingOpened;
       pendingOpened = undefined;
-      if (opened !== undefined) bytes += openedBytes(opened);
+      let bytes = opened === undefined ? 0 : openedBytes(opened);
       for (const result of pending) {
         const size = resultBytes(result);
         if ((frame.length > 0 || opened !== undefined) && bytes + size > frameBytes) {
@@ -195,14 +210,14 @@ export function sessionHandler(
       setImmediate(flush);
     };
 
-    /** Ends the stream once nothing runs any more: with OK after a clean end, else with the reason's status. */
+    /** Ends the stream once nothing runs any more (see `stopping`). */
     const maybeEnd = () => {
       if (stopping === undefined || running > 0 || ending || cc.finished || phase === 'opening') return;
       ending = true;
-      const { reason, clean } = stopping;
+      const { reason, how } = stopping;
       void (async () => {
-        let failure: unknown = clean ? undefined : reason;
-        if (clean && open !== undefined) {
+        let failure: unknown = how === 'fail' ? reason : undefined;
+        if (how === 'end' && open !== undefined) {
           try {
             await locks.endSession(open);
           } catch (err) {
@@ -224,32 +239,25 @@ export function sessionHandler(
       })();
     };
 
-    /** No new work from now on; waiting acquires leave with `reason`. */
-    const stop = (reason: LatchkeyError, clean = false) => {
+    /** No new work from now on; acquires in flight leave with `reason` (answered with it). */
+    const stop = (reason: LatchkeyError, how: 'end' | 'detach' | 'fail') => {
       if (stopping !== undefined || cc.finished) return;
-      stopping = { reason, clean };
+      stopping = { reason, how };
       cc.stop(reason);
       maybeEnd();
     };
-    const stopFromOutside = (reason: LatchkeyError) => stop(reason);
+    /** A stream-level mistake: the stream ends with this status; the session is left to its TTL. */
+    const fail = (err: LatchkeyError) => stop(err, 'fail');
+    const stopFromOutside = (reason: LatchkeyError) => fail(reason);
 
     // At shutdown: answer what runs (waiters are already failed UNAVAILABLE by the backend) and end.
     const stopDraining = env.inflight.onDrain(() =>
-      stop(
+      fail(
         new ShuttingDownError(
           'server is shutting down; resume the session through another server where its backend allows it',
         ),
       ),
     );
-    let stopWatchingSession = () => {};
-
-    /** A stream-level mistake: the stream ends with this status; the session is left to its TTL. */
-    const fail = (err: LatchkeyError) => {
-      if (stopping !== undefined) return;
-      stopping = { reason: err, clean: false };
-      cc.stop(err);
-      maybeEnd();
-    };
 
     const answer = (result: SessionResult, wasWaiting: boolean) => {
       unanswered.delete(String(result.tag));
@@ -271,11 +279,31 @@ export function sessionHandler(
       maybeEnd();
     };
 
+    /** An acquire's own context: its signal aborts with the stream's, or alone on a cancel op. */
+    const acquireContext = (tag: string): { ctx: CallContext; done: () => void } => {
+      const controller = new AbortController();
+      const onStream = () => controller.abort(ctx.signal.reason);
+      if (ctx.signal.aborted) onStream();
+      else ctx.signal.addEventListener('abort', onStream, { once: true });
+      acquires.set(tag, controller);
+      return {
+        ctx: { ...ctx, signal: controller.signal },
+        done: () => {
+          ctx.signal.removeEventListener('abort', onStream);
+          acquires.delete(tag);
+        },
+      };
+    };
+
     const run = (session: OpenSession, op: SessionOp__Output): Promise<SessionResult> => {
       const tag = op.tag;
       switch (op.op) {
-        case 'acquire':
-          return locks.sessionAcquire(session, op.acquire!, ctx).then((lease) => ({ tag, lease }));
+        case 'acquire': {
+          const own = acquireContext(tag);
+          const acquired = locks.sessionAcquire(session, op.acquire!, own.ctx).then((lease) => ({ tag, lease }));
+          acquired.then(own.done, own.done);
+          return acquired;
+        }
         case 'release':
           return locks.sessionRelease(session, op.release!, ctx).then((released) => ({ tag, released }));
         case 'describe':
@@ -285,7 +313,7 @@ export function sessionHandler(
         default:
           return Promise.reject(
             new InvalidArgumentError(
-              `operation ${tag} names no operation: set one of acquire, release, describe, keepalive`,
+              `operation ${tag} names no operation: set one of acquire, release, describe, keepalive, cancel`,
             ),
           );
       }
@@ -294,6 +322,7 @@ export function sessionHandler(
     const handleOps = (ops: readonly SessionOp__Output[]) => {
       const tags = new Set<string>();
       for (const op of ops) {
+        if (op.op === 'cancel') continue;
         if (unanswered.has(op.tag) || tags.has(op.tag)) {
           fail(
             new InvalidArgumentError(
@@ -310,6 +339,12 @@ export function sessionHandler(
           `a session frame has ${ops.length} operations; the limit is ${config.maxBatch} (--max-batch): split it`,
         );
       for (const op of ops) {
+        if (op.op === 'cancel') {
+          // No answer of its own: the withdrawn acquire is answered CANCELLED.
+          const tag = op.cancel!.tag;
+          acquires.get(tag)?.abort(new CancelledError(`acquire ${tag} withdrawn by the client (a cancel op)`));
+          continue;
+        }
         unanswered.add(op.tag);
         running++;
         if (refusal !== undefined) {
@@ -337,8 +372,8 @@ export function sessionHandler(
         if (!session.resumed) void locks.endSession(session).catch(() => {});
         return;
       }
+      phase = 'open';
       if (session.resumed && openedBy.has(session.session) && openedBy.get(session.session) !== principal) {
-        phase = 'open';
         fail(
           new PermissionDeniedError(
             `session ${session.session.ref} was opened with another token; only that token may resume it`,
@@ -347,7 +382,6 @@ export function sessionHandler(
         return;
       }
       open = session;
-      phase = 'open';
       if (!session.resumed) openedBy.set(session.session, principal);
       // A resume takes the session over from a stream still attached to it (a stale
       // connection the client has given up on): that stream stops and ends ABORTED.
@@ -359,9 +393,7 @@ export function sessionHandler(
         ),
       );
       // The session expiring (or lost, or its backend closing) ends the stream with that reason.
-      const onSessionGone = () => {
-        if (stopping === undefined) stop(session.session.signal.reason as LatchkeyError);
-      };
+      const onSessionGone = () => fail(session.session.signal.reason as LatchkeyError);
       if (session.session.signal.aborted) onSessionGone();
       else {
         session.session.signal.addEventListener('abort', onSessionGone, { once: true });
@@ -370,7 +402,7 @@ export function sessionHandler(
       pendingOpened = opened;
       scheduleFlush();
       for (const request of queued.splice(0)) onRequest(request);
-      if (halfClosed) onEnd();
+      if (halfClosed) onHalfClose();
       maybeEnd();
     };
 
@@ -390,7 +422,7 @@ export function sessionHandler(
           return;
         }
         phase = 'opening';
-        if (request.ops.length > 0) queued.push({ open: null, ops: request.ops });
+        if (request.ops.length > 0 || request.end) queued.push({ open: null, ops: request.ops, end: request.end });
         locks.openSession(request.open, ctx).then(
           ({ open: session, opened }) => onOpened(session, opened),
           (err: unknown) => {
@@ -409,21 +441,23 @@ export function sessionHandler(
         return;
       }
       handleOps(request.ops);
+      if (request.end) stop(new CancelledError('the client ended the session while this acquire waited'), 'end');
     };
 
-    const onEnd = () => {
+    const onHalfClose = () => {
       halfClosed = true;
       if (phase === 'opening') return; // onOpened comes back here
-      if (open === undefined) {
-        // Ended before opening anything: nothing to end, and the stream ends OK.
-        stop(new CancelledError('session stream ended by the client'), true);
-        return;
-      }
-      stop(new CancelledError('the client ended the session (half-close) while this acquire waited'), true);
+      // Nothing more will come; without `end`, the session is left to its TTL (see the NOTE on top).
+      stop(
+        new CancelledError(
+          'the client half-closed the stream without ending the session; the session is left to its TTL',
+        ),
+        'detach',
+      );
     };
 
     call.on('data', onRequest);
-    call.on('end', onEnd);
+    call.on('end', onHalfClose);
     call.on('error', () => {
       // A transport error is a broken stream, like a cancel.
       if (cc.finished) return;

@@ -118,8 +118,17 @@ export class SessionStream {
     return this.#expect<T>(tag);
   }
 
-  /** Half-closes: the session ends cleanly. Resolves with the final status. */
+  /** Ends the session cleanly (a request with `end`, then a half-close). Resolves with the final status. */
   close(): Promise<StreamEnd> {
+    if (this.#end === undefined) {
+      this.call.write({ end: true });
+      this.call.end();
+    }
+    return this.ended;
+  }
+
+  /** Half-closes without `end`: the session is left to its TTL. Resolves with the final status. */
+  halfClose(): Promise<StreamEnd> {
     this.call.end();
     return this.ended;
   }

@@ -97,18 +97,22 @@ export interface LocksClient extends grpc.Client {
    * exactly the codes and messages its unary RPC would.
    * 
    * How the stream ends:
-   * - The client half-closes: the session ends cleanly. Waiting acquires are answered
+   * - A request with `end`: the session ends cleanly. Waiting acquires are answered
    * CANCELLED, every lock is released at once, and the stream ends OK.
-   * - The stream breaks (cancelled, deadline, connection lost): nothing is released. Waiting
-   * acquires are withdrawn; the session and its locks stay until its TTL runs out, and the
-   * client may resume it with `open.resume_id` before then (through any server on the same
-   * backend where the backend declares `across_hosts`, else through the server that opened
-   * it). A resume takes the session over from a stream still attached to it: that stream
-   * ends ABORTED.
+   * - The stream breaks (cancelled, deadline, connection lost), or the client half-closes
+   * without `end`: nothing is released. Waiting acquires are withdrawn (answered
+   * CANCELLED where the stream can still carry it, and a half-closed stream then ends OK);
+   * the session and its locks stay until its TTL runs out, and the client may resume it
+   * with `open.resume_id` before then (through any server on the same backend where the
+   * backend declares `across_hosts`, else through the server that opened it). A resume
+   * takes the session over from a stream still attached to it: that stream ends ABORTED.
    * - The session expires (or its backend loses its lease) while attached: waiting acquires
    * are answered FAILED_PRECONDITION and the stream ends FAILED_PRECONDITION.
    * - The server shuts down: waiting acquires are answered UNAVAILABLE, what runs is answered,
    * and the stream ends UNAVAILABLE (resume elsewhere where the backend allows it).
+   * NOTE: why an explicit `end` rather than the half-close alone: a server on grpc-js sees a
+   * client's cancel (its deadline too) first as a half-close, since the client's HTTP/2 stack
+   * ends its side before it resets the stream; so a half-close cannot safely mean "release".
    * Stream-level mistakes end the stream with a status and leave the session to its TTL, like
    * a break: a first request without `open` or a second `open` (INVALID_ARGUMENT), a tag
    * already in use by an unanswered op (INVALID_ARGUMENT), a session that cannot be resumed
@@ -126,18 +130,22 @@ export interface LocksClient extends grpc.Client {
    * exactly the codes and messages its unary RPC would.
    * 
    * How the stream ends:
-   * - The client half-closes: the session ends cleanly. Waiting acquires are answered
+   * - A request with `end`: the session ends cleanly. Waiting acquires are answered
    * CANCELLED, every lock is released at once, and the stream ends OK.
-   * - The stream breaks (cancelled, deadline, connection lost): nothing is released. Waiting
-   * acquires are withdrawn; the session and its locks stay until its TTL runs out, and the
-   * client may resume it with `open.resume_id` before then (through any server on the same
-   * backend where the backend declares `across_hosts`, else through the server that opened
-   * it). A resume takes the session over from a stream still attached to it: that stream
-   * ends ABORTED.
+   * - The stream breaks (cancelled, deadline, connection lost), or the client half-closes
+   * without `end`: nothing is released. Waiting acquires are withdrawn (answered
+   * CANCELLED where the stream can still carry it, and a half-closed stream then ends OK);
+   * the session and its locks stay until its TTL runs out, and the client may resume it
+   * with `open.resume_id` before then (through any server on the same backend where the
+   * backend declares `across_hosts`, else through the server that opened it). A resume
+   * takes the session over from a stream still attached to it: that stream ends ABORTED.
    * - The session expires (or its backend loses its lease) while attached: waiting acquires
    * are answered FAILED_PRECONDITION and the stream ends FAILED_PRECONDITION.
    * - The server shuts down: waiting acquires are answered UNAVAILABLE, what runs is answered,
    * and the stream ends UNAVAILABLE (resume elsewhere where the backend allows it).
+   * NOTE: why an explicit `end` rather than the half-close alone: a server on grpc-js sees a
+   * client's cancel (its deadline too) first as a half-close, since the client's HTTP/2 stack
+   * ends its side before it resets the stream; so a half-close cannot safely mean "release".
    * Stream-level mistakes end the stream with a status and leave the session to its TTL, like
    * a break: a first request without `open` or a second `open` (INVALID_ARGUMENT), a tag
    * already in use by an unanswered op (INVALID_ARGUMENT), a session that cannot be resumed
@@ -200,18 +208,22 @@ export interface LocksHandlers extends grpc.UntypedServiceImplementation {
    * exactly the codes and messages its unary RPC would.
    * 
    * How the stream ends:
-   * - The client half-closes: the session ends cleanly. Waiting acquires are answered
+   * - A request with `end`: the session ends cleanly. Waiting acquires are answered
    * CANCELLED, every lock is released at once, and the stream ends OK.
-   * - The stream breaks (cancelled, deadline, connection lost): nothing is released. Waiting
-   * acquires are withdrawn; the session and its locks stay until its TTL runs out, and the
-   * client may resume it with `open.resume_id` before then (through any server on the same
-   * backend where the backend declares `across_hosts`, else through the server that opened
-   * it). A resume takes the session over from a stream still attached to it: that stream
-   * ends ABORTED.
+   * - The stream breaks (cancelled, deadline, connection lost), or the client half-closes
+   * without `end`: nothing is released. Waiting acquires are withdrawn (answered
+   * CANCELLED where the stream can still carry it, and a half-closed stream then ends OK);
+   * the session and its locks stay until its TTL runs out, and the client may resume it
+   * with `open.resume_id` before then (through any server on the same backend where the
+   * backend declares `across_hosts`, else through the server that opened it). A resume
+   * takes the session over from a stream still attached to it: that stream ends ABORTED.
    * - The session expires (or its backend loses its lease) while attached: waiting acquires
    * are answered FAILED_PRECONDITION and the stream ends FAILED_PRECONDITION.
    * - The server shuts down: waiting acquires are answered UNAVAILABLE, what runs is answered,
    * and the stream ends UNAVAILABLE (resume elsewhere where the backend allows it).
+   * NOTE: why an explicit `end` rather than the half-close alone: a server on grpc-js sees a
+   * client's cancel (its deadline too) first as a half-close, since the client's HTTP/2 stack
+   * ends its side before it resets the stream; so a half-close cannot safely mean "release".
    * Stream-level mistakes end the stream with a status and leave the session to its TTL, like
    * a break: a first request without `open` or a second `open` (INVALID_ARGUMENT), a tag
    * already in use by an unanswered op (INVALID_ARGUMENT), a session that cannot be resumed

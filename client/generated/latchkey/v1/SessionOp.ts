@@ -4,6 +4,7 @@ import type { AcquireRequest as _latchkey_v1_AcquireRequest, AcquireRequest__Out
 import type { ReleaseRequest as _latchkey_v1_ReleaseRequest, ReleaseRequest__Output as _latchkey_v1_ReleaseRequest__Output } from '../../latchkey/v1/ReleaseRequest.js';
 import type { DescribeRequest as _latchkey_v1_DescribeRequest, DescribeRequest__Output as _latchkey_v1_DescribeRequest__Output } from '../../latchkey/v1/DescribeRequest.js';
 import type { SessionKeepAlive as _latchkey_v1_SessionKeepAlive, SessionKeepAlive__Output as _latchkey_v1_SessionKeepAlive__Output } from '../../latchkey/v1/SessionKeepAlive.js';
+import type { SessionCancel as _latchkey_v1_SessionCancel, SessionCancel__Output as _latchkey_v1_SessionCancel__Output } from '../../latchkey/v1/SessionCancel.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface SessionOp {
@@ -32,7 +33,13 @@ export interface SessionOp {
    * Renew the session's lease (and with it every lock of the session).
    */
   'keepalive'?: (_latchkey_v1_SessionKeepAlive | null);
-  'op'?: "acquire"|"release"|"describe"|"keepalive";
+  /**
+   * Withdraw a waiting acquire of this stream: it is answered CANCELLED, unless it was
+   * answered already. The cancel itself gets no answer, and its own `tag` is not used: a
+   * cancel for a tag that does not wait on this stream does nothing.
+   */
+  'cancel'?: (_latchkey_v1_SessionCancel | null);
+  'op'?: "acquire"|"release"|"describe"|"keepalive"|"cancel";
 }
 
 export interface SessionOp__Output {
@@ -61,5 +68,11 @@ export interface SessionOp__Output {
    * Renew the session's lease (and with it every lock of the session).
    */
   'keepalive'?: (_latchkey_v1_SessionKeepAlive__Output | null);
-  'op'?: "acquire"|"release"|"describe"|"keepalive";
+  /**
+   * Withdraw a waiting acquire of this stream: it is answered CANCELLED, unless it was
+   * answered already. The cancel itself gets no answer, and its own `tag` is not used: a
+   * cancel for a tag that does not wait on this stream does nothing.
+   */
+  'cancel'?: (_latchkey_v1_SessionCancel__Output | null);
+  'op'?: "acquire"|"release"|"describe"|"keepalive"|"cancel";
 }

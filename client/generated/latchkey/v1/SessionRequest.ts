@@ -12,6 +12,12 @@ export interface SessionRequest {
    * Operations, each with a tag the client chose; results carry it back.
    */
   'ops'?: (_latchkey_v1_SessionOp)[];
+  /**
+   * End the session cleanly once this request's ops are taken: waiting acquires are
+   * answered CANCELLED, the others are answered, every lock is released at once, and the
+   * stream ends OK. Requests after it are ignored.
+   */
+  'end'?: (boolean);
 }
 
 export interface SessionRequest__Output {
@@ -23,4 +29,10 @@ export interface SessionRequest__Output {
    * Operations, each with a tag the client chose; results carry it back.
    */
   'ops': (_latchkey_v1_SessionOp__Output)[];
+  /**
+   * End the session cleanly once this request's ops are taken: waiting acquires are
+   * answered CANCELLED, the others are answered, every lock is released at once, and the
+   * stream ends OK. Requests after it are ignored.
+   */
+  'end': (boolean);
 }
