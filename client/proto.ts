@@ -7,7 +7,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 
-export const PROTO_FILES = ['latchkey/v1/locks.proto', 'latchkey/v1/cache.proto'] as const;
+export const PROTO_FILES = [
+  'latchkey/v1/locks.proto',
+  'latchkey/v1/cache.proto',
+  'latchkey/v1/elections.proto',
+] as const;
 
 /**
  * keepCase: the .proto's snake_case names are what reflection serves, so grpcurl accepts

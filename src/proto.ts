@@ -4,10 +4,11 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import type { ProtoGrpcType as CacheProto } from '../client/generated/cache.js';
+import type { ProtoGrpcType as ElectionsProto } from '../client/generated/elections.js';
 import type { ProtoGrpcType as LocksProto } from '../client/generated/locks.js';
 import { LOADER_OPTIONS, loadPackageDefinition } from '../client/proto.js';
 
-export type LatchkeyProto = LocksProto & CacheProto;
+export type LatchkeyProto = LocksProto & CacheProto & ElectionsProto;
 
 /**
  * What server reflection describes: latchkey's services and grpc.health.v1.Health, so

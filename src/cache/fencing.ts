@@ -17,8 +17,13 @@ import type { CacheStore, Item } from './store.js';
 
 export const FENCED_FLAGS = 0x4c4b4631;
 const MAGIC = Buffer.from('LKF1');
-/** Largest envelope header: magic, kind, token, backend (≤ 255), lock (≤ 250). */
-export const MAX_ENVELOPE_OVERHEAD = 4 + 1 + 8 + 1 + 255 + 2 + 250;
+/**
+ * An election's fence names it after this prefix in the envelope's lock field: no lock name
+ * holds a space, so election "x" and lock "x" stay two fences.
+ */
+const ELECTION_FENCE = 'election ';
+/** Largest envelope header: magic, kind, token, backend (≤ 255), lock (≤ 250, or an election fence). */
+export const MAX_ENVELOPE_OVERHEAD = 4 + 1 + 8 + 1 + 255 + 2 + ELECTION_FENCE.length + 250;
 /** How many times a fenced write re-reads after losing a race before giving up. */
 const MAX_ATTEMPTS = 64;
 
@@ -26,6 +31,18 @@ export interface Fence {
   readonly backend: string;
   readonly lock: string;
   readonly token: bigint;
+}
+
+/** The fence of a leadership of `election`: a leader fences its writes as a lock holder does. */
+export function electionFence(backend: string, election: string, token: bigint): Fence {
+  return { backend, lock: ELECTION_FENCE + election, token };
+}
+
+/** A fence's lock or election, as messages name it. */
+function fenceText(fence: Fence): string {
+  return fence.lock.startsWith(ELECTION_FENCE)
+    ? `election "${fence.lock.slice(ELECTION_FENCE.length)}"`
+    : `lock "${fence.lock}"`;
 }
 
 /** What a key holds, as callers see it: a value or nothing, and the fence of its last fenced write. */
@@ -74,12 +91,12 @@ function checkFence(key: string, last: Fence | undefined, fence: Fence): void {
   if (last === undefined) return;
   if (last.lock !== fence.lock || last.backend !== fence.backend) {
     throw new FencedOutError(
-      `fenced write to key "${key}" refused: the key is fenced by lock "${last.lock}" (backend ${last.backend}), not "${fence.lock}" (backend ${fence.backend}); fence with that lock, or delete the key without a fence to reset it`,
+      `fenced write to key "${key}" refused: the key is fenced by ${fenceText(last)} (backend ${last.backend}), not ${fenceText(fence)} (backend ${fence.backend}); fence with that one, or delete the key without a fence to reset it`,
     );
   }
   if (fence.token < last.token) {
     throw new FencedOutError(
-      `fenced write to key "${key}" refused: it was last written under lock "${fence.lock}" with fencing token ${last.token}, and this write carries ${fence.token}; a newer holder has written, so this holder's lock is stale`,
+      `fenced write to key "${key}" refused: it was last written under ${fenceText(fence)} with fencing token ${last.token}, and this write carries ${fence.token}; a newer holder has written, so this holder's ${fence.lock.startsWith(ELECTION_FENCE) ? 'leadership' : 'lock'} is stale`,
     );
   }
 }

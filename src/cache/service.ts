@@ -22,7 +22,7 @@ import type { SetManyResponse } from '../../client/generated/latchkey/v1/SetMany
 import type { CallContext } from '../call-context.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Fence__Output } from '../../client/generated/latchkey/v1/Fence.js';
-import { decode, fencedAdd, fencedCas, fencedDelete, fencedSet, type Fence } from './fencing.js';
+import { decode, electionFence, fencedAdd, fencedCas, fencedDelete, fencedSet, type Fence } from './fencing.js';
 import type { CacheStore } from './store.js';
 
 /** The longest cache TTL accepted: 365 days. */
@@ -78,12 +78,19 @@ export function createCacheService(stores: ReadonlyMap<string, CacheStore>, conf
   function fence(message: Fence__Output | null): Fence | undefined {
     if (message === null) return undefined;
     if (message.token === '0')
-      throw new InvalidArgumentError('fence.token is required: send the fencing_token of the lease you hold');
-    return {
-      lock: checkName('fence.lock', message.lock),
-      backend: checkText('fence.backend', message.backend, 255) || config.backend,
-      token: BigInt(message.token),
-    };
+      throw new InvalidArgumentError(
+        'fence.token is required: send the fencing_token of the lease (or leadership) you hold',
+      );
+    const backend = checkText('fence.backend', message.backend, 255) || config.backend;
+    const token = BigInt(message.token);
+    if (message.election !== '') {
+      if (message.lock !== '')
+        throw new InvalidArgumentError(
+          'fence has both lock and election: set lock for a Lease, election for a Leadership',
+        );
+      return electionFence(backend, checkName('fence.election', message.election), token);
+    }
+    return { lock: checkName('fence.lock', message.lock), backend, token };
   }
   function bigint(field: string, raw: string, min: bigint, max: bigint): bigint {
     const n = BigInt(raw);

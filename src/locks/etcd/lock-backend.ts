@@ -31,6 +31,7 @@ export const etcdCapabilities: Capabilities = {
   semaphore: true,
   shared: true,
   watch: true,
+  elections: true,
 };
 
 export interface EtcdLockBackendOptions {
