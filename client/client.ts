@@ -57,7 +57,11 @@ export interface ConnectOptions {
    * Bearer token for a server with --auth-tokens-file, sent as `authorization: Bearer
    * <token>` on every call and stream; or a function called before each one for the current
    * token. A provider that throws fails the call with UnauthenticatedError (no RPC is sent).
+   * A stream (a lock session, the cache pipeline, a watch) carries the token it started with.
    * NOTE: on a plaintext channel the token crosses the network readable by anyone on it.
+   * NOTE: a server lets only the token that opened a lock session resume it: after a token
+   * rotation, a session whose stream breaks cannot resume, its handles abort, and the next
+   * lock opens a new session with the new token.
    */
   readonly token?: TokenSource;
   /**
@@ -100,7 +104,9 @@ export interface ConnectOptions {
    * maxFrameOps: 1000 } (see SessionOptions); false makes every lock operation its own
    * unary RPC (Acquire, Refresh, Release, Describe), as other languages' clients do.
    *
-   * - close() ends each session: the server releases all of its locks at once.
+   * - close() ends each session: the server releases all of its locks at once. A waiting
+   *   lock() whose signal aborts (or whose deadline passes) is withdrawn from the server's
+   *   queue, as a cancelled unary Acquire is.
    * - A broken stream releases nothing: the session resumes, through the next server of the
    *   list when its own went away (or the same one restarted), and keeps every lock, as long
    *   as that happens within its TTL. Until then the handles' signals stay quiet; they abort
@@ -114,9 +120,6 @@ export interface ConnectOptions {
    * NOTE: while a session holds a lock its stream keeps the process alive (a unary handle's
    * timers do not): release the locks or close the client. A session holding nothing ends
    * after `idleMs`.
-   * NOTE: the protocol cannot withdraw one waiting acquire: when a caller's signal or
-   * deadline gives up on one, the waiter stays queued on the server until its `waitMs` runs
-   * out or it is granted, and a late grant is released at once.
    */
   readonly sessions?: boolean | SessionOptions;
 }

@@ -16,6 +16,17 @@ import type { CallOptions } from './unary-call.js';
  */
 export type LockHandleState = 'held' | 'released' | 'lost' | 'release-failed';
 
+/**
+ * A held lock, from LatchkeyClient.lock(). Kept alive until it is released (disposing it
+ * releases it), and it says through `signal` when it can no longer be trusted.
+ *
+ * @example
+ * {
+ *   await using lock = await client.lock('invoices/2024-06', { ttlMs: 10_000, waitMs: 5_000 });
+ *   await client.cache().set('invoices/2024-06/state', 'running', { fence: lock });
+ *   await generate({ signal: lock.signal }); // stops if the lock is lost
+ * } // released here, even if generate() threw
+ */
 export interface LockHandle extends AsyncDisposable {
   readonly name: string;
   /** The backend that granted the lease (the server's default resolved to its name). */

@@ -53,27 +53,33 @@ import {
 } from './streams.js';
 import { abortError } from './unary-call.js';
 
+/** How the client's lock sessions behave; see ConnectOptions.sessions. */
 export interface SessionOptions {
   /**
-   * A session holding no lock, with nothing outstanding, ends after this many ms (its stream
-   * would keep the process alive), and a new one opens on the next lock. Default 1000.
+   * A session holding no lock, with nothing outstanding, ends after this many ms (its open
+   * stream would keep the process alive, and on etcd it holds an etcd lease), and a new one
+   * opens on the next lock. Default 1000; 0 ends it as soon as it is idle, so a program that
+   * takes one lock at a time opens a session (one etcd lease grant) per lock.
    */
   readonly idleMs?: number;
-  /** Operations in one frame, at most; must not exceed the server's --max-batch. Default 1000. */
+  /**
+   * Operations in one frame, at most; must not exceed the server's --max-batch (default 1000),
+   * which refuses a bigger frame op by op. Default 1000; at least 1.
+   */
   readonly maxFrameOps?: number;
 }
 
 export const DEFAULT_SESSIONS: Required<SessionOptions> = { idleMs: 1_000, maxFrameOps: 1_000 };
 
 type Stream = grpc.ClientDuplexStream<SessionRequest, SessionResponse__Output>;
-type Kind = 'acquire' | 'release' | 'describe' | 'keepalive';
+type Kind = 'acquire' | 'release' | 'describe' | 'keepalive' | 'cancel';
 type Phase =
   /** No stream: never opened, or (with an id) waiting to reconnect. */
   | 'idle'
   /** A stream is open and its `opened` has not come yet. */
   | 'opening'
   | 'open'
-  /** close(): the stream is half-closed, or about to be once the session is back. */
+  /** close(): the session's end is sent, or will be once the session is back. */
   | 'ending'
   /** Ended, or retired when idle or given up: the pool no longer hands it out. */
   | 'over';
@@ -83,6 +89,7 @@ const METHOD: Record<Kind, string> = {
   release: 'Release',
   describe: 'Describe',
   keepalive: 'Session',
+  cancel: 'Acquire',
 };
 
 /** Field headers and the integer fields of one operation, generously. */
@@ -108,6 +115,8 @@ class Op {
     readonly request: AcquireRequest | DescribeRequest | undefined,
     /** release: the lock it lets go. */
     readonly lease: SessionLease | undefined,
+    /** cancel: the acquire it withdraws. */
+    readonly target: Op | undefined,
     readonly deadlineMs: number,
     readonly signal: AbortSignal | undefined,
     /** acquire: performance.now() when asked, to send what is left of its wait again after a break. */
@@ -381,7 +390,7 @@ export class LockSession {
     const method = METHOD[kind];
     if (signal?.aborted) return { op: undefined, promise: Promise.reject(abortError(method, signal)) };
     if (!(deadlineMs > 0)) return { op: undefined, promise: Promise.reject(deadlineError(method, deadlineMs)) };
-    const op = new Op(this, kind, request, lease, deadlineMs, signal, performance.now(), waitMs);
+    const op = new Op(this, kind, request, lease, undefined, deadlineMs, signal, performance.now(), waitMs);
     const promise = new Promise<unknown>((resolve, reject) => {
       op.resolve = resolve as (value: never) => void;
       op.reject = reject;
@@ -401,8 +410,8 @@ export class LockSession {
   }
 
   /** An op the session makes for itself. */
-  #internal(kind: 'keepalive' | 'release', lease?: SessionLease): Op {
-    const op = new Op(this, kind, undefined, lease, Infinity, undefined, performance.now(), 0);
+  #internal(kind: 'keepalive' | 'release' | 'cancel', lease?: SessionLease, target?: Op): Op {
+    const op = new Op(this, kind, undefined, lease, target, Infinity, undefined, performance.now(), 0);
     if (lease !== undefined) lease.releasing = op;
     this.#queue.push(op);
     this.#scheduleFlush();
@@ -459,15 +468,15 @@ export class LockSession {
         ),
       );
     }, capMs);
-    // A stream that is open (or opening a new session) is half-closed now; a session being
-    // resumed is ended as soon as it is back.
-    if (this.#stream !== undefined && (this.#phase === 'open' || !this.#resuming)) this.#halfClose();
+    // A stream that is open (or opening a new session) is ended now; a session being resumed
+    // is ended as soon as it is back.
+    if (this.#stream !== undefined && (this.#phase === 'open' || !this.#resuming)) this.#sendEnd();
     return this.#ended;
   }
 
-  #halfClose(): void {
+  #sendEnd(): void {
     this.#phase = 'ending';
-    this.#stream!.end();
+    endSession(this.#stream!);
   }
 
   /** `error` undefined: the server ended the session and released everything. */
@@ -535,18 +544,20 @@ export class LockSession {
   }
 
   /**
-   * The caller gives up on an op before its answer. One still queued is never sent; one
-   * written still runs on the server (the protocol cannot withdraw a single op), and its
-   * answer, when it comes, only has its effect on the locks: a late grant is released, a
-   * late release forgets the lock.
+   * The caller gives up on an op before its answer. One still queued is never sent. A written
+   * acquire is withdrawn with a cancel op; any other written op still runs on the server. An
+   * answer that comes anyway only has its effect on the locks: a grant that crossed the
+   * cancel is released, a late release forgets the lock.
    */
   #giveUp(op: Op): void {
     this.#settle(op);
     if (op.kind === 'release') {
       op.lease!.orphan = true;
       if (!op.sent) op.lease!.releasing = undefined;
-    } else if (op.kind === 'acquire' && !op.sent) {
-      this.#names.delete(op.name);
+    } else if (op.kind === 'acquire') {
+      // Queued: never sent. Written: withdrawn from the server's queue, answered CANCELLED.
+      if (!op.sent) this.#names.delete(op.name);
+      else if (this.#sent.get(op.tag) === op) this.#internal('cancel', undefined, op);
     }
     this.#maybeIdle();
   }
@@ -622,6 +633,15 @@ export class LockSession {
         const size = opBytes(op);
         if (bytes + size > FRAME_BYTES && ops.length > 0) break;
         this.#queueHead++;
+        if (op.kind === 'cancel') {
+          // Only for the acquire's own stream, and while it waits: it has no answer of its own.
+          const target = op.target!;
+          if (target.sent && this.#sent.get(target.tag) === target) {
+            bytes += size;
+            ops.push({ tag: 0, cancel: { tag: target.tag } });
+          }
+          continue;
+        }
         bytes += size;
         op.tag = ++this.#lastTag;
         op.sent = true;
@@ -729,7 +749,7 @@ export class LockSession {
     if (this.#phase === 'ending') return;
     if (this.#closed) {
       // close() came while the session was away: end it now that it is back.
-      this.#halfClose();
+      this.#sendEnd();
       return;
     }
     this.#phase = 'open';
@@ -862,7 +882,7 @@ export class LockSession {
   }
 
   #onStatus(stream: Stream, status: grpc.StatusObject, server: Server): void {
-    if (stream !== this.#stream) return; // half-closed when the session went idle or was given up
+    if (stream !== this.#stream) return; // ended when the session went idle or was given up
     this.#stream = undefined;
     this.#streamOver = false;
     this.#waitingForDrain = false;
@@ -954,8 +974,13 @@ export class LockSession {
         `${METHOD[op.kind]}: no latchkey server (${this.#servers.addresses.join(', ')}) can be reached to resume the lock session (${cause.message})`,
         { method: METHOD[op.kind], cause },
       );
+    const internal: Op[] = [];
     for (const op of this.#takeQueue()) {
-      if (op.internal) continue;
+      // The session's own (keepalives, releases of orphans) wait for it to be back.
+      if (op.internal) {
+        internal.push(op);
+        continue;
+      }
       if (op.kind === 'acquire') this.#names.delete(op.name);
       if (op.kind === 'release') {
         op.lease!.orphan = true;
@@ -963,6 +988,7 @@ export class LockSession {
       }
       this.#fail(op, error(op));
     }
+    this.#requeue(internal);
     // Written ones stay for the resume to settle their effects (a grant, a release); their
     // callers learn now.
     for (const op of this.#resend) {
@@ -1003,22 +1029,30 @@ export class LockSession {
     if (sentAt < this.#confirmedAt) return;
     this.#confirmedAt = sentAt;
     this.#expiresAt = new Date(Number(expiresAtMs));
+    this.#armGiveUp();
+  }
+
+  #armGiveUp(): void {
     clearTimeout(this.#giveUpTimer);
-    this.#giveUpTimer = setTimeout(this.#onGiveUp, Math.max(0, this.#giveUpAt - performance.now()));
+    // +1: a timer may fire up to a millisecond before performance.now() says it is due.
+    this.#giveUpTimer = setTimeout(this.#onGiveUp, Math.max(0, this.#giveUpAt - performance.now()) + 1);
     this.#giveUpTimer.unref();
   }
 
   readonly #onGiveUp = (): void => {
     this.#giveUpTimer = undefined;
-    this.#checkExpired();
+    // Early after all: the session still has time, and the timer must still come.
+    if (!this.#checkExpired() && this.#id !== '') this.#armGiveUp();
   };
 
   /** Gives the session up once it may have expired unconfirmed; true if it did. */
   #checkExpired(): boolean {
     if (this.#id === '' || performance.now() < this.#giveUpAt) return false;
-    const last = this.#lastError;
+    const last =
+      this.#lastError ??
+      new UnavailableError(`no session keepalive was answered within ${this.#ttlMs} ms`, { method: 'Session' });
     this.#lose(
-      `may have expired: its session was not confirmed within its ${this.#ttlMs} ms TTL (${last === undefined ? 'no keepalive answered in time' : `last error: ${last.message}`})`,
+      `may have expired: its session was not confirmed within its ${this.#ttlMs} ms TTL (last error: ${last.message})`,
       last,
     );
     return true;
@@ -1074,12 +1108,13 @@ export class LockSession {
     this.#names.clear();
     for (const op of again) if (op.kind === 'acquire') this.#names.add(op.name);
     const stream = this.#stream;
+    const over = this.#streamOver;
     this.#stream = undefined;
     this.#reset();
     this.#phase = 'idle';
-    // NOTE: given up within the margin, the server may still hold the session: ending its
-    // stream releases its locks now rather than at its expiry.
-    stream?.end();
+    // NOTE: given up within the margin, the server may still hold the session: ending it
+    // releases its locks now rather than at its expiry.
+    if (stream !== undefined && !over) endSession(stream);
     if (this.#closed) return this.#finishEnd(undefined);
     if (again.length > 0) {
       this.#requeue(again);
@@ -1119,13 +1154,23 @@ export class LockSession {
       this.#idleTimer.unref();
       return;
     }
-    // Half-closed: the server ends the session, which holds nothing.
+    // The server ends the session, which holds nothing.
     const stream = this.#stream;
     this.#stream = undefined;
     this.#reset();
     this.#retire();
-    stream?.end();
+    if (stream !== undefined) endSession(stream);
   };
+}
+
+/**
+ * Ends the session cleanly: the server releases every lock of it at once.
+ * NOTE: a half-close alone does not: a server on grpc-js sees a client's cancel first as a
+ * half-close, so the protocol asks for an explicit `end`.
+ */
+function endSession(stream: Stream): void {
+  stream.write({ end: true });
+  stream.end();
 }
 
 export function sessionKey(backend: string, ttlMs: number): string {
@@ -1160,6 +1205,8 @@ function wire(op: Op): SessionOp {
       return { tag: op.tag, describe: op.request as DescribeRequest };
     case 'keepalive':
       return { tag: op.tag, keepalive: {} };
+    case 'cancel':
+      return { tag: 0, cancel: { tag: op.target!.tag } };
   }
 }
 

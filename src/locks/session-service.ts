@@ -407,7 +407,7 @@ export function sessionHandler(
     };
 
     const onRequest = (request: SessionRequest__Output) => {
-      if (cc.finished || ending) return;
+      if (cc.finished) return;
       if (phase === 'opening') {
         queued.push(request);
         return;

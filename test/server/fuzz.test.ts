@@ -17,6 +17,7 @@ import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import type { Lease__Output as Lease } from '../../client/generated/latchkey/v1/Lease.js';
 import type { PipelineResult__Output as PipelineResult } from '../../client/generated/latchkey/v1/PipelineResult.js';
+import type { SessionResponse__Output as SessionResponse } from '../../client/generated/latchkey/v1/SessionResponse.js';
 import type { Config } from '../../src/config.js';
 import {
   encode,
@@ -92,6 +93,11 @@ const ALLOWED: Readonly<Record<string, readonly grpc.status[]>> = {
   'Cache/SetMany': [S.INVALID_ARGUMENT, S.RESOURCE_EXHAUSTED],
   // The stream itself: OK once the client ends it. Its operations: see PIPELINE_OP_ERRORS.
   'Cache/Pipeline': [],
+  // The stream: OK after end or a half-close; INVALID_ARGUMENT: a first request without
+  // open, a second open, bad open fields; FAILED_PRECONDITION: a resume_id that names no
+  // live session, or the session expired (fuzzed TTLs go down to 10 ms). Its ops: see
+  // SESSION_OP_ERRORS.
+  'Locks/Session': [S.INVALID_ARGUMENT, S.FAILED_PRECONDITION],
 };
 
 /** What one entry of a GetMany/SetMany result may fail with: only its own bad key or value. */
@@ -108,6 +114,21 @@ const PIPELINE_OP_ERRORS: Readonly<Record<string, readonly number[]>> = {
   touch: ALLOWED['Cache/Touch']!,
   // An operation with none set.
   none: [S.INVALID_ARGUMENT],
+};
+
+/**
+ * What a session op may fail with: what its unary RPC may, FAILED_PRECONDITION (the session
+ * expired), CANCELLED (withdrawn by end, a half-close or a cancel op) and, for any op sent
+ * after the stream stopped, the reason it stopped (INVALID_ARGUMENT, FAILED_PRECONDITION,
+ * CANCELLED), and RESOURCE_EXHAUSTED for a frame over --max-batch.
+ */
+const SESSION_STOPPED = [S.INVALID_ARGUMENT, S.FAILED_PRECONDITION, S.CANCELLED, S.RESOURCE_EXHAUSTED];
+const SESSION_OP_ERRORS: Readonly<Record<string, readonly number[]>> = {
+  acquire: [...ALLOWED['Locks/Acquire']!, ...SESSION_STOPPED],
+  release: [...ALLOWED['Locks/Release']!, ...SESSION_STOPPED],
+  describe: [...ALLOWED['Locks/Describe']!, ...SESSION_STOPPED],
+  keepalive: SESSION_STOPPED,
+  none: SESSION_STOPPED,
 };
 
 const DESERIALIZING = /^Error deserializing request/;
@@ -161,6 +182,9 @@ describe(`fuzz: random and malformed requests to every RPC (seed ${SEED}; LATCHK
   const leaseType = root.lookupType('latchkey.v1.Lease');
   const pipelineOpType = root.lookupType('latchkey.v1.PipelineOp');
   const pipelineResponseType = root.lookupType('latchkey.v1.PipelineResponse');
+  const sessionRequestType = root.lookupType('latchkey.v1.SessionRequest');
+  const sessionOpType = root.lookupType('latchkey.v1.SessionOp');
+  const sessionResponseType = root.lookupType('latchkey.v1.SessionResponse');
   /** Per RPC: requests sent, and how they were answered. */
   const sent = new Map<string, number>();
   const codes = new Map<string, Tally>();
@@ -305,6 +329,33 @@ describe(`fuzz: random and malformed requests to every RPC (seed ${SEED}; LATCHK
         stream.end();
         assert.equal((await ended).code, S.OK);
         assert.deepEqual(results.map((r) => r.result).sort(), ['incr', 'set']);
+        return;
+      }
+      case 'Locks/Session': {
+        const stream = s.locks.Session(deadline());
+        const results: { tag: string; result?: string }[] = [];
+        let opened = false;
+        const ended = new Promise<grpc.StatusObject>((resolve) => {
+          stream.on('data', (m: SessionResponse) => {
+            opened ||= m.opened !== null;
+            results.push(...m.results);
+          });
+          stream.on('status', resolve);
+          stream.on('error', () => {});
+        });
+        stream.write({ open: { ttl_ms: 5_000 }, ops: [{ tag: '1', acquire: { name } }] });
+        stream.write({
+          ops: [
+            { tag: '2', describe: { name } },
+            { tag: '3', keepalive: {} },
+          ],
+        });
+        stream.write({ end: true });
+        stream.end();
+        assert.equal((await ended).code, S.OK);
+        assert.ok(opened);
+        assert.deepEqual(results.map((r) => r.result).sort(), ['kept_alive', 'lease', 'state']);
+        assert.equal((await locks('Describe', { name })).held, false, 'end released the lock');
         return;
       }
       default:
@@ -467,6 +518,165 @@ describe(`fuzz: random and malformed requests to every RPC (seed ${SEED}; LATCHK
     return { frames: frames.length, ops: expected.size, status: end, opCodes };
   }
 
+  /**
+   * One Session stream: a first frame (mostly a valid open), then frames of fuzzed ops (now
+   * and then a whole fuzzed SessionRequest: a second open, an end, garbage), then a
+   * half-close. Checks the stream's status and every answer: each op sent before the stream
+   * stopped is answered exactly once, with a code its op may answer.
+   */
+  async function sessionStream(
+    path: string,
+    plans: readonly RequestPlan[],
+  ): Promise<{ frames: number; ops: number; status: grpc.StatusObject; opCodes: Tally }> {
+    const frames: Encoded[] = plans.map((plan) => encode(plan, pools, sessionOpType, 2));
+    const call = raw.makeBidiStreamRequest(path, identity, identity, new grpc.Metadata(), deadline());
+    const results: { tag: string; result: string; error: { code: number; message: string; reason: string } | null }[] =
+      [];
+    let undecodableReply: unknown;
+    let openedCount = 0;
+    const status = new Promise<grpc.StatusObject>((resolve) => {
+      call.on('data', (bytes: Buffer) => {
+        try {
+          const response = decodeAs<SessionResponse>(sessionResponseType, bytes);
+          if (response.opened !== null) openedCount++;
+          results.push(...(response.results as typeof results));
+        } catch (err) {
+          undecodableReply = err;
+        }
+      });
+      call.on('status', resolve);
+      call.on('error', () => {});
+    });
+    for (const frame of frames) call.write(frame.bytes);
+    call.end();
+    const end = await status;
+
+    const allWellFormed = plans.every((p) => p.wellFormed);
+    const oversized = frames.some((f) => f.bytes.length > CONFIG.maxMessageBytes);
+    const context = `Session stream ended ${codeName(end.code)} (${end.details}) after ${frames.length} frames\nplans: ${plans.map(printPlan).join('\n')}`;
+    assert.equal(undecodableReply, undefined, `a reply frame did not decode: ${context}`);
+    assert.ok(openedCount <= 1, `${openedCount} opened messages: ${context}`);
+    if (end.code === S.INTERNAL) {
+      assert.match(end.details, DESERIALIZING, context);
+      assert.ok(!allWellFormed, `well-formed frames were refused as undecodable: ${context}`);
+    } else if (end.code === S.RESOURCE_EXHAUSTED && TOO_LARGE.test(end.details)) {
+      assert.ok(oversized, context);
+    } else if (end.code !== S.OK) {
+      assert.ok(ALLOWED['Locks/Session']!.includes(end.code), `not a status Locks/Session may end with: ${context}`);
+    }
+    // An op may go unanswered only when the stream stopped before it or could not answer.
+    if (end.code === S.OK && results.length > 0) assert.equal(openedCount, 1, `results without opened: ${context}`);
+
+    const expected = new Map<string, { op: string; frameOps: number }>();
+    for (const frame of frames)
+      for (const { tag, op } of frame.tags) expected.set(tag, { op: op ?? 'none', frameOps: frame.tags.length });
+    const opCodes: Tally = new Map();
+    const answered = new Map<string, number>();
+    for (const result of results) {
+      bump(answered, result.tag);
+      const sentOp = expected.get(result.tag);
+      if (result.result === 'error') {
+        const code = result.error!.code;
+        const label = `${codeName(code)} (${result.error!.reason})`;
+        const allowed =
+          sentOp === undefined
+            ? Object.values(SESSION_OP_ERRORS).flat()
+            : [...SESSION_OP_ERRORS[sentOp.op]!, ...(sentOp.frameOps > CONFIG.maxBatch ? [S.RESOURCE_EXHAUSTED] : [])];
+        assert.ok(
+          allowed.includes(code),
+          `${sentOp?.op ?? 'an op'} (tag ${result.tag}) failed with ${label}: ${result.error!.message}\n${context}`,
+        );
+        bump(opCodes, codeName(code));
+      } else {
+        const shape = { acquire: 'lease', release: 'released', describe: 'state', keepalive: 'kept_alive' }[
+          sentOp?.op ?? ''
+        ];
+        if (sentOp !== undefined && shape !== undefined)
+          assert.equal(
+            result.result,
+            shape,
+            `tag ${result.tag} (${sentOp.op}) answered as ${result.result}: ${context}`,
+          );
+        bump(opCodes, 'OK');
+      }
+    }
+    for (const [tag, n] of answered) assert.equal(n, 1, `tag ${tag} answered ${n} times: ${context}`);
+    if (allWellFormed && end.code === S.OK && openedCount === 1) {
+      // A stream that ended OK answered every op it was sent before it stopped taking them:
+      // those of every frame up to the first with end (the half-close comes after all).
+      const stoppedAt = plans.findIndex((p) =>
+        p.fields.some((f) => f.field === 3 && f.wire === 0 && f.value.t === 'varint' && f.value.v !== 0n),
+      );
+      const owed = frames.slice(0, stoppedAt < 0 ? frames.length : stoppedAt + 1).flatMap((f) => f.tags);
+      for (const { tag, op } of owed)
+        if (op !== 'cancel')
+          assert.equal(answered.get(tag), 1, `tag ${tag} (${op}) answered ${answered.get(tag) ?? 0} times: ${context}`);
+    }
+    return { frames: frames.length, ops: expected.size, status: end, opCodes };
+  }
+
+  /** A SessionRequest plan whose only field is this open (field 1) and, maybe, ops. */
+  const openFrame = (ttlMs: bigint, backend: string | undefined): RequestPlan => ({
+    kind: 'structured',
+    wellFormed: true,
+    fields: [
+      {
+        field: 1,
+        wire: 2,
+        value: {
+          t: 'message',
+          fields: [
+            { field: 2, wire: 0, value: { t: 'varint', v: ttlMs } },
+            ...(backend === undefined
+              ? []
+              : [
+                  {
+                    field: 1,
+                    wire: 2 as const,
+                    value: { t: 'bytes' as const, b: new Uint8Array(Buffer.from(backend)) },
+                  },
+                ]),
+          ],
+        },
+      },
+    ],
+  });
+
+  /** Session stream plans: first frame, 1-5 frames of ops, maybe an end. */
+  const sessionStreamArb = (): fc.Arbitrary<RequestPlan[]> => {
+    // Mostly well-formed ops, so that most streams get past grpc-js's decoding to the server.
+    const structured = arbs.request(sessionOpType).filter((p) => p.kind === 'structured');
+    const opPlan = fc.oneof(
+      { weight: 19, arbitrary: structured.filter((p) => p.wellFormed) },
+      { weight: 1, arbitrary: structured },
+    );
+    const opsFrame = fc.tuple(fc.array(opPlan, { minLength: 1, maxLength: 6 }), fc.integer({ min: 0, max: 9 })).map(
+      ([ops, roll]): RequestPlan => ({
+        kind: 'structured',
+        wellFormed: ops.every((o) => o.wellFormed),
+        fields: [
+          ...ops.map((op) => ({ field: 2, wire: 2 as const, value: { t: 'message' as const, fields: op.fields } })),
+          // One frame in ten also ends the session.
+          ...(roll === 0 ? [{ field: 3, wire: 0 as const, value: { t: 'varint' as const, v: 1n } }] : []),
+        ],
+      }),
+    );
+    const first = fc.oneof(
+      {
+        weight: 8,
+        arbitrary: fc
+          .tuple(fc.constantFrom(300n, 1_000n, 5_000n), fc.constantFrom(undefined, 'memory', 'file'))
+          .map(([ttl, backend]) => openFrame(ttl, backend)),
+      },
+      { weight: 2, arbitrary: arbs.request(sessionRequestType) },
+    );
+    const later = fc.oneof(
+      { weight: 9, arbitrary: opsFrame },
+      { weight: 1, arbitrary: arbs.request(sessionRequestType) },
+    );
+    return fc.tuple(first, fc.array(later, { minLength: 1, maxLength: 5 })).map(([f, rest]) => [f, ...rest]);
+  };
+
   const locks = methodsOf('Locks');
   const cache = methodsOf('Cache');
   const fuzzed = [...locks, ...cache].filter((m) => `${m.service}/${m.name}` in ALLOWED);
@@ -474,6 +684,43 @@ describe(`fuzz: random and malformed requests to every RPC (seed ${SEED}; LATCHK
 
   fuzzed.forEach((method, index) => {
     const rpc = `${method.service}/${method.name}`;
+    if (method.name === 'Session') {
+      test(`${rpc}: ${RUNS} batches of ${STREAMS_PER_BATCH} streams, 2-6 frames each; every operation answered at most once, those before the stream stopped exactly once, with a status its op documents`, {
+        timeout: 120_000,
+      }, async (t) => {
+        sent.set(rpc, 0);
+        codes.set(rpc, new Map());
+        kinds.set(rpc, new Map());
+        const opCodes: Tally = new Map();
+        let ops = 0;
+        const property = fc.asyncProperty(
+          fc.array(sessionStreamArb(), { minLength: STREAMS_PER_BATCH, maxLength: STREAMS_PER_BATCH }),
+          async (streams) => {
+            const ended = await Promise.all(streams.map((plans) => sessionStream(method.path, plans)));
+            for (const [i, e] of ended.entries()) {
+              sent.set(rpc, sent.get(rpc)! + e.frames);
+              ops += e.ops;
+              bump(
+                codes.get(rpc)!,
+                `stream ${codeName(e.status.code)}${e.status.code === S.INTERNAL ? ' (undecodable frame)' : ''}`,
+              );
+              for (const plan of streams[i]!) bump(kinds.get(rpc)!, plan.kind);
+              for (const [code, n] of e.opCodes) bump(opCodes, code, n);
+            }
+            assertNoInternalErrors();
+            await probe(rpc);
+          },
+        );
+        await checkProperty(property, SEED + index);
+        t.diagnostic(
+          `${rpc}: ${sent.get(rpc)} frames (${printTally(kinds.get(rpc)!)}) on ${RUNS * STREAMS_PER_BATCH} streams: ${printTally(codes.get(rpc)!)}`,
+        );
+        t.diagnostic(`${rpc}: ${ops} operations; operation results: ${printTally(opCodes)}`);
+        assert.ok(sent.get(rpc)! >= 800);
+        assert.ok((opCodes.get('OK') ?? 0) > 100, 'hardly any session op succeeded: the fuzzing misses the sessions');
+      });
+      return;
+    }
     if (method.name === 'Pipeline') {
       test(`${rpc}: ${RUNS} batches of ${STREAMS_PER_BATCH} streams, 3-6 frames each; every operation answered once, with a status its RPC documents`, {
         timeout: 120_000,
@@ -534,7 +781,11 @@ describe(`fuzz: random and malformed requests to every RPC (seed ${SEED}; LATCHK
       const under = bytesField(nameField.id, Buffer.alloc(CONFIG.maxMessageBytes - 1024, 0x61));
       const over = bytesField(nameField.id, Buffer.alloc(CONFIG.maxMessageBytes + 1, 0x61));
       if (method.requestStream) {
-        const ended = await pipelineStream(method.path, [{ kind: 'random', fields: [], raw: over, wellFormed: false }]);
+        const oversized: RequestPlan = { kind: 'random', fields: [], raw: over, wellFormed: false };
+        const ended =
+          method.name === 'Session'
+            ? await sessionStream(method.path, [openFrame(1_000n, undefined), oversized])
+            : await pipelineStream(method.path, [oversized]);
         assert.equal(ended.status.code, S.RESOURCE_EXHAUSTED, ended.status.details);
         sent.set(rpc, sent.get(rpc)! + 1);
         bump(codes.get(rpc)!, 'stream RESOURCE_EXHAUSTED (message size)');

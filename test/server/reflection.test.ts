@@ -745,6 +745,7 @@ describe('server reflection, as grpcurl uses it', () => {
         semaphore: true,
         shared: true,
         watch: true,
+        sessions: true,
       });
       await invoke('latchkey.v1.Locks', 'Refresh', { name: 'refl-snake', lease_id: lease.leaseId, ttl_ms: 40_000 });
       assert.deepEqual(await invoke('latchkey.v1.Locks', 'Release', { name: 'refl-snake', lease_id: lease.leaseId }), {

@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ConfigError, resolveConfig } from '../../src/config.js';
 import { loadProto } from '../../src/proto.js';
 import { PipelineCaller } from '../support/pipeline.js';
+import { SessionStream } from '../support/session-stream.js';
 import { startServer } from '../support/server.js';
 import { makePki, opensslMissing, type Pki } from '../support/tls.js';
 
@@ -188,6 +189,29 @@ describe('bearer tokens', () => {
     } finally {
       pipeline.close();
     }
+  });
+
+  test('a lock session checks each lock name against its token, and only the token that opened it may resume it', async () => {
+    await using s = await startServer({ authTokensFile: file });
+    const noToken = await status(SessionStream.open(s.locks, { ttl_ms: 10_000 }));
+    assert.equal(noToken.code, grpc.status.UNAUTHENTICATED);
+    const stream = await SessionStream.open(s.locks, { ttl_ms: 10_000 }, {}, bearer(BILLING));
+    const lease = await stream.op<{ name: string }>({ acquire: { name: 'billing/session' } });
+    assert.equal(lease.name, 'billing/session');
+    const denied = await status(stream.op({ acquire: { name: 'payroll/session' } }));
+    assert.equal(denied.code, grpc.status.PERMISSION_DENIED);
+    assert.match(denied.details, /"billing\/"/);
+    await stream.cancel();
+    const other = await status(SessionStream.open(s.locks, { resume_id: stream.opened.session_id }, {}, bearer(ADMIN)));
+    assert.equal(other.code, grpc.status.PERMISSION_DENIED);
+    assert.match(other.details, /opened with another token/);
+    assert.doesNotMatch(other.details, new RegExp(`${BILLING}|${ADMIN}`));
+    const same = await SessionStream.open(s.locks, { resume_id: stream.opened.session_id }, {}, bearer(BILLING));
+    assert.deepEqual(
+      same.opened.leases.map((l) => l.name),
+      ['billing/session'],
+    );
+    assert.equal((await same.close()).code, grpc.status.OK);
   });
 
   test('reflection follows --reflection: auth, public, off', async () => {

@@ -449,8 +449,8 @@ export class RequestArbitraries {
       const max = depth === 0 ? this.#limits.maxBatch + 5 : 3;
       return fc.array(this.#once(field, depth, false), { maxLength: max }).map(joined);
     }
-    // Pipeline tags are always set once, so every answer can be matched to its operation.
-    if (type.name === 'PipelineOp' && field.name === 'tag')
+    // Pipeline and session tags are always set once, so every answer can be matched to its operation.
+    if ((type.name === 'PipelineOp' || type.name === 'SessionOp') && field.name === 'tag')
       return fc.constant({
         fields: [{ field: field.id, wire: 0 as WireType, value: { t: 'tag' } as Value }],
         wellFormed: true,
@@ -570,10 +570,12 @@ function effectiveOp(op: readonly FieldPlan[], opType: protobuf.Type): string | 
 }
 
 /**
- * Encodes a plan against the run's pools. For a PipelineRequest (`pipelineOp` given: its
- * PipelineOp type) it reports each top-level operation's tag and the operation it runs.
+ * Encodes a plan against the run's pools. For a PipelineRequest or a SessionRequest
+ * (`pipelineOp` given: its op type; `opsField`: the request's field of ops, 1 in a
+ * PipelineRequest, 2 in a SessionRequest) it reports each top-level operation's tag and the
+ * operation it runs.
  */
-export function encode(plan: RequestPlan, pools: Pools, pipelineOp?: protobuf.Type): Encoded {
+export function encode(plan: RequestPlan, pools: Pools, pipelineOp?: protobuf.Type, opsField = 1): Encoded {
   if (plan.kind === 'random') return { bytes: Buffer.from(plan.raw!), tags: [] };
   const tags: { tag: string; op: string | undefined }[] = [];
   const fieldBytes = (f: FieldPlan, top: boolean): Buffer => {
@@ -601,7 +603,7 @@ export function encode(plan: RequestPlan, pools: Pools, pipelineOp?: protobuf.Ty
         return varintField(f.field, pools.nextTag++);
       case 'message': {
         // A top-level PipelineRequest.ops entry: note its tag (the one tag field it always has).
-        if (top && pipelineOp !== undefined && f.field === 1 && f.wire === 2) {
+        if (top && pipelineOp !== undefined && f.field === opsField && f.wire === 2) {
           const before = pools.nextTag;
           const inner = Buffer.concat(v.fields.map((g) => fieldBytes(g, false)));
           if (pools.nextTag !== before) tags.push({ tag: before.toString(), op: effectiveOp(v.fields, pipelineOp) });

@@ -42,12 +42,20 @@ export class SessionStream {
   #tag = 0;
 
   /** Starts the stream and sends `open` (plus `ops` in the same first frame, if given). */
-  constructor(client: LocksClient, open: SessionOpen | null, options: grpc.CallOptions = {}) {
+  constructor(
+    client: LocksClient,
+    open: SessionOpen | null,
+    options: grpc.CallOptions = {},
+    metadata = new grpc.Metadata(),
+  ) {
     this.call = (
       client as unknown as {
-        Session(options: grpc.CallOptions): grpc.ClientDuplexStream<object, SessionResponse__Output>;
+        Session(
+          metadata: grpc.Metadata,
+          options: grpc.CallOptions,
+        ): grpc.ClientDuplexStream<object, SessionResponse__Output>;
       }
-    ).Session(options);
+    ).Session(metadata, options);
     let resolveOpened!: (opened: SessionOpened__Output) => void;
     let rejectOpened!: (err: unknown) => void;
     this.#opened = new Promise((resolve, reject) => {
@@ -63,7 +71,10 @@ export class SessionStream {
     this.ended = new Promise<StreamEnd>((resolve) => {
       this.call.on('status', (status: grpc.StatusObject) => {
         this.#end = { code: status.code, details: status.details };
-        const err = opError(status.code, `session stream ended ${grpc.status[status.code]}: ${status.details}`);
+        // details: the server's own words; the message says it was the stream that ended.
+        const err = Object.assign(opError(status.code, status.details), {
+          message: `session stream ended ${grpc.status[status.code]}: ${status.details}`,
+        });
         rejectOpened(err);
         for (const waiter of this.#waiting.values()) waiter.reject(err);
         this.#waiting.clear();
@@ -80,8 +91,9 @@ export class SessionStream {
     client: LocksClient,
     open: SessionOpen,
     options?: grpc.CallOptions,
+    metadata?: grpc.Metadata,
   ): Promise<SessionStream & { readonly opened: SessionOpened__Output }> {
-    const stream = new SessionStream(client, open, options);
+    const stream = new SessionStream(client, open, options, metadata);
     const opened = await stream.opened();
     return Object.assign(stream, { opened });
   }

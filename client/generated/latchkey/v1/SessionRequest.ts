@@ -15,7 +15,7 @@ export interface SessionRequest {
   /**
    * End the session cleanly once this request's ops are taken: waiting acquires are
    * answered CANCELLED, the others are answered, every lock is released at once, and the
-   * stream ends OK. Requests after it are ignored.
+   * stream ends OK. Ops sent after it are refused (answered CANCELLED) until the stream ends.
    */
   'end'?: (boolean);
 }
@@ -32,7 +32,7 @@ export interface SessionRequest__Output {
   /**
    * End the session cleanly once this request's ops are taken: waiting acquires are
    * answered CANCELLED, the others are answered, every lock is released at once, and the
-   * stream ends OK. Requests after it are ignored.
+   * stream ends OK. Ops sent after it are refused (answered CANCELLED) until the stream ends.
    */
   'end': (boolean);
 }
