@@ -4,13 +4,15 @@
 // address, round the list. Each address has its own channel, made when first used.
 import { InvalidArgumentError } from './errors.js';
 import type { CacheClient as CacheStub } from './generated/latchkey/v1/Cache.js';
+import type { ElectionsClient as ElectionsStub } from './generated/latchkey/v1/Elections.js';
 import type { LocksClient as LocksStub } from './generated/latchkey/v1/Locks.js';
 
-/** One server: its address and the stubs of its channel (both services share it). */
+/** One server: its address and the stubs of its channel (every service shares it). */
 export interface Server {
   readonly address: string;
   readonly locks: LocksStub;
   readonly cache: CacheStub;
+  readonly elections: ElectionsStub;
 }
 
 /**

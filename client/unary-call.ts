@@ -27,9 +27,9 @@ export interface RetryOptions {
  * NOTE: only these are ever retried. UNAVAILABLE does not prove the server did nothing (it
  * may have applied the call and then failed to answer, or shut down after applying it), so
  * a retried Acquire could take a second lease and a retried Release or Set could act twice.
- * Refresh is safe: repeating it only moves the expiry to now + ttl again.
+ * Refresh and KeepAlive are safe: repeating one only moves the expiry to now + ttl again.
  */
-const IDEMPOTENT: ReadonlySet<string> = new Set(['Get', 'Describe', 'Refresh']);
+const IDEMPOTENT: ReadonlySet<string> = new Set(['Get', 'Describe', 'Refresh', 'Leader', 'KeepAlive']);
 
 export interface UnaryPolicy<Res> {
   /** The RPC name, e.g. "Acquire": picks the error mapping and whether retries are allowed. */

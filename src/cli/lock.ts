@@ -147,7 +147,7 @@ the order they will be served, the semaphore limit, and what its backend guarant
 whether the lock is held or not. With --json: {"name","backend","held","owner",
 "fencingToken","expiresAt","waiters","holders":[{"owner","fencingToken","expiresAt","mode"}],
 "queue":[{"owner","mode"}],"limit","capabilities":{"acrossHosts","fencing","fifo",
-"autoRelease","semaphore","shared","watch"}}: owner, fencingToken and expiresAt are the first
+"autoRelease","semaphore","shared","watch","sessions","elections"}}: owner, fencingToken and expiresAt are the first
 holder's; fencing tokens are decimal strings, times ISO 8601 (expiresAt null when free);
 limit is 1 for a plain lock and 0 when nobody holds or waits.
 

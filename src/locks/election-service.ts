@@ -200,7 +200,9 @@ export function createElectionService(
       const stop = new AbortController();
       const onCaller = () => stop.abort(ctx.signal.reason);
       ctx.signal.addEventListener('abort', onCaller, { once: true });
-      const withinMs = ctx.answerWithinMs();
+      const waitMs =
+        request.wait_ms === '0' ? Infinity : checkMs('wait_ms', request.wait_ms, 1, Number.MAX_SAFE_INTEGER);
+      const withinMs = Math.min(waitMs, ctx.answerWithinMs());
       const deadline =
         withinMs === Infinity ? undefined : setTimeout(() => stop.abort('deadline'), Math.max(1, withinMs));
       let leadership: Leadership;
@@ -213,7 +215,7 @@ export function createElectionService(
         if (stop.signal.reason === 'deadline' && err instanceof CancelledError) {
           const state = await elections.leader(name, new AbortController().signal).catch(() => undefined);
           throw new NotElectedError(
-            `not elected in election "${name}" before the call's deadline: ${state === undefined ? 'its leader could not be read' : leaderText(state)}; campaign again, with a longer deadline to wait longer`,
+            `not elected in election "${name}" within ${waitMs < Infinity && waitMs === withinMs ? `wait_ms (${waitMs} ms)` : "the call's deadline"}: ${state === undefined ? 'its leader could not be read' : leaderText(state)}; campaign again, and wait longer to lead`,
           );
         }
         throw err;
@@ -221,6 +223,16 @@ export function createElectionService(
         clearTimeout(deadline);
         ctx.signal.removeEventListener('abort', onCaller);
         leave();
+      }
+      if (own && !ctx.signal.aborted) {
+        // Restart the session's TTL at the win, so the new leader gets all of it: while it
+        // waited, hold() renewed it only every TTL / 3.
+        try {
+          const renewed = await session.keepAlive(ctx.signal);
+          leadership = { ...leadership, expiresAtMs: renewed.expiresAtMs };
+        } catch {
+          // Lost as it was won, or the caller went away: the checks below and KeepAlive say so.
+        }
       }
       if (ctx.signal.aborted) {
         // NOTE: elected for a caller that is gone (cancelled between the win and the reply).

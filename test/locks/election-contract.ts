@@ -278,13 +278,16 @@ export function electionContract(target: ElectionContractTarget): void {
       assert.equal((await leader(name)).elected, false);
     });
 
-    test('a campaign still waiting near its deadline answers ABORTED naming the leader', async () => {
+    test('a campaign still waiting when wait_ms runs out, or near its deadline, answers ABORTED naming the leader', async () => {
       const name = fresh('deadline');
       const a = await campaign(name, 'the-leader');
       const err = await rejection(campaign(name, 'b', {}, { deadline: Date.now() + 700 }));
       assert.equal(err.code, grpc.status.ABORTED);
       assert.equal(err.metadata.get('latchkey-error')[0], 'NotElectedError');
       assert.match(err.details, /"the-leader"/);
+      const waited = await rejection(campaign(name, 'c', { wait_ms: 200 }));
+      assert.equal(waited.code, grpc.status.ABORTED);
+      assert.match(waited.details, /within wait_ms \(200 ms\): it is led by "the-leader"/);
       await candidates(name, 1);
       await resign(a);
     });

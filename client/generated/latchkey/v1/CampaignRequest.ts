@@ -28,6 +28,12 @@ export interface CampaignRequest {
    * (--default-ttl-ms). With session_id: must be 0.
    */
   'ttl_ms'?: (number | string | Long);
+  /**
+   * How long to wait for the leadership, at most; then ABORTED, naming the leader. 0 = as
+   * long as it takes (bounded only by the call's deadline): unlike Acquire's wait_ms, a
+   * campaign is a wait, and 0 does not mean "try once".
+   */
+  'wait_ms'?: (number | string | Long);
 }
 
 export interface CampaignRequest__Output {
@@ -56,4 +62,10 @@ export interface CampaignRequest__Output {
    * (--default-ttl-ms). With session_id: must be 0.
    */
   'ttl_ms': (string);
+  /**
+   * How long to wait for the leadership, at most; then ABORTED, naming the leader. 0 = as
+   * long as it takes (bounded only by the call's deadline): unlike Acquire's wait_ms, a
+   * campaign is a wait, and 0 does not mean "try once".
+   */
+  'wait_ms': (string);
 }

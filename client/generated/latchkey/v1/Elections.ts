@@ -18,7 +18,7 @@ export interface ElectionsClient extends grpc.Client {
    * Leadership. Candidates lead one at a time, in the order they campaigned (FIFO); each new
    * leader gets a fencing token greater than every earlier leader's of the name. The wait
    * ends only when this candidate leads, the call is cancelled (the candidacy is withdrawn),
-   * or its deadline comes near: then ABORTED, naming the current leader. A session that
+   * or wait_ms runs out or the deadline comes near: then ABORTED, naming the current leader. A session that
    * already campaigns for the name: FAILED_PRECONDITION.
    */
   Campaign(argument: _latchkey_v1_CampaignRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Leadership__Output>): grpc.ClientUnaryCall;
@@ -30,7 +30,7 @@ export interface ElectionsClient extends grpc.Client {
    * Leadership. Candidates lead one at a time, in the order they campaigned (FIFO); each new
    * leader gets a fencing token greater than every earlier leader's of the name. The wait
    * ends only when this candidate leads, the call is cancelled (the candidacy is withdrawn),
-   * or its deadline comes near: then ABORTED, naming the current leader. A session that
+   * or wait_ms runs out or the deadline comes near: then ABORTED, naming the current leader. A session that
    * already campaigns for the name: FAILED_PRECONDITION.
    */
   campaign(argument: _latchkey_v1_CampaignRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Leadership__Output>): grpc.ClientUnaryCall;
@@ -133,7 +133,7 @@ export interface ElectionsHandlers extends grpc.UntypedServiceImplementation {
    * Leadership. Candidates lead one at a time, in the order they campaigned (FIFO); each new
    * leader gets a fencing token greater than every earlier leader's of the name. The wait
    * ends only when this candidate leads, the call is cancelled (the candidacy is withdrawn),
-   * or its deadline comes near: then ABORTED, naming the current leader. A session that
+   * or wait_ms runs out or the deadline comes near: then ABORTED, naming the current leader. A session that
    * already campaigns for the name: FAILED_PRECONDITION.
    */
   Campaign: grpc.handleUnaryCall<_latchkey_v1_CampaignRequest__Output, _latchkey_v1_Leadership>;
