@@ -30,6 +30,8 @@ export interface Config {
   readonly etcdEndpoints: string;
   /** etcd key prefix of locks: lock <name> is `etcdctl lock <etcdPrefix><name>`. */
   readonly etcdPrefix: string;
+  /** etcd key prefix of elections: election <name> is `etcdctl elect <etcdElectionPrefix><name>`. */
+  readonly etcdElectionPrefix: string;
   /** PEM files; both set = serve TLS. */
   readonly tlsCert: string;
   readonly tlsKey: string;
@@ -205,6 +207,14 @@ export const FLAGS: readonly FlagSpec[] = [
     kind: 'string',
     default: 'latchkey/locks/',
     help: 'etcd key prefix of locks; lock NAME is the one `etcdctl lock PREFIXNAME` takes',
+  },
+  {
+    key: 'etcdElectionPrefix',
+    flag: '--etcd-election-prefix',
+    env: 'LATCHKEY_ETCD_ELECTION_PREFIX',
+    kind: 'string',
+    default: 'latchkey/elections/',
+    help: 'etcd key prefix of elections; election NAME is the one `etcdctl elect PREFIXNAME` takes',
   },
   {
     key: 'maxBatch',
@@ -427,6 +437,16 @@ function validate(config: Config): void {
   if (config.defaultTtlMs > config.maxTtlMs) {
     throw new ConfigError(
       `--default-ttl-ms (${config.defaultTtlMs}) must not exceed --max-ttl-ms (${config.maxTtlMs})`,
+    );
+  }
+  // NOTE: lock names may hold '/', so with --etcd-prefix a/ and --etcd-election-prefix a/e/
+  // election "x"'s keys would be lock "e/x"'s: one prefix must not begin the other.
+  if (
+    config.etcdElectionPrefix.startsWith(config.etcdPrefix) ||
+    config.etcdPrefix.startsWith(config.etcdElectionPrefix)
+  ) {
+    throw new ConfigError(
+      `--etcd-election-prefix "${config.etcdElectionPrefix}" and --etcd-prefix "${config.etcdPrefix}" overlap (one begins the other), so elections and locks would share keys: give them apart prefixes, e.g. latchkey/elections/ and latchkey/locks/`,
     );
   }
   const itemOverhead = MAX_NAME_BYTES + MAX_ENVELOPE_OVERHEAD;

@@ -94,7 +94,14 @@ function createLockBackends(
       }),
     );
   if (config.etcdEndpoints !== '')
-    backends.push(new EtcdLockBackend({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix, clock }));
+    backends.push(
+      new EtcdLockBackend({
+        endpoints: config.etcdEndpoints,
+        prefix: config.etcdPrefix,
+        electionPrefix: config.etcdElectionPrefix,
+        clock,
+      }),
+    );
   backends.push(...extra);
   return new Map(backends.map((b) => [b.kind, b]));
 }

@@ -46,7 +46,11 @@ test('the grpcurl examples run verbatim', async () => {
     }).catch((err: { stdout: string; stderr: string; message: string }) => {
       assert.fail(`the grpcurl examples failed: ${err.message}\n${err.stdout}\n${err.stderr}`);
     });
-    assert.match(stdout, /^latchkey\.v1\.Cache\nlatchkey\.v1\.Locks$/m, 'list shows both services');
+    assert.match(
+      stdout,
+      /^latchkey\.v1\.Cache\nlatchkey\.v1\.Elections\nlatchkey\.v1\.Locks$/m,
+      'list shows every service',
+    );
     assert.match(stdout, /rpc Acquire \( \.latchkey\.v1\.AcquireRequest \) returns \( \.latchkey\.v1\.Lease \)/);
     assert.match(stdout, /"leaseId": "[0-9a-f]+"/);
     assert.match(stdout, /"owner": "alice"/);

@@ -9,6 +9,8 @@
 //   recipe.ts      which recipe serves a request: mutex.ts (mutex.go) or semaphore.ts
 //   acquire.ts     take and give back one lock on a session's lease (Lock / Unlock)
 //   watch.ts       Watch: a snapshot, then the queue's changes as events
+//   election.ts    leader election (election.go) in election-layout.ts's layout, followed
+//                  by Observe through prefix-watch.ts
 // This file maps the LockBackend interface onto them. Unary Acquire is a session of its own
 // with one lock: grant, put, (wait), and on Release one delete and one revoke. No server
 // keeps state about a lease it granted: the lease id and the lock name find the key.
@@ -20,6 +22,7 @@ import { EtcdConnection } from './connection.js';
 import { claimOf, describeHolders, isLeaseId, leaseIdToDec, type QueueKey } from './layout.js';
 import { LockQueue } from './queue.js';
 import { recipeFor } from './recipe.js';
+import { EtcdElections } from './election.js';
 import { EtcdSession } from './session.js';
 import { watchQueue } from './watch.js';
 
@@ -46,6 +49,11 @@ export interface EtcdLockBackendOptions {
    */
   readonly opTimeoutMs?: number;
   /**
+   * Prefix of every election key: election `name` lives under prefix + name + '/', and is
+   * the election `etcdctl elect <prefix><name>` takes part in. Default `latchkey/elections/`.
+   */
+  readonly electionPrefix?: string;
+  /**
    * Time source for wait_ms, lease expiry estimates and every timer of the backend; default
    * the system clock. etcd counts its TTLs in real time, so a clock given here must keep
    * pace with it (a manual clock suits tests shorter than a TTL).
@@ -60,6 +68,7 @@ export class EtcdLockBackend implements LockBackend {
   readonly #prefix: string;
   /** Acquires in progress, so close() can let them clean up their keys before it closes the client. */
   readonly #inflight = new Set<Promise<unknown>>();
+  readonly elections: EtcdElections;
 
   constructor(options: EtcdLockBackendOptions) {
     this.#conn = new EtcdConnection({
@@ -68,16 +77,26 @@ export class EtcdLockBackend implements LockBackend {
       clock: options.clock ?? systemClock,
     });
     this.#prefix = options.prefix ?? 'latchkey/locks/';
+    this.elections = new EtcdElections(this.#conn, options.electionPrefix ?? 'latchkey/elections/', (work) =>
+      this.#tracked(work),
+    );
   }
 
   async acquire(options: AcquireOptions): Promise<Lease> {
     throwIfAborted(options.signal);
     this.#conn.throwIfClosed();
-    const attempt = this.#acquire(options);
-    const tracked = attempt.catch(() => {});
+    return this.#tracked(this.#acquire(options));
+  }
+
+  /** Work close() lets finish (bounded) before it closes the client: waiters leaving their keys. */
+  #tracked<T>(work: Promise<T>): Promise<T> {
+    const tracked = work.then(
+      () => {},
+      () => {},
+    );
     this.#inflight.add(tracked);
     void tracked.then(() => this.#inflight.delete(tracked));
-    return attempt;
+    return work;
   }
 
   async refresh({ name, leaseId, signal }: LeaseRef, ttlMs: number): Promise<Lease> {
