@@ -448,3 +448,39 @@ export function etcdctlObserve(endpoints: string, election: string): EtcdctlObse
     [Symbol.asyncDispose]: stop,
   };
 }
+
+/** How long findLeader() asks before it settles for a follower. */
+const LEADER_SEARCH_MS = 5_000;
+
+/**
+ * The member etcd's `endpoint status` names as leader. An election can be under way (no
+ * leader yet, a member slow to answer), so it asks again for up to LEADER_SEARCH_MS; then it
+ * settles for a follower, and says so.
+ */
+export async function findLeader(
+  cluster: EtcdCluster,
+): Promise<{ member: EtcdMember; isLeader: boolean; note: string }> {
+  const deadline = Date.now() + LEADER_SEARCH_MS;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      last = await etcdctl(cluster.endpoints, ['endpoint', 'status', '-w', 'json'], { timeoutMs: 3_000 });
+      // NOTE: member ids are uint64 and lose precision as JSON numbers; compare them as strings.
+      const statuses = JSON.parse(last.replace(/:\s*(\d{16,})/g, ':"$1"')) as {
+        Endpoint: string;
+        Status: { header: { member_id: unknown }; leader: unknown };
+      }[];
+      const leader = statuses.find((s) => String(s.Status.header.member_id) === String(s.Status.leader));
+      const member = cluster.members.find((m) => leader?.Endpoint.replace(/^https?:\/\//, '') === m.endpoint);
+      if (member !== undefined) return { member, isLeader: true, note: '' };
+    } catch (err) {
+      last = String(err);
+    }
+    await sleep(100);
+  }
+  return {
+    member: cluster.members[0]!,
+    isLeader: false,
+    note: `no leader found in ${LEADER_SEARCH_MS} ms (last answer: ${last})`,
+  };
+}
