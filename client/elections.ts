@@ -12,7 +12,7 @@ import {
   LeaseLostError,
   NotHolderError,
 } from './errors.js';
-import type { Leader__Output } from './generated/latchkey/v1/Leader.js';
+import type { LeaderState__Output } from './generated/latchkey/v1/LeaderState.js';
 import type { Leadership__Output } from './generated/latchkey/v1/Leadership.js';
 import type { ResignResponse__Output } from './generated/latchkey/v1/ResignResponse.js';
 import { type KeptLease, type LeaseKeeper, refreshingKeeper } from './lock-handle.js';
@@ -145,7 +145,7 @@ const refOf = (l: Leadership__Output) => ({
   fencing_token: l.fencing_token,
 });
 
-export function toLeader(message: Leader__Output): Leader {
+export function toLeader(message: LeaderState__Output): Leader {
   return {
     election: message.name,
     backend: message.backend,
@@ -159,7 +159,7 @@ export function toLeader(message: Leader__Output): Leader {
 export class Elections {
   readonly #host: ElectionsHost;
   readonly #leaderships = new Set<LeadershipHandle>();
-  readonly #observes = new Set<grpc.ClientReadableStream<Leader__Output>>();
+  readonly #observes = new Set<grpc.ClientReadableStream<LeaderState__Output>>();
 
   constructor(host: ElectionsHost) {
     this.#host = host;
@@ -263,7 +263,7 @@ export class Elections {
     this.#host.checkOpen('Leader');
     const request = { name, backend: options.backend ?? '' };
     return toLeader(
-      await this.#host.invoke<Leader__Output>(
+      await this.#host.invoke<LeaderState__Output>(
         'Leader',
         ({ elections }, md, o, cb) => elections.Leader(request, md, o, cb),
         {
@@ -288,7 +288,7 @@ export class Elections {
     signal?.addEventListener('abort', stop, { once: true });
     this.#observes.add(call);
     try {
-      for await (const message of call as AsyncIterable<Leader__Output>) {
+      for await (const message of call as AsyncIterable<LeaderState__Output>) {
         if (signal?.aborted || !this.#observes.has(call)) return;
         yield toLeader(message);
       }

@@ -4,7 +4,7 @@
 // status codes.
 import type { CampaignRequest__Output } from '../../client/generated/latchkey/v1/CampaignRequest.js';
 import type { KeepAliveRequest__Output } from '../../client/generated/latchkey/v1/KeepAliveRequest.js';
-import type { Leader as LeaderMessage } from '../../client/generated/latchkey/v1/Leader.js';
+import type { LeaderState as LeaderMessage } from '../../client/generated/latchkey/v1/LeaderState.js';
 import type { LeaderRequest__Output } from '../../client/generated/latchkey/v1/LeaderRequest.js';
 import type {
   Leadership as LeadershipMessage,

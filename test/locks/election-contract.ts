@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { ElectionsClient } from '../../client/generated/latchkey/v1/Elections.js';
-import type { Leader__Output } from '../../client/generated/latchkey/v1/Leader.js';
+import type { LeaderState__Output } from '../../client/generated/latchkey/v1/LeaderState.js';
 import type { Leadership__Output } from '../../client/generated/latchkey/v1/Leadership.js';
 import type { Capabilities } from '../../src/locks/backend.js';
 import { rejection } from '../support/assertions.js';
@@ -67,18 +67,18 @@ async function within<T>(promise: Promise<T>, what: string, timeoutMs = 10_000):
 
 /** An Observe stream's messages as they arrive. */
 class Observer {
-  readonly seen: Leader__Output[] = [];
-  readonly #call: grpc.ClientReadableStream<Leader__Output>;
+  readonly seen: LeaderState__Output[] = [];
+  readonly #call: grpc.ClientReadableStream<LeaderState__Output>;
   ended = false;
   constructor(client: ElectionsClient, name: string, backend: string) {
     this.#call = client.Observe({ name, backend });
-    this.#call.on('data', (leader: Leader__Output) => this.seen.push(leader));
+    this.#call.on('data', (leader: LeaderState__Output) => this.seen.push(leader));
     this.#call.on('error', () => {});
     this.#call.on('end', () => (this.ended = true));
     this.#call.on('status', () => (this.ended = true));
   }
   /** Waits until `count` messages have come, and returns them. */
-  async first(count: number): Promise<Leader__Output[]> {
+  async first(count: number): Promise<LeaderState__Output[]> {
     await until(`${count} Observe messages (have ${this.seen.length})`, () => this.seen.length >= count);
     return this.seen.slice(0, count);
   }
@@ -104,7 +104,7 @@ export function electionContract(target: ElectionContractTarget): void {
 
     const campaign = (name: string, value: string, fields: object = {}, options?: grpc.CallOptions) =>
       unary<Leadership__Output>(elections, 'Campaign', { name, backend, value, ttl_ms: 10_000, ...fields }, options);
-    const leader = (name: string) => unary<Leader__Output>(elections, 'Leader', { name, backend });
+    const leader = (name: string) => unary<LeaderState__Output>(elections, 'Leader', { name, backend });
     const resign = (leadership: Leadership__Output) =>
       unary<{ resigned: boolean }>(elections, 'Resign', { leadership });
     const proclaim = (leadership: Leadership__Output, value: string) =>

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import type { Leader__Output } from '../../client/generated/latchkey/v1/Leader.js';
+import type { LeaderState__Output } from '../../client/generated/latchkey/v1/LeaderState.js';
 import type { Leadership__Output } from '../../client/generated/latchkey/v1/Leadership.js';
 import { etcdCapabilities } from '../../src/locks/etcd/lock-backend.js';
 import { rejection } from '../support/assertions.js';
@@ -79,7 +79,7 @@ if (!etcdAvailable()) {
       const campaign = (server: TestServer, name: string, value: string) =>
         call<Leadership__Output>(server, 'Campaign', { name, backend: 'etcd', value, ttl_ms: 5_000 });
       const leader = (server: TestServer, name: string) =>
-        call<Leader__Output>(server, 'Leader', { name, backend: 'etcd' });
+        call<LeaderState__Output>(server, 'Leader', { name, backend: 'etcd' });
 
       before(async () => {
         const config = {
@@ -160,8 +160,8 @@ if (!etcdAvailable()) {
       test("Observe follows etcdctl's leaders as well as latchkey's", async () => {
         const name = fresh('observe');
         const stream = a.elections.Observe({ name, backend: 'etcd' });
-        const seen: Leader__Output[] = [];
-        stream.on('data', (l: Leader__Output) => seen.push(l));
+        const seen: LeaderState__Output[] = [];
+        stream.on('data', (l: LeaderState__Output) => seen.push(l));
         stream.on('error', () => {});
         try {
           await until('the first Observe message', () => seen.length >= 1);

@@ -65,6 +65,10 @@ test('the grpcurl examples run verbatim', async () => {
     assert.match(stdout, /"key": "nothing-here"/);
     assert.match(stdout, /"limit": 2/);
     assert.match(stdout, /"mode": "SHARED"/);
+    assert.match(stdout, /"sessionId": "memory\.[0-9a-f.]+"/);
+    assert.match(stdout, /"value": "10\.0\.0\.7:9090"/);
+    assert.match(stdout, /"elected": true/);
+    assert.match(stdout, /"resigned": true/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -93,6 +97,14 @@ test('the SDK example of semaphores, shared locks and watch runs verbatim', asyn
   assert.deepEqual(events.slice(0, 1), ['STATE ']);
   assert.deepEqual(events.slice(1, 3).sort(), ['ACQUIRED a', 'ACQUIRED b']);
   assert.deepEqual(events.slice(3), ['WAITER_ADDED c', 'RELEASED a', 'ACQUIRED c', 'RELEASED c']);
+});
+
+test('the SDK example of leader election runs verbatim', async () => {
+  const stdout = await runSdkExample('sdk-elections');
+  assert.match(stdout, /^leader 10\.0\.0\.7:8080 \(token \d+\)$/m);
+  assert.match(stdout, /^leader 10\.0\.0\.7:9090 \(token \d+\)$/m);
+  assert.match(stdout, /^now: 10\.0\.0\.7:9090, signal aborted: false$/m);
+  assert.match(stdout, /no leader\n$/);
 });
 
 test('the SDK example runs verbatim', async () => {

@@ -4,8 +4,8 @@ import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { CampaignRequest as _latchkey_v1_CampaignRequest, CampaignRequest__Output as _latchkey_v1_CampaignRequest__Output } from '../../latchkey/v1/CampaignRequest.js';
 import type { KeepAliveRequest as _latchkey_v1_KeepAliveRequest, KeepAliveRequest__Output as _latchkey_v1_KeepAliveRequest__Output } from '../../latchkey/v1/KeepAliveRequest.js';
-import type { Leader as _latchkey_v1_Leader, Leader__Output as _latchkey_v1_Leader__Output } from '../../latchkey/v1/Leader.js';
 import type { LeaderRequest as _latchkey_v1_LeaderRequest, LeaderRequest__Output as _latchkey_v1_LeaderRequest__Output } from '../../latchkey/v1/LeaderRequest.js';
+import type { LeaderState as _latchkey_v1_LeaderState, LeaderState__Output as _latchkey_v1_LeaderState__Output } from '../../latchkey/v1/LeaderState.js';
 import type { Leadership as _latchkey_v1_Leadership, Leadership__Output as _latchkey_v1_Leadership__Output } from '../../latchkey/v1/Leadership.js';
 import type { ObserveRequest as _latchkey_v1_ObserveRequest, ObserveRequest__Output as _latchkey_v1_ObserveRequest__Output } from '../../latchkey/v1/ObserveRequest.js';
 import type { ProclaimRequest as _latchkey_v1_ProclaimRequest, ProclaimRequest__Output as _latchkey_v1_ProclaimRequest__Output } from '../../latchkey/v1/ProclaimRequest.js';
@@ -62,32 +62,32 @@ export interface ElectionsClient extends grpc.Client {
   /**
    * Who leads election `name` now.
    */
-  Leader(argument: _latchkey_v1_LeaderRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Leader__Output>): grpc.ClientUnaryCall;
-  Leader(argument: _latchkey_v1_LeaderRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Leader__Output>): grpc.ClientUnaryCall;
-  Leader(argument: _latchkey_v1_LeaderRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Leader__Output>): grpc.ClientUnaryCall;
-  Leader(argument: _latchkey_v1_LeaderRequest, callback: grpc.requestCallback<_latchkey_v1_Leader__Output>): grpc.ClientUnaryCall;
+  Leader(argument: _latchkey_v1_LeaderRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_LeaderState__Output>): grpc.ClientUnaryCall;
+  Leader(argument: _latchkey_v1_LeaderRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_LeaderState__Output>): grpc.ClientUnaryCall;
+  Leader(argument: _latchkey_v1_LeaderRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_LeaderState__Output>): grpc.ClientUnaryCall;
+  Leader(argument: _latchkey_v1_LeaderRequest, callback: grpc.requestCallback<_latchkey_v1_LeaderState__Output>): grpc.ClientUnaryCall;
   /**
    * Who leads election `name` now.
    */
-  leader(argument: _latchkey_v1_LeaderRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Leader__Output>): grpc.ClientUnaryCall;
-  leader(argument: _latchkey_v1_LeaderRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_Leader__Output>): grpc.ClientUnaryCall;
-  leader(argument: _latchkey_v1_LeaderRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_Leader__Output>): grpc.ClientUnaryCall;
-  leader(argument: _latchkey_v1_LeaderRequest, callback: grpc.requestCallback<_latchkey_v1_Leader__Output>): grpc.ClientUnaryCall;
+  leader(argument: _latchkey_v1_LeaderRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_LeaderState__Output>): grpc.ClientUnaryCall;
+  leader(argument: _latchkey_v1_LeaderRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_latchkey_v1_LeaderState__Output>): grpc.ClientUnaryCall;
+  leader(argument: _latchkey_v1_LeaderRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_latchkey_v1_LeaderState__Output>): grpc.ClientUnaryCall;
+  leader(argument: _latchkey_v1_LeaderRequest, callback: grpc.requestCallback<_latchkey_v1_LeaderState__Output>): grpc.ClientUnaryCall;
   
   /**
    * Follow election `name`: first its current leader (or none), then one message per change,
    * in order: a new leader, a value proclaimed, nobody leading. Until the caller cancels or
    * the server shuts down (the stream then ends cleanly).
    */
-  Observe(argument: _latchkey_v1_ObserveRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_Leader__Output>;
-  Observe(argument: _latchkey_v1_ObserveRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_Leader__Output>;
+  Observe(argument: _latchkey_v1_ObserveRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_LeaderState__Output>;
+  Observe(argument: _latchkey_v1_ObserveRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_LeaderState__Output>;
   /**
    * Follow election `name`: first its current leader (or none), then one message per change,
    * in order: a new leader, a value proclaimed, nobody leading. Until the caller cancels or
    * the server shuts down (the stream then ends cleanly).
    */
-  observe(argument: _latchkey_v1_ObserveRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_Leader__Output>;
-  observe(argument: _latchkey_v1_ObserveRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_Leader__Output>;
+  observe(argument: _latchkey_v1_ObserveRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_LeaderState__Output>;
+  observe(argument: _latchkey_v1_ObserveRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_latchkey_v1_LeaderState__Output>;
   
   /**
    * The leader changes its value, keeping its leadership and token; observers see it. A
@@ -149,14 +149,14 @@ export interface ElectionsHandlers extends grpc.UntypedServiceImplementation {
   /**
    * Who leads election `name` now.
    */
-  Leader: grpc.handleUnaryCall<_latchkey_v1_LeaderRequest__Output, _latchkey_v1_Leader>;
+  Leader: grpc.handleUnaryCall<_latchkey_v1_LeaderRequest__Output, _latchkey_v1_LeaderState>;
   
   /**
    * Follow election `name`: first its current leader (or none), then one message per change,
    * in order: a new leader, a value proclaimed, nobody leading. Until the caller cancels or
    * the server shuts down (the stream then ends cleanly).
    */
-  Observe: grpc.handleServerStreamingCall<_latchkey_v1_ObserveRequest__Output, _latchkey_v1_Leader>;
+  Observe: grpc.handleServerStreamingCall<_latchkey_v1_ObserveRequest__Output, _latchkey_v1_LeaderState>;
   
   /**
    * The leader changes its value, keeping its leadership and token; observers see it. A
@@ -176,8 +176,8 @@ export interface ElectionsHandlers extends grpc.UntypedServiceImplementation {
 export interface ElectionsDefinition extends grpc.ServiceDefinition {
   Campaign: MethodDefinition<_latchkey_v1_CampaignRequest, _latchkey_v1_Leadership, _latchkey_v1_CampaignRequest__Output, _latchkey_v1_Leadership__Output>
   KeepAlive: MethodDefinition<_latchkey_v1_KeepAliveRequest, _latchkey_v1_Leadership, _latchkey_v1_KeepAliveRequest__Output, _latchkey_v1_Leadership__Output>
-  Leader: MethodDefinition<_latchkey_v1_LeaderRequest, _latchkey_v1_Leader, _latchkey_v1_LeaderRequest__Output, _latchkey_v1_Leader__Output>
-  Observe: MethodDefinition<_latchkey_v1_ObserveRequest, _latchkey_v1_Leader, _latchkey_v1_ObserveRequest__Output, _latchkey_v1_Leader__Output>
+  Leader: MethodDefinition<_latchkey_v1_LeaderRequest, _latchkey_v1_LeaderState, _latchkey_v1_LeaderRequest__Output, _latchkey_v1_LeaderState__Output>
+  Observe: MethodDefinition<_latchkey_v1_ObserveRequest, _latchkey_v1_LeaderState, _latchkey_v1_ObserveRequest__Output, _latchkey_v1_LeaderState__Output>
   Proclaim: MethodDefinition<_latchkey_v1_ProclaimRequest, _latchkey_v1_Leadership, _latchkey_v1_ProclaimRequest__Output, _latchkey_v1_Leadership__Output>
   Resign: MethodDefinition<_latchkey_v1_ResignRequest, _latchkey_v1_ResignResponse, _latchkey_v1_ResignRequest__Output, _latchkey_v1_ResignResponse__Output>
 }

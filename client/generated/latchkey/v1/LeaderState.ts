@@ -7,7 +7,7 @@ import type { Long } from '@grpc/proto-loader';
  * with the one before: another fencing_token is a new leader, the same token with a value is
  * a proclamation, `elected` false is nobody leading.
  */
-export interface Leader {
+export interface LeaderState {
   'name'?: (string);
   'backend'?: (string);
   /**
@@ -28,7 +28,7 @@ export interface Leader {
  * with the one before: another fencing_token is a new leader, the same token with a value is
  * a proclamation, `elected` false is nobody leading.
  */
-export interface Leader__Output {
+export interface LeaderState__Output {
   'name': (string);
   'backend': (string);
   /**
