@@ -15,6 +15,7 @@ import type { ProclaimRequest__Output } from '../../client/generated/latchkey/v1
 import type { ResignRequest__Output } from '../../client/generated/latchkey/v1/ResignRequest.js';
 import type { ResignResponse } from '../../client/generated/latchkey/v1/ResignResponse.js';
 import type { CallContext } from '../call-context.js';
+import { systemClock } from '../clock.js';
 import type { Config } from '../config.js';
 import {
   CancelledError,
@@ -203,8 +204,10 @@ export function createElectionService(
       const waitMs =
         request.wait_ms === '0' ? Infinity : checkMs('wait_ms', request.wait_ms, 1, Number.MAX_SAFE_INTEGER);
       const withinMs = Math.min(waitMs, ctx.answerWithinMs());
+      // NOTE: gRPC deadlines are real time; systemClock.schedule chains delays past setTimeout's
+      // 24.8-day limit (a longer one would fire at once).
       const deadline =
-        withinMs === Infinity ? undefined : setTimeout(() => stop.abort('deadline'), Math.max(1, withinMs));
+        withinMs === Infinity ? undefined : systemClock.schedule(Math.max(1, withinMs), () => stop.abort('deadline'));
       let leadership: Leadership;
       try {
         using _alive = own ? elections.hold(session) : undefined;
@@ -220,7 +223,7 @@ export function createElectionService(
         }
         throw err;
       } finally {
-        clearTimeout(deadline);
+        deadline?.cancel();
         ctx.signal.removeEventListener('abort', onCaller);
         leave();
       }

@@ -137,7 +137,8 @@ export class EtcdElections implements ElectionBackend {
       ref,
       value,
       Number(info.grantedTTL) * 1000,
-      this.#conn.clock.now() + Number(info.TTL) * 1000,
+      // etcd reports whole seconds left, rounded down: the earliest the lease can expire.
+      this.#conn.clock.now() + Math.max(0, Number(info.TTL)) * 1000,
     );
   }
 
