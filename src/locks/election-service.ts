@@ -189,6 +189,8 @@ export function createElectionService(
       const name = electionName(request.name, ctx);
       const { backend, elections } = pick(request.backend);
       const value = electionValue(request.value);
+      const waitMs =
+        request.wait_ms === '0' ? Infinity : checkMs('wait_ms', request.wait_ms, 1, Number.MAX_SAFE_INTEGER);
       // Never wait so long that the answer would miss the caller's deadline: it would get
       // DEADLINE_EXCEEDED instead of the ABORTED that names the leader (see deadlineMarginMs).
       if (ctx.remainingMs() <= 0)
@@ -201,8 +203,6 @@ export function createElectionService(
       const stop = new AbortController();
       const onCaller = () => stop.abort(ctx.signal.reason);
       ctx.signal.addEventListener('abort', onCaller, { once: true });
-      const waitMs =
-        request.wait_ms === '0' ? Infinity : checkMs('wait_ms', request.wait_ms, 1, Number.MAX_SAFE_INTEGER);
       const withinMs = Math.min(waitMs, ctx.answerWithinMs());
       // NOTE: gRPC deadlines are real time; systemClock.schedule chains delays past setTimeout's
       // 24.8-day limit (a longer one would fire at once).

@@ -328,6 +328,11 @@ export function electionContract(target: ElectionContractTarget): void {
           /ttl_ms must be 0/,
         ],
         ['ttl_ms too small', () => campaign(name, 'v', { ttl_ms: 1 }), /^ttl_ms must be between/],
+        [
+          'wait_ms too large',
+          () => campaign(name, 'v', { wait_ms: '18446744073709551615' }),
+          /^wait_ms must be between/,
+        ],
         ['no leadership', () => unary(elections, 'Resign', {}), /^leadership is required/],
         [
           'no token',
@@ -345,6 +350,8 @@ export function electionContract(target: ElectionContractTarget): void {
         assert.equal(err.code, grpc.status.INVALID_ARGUMENT, what);
         assert.match(err.details, message, what);
       }
+      // Nothing was left campaigning by a refused request.
+      assert.equal((await leader(name)).candidates, 0);
     });
 
     test('a campaign in a lock session lives with it: once per name, and ending the session resigns', {

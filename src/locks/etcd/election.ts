@@ -356,16 +356,8 @@ export class EtcdElections implements ElectionBackend {
           throw new SessionExpiredError(
             `campaign for election "${queue.name}" ended: the candidate's etcd lease ${session.leaseId} or its key was removed while it waited; campaign again`,
           );
-        if (check.holds) {
-          // Restart the TTL at the win, so the new leader gets all of it.
-          await session.renew().catch((err: unknown) => {
-            if (!(err instanceof LeaseExpiredError)) throw err;
-            throw new SessionExpiredError(
-              `campaign for election "${queue.name}" ended: the candidate's etcd lease ${session.leaseId} expired as it won; campaign again`,
-            );
-          });
-          return;
-        }
+        // The service restarts a campaign session's TTL at the win (one keepalive).
+        if (check.holds) return;
         await check.waitForChange(stop.signal);
       }
     } finally {
