@@ -587,7 +587,7 @@ class Client implements LatchkeyClient {
 
     const session = this.#sessions?.forLock(backend, requestedTtlMs, name);
     if (session !== undefined) {
-      const keeper = await session.acquire(sessionAcquire(request), deadlineMs, options.signal);
+      const keeper = await session.acquire(sessionAcquire(request, waitMs, deadlineMs), deadlineMs, options.signal);
       if (keeper !== undefined) return this.#adopt(createLockHandle(this.#handleOptions(keeper.lease, keeper)));
       // Given back (the session could not be opened): a unary Acquire instead.
     }

@@ -198,6 +198,8 @@ function fromCode(
       return new LockBusyError(message, options);
     case 'NotHolderError':
     case 'LeaseExpiredError':
+    // A lock session that is gone (expired, ended, lost): none of its leases holds its lock.
+    case 'SessionExpiredError':
       return new NotHolderError(message, options);
     case 'FencedOutError':
       return new FencedOutError(message, options);

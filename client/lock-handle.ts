@@ -340,7 +340,11 @@ class Handle implements LockHandle, KeptLease {
   readonly #onSettled: ((handle: LockHandle) => void) | undefined;
   /** Made when `signal` is first read: most handles are released without anyone asking. */
   #controller: AbortController | undefined;
-  #abortReason: Error | undefined;
+  /**
+   * Why the signal aborts, once settled; a function, so that a handle released with nobody
+   * watching its signal makes no Error (capturing a stack costs more than the release).
+   */
+  #abortReason: (() => Error) | undefined;
   #state: LockHandleState = 'held';
   #error: Error | undefined;
   /** Set when release starts or the lease is lost: no more state changes from the keeper. */
@@ -372,7 +376,7 @@ class Handle implements LockHandle, KeptLease {
   get signal(): AbortSignal {
     if (this.#controller === undefined) {
       this.#controller = new AbortController();
-      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason());
     }
     return this.#controller.signal;
   }
@@ -388,22 +392,27 @@ class Handle implements LockHandle, KeptLease {
   lose(reason: LeaseLostError): void {
     if (this.#stopped) return;
     this.#stop();
-    this.#settle('lost', reason, reason);
+    this.#settle('lost', reason, () => reason);
   }
 
   ended(error?: Error): void {
     this.#stop();
     if (error === undefined) {
-      this.#settle('released', undefined, new CancelledError(`lock "${this.name}" was released with its session`));
+      this.#settle(
+        'released',
+        undefined,
+        () => new CancelledError(`lock "${this.name}" was released with its session`),
+      );
       return;
     }
     this.#settle(
       'release-failed',
       error,
-      new CancelledError(
-        `lock "${this.name}" was given up, but the end of its session was not confirmed (${error.message}); the server frees it when the session expires`,
-        { cause: error },
-      ),
+      () =>
+        new CancelledError(
+          `lock "${this.name}" was given up, but the end of its session was not confirmed (${error.message}); the server frees it when the session expires`,
+          { cause: error },
+        ),
     );
   }
 
@@ -412,12 +421,12 @@ class Handle implements LockHandle, KeptLease {
     this.#keeper.stop();
   }
 
-  #settle(state: Exclude<LockHandleState, 'held'>, error: Error | undefined, reason: Error): void {
+  #settle(state: Exclude<LockHandleState, 'held'>, error: Error | undefined, reason: () => Error): void {
     if (this.#state !== 'held') return;
     this.#state = state;
     this.#error = error;
     this.#abortReason = reason;
-    this.#controller?.abort(reason);
+    this.#controller?.abort(reason());
     this.#onSettled?.(this);
   }
 
@@ -434,7 +443,7 @@ class Handle implements LockHandle, KeptLease {
     const deadlineMs = Math.min(options.deadlineMs ?? this.#deadlineMs, this.ttlMs);
     try {
       await this.#keeper.release({ deadlineMs, signal: options.signal });
-      this.#settle('released', undefined, new CancelledError(`lock "${this.name}" was released`));
+      this.#settle('released', undefined, () => new CancelledError(`lock "${this.name}" was released`));
       return 'released';
     } catch (err) {
       if (this.#state !== 'held') return this.#state; // ended with its session meanwhile
@@ -445,7 +454,7 @@ class Handle implements LockHandle, KeptLease {
             : new LeaseLostError(`lock "${this.name}" was already lost when released: ${err.message}`, {
                 cause: err,
               });
-        this.#settle('lost', lost, lost);
+        this.#settle('lost', lost, () => lost);
         return 'lost';
       }
       const error = err instanceof Error ? err : new Error(String(err));
@@ -453,7 +462,7 @@ class Handle implements LockHandle, KeptLease {
         `lock "${this.name}" was given up, but Release failed (${error.message}); the server frees it when its lease expires`,
         { cause: error },
       );
-      this.#settle('release-failed', error, reason);
+      this.#settle('release-failed', error, () => reason);
       return 'release-failed';
     }
   }

@@ -81,7 +81,19 @@ export class SessionPool implements SessionHost {
   }
 }
 
-/** The acquire a session sends for lock(): Acquire's request with the TTL left to the session. */
-export function sessionAcquire(request: AcquireRequest): AcquireRequest {
-  return { ...request, ttl_ms: '0' };
+/** Margin by which a session acquire's wait ends before its deadline: the answer's way back. */
+const WAIT_MARGIN_MS = 20;
+
+/**
+ * The acquire a session sends for lock(): Acquire's request with the TTL left to the session,
+ * and the wait bounded by the call's deadline, as the server bounds a unary Acquire's by its
+ * grpc-timeout: a wait that runs out answers LockBusyError naming the holder, not
+ * DeadlineExceededError.
+ */
+export function sessionAcquire(request: AcquireRequest, waitMs: number, deadlineMs: number): AcquireRequest {
+  const bounded =
+    waitMs > 0 && Number.isFinite(deadlineMs)
+      ? Math.max(1, Math.min(waitMs, Math.floor(deadlineMs) - WAIT_MARGIN_MS))
+      : waitMs;
+  return { ...request, ttl_ms: '0', wait_ms: String(bounded) };
 }

@@ -256,6 +256,10 @@ export class LockSession {
   #lastError: LatchkeyError | undefined;
 
   #stream: Stream | undefined;
+  /** The server #stream went to. */
+  #server: Server | undefined;
+  /** A resume not answered in time: that server is stuck, try the next. */
+  #openTimer: NodeJS.Timeout | undefined;
   /** The stream has its status: nothing more goes into it, and #ended is on its way. */
   #streamOver = false;
   #resuming = false;
@@ -507,6 +511,7 @@ export class LockSession {
     clearTimeout(this.#reconnectTimer);
     clearTimeout(this.#idleTimer);
     clearTimeout(this.#endTimer);
+    clearTimeout(this.#openTimer);
     this.#host.retire(this);
   }
 
@@ -681,10 +686,19 @@ export class LockSession {
       return;
     }
     this.#stream = stream;
+    this.#server = server;
     this.#streamOver = false;
     this.#waitingForDrain = false;
     this.#resuming = this.#id !== '';
     this.#phase = 'opening';
+    if (this.#resuming) {
+      const waitMs = Math.max(50, Math.round(this.#ttlMs / 3));
+      this.#openTimer = setTimeout(() => {
+        if (stream === this.#stream && this.#phase === 'opening')
+          this.#breakStuck(`the server did not answer the session's resume within ${waitMs} ms`);
+      }, waitMs);
+      this.#openTimer.unref();
+    }
     stream.on('data', (response: SessionResponse__Output) => this.#onData(stream, response));
     // The 'status' that always follows says the same.
     stream.on('error', noop);
@@ -732,6 +746,7 @@ export class LockSession {
 
   #onOpened(opened: SessionOpened__Output): void {
     if (this.#phase !== 'opening' && this.#phase !== 'ending') return;
+    clearTimeout(this.#openTimer);
     const resumed = this.#resuming;
     if (resumed && !opened.resumed) {
       // A server should refuse instead; a fresh session is no place for the old locks.
@@ -883,7 +898,9 @@ export class LockSession {
 
   #onStatus(stream: Stream, status: grpc.StatusObject, server: Server): void {
     if (stream !== this.#stream) return; // ended when the session went idle or was given up
+    clearTimeout(this.#openTimer);
     this.#stream = undefined;
+    this.#server = undefined;
     this.#streamOver = false;
     this.#waitingForDrain = false;
     if (this.#phase === 'ending')
@@ -917,8 +934,8 @@ export class LockSession {
     }
     this.#unreachable = 0;
     this.#breaks++;
-    // Straight to the next server when this one went; else back off, and back to it.
-    this.#reconnect(this.#servers.size > 1 && serverGone(status) ? 0 : reopenDelayMs(this.#breaks));
+    // Straight to the next server when this one went (or is stuck); else back off, and back to it.
+    this.#reconnect(this.#servers.current !== server ? 0 : reopenDelayMs(this.#breaks));
   }
 
   /** The stream of a session not yet opened ended: its ops go unary, now and for a while. */
@@ -1064,19 +1081,24 @@ export class LockSession {
     this.#keepaliveTimer.unref();
   }
 
+  /**
+   * The stream is stuck (a half-dead connection, a stopped server): its server counts as gone,
+   * and the stream is cancelled, which releases nothing; the session resumes, on the next
+   * server where there is one.
+   */
+  #breakStuck(why: string): void {
+    this.#lastError = new UnavailableError(why, { method: 'Session' });
+    if (this.#server !== undefined) this.#servers.failed(this.#server);
+    this.#stream?.cancel();
+  }
+
   readonly #tick = (): void => {
     this.#keepaliveTimer = undefined;
     if (this.#phase !== 'open' || this.#checkExpired()) return;
     if (this.#keepalive !== undefined) {
       // The last keepalive has gone a third of the TTL unanswered: the stream is stuck
       // (a half-dead connection, a stopped server). Break it and resume, elsewhere if possible.
-      this.#lastError = new UnavailableError(
-        `the session keepalive went unanswered for ${Math.round(this.#ttlMs / 3)} ms`,
-        {
-          method: 'Session',
-        },
-      );
-      this.#stream?.cancel();
+      this.#breakStuck(`the session keepalive went unanswered for ${Math.round(this.#ttlMs / 3)} ms`);
       return;
     }
     this.#keepalive = this.#internal('keepalive');

@@ -124,9 +124,10 @@ export interface SessionOptions {
 }
 
 /**
- * live: can be kept alive. lost: the backend lost part of its lease (a file lock taken over);
- * it can no longer be kept alive, but its locks stay until its expiry, so that no one gets them
- * before the holder could know. expired: its TTL ran out and its locks were freed. ended:
+ * live: can be kept alive. lost: the session can no longer vouch for all its locks (a file
+ * lock taken over, or one of its locks released through Locks/Release with its lease id); it
+ * can no longer be kept alive, but its other locks stay until its expiry, so that no one gets
+ * them before the holder could know. expired: its TTL ran out and its locks were freed. ended:
  * end() released everything.
  */
 export type SessionState = 'live' | 'lost' | 'expired' | 'ended';
@@ -161,13 +162,16 @@ export interface LockSession {
   /** When the session (and every lock of it) expires unless kept alive. */
   readonly expiresAtMs: number;
   readonly state: SessionState;
-  /** Aborted when the state leaves `live`; the reason is the SessionExpiredError saying why. */
+  /** Aborted when the state leaves `live`; the reason says why (SessionExpiredError; ShuttingDownError at close). */
   readonly signal: AbortSignal;
   /** Locks held plus acquires waiting, across every stream of the session. */
   readonly lockCount: number;
   /** Like LockBackend.acquire, on the session's lease. Rejects with SessionExpiredError unless live. */
   acquire(options: SessionAcquireOptions): Promise<Lease>;
-  /** Releases one of the session's locks; NotHolderError for a lease that is not the session's. */
+  /**
+   * Releases one of the session's locks; NotHolderError for a lease that is not the session's.
+   * (LockBackend.release of a session's lease releases it too, and loses the session.)
+   */
   release(ref: LeaseRef): Promise<void>;
   /** Renews the session lease, and with it every lock of the session; SessionExpiredError unless live. */
   keepAlive(signal: AbortSignal): Promise<SessionLeaseInfo>;

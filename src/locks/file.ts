@@ -371,6 +371,23 @@ export class FileLockBackend implements LockBackend {
   async release({ name, leaseId, signal }: LeaseRef): Promise<void> {
     throwIfAborted(signal);
     this.#checkOpen();
+    const entry = this.#locks.get(name);
+    const held = entry?.holder;
+    const session = held?.lease.leaseId === leaseId ? held.session : undefined;
+    if (
+      entry !== undefined &&
+      held !== undefined &&
+      session !== undefined &&
+      !(session.state === 'live' && session.lease.due)
+    ) {
+      // NOTE: released behind the session's back (an operator with the lease id): the session
+      // can no longer vouch for its locks, so it is lost. Its holder hears it at once on an
+      // attached stream, or when it next resumes; its other locks stay until it expires.
+      this.#dropFromSession(session, leaseId);
+      session.lease.lose(`its lock "${name}" was released from outside the session (Locks/Release of its lease)`);
+      await this.#handOff(entry, held);
+      return;
+    }
     const found = this.#holderOf(name, leaseId);
     if (found === undefined) return this.#notHolder(name, leaseId);
     // Waits for the hand-off or the unlock, so that once Release returns, another server can
@@ -494,11 +511,15 @@ export class FileLockBackend implements LockBackend {
       keepAlive: async (signal) => {
         throwIfAborted(signal);
         const renewed = lease.renew();
-        // The record only informs other servers; the lease itself lives here (as refresh does).
-        await this.#writeSessionRecord(session).catch((err) =>
-          this.#log.warn(
-            { event: 'lock.file_warning', backend: 'file', session: lease.ref, err: String(err) },
-            `file lock backend: cannot update the record of session ${lease.ref}`,
+        // The record only informs other servers; the lease itself lives here. So the keepalive
+        // is answered at once, not after a disk write: under load a write can take longer
+        // than the client's keepalive margin. Writes stay in order (see #writeSessionRecord).
+        void this.#track(
+          this.#writeSessionRecord(session).catch((err) =>
+            this.#log.warn(
+              { event: 'lock.file_warning', backend: 'file', session: lease.ref, err: String(err) },
+              `file lock backend: cannot update the record of session ${lease.ref}`,
+            ),
           ),
         );
         return renewed;
@@ -953,10 +974,15 @@ export class FileLockBackend implements LockBackend {
     const entry = this.#locks.get(name);
     const holder = entry?.holder;
     if (entry === undefined || holder === undefined || holder.lease.leaseId !== leaseId) return undefined;
-    if (holder.session !== undefined)
-      throw new FailedPreconditionError(
-        `lease ${leaseId} of lock "${name}" belongs to a lock session: release it in that session (Locks/Session); the session's keepalive renews it`,
-      );
+    if (holder.session !== undefined) {
+      if (!(holder.session.state === 'live' && holder.session.lease.due))
+        throw new FailedPreconditionError(
+          `lease ${leaseId} of lock "${name}" belongs to a lock session: its session's keepalive renews it (Locks/Session)`,
+        );
+      // A due session expires here, as a lease would; its locks are remembered as expired.
+      this.#expireSession(holder.session);
+      return undefined;
+    }
     // A timer can fire late; the lease's own expiry time is what counts.
     if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
     this.#remember(

@@ -213,6 +213,15 @@ export class MemoryLockBackend implements LockBackend {
 
   async release({ name, leaseId, signal }: LeaseRef): Promise<void> {
     throwIfAborted(signal);
+    const session = this.#locks.get(name)?.holders.get(leaseId)?.session;
+    if (session !== undefined && !(session.state === 'live' && session.lease.due)) {
+      // NOTE: released behind the session's back (an operator with the lease id): the session
+      // can no longer vouch for its locks, so it is lost. Its holder hears it at once on an
+      // attached stream, or when it next resumes; its other locks stay until it expires.
+      this.#freeSessionLock(session, leaseId, 'RELEASED');
+      session.lease.lose(`its lock "${name}" was released from outside the session (Locks/Release of its lease)`);
+      return;
+    }
     const { entry, holder } = this.#holderOf(name, leaseId);
     holder.timer?.cancel();
     this.#free(name, entry, holder.lease, 'RELEASED');
@@ -497,15 +506,20 @@ export class MemoryLockBackend implements LockBackend {
     const entry = this.#locks.get(name);
     const holder = entry?.holders.get(leaseId);
     if (entry !== undefined && holder !== undefined) {
-      if (holder.session !== undefined)
-        throw new FailedPreconditionError(
-          `lease ${leaseId} of lock "${name}" belongs to a lock session: release it in that session (Locks/Session); the session's keepalive renews it`,
-        );
-      // A timer can fire late; the lease's own expiry time is what counts.
-      if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
-      holder.timer?.cancel();
-      this.#rememberExpired(holder.lease);
-      this.#free(name, entry, holder.lease, 'EXPIRED');
+      if (holder.session !== undefined) {
+        if (!(holder.session.state === 'live' && holder.session.lease.due))
+          throw new FailedPreconditionError(
+            `lease ${leaseId} of lock "${name}" belongs to a lock session: its session's keepalive renews it (Locks/Session)`,
+          );
+        // A due session expires here, as a lease would; its locks are remembered as expired.
+        this.#expireSession(holder.session);
+      } else {
+        // A timer can fire late; the lease's own expiry time is what counts.
+        if (this.#clock.now() < holder.lease.expiresAtMs) return { entry, holder };
+        holder.timer?.cancel();
+        this.#rememberExpired(holder.lease);
+        this.#free(name, entry, holder.lease, 'EXPIRED');
+      }
     }
     const expiredAt = this.#expired.get(leaseId);
     if (expiredAt !== undefined) {

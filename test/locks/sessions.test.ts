@@ -373,18 +373,27 @@ for (const target of TARGETS) {
       await unary('Release', { name: a, lease_id: holders[0]!.lease_id });
     });
 
-    test("a session's lease is released only in its session: unary Release and Refresh refuse it", async () => {
-      const name = fresh('unary-refused');
-      const stream = await open();
-      const lease = await stream.op<Lease>({ acquire: { name } });
-      for (const method of ['Release', 'Refresh']) {
-        const err = await rejection(unary(method, { name, lease_id: lease.lease_id }));
-        assert.equal(err.code, S.FAILED_PRECONDITION);
-        assert.match(err.details, /belongs to a lock session: release it in that session/);
-      }
-      assert.equal((await describeLock(name)).fencing_token, lease.fencing_token);
-      assert.deepEqual(await stream.op({ release: { name, lease_id: lease.lease_id } }), { released: true });
-      await stream.close();
+    test("unary Refresh refuses a session's lease; unary Release releases it and loses the session, whose other lock stays until it expires", async () => {
+      const [a, b] = [fresh('outside-a'), fresh('outside-b')];
+      const stream = await open({ ttl_ms: 1_500 });
+      const [leaseA, leaseB] = await Promise.all(
+        stream.ops<Lease>([{ acquire: { name: a } }, { acquire: { name: b } }]),
+      );
+      const refresh = await rejection(unary('Refresh', { name: a, lease_id: leaseA!.lease_id }));
+      assert.equal(refresh.code, S.FAILED_PRECONDITION);
+      assert.match(refresh.details, /belongs to a lock session: its session's keepalive renews it/);
+      assert.deepEqual(await unary('Release', { name: a, lease_id: leaseA!.lease_id }), { released: true });
+      assert.equal((await describeLock(a)).held, false);
+      const end = await stream.ended;
+      assert.equal(end.code, S.FAILED_PRECONDITION);
+      assert.match(end.details, /was lost at .*released from outside the session/);
+      // Its holder may not have heard yet: nobody gets its other lock before the session expires.
+      assert.equal((await describeLock(b)).fencing_token, leaseB!.fencing_token);
+      const next = await unary<Lease>('Acquire', { name: b, ttl_ms: 30_000, wait_ms: 10_000 });
+      assert.ok(Date.now() >= Number(leaseB!.expires_at_ms) - 50, 'granted before the lost session expired');
+      const resumed = await rejection(SessionStream.open(s.locks, { resume_id: stream.opened.session_id }));
+      assert.equal(resumed.code, S.FAILED_PRECONDITION);
+      await unary('Release', { name: b, lease_id: next.lease_id });
     });
 
     test('a session that expires while attached: its waiting acquire, then the stream, get FAILED_PRECONDITION; its lock is freed', async () => {
@@ -603,9 +612,13 @@ describe('lock sessions: file backend specifics', () => {
     await sleep(50);
     const kept = await stream.op<KeptAlive>({ keepalive: {} });
     assert.ok(Number(kept.expires_at_ms) > Number(lease.expires_at_ms));
-    const seen = await b.call<LockState>(b.locks, 'Describe', { name, backend: 'file' });
-    assert.equal(seen.fencing_token, lease.fencing_token);
-    assert.equal(seen.expires_at_ms, kept.expires_at_ms, 'the other server read the session record');
+    const seen = () => b.call<LockState>(b.locks, 'Describe', { name, backend: 'file' });
+    assert.equal((await seen()).fencing_token, lease.fencing_token);
+    // The record is written after the keepalive is answered (see FileLockBackend's keepAlive).
+    await until(
+      'the other server to read the renewed expiry',
+      async () => (await seen()).expires_at_ms === kept.expires_at_ms,
+    );
     await stream.close();
     assert.equal((await b.call<LockState>(b.locks, 'Describe', { name, backend: 'file' })).held, false);
   });

@@ -1,10 +1,13 @@
 // The SDK's lock sessions against real servers over real gRPC: what goes over the stream,
 // close() releasing every lock at once, the fallback to unary calls, a broken stream resumed
 // (through the same server, and through the next address of the list), a server restarted
-// with the session forgotten, a SIGSTOPped client process, and (on etcd, once its backend
-// declares sessions) the resume through another server.
+// with the session forgotten, a SIGSTOPped client process, a file-backend session whose
+// server died or stopped (it cannot resume elsewhere), and (on etcd, once its backend declares
+// sessions) the resume through another server.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -370,6 +373,76 @@ async function resumesThroughAnotherServer(
   await using next = await waiting;
   assert.ok(next.fencingToken > locks[0]!.fencingToken);
 }
+
+describe('SDK lock sessions on the file backend', () => {
+  it('a session resumes only through its own server: through another, its handles abort at once, and nobody gets its locks before', async (t) => {
+    const lockDir = await mkdtemp(join(tmpdir(), 'latchkey-sdk-sessions-'));
+    const started = await Promise.all([
+      spawnServer(['--lock-dir', lockDir, '--backend', 'file']),
+      spawnServer(['--lock-dir', lockDir, '--backend', 'file']),
+    ]);
+    try {
+      const [a, b] = started;
+      await using client = connect([a.address, b.address], { channelOptions: FAST_RECONNECT });
+      await using observer = connect(b.address, { sessions: false });
+      const ttlMs = 3_000;
+      const lock = await client.lock('own-server', { ttlMs });
+      let granted = false;
+      const stop = new AbortController();
+      const waiting = observer.lock('own-server', { ttlMs, waitMs: 20_000, signal: stop.signal }).then((next) => {
+        granted = true;
+        return next.release();
+      });
+      waiting.catch(() => {});
+      const killedAt = performance.now();
+      assert.deepEqual(await a.stop('SIGKILL'), { code: null, signal: 'SIGKILL' });
+      const reason = await aborted(lock.signal, ttlMs);
+      t.diagnostic(`SIGKILL to abort ${(performance.now() - killedAt).toFixed(0)} ms (TTL ${ttlMs} ms)`);
+      assert.ok(reason instanceof LeaseLostError, String(reason));
+      assert.match(reason.message, /its session expired or ended/);
+      assert.ok(performance.now() - killedAt < ttlMs - 500, 'aborted by the refused resume, not by the TTL');
+      // Released nothing: the lock is still the session's, as another server sees it.
+      assert.equal(granted, false, 'granted to another while the handle still said held');
+      const state = await observer.describe('own-server');
+      assert.deepEqual([state.held, state.fencingToken], [true, lock.fencingToken]);
+      stop.abort();
+    } finally {
+      await Promise.all(started.map((server) => server.stop('SIGTERM')));
+      await rm(lockDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a stopped server (SIGSTOP): an unanswered keepalive moves the session to the next server, which cannot resume it: the handle aborts long before the TTL', async (t) => {
+    const lockDir = await mkdtemp(join(tmpdir(), 'latchkey-sdk-sessions-'));
+    const started = await Promise.all([
+      spawnServer(['--lock-dir', lockDir, '--backend', 'file']),
+      spawnServer(['--lock-dir', lockDir, '--backend', 'file']),
+    ]);
+    const [a, b] = started;
+    try {
+      await using client = connect([a.address, b.address], { channelOptions: FAST_RECONNECT });
+      const ttlMs = 3_000;
+      const lock = await client.lock('stuck-server', { ttlMs });
+      a.child.kill('SIGSTOP');
+      await stopped(a.pid);
+      const stoppedAt = performance.now();
+      const reason = await aborted(lock.signal, ttlMs);
+      const tookMs = performance.now() - stoppedAt;
+      t.diagnostic(`SIGSTOP of its server to abort ${tookMs.toFixed(0)} ms (TTL ${ttlMs} ms)`);
+      assert.ok(reason instanceof LeaseLostError, String(reason));
+      // The other server refused the resume (a file session resumes only through its own): the
+      // session got there before its TTL ran out, not "may have expired" from waiting on A.
+      assert.match(reason.message, /its session expired or ended/);
+      assert.ok(tookMs < ttlMs, `aborted ${tookMs.toFixed(0)} ms after the stop`);
+      await using fresh = await client.lock('stuck-server/other', { ttlMs });
+      assert.equal(fresh.state, 'held');
+    } finally {
+      a.child.kill('SIGCONT');
+      await Promise.all(started.map((server) => server.stop('SIGTERM')));
+      await rm(lockDir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('SDK lock sessions on etcd', { skip: etcdMissing() }, () => {
   it('resume through another latchkey server on the same etcd keeps every lock', async (t) => {

@@ -17,8 +17,10 @@ export interface SessionOp {
    * 0: a lock in a session lives on the session's lease (else INVALID_ARGUMENT). A name
    * this session already holds or waits for: FAILED_PRECONDITION. A session holds at most
    * as many locks as one `opened` message can list (RESOURCE_EXHAUSTED past that; the
-   * message says how many). The lease it answers can be released only in the session:
-   * Locks/Release and Locks/Refresh refuse it with FAILED_PRECONDITION.
+   * message says how many). Locks/Refresh refuses the lease it answers (FAILED_PRECONDITION:
+   * the keepalive renews it); Locks/Release of it releases the lock and loses the session,
+   * which can no longer vouch for its locks (its stream ends FAILED_PRECONDITION, and its
+   * other locks stay held until it expires).
    */
   'acquire'?: (_latchkey_v1_AcquireRequest | null);
   /**
@@ -52,8 +54,10 @@ export interface SessionOp__Output {
    * 0: a lock in a session lives on the session's lease (else INVALID_ARGUMENT). A name
    * this session already holds or waits for: FAILED_PRECONDITION. A session holds at most
    * as many locks as one `opened` message can list (RESOURCE_EXHAUSTED past that; the
-   * message says how many). The lease it answers can be released only in the session:
-   * Locks/Release and Locks/Refresh refuse it with FAILED_PRECONDITION.
+   * message says how many). Locks/Refresh refuses the lease it answers (FAILED_PRECONDITION:
+   * the keepalive renews it); Locks/Release of it releases the lock and loses the session,
+   * which can no longer vouch for its locks (its stream ends FAILED_PRECONDITION, and its
+   * other locks stay held until it expires).
    */
   'acquire'?: (_latchkey_v1_AcquireRequest__Output | null);
   /**
