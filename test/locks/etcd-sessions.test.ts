@@ -117,7 +117,10 @@ describe('lock sessions on etcd', { skip: etcdMissing() }, () => {
     const perCycle = (calls: Record<string, number>) => Object.values(calls).reduce((x, y) => x + y, 0) / cycles;
     t.diagnostic(`etcd calls per uncontended cycle: session ${perCycle(viaSession)} ${JSON.stringify(viaSession)}`);
     t.diagnostic(`SDK (session) ${perCycle(viaSdk)}; unary ${perCycle(viaUnary)} ${JSON.stringify(viaUnary)}`);
-    assert.equal(perCycle(viaUnary), 5, 'unary: grant, put, read the holder, delete, revoke');
+    // A unary lease whose grant came back slowly is kept alive at once (its own session's
+    // rule), so a loaded machine may add a LeaseKeepAlive now and then; the rest is exact.
+    const { LeaseKeepAlive: _keepalives, ...unaryCalls } = viaUnary;
+    assert.equal(perCycle(unaryCalls), 5, 'unary: grant, put, read the holder, delete, revoke');
   });
 
   test('a clean end with 50 locks held is one LeaseRevoke: all 50 are free at once', async () => {
