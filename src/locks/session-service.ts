@@ -18,6 +18,7 @@ import { setMaxListeners } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
 import type {
+  Lease as LeaseMessage,
   SessionRequest__Output,
   SessionResponse,
   SessionResult,
@@ -119,8 +120,15 @@ export function sessionHandler(
     let stopping: { reason: LatchkeyError; how: 'end' | 'detach' | 'fail' } | undefined;
     let ending = false;
     const unanswered = new Set<string>();
-    /** Acquires in flight by tag, each with its own signal, so a cancel op can withdraw one. */
+    /** Waiting acquires in flight by tag, each with its own signal, so a cancel op can withdraw one. */
     const acquires = new Map<string, AbortController>();
+    /**
+     * Try-once acquires (wait_ms 0) in flight by tag, and the cancel that withdrew one. They
+     * run on the stream's signal: an AbortController of their own would cost more than the
+     * rest of such an acquire. A cancel op marks one, and when it is answered its grant is
+     * released and it answers CANCELLED, as a waiting acquire withdrawn does.
+     */
+    const tryOnce = new Map<string, CancelledError | undefined>();
     let running = 0;
     let waiting = 0;
     let paused = false;
@@ -258,6 +266,7 @@ export function sessionHandler(
       const tag = String(result.tag);
       unanswered.delete(tag);
       acquires.delete(tag);
+      tryOnce.delete(tag);
       running--;
       if (wasWaiting) waiting--;
       // One answer too large for a message would fail the whole stream (grpc-js refuses to send it).
@@ -287,12 +296,32 @@ export function sessionHandler(
       return { ...ctx, signal: controller.signal };
     };
 
-    const run = (session: OpenSession, op: SessionOp__Output): Promise<SessionResult> => {
+    /** A try-once acquire withdrawn while it ran: its grant is let go, and it answers the cancel. */
+    const withdrawnTryOnce = async (session: OpenSession, lease: LeaseMessage, cancel: CancelledError) => {
+      const release = { name: lease.name!, backend: '', lease_id: lease.lease_id! };
+      // The stream goes on: it is not the stream's signal that stops this release.
+      await locks.sessionRelease(session, release, { ...ctx, signal: new AbortController().signal }).catch(() => {});
+      throw cancel;
+    };
+
+    const run = (session: OpenSession, op: SessionOp__Output, waits: boolean): Promise<SessionResult> => {
       // Results carry the tag as a number where it is one (see uint64.ts).
       const tag = uint64(op.tag);
       switch (op.op) {
-        case 'acquire':
-          return locks.sessionAcquire(session, op.acquire!, acquireContext(op.tag)).then((lease) => ({ tag, lease }));
+        case 'acquire': {
+          if (waits)
+            return locks.sessionAcquire(session, op.acquire!, acquireContext(op.tag)).then((lease) => ({ tag, lease }));
+          tryOnce.set(op.tag, undefined);
+          return locks.sessionAcquire(session, op.acquire!, ctx).then(
+            (lease) => {
+              const cancel = tryOnce.get(op.tag);
+              return cancel === undefined ? { tag, lease } : withdrawnTryOnce(session, lease, cancel);
+            },
+            (err: unknown) => {
+              throw tryOnce.get(op.tag) ?? err;
+            },
+          );
+        }
         case 'release':
           return locks.sessionRelease(session, op.release!, ctx).then((released) => ({ tag, released }));
         case 'describe':
@@ -331,7 +360,10 @@ export function sessionHandler(
         if (op.op === 'cancel') {
           // No answer of its own: the withdrawn acquire is answered CANCELLED.
           const tag = op.cancel!.tag;
-          acquires.get(tag)?.abort(new CancelledError(`acquire ${tag} withdrawn by the client (a cancel op)`));
+          const withdrawn = () => new CancelledError(`acquire ${tag} withdrawn by the client (a cancel op)`);
+          const controller = acquires.get(tag);
+          if (controller !== undefined) controller.abort(withdrawn());
+          else if (tryOnce.has(tag)) tryOnce.set(tag, tryOnce.get(tag) ?? withdrawn());
           continue;
         }
         unanswered.add(op.tag);
@@ -343,7 +375,7 @@ export function sessionHandler(
         }
         const waits = op.op === 'acquire' && op.acquire!.wait_ms !== '0';
         if (waits) waiting++;
-        run(open!, op).then(
+        run(open!, op, waits).then(
           (result) => answer(result, waits),
           (err: unknown) => answer({ tag: uint64(op.tag), error: toOpError(err, log) }, waits),
         );

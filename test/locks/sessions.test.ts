@@ -375,6 +375,29 @@ for (const target of TARGETS) {
       await unary('Release', { name: a, lease_id: holders[0]!.lease_id });
     });
 
+    test('a try-once acquire withdrawn while it runs answers CANCELLED and leaves the lock free', async () => {
+      const [name, other] = [fresh('withdraw-try-once'), fresh('withdraw-try-once-other')];
+      const stream = await open();
+      // The cancel follows its acquire in the same frame: the acquire has run (on memory, it
+      // was granted at once) but not yet been answered.
+      stream.writeRaw({
+        ops: [
+          { tag: '7', acquire: { name, wait_ms: 0 } },
+          { tag: '0', cancel: { tag: '7' } },
+          { tag: '8', acquire: { name: other, wait_ms: 0 } },
+        ],
+      });
+      const [withdrawn, kept] = [stream.expect('7'), stream.expect<Lease>('8')];
+      const err = await rejection(withdrawn);
+      assert.equal(err.code, S.CANCELLED);
+      assert.match(err.details, /withdrawn|cancelled/);
+      assert.equal((await kept).name, other, 'a cancel withdrew another acquire');
+      assert.equal((await describeLock(name)).held, false, 'a withdrawn acquire left its lock held');
+      // The session does not count it either: the name can be asked for again.
+      assert.equal((await stream.op<Lease>({ acquire: { name } })).name, name);
+      await stream.close();
+    });
+
     test("unary Refresh refuses a session's lease; unary Release releases it and loses the session, whose other lock stays until it expires", async () => {
       const [a, b] = [fresh('outside-a'), fresh('outside-b')];
       const stream = await open({ ttl_ms: 1_500 });
