@@ -6,19 +6,31 @@
 // Vocabulary: a lease *ends* by being released, by *expiring* (its TTL ran out), by being
 // *lost* (its lock was taken behind its back), or by the server shutting down. Only expiries
 // are reported to the ExpiryListener.
-import { randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { LeaseExpiredError } from '../errors.js';
 import type { ExpiryListener, Lease } from './backend.js';
 
+/** Random bytes for 256 lease ids, refilled from the CSPRNG when used up. */
+const ID_POOL = Buffer.alloc(16 * 256);
+let idPoolAt = ID_POOL.length;
+
 /**
- * A new lease id: 32 lowercase hex characters, unguessable (122 random bits), as a lease id
+ * A new lease id: 32 lowercase hex characters, unguessable (128 random bits), as a lease id
  * must be: it is what lets a caller refresh and release.
- * NOTE: randomUUID, not randomBytes(16): it draws from a pooled CSPRNG buffer, where
- * randomBytes made a getrandom call per grant (~5% of the server's CPU in a lock cycle).
+ * NOTE: from a pool of CSPRNG bytes, as randomUUID draws its own: randomBytes(16) made a
+ * getrandom call per grant (~5% of the server's CPU in a lock cycle), and
+ * randomUUID().replaceAll('-', '') took 4 times as long as hex from the pool. Each id's
+ * bytes are used once.
  */
 export function newLeaseId(): string {
-  return randomUUID().replaceAll('-', '');
+  if (idPoolAt === ID_POOL.length) {
+    randomFillSync(ID_POOL);
+    idPoolAt = 0;
+  }
+  const id = ID_POOL.toString('hex', idPoolAt, idPoolAt + 16);
+  idPoolAt += 16;
+  return id;
 }
 
 /**
