@@ -476,6 +476,8 @@ class Client implements LatchkeyClient {
   readonly #deadlineMs: number;
   readonly #retry: RetryOptions | false;
   readonly #handles = new Set<LockHandle>();
+  /** Each handle's onSettled: one function for all of them, not a closure per lock. */
+  readonly #forgetHandle = (handle: LockHandle) => void this.#handles.delete(handle);
   readonly #watches = new Set<grpc.ClientReadableStream<LockEvent__Output>>();
   readonly #flights: Flights = new Map();
   #closing: Promise<void> | undefined;
@@ -634,13 +636,13 @@ class Client implements LatchkeyClient {
         calls: this.#leaseCalls(lease),
         deadlineMs: this.#deadlineMs,
         signal: options.signal,
-        onSettled: (h) => this.#handles.delete(h),
+        onSettled: this.#forgetHandle,
       }),
     );
   }
 
   #handleOptions(lease: Lease__Output, keeper: LeaseKeeper) {
-    return { lease, keeper, deadlineMs: this.#deadlineMs, onSettled: (h: LockHandle) => this.#handles.delete(h) };
+    return { lease, keeper, deadlineMs: this.#deadlineMs, onSettled: this.#forgetHandle };
   }
 
   /** Hands a new handle out, unless the client was closed while it was being acquired. */

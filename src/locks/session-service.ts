@@ -54,9 +54,10 @@ const FRAME_BYTES = 1024 * 1024;
 
 type Stream = grpc.ServerDuplexStream<SessionRequest__Output, SessionResponse>;
 
+const text = (s: string | undefined) => (s === undefined ? 0 : Buffer.byteLength(s));
+
 /** An upper bound of a result's encoded size (strings in full, generous room for the rest). */
 function resultBytes(result: SessionResult): number {
-  const text = (s: string | undefined) => Buffer.byteLength(s ?? '');
   let bytes = 32;
   const { lease, state, error } = result;
   if (lease) bytes += 80 + text(lease.name) + text(lease.owner) + text(lease.lease_id) + text(lease.backend);
