@@ -144,72 +144,138 @@ function deadlineOf(call: ServerCall): number {
   return Number.isFinite(ms) ? ms : Infinity;
 }
 
-/** Starts the bookkeeping of one call: in flight and metered until `end()`. */
+/**
+ * Starts the bookkeeping of one call: in flight and metered until `end()`.
+ * NOTE: ctx.signal is made when a handler first reads it, and a call served by an in-process
+ * store (see CacheStore.inProcess) never reads it: an AbortSignal costs microseconds to make
+ * and more to collect, against a fraction of one for the LRU Get it would serve. An abort
+ * before then is kept, first reason first as AbortController keeps it, and the signal is made
+ * aborted with it.
+ */
 export function createCallContext(
   call: ServerCall,
   env: RpcEnv,
   meter: CallMeter,
   options: CallOptions = {},
 ): CallScope {
-  const controller = new AbortController();
-  const deadline = deadlineOf(call);
-  const path = call.getPath();
-  const span = callSpan(path, call.metadata, call.getPeer());
-  const ctx: CallContext = {
-    signal: controller.signal,
-    peer: call.getPeer(),
-    remainingMs: () => deadline - Date.now(),
-    answerWithinMs() {
-      if (deadline === Infinity) return Infinity;
-      const remaining = deadline - Date.now();
-      return Math.floor(remaining - deadlineMarginMs(remaining));
-    },
-    authorize: authorizer(env, call.metadata),
-  };
-  let cancelled = false;
-  let ended = false;
-  const cancel = () => {
+  const scope = new Scope(call, env, meter, options);
+  // A call can already be cancelled when its handler starts (the client gave up meanwhile).
+  if (call.cancelled) queueMicrotask(() => scope.cancel());
+  else call.once('cancelled', () => scope.cancel());
+  return scope;
+}
+
+/** One call's scope and its ctx (the same object: handlers see it through CallContext only). */
+class Scope implements CallScope, CallContext {
+  readonly authorize: CallContext['authorize'];
+  readonly trace: Context;
+  readonly #call: ServerCall;
+  readonly #env: RpcEnv;
+  readonly #meter: CallMeter;
+  readonly #options: CallOptions;
+  readonly #deadline: number;
+  readonly #path: string;
+  readonly #span: SpanScope;
+  readonly #stopDraining: (() => void) | undefined;
+  #controller: AbortController | undefined;
+  /** Why the call was aborted before its signal was made. */
+  #abortReason: LatchkeyError | undefined;
+  #peer: string | undefined;
+  #cancelled = false;
+  #ended = false;
+
+  constructor(call: ServerCall, env: RpcEnv, meter: CallMeter, options: CallOptions) {
+    this.#call = call;
+    this.#env = env;
+    this.#meter = meter;
+    this.#options = options;
+    this.#deadline = deadlineOf(call);
+    this.#path = call.getPath();
+    this.#span = callSpan(this.#path, call.metadata, this.peer);
+    this.trace = this.#span.context;
+    this.authorize = authorizer(env, call.metadata);
+    env.inflight.add(this);
+    this.#stopDraining = options.onDrain === undefined ? undefined : env.inflight.onDrain(options.onDrain);
+    // Metering hook: in flight from here until end().
+    meter.begin();
+  }
+
+  get ctx(): CallContext {
+    return this;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  get peer(): string {
+    this.#peer ??= this.#call.getPeer();
+    return this.#peer;
+  }
+
+  remainingMs(): number {
+    return this.#deadline - Date.now();
+  }
+
+  answerWithinMs(): number {
+    if (this.#deadline === Infinity) return Infinity;
+    const remaining = this.#deadline - Date.now();
+    return Math.floor(remaining - deadlineMarginMs(remaining));
+  }
+
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  end(code: status): boolean {
+    if (this.#ended) return false;
+    this.#ended = true;
+    this.#stopDraining?.();
+    this.#env.inflight.delete(this);
+    // Metering hook: the status the call ended with.
+    this.#meter.end(this.#cancelled ? status.CANCELLED : code);
+    this.#span.end(this.#cancelled ? status.CANCELLED : code);
+    return true;
+  }
+
+  abort(reason: LatchkeyError): void {
+    if (this.#controller !== undefined) this.#controller.abort(reason);
+    else this.#abortReason ??= reason;
+  }
+
+  opSpan(op: string, tag: string | number, carrier?: Readonly<Record<string, string>>): SpanScope {
+    return opSpan(this.trace, this.#path, op, tag, carrier);
+  }
+
+  cancel(): void {
     // NOTE: grpc-js emits 'cancelled' even after the call was answered (the stream closing
     // normally); only a call that has not ended yet is really cancelled.
-    if (ended || cancelled) return;
-    cancelled = true;
-    controller.abort(new CancelledError(options.cancelMessage ?? 'call cancelled by the client or its deadline'));
-    options.onCancel?.();
-  };
+    if (this.#ended || this.#cancelled) return;
+    this.#cancelled = true;
+    this.abort(new CancelledError(this.#options.cancelMessage ?? 'call cancelled by the client or its deadline'));
+    this.#options.onCancel?.();
+  }
+}
 
-  env.inflight.add(controller);
-  const stopDraining = options.onDrain === undefined ? undefined : env.inflight.onDrain(options.onDrain);
-  // Metering hook: in flight from here until end().
-  meter.begin();
-
-  const scope: CallScope = {
-    ctx,
-    get cancelled() {
-      return cancelled;
+/** `ctx` with a signal of its own (an operation of a stream that can be stopped alone). */
+export function withSignal(ctx: CallContext, signal: AbortSignal): CallContext {
+  return {
+    signal,
+    get peer() {
+      return ctx.peer;
     },
-    get ended() {
-      return ended;
-    },
-    end(code) {
-      if (ended) return false;
-      ended = true;
-      stopDraining?.();
-      env.inflight.delete(controller);
-      // Metering hook: the status the call ended with.
-      meter.end(cancelled ? status.CANCELLED : code);
-      span.end(cancelled ? status.CANCELLED : code);
-      return true;
-    },
-    abort(reason) {
-      controller.abort(reason);
-    },
-    trace: span.context,
-    opSpan: (op, tag, carrier) => opSpan(span.context, path, op, tag, carrier),
+    remainingMs: () => ctx.remainingMs(),
+    answerWithinMs: () => ctx.answerWithinMs(),
+    authorize: (what, name) => ctx.authorize(what, name),
   };
-  // A call can already be cancelled when its handler starts (the client gave up meanwhile).
-  if (call.cancelled) queueMicrotask(cancel);
-  else call.once('cancelled', cancel);
-  return scope;
 }
 
 /**
@@ -222,9 +288,14 @@ export function refuseStream(call: ServerCall, err: LatchkeyError, env: RpcEnv, 
   callSpan(call.getPath(), call.metadata, call.getPeer()).end(err.code);
 }
 
+/** What InflightCalls holds of a call: how to abort it at the cut-off (a call's scope, an AbortController). */
+export interface Abortable {
+  abort(reason: LatchkeyError): void;
+}
+
 /** Calls in progress, so shutdown can wait for them and then cut off the rest. */
 export class InflightCalls {
-  readonly #calls = new Set<AbortController>();
+  readonly #calls = new Set<Abortable>();
   readonly #drainers = new Set<() => void>();
   #idle: (() => void)[] = [];
   #draining = false;
@@ -233,12 +304,12 @@ export class InflightCalls {
     return this.#calls.size;
   }
 
-  add(controller: AbortController): void {
-    this.#calls.add(controller);
+  add(call: Abortable): void {
+    this.#calls.add(call);
   }
 
-  delete(controller: AbortController): void {
-    this.#calls.delete(controller);
+  delete(call: Abortable): void {
+    this.#calls.delete(call);
     if (this.#calls.size === 0) for (const resolve of this.#idle.splice(0)) resolve();
   }
 

@@ -38,6 +38,11 @@ import { RequestNotSentError } from '../errors.js';
 export interface Cache {
   /** The store's name (CacheStore.kind). */
   readonly kind: string;
+  /**
+   * As CacheStore.inProcess: its operations never look at their signal, fenced writes
+   * aside (they may pause for a competing claim).
+   */
+  readonly inProcess: boolean;
   /** undefined = miss: absent (also after a fenced delete) or expired. */
   get(key: string, signal: AbortSignal): Promise<{ value: Buffer; cas: bigint } | undefined>;
   /**
@@ -345,6 +350,7 @@ export function createCache(store: CacheStore, options: CacheOptions): Cache {
 
   return {
     kind: store.kind,
+    inProcess: store.inProcess === true,
 
     async get(key, signal) {
       const state = stateOf(await store.get(key, signal));

@@ -25,6 +25,8 @@ export interface LruStoreOptions {
 
 export class LruStore implements CacheStore {
   readonly kind = 'lru';
+  /** No operation here waits, or reads its signal. */
+  readonly inProcess = true;
   readonly #lru: CompactLru;
   readonly #clock: Clock;
   readonly #maxBytes: number;

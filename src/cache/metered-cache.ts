@@ -35,6 +35,7 @@ export function meteredCache(cache: Cache, meter: CacheMeter): Cache {
 
   return {
     kind: cache.kind,
+    inProcess: cache.inProcess,
     get: counted('get', cache.get.bind(cache), (item) => (item === undefined ? 'miss' : 'hit')),
     set: counted('set', cache.set.bind(cache), stored),
     cas: counted('cas', cache.cas.bind(cache), outcomeOf),

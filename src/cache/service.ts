@@ -29,6 +29,9 @@ import type { Cache } from './cache.js';
 import type { Fence } from './fencing.js';
 import { MAX_LEASE_MS } from './leases.js';
 
+/** What an unfenced operation of an in-process store gets instead of the call's signal: it never aborts. */
+const NEVER_ABORTED = new AbortController().signal;
+
 /** The longest cache TTL accepted: 365 days. */
 export const MAX_CACHE_TTL_MS = 365 * 86_400_000;
 const INT64_MIN = -(2n ** 63n);
@@ -107,6 +110,13 @@ export function createCacheService(
     return n;
   }
 
+  /**
+   * The signal an operation runs on: for an unfenced one on an in-process store (see
+   * CacheStore.inProcess), one that never aborts, so the call's own is never made.
+   */
+  const signalOf = (cache: Cache, ctx: CallContext, fence?: Fence): AbortSignal =>
+    cache.inProcess && fence === undefined ? NEVER_ABORTED : ctx.signal;
+
   const service: CacheService = {
     async get(request, ctx) {
       const cache = pick(request.store);
@@ -114,10 +124,10 @@ export function createCacheService(
       const leaseMs = checkMs('lease_ms', request.lease_ms, 0, MAX_LEASE_MS);
       const miss = { found: false, value: Buffer.alloc(0), cas: '0', lease_token: '0', wait_ms: '0' };
       if (leaseMs === 0) {
-        const item = await cache.get(k, ctx.signal);
+        const item = await cache.get(k, signalOf(cache, ctx));
         return item === undefined ? miss : { ...miss, found: true, value: item.value, cas: item.cas.toString() };
       }
-      const read = await cache.leaseGet(k, leaseMs, ctx.signal);
+      const read = await cache.leaseGet(k, leaseMs, signalOf(cache, ctx));
       if (read.kind === 'value') return { ...miss, found: true, value: read.value, cas: read.cas.toString() };
       return read.kind === 'lease'
         ? { ...miss, lease_token: read.token.toString() }
@@ -128,12 +138,16 @@ export function createCacheService(
       const cache = pick(request.store);
       const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
       if (request.lease_token === '0')
-        return { cas: (await cache.set(k, v, t, f, ctx.signal)).toString(), outcome: 'STORED', detail: '' };
+        return {
+          cas: (await cache.set(k, v, t, f, signalOf(cache, ctx, f))).toString(),
+          outcome: 'STORED',
+          detail: '',
+        };
       if (f !== undefined)
         throw new InvalidArgumentError(
           'a Set takes a fence or a lease_token, not both: a lease already keeps out every write after it',
         );
-      const result = await cache.leaseSet(k, v, t, BigInt(request.lease_token), ctx.signal);
+      const result = await cache.leaseSet(k, v, t, BigInt(request.lease_token), signalOf(cache, ctx));
       return {
         cas: result.cas.toString(),
         outcome: result.outcome,
@@ -151,21 +165,21 @@ export function createCacheService(
         throw new InvalidArgumentError(
           'cas is required: send the cas from a Get (use Set or Add to write without one)',
         );
-      const result = await cache.cas(k, v, BigInt(request.cas), t, f, ctx.signal);
+      const result = await cache.cas(k, v, BigInt(request.cas), t, f, signalOf(cache, ctx, f));
       return { outcome: result.outcome, cas: result.cas.toString() };
     },
 
     async add(request, ctx) {
       const cache = pick(request.store);
       const [k, v, t, f] = [key(request.key, ctx), value(request.value), ttl(request.ttl_ms), fence(request.fence)];
-      const result = await cache.add(k, v, t, f, ctx.signal);
+      const result = await cache.add(k, v, t, f, signalOf(cache, ctx, f));
       return { outcome: result.outcome, cas: result.cas.toString() };
     },
 
     async delete(request, ctx) {
       const cache = pick(request.store);
       const [k, cas, f] = [key(request.key, ctx), BigInt(request.cas), fence(request.fence)];
-      return { outcome: await cache.delete(k, cas, f, ctx.signal) };
+      return { outcome: await cache.delete(k, cas, f, signalOf(cache, ctx, f)) };
     },
 
     async incr(request, ctx) {
@@ -173,13 +187,13 @@ export function createCacheService(
       const k = key(request.key, ctx);
       const delta = bigint('delta', request.delta, INT64_MIN, UINT64_MAX);
       const initial = bigint('initial', request.initial, 0n, UINT64_MAX);
-      const result = await cache.incr(k, delta, initial, ttl(request.ttl_ms), ctx.signal);
+      const result = await cache.incr(k, delta, initial, ttl(request.ttl_ms), signalOf(cache, ctx));
       return { value: result.value.toString(), cas: result.cas.toString() };
     },
 
     async touch(request, ctx) {
       const cache = pick(request.store);
-      return { outcome: await cache.touch(key(request.key, ctx), ttl(request.ttl_ms), ctx.signal) };
+      return { outcome: await cache.touch(key(request.key, ctx), ttl(request.ttl_ms), signalOf(cache, ctx)) };
     },
 
     // Batches run their items concurrently (memcached pipelines them on its connections) and

@@ -21,6 +21,13 @@ export interface Item {
 
 export interface CacheStore {
   readonly kind: string;
+  /**
+   * Its operations run in this process without waiting on I/O and never look at their
+   * AbortSignal (the LRU store). The service then hands an unfenced operation a signal that
+   * never aborts instead of the call's, which it then need not make (see createCallContext).
+   * Default false.
+   */
+  readonly inProcess?: boolean;
   /** undefined = miss (absent or expired). */
   get(key: string, signal: AbortSignal, groupKey?: string): Promise<Item | undefined>;
   /** ttlMs 0 = no expiry. Returns the new cas. */

@@ -26,6 +26,7 @@ export function tracedCache(cache: Cache): Cache {
 
   return {
     kind: store,
+    inProcess: cache.inProcess,
     get: (key, signal) =>
       inSpan(
         'cache get',

@@ -38,7 +38,14 @@ import {
   toStatus,
 } from '../errors.js';
 import { uint64 } from '../uint64.js';
-import { createCallContext, refuseStream, type CallContext, type CallMeter, type RpcEnv } from '../call-context.js';
+import {
+  createCallContext,
+  refuseStream,
+  withSignal,
+  type CallContext,
+  type CallMeter,
+  type RpcEnv,
+} from '../call-context.js';
 import type { LockSession } from './backend.js';
 import type { LockService, OpenSession } from './service.js';
 
@@ -294,14 +301,14 @@ export function sessionHandler(
       const controller = new AbortController();
       if (ctx.signal.aborted) controller.abort(ctx.signal.reason);
       acquires.set(tag, controller);
-      return { ...ctx, signal: controller.signal };
+      return withSignal(ctx, controller.signal);
     };
 
     /** A try-once acquire withdrawn while it ran: its grant is let go, and it answers the cancel. */
     const withdrawnTryOnce = async (session: OpenSession, lease: LeaseMessage, cancel: CancelledError) => {
       const release = { name: lease.name!, backend: '', lease_id: lease.lease_id! };
       // The stream goes on: it is not the stream's signal that stops this release.
-      await locks.sessionRelease(session, release, { ...ctx, signal: new AbortController().signal }).catch(() => {});
+      await locks.sessionRelease(session, release, withSignal(ctx, new AbortController().signal)).catch(() => {});
       throw cancel;
     };
 

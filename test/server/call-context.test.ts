@@ -4,10 +4,18 @@
 // (so shutdown waits for it), and it is then counted exactly once, as CANCELLED.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { CacheStore } from '../../src/cache/store.js';
-import { DEADLINE_MARGIN_CAP_MS, DEADLINE_MARGIN_FLOOR_MS, deadlineMarginMs } from '../../src/call-context.js';
-import { CancelledError } from '../../src/errors.js';
+import {
+  createCallContext,
+  DEADLINE_MARGIN_CAP_MS,
+  DEADLINE_MARGIN_FLOOR_MS,
+  deadlineMarginMs,
+  InflightCalls,
+} from '../../src/call-context.js';
+import { CancelledError, ShuttingDownError } from '../../src/errors.js';
+import { lineLogger } from '../../src/log.js';
+import { loadProto } from '../../src/proto.js';
 import { scrape } from '../support/metrics.js';
 import { startServer, type TestServer } from '../support/server.js';
 
@@ -101,6 +109,62 @@ describe('a cancelled call, unary or bidi (a server stream: metrics.test.ts, Wat
       await until('the call to be counted', async () => (await m.handled('CANCELLED')) === 1);
       assert.equal(await m.handled(), 1, 'counted once');
     });
+  }
+});
+
+test('a signal first read after the call was cancelled or cut off is made aborted, with the first reason', async () => {
+  // NOTE: the context makes its AbortSignal when a handler first reads it (an LRU Get never
+  // does); an abort that came before must not be lost. A bare grpc-js server whose Get
+  // handler reads the signal only once grpc-js has told it of the client's cancel.
+  const proto = loadProto();
+  const server = new grpc.Server();
+  const inflight = new InflightCalls();
+  const env = { inflight, log: lineLogger(() => {}), auth: undefined };
+  const counted: number[] = [];
+  const meter = { begin: () => {}, end: (code: number) => counted.push(code), answered: () => {} };
+  const seen: { aborted: boolean; reason: unknown }[] = [];
+  let handlerRan = () => {};
+  server.addService(proto.latchkey.v1.Cache.service, {
+    Get: (call: grpc.ServerUnaryCall<object, object>, callback: grpc.sendUnaryData<object>) => {
+      const scope = createCallContext(call, env, meter);
+      handlerRan();
+      // Registered after the context's own listener: runs once the context has seen the cancel.
+      call.on('cancelled', () => {
+        seen.push({ aborted: scope.ctx.signal.aborted, reason: scope.ctx.signal.reason });
+        scope.end(grpc.status.OK);
+        callback(null, {});
+      });
+    },
+  } as unknown as grpc.UntypedServiceImplementation);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  const client = new proto.latchkey.v1.Cache(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  /** One Get that the client cancels once the handler runs, after `before` (on the server). */
+  const cancelled = async (before: () => void) => {
+    const started = new Promise<void>((resolve) => (handlerRan = resolve));
+    const call = client.Get({ store: 'x', key: 'k' }, () => {});
+    await started;
+    before();
+    call.cancel();
+    const n = seen.length;
+    await until('the handler to read its signal', () => seen.length === n + 1);
+    return seen[n]!;
+  };
+  try {
+    const first = await cancelled(() => {});
+    assert.equal(first.aborted, true, 'the cancel before the first read was lost');
+    assert.ok(first.reason instanceof CancelledError, `aborted with ${String(first.reason)}`);
+    // Cut off at shutdown, then cancelled: the signal keeps the first reason.
+    const second = await cancelled(() => inflight.abortAll());
+    assert.ok(second.reason instanceof ShuttingDownError, `aborted with ${String(second.reason)}`);
+    assert.deepEqual(counted, [grpc.status.CANCELLED, grpc.status.CANCELLED]);
+    assert.equal(inflight.size, 0);
+  } finally {
+    client.close();
+    server.forceShutdown();
   }
 });
 
