@@ -9,7 +9,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 import { authorize, type TokenAuth } from './auth.js';
 import { CancelledError, type LatchkeyError, ShuttingDownError, toStatus, type Logger } from './errors.js';
-import { callSpan, opSpan, type SpanScope } from './tracing.js';
+import { callSpan, opSpan, quietScope, type SpanScope } from './tracing.js';
 
 /**
  * What the context uses of a grpc-js server call, which every kind has: unary, server-stream,
@@ -103,7 +103,8 @@ export interface CallScope {
   /**
    * Starts the span of one operation of a stream (tracing.ts opSpan): `op` names it ("get",
    * "acquire"), `carrier` is the caller's trace context the operation carries, if any. Run
-   * the operation in its `context`, and `end` it with the code it was answered with.
+   * the operation in its `context`, and `end` it with the code it was answered with. With
+   * nothing recording it allocates nothing.
    */
   opSpan(op: string, tag: string | number, carrier?: Readonly<Record<string, string>>): SpanScope;
 }
@@ -168,6 +169,8 @@ export function createCallContext(
   };
   let cancelled = false;
   let ended = false;
+  /** What opSpan hands out for the ops that record nothing: one per stream, not one per op. */
+  let quiet: SpanScope | undefined;
   const cancel = () => {
     // NOTE: grpc-js emits 'cancelled' even after the call was answered (the stream closing
     // normally); only a call that has not ended yet is really cancelled.
@@ -204,7 +207,7 @@ export function createCallContext(
       controller.abort(reason);
     },
     trace: span.context,
-    opSpan: (op, tag, carrier) => opSpan(span.context, path, op, tag, carrier),
+    opSpan: (op, tag, carrier) => opSpan(span.context, path, op, tag, carrier, (quiet ??= quietScope(span.context))),
   };
   // A call can already be cancelled when its handler starts (the client gave up meanwhile).
   if (call.cancelled) queueMicrotask(cancel);
