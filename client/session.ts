@@ -20,6 +20,7 @@
 // reached. A session holding nothing ends after `idleMs`, so that it does not keep the
 // process alive.
 import * as grpc from '@grpc/grpc-js';
+import type { Context } from '@opentelemetry/api';
 import {
   CancelledError,
   fromOpError,
@@ -53,6 +54,7 @@ import {
   serverGone,
   statusCause,
 } from './streams.js';
+import { traceCarrier, tracedContext } from './tracing.js';
 import { abortError } from './unary-call.js';
 
 /** How the client's lock sessions behave; see ConnectOptions.sessions. */
@@ -107,6 +109,12 @@ class Op {
   /** performance.now() when written: a keepalive's answer confirms the session from then. */
   sentAt = 0;
   timer: NodeJS.Timeout | undefined = undefined;
+  /**
+   * The caller's context when it has a trace to continue (tracing.ts): the op carries it as
+   * its trace_context, the stream's metadata being that of whoever opened it. Undefined for
+   * the session's own ops (keepalives, cancels, releases of locks nobody holds): no caller.
+   */
+  trace: Context | undefined = undefined;
   resolve: (value: never) => void = noop;
   reject: (reason: unknown) => void = noop;
 
@@ -397,6 +405,7 @@ export class LockSession {
     if (signal?.aborted) return { op: undefined, promise: Promise.reject(abortError(method, signal)) };
     if (!(deadlineMs > 0)) return { op: undefined, promise: Promise.reject(deadlineError(method, deadlineMs)) };
     const op = new Op(this, kind, request, lease, undefined, deadlineMs, signal, performance.now(), waitMs);
+    op.trace = tracedContext();
     const promise = new Promise<unknown>((resolve, reject) => {
       op.resolve = resolve as (value: never) => void;
       op.reject = reject;
@@ -654,7 +663,10 @@ export class LockSession {
         op.sent = true;
         op.sentAt = now;
         this.#sent.set(op.tag, op);
-        ops.push(wire(op));
+        const message = wire(op);
+        // NOTE: only for a caller with a trace: with tracing off no op makes a carrier.
+        if (op.trace !== undefined) message.trace_context = traceCarrier(op.trace);
+        ops.push(message);
       }
       if (ops.length === 0) break;
       if (!stream.write({ ops })) {

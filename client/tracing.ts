@@ -38,7 +38,7 @@ export function tracedContext(): Context | undefined {
   return trace.getSpanContext(active) === undefined ? undefined : active;
 }
 
-/** `traced`'s trace context as an operation's `trace_context` field (PipelineOp) carries it. */
+/** `traced`'s trace context as an operation's `trace_context` field (PipelineOp, SessionOp) carries it. */
 export function traceCarrier(traced: Context): Record<string, string> {
   const carrier: Record<string, string> = {};
   propagation.inject(traced, carrier);

@@ -9,7 +9,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 import { authorize, type TokenAuth } from './auth.js';
 import { CancelledError, type LatchkeyError, ShuttingDownError, toStatus, type Logger } from './errors.js';
-import { callSpan, opSpan, type SpanScope } from './tracing.js';
+import { callSpan, opSpan, quietScope, type SpanScope } from './tracing.js';
 
 /**
  * What the context uses of a grpc-js server call, which every kind has: unary, server-stream,
@@ -103,7 +103,8 @@ export interface CallScope {
   /**
    * Starts the span of one operation of a stream (tracing.ts opSpan): `op` names it ("get",
    * "acquire"), `carrier` is the caller's trace context the operation carries, if any. Run
-   * the operation in its `context`, and `end` it with the code it was answered with.
+   * the operation in its `context`, and `end` it with the code it was answered with. With
+   * nothing recording it allocates nothing.
    */
   opSpan(op: string, tag: string | number, carrier?: Readonly<Record<string, string>>): SpanScope;
 }
@@ -181,6 +182,8 @@ class Scope implements CallScope, CallContext {
   /** Why the call was aborted before its signal was made. */
   #abortReason: LatchkeyError | undefined;
   #peer: string | undefined;
+  /** What opSpan hands out for the ops that record nothing: one per stream, not one per op. */
+  #quiet: SpanScope | undefined;
   #cancelled = false;
   #ended = false;
 
@@ -252,7 +255,8 @@ class Scope implements CallScope, CallContext {
   }
 
   opSpan(op: string, tag: string | number, carrier?: Readonly<Record<string, string>>): SpanScope {
-    return opSpan(this.trace, this.#path, op, tag, carrier);
+    this.#quiet ??= quietScope(this.trace);
+    return opSpan(this.trace, this.#path, op, tag, carrier, this.#quiet);
   }
 
   cancel(): void {

@@ -12,6 +12,9 @@
 //   latchkey.v1.Cache/Pipeline get     per stream operation (opSpan), a child of the
 //     cache get                        caller's span the operation carries, else of the
 //       memcached get                  stream's; CLIENT per memcached request (clientSpan)
+//   latchkey.v1.Locks/Session acquire  the same for a lock session's ops, with the lock's
+//     lock acquire                     name and backend; the session's own ops (keepalive)
+//       etcdserverpb.KV/Txn            carry no caller's context: children of the stream's
 // The RPC attributes follow OpenTelemetry's RPC conventions (rpc.system, rpc.service,
 // rpc.method, rpc.grpc.status_code); latchkey's own are latchkey.lock.*, latchkey.cache.*,
 // latchkey.outcome. NOTE: never a cache value, a lease id (whoever reads one can release the
@@ -72,9 +75,18 @@ export interface SpanScope {
    * failure, the error reason (LockBusyError, FencedOutError, ...). Only the first call counts.
    */
   end(code: grpc.status, errorType?: string): void;
+  /** Whether the span records: build attributes for setAttributes only when it does. */
+  readonly recording: boolean;
+  /** Adds attributes to the span (nothing when it does not record). */
+  setAttributes(attributes: Attributes): void;
 }
 
-const NOT_RECORDING = { end() {} };
+const NOT_RECORDING = { end() {}, recording: false, setAttributes() {} } as const;
+
+/** A scope in `context` that records nothing. */
+export function quietScope(context: Context): SpanScope {
+  return { context, ...NOT_RECORDING };
+}
 
 /** rpc.* of a gRPC method path, "/latchkey.v1.Locks/Acquire". */
 function rpcAttributes(path: string): Attributes {
@@ -94,6 +106,8 @@ function rpcScope(span: Span, parent: Context): SpanScope {
   let ended = false;
   return {
     context: trace.setSpan(parent, span),
+    recording: true,
+    setAttributes: (attributes) => span.setAttributes(attributes),
     end(code, errorType) {
       if (ended) return;
       ended = true;
@@ -113,29 +127,36 @@ function rpcScope(span: Span, parent: Context): SpanScope {
 export function callSpan(path: string, metadata: grpc.Metadata, peer: string): SpanScope {
   const parent = propagation.extract(ROOT_CONTEXT, metadata, METADATA_GETTER);
   const span = tracer.startSpan(path.slice(1), { kind: SpanKind.SERVER }, parent);
-  if (!span.isRecording()) return { context: parent, ...NOT_RECORDING };
+  if (!span.isRecording()) return quietScope(parent);
   span.setAttributes({ ...rpcAttributes(path), ...peerAttributes(peer) });
   return rpcScope(span, parent);
 }
 
 /**
- * The span of one operation of a stream (a Pipeline op; a Session op alike): named after the
+ * The span of one operation of a stream (a Pipeline op, a Session op): named after the
  * stream's method and the op ("latchkey.v1.Cache/Pipeline get"). A stream carries the calls of
  * many callers, so an op that brings its caller's trace context (`carrier`, the op's
  * trace_context field) is a SERVER span of that caller's trace, linked to the stream's span;
- * one without is an INTERNAL child of the stream's span.
+ * one without is an INTERNAL child of the stream's span. `quiet` is the stream's scope that
+ * records nothing (quietScope of `stream`), handed out for an op that would not record.
+ * NOTE: no cost when nothing records. An op without a carrier on a stream whose span does not
+ * record (no SDK, or the stream's trace not sampled) gets `quiet`, with no span started: under
+ * the SDK's parent-based sampler (its default) such a child would not be sampled either, and
+ * the ops of a busy stream allocate nothing for tracing. An op with a carrier is extracted and
+ * started as usual: its caller traces, and this server may too.
  */
 export function opSpan(
   stream: Context,
   path: string,
   op: string,
   tag: string | number,
-  carrier?: Readonly<Record<string, string>>,
+  carrier: Readonly<Record<string, string>> | undefined,
+  quiet: SpanScope,
 ): SpanScope {
   let parent = stream;
   let kind = SpanKind.INTERNAL;
   let links: Link[] | undefined;
-  if (carrier !== undefined && Object.keys(carrier).length > 0) {
+  if (carrier !== undefined && hasKeys(carrier)) {
     const remote = propagation.extract(ROOT_CONTEXT, carrier);
     if (trace.getSpanContext(remote) !== undefined) {
       parent = remote;
@@ -144,10 +165,17 @@ export function opSpan(
       if (streamSpan !== undefined) links = [{ context: streamSpan }];
     }
   }
+  if (parent === stream && trace.getSpan(stream)?.isRecording() !== true) return quiet;
   const span = tracer.startSpan(`${path.slice(1)} ${op}`, { kind, links }, parent);
-  if (!span.isRecording()) return { context: parent, ...NOT_RECORDING };
+  if (!span.isRecording()) return quietScope(parent);
   span.setAttributes({ ...rpcAttributes(path), 'latchkey.op': op, 'latchkey.op.tag': String(tag) });
   return rpcScope(span, parent);
+}
+
+/** Whether `record` has an own key, without the array Object.keys makes. */
+function hasKeys(record: Readonly<Record<string, string>>): boolean {
+  for (const key in record) if (Object.hasOwn(record, key)) return true;
+  return false;
 }
 
 /** What a failed operation's span says of it: the wire reason of ours, the class name of anything else. */

@@ -10,6 +10,10 @@
 // down) only detaches the stream: the session and its locks stay until its TTL runs out, and
 // may be resumed.
 //
+// Traces (tracing.ts): the stream is one span, and each op one more, in the trace of the
+// caller whose context the op carries (trace_context), else under the stream's; opening and
+// ending the session run in the stream's span.
+//
 // NOTE: a half-close alone never releases anything. grpc-js delivers a client's cancel (and
 // its deadline) as a half-close first: the client's HTTP/2 stack ends its side of the
 // stream, then resets it, and the reset arrives as 'cancelled' a read later. Releasing on
@@ -17,6 +21,7 @@
 import { setMaxListeners } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
+import { type Attributes, context } from '@opentelemetry/api';
 import type {
   Lease as LeaseMessage,
   SessionRequest__Output,
@@ -46,6 +51,7 @@ import {
   type CallMeter,
   type RpcEnv,
 } from '../call-context.js';
+import type { SpanScope } from '../tracing.js';
 import type { LockSession } from './backend.js';
 import type { LockService, OpenSession } from './service.js';
 
@@ -87,6 +93,15 @@ function openedBytes(opened: SessionOpened): number {
       Buffer.byteLength(lease.lease_id ?? '') +
       Buffer.byteLength(lease.backend ?? '');
   return bytes;
+}
+
+/** What an op's span says of the lock it is about (traced-backend.ts's spans under it say the rest). */
+function lockAttributes(op: SessionOp__Output, session: OpenSession | undefined): Attributes {
+  const name = (op.acquire ?? op.release ?? op.describe)?.name;
+  return {
+    ...(name === undefined ? {} : { 'latchkey.lock.name': name }),
+    ...(session === undefined ? {} : { 'latchkey.lock.backend': session.backend.kind }),
+  };
 }
 
 /** `meter` counts each stream as one call: in flight while open, then the status it ended with. */
@@ -239,7 +254,8 @@ export function sessionHandler(
         let failure: unknown = how === 'fail' ? reason : undefined;
         if (how === 'end' && open !== undefined) {
           try {
-            await locks.endSession(open);
+            // In the stream's span: the backend's requests (etcd's revoke) are its children.
+            await context.with(scope.trace, locks.endSession, locks, open);
           } catch (err) {
             failure = err;
           }
@@ -270,7 +286,8 @@ export function sessionHandler(
     const fail = (err: LatchkeyError) => stop(err, 'fail');
     const stopFromOutside = (reason: LatchkeyError) => fail(reason);
 
-    const answer = (result: SessionResult, wasWaiting: boolean) => {
+    /** Sends an op's result and ends its span with the code it carries. */
+    const answer = (result: SessionResult, wasWaiting: boolean, span: SpanScope) => {
       const tag = String(result.tag);
       unanswered.delete(tag);
       acquires.delete(tag);
@@ -284,6 +301,7 @@ export function sessionHandler(
         );
         result = { tag: result.tag, error: toOpError(err, log) };
       }
+      span.end(result.error?.code ?? status.OK, result.error?.reason);
       pending.push(result);
       scheduleFlush();
       if (paused && running - waiting < MAX_RUNNING_PER_STREAM / 2 && call.writableLength === 0) {
@@ -376,16 +394,20 @@ export function sessionHandler(
         }
         unanswered.add(op.tag);
         running++;
+        // Each op in its own span, in its caller's trace when it carries one (a keepalive,
+        // the client's own, does not: it stays under the stream's span).
+        const span = scope.opSpan(op.op ?? 'none', op.tag, op.trace_context);
+        if (span.recording) span.setAttributes(lockAttributes(op, open));
         if (refusal !== undefined) {
           // A frame too big, or one after the stream stopped, is refused op by op: every tag gets its answer.
-          answer({ tag: uint64(op.tag), error: toOpError(refusal, log) }, false);
+          answer({ tag: uint64(op.tag), error: toOpError(refusal, log) }, false, span);
           continue;
         }
         const waits = op.op === 'acquire' && op.acquire!.wait_ms !== '0';
         if (waits) waiting++;
-        run(open!, op, waits).then(
-          (result) => answer(result, waits),
-          (err: unknown) => answer({ tag: uint64(op.tag), error: toOpError(err, log) }, waits),
+        context.with(span.context, run, undefined, open!, op, waits).then(
+          (result) => answer(result, waits, span),
+          (err: unknown) => answer({ tag: uint64(op.tag), error: toOpError(err, log) }, waits, span),
         );
       }
       if (running - waiting >= MAX_RUNNING_PER_STREAM && !paused) {
@@ -398,7 +420,7 @@ export function sessionHandler(
       if (abandonOpening || scope.ended) {
         // Nobody will ever see this session's id: a new one (it holds nothing yet) ends now;
         // a resumed one is left as it was, to its TTL.
-        if (!session.resumed) void locks.endSession(session).catch(() => {});
+        if (!session.resumed) void context.with(scope.trace, locks.endSession, locks, session).catch(() => {});
         return;
       }
       phase = 'open';
@@ -452,7 +474,8 @@ export function sessionHandler(
         }
         phase = 'opening';
         if (request.ops.length > 0 || request.end) queued.push({ open: null, ops: request.ops, end: request.end });
-        locks.openSession(request.open, ctx).then(
+        // In the stream's span: the backend's requests (etcd's lease grant) are its children.
+        context.with(scope.trace, locks.openSession, locks, request.open, ctx).then(
           ({ open: session, opened }) => onOpened(session, opened),
           (err: unknown) => {
             phase = 'open';

@@ -10,8 +10,9 @@
 // Lock sessions: openSession and resumeSession hand out each session wrapped, one wrapper per
 // session object as metered-backend.ts does (a resume through this server returns the object
 // it returned before): its acquire and release are spans as Acquire's and Release's are (no
-// ttl_ms: the session's lease is the lock's); its keepalive and end are the stream's, covered
-// by the Session call's span, and pass through.
+// ttl_ms: the session's lease is the lock's), under the span of the session op that asked
+// (session-service.ts); its keepalive and end pass through, their etcd requests under the
+// keepalive op's span and the Session call's.
 import type { Attributes } from '@opentelemetry/api';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
 import { inSpan } from '../tracing.js';

@@ -1,6 +1,6 @@
 // Taking and giving back one lock on a session's lease: mutex.go's Lock / TryLock / Unlock,
 // with the recipe (recipe.ts) chosen once per request. The session is a parameter: a unary
-// Acquire opens a session of its own for its one lock (lock-backend.ts), and a client session
+// Acquire opens a session of its own for its one lock (unary-lock.ts), and a client session
 // can hold many locks on one lease, one own key each (prefix + name + '/' + lease id).
 //
 // The caller keeps the session alive for as long as this server should (session.keepAlive()):
@@ -30,7 +30,7 @@ export interface LockRequest {
   readonly signal: AbortSignal;
   /**
    * Not granted: given the key's leaving the queue, resolves when the answer may go. Default:
-   * once the key has left. The unary Acquire waits a bounded time (lock-backend.ts).
+   * once the key has left. The unary Acquire waits a bounded time (unary-lock.ts).
    */
   readonly settle?: (leaving: Promise<void>) => Promise<void>;
   /**

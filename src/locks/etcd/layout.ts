@@ -32,8 +32,9 @@
 // prefix + name + '/' + lease_id), so Refresh and Release work through any latchkey server
 // on the same etcd.
 //
-// Lock sessions (lock-session.ts): one etcd lease for all of a client's locks, the same own
-// keys on it (so `etcdctl lock` contends with them as with any other). Besides those:
+// Lock sessions (client-session.ts, lock-session.ts): one etcd lease for all of a client's
+// locks, the same own keys on it (so `etcdctl lock` contends with them as with any other).
+// Besides those:
 //   session id  = 'etcd.' + lease id (hex) + '.' + 32 hex characters of secret: all any
 //                 server on the same etcd needs to resume the session, and a capability
 //   mark key    = prefix + NUL + 'sessions/' + lease id + '/' + digest of the secret, on the

@@ -1,7 +1,8 @@
 // One etcd lease, kept alive and watched for loss: etcd's concurrency.Session (session.go),
 // which owns the lease every key of its locks hangs on. Each unary Acquire opens one of its
-// own for its one lock (grant … revoke on release); a client's lock session (lock-session.ts)
-// holds many locks on one, and renews it only when its client asks (a keepalive op).
+// own for its one lock (grant … revoke on release: unary-lock.ts); a client's session
+// (client-session.ts) stands on one, holds many locks on it (lock-session.ts), and renews it
+// only when its client asks (a keepalive op).
 //
 // Time: two estimates are kept, from the answers etcd gives about the lease.
 //   expiresAtMs — the earliest etcd can drop the lease: the send time of the last request it

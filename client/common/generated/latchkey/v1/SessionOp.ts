@@ -41,6 +41,14 @@ export interface SessionOp {
    * cancel for a tag that does not wait on this stream does nothing.
    */
   'cancel'?: (_latchkey_v1_SessionCancel | null);
+  /**
+   * Optional: the trace context of the caller of this operation, as a propagator writes it
+   * into gRPC metadata (W3C: `traceparent`, `tracestate`); empty = no caller's trace. One
+   * stream carries the operations of many callers, so the stream's own metadata speaks for
+   * the one that opened it only; with this the server traces each operation in its caller's
+   * trace. Not read on `cancel`.
+   */
+  'trace_context'?: ({[key: string]: string});
   'op'?: "acquire"|"release"|"describe"|"keepalive"|"cancel";
 }
 
@@ -78,5 +86,13 @@ export interface SessionOp__Output {
    * cancel for a tag that does not wait on this stream does nothing.
    */
   'cancel'?: (_latchkey_v1_SessionCancel__Output | null);
+  /**
+   * Optional: the trace context of the caller of this operation, as a propagator writes it
+   * into gRPC metadata (W3C: `traceparent`, `tracestate`); empty = no caller's trace. One
+   * stream carries the operations of many callers, so the stream's own metadata speaks for
+   * the one that opened it only; with this the server traces each operation in its caller's
+   * trace. Not read on `cancel`.
+   */
+  'trace_context': ({[key: string]: string});
   'op'?: "acquire"|"release"|"describe"|"keepalive"|"cancel";
 }
