@@ -95,5 +95,7 @@ export function sessionAcquire(request: AcquireRequest, waitMs: number, deadline
     waitMs > 0 && Number.isFinite(deadlineMs)
       ? Math.max(1, Math.min(waitMs, Math.floor(deadlineMs) - WAIT_MARGIN_MS))
       : waitMs;
-  return { ...request, ttl_ms: '0', wait_ms: String(bounded) };
+  // As numbers: protobufjs encodes a number in two divisions, a decimal string through
+  // Long.fromString; the bytes are the same.
+  return { ...request, ttl_ms: 0, wait_ms: bounded };
 }

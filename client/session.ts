@@ -601,7 +601,7 @@ export class LockSession {
       op.sent = false;
       // Asked again with what is left of its wait (0: try once).
       if (op.kind === 'acquire' && op.waitMs > 0) {
-        (op.request as { wait_ms: string }).wait_ms = String(Math.max(0, Math.floor(op.waitMs - (now - op.startedAt))));
+        (op.request as { wait_ms: number }).wait_ms = Math.max(0, Math.floor(op.waitMs - (now - op.startedAt)));
       }
     }
     this.#queue = [...ops, ...this.#queue.slice(this.#queueHead)];
