@@ -221,7 +221,7 @@ describe('partitions under the etcd backend: 3 members, servers a and b, clients
    * The session client (test/support/session-client.ts) on host c2, holding the locks `names`
    * in one session through a (the first of its two addresses), with fenced writes through b.
    */
-  async function startSessionClient(label: string) {
+  async function startSessionClient(label: string, sessions = true) {
     const dir = mkdtempSync(join(tmpdir(), 'latchkey-session-partition-'));
     const config: SessionClientConfig = {
       client: 's',
@@ -236,6 +236,7 @@ describe('partitions under the etcd backend: 3 members, servers a and b, clients
       writeEveryMs: 100,
       probeEveryMs: 100,
       historyFile: join(dir, 'history.jsonl'),
+      sessions,
     };
     const script = runScript(SESSION_CLIENT, [JSON.stringify(config)], world.net.host('c2').launch);
     try {
@@ -346,69 +347,73 @@ describe('partitions under the etcd backend: 3 members, servers a and b, clients
 
   const ms = (x: number) => `${x.toFixed(0)} ms`;
 
-  test('a client cut off from its server while holding session locks: the session resumes through the other server, and keeps its locks', {
-    timeout: 90_000,
-  }, async (t) => {
-    await using client = await startSessionClient('moved');
-    const names = client.config.names;
-    const history = new History<LockInput, LockOutput>();
-    let cutMs = 0;
-    let releaseMs = 0;
-    const times = await runScenario({
-      workloads: [contend(history, names)],
-      warmupMs: 1_000,
-      fault: async () => {
-        await world.net.partition(['c2'], ['la']);
-        cutMs = monotonicMs();
-        // Two TTLs: to hold its locks still, the session must have moved to b and been kept alive there.
-        await sleep(2 * SESSION_TTL_MS);
-        // Released through b, while still cut off from a.
-        releaseMs = monotonicMs();
-        client.script.send('release');
-        const released = await client.script.waitFor((m) => Array.isArray(m.released), 'the release', 10_000);
-        assert.deepEqual(
-          released.released,
-          names.map(() => 'released'),
-        );
-        await world.net.heal();
-      },
-      settleMs: 2_000,
-    });
-    const report = await client.stop();
-    const session = client.ops();
-    const ops = checkSessionHistory(t, history.completed(), session);
+  for (const [kind, sessions] of [
+    ['session locks', true],
+    ['unary locks (each handle refreshing its own lease)', false],
+  ] as const)
+    test(`a client cut off from its server while holding ${kind}: it moves to the other server, and keeps its locks`, {
+      timeout: 90_000,
+    }, async (t) => {
+      await using client = await startSessionClient(sessions ? 'moved' : 'moved-unary', sessions);
+      const names = client.config.names;
+      const history = new History<LockInput, LockOutput>();
+      let cutMs = 0;
+      let releaseMs = 0;
+      const times = await runScenario({
+        workloads: [contend(history, names)],
+        warmupMs: 1_000,
+        fault: async () => {
+          await world.net.partition(['c2'], ['la']);
+          cutMs = monotonicMs();
+          // Two TTLs: to hold its locks still, the session must have moved to b and been kept alive there.
+          await sleep(2 * SESSION_TTL_MS);
+          // Released through b, while still cut off from a.
+          releaseMs = monotonicMs();
+          client.script.send('release');
+          const released = await client.script.waitFor((m) => Array.isArray(m.released), 'the release', 10_000);
+          assert.deepEqual(
+            released.released,
+            names.map(() => 'released'),
+          );
+          await world.net.heal();
+        },
+        settleMs: 2_000,
+      });
+      const report = await client.stop();
+      const session = client.ops();
+      const ops = checkSessionHistory(t, history.completed(), session);
 
-    // The signals abort at the release (CancelledError), never before it.
-    const early = report.aborts.filter((x) => x.atMs < releaseMs);
-    assert.deepEqual(early, [], 'a handle of the moved session aborted before its release');
-    // Confirmed without a gap: each new expiry was stated before the last one ran out.
-    const held = report.expiries.filter((e) => e.atMs < releaseMs);
-    for (let i = 1; i < held.length; i++)
+      // The signals abort at the release (CancelledError), never before it.
+      const early = report.aborts.filter((x) => x.atMs < releaseMs);
+      assert.deepEqual(early, [], 'a handle aborted before its release');
+      // Confirmed without a gap: each new expiry was stated before the last one ran out.
+      const held = report.expiries.filter((e) => e.atMs < releaseMs);
+      for (let i = 1; i < held.length; i++)
+        assert.ok(
+          held[i]!.atMs < held[i - 1]!.expiresAtMs,
+          `the lease went unconfirmed past its stated expiry: ${JSON.stringify(held.slice(i - 1, i + 1))}`,
+        );
+      // The first confirmation after the cut came through b: a keepalive (or Refresh) through a
+      // has to go unanswered a third of the TTL first.
+      const resumed = held.find((e) => e.atMs > cutMs + 50);
+      assert.ok(resumed !== undefined, 'the lease was not confirmed again after the cut');
+      const lastBefore = [...held].reverse().find((e) => e.atMs <= cutMs + 50)!;
       assert.ok(
-        held[i]!.atMs < held[i - 1]!.expiresAtMs,
-        `the session went unconfirmed past its stated expiry: ${JSON.stringify(held.slice(i - 1, i + 1))}`,
+        resumed.atMs - cutMs >= SESSION_TTL_MS / 3 - 100,
+        `confirmed ${ms(resumed.atMs - cutMs)} after the cut: the client was not on a`,
       );
-    // The first confirmation after the cut is the resume through b: a keepalive through a has
-    // to go unanswered a third of the TTL first.
-    const resumed = held.find((e) => e.atMs > cutMs + 50);
-    assert.ok(resumed !== undefined, 'the session was not confirmed again after the cut');
-    const lastBefore = [...held].reverse().find((e) => e.atMs <= cutMs + 50)!;
-    assert.ok(
-      resumed.atMs - cutMs >= SESSION_TTL_MS / 3 - 100,
-      `confirmed ${ms(resumed.atMs - cutMs)} after the cut: the session was not on a`,
-    );
-    // Nobody else held the names before the release; others did after it.
-    const grants = firstGrants(ops, names, times.startMs);
-    for (const [i, grant] of grants.entries()) {
-      assert.ok(grant !== undefined, `nobody was granted ${names[i]} after the release`);
-      assert.ok(grant.returnMs! > releaseMs, `${names[i]} granted to ${grant.client} before the session let go`);
-    }
-    const probes = session.filter((op) => op.input.op === 'acquire' && op.client === 's-probe');
-    const probeAfter = probes.find((op) => op.invokeMs > cutMs && op.outcome?.status === 'ok');
-    t.diagnostic(
-      `cut c2 from la; last confirmation before the cut ${ms(cutMs - lastBefore.atMs)} before it (stated expiry ${ms(lastBefore.expiresAtMs - cutMs)} after it); resumed through b ${ms(resumed.atMs - cutMs)} after the cut, ${ms(lastBefore.expiresAtMs - resumed.atMs)} before that expiry (TTL ${SESSION_TTL_MS} ms); first probe lock after the cut granted ${probeAfter === undefined ? 'never' : ms(probeAfter.returnMs! - cutMs)} after it; handles aborted before the release: none; first grants to others ${grants.map((g) => ms(g!.returnMs! - releaseMs)).join(', ')} after the release; run ${ms(times.endMs - times.startMs)}`,
-    );
-  });
+      // Nobody else held the names before the release; others did after it.
+      const grants = firstGrants(ops, names, times.startMs);
+      for (const [i, grant] of grants.entries()) {
+        assert.ok(grant !== undefined, `nobody was granted ${names[i]} after the release`);
+        assert.ok(grant.returnMs! > releaseMs, `${names[i]} granted to ${grant.client} before the client let go`);
+      }
+      const probes = session.filter((op) => op.input.op === 'acquire' && op.client === 's-probe');
+      const probeAfter = probes.find((op) => op.invokeMs > cutMs && op.outcome?.status === 'ok');
+      t.diagnostic(
+        `cut c2 from la; last confirmation through a at ${ms(lastBefore.atMs - cutMs)} from the cut (stated expiry ${ms(lastBefore.expiresAtMs - cutMs)} after it); confirmed through b ${ms(resumed.atMs - cutMs)} after the cut, ${ms(lastBefore.expiresAtMs - resumed.atMs)} before that expiry (TTL ${SESSION_TTL_MS} ms); first probe lock after the cut granted ${probeAfter === undefined ? 'never' : ms(probeAfter.returnMs! - cutMs)} after it; handles aborted before the release: none; first grants to others ${grants.map((g) => ms(g!.returnMs! - releaseMs)).join(', ')} after the release; run ${ms(times.endMs - times.startMs)}`,
+      );
+    });
 
   test('a client cut off from both servers past its session TTL: its handles abort before the TTL ends, others get its locks only after, its late fenced writes are refused, and it locks again once healed', {
     timeout: 90_000,

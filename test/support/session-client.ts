@@ -44,6 +44,8 @@ export interface SessionClientConfig {
   readonly writeEveryMs: number;
   readonly probeEveryMs: number;
   readonly historyFile: string;
+  /** Lock sessions (default), or false: unary calls, each handle refreshing its own lease. */
+  readonly sessions?: boolean;
 }
 
 export interface SessionClientReport {
@@ -61,7 +63,11 @@ const CHANNEL = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_
 
 const config = JSON.parse(process.argv[2]!) as SessionClientConfig;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const client = connect(config.addresses, { sessions: true, deadlineMs: config.deadlineMs, channelOptions: CHANNEL });
+const client = connect(config.addresses, {
+  sessions: config.sessions ?? true,
+  deadlineMs: config.deadlineMs,
+  channelOptions: CHANNEL,
+});
 // Fenced writes through one server's store, one call each (no retries: each is one operation).
 const fencing = connect(config.fencedAddress, {
   sessions: false,
