@@ -447,7 +447,7 @@ describe('partitions under the etcd backend: 3 members, servers a and b, clients
           await sleep(50);
         }
         client.script.send('late');
-        late = (await client.script.waitFor((m) => Array.isArray(m.late), 'the late writes', 10_000)).late;
+        late = (await client.script.waitFor((m) => Array.isArray(m.late), 'the late writes', 20_000)).late;
       },
       settleMs: 1_000,
     });
@@ -479,20 +479,22 @@ describe('partitions under the etcd backend: 3 members, servers a and b, clients
       Math.max(...grants.map((g) => g!.returnMs!)) < ttlEndMs + GRANT_AFTER_TTL_MS,
       'the locks were not free soon after the TTL: something kept the session alive',
     );
-    // Every late write with an old token was refused (the others wrote with newer tokens).
+    // Every late write with an old token was answered, refused (the others wrote with newer
+    // tokens); an attempt left unanswered by a connection not yet back is the checker's to judge.
     assert.deepEqual(
       late,
       names.map(() => 'ok'),
     );
     const lateWrites = session.filter((op) => op.input.op === 'fenced-write' && op.input.value.includes('late'));
-    assert.equal(lateWrites.length, names.length);
-    for (const op of lateWrites)
+    const answered = lateWrites.filter((op) => op.outcome?.status === 'ok');
+    assert.equal(answered.length, names.length);
+    for (const op of answered)
       assert.deepEqual(op.outcome, { status: 'ok', value: { op: 'fenced-write', stored: false } });
     const probeBack = session.find(
       (op) => op.client === 's-probe' && op.invokeMs > healMs && op.outcome?.status === 'ok',
     )!;
     t.diagnostic(
-      `cut c2 from la and lb; the session's stated expiry ${ms(ttlEndMs - cutMs)} after the cut (TTL ${SESSION_TTL_MS} ms); handles aborted ${report.aborts.map((x) => ms(ttlEndMs - x.atMs)).join(', ')} before it; first grants to others ${grants.map((g) => ms(g!.returnMs! - ttlEndMs)).join(', ')} after it; healed ${ms(healMs - cutMs)} after the cut; first probe lock after the heal granted ${ms(probeBack.returnMs! - healMs)} after it; late fenced writes refused ${lateWrites.length}; run ${ms(times.endMs - times.startMs)}`,
+      `cut c2 from la and lb; the session's stated expiry ${ms(ttlEndMs - cutMs)} after the cut (TTL ${SESSION_TTL_MS} ms); handles aborted ${report.aborts.map((x) => ms(ttlEndMs - x.atMs)).join(', ')} before it; first grants to others ${grants.map((g) => ms(g!.returnMs! - ttlEndMs)).join(', ')} after it; healed ${ms(healMs - cutMs)} after the cut; first probe lock after the heal granted ${ms(probeBack.returnMs! - healMs)} after it; late fenced writes refused ${answered.length} (attempts ${lateWrites.length}); run ${ms(times.endMs - times.startMs)}`,
     );
   });
 

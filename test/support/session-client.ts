@@ -16,7 +16,7 @@
 //
 // argv[2]: a SessionClientConfig as JSON. Prints {"ready": true, "locks": [...]} once it holds
 // every name. Then stdin lines: "release" (release the held locks: {"released": [...]}),
-// "late" (the late fenced writes: {"late": [...]}), "stop" (ends the loops, writes the
+// "late" (the late fenced writes, each until answered, a few times: {"late": [...]}), "stop" (ends the loops, writes the
 // history, closes: {"done": true, ...}). Every call has a deadline; nothing waits unbounded.
 import { appendFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -56,6 +56,8 @@ export interface SessionClientReport {
   readonly aborts: readonly { readonly name: string; readonly atMs: number; readonly reason: string }[];
 }
 
+/** Attempts of each late fenced write, until one is answered. */
+const LATE_ATTEMPTS = 4;
 /** How often the session's stated expiry is read. */
 const EXPIRY_POLL_MS = 10;
 /** Channel options: a client finds a server again soon after a partition heals. */
@@ -245,11 +247,16 @@ for await (const line of input) {
     for (const held of holds) outcomes.push(await release(held));
     console.log(JSON.stringify({ released: outcomes }));
   } else if (command === 'late') {
+    // NOTE: the fencing client has one address, and its connection to it may still be the one
+    // the partition stalled (TCP resends with a growing backoff after the heal): a write whose
+    // answer does not come is made again, a few times; each attempt is recorded.
     const outcomes = [];
-    for (const held of holds)
-      outcomes.push(
-        (await fencedWrite(held.lock.name, held.lock.fencingToken, `${config.client}.late${++written}`)).status,
-      );
+    for (const held of holds) {
+      let outcome: Outcome<LockOutput> | undefined;
+      for (let attempt = 0; attempt < LATE_ATTEMPTS && outcome?.status !== 'ok'; attempt++)
+        outcome = await fencedWrite(held.lock.name, held.lock.fencingToken, `${config.client}.late${++written}`);
+      outcomes.push(outcome!.status);
+    }
     console.log(JSON.stringify({ late: outcomes }));
   } else if (command === 'stop') break;
 }
