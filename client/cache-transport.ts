@@ -7,7 +7,7 @@ import type { CacheCall, CacheMethod, CacheRpcs } from './cache.js';
 import { CancelledError } from './errors.js';
 import { Pipeline, type PipelineOptions, type UnaryAttempt } from './pipeline.js';
 import type { ServerList } from './servers.js';
-import { serverGone } from './streams.js';
+import { serverGone, unanswered } from './streams.js';
 import { retryPolicy, unaryAttempt, withRetries, type CallOptions, type RetryOptions } from './unary-call.js';
 
 export interface CacheTransportOptions {
@@ -50,7 +50,7 @@ export function createCacheTransport(options: CacheTransportOptions): CacheTrans
     return unaryAttempt(
       (md, o, cb) =>
         (server.cache as unknown as UnaryStub)[method](request, md, o, (err, response) => {
-          if (err !== null && serverGone(err)) servers.failed(server);
+          if (err !== null && (serverGone(err) || unanswered(err))) servers.failed(server);
           cb(err, response);
         }),
       deadlineMs,

@@ -34,7 +34,7 @@ import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js';
 import { parseAddresses, ServerList } from './servers.js';
 import { DEFAULT_SESSIONS, type SessionOptions } from './session.js';
 import { SessionPool, sessionAcquire } from './session-pool.js';
-import { neverSent, serverGone } from './streams.js';
+import { neverSent, serverGone, unanswered } from './streams.js';
 import { traceContextInterceptor } from './tracing.js';
 import { retryPolicy, unaryCall, withRetries, type CallOptions, type RetryOptions } from './unary-call.js';
 import { msField, toDate } from './wire.js';
@@ -541,7 +541,8 @@ class Client implements LatchkeyClient {
   /**
    * One unary Locks call: deadline, signal, error mapping and retries of idempotent methods
    * (unary-call.ts), each attempt on the current server. An attempt that shows its server
-   * gone moves the client to the next one; one that was never sent (the server unreachable)
+   * gone, or that it never answered in time (unanswered(): a partition), moves the client to
+   * the next one; one that was never sent (the server unreachable)
    * is safe to repeat for any method, and is, on each other server once.
    */
   async #invoke<Res>(method: string, call: LockCall<Res>, options: InvokeOptions<Res>): Promise<Res> {
@@ -554,7 +555,7 @@ class Client implements LatchkeyClient {
           (md, o, cb) => {
             const server = this.#servers.current;
             return call(server.locks, md, o, (err, response) => {
-              if (err !== null && serverGone(err)) this.#servers.failed(server);
+              if (err !== null && (serverGone(err) || unanswered(err))) this.#servers.failed(server);
               cb(err, response);
             });
           },

@@ -251,7 +251,11 @@ class RefreshingLease implements LeaseKeeper {
     const inflight = new AbortController();
     this.#inflight = inflight;
     // No answer is useful after the expiry timer has given up on the lease.
-    const deadlineMs = Math.max(1, Math.min(this.#deadlineMs, this.#giveUpAt - sentAt));
+    // NOTE: nor is waiting longer than a third of the TTL for it: a Refresh unanswered that
+    // long (a server cut off by a partition answers nothing, and its connection does not
+    // fail) moves the client to its next server, and the retry below still has time there
+    // before the lease could expire. A session's keepalive follows the same rule.
+    const deadlineMs = Math.max(1, Math.min(this.#deadlineMs, this.ttlMs / 3, this.#giveUpAt - sentAt));
     try {
       const lease = await this.#calls.refresh(this.ttlMs, { deadlineMs, signal: inflight.signal });
       if (this.#stopped) return;

@@ -72,6 +72,13 @@ type Field = Exclude<PipelineResult__Output['result'], 'error' | undefined>;
 const OP_BYTES_MAX = 8 * 1024;
 /** Tag, field headers and the integer fields of one operation, generously. */
 const OP_OVERHEAD_BYTES = 48;
+/**
+ * A call that expires unanswered after this long on a stream that has answered nothing since
+ * it was written shows the stream stalled (see #stalled).
+ * NOTE: not less: a healthy server under load may answer nothing for a while, and breaking
+ * its stream leaves every call on it of unknown outcome; a short deadline alone proves nothing.
+ */
+const STALLED_MS = 1_000;
 
 const FIELD: Record<CacheMethod, Field> = {
   Get: 'get',
@@ -113,6 +120,8 @@ class Op {
   tag = 0;
   /** Written to the stream (and in `sent`), rather than still queued. */
   sent = false;
+  /** performance.now() of the frame that wrote it. */
+  sentAt = 0;
   /** Answered, expired, aborted or given back; a late answer for it is dropped. */
   settled = false;
   /** Only for a deadline other than the client's default; those share one sweep instead. */
@@ -177,6 +186,10 @@ export class Pipeline {
 
   /** The stream calls are written to; undefined until the next call opens one. */
   #stream: Stream | undefined;
+  /** The server #stream went to. */
+  #streamServer: Server | undefined;
+  /** performance.now() when #stream last answered (0: not yet). */
+  #answeredAt = 0;
   /** #stream has its status: nothing more goes into it, and #ended is on its way. */
   #streamOver = false;
   /** The stream close() half-closed, still owed answers. */
@@ -277,8 +290,32 @@ export class Pipeline {
 
   expire(op: Op): void {
     if (op.settled) return;
+    const stalled = op.sent && this.#stalled(op);
     this.#drop(op);
     op.reject(deadlineError(op.method, op.deadlineMs));
+    if (stalled) this.#breakStalled();
+  }
+
+  /**
+   * Whether the stream `op` was written on has answered nothing since, for STALLED_MS at
+   * least: its connection is dead without knowing it (a partition drops packets silently;
+   * nothing resets it), or its server stopped.
+   */
+  #stalled(op: Op): boolean {
+    const now = performance.now();
+    return (
+      this.#stream !== undefined && !this.#streamOver && this.#answeredAt <= op.sentAt && now - op.sentAt >= STALLED_MS
+    );
+  }
+
+  /**
+   * Counts the stalled stream's server as gone and cancels the stream: what it owes fails as
+   * from any broken stream ("may or may not have been applied"), and the next calls go to
+   * the next server, unary until a stream opens again.
+   */
+  #breakStalled(): void {
+    if (this.#streamServer !== undefined) this.#servers.failed(this.#streamServer);
+    this.#stream?.cancel();
   }
 
   /**
@@ -321,6 +358,7 @@ export class Pipeline {
   /** Writes queued calls as frames while there is room and the stream's buffer takes them. */
   #pump(): void {
     if (this.#closed) return;
+    const now = performance.now();
     while (
       !this.#waitingForDrain &&
       !this.#streamOver &&
@@ -341,6 +379,7 @@ export class Pipeline {
         bytes += op.bytes;
         op.tag = ++this.#lastTag;
         op.sent = true;
+        op.sentAt = now;
         this.#sent.set(op.tag, op);
         const wire = WRAP[op.method](op.tag, op.request);
         if (op.trace !== undefined) wire.trace_context = traceCarrier(op.trace);
@@ -366,6 +405,9 @@ export class Pipeline {
   #open(): Stream {
     const server = this.#servers.current;
     const stream = server.cache.Pipeline();
+    this.#streamServer = server;
+    // A new stream has answered nothing yet.
+    this.#answeredAt = 0;
     stream.on('data', this.#onData);
     // The 'status' that always follows says the same.
     stream.on('error', () => {});
@@ -382,6 +424,7 @@ export class Pipeline {
 
   readonly #onData = (response: PipelineResponse__Output): void => {
     this.#breaks = 0;
+    this.#answeredAt = performance.now();
     for (const result of response.results) {
       const tag = Number(result.tag);
       const op = this.#sent.get(tag);

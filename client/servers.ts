@@ -1,7 +1,8 @@
 // ServerList: the latchkey servers a client may talk to, and which one it talks to now. Every
 // call and stream goes to the current server; when one of them shows that server gone (it is
-// unreachable, its connection dropped, it is shutting down), the next calls go to the next
-// address, round the list. Each address has its own channel, made when first used.
+// unreachable, its connection dropped, it is shutting down, or it left a call unanswered: a
+// partition drops packets silently, so a dead connection looks open), the next calls go to
+// the next address, round the list. Each address has its own channel, made when first used.
 import { InvalidArgumentError } from './errors.js';
 import type { CacheClient as CacheStub, LocksClient as LocksStub } from './common/index.js';
 

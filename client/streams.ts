@@ -74,6 +74,19 @@ export function serverGone(status: Pick<grpc.StatusObject, 'code' | 'metadata'>)
   return reason === '' || reason === 'ShuttingDownError';
 }
 
+/**
+ * Whether a unary call ran out of time with no answer from the server: DEADLINE_EXCEEDED from
+ * grpc-js itself (a latchkey server's own errors carry its error class in the trailer). The
+ * server may be cut off by a partition, which drops packets silently: its connection stays
+ * open, nothing fails, and every later call on it would wait out its deadline too. So the
+ * client's next calls go to its next address, as after serverGone().
+ * NOTE: a deadline too short for a healthy server moves the client on as well; that costs a
+ * connection, never a lock or a write (every server shares the backend).
+ */
+export function unanswered(status: Pick<grpc.StatusObject, 'code' | 'metadata'>): boolean {
+  return status.code === grpc.status.DEADLINE_EXCEEDED && errorReason(status) === '';
+}
+
 /** A status as an Error, to be the `cause` of the SDK error that reports it. */
 export function statusCause(status: grpc.StatusObject): Error & grpc.StatusObject {
   return Object.assign(new Error(`${status.code} ${grpc.status[status.code]}: ${status.details}`), status);

@@ -2,15 +2,19 @@
 // SIGSTOPped while it holds a lock (its lock goes to another only after the session's TTL,
 // and once it runs again its handle has aborted), and its latchkey server SIGSTOPped (the
 // session moves to the next server, which on etcd can take it up: the lock stays held and
-// the handle never aborts). The SIGKILLed server case is in sdk-sessions.test.ts.
+// the handle never aborts). The SIGKILLed server case is in sdk-sessions.test.ts. And the same
+// for unary handles (sessions off) when a server's connection stalls as in a partition (no
+// reset, no answer): their Refreshes move to the next server, so they keep their locks; and
+// cache calls, unary or through the pipeline, follow them there.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect } from '../../client/index.js';
+import { connect, DeadlineExceededError } from '../../client/index.js';
 import { etcdMissing, startEtcd, type EtcdMember } from '../support/etcd.js';
 import { FAST_RECONNECT, until } from '../support/faults.js';
+import { startTcpProxy } from '../support/loopback-proxy.js';
 import { runScript } from '../support/script.js';
 import { spawnServer, type SpawnedServer } from '../support/spawn.js';
 
@@ -79,6 +83,57 @@ describe('SDK lock sessions on etcd, processes stopped', { skip: etcdMissing() }
     const seen = await holder.waitFor((m) => typeof m.aborted === 'string', 'the holder to see its lock lost', 10_000);
     assert.match(seen.aborted as string, /^LeaseLostError: lock "stopped-client"/);
     assert.equal((await client.describe(name, { backend: 'etcd' })).fencingToken, lock.fencingToken);
+  });
+
+  it('a stalled connection to a server (a partition: no reset, no answer): unary handles move to the next server and keep their locks, and unary calls follow', async (t) => {
+    const [a, b] = servers;
+    await using proxy = await startTcpProxy(a!.address);
+    await using client = connect([proxy.address, b!.address], { sessions: false, channelOptions: FAST_RECONNECT });
+    await using cacheClient = connect([proxy.address, b!.address], {
+      sessions: false,
+      pipeline: false,
+      retry: false,
+      channelOptions: FAST_RECONNECT,
+    });
+    await using pipelined = connect([proxy.address, b!.address], {
+      sessions: false,
+      retry: false,
+      channelOptions: FAST_RECONNECT,
+    });
+    await using observer = connect(b!.address, { sessions: false });
+    const ttlMs = 3_000;
+    const locks = await Promise.all(
+      ['stalled/x', 'stalled/y'].map((name) => client.lock(name, { backend: 'etcd', ttlMs })),
+    );
+    await cacheClient.cache().set('stalled/k', 'through a');
+    await pipelined.cache().set('stalled/p', 'through a');
+    proxy.stall();
+    try {
+      const stalledAt = performance.now();
+      // Two TTLs: only Refreshes through b can have kept the leases.
+      await sleep(ttlMs * 2);
+      for (const lock of locks) {
+        assert.equal(lock.signal.aborted, false, String(lock.signal.reason));
+        assert.equal(lock.state, 'held');
+        const state = await observer.describe(lock.name, { backend: 'etcd' });
+        assert.deepEqual([state.held, state.fencingToken], [true, lock.fencingToken]);
+        // Confirmed since the stall, through b.
+        assert.ok(lock.expiresAt.getTime() > Date.now() + ttlMs / 3, `stated expiry ${lock.expiresAt.toISOString()}`);
+      }
+      // A cache call on the stalled connection times out once; the next goes to b.
+      await assert.rejects(cacheClient.cache().set('stalled/k', 'lost', { deadlineMs: 300 }), DeadlineExceededError);
+      await cacheClient.cache().set('stalled/k', 'through b', { deadlineMs: 2_000 });
+      // So through the pipeline: a call that waited a second on its stalled stream breaks it.
+      await assert.rejects(pipelined.cache().set('stalled/p', 'lost', { deadlineMs: 1_200 }), DeadlineExceededError);
+      await pipelined.cache().set('stalled/p', 'through b', { deadlineMs: 2_000 });
+      assert.equal((await pipelined.cache().get('stalled/p'))?.value.toString(), 'through b');
+      for (const lock of locks) assert.equal(await lock.release(), 'released');
+      t.diagnostic(
+        `${(performance.now() - stalledAt).toFixed(0)} ms after the stall: both handles held through b, then released`,
+      );
+    } finally {
+      proxy.resume();
+    }
   });
 
   it('a SIGSTOPped server: the session moves to the next server, which takes it up from etcd: the lock stays held', async (t) => {
