@@ -20,6 +20,11 @@ export interface Cell {
   readonly p99Ms: number;
   /** Operations timed. */
   readonly samples: number;
+  /**
+   * Each round's throughput and server CPU per op, in the order taken: a ratio against a
+   * baseline measured in the same rounds is the median of the rounds' own ratios (report.ts).
+   */
+  readonly perRound?: readonly { readonly rps: number; readonly serverUsPerOp: number }[];
 }
 
 export interface LoadOptions {
@@ -177,6 +182,7 @@ export function combine(rounds: readonly Round[]): Cell {
     serverUsPerOp: perOp(rounds.reduce((n, r) => n + r.serverCpuUs, 0)),
     clientUsPerOp: perOp(rounds.reduce((n, r) => n + r.clientCpuUs, 0)),
     serverSyscallsPerOp: perOp(rounds.reduce((n, r) => n + r.serverSyscalls, 0)),
+    perRound: rounds.map((r) => ({ rps: r.rps, serverUsPerOp: r.ops > 0 ? r.serverCpuUs / r.ops : NaN })),
   };
 }
 

@@ -23,6 +23,13 @@ export interface CellResult {
   targetText?: string;
   /** Server CPU per op over the baseline's, for a `cpu` target. */
   cpuRatio?: number;
+  /**
+   * For a `ratio` target on throughput: the baseline's server CPU per op over this one's
+   * (higher is better, as for `ratio`), the median of the rounds' own; what an op costs the
+   * server, which a loaded machine sways less than throughput.
+   */
+  costRatio?: number;
+  readonly perRound?: readonly { readonly rps: number; readonly serverUsPerOp: number }[];
   error?: string;
 }
 
@@ -76,6 +83,10 @@ export function judge(report: Report): void {
         s.baseline === undefined
           ? undefined
           : byId.get(s.baseline)?.cells.find((c) => c.concurrency === cell.concurrency && c.error === undefined);
+      // Throughput rounds taken in turn with the baseline's are paired: the ratio is the
+      // median of the rounds' own ratios, so load from elsewhere that comes and goes over the
+      // cell's seconds spoils a round's pair, not the ratio.
+      const paired = pairedMedian(base, cell);
       if (base !== undefined)
         cell.ratio =
           s.ratioOf === 'p50'
@@ -84,13 +95,14 @@ export function judge(report: Report): void {
               ? base.p99Ms / cell.p99Ms
               : s.ratioOf === 'value'
                 ? cell.value! / base.value!
-                : cell.rps / base.rps;
+                : (paired?.((b, c) => c.rps / b.rps) ?? cell.rps / base.rps);
       const targets = s.target === undefined ? [] : Array.isArray(s.target) ? s.target : [s.target as Target];
       // The first target that speaks of this concurrency judges the cell.
       const t = targets.find((x) => x.kind !== 'ratio' || x.at === undefined || x.at.includes(cell.concurrency));
       if (t === undefined) continue;
       if (t.kind === 'ratio') {
         cell.targetText = `≥ ${t.min}× ${s.baseline}`;
+        if (s.ratioOf === 'rps') cell.costRatio = paired?.((b, c) => b.serverUsPerOp / c.serverUsPerOp);
         if (cell.ratio !== undefined && Number.isFinite(cell.ratio))
           cell.verdict = cell.ratio >= t.min ? 'pass' : 'miss';
       } else if (t.kind === 'cpu') {
@@ -116,6 +128,29 @@ export function judge(report: Report): void {
       }
     }
   }
+}
+
+type RoundFigures = NonNullable<CellResult['perRound']>[number];
+
+/**
+ * With both cells measured over the same number of rounds (2 or more), a function giving
+ * the median over rounds of f(baseline's round, subject's round); undefined otherwise.
+ */
+function pairedMedian(
+  base: CellResult | undefined,
+  cell: CellResult,
+): ((f: (b: RoundFigures, c: RoundFigures) => number) => number | undefined) | undefined {
+  const [b, c] = [base?.perRound, cell.perRound];
+  if (b === undefined || c === undefined || b.length !== c.length || b.length < 2) return undefined;
+  return (f) => {
+    const ratios = b
+      .map((round, i) => f(round, c[i]!))
+      .filter(Number.isFinite)
+      .sort((x, y) => x - y);
+    if (ratios.length === 0) return undefined;
+    const mid = ratios.length >> 1;
+    return ratios.length % 2 === 1 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2;
+  };
 }
 
 const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–');
@@ -219,7 +254,7 @@ function targetLines(report: Report): string[] {
     for (const c of s.cells) {
       if (c.targetText === undefined) continue;
       const measured = c.targetText.startsWith('≥')
-        ? ratio(c, s) || '–'
+        ? `${ratio(c, s) || '–'}${c.costRatio === undefined ? '' : `; server CPU/op ${c.costRatio.toFixed(2)}× as cheap as ${s.baseline}'s`}`
         : c.targetText.includes('×') && s.ratioOf === 'value'
           ? `${c.value?.toFixed(0)} ${s.unit}, ${ratio(c, s) || '–'}`
           : c.targetText.startsWith('server CPU')
@@ -244,7 +279,7 @@ export function markdown(report: Report): string {
     `Measured ${report.startedAt.slice(0, 16).replace('T', ' ')} UTC on ${m.nproc} cores (${m.cpu}), Node ${m.node}; load average ${load(m.loadavgStart)} at the start, ${load(m.loadavgEnd)} at the end (a shared machine: other work ran alongside).`,
     `Code: ${report.git}. Command: \`${report.command}\`${report.quick ? ' (quick mode: numbers are not meaningful)' : ''}. SDK cache pipeline: ${report.sdkPipeline === true ? 'on when asked' : `not in effect (${report.sdkPipeline})`}.`,
     '',
-    `Throughput counts requests (or keys of a batch, lock cycles, hand-offs) per second over a closed loop of \`c\` concurrent callers in the bench process; the servers are child processes. Each cell is the median of ${report.rounds} round(s) taken in turn with the other scenarios of its group. \`ratio\` is against the named baseline measured at the same \`c\` in those same rounds; higher is better (for hand-off it compares p50 latency), except for memory rows (MB against MB: lower is better). \`server µs/op\` is the CPU time the server under test (latchkey, the echo server, memcached or etcd) used per operation, \`client µs/op\` the bench process's (SDK, grpc-js, memjs or etcd3 client): on a shared machine these hold up better than throughput.`,
+    `Throughput counts requests (or keys of a batch, lock cycles, hand-offs) per second over a closed loop of \`c\` concurrent callers in the bench process; the servers are child processes. Each cell is the median of ${report.rounds} round(s) (or its group's own number) taken in turn with the other scenarios of its group, every other round in reverse order. \`ratio\` is against the named baseline measured at the same \`c\` in those same rounds (for throughput, the median of the rounds' own ratios); higher is better (for hand-off it compares p50 latency), except for memory rows (MB against MB: lower is better). \`server µs/op\` is the CPU time the server under test (latchkey, the echo server, memcached or etcd) used per operation, \`client µs/op\` the bench process's (SDK, grpc-js, memjs or etcd3 client): on a shared machine these hold up better than throughput.`,
   ];
   for (const g of report.groups) {
     const body = rows(report, g.name);

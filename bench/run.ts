@@ -8,7 +8,8 @@
 //   --only REGEX      only scenarios whose id matches (their baselines are added)
 //   --duration-ms N   measured time per cell (default 2000; quick 100), split over the rounds
 //   --warmup-ms N     warm-up before a cell's first round (default 500; quick 50)
-//   --rounds N        rounds per cell, each scenario of a group in turn (default 3; quick 1)
+//   --rounds N        rounds per cell, each scenario of a group in turn (default 3; quick 1;
+//                     a group's minRounds when more, each round of duration-ms / N)
 //   --out DIR         where results go (default bench/results)
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -202,6 +203,8 @@ async function main(): Promise<number> {
         report.scenarios.push(result);
       }
       const runnable = scenarios.filter((s) => results.get(s.id)!.skipped === undefined);
+      // A group may ask for more rounds (each of the usual length): not in a quick run.
+      const roundCount = opts.quick ? opts.rounds : Math.max(opts.rounds, group.minRounds ?? 0);
       done += scenarios
         .filter((s) => !runnable.includes(s))
         .reduce((m, s) => m + (s.concurrencies ?? group.concurrencies).length, 0);
@@ -246,8 +249,9 @@ async function main(): Promise<number> {
         const rounds = new Map<string, Round[]>(items.map(({ s }) => [s.id, []]));
         const custom = new Map<string, Cell & { value?: number; note?: string }>();
         const failed = new Map<string, string>();
-        for (let r = 0; r < opts.rounds; r++) {
-          for (const { s, prepared } of items) {
+        // Every other round in reverse, so a scenario and its baseline take turns going first.
+        for (let r = 0; r < roundCount; r++) {
+          for (const { s, prepared } of r % 2 === 0 ? items : [...items].reverse()) {
             if (failed.has(s.id) || (prepared.run && r > 0)) continue;
             const startUs = nowUs();
             try {
@@ -262,9 +266,9 @@ async function main(): Promise<number> {
                 };
                 const round = await runRound(prepared.op!, load);
                 rounds.get(s.id)!.push(round);
-                if (opts.rounds > 1)
+                if (roundCount > 1)
                   progress(
-                    `${s.id} c=${c} round ${r + 1}/${opts.rounds}: ${Math.round(round.rps).toLocaleString('en-US')} ${s.unit}/s`,
+                    `${s.id} c=${c} round ${r + 1}/${roundCount}: ${Math.round(round.rps).toLocaleString('en-US')} ${s.unit}/s`,
                   );
               }
             } catch (err) {
