@@ -10,6 +10,8 @@
 //   acquire.ts     take and give back one lock on a session's lease (Lock / Unlock)
 //   lock-session.ts  a client's lock session: many locks on one lease, its id and resume
 //   watch.ts       Watch: a snapshot, then the queue's changes as events
+//   election.ts    leader election (election.go) in election-layout.ts's layout, followed
+//                  by Observe through prefix-watch.ts
 // This file maps the LockBackend interface onto them. Unary Acquire is a session of its own
 // with one lock: grant, put, (wait), and on Release one delete and one revoke. A lock session
 // is one grant (and its mark) at open, one transaction per acquire, one delete per release and
@@ -52,6 +54,7 @@ import {
 import { type EtcdLockSession, openLockSession, resumeLockSession, type SessionHost } from './lock-session.js';
 import { LockQueue } from './queue.js';
 import { recipeFor } from './recipe.js';
+import { EtcdElections } from './election.js';
 import { EtcdSession } from './session.js';
 import { watchQueue } from './watch.js';
 
@@ -64,6 +67,7 @@ export const etcdCapabilities: Capabilities = {
   shared: true,
   watch: true,
   sessions: true,
+  elections: true,
 };
 
 /**
@@ -83,6 +87,11 @@ export interface EtcdLockBackendOptions {
    * hanging the caller; waits for a lock are bounded by wait_ms, not by this.
    */
   readonly opTimeoutMs?: number;
+  /**
+   * Prefix of every election key: election `name` lives under prefix + name + '/', and is
+   * the election `etcdctl elect <prefix><name>` takes part in. Default `latchkey/elections/`.
+   */
+  readonly electionPrefix?: string;
   /**
    * Time source for wait_ms, lease expiry estimates and every timer of the backend; default
    * the system clock. etcd counts its TTLs in real time, so a clock given here must keep
@@ -113,6 +122,7 @@ export class EtcdLockBackend implements LockBackend {
    */
   readonly #sessions = new Map<string, EtcdLockSession>();
   readonly #sessionHost: SessionHost;
+  readonly elections: EtcdElections;
 
   constructor(options: EtcdLockBackendOptions) {
     this.#conn = new EtcdConnection({
@@ -131,6 +141,9 @@ export class EtcdLockBackend implements LockBackend {
       },
       forget: (session) => this.#forget(session),
     };
+    this.elections = new EtcdElections(this.#conn, options.electionPrefix ?? 'latchkey/elections/', (work) =>
+      this.#track(() => work),
+    );
   }
 
   acquire(options: AcquireOptions): Promise<Lease> {
