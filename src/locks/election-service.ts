@@ -144,11 +144,13 @@ export function createElectionService(
       throw new InvalidArgumentError(
         `session_id is not a session of backend ${backend.kind}: send the session_id of a Locks/Session opened on that backend (and its backend, or leave backend empty for ${config.backend})`,
       );
-    if (!backend.capabilities.sessions || backend.resumeSession === undefined)
+    if (!backend.capabilities.sessions)
       throw new FailedPreconditionError(
         `backend ${backend.kind} does not support lock sessions (capability sessions): campaign without session_id, with ttl_ms`,
       );
-    return { session: await backend.resumeSession(id, ctx.signal), own: false };
+    // NOTE: the backend's own session object, not the metered one the Session stream holds:
+    // on etcd the candidate's key goes on that session's lease.
+    return { session: await elections.findSession(id, ctx.signal), own: false };
   }
 
   const toMessage = (backend: LockBackend, leadership: Leadership): LeadershipMessage => ({

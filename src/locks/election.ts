@@ -82,6 +82,12 @@ export interface ElectionBackend {
   /** A session for one campaign made outside any session (a unary Campaign); resign() ends it. */
   openSession(options: SessionOptions): Promise<CandidateSession>;
   /**
+   * The live lock session with this id (a Locks/Session `session_id`), as the backend itself
+   * holds it: the candidacy lives on it (on etcd, on its lease), and ends when it does.
+   * SessionExpiredError when it is gone or cannot be resumed here.
+   */
+  findSession(id: string, signal: AbortSignal): Promise<CandidateSession>;
+  /**
    * Keeps a session that openSession() made alive from this server until disposed: while its
    * campaign waits, its caller is present but cannot keep it alive. Once the candidate leads,
    * its holder does (KeepAlive).

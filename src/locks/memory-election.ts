@@ -81,6 +81,10 @@ export class MemoryElections implements ElectionBackend {
     return session;
   }
 
+  findSession(id: string, signal: AbortSignal): Promise<CandidateSession> {
+    return this.#findSession(id, signal);
+  }
+
   hold(session: CandidateSession): Disposable {
     // Renewed every TTL/3 from the server while its campaign waits.
     let timer: Timer | undefined;

@@ -17,6 +17,7 @@
 // from the answers, ended when a session's state becomes `ended` (its clean end, shutdown,
 // or, on etcd, another server serving it now), expired from the backend's own report
 // (sessionExpiryListener), since a session can expire with nobody calling it.
+import type { ElectionBackend } from './election.js';
 import type { Logger } from '../log.js';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
 import type { LockMeter, SessionMeter, WaitOutcome } from '../metrics.js';
@@ -113,6 +114,7 @@ class MeteredLockBackend implements LockBackend {
   readonly watch?: (name: string, signal: AbortSignal) => AsyncIterable<LockEvent>;
   readonly openSession?: (options: SessionOptions) => Promise<LockSession>;
   readonly resumeSession?: (id: string, signal: AbortSignal) => Promise<LockSession>;
+  readonly elections?: ElectionBackend;
   readonly #backend: LockBackend;
   readonly #meter: LockMeter;
   readonly #log: Logger;
@@ -130,6 +132,9 @@ class MeteredLockBackend implements LockBackend {
     this.#sessionMeter = sessions;
     // A watch is a stream, not an operation: nothing of it is counted here.
     if (backend.watch !== undefined) this.watch = backend.watch.bind(backend);
+    // NOTE: elections pass through unwrapped: the Elections RPCs are counted per method by the
+    // call context, and a campaign's session is the backend's own (etcd finds its lease by it).
+    if (backend.elections !== undefined) this.elections = backend.elections;
     if (backend.openSession !== undefined) this.openSession = (options) => this.#openSession(options);
     if (backend.resumeSession !== undefined) this.resumeSession = (id, signal) => this.#resumeSession(id, signal);
   }

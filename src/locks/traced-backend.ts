@@ -12,6 +12,7 @@
 // it returned before): its acquire and release are spans as Acquire's and Release's are (no
 // ttl_ms: the session's lease is the lock's); its keepalive and end are the stream's, covered
 // by the Session call's span, and pass through.
+import type { ElectionBackend } from './election.js';
 import type { Attributes } from '@opentelemetry/api';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
 import { inSpan } from '../tracing.js';
@@ -55,6 +56,7 @@ class TracedLockBackend implements LockBackend {
   readonly watch?: (name: string, signal: AbortSignal) => AsyncIterable<LockEvent>;
   readonly openSession?: (options: SessionOptions) => Promise<LockSession>;
   readonly resumeSession?: (id: string, signal: AbortSignal) => Promise<LockSession>;
+  readonly elections?: ElectionBackend;
   readonly #backend: LockBackend;
   /** The wrapper of each session object handed out, so a resume returns the same one. */
   readonly #wrapped = new WeakMap<LockSession, TracedSession>();
@@ -65,6 +67,9 @@ class TracedLockBackend implements LockBackend {
     if (backend.location !== undefined) this.location = backend.location;
     this.#backend = backend;
     if (backend.watch !== undefined) this.watch = backend.watch.bind(backend);
+    // NOTE: elections pass through unwrapped: the Elections RPCs are counted per method by the
+    // call context, and a campaign's session is the backend's own (etcd finds its lease by it).
+    if (backend.elections !== undefined) this.elections = backend.elections;
     if (backend.openSession !== undefined) {
       const open = backend.openSession.bind(backend);
       this.openSession = async (options) => this.#wrap(await open(options));

@@ -6,6 +6,11 @@
 // it the same way. Observe follows the prefix: a snapshot, then every revision after it.
 // No server keeps state about a campaign it answered: the session id and the election name
 // find the key, so Proclaim, KeepAlive and Resign work through any server on the same etcd.
+//
+// A candidate's lease is its session's: a campaign session's own (a unary Campaign, one etcd
+// lease revoked on resign), or a client's lock session's (lock-session.ts), the lease every
+// lock of that session lives on, as etcd's concurrency.Session carries mutexes and elections
+// alike. Resigning from a lock session deletes the key only; the session goes on.
 import { setMaxListeners } from 'node:events';
 import {
   BackendUnavailableError,
@@ -38,7 +43,8 @@ import {
   leaderOf,
   leaseOfSessionId,
 } from './election-layout.js';
-import { leaseIdToDec, type QueueKey } from './layout.js';
+import { leaseIdToDec, parseSessionId, type QueueKey } from './layout.js';
+import { EtcdLockSession } from './lock-session.js';
 import { mutexRecipe } from './mutex.js';
 import { watchPrefix } from './prefix-watch.js';
 import { LockQueue } from './queue.js';
@@ -85,19 +91,59 @@ class CampaignSession implements CandidateSession {
   }
 }
 
+/** What a candidacy needs of its session: the etcd lease its key lives on, and the session's end. */
+interface CandidateLease {
+  readonly leaseId: string;
+  readonly leaseDec: string;
+  readonly ttlMs: number;
+  readonly expiresAtMs: number;
+  /** Aborted when the session stops being live: a waiting campaign ends with it. */
+  readonly signal: AbortSignal;
+}
+
+/** Where a leadership's key lives: which session kind, and its lease. */
+interface SessionLeaseOf {
+  readonly leaseId: string;
+  /** A campaign session is the campaign's alone: resign revokes it. */
+  readonly campaignOnly: boolean;
+}
+
+/** The lease a session id names: a campaign session's or a lock session's; undefined if neither. */
+function leaseOfSession(sessionId: string): SessionLeaseOf | undefined {
+  const campaign = leaseOfSessionId(sessionId);
+  if (campaign !== undefined) return { leaseId: campaign, campaignOnly: true };
+  const lock = parseSessionId(sessionId);
+  return lock === undefined ? undefined : { leaseId: lock.leaseId, campaignOnly: false };
+}
+
+export interface EtcdElectionsOptions {
+  readonly conn: EtcdConnection;
+  /** Every election's keys live under prefix + name + '/'. */
+  readonly prefix: string;
+  /** Registers work that close() must let finish (a campaign leaving its key) before the client closes. */
+  readonly track: <T>(work: Promise<T>) => Promise<T>;
+  /** The lock backend's resumeSession: this server's copy of a lock session, brought up to date from etcd. */
+  readonly findSession: (id: string, signal: AbortSignal) => Promise<unknown>;
+}
+
 export class EtcdElections implements ElectionBackend {
   readonly #conn: EtcdConnection;
   readonly #prefix: string;
   readonly #track: <T>(work: Promise<T>) => Promise<T>;
+  readonly #findSession: EtcdElectionsOptions['findSession'];
 
-  /**
-   * `prefix`: every election's keys live under prefix + name + '/'. `track` registers work
-   * that close() must let finish (a campaign leaving its key) before the client closes.
-   */
-  constructor(conn: EtcdConnection, prefix: string, track: <T>(work: Promise<T>) => Promise<T>) {
-    this.#conn = conn;
-    this.#prefix = prefix;
-    this.#track = track;
+  constructor(options: EtcdElectionsOptions) {
+    this.#conn = options.conn;
+    this.#prefix = options.prefix;
+    this.#track = options.track;
+    this.#findSession = options.findSession;
+  }
+
+  async findSession(id: string, signal: AbortSignal): Promise<CandidateSession> {
+    const session = await this.#findSession(id, signal);
+    if (!(session instanceof EtcdLockSession))
+      throw new FailedPreconditionError(`session ${sessionRef(id)} is not a lock session of the etcd backend`);
+    return session;
   }
 
   async openSession({ ttlMs, signal }: SessionOptions): Promise<CandidateSession> {
@@ -107,7 +153,9 @@ export class EtcdElections implements ElectionBackend {
   }
 
   hold(session: CandidateSession): Disposable {
-    return this.#etcdOf(session).keepAlive();
+    if (session instanceof CampaignSession) return session.etcd.keepAlive();
+    // A lock session is kept alive by its client, never by the server on its own.
+    return { [Symbol.dispose]() {} };
   }
 
   campaign(session: CandidateSession, options: CampaignOptions): Promise<Leadership> {
@@ -157,7 +205,7 @@ export class EtcdElections implements ElectionBackend {
   }
 
   async resign(ref: LeadershipRef): Promise<void> {
-    const { queue, key, leaseId } = this.#refKey(ref);
+    const { queue, key, leaseId, campaignOnly } = this.#refKey(ref);
     const txn = await this.#conn.call(`resign from election "${ref.name}"`, ref.signal, (client) =>
       client.kv.txn({
         compare: [{ key, target: 'Create', result: 'Equal', create_revision: ref.fencingToken.toString() }],
@@ -165,8 +213,9 @@ export class EtcdElections implements ElectionBackend {
       }),
     );
     if (!txn.succeeded) throw await this.#notLeader(ref, queue, 'resign');
-    // The session was this campaign's alone; revoking it spares etcd tracking it until its TTL.
-    await this.#conn.revoke(leaseIdToDec(leaseId)).catch(() => {});
+    // A campaign session was this campaign's alone; revoking it spares etcd tracking it until
+    // its TTL. A lock session's lease carries the session's locks: it stays.
+    if (campaignOnly) await this.#conn.revoke(leaseIdToDec(leaseId)).catch(() => {});
   }
 
   async leader(name: string, signal: AbortSignal): Promise<LeaderState> {
@@ -217,24 +266,32 @@ export class EtcdElections implements ElectionBackend {
     return { keys: candidatesOf(queue.keyPrefix, all.kvs), revision: BigInt(all.header.revision) };
   }
 
-  #etcdOf(session: CandidateSession): EtcdSession {
+  #etcdOf(session: CandidateSession): CandidateLease {
     if (session instanceof CampaignSession) return session.etcd;
+    if (session instanceof EtcdLockSession)
+      return {
+        leaseId: session.leaseId,
+        leaseDec: leaseIdToDec(session.leaseId),
+        ttlMs: session.ttlMs,
+        expiresAtMs: session.expiresAtMs,
+        signal: session.signal,
+      };
     throw new FailedPreconditionError(
-      `session ${session.ref} is not a campaign session of the etcd backend: campaign without session_id, with ttl_ms`,
+      `session ${session.ref} is not a session of the etcd backend: campaign in a Locks/Session session of it, or without session_id, with ttl_ms`,
     );
   }
 
   /** The key a leadership names, from its session id. */
-  #refKey(ref: LeadershipRef): { queue: LockQueue; key: Buffer; leaseId: string } {
+  #refKey(ref: LeadershipRef): { queue: LockQueue; key: Buffer; leaseId: string; campaignOnly: boolean } {
     throwIfAborted(ref.signal);
     this.#conn.throwIfClosed();
-    const leaseId = leaseOfSessionId(ref.sessionId);
-    if (leaseId === undefined)
+    const lease = leaseOfSession(ref.sessionId);
+    if (lease === undefined)
       throw new NotLeaderError(
-        `leadership.session_id is not a campaign session of the etcd backend: election "${ref.name}" is not led through it; send the Leadership that Campaign answered, as it came`,
+        `leadership.session_id is not a session of the etcd backend: election "${ref.name}" is not led through it; send the Leadership that Campaign answered, as it came`,
       );
     const queue = this.#queue(ref.name);
-    return { queue, key: Buffer.from(queue.ownKey(leaseId)), leaseId };
+    return { queue, key: Buffer.from(queue.ownKey(lease.leaseId)), ...lease };
   }
 
   /** Why `ref` is not the current leadership, saying who leads. */
@@ -252,7 +309,7 @@ export class EtcdElections implements ElectionBackend {
   }
 
   async #campaign(
-    session: EtcdSession,
+    session: CandidateLease,
     sessionId: string,
     { name, value, signal }: CampaignOptions,
   ): Promise<Leadership> {
@@ -320,7 +377,7 @@ export class EtcdElections implements ElectionBackend {
    * election.go waitDeletes: until no candidate key created before ours is left, waiting each
    * time for the one just before ours to go (one deletion wakes one candidate).
    */
-  async #waitForTurn(session: EtcdSession, queue: LockQueue, own: QueueKey, signal: AbortSignal): Promise<void> {
+  async #waitForTurn(session: CandidateLease, queue: LockQueue, own: QueueKey, signal: AbortSignal): Promise<void> {
     const conn = this.#conn;
     const stop = new AbortController();
     setMaxListeners(0, stop.signal);

@@ -141,9 +141,12 @@ export class EtcdLockBackend implements LockBackend {
       },
       forget: (session) => this.#forget(session),
     };
-    this.elections = new EtcdElections(this.#conn, options.electionPrefix ?? 'latchkey/elections/', (work) =>
-      this.#track(() => work),
-    );
+    this.elections = new EtcdElections({
+      conn: this.#conn,
+      prefix: options.electionPrefix ?? 'latchkey/elections/',
+      track: (work) => this.#track(() => work),
+      findSession: (id, signal) => this.resumeSession(id, signal),
+    });
   }
 
   acquire(options: AcquireOptions): Promise<Lease> {
