@@ -332,10 +332,12 @@ export interface LatchkeyClient extends AsyncDisposable {
   watch(name: string, options?: WatchOptions): AsyncIterable<LockEvent>;
   /**
    * Campaigns for election `name` with `value` (what the leader makes known, e.g. its
-   * address) and resolves once this candidate leads (FIFO among the candidates). The
-   * candidacy lives in a session of its own, kept alive while it waits and, once leading,
-   * by the leadership (dispose it, or resign(), to step down). Rejects with NotElectedError
-   * if `waitMs` runs out first.
+   * address) and resolves once this candidate leads (FIFO among the candidates). With lock
+   * sessions on (the default) the candidacy lives in the client's lock session of its backend
+   * and `ttlMs`, kept alive with its locks; with `sessions: false` (or a server without them)
+   * in a session of its own, kept alive while it waits and, once leading, by the leadership.
+   * Dispose it, or resign(), to step down. Rejects with NotElectedError if `waitMs` runs out
+   * first.
    */
   campaign(name: string, value: string, options?: CampaignOptions): Promise<Leadership>;
   /** Who leads election `name` now. */
@@ -564,6 +566,7 @@ class Client implements LatchkeyClient {
       checkOpen: (method) => {
         if (this.#closing !== undefined) throw this.#closedError(method);
       },
+      forCampaign: (backend, ttlMs, election) => this.#sessions?.forCampaign(backend, ttlMs, election),
     });
     this.#sessions =
       sessions === false

@@ -1,7 +1,10 @@
 // Leader election in the SDK: campaign() waits on one Elections/Campaign call until this
-// candidate leads, and hands out a Leadership that keeps its session alive (a KeepAlive every
-// TTL / 3, through the same keeper as a unary lock handle), says through an AbortSignal when
-// it can no longer be trusted, and resigns on dispose. observe() follows Elections/Observe;
+// candidate leads, and hands out a Leadership that says through an AbortSignal when it can no
+// longer be trusted, and resigns on dispose. With lock sessions on (the client's default) the
+// candidacy lives in the client's lock session of its backend and TTL (session.ts), kept
+// alive with the session's locks by its keepalives; else (sessions: false, or a server without
+// them) in a session of its own that the leadership keeps alive, a KeepAlive every TTL / 3
+// through the same keeper as a unary lock handle. observe() follows Elections/Observe;
 // leader() is one Elections/Leader call.
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -15,6 +18,7 @@ import {
 import type { LeaderState__Output, Leadership__Output, ResignResponse__Output } from './common/index.js';
 import { type KeptLease, type LeaseKeeper, refreshingKeeper } from './lock-handle.js';
 import type { Server, ServerList } from './servers.js';
+import type { LockSession, SessionTenant } from './session.js';
 import { serverGone } from './streams.js';
 import type { CallOptions } from './unary-call.js';
 import { msField } from './wire.js';
@@ -133,6 +137,46 @@ export interface ElectionsHost {
   ): Promise<Res>;
   /** Throws CancelledError once the client is closing. */
   checkOpen(method: string): void;
+  /** The lock session a campaign goes through (undefined: a unary Campaign, in a session of its own). */
+  forCampaign?(backend: string, ttlMs: number, election: string): LockSession | undefined;
+}
+
+/**
+ * A candidacy in a lock session: while its campaign waits, the session's loss aborts the
+ * campaign; once it leads, the session's loss or end is its leadership's.
+ */
+class SessionCandidacy implements SessionTenant {
+  readonly election: string;
+  readonly #lost = new AbortController();
+  #held: KeptLease | undefined;
+
+  constructor(election: string) {
+    this.election = election;
+  }
+
+  /** Aborted, with a LeaseLostError, if the session is lost or ends before the campaign is won. */
+  get lost(): AbortSignal {
+    return this.#lost.signal;
+  }
+
+  /** The leadership the campaign won: from now on, it hears of the session. */
+  hold(held: KeptLease): void {
+    this.#held = held;
+    if (this.#lost.signal.aborted) held.lose(this.#lost.signal.reason as LeaseLostError);
+  }
+
+  lose(reason: LeaseLostError): void {
+    if (this.#held !== undefined) this.#held.lose(reason);
+    else this.#lost.abort(reason);
+  }
+
+  ended(error?: Error): void {
+    if (this.#held !== undefined) this.#held.ended(error);
+    else
+      this.#lost.abort(
+        new LeaseLostError(`campaign for election "${this.election}" ended with its lock session`, { cause: error }),
+      );
+  }
 }
 
 /** The leadership as the wire names it in Proclaim, Resign and KeepAlive. */
@@ -183,6 +227,14 @@ export class Elections {
     // The server answers NotElected once waitMs is up, before this deadline.
     const deadlineMs =
       options.deadlineMs ?? (options.waitMs === undefined ? Infinity : options.waitMs + this.#host.deadlineMs);
+    const session = this.#host.forCampaign?.(request.backend, requestedTtlMs, name);
+    if (session !== undefined) {
+      const candidacy = new SessionCandidacy(name);
+      const joined = await session.join(candidacy);
+      // Not joined: the session could not be opened (a server or backend without sessions).
+      if (joined !== undefined)
+        return this.#campaignInSession(session, candidacy, joined.id, request, deadlineMs, options);
+    }
     const sentAt = performance.now();
     const message = await this.#host.invoke<Leadership__Output>(
       'Campaign',
@@ -237,6 +289,73 @@ export class Elections {
       throw err;
     }
     this.#leaderships.add(leadership);
+    return leadership;
+  }
+
+  /**
+   * A Campaign that names the session's id: the candidacy lives on the session's lease, and
+   * its keepalives keep it alive; resign is one Resign, and the session goes on.
+   */
+  async #campaignInSession(
+    session: LockSession,
+    candidacy: SessionCandidacy,
+    sessionId: string,
+    request: { readonly name: string } & Record<string, unknown>,
+    deadlineMs: number,
+    options: CampaignOptions,
+  ): Promise<Leadership> {
+    const signal = options.signal === undefined ? candidacy.lost : AbortSignal.any([options.signal, candidacy.lost]);
+    let message: Leadership__Output;
+    try {
+      message = await this.#host.invoke<Leadership__Output>(
+        'Campaign',
+        ({ elections }, md, o, cb) => elections.Campaign({ ...request, session_id: sessionId, ttl_ms: '0' }, md, o, cb),
+        {
+          signal,
+          deadlineMs,
+          // NOTE: as for a unary campaign: a win that crossed our cancel is resigned at once.
+          onAbandoned: (won) => void this.#resign(won, this.#host.deadlineMs).catch(() => {}),
+        },
+      );
+    } catch (err) {
+      session.leave(candidacy);
+      if (candidacy.lost.aborted && !options.signal?.aborted) throw candidacy.lost.reason;
+      throw err;
+    }
+    // However it ends (resigned, lost, refused a proclaim), the candidacy leaves the session.
+    const leadership = new LeadershipHandle(message, this.#host.deadlineMs, this, (h) => {
+      this.#leaderships.delete(h);
+      session.leave(candidacy);
+    });
+    // NOTE: the session's keepalives keep the candidacy's lease alive, but they cannot tell a
+    // leadership resigned from elsewhere (a Resign with its id) or ended by the backend: the
+    // leadership also checks itself with a KeepAlive every TTL / 3 (one call per leadership,
+    // not per lock), which names it and renews the same session.
+    const keeper = refreshingKeeper({
+      label: `leadership of election "${message.name}"`,
+      ttlMs: session.ttlMs || Number(message.ttl_ms),
+      expiresAtMs: message.expires_at_ms,
+      sentAt: performance.now(),
+      deadlineMs: this.#host.deadlineMs,
+      calls: {
+        refresh: (_ttlMs, o) =>
+          this.#host.invoke<Leadership__Output>(
+            'KeepAlive',
+            ({ elections }, md, co, cb) => elections.KeepAlive({ leadership: refOf(message) }, md, co, cb),
+            { ...o, retry: false },
+          ),
+        release: async (o) => void (await this.#resign(message, o.deadlineMs, o.signal)),
+      },
+    });
+    candidacy.hold(leadership);
+    leadership.start(keeper);
+    try {
+      this.#host.checkOpen('Campaign');
+    } catch (err) {
+      await leadership.resign();
+      throw err;
+    }
+    if (leadership.state === 'leading') this.#leaderships.add(leadership);
     return leadership;
   }
 
@@ -381,8 +500,25 @@ class LeadershipHandle implements Leadership, KeptLease {
   }
 
   ended(error?: Error): void {
-    // A leadership's session is its own: it ends only by resign() or expiry.
-    this.lose(new LeaseLostError(`leadership of election "${this.election}" ended with its session`, { cause: error }));
+    // Only a lock session ends under a leadership (the client is closing): its end resigns it,
+    // or, with `error`, could not be confirmed, and the next candidate leads at its expiry.
+    if (this.#stopped) return;
+    this.#stop();
+    if (error === undefined)
+      this.#settle(
+        'resigned',
+        undefined,
+        new CancelledError(`leadership of election "${this.election}" was resigned with its lock session`),
+      );
+    else
+      this.#settle(
+        'resign-failed',
+        error,
+        new CancelledError(
+          `leadership of election "${this.election}" was given up with its lock session, whose end was not confirmed (${error.message}); the next candidate leads when the session expires`,
+          { cause: error },
+        ),
+      );
   }
 
   async proclaim(value: string, options: CallOptions = {}): Promise<void> {

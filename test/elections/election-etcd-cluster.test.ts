@@ -41,7 +41,7 @@ describe('elections on a 3-member etcd, its leader killed mid-run', { skip: etcd
     timeout: 60_000,
   }, async (t) => {
     const name = `cluster-failover-${process.pid}`;
-    await using leader = runScript(CANDIDATE, [a.address, name, 'etcd', String(TTL_MS), 'the-leader']);
+    await using leader = runScript(CANDIDATE, [a.address, name, 'etcd', String(TTL_MS), 'on', 'the-leader']);
     const led = await leader.waitFor((m) => typeof m.leading === 'string', 'the leadership');
     await using client = connect(b.address);
     let ledAt: number | undefined;

@@ -6,6 +6,8 @@
 //   the kill, and not before the dead leader's session could have expired.
 // - SIGSTOP: the leader stalls past its TTL; the next candidate leads and writes, and when the
 //   stalled leader wakes its writes, fenced by its old leadership, are refused.
+// Each with the leader campaigning inside its client's lock session (the SDK's default) and
+// with a unary Campaign (sessions: false) in a session of its own.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,9 +43,25 @@ function successor(client: LatchkeyClient, name: string, backend: string) {
   return { campaign, ledAt: () => ledAt };
 }
 
-async function leaderKilled(t: TestContext, backend: string, leaderServer: TestServer, nextServer: TestServer) {
-  const name = `failover-kill-${backend}-${process.pid}`;
-  await using leader = runScript(CANDIDATE, [leaderServer.address, name, backend, String(TTL_MS), 'the-leader']);
+type Sessions = 'on' | 'off';
+const SESSIONS: readonly Sessions[] = ['on', 'off'];
+
+async function leaderKilled(
+  t: TestContext,
+  backend: string,
+  sessions: Sessions,
+  leaderServer: TestServer,
+  nextServer: TestServer,
+) {
+  const name = `failover-kill-${backend}-${sessions}-${process.pid}`;
+  await using leader = runScript(CANDIDATE, [
+    leaderServer.address,
+    name,
+    backend,
+    String(TTL_MS),
+    sessions,
+    'the-leader',
+  ]);
   const led = await leader.waitFor((m) => typeof m.leading === 'string', 'the leadership');
   await using client = connect(nextServer.address);
   const next = successor(client, name, backend);
@@ -62,7 +80,7 @@ async function leaderKilled(t: TestContext, backend: string, leaderServer: TestS
   const tookMs = next.ledAt()! - killedAt;
   assert.deepEqual(await leader.exited(), { code: null, signal: 'SIGKILL' });
   t.diagnostic(
-    `${backend}: leader SIGKILLed, successor led ${tookMs.toFixed(0)} ms later (TTL ${TTL_MS} ms, bound ${LEAD_WITHIN_MS} ms)`,
+    `${backend}, sessions ${sessions}: leader SIGKILLed, successor led ${tookMs.toFixed(0)} ms later (TTL ${TTL_MS} ms, bound ${LEAD_WITHIN_MS} ms)`,
   );
   assert.ok(
     tookMs <= LEAD_WITHIN_MS,
@@ -81,14 +99,21 @@ async function leaderKilled(t: TestContext, backend: string, leaderServer: TestS
 /** Whether the kernel reports the process stopped (the signal is delivered asynchronously). */
 const stopped = (pid: number) => /^\d+ \(.*\) [Tt] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
 
-async function leaderStalls(t: TestContext, backend: string, leaderServer: TestServer, nextServer: TestServer) {
-  const name = `failover-stall-${backend}-${process.pid}`;
+async function leaderStalls(
+  t: TestContext,
+  backend: string,
+  sessions: Sessions,
+  leaderServer: TestServer,
+  nextServer: TestServer,
+) {
+  const name = `failover-stall-${backend}-${sessions}-${process.pid}`;
   const key = `${name}/state`;
   await using leader: Script = runScript(CANDIDATE, [
     leaderServer.address,
     name,
     backend,
     String(TTL_MS),
+    sessions,
     'stalled',
     key,
   ]);
@@ -103,7 +128,9 @@ async function leaderStalls(t: TestContext, backend: string, leaderServer: TestS
   await until('the leader to be stopped', () => stopped(leader.pid), 5_000);
   const leadership = await next.campaign;
   const tookMs = next.ledAt()! - stoppedAt;
-  t.diagnostic(`${backend}: leader SIGSTOPped, successor led ${tookMs.toFixed(0)} ms later (TTL ${TTL_MS} ms)`);
+  t.diagnostic(
+    `${backend}, sessions ${sessions}: leader SIGSTOPped, successor led ${tookMs.toFixed(0)} ms later (TTL ${TTL_MS} ms)`,
+  );
   assert.ok(
     tookMs >= TTL_MS / 3,
     `${backend}: the successor led ${tookMs.toFixed(0)} ms into the stall, before the stalled leader's session could have expired`,
@@ -140,14 +167,18 @@ describe('election failover, memory backend', () => {
   after(async () => {
     await server?.[Symbol.asyncDispose]();
   });
-  test('the leader SIGKILLed: the next candidate leads within TTL + 1 s', { timeout: 60_000 }, (t) =>
-    leaderKilled(t, 'memory', server, server),
-  );
-  test(
-    "the leader SIGSTOPped past its TTL: another leads, and the stalled leader's late fenced writes are refused",
-    { timeout: 60_000 },
-    (t) => leaderStalls(t, 'memory', server, server),
-  );
+  for (const sessions of SESSIONS) {
+    test(
+      `sessions ${sessions}: the leader SIGKILLed: the next candidate leads within TTL + 1 s`,
+      { timeout: 60_000 },
+      (t) => leaderKilled(t, 'memory', sessions, server, server),
+    );
+    test(
+      `sessions ${sessions}: the leader SIGSTOPped past its TTL: another leads, and the stalled leader's late fenced writes are refused`,
+      { timeout: 60_000 },
+      (t) => leaderStalls(t, 'memory', sessions, server, server),
+    );
+  }
 });
 
 describe('election failover, etcd backend (two servers on one etcd)', { skip: etcdMissing() }, () => {
@@ -170,15 +201,17 @@ describe('election failover, etcd backend (two servers on one etcd)', { skip: et
     await b?.[Symbol.asyncDispose]();
     await etcd?.[Symbol.asyncDispose]();
   });
-  test(
-    'the leader SIGKILLed: the next candidate, on another server, leads within TTL + 1 s',
-    { timeout: 60_000 },
-    (t) => leaderKilled(t, 'etcd', a, b),
-  );
-  // NOTE: the cache is each server's own LRU: both candidates write through server b.
-  test(
-    "the leader SIGSTOPped past its TTL: another leads, and the stalled leader's late fenced writes are refused",
-    { timeout: 60_000 },
-    (t) => leaderStalls(t, 'etcd', b, b),
-  );
+  for (const sessions of SESSIONS) {
+    test(
+      `sessions ${sessions}: the leader SIGKILLed: the next candidate, on another server, leads within TTL + 1 s`,
+      { timeout: 60_000 },
+      (t) => leaderKilled(t, 'etcd', sessions, a, b),
+    );
+    // NOTE: the cache is each server's own LRU: both candidates write through server b.
+    test(
+      `sessions ${sessions}: the leader SIGSTOPped past its TTL: another leads, and the stalled leader's late fenced writes are refused`,
+      { timeout: 60_000 },
+      (t) => leaderStalls(t, 'etcd', sessions, b, b),
+    );
+  }
 });
