@@ -132,8 +132,9 @@ class MeteredLockBackend implements LockBackend {
     this.#sessionMeter = sessions;
     // A watch is a stream, not an operation: nothing of it is counted here.
     if (backend.watch !== undefined) this.watch = backend.watch.bind(backend);
-    // NOTE: elections pass through unwrapped: the Elections RPCs are counted per method by the
-    // call context, and a campaign's session is the backend's own (etcd finds its lease by it).
+    // NOTE: elections pass through unmetered: the Elections RPCs are counted per method and
+    // code by the call context (latchkey_rpc_*), and a candidacy's session is the backend's
+    // own object (etcd finds its lease by it), never a metered wrapper.
     if (backend.elections !== undefined) this.elections = backend.elections;
     if (backend.openSession !== undefined) this.openSession = (options) => this.#openSession(options);
     if (backend.resumeSession !== undefined) this.resumeSession = (id, signal) => this.#resumeSession(id, signal);

@@ -11,8 +11,9 @@
 // session object as metered-backend.ts does (a resume through this server returns the object
 // it returned before): its acquire and release are spans as Acquire's and Release's are (no
 // ttl_ms: the session's lease is the lock's); its keepalive and end are the stream's, covered
-// by the Session call's span, and pass through.
+// by the Session call's span, and pass through. Elections: traced-election.ts.
 import type { ElectionBackend } from './election.js';
+import { tracedElections } from './traced-election.js';
 import type { Attributes } from '@opentelemetry/api';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
 import { inSpan } from '../tracing.js';
@@ -67,9 +68,8 @@ class TracedLockBackend implements LockBackend {
     if (backend.location !== undefined) this.location = backend.location;
     this.#backend = backend;
     if (backend.watch !== undefined) this.watch = backend.watch.bind(backend);
-    // NOTE: elections pass through unwrapped: the Elections RPCs are counted per method by the
-    // call context, and a campaign's session is the backend's own (etcd finds its lease by it).
-    if (backend.elections !== undefined) this.elections = backend.elections;
+    // A span per election operation too (traced-election.ts).
+    if (backend.elections !== undefined) this.elections = tracedElections(backend.elections, backend.kind);
     if (backend.openSession !== undefined) {
       const open = backend.openSession.bind(backend);
       this.openSession = async (options) => this.#wrap(await open(options));

@@ -137,6 +137,10 @@ describe('OpenTelemetry traces through the SDK, the server, etcd and memcached',
         await using lock = await client.lock('orders/42', { ttlMs: 5_000, owner: 'shop' });
         await client.cache().set('orders/42/status', SECRET, { fence: lock });
       }
+      {
+        // A unary Campaign (sessions: false) and, at the end of the block, its Resign.
+        await using _leadership = await client.campaign('orders/dispatcher', 'shop-1', { ttlMs: 5_000 });
+      }
       span.end();
       return span.spanContext();
     });
@@ -202,6 +206,26 @@ describe('OpenTelemetry traces through the SDK, the server, etcd and memcached',
       descendants(spans, lockRelease).some((s) => s.name.startsWith('etcdserverpb.')),
       `the release's etcd requests: ${names(descendants(spans, lockRelease))}`,
     );
+
+    // The election: one backend span under each of its RPCs, etcd requests under those.
+    const campaign = one(inCheckout, 'Campaign', (s) => s.name === 'latchkey.v1.Elections/Campaign');
+    const resign = one(inCheckout, 'Resign', (s) => s.name === 'latchkey.v1.Elections/Resign');
+    for (const rpc of [campaign, resign]) assert.equal(rpc.parentSpanId, root.spanId, rpc.name);
+    const electionCampaign = one(
+      descendants(spans, campaign),
+      'election campaign',
+      (s) => s.name === 'election campaign',
+    );
+    assert.equal(electionCampaign.parentSpanId, campaign.spanId);
+    assert.equal(electionCampaign.attributes['latchkey.election.name'], 'orders/dispatcher');
+    assert.equal(electionCampaign.attributes['latchkey.election.backend'], 'etcd');
+    assert.equal(electionCampaign.attributes['latchkey.outcome'], 'elected');
+    assert.ok(
+      descendants(spans, electionCampaign).some((s) => s.name === 'etcdserverpb.KV/Txn'),
+      `the campaign's etcd requests: ${names(descendants(spans, electionCampaign))}`,
+    );
+    const electionResign = one(descendants(spans, resign), 'election resign', (s) => s.name === 'election resign');
+    assert.equal(electionResign.attributes['latchkey.outcome'], 'resigned');
 
     // The fenced write: its own span in the caller's trace (the op carried the context),
     // linked to the stream's; a fenced write of a new key on memcached reads the key, adds a
