@@ -129,7 +129,13 @@ function createLockBackends(
     backends.map((b) => [
       b.kind,
       tracedBackend(
-        meteredBackend(b, metrics.lock(b.kind), log, b.capabilities.sessions ? metrics.session(b.kind) : undefined),
+        meteredBackend(
+          b,
+          metrics.lock(b.kind),
+          log,
+          b.capabilities.sessions ? metrics.session(b.kind) : undefined,
+          b.capabilities.elections ? metrics.election(b.kind) : undefined,
+        ),
       ),
     ]),
   );

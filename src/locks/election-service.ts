@@ -28,7 +28,15 @@ import {
 import type { Logger } from '../log.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { LockBackend } from './backend.js';
-import type { CandidateSession, ElectionBackend, LeaderState, Leadership, LeadershipRef } from './election.js';
+import {
+  CAMPAIGN_WAIT_ENDED,
+  type CandidateSession,
+  type ElectionBackend,
+  type LeaderState,
+  type Leadership,
+  type LeadershipRef,
+  waitEnded,
+} from './election.js';
 
 /** The largest value a candidate may proclaim, in bytes of UTF-8. */
 export const MAX_ELECTION_VALUE_BYTES = 65_536;
@@ -209,7 +217,9 @@ export function createElectionService(
       // NOTE: gRPC deadlines are real time; systemClock.schedule chains delays past setTimeout's
       // 24.8-day limit (a longer one would fire at once).
       const deadline =
-        withinMs === Infinity ? undefined : systemClock.schedule(Math.max(1, withinMs), () => stop.abort('deadline'));
+        withinMs === Infinity
+          ? undefined
+          : systemClock.schedule(Math.max(1, withinMs), () => stop.abort(CAMPAIGN_WAIT_ENDED));
       let leadership: Leadership;
       try {
         using _alive = own ? elections.hold(session) : undefined;
@@ -217,7 +227,7 @@ export function createElectionService(
       } catch (err) {
         // A session made for this campaign has no other use.
         if (own) await session.end().catch(() => {});
-        if (stop.signal.reason === 'deadline' && err instanceof CancelledError) {
+        if (waitEnded(stop.signal, err)) {
           const state = await elections.leader(name, new AbortController().signal).catch(() => undefined);
           throw new NotElectedError(
             `not elected in election "${name}" within ${waitMs < Infinity && waitMs === withinMs ? `wait_ms (${waitMs} ms)` : "the call's deadline"}: ${state === undefined ? 'its leader could not be read' : leaderText(state)}; campaign again, and wait longer to lead`,

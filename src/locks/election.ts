@@ -3,6 +3,7 @@
 // that declare `elections` (memory-election.ts, etcd/election.ts). A candidacy lives in a
 // session, as a lock does: when the session ends or expires, the candidacy ends with it, and
 // only then does the next candidate lead.
+import { CancelledError } from '../errors.js';
 import type { SessionLeaseInfo, SessionOptions, SessionState } from './backend.js';
 
 /**
@@ -116,6 +117,16 @@ export interface ElectionBackend {
    */
   observe(name: string, signal: AbortSignal): AsyncIterable<LeaderState>;
 }
+
+/**
+ * The reason a campaign's signal aborts with when its wait (wait_ms, or the call's deadline)
+ * runs out: the candidate was not elected in time, rather than withdrawn by its caller.
+ */
+export const CAMPAIGN_WAIT_ENDED = 'campaign wait ended';
+
+/** Whether a campaign that rejected with `err` under `signal` ran out of wait (see CAMPAIGN_WAIT_ENDED). */
+export const waitEnded = (signal: AbortSignal, err: unknown): boolean =>
+  signal.reason === CAMPAIGN_WAIT_ENDED && err instanceof CancelledError;
 
 export const noLeader = (name: string, candidates = 0): LeaderState => ({
   name,

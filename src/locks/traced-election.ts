@@ -11,18 +11,19 @@ import type { Attributes } from '@opentelemetry/api';
 import { CancelledError, NotElectedError, NotLeaderError, SessionExpiredError, ShuttingDownError } from '../errors.js';
 import { inSpan } from '../tracing.js';
 import type { SessionOptions } from './backend.js';
-import type {
-  CampaignOptions,
-  CandidateSession,
-  ElectionBackend,
-  LeaderState,
-  Leadership,
-  LeadershipRef,
+import {
+  type CampaignOptions,
+  type CandidateSession,
+  type ElectionBackend,
+  type LeaderState,
+  type Leadership,
+  type LeadershipRef,
+  waitEnded,
 } from './election.js';
 
 /** How a campaign ended, when it did not win. */
-function campaignFailure(err: unknown): string {
-  if (err instanceof NotElectedError) return 'not_elected';
+function campaignFailure(signal: AbortSignal, err: unknown): string {
+  if (waitEnded(signal, err) || err instanceof NotElectedError) return 'not_elected';
   if (err instanceof SessionExpiredError) return 'expired';
   if (err instanceof CancelledError || err instanceof ShuttingDownError) return 'cancelled';
   return 'error';
@@ -63,7 +64,7 @@ class TracedElections implements ElectionBackend {
       () => this.#election(options.name),
       () => this.#elections.campaign(session, options),
       () => 'elected',
-      campaignFailure,
+      (err) => campaignFailure(options.signal, err),
     );
   }
 
