@@ -11,6 +11,7 @@ import type { CampaignRequest, Leadership__Output } from '../../client/common/in
 import { connect, type ConnectOptions } from '../../client/index.js';
 import { etcdctl, etcdMissing, type EtcdMember, startEtcd } from '../support/etcd.js';
 import { startServer, type TestServer } from '../support/server.js';
+import { SessionStream } from '../support/session-stream.js';
 
 /** A client interceptor that keeps every Campaign request and answer. */
 function capturing(): { options: ConnectOptions; sent: CampaignRequest[]; won: Leadership__Output[] } {
@@ -143,4 +144,43 @@ describe('candidacies in lock sessions, etcd backend', { skip: etcdMissing() }, 
     () => server,
     () => etcd.endpoint,
   );
+
+  test('etcd: a campaign through another server than the session stream waits past the TTL, and leads', async () => {
+    await using other = await startServer({
+      lruMaxEntries: 1_000,
+      etcdEndpoints: etcd.endpoint,
+      etcdPrefix: `${PREFIX}locks/`,
+      etcdElectionPrefix: `${PREFIX}elections/`,
+    });
+    const name = `cross-server-${process.pid}`;
+    const leader = await server.call<Leadership__Output>(server.elections, 'Campaign', {
+      name,
+      backend: 'etcd',
+      value: 'leader',
+      ttl_ms: 10_000,
+    });
+    const stream = await SessionStream.open(server.locks, { backend: 'etcd', ttl_ms: 1_000 });
+    try {
+      const waiting = other.call<Leadership__Output>(other.elections, 'Campaign', {
+        name,
+        backend: 'etcd',
+        value: 'in-session',
+        session_id: stream.opened.session_id,
+      });
+      waiting.catch(() => {});
+      // The session's own stream (on the first server) keeps it alive for three of its TTLs,
+      // while the second server's copy, unrenewed there, steps aside.
+      for (let i = 0; i < 9; i++) {
+        await stream.op({ keepalive: {} });
+        await sleep(330);
+      }
+      await server.call(server.elections, 'Resign', { leadership: leader });
+      const won = await waiting;
+      assert.equal(won.value, 'in-session');
+      assert.equal(won.session_id, stream.opened.session_id);
+      await other.call(other.elections, 'Resign', { leadership: won });
+    } finally {
+      await stream.close();
+    }
+  });
 });

@@ -13,6 +13,7 @@
 // alike. Resigning from a lock session deletes the key only; the session goes on.
 import { setMaxListeners } from 'node:events';
 import {
+  AbortedError,
   BackendUnavailableError,
   CancelledError,
   FailedPreconditionError,
@@ -268,14 +269,26 @@ export class EtcdElections implements ElectionBackend {
 
   #etcdOf(session: CandidateSession): CandidateLease {
     if (session instanceof CampaignSession) return session.etcd;
-    if (session instanceof EtcdLockSession)
+    if (session instanceof EtcdLockSession) {
+      // NOTE: this server's copy of a session served by a stream elsewhere may step aside
+      // (AbortedError: another server serves it) while the session lives on: that must not
+      // end a campaign still waiting through this server. The session's real end still does:
+      // etcd deletes the candidate's key with its lease, which the wait's check finds
+      // (ownKeyExists).
+      const ended = new AbortController();
+      const onEnd = () => {
+        if (!(session.signal.reason instanceof AbortedError)) ended.abort(session.signal.reason);
+      };
+      if (session.signal.aborted) onEnd();
+      else session.signal.addEventListener('abort', onEnd, { once: true });
       return {
         leaseId: session.leaseId,
         leaseDec: leaseIdToDec(session.leaseId),
         ttlMs: session.ttlMs,
         expiresAtMs: session.expiresAtMs,
-        signal: session.signal,
+        signal: ended.signal,
       };
+    }
     throw new FailedPreconditionError(
       `session ${session.ref} is not a session of the etcd backend: campaign in a Locks/Session session of it, or without session_id, with ttl_ms`,
     );
