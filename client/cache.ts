@@ -17,6 +17,7 @@ import type {
   TouchRequest,
   TouchResponse__Output,
 } from './common/index.js';
+import type { Leadership } from './elections.js';
 import type { LockHandle } from './lock-handle.js';
 import type { CallOptions } from './unary-call.js';
 import { int64Field, msField, toBuffer, uint64Field } from './wire.js';
@@ -31,12 +32,15 @@ export interface CacheItem {
 }
 
 /**
- * The lock a fenced write is made under: a LockHandle, or the same three fields by hand.
- * The key remembers the lock and token of its last fenced write, and the server refuses a
- * fenced write with an older token (FencedOutError): a holder whose lease ran out cannot
- * overwrite what the next holder wrote.
+ * The lock or leadership a fenced write is made under: a LockHandle or a Leadership, or the
+ * same three fields by hand. The key remembers the lock (or election) and token of its last
+ * fenced write, and the server refuses a fenced write with an older token (FencedOutError):
+ * a holder whose lease ran out, or a leader that has been deposed, cannot overwrite what the
+ * next one wrote. Lock "x" and election "x" are different fences.
  */
-export type Fence = Pick<LockHandle, 'name' | 'backend' | 'fencingToken'>;
+export type Fence =
+  | Pick<LockHandle, 'name' | 'backend' | 'fencingToken'>
+  | Pick<Leadership, 'election' | 'backend' | 'fencingToken'>;
 
 export interface WriteOptions extends CallOptions {
   /**
@@ -171,9 +175,11 @@ function expectOutcome<T extends string>(method: string, outcome: string, allowe
 }
 
 function fenceField(fence: Fence | undefined) {
-  return fence === undefined
-    ? null
-    : { lock: fence.name, backend: fence.backend, token: uint64Field('fence.token', fence.fencingToken) };
+  if (fence === undefined) return null;
+  const token = uint64Field('fence.token', fence.fencingToken);
+  return 'election' in fence
+    ? { election: fence.election, backend: fence.backend, token }
+    : { lock: fence.name, backend: fence.backend, token };
 }
 
 function jitter(attempt: number): Promise<void> {

@@ -21,6 +21,8 @@ import { CancelledError, fromStatus, InternalError, InvalidArgumentError, Unavai
 import {
   type CacheProto,
   type CacheClient as CacheStub,
+  type ElectionsProto,
+  type ElectionsClient as ElectionsStub,
   type Lease__Output,
   type LockEvent__Output,
   type LockState__Output,
@@ -29,9 +31,17 @@ import {
   type LocksProto,
   loadPackageDefinition,
 } from './common/index.js';
+import {
+  type CampaignOptions,
+  Elections,
+  type Leader,
+  type LeaderOptions,
+  type Leadership,
+  type ObserveOptions,
+} from './elections.js';
 import { createLockHandle, openLockHandle, type LeaseCalls, type LeaseKeeper, type LockHandle } from './lock-handle.js';
 import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js';
-import { parseAddresses, ServerList } from './servers.js';
+import { parseAddresses, type Server, ServerList } from './servers.js';
 import { DEFAULT_SESSIONS, type SessionOptions } from './session.js';
 import { SessionPool, sessionAcquire } from './session-pool.js';
 import { neverSent, serverGone, unanswered } from './streams.js';
@@ -222,6 +232,8 @@ export interface Capabilities {
    * resumes through another server only where `acrossHosts` holds too.
    */
   readonly sessions: boolean;
+  /** campaign(), observe() and leader(): leader election. */
+  readonly elections: boolean;
 }
 
 export interface LockHolder {
@@ -318,6 +330,25 @@ export interface LatchkeyClient extends AsyncDisposable {
    * with a fresh STATE.
    */
   watch(name: string, options?: WatchOptions): AsyncIterable<LockEvent>;
+  /**
+   * Campaigns for election `name` with `value` (what the leader makes known, e.g. its
+   * address) and resolves once this candidate leads (FIFO among the candidates). With lock
+   * sessions on (the default) the candidacy lives in the client's lock session of its backend
+   * and `ttlMs`, kept alive with its locks; with `sessions: false` (or a server without them)
+   * in a session of its own, kept alive while it waits and, once leading, by the leadership.
+   * Dispose it, or resign(), to step down. Rejects with NotElectedError if `waitMs` runs out
+   * first.
+   */
+  campaign(name: string, value: string, options?: CampaignOptions): Promise<Leadership>;
+  /** Who leads election `name` now. */
+  leader(name: string, options?: LeaderOptions): Promise<Leader>;
+  /**
+   * Follows election `name`: yields its current leader (or none), then one Leader per change
+   * (a new leader, a value proclaimed, nobody leading), in order. Ends without error when
+   * `signal` aborts, the loop breaks, the server ends the stream (at shutdown) or the client
+   * closes; a failure is thrown as the SDK's error for it. NOTE: not resumed after a failure.
+   */
+  observe(name: string, options?: ObserveOptions): AsyncIterable<Leader>;
   /** The cache API on one store; default the server's default store. */
   cache(store?: string): CacheClient;
   /**
@@ -333,10 +364,11 @@ export const DEFAULT_DEADLINE_MS = 10_000;
 export const DEFAULT_TTL_MS = 15_000;
 export const DEFAULT_RETRY: RetryOptions = { attempts: 3, baseDelayMs: 100, maxDelayMs: 1_000 };
 
-let proto: (LocksProto & CacheProto)['latchkey']['v1'] | undefined;
+let proto: (LocksProto & CacheProto & ElectionsProto)['latchkey']['v1'] | undefined;
 
 function services() {
-  proto ??= (grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as LocksProto & CacheProto).latchkey.v1;
+  proto ??= (grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as LocksProto & CacheProto & ElectionsProto)
+    .latchkey.v1;
   return proto;
 }
 
@@ -353,6 +385,7 @@ function toCapabilities(c: LockState__Output['capabilities']): Capabilities {
     shared: c?.shared ?? false,
     watch: c?.watch ?? false,
     sessions: c?.sessions ?? false,
+    elections: c?.elections ?? false,
   };
 }
 
@@ -454,9 +487,9 @@ function sessionOptions(option: boolean | SessionOptions | undefined): Required<
   return merged;
 }
 
-/** A Locks unary call on whichever server is current when the attempt starts. */
-type LockCall<Res> = (
-  locks: LocksStub,
+/** A unary call (Locks or Elections) on whichever server is current when the attempt starts. */
+type ServerCall<Res> = (
+  server: Server,
   metadata: grpc.Metadata,
   options: grpc.CallOptions,
   callback: grpc.requestCallback<Res>,
@@ -480,6 +513,7 @@ class Client implements LatchkeyClient {
   readonly #forgetHandle = (handle: LockHandle) => void this.#handles.delete(handle);
   readonly #watches = new Set<grpc.ClientReadableStream<LockEvent__Output>>();
   readonly #flights: Flights = new Map();
+  readonly #elections: Elections;
   #closing: Promise<void> | undefined;
   #closed = false;
 
@@ -506,15 +540,19 @@ class Client implements LatchkeyClient {
       ...options.channelOptions,
       interceptors,
     };
-    const { Locks, Cache } = services();
+    const { Locks, Cache, Elections: ElectionsService } = services();
     this.#servers = new ServerList(addresses, (address) => {
       const locks: LocksStub = new Locks(address, credentials, channelOptions);
-      // One channel (one HTTP/2 connection) per server for both services.
+      // One channel (one HTTP/2 connection) per server for every service.
       const cache: CacheStub = new Cache(address, credentials, {
         ...channelOptions,
         channelOverride: locks.getChannel(),
       });
-      return { address, locks, cache };
+      const elections: ElectionsStub = new ElectionsService(address, credentials, {
+        ...channelOptions,
+        channelOverride: locks.getChannel(),
+      });
+      return { address, locks, cache, elections };
     });
     this.#cache = createCacheTransport({
       address: this.address,
@@ -522,6 +560,15 @@ class Client implements LatchkeyClient {
       deadlineMs: this.#deadlineMs,
       retry: this.#retry,
       pipeline,
+    });
+    this.#elections = new Elections({
+      servers: this.#servers,
+      deadlineMs: this.#deadlineMs,
+      invoke: (method, call, options) => this.#invoke(method, call, options),
+      checkOpen: (method) => {
+        if (this.#closing !== undefined) throw this.#closedError(method);
+      },
+      forCampaign: (backend, ttlMs, election) => this.#sessions?.forCampaign(backend, ttlMs, election),
     });
     this.#sessions =
       sessions === false
@@ -545,7 +592,7 @@ class Client implements LatchkeyClient {
    * the next one; one that was never sent (the server unreachable)
    * is safe to repeat for any method, and is, on each other server once.
    */
-  async #invoke<Res>(method: string, call: LockCall<Res>, options: InvokeOptions<Res>): Promise<Res> {
+  async #invoke<Res>(method: string, call: ServerCall<Res>, options: InvokeOptions<Res>): Promise<Res> {
     const deadlineMs = options.deadlineMs ?? this.#deadlineMs;
     const deadline = performance.now() + deadlineMs;
     for (let tried = 1; ; tried++) {
@@ -554,7 +601,7 @@ class Client implements LatchkeyClient {
         return await unaryCall<Res>(
           (md, o, cb) => {
             const server = this.#servers.current;
-            return call(server.locks, md, o, (err, response) => {
+            return call(server, md, o, (err, response) => {
               if (err !== null && (serverGone(err) || unanswered(err))) this.#servers.failed(server);
               cb(err, response);
             });
@@ -614,7 +661,7 @@ class Client implements LatchkeyClient {
     const sentAt = performance.now();
     const lease = await this.#invoke<Lease__Output>(
       'Acquire',
-      (locks, md, o, cb) => locks.Acquire(request, md, o, cb),
+      ({ locks }, md, o, cb) => locks.Acquire(request, md, o, cb),
       {
         signal: options.signal,
         deadlineMs: deadlineMs - (sentAt - started),
@@ -666,13 +713,13 @@ class Client implements LatchkeyClient {
       refresh: (ttlMs, options) =>
         this.#invoke<Lease__Output>(
           'Refresh',
-          (locks, md, o, cb) => locks.Refresh({ ...ref, ttl_ms: msField('ttlMs', ttlMs) }, md, o, cb),
+          ({ locks }, md, o, cb) => locks.Refresh({ ...ref, ttl_ms: msField('ttlMs', ttlMs) }, md, o, cb),
           { ...options, retry: false },
         ),
       release: async (options) => {
         await this.#invoke<ReleaseResponse__Output>(
           'Release',
-          (locks, md, o, cb) => locks.Release(ref, md, o, cb),
+          ({ locks }, md, o, cb) => locks.Release(ref, md, o, cb),
           options,
         );
       },
@@ -694,11 +741,15 @@ class Client implements LatchkeyClient {
       const viaSession = await this.#sessions?.forDescribe(backend)?.describe(request, deadlineMs, signal);
       return (
         viaSession ??
-        (await this.#invoke<LockState__Output>('Describe', (locks, md, o, cb) => locks.Describe(request, md, o, cb), {
-          deadlineMs,
-          signal,
-          retry: false,
-        }))
+        (await this.#invoke<LockState__Output>(
+          'Describe',
+          ({ locks }, md, o, cb) => locks.Describe(request, md, o, cb),
+          {
+            deadlineMs,
+            signal,
+            retry: false,
+          },
+        ))
       );
     };
     const deadlineMs = options.deadlineMs ?? this.#deadlineMs;
@@ -741,6 +792,18 @@ class Client implements LatchkeyClient {
     }
   }
 
+  campaign(name: string, value: string, options?: CampaignOptions): Promise<Leadership> {
+    return this.#elections.campaign(name, value, options);
+  }
+
+  leader(name: string, options?: LeaderOptions): Promise<Leader> {
+    return this.#elections.leader(name, options);
+  }
+
+  observe(name: string, options?: ObserveOptions): AsyncIterable<Leader> {
+    return this.#elections.observe(name, options);
+  }
+
   cache(store = ''): CacheClient {
     return createCacheClient(this.#cache.call, store, this.#deadlineMs, this.#flights);
   }
@@ -749,7 +812,7 @@ class Client implements LatchkeyClient {
     this.#closing ??= (async () => {
       // Each session ends at once with all its locks; unary handles release one by one.
       await this.#sessions?.close();
-      await Promise.all([...this.#handles].map((h) => h.release()));
+      await Promise.all([...[...this.#handles].map((h) => h.release()), this.#elections.close()]);
       this.#closed = true;
       for (const call of this.#watches) call.cancel();
       this.#cache.close();

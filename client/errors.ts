@@ -76,6 +76,17 @@ export class NotHolderError extends FailedPreconditionError {}
 export class LeaseLostError extends NotHolderError {}
 
 /**
+ * The leadership is not the current one of its election any more: it resigned, its session
+ * expired or ended, or a newer leader took over. Stop acting as leader; campaign again.
+ */
+export class NotLeaderError extends NotHolderError {}
+
+/** A campaign's wait (`waitMs`) ended before its candidate led; the message names the leader. */
+export class NotElectedError extends LatchkeyError {
+  override readonly code = status.ABORTED;
+}
+
+/**
  * A fenced cache write was refused: a newer holder of the fencing lock (higher token) has
  * written the key, or another lock fences it. This holder's lock is stale: stop writing.
  */
@@ -141,6 +152,8 @@ export class InternalError extends LatchkeyError {
 }
 
 const LOCK_METHODS: ReadonlySet<string> = new Set(['Acquire', 'Refresh', 'Release', 'Describe']);
+/** Elections RPCs whose only precondition is naming the current leadership. */
+const LEADERSHIP_METHODS: ReadonlySet<string> = new Set(['Proclaim', 'Resign', 'KeepAlive']);
 /** Cache writes whose only precondition is their fence. */
 const FENCED_METHODS: ReadonlySet<string> = new Set(['Set', 'Cas', 'Delete']);
 
@@ -198,6 +211,8 @@ const FROM_REASON: Record<ErrorReason, ErrorOf> = {
   // Its locks are, or will be at its expiry, released: to the caller, not the holder any more.
   SessionExpiredError: (m, o) => new NotHolderError(m, o),
   FencedOutError: (m, o) => new FencedOutError(m, o),
+  NotLeaderError: (m, o) => new NotLeaderError(m, o),
+  NotElectedError: (m, o) => new NotElectedError(m, o),
   // A precondition other than holding the lease (a backend without the capability asked
   // for, a semaphore limit other than the one in force): not "you are not the holder".
   FailedPreconditionError: (m, o) => new FailedPreconditionError(m, o),
@@ -213,8 +228,8 @@ const FROM_REASON: Record<ErrorReason, ErrorOf> = {
  * The one mapping from a status to the SDK's errors, for unary calls and pipelined operations
  * alike. `reason`, the server's error reason, is more precise than the code and wins when it
  * is one the SDK knows. Without one (grpc-js's own failures, a proxy, a server that names
- * none), by code: ABORTED means "lock busy" only from Acquire. FAILED_PRECONDITION means "not
- * the holder" from the Locks RPCs, "fenced out" from Set, Cas and Delete (their only
+ * none), by code: ABORTED means "lock busy" only from Acquire, "not elected" from Campaign. FAILED_PRECONDITION means "not
+ * the holder" from the Locks RPCs, "not the leader" from Proclaim, Resign and KeepAlive, "fenced out" from Set, Cas and Delete (their only
  * precondition is the fence), and stays generic otherwise (Incr on a non-number).
  */
 function fromCode(
@@ -231,9 +246,11 @@ function fromCode(
     case status.INVALID_ARGUMENT:
       return new InvalidArgumentError(message, options);
     case status.ABORTED:
-      return method === 'Acquire' ? new LockBusyError(message, options) : new LatchkeyError(message, options);
+      if (method === 'Acquire') return new LockBusyError(message, options);
+      return method === 'Campaign' ? new NotElectedError(message, options) : new LatchkeyError(message, options);
     case status.FAILED_PRECONDITION:
       if (LOCK_METHODS.has(method)) return new NotHolderError(message, options);
+      if (LEADERSHIP_METHODS.has(method)) return new NotLeaderError(message, options);
       if (FENCED_METHODS.has(method)) return new FencedOutError(message, options);
       return new FailedPreconditionError(message, options);
     case status.UNAVAILABLE:

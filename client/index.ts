@@ -21,6 +21,14 @@ export {
 export type { Pem, TlsOptions, TokenSource } from './credentials.js';
 export type { LockHandle, LockHandleState } from './lock-handle.js';
 export type {
+  CampaignOptions,
+  Leader,
+  LeaderOptions,
+  Leadership,
+  LeadershipState,
+  ObserveOptions,
+} from './elections.js';
+export type {
   CacheClient,
   CacheItem,
   CacheValue,
@@ -49,7 +57,9 @@ export {
   LatchkeyError,
   LeaseLostError,
   LockBusyError,
+  NotElectedError,
   NotHolderError,
+  NotLeaderError,
   PermissionDeniedError,
   ResourceExhaustedError,
   UnauthenticatedError,

@@ -91,10 +91,41 @@ export interface KeptLease {
   ended(error?: Error): void;
 }
 
-/** The two RPCs a unary lease's keeper makes, bound by the client to this lease and its channel. */
+/**
+ * The two RPCs a unary lease's keeper makes, bound by the client to this lease and its channel
+ * (Refresh and Release; for a leadership, KeepAlive and Resign).
+ */
 export interface LeaseCalls {
-  refresh(ttlMs: number, options: CallOptions & { readonly deadlineMs: number }): Promise<Lease__Output>;
+  /** Renews the lease; resolves with its new expiry as the server states it. */
+  refresh(
+    ttlMs: number,
+    options: CallOptions & { readonly deadlineMs: number },
+  ): Promise<Pick<Lease__Output, 'expires_at_ms'>>;
   release(options: CallOptions & { readonly deadlineMs: number }): Promise<void>;
+}
+
+export interface RefreshingKeeperOptions {
+  /** What the lease holds, as messages name it: 'lock "x"', 'leadership of election "x"'. */
+  readonly label: string;
+  readonly ttlMs: number;
+  /** The expiry the server stated when it granted the lease (ms since the epoch, as a string). */
+  readonly expiresAtMs: string;
+  /** performance.now() just before the request that granted the lease was sent. */
+  readonly sentAt: number;
+  readonly calls: LeaseCalls;
+  /** The client's default deadline; each refresh is bounded by it too. */
+  readonly deadlineMs: number;
+}
+
+/**
+ * The keeper of a lease that refreshes itself with its own RPCs (a refresh every TTL / 3),
+ * and gives it up when none has been confirmed within about one TTL. confirm() makes one
+ * refresh at once (see openLockHandle).
+ */
+export function refreshingKeeper(options: RefreshingKeeperOptions): LeaseKeeper & {
+  confirm(signal: AbortSignal | undefined): Promise<void>;
+} {
+  return new RefreshingLease(options);
 }
 
 export interface OpenLockHandleOptions {
@@ -122,7 +153,14 @@ export interface OpenLockHandleOptions {
  * before it could be used: LeaseLostError.
  */
 export async function openLockHandle(options: OpenLockHandleOptions): Promise<LockHandle> {
-  const keeper = new RefreshingLease(options);
+  const keeper = new RefreshingLease({
+    label: `lock "${options.lease.name}"`,
+    ttlMs: options.ttlMs,
+    expiresAtMs: options.lease.expires_at_ms,
+    sentAt: options.sentAt,
+    calls: options.calls,
+    deadlineMs: options.deadlineMs,
+  });
   if (performance.now() - options.sentAt >= options.ttlMs / 2) {
     try {
       await keeper.confirm(options.signal);
@@ -175,7 +213,7 @@ export function expiryMarginMs(ttlMs: number): number {
 /** The keeper of a unary lease: a Refresh every TTL / 3, and the verdict when none gets through. */
 class RefreshingLease implements LeaseKeeper {
   readonly ttlMs: number;
-  readonly #name: string;
+  readonly #label: string;
   readonly #calls: LeaseCalls;
   readonly #deadlineMs: number;
   readonly #marginMs: number;
@@ -190,13 +228,13 @@ class RefreshingLease implements LeaseKeeper {
   /** Set by stop(): no more refreshes, no more reports. */
   #stopped = false;
 
-  constructor(options: OpenLockHandleOptions) {
+  constructor(options: RefreshingKeeperOptions) {
     this.ttlMs = options.ttlMs;
-    this.#name = options.lease.name;
+    this.#label = options.label;
     this.#calls = options.calls;
     this.#deadlineMs = options.deadlineMs;
     this.#marginMs = expiryMarginMs(options.ttlMs);
-    this.#expiresAt = new Date(Number(options.lease.expires_at_ms));
+    this.#expiresAt = new Date(Number(options.expiresAtMs));
     this.#lastSentAt = options.sentAt;
   }
 
@@ -226,7 +264,7 @@ class RefreshingLease implements LeaseKeeper {
       const why = last === undefined ? 'no Refresh answered in time' : `last Refresh failed: ${last.message}`;
       this.#lose(
         new LeaseLostError(
-          `lock "${this.#name}" may have expired: its lease was not refreshed within its ${this.ttlMs} ms TTL (${why})`,
+          `${this.#label} may have expired: its lease was not refreshed within its ${this.ttlMs} ms TTL (${why})`,
           { cause: last },
         ),
       );
@@ -239,7 +277,7 @@ class RefreshingLease implements LeaseKeeper {
     this.#extend(await this.#calls.refresh(this.ttlMs, { deadlineMs: this.#deadlineMs, signal }), sentAt);
   }
 
-  #extend(lease: Lease__Output, sentAt: number): void {
+  #extend(lease: Pick<Lease__Output, 'expires_at_ms'>, sentAt: number): void {
     this.#lastSentAt = sentAt;
     this.#expiresAt = new Date(Number(lease.expires_at_ms));
     this.#lastRefreshError = undefined;
@@ -264,7 +302,7 @@ class RefreshingLease implements LeaseKeeper {
     } catch (err) {
       if (this.#stopped) return;
       if (err instanceof NotHolderError) {
-        this.#lose(new LeaseLostError(`lock "${this.#name}" was lost: ${err.message}`, { cause: err }));
+        this.#lose(new LeaseLostError(`${this.#label} was lost: ${err.message}`, { cause: err }));
         return;
       }
       // Transient (server unreachable, deadline, restart): keep trying; the expiry timer,

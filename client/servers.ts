@@ -4,13 +4,18 @@
 // partition drops packets silently, so a dead connection looks open), the next calls go to
 // the next address, round the list. Each address has its own channel, made when first used.
 import { InvalidArgumentError } from './errors.js';
-import type { CacheClient as CacheStub, LocksClient as LocksStub } from './common/index.js';
+import type {
+  CacheClient as CacheStub,
+  ElectionsClient as ElectionsStub,
+  LocksClient as LocksStub,
+} from './common/index.js';
 
-/** One server: its address and the stubs of its channel (both services share it). */
+/** One server: its address and the stubs of its channel (every service shares it). */
 export interface Server {
   readonly address: string;
   readonly locks: LocksStub;
   readonly cache: CacheStub;
+  readonly elections: ElectionsStub;
 }
 
 /**

@@ -50,6 +50,26 @@ export class SessionPool implements SessionHost {
     return session;
   }
 
+  /**
+   * The session a campaign for `election` goes through, or undefined (a unary Campaign): as
+   * forLock, a session campaigns for an election at most once.
+   */
+  forCampaign(backend: string, ttlMs: number, election: string): LockSession | undefined {
+    if (this.#unimplemented || this.#closed) return undefined;
+    const key = sessionKey(backend, ttlMs);
+    const until = this.#declined.get(key);
+    if (until !== undefined && performance.now() < until) return undefined;
+    let list = this.#sessions.get(key);
+    if (list === undefined) {
+      list = [];
+      this.#sessions.set(key, list);
+    }
+    for (const session of list) if (!session.campaigns(election)) return session;
+    const session = new LockSession({ ...this.#init, host: this, backend, ttlMs });
+    list.push(session);
+    return session;
+  }
+
   /** An open session of this backend for a describe, or undefined: a unary Describe. */
   forDescribe(backend: string): LockSession | undefined {
     if (this.#closed) return undefined;

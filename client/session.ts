@@ -19,6 +19,10 @@
 // stream (a backend without sessions, a TTL out of range, credentials) or none could be
 // reached. A session holding nothing ends after `idleMs`, so that it does not keep the
 // process alive.
+//
+// Candidacies (client/elections.ts) live in a session too: a tenant joins the session (which
+// opens it if need be) before its Campaign names the session's id, keeps it from going idle
+// while it waits and leads, and hears of the session's loss or end as a lock's keeper does.
 import * as grpc from '@grpc/grpc-js';
 import type { Context } from '@opentelemetry/api';
 import {
@@ -218,6 +222,19 @@ export class SessionLease implements LeaseKeeper {
 }
 
 /** What a session needs from the pool of sessions it belongs to. */
+/** A candidacy in a session (elections.ts): told when the session is lost or ends, as a lock is. */
+export interface SessionTenant extends KeptLease {
+  /** The election it campaigns for: a session campaigns for a name at most once. */
+  readonly election: string;
+}
+
+/** The session as a tenant joined it. */
+export interface JoinedSession {
+  readonly id: string;
+  readonly ttlMs: number;
+  readonly expiresAt: Date;
+}
+
 export interface SessionHost {
   /** The server has no Session method: every later lock goes unary. */
   unimplemented(): void;
@@ -290,6 +307,10 @@ export class LockSession {
   /** Names held or being acquired here: a session holds a name at most once. */
   readonly #names = new Set<string>();
   #keepalive: Op | undefined;
+  /** Candidacies living in the session. */
+  readonly #tenants = new Set<SessionTenant>();
+  /** join()s waiting for the session to open: resolved with it, or with undefined if it will not. */
+  #joining: ((joined: JoinedSession | undefined) => void)[] = [];
 
   #keepaliveTimer: NodeJS.Timeout | undefined;
   #giveUpTimer: NodeJS.Timeout | undefined;
@@ -336,6 +357,45 @@ export class LockSession {
   /** Whether a lock of `name` is held or being acquired here. */
   uses(name: string): boolean {
     return this.#names.has(name);
+  }
+
+  /** Whether a candidacy for `election` lives here. */
+  campaigns(election: string): boolean {
+    for (const tenant of this.#tenants) if (tenant.election === election) return true;
+    return false;
+  }
+
+  /**
+   * Lodges `tenant` in the session, opening it if it is not yet: resolves with the session
+   * once it is open, or with undefined when it will not be (it could not be opened, or was
+   * lost or closed meanwhile): the caller then campaigns on its own, unary.
+   */
+  join(tenant: SessionTenant): Promise<JoinedSession | undefined> {
+    if (this.#over || this.#closed) return Promise.resolve(undefined);
+    this.#tenants.add(tenant);
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    if (this.#phase === 'open') return Promise.resolve(this.#joined());
+    const joined = new Promise<JoinedSession | undefined>((resolve) => this.#joining.push(resolve));
+    if (this.#phase === 'idle' && this.#id === '' && this.#stream === undefined) this.#open();
+    return joined;
+  }
+
+  /** The tenant is done (resigned, or its campaign failed): the session may go idle. */
+  leave(tenant: SessionTenant): void {
+    if (!this.#tenants.delete(tenant)) return;
+    this.#maybeIdle();
+  }
+
+  #joined(): JoinedSession {
+    return { id: this.#id, ttlMs: this.#ttlMs, expiresAt: this.#expiresAt };
+  }
+
+  /** Settles every waiting join(): with the session now open, or with undefined. */
+  #settleJoins(open: boolean): void {
+    const joining = this.#joining;
+    this.#joining = [];
+    for (const resolve of joining) resolve(open ? this.#joined() : undefined);
   }
 
   get #over(): boolean {
@@ -502,6 +562,10 @@ export class LockSession {
     this.#leases.clear();
     this.#names.clear();
     for (const lease of leases) lease.ended(error);
+    const tenants = [...this.#tenants];
+    this.#tenants.clear();
+    for (const tenant of tenants) tenant.ended(error);
+    this.#settleJoins(false);
     const cancelled = (op: Op) =>
       error ?? new CancelledError(`${METHOD[op.kind]}: the latchkey client was closed`, { method: METHOD[op.kind] });
     for (const op of [...this.#sent.values(), ...this.#resend, ...this.#takeQueue()]) {
@@ -517,6 +581,9 @@ export class LockSession {
   #retire(): void {
     if (this.#phase === 'over') return;
     this.#phase = 'over';
+    this.#settleJoins(false);
+    // Tenants still here were never told of a session (it never opened): they go unary.
+    this.#tenants.clear();
     clearTimeout(this.#keepaliveTimer);
     clearTimeout(this.#giveUpTimer);
     clearTimeout(this.#reconnectTimer);
@@ -784,6 +851,7 @@ export class LockSession {
     this.#phase = 'open';
     this.#resuming = false;
     if (resumed) this.#reconcile(opened.leases);
+    this.#settleJoins(true);
     this.#armKeepalive(this.#openSentAt);
     this.#pump();
   }
@@ -1029,7 +1097,7 @@ export class LockSession {
   }
 
   #reconnect(delayMs: number): void {
-    if (this.#leases.size === 0 && this.#resend.length === 0) {
+    if (this.#leases.size === 0 && this.#resend.length === 0 && this.#tenants.size === 0) {
       // Nothing to keep: the old session expires on its own, holding nothing; what is queued
       // goes to a new one.
       this.#reset();
@@ -1128,6 +1196,11 @@ export class LockSession {
     const leases = [...this.#leases.values()];
     this.#leases.clear();
     for (const lease of leases) lease.lose(new LeaseLostError(`lock "${lease.name}" ${why}`, { cause }));
+    const tenants = [...this.#tenants];
+    this.#tenants.clear();
+    for (const tenant of tenants)
+      tenant.lose(new LeaseLostError(`candidacy for election "${tenant.election}" ${why}`, { cause }));
+    this.#settleJoins(false);
     const again: Op[] = [];
     for (const op of [...this.#sent.values(), ...this.#resend, ...this.#takeQueue()]) {
       if (op.internal) continue;
@@ -1172,6 +1245,7 @@ export class LockSession {
   }
 
   #quiet(): boolean {
+    if (this.#tenants.size > 0) return false;
     if (this.#leases.size > 0 || this.#names.size > 0 || this.#resend.length > 0) return false;
     if (this.#sent.size > (this.#keepalive?.sent ? 1 : 0)) return false;
     for (let i = this.#queueHead; i < this.#queue.length; i++) {

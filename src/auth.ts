@@ -1,8 +1,8 @@
 // Bearer-token authentication and per-token name prefixes.
 //
 // Tokens file (--auth-tokens-file), reloaded on SIGHUP: one token per line, optionally
-// followed by name prefixes that limit the token to lock names and cache keys starting with
-// one of them; blank lines and lines starting with # are ignored.
+// followed by name prefixes that limit the token to lock names, cache keys and election names
+// starting with one of them; blank lines and lines starting with # are ignored.
 //
 //   s3cr3t-token-for-billing-0123   billing/ invoices:
 //   an-unrestricted-admin-token-4567
@@ -109,8 +109,8 @@ export class TokenAuth {
   }
 }
 
-/** Throws PermissionDeniedError if the principal may not use this lock name or cache key. */
-export function authorize(principal: Principal | undefined, what: 'lock' | 'key', name: string): void {
+/** Throws PermissionDeniedError if the principal may not use this lock name, cache key or election name. */
+export function authorize(principal: Principal | undefined, what: 'lock' | 'key' | 'election', name: string): void {
   if (principal === undefined || principal.prefixes.length === 0) return;
   if (principal.prefixes.some((prefix) => name.startsWith(prefix))) return;
   throw new PermissionDeniedError(

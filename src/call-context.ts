@@ -39,8 +39,8 @@ export interface CallContext {
    * without a deadline. A handler that waits (Acquire) waits at most this long.
    */
   answerWithinMs(): number;
-  /** Throws PermissionDeniedError if the caller's token may not use this lock name or key. */
-  authorize(what: 'lock' | 'key', name: string): void;
+  /** Throws PermissionDeniedError if the caller's token may not use this lock name, cache key or election name. */
+  authorize(what: 'lock' | 'key' | 'election', name: string): void;
 }
 
 /** What every call context needs from the server. */

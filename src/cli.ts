@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `latchkey serve | lock | cache`: the command line. Each command lives in src/cli/; this file
+// `latchkey serve | lock | elect | cache`: the command line. Each command lives in src/cli/; this file
 // dispatches, and is the one place that turns a command's result into the process's exit.
 import { CLIENT_OPTIONS, CLIENT_OPTIONS_HELP } from './cli/args.js';
 import { EXIT, exitCodesHelp, UsageError } from './cli/exit-codes.js';
@@ -13,6 +13,10 @@ commands:
                                      --limit N for a semaphore, --shared for a read lock
   lock describe NAME                 show a lock's holders, tokens, expiries and queue
   lock watch NAME                    print a lock's events as they happen, until Ctrl-C
+  elect NAME [--value V] -- CMD      run CMD only while leading election NAME (latchkey elect
+                                     --help); one CMD at a time across every replica
+  elect observe NAME                 print an election's leader, then each change, until Ctrl-C
+  elect leader NAME                  show who leads an election now
   cache get|set|cas|add|delete|incr|touch KEY ...
                                      the cache from a shell (latchkey cache --help)
 
@@ -27,6 +31,7 @@ examples:
   latchkey lock encoders --limit 4 -- ffmpeg -i in.mov out.mp4
   latchkey lock describe nightly-backup --json
   latchkey lock watch nightly-backup --json
+  latchkey elect scheduler --value "$(hostname):8080" -- ./scheduler
   LATCHKEY_TOKEN_FILE=/run/secrets/latchkey latchkey --tls-ca ca.pem --address lk.internal:50051 cache get KEY
   echo hello | latchkey cache set greeting --ttl-ms 60000 && latchkey cache get greeting
 
@@ -61,6 +66,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return (await import('./cli/serve.js')).serve(args);
     case 'lock':
       return (await import('./cli/lock.js')).lockCommand(args, globals);
+    case 'elect':
+      return (await import('./cli/elect.js')).electCommand(args, globals);
     case 'cache': {
       const [sub, ...subArgs] = args;
       const cache = await import('./cli/cache.js');

@@ -109,6 +109,8 @@ export interface Config {
    * <prefix>NAME` takes. Default latchkey/locks/. Servers sharing locks must share it.
    */
   readonly etcdPrefix: string;
+  /** etcd key prefix of elections: election <name> is `etcdctl elect <etcdElectionPrefix><name>`. */
+  readonly etcdElectionPrefix: string;
   /** --tls-cert: PEM certificate (chain) to serve TLS with; needs `tlsKey`. Default '' = plaintext. */
   readonly tlsCert: string;
   /** --tls-key: the PEM private key of `tlsCert`. Default ''. */
@@ -332,6 +334,14 @@ export const FLAGS: readonly FlagSpec[] = [
     kind: 'string',
     default: 'latchkey/locks/',
     help: 'etcd key prefix of locks; lock NAME is the one `etcdctl lock PREFIXNAME` takes',
+  },
+  {
+    key: 'etcdElectionPrefix',
+    flag: '--etcd-election-prefix',
+    env: 'LATCHKEY_ETCD_ELECTION_PREFIX',
+    kind: 'string',
+    default: 'latchkey/elections/',
+    help: 'etcd key prefix of elections; election NAME is the one `etcdctl elect PREFIXNAME` takes',
   },
   {
     key: 'maxBatch',
@@ -559,6 +569,16 @@ function validate(config: Config): void {
   if (config.defaultTtlMs > config.maxTtlMs) {
     throw new ConfigError(
       `--default-ttl-ms (${config.defaultTtlMs}) must not exceed --max-ttl-ms (${config.maxTtlMs})`,
+    );
+  }
+  // NOTE: lock names may hold '/', so with --etcd-prefix a/ and --etcd-election-prefix a/e/
+  // election "x"'s keys would be lock "e/x"'s: one prefix must not begin the other.
+  if (
+    config.etcdElectionPrefix.startsWith(config.etcdPrefix) ||
+    config.etcdPrefix.startsWith(config.etcdElectionPrefix)
+  ) {
+    throw new ConfigError(
+      `--etcd-election-prefix "${config.etcdElectionPrefix}" and --etcd-prefix "${config.etcdPrefix}" overlap (one begins the other), so elections and locks would share keys: give them apart prefixes, e.g. latchkey/elections/ and latchkey/locks/`,
     );
   }
   if (config.tombstoneRetentionMs !== 0 && config.tombstoneRetentionMs < config.maxTtlMs) {

@@ -29,6 +29,12 @@ export class NotHolderError extends LatchkeyError {
   override readonly code = status.FAILED_PRECONDITION;
 }
 
+/**
+ * The leadership named is not the current one of its election: the candidate resigned, its
+ * session expired or ended, or it never led. Campaign again.
+ */
+export class NotLeaderError extends NotHolderError {}
+
 /** The lease ran out of time (or was lost) before this call; acquire the lock again. */
 export class LeaseExpiredError extends LatchkeyError {
   override readonly code = status.FAILED_PRECONDITION;
@@ -39,6 +45,11 @@ export class LeaseExpiredError extends LatchkeyError {
  * its locks are, or will be at its expiry, released. Open a new session.
  */
 export class SessionExpiredError extends LeaseExpiredError {}
+
+/** A Campaign's deadline came before its candidate led; the message names the leader. Campaign again. */
+export class NotElectedError extends LatchkeyError {
+  override readonly code = status.ABORTED;
+}
 
 /** A concurrency conflict the caller should simply retry (e.g. a CAS loop that kept losing). */
 export class AbortedError extends LatchkeyError {
@@ -120,6 +131,8 @@ export const REASONS: ReadonlyMap<ErrorClass, ErrorReason> = new Map<ErrorClass,
   [NotHolderError, 'NotHolderError'],
   [LeaseExpiredError, 'LeaseExpiredError'],
   [SessionExpiredError, 'SessionExpiredError'],
+  [NotLeaderError, 'NotLeaderError'],
+  [NotElectedError, 'NotElectedError'],
   [AbortedError, 'AbortedError'],
   [FailedPreconditionError, 'FailedPreconditionError'],
   [FencedOutError, 'FencedOutError'],

@@ -15,6 +15,9 @@ import type { Logger } from './log.js';
 /** How a wait for a lock ended: granted, not granted in time, caller or server gone, anything else. */
 export type WaitOutcome = 'granted' | 'timeout' | 'cancelled' | 'error';
 export type ReleaseOutcome = 'released' | 'not_holder' | 'expired';
+/** How a campaign ended: its candidate led, its wait ran out, its session ended, its caller (or the server) left, anything else. */
+export type CampaignOutcome = 'elected' | 'not_elected' | 'expired' | 'cancelled' | 'error';
+export type ResignOutcome = 'resigned' | 'not_leader';
 export type CacheOp = 'get' | 'set' | 'cas' | 'add' | 'delete' | 'incr' | 'touch';
 export type CacheOutcome = 'STORED' | 'EXISTS' | 'NOT_FOUND' | 'DELETED' | 'TOUCHED' | 'hit' | 'miss' | 'error';
 
@@ -188,6 +191,40 @@ export class SessionMeter {
   }
 }
 
+/** One lock backend's election series: campaigns by outcome, resigns by outcome, failures. */
+export class ElectionMeter {
+  readonly #campaigns: Readonly<Record<CampaignOutcome, Cell>>;
+  readonly #resigns: Readonly<Record<ResignOutcome, Cell>>;
+  readonly #failures: FailureMeter;
+
+  constructor(m: Metrics, backend: string) {
+    const campaign = (outcome: CampaignOutcome) => m.electionCampaigns.cell(backend, outcome);
+    this.#campaigns = {
+      elected: campaign('elected'),
+      not_elected: campaign('not_elected'),
+      expired: campaign('expired'),
+      cancelled: campaign('cancelled'),
+      error: campaign('error'),
+    };
+    const resign = (outcome: ResignOutcome) => m.electionResigns.cell(backend, outcome);
+    this.#resigns = { resigned: resign('resigned'), not_leader: resign('not_leader') };
+    this.#failures = new FailureMeter(m, backend);
+  }
+
+  campaigned(outcome: CampaignOutcome): void {
+    this.#campaigns[outcome].value++;
+  }
+
+  resigned(outcome: ResignOutcome): void {
+    this.#resigns[outcome].value++;
+  }
+
+  /** Counts err if it is a backend failure (see failureClass). */
+  failed(err: unknown): void {
+    this.#failures.count(failureClass(err));
+  }
+}
+
 /** One cache store's series. */
 export class CacheMeter {
   readonly #store: string;
@@ -284,6 +321,7 @@ export class Metrics {
   readonly #locks = new Map<string, LockMeter>();
   readonly #stores = new Map<string, CacheMeter>();
   readonly #sessions = new Map<string, SessionMeter>();
+  readonly #elections = new Map<string, ElectionMeter>();
   #processMetrics = false;
 
   readonly lockGrants = this.#counter(
@@ -335,6 +373,16 @@ export class Metrics {
     'Lock sessions whose TTL ran out without a keepalive, freeing their locks (each also counts in latchkey_lock_lease_expiries_total).',
     ['backend'],
   );
+  readonly electionCampaigns = this.#counter(
+    'latchkey_election_campaigns_total',
+    'Campaigns that reached the backend, by how they ended: elected, not_elected (wait_ms or the deadline ran out), expired (the session ended or expired first), cancelled (caller or server gone), error.',
+    ['backend', 'outcome'],
+  );
+  readonly electionResigns = this.#counter(
+    'latchkey_election_resigns_total',
+    'Resigns by outcome: resigned, not_leader (refused: the leadership was no longer the current one).',
+    ['backend', 'outcome'],
+  );
   readonly cacheOps = this.#counter(
     'latchkey_cache_ops_total',
     'Cache operations that reached the store (unary, batch entries and Pipeline ops alike) by store, op and outcome: STORED, EXISTS, NOT_FOUND, DELETED, TOUCHED, hit, miss, error.',
@@ -355,7 +403,7 @@ export class Metrics {
     this.registry,
     'gauge',
     'latchkey_inflight_calls',
-    'gRPC calls in progress on latchkey.v1.Locks and latchkey.v1.Cache, by service and method (an open Locks/Watch or Cache/Pipeline stream is one call).',
+    'gRPC calls in progress on latchkey.v1.Locks, latchkey.v1.Elections and latchkey.v1.Cache, by service and method (an open Locks/Watch, Elections/Observe or Cache/Pipeline stream is one call).',
     ['service', 'method'],
   );
   readonly rpcHandled = this.#counter(
@@ -375,6 +423,13 @@ export class Metrics {
   session(backend: string): SessionMeter {
     let meter = this.#sessions.get(backend);
     if (meter === undefined) this.#sessions.set(backend, (meter = new SessionMeter(this, backend)));
+    return meter;
+  }
+
+  /** The election meter of a lock backend (created, with its series at 0, on first use). */
+  election(backend: string): ElectionMeter {
+    let meter = this.#elections.get(backend);
+    if (meter === undefined) this.#elections.set(backend, (meter = new ElectionMeter(this, backend)));
     return meter;
   }
 

@@ -4,12 +4,13 @@ import * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import {
   type CacheProto,
+  type ElectionsProto,
   fileDescriptorProtos,
   loadPackageDefinition,
   type LocksProto,
 } from '../client/common/index.js';
 
-export type LatchkeyProto = LocksProto & CacheProto;
+export type LatchkeyProto = LocksProto & CacheProto & ElectionsProto;
 
 /**
  * What server reflection describes: latchkey's services and grpc.health.v1.Health, as the

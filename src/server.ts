@@ -1,5 +1,5 @@
-// createServer(config): the grpc.Server with the Locks, Cache, Health and Reflection
-// services, the lock backends and cache stores the config enables, and graceful shutdown.
+// createServer(config): the grpc.Server with the Locks, Elections, Cache, Health and
+// Reflection services, the lock backends and cache stores the config enables, and graceful shutdown.
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
@@ -19,6 +19,7 @@ import type { LockBackend } from './locks/backend.js';
 import { FileLockBackend } from './locks/file.js';
 import { EtcdLockBackend } from './locks/etcd/lock-backend.js';
 import { MemoryLockBackend } from './locks/memory.js';
+import { createElectionService } from './locks/election-service.js';
 import { expiryListener, meteredBackend, sessionExpiryListener } from './locks/metered-backend.js';
 import { createLockService } from './locks/service.js';
 import { sessionHandler } from './locks/session-service.js';
@@ -84,7 +85,7 @@ export interface LatchkeyServer {
   reloadAuth(): void;
 }
 
-const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache'] as const;
+const SERVICE_NAMES = ['latchkey.v1.Locks', 'latchkey.v1.Cache', 'latchkey.v1.Elections'] as const;
 
 /**
  * The lock backends the config enables, plus `extra`, by name; each is metered and traced
@@ -118,6 +119,7 @@ function createLockBackends(
       new EtcdLockBackend({
         endpoints: config.etcdEndpoints,
         prefix: config.etcdPrefix,
+        electionPrefix: config.etcdElectionPrefix,
         clock,
         onSessionExpire: onSessionExpire('etcd'),
       }),
@@ -127,7 +129,13 @@ function createLockBackends(
     backends.map((b) => [
       b.kind,
       tracedBackend(
-        meteredBackend(b, metrics.lock(b.kind), log, b.capabilities.sessions ? metrics.session(b.kind) : undefined),
+        meteredBackend(
+          b,
+          metrics.lock(b.kind),
+          log,
+          b.capabilities.sessions ? metrics.session(b.kind) : undefined,
+          b.capabilities.elections ? metrics.election(b.kind) : undefined,
+        ),
       ),
     ]),
   );
@@ -193,6 +201,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   const auth = config.authTokensFile === '' ? undefined : new TokenAuth(config.authTokensFile, log);
   const env: RpcEnv = { inflight, log, auth };
   const locks = createLockService(backends, config);
+  const elections = createElectionService(backends, config, log);
   const cache = createCacheService(cachesOf(stores, config, metrics), [...backends.keys()], config, log);
   const proto = loadProto();
   const isPublic = (path: string) =>
@@ -209,6 +218,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
       unary(handler, env, metrics.rpc(service, method));
   const lockCall = h('latchkey.v1.Locks');
   const cacheCall = h('latchkey.v1.Cache');
+  const electionCall = h('latchkey.v1.Elections');
 
   server.addService(proto.latchkey.v1.Locks.service, {
     Acquire: lockCall('Acquire', locks.acquire),
@@ -217,6 +227,14 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
     Describe: lockCall('Describe', locks.describe),
     Watch: serverStream(locks.watch, env, metrics.rpc('latchkey.v1.Locks', 'Watch')),
     Session: sessionHandler(locks, config, env, metrics.rpc('latchkey.v1.Locks', 'Session')),
+  });
+  server.addService(proto.latchkey.v1.Elections.service, {
+    Campaign: electionCall('Campaign', elections.campaign),
+    Proclaim: electionCall('Proclaim', elections.proclaim),
+    Resign: electionCall('Resign', elections.resign),
+    KeepAlive: electionCall('KeepAlive', elections.keepAlive),
+    Leader: electionCall('Leader', elections.leader),
+    Observe: serverStream(elections.observe, env, metrics.rpc('latchkey.v1.Elections', 'Observe')),
   });
   server.addService(proto.latchkey.v1.Cache.service, {
     Get: cacheCall('Get', cache.get),

@@ -7,7 +7,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 
-export const PROTO_FILES = ['latchkey/v1/locks.proto', 'latchkey/v1/cache.proto'] as const;
+export const PROTO_FILES = [
+  'latchkey/v1/locks.proto',
+  'latchkey/v1/cache.proto',
+  'latchkey/v1/elections.proto',
+] as const;
 
 /**
  * keepCase: the .proto's snake_case names are what reflection serves, so grpcurl accepts
@@ -43,7 +47,7 @@ export function loadPackageDefinition(): protoLoader.PackageDefinition {
 }
 
 /** The latchkey services, by full name. */
-export type ServiceName = 'latchkey.v1.Locks' | 'latchkey.v1.Cache';
+export type ServiceName = 'latchkey.v1.Locks' | 'latchkey.v1.Cache' | 'latchkey.v1.Elections';
 
 const REPEATABLE: ReadonlySet<protoLoader.IdempotencyLevel> = new Set([
   protoLoader.IdempotencyLevel.NO_SIDE_EFFECTS,

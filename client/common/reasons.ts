@@ -31,6 +31,10 @@ export const ERROR_REASONS = {
   SessionExpiredError: status.FAILED_PRECONDITION,
   /** A fenced write was refused: a newer holder of the fencing lock has written the key. */
   FencedOutError: status.FAILED_PRECONDITION,
+  /** The leadership named is not its election's current one (resigned, its session ended, or never led). */
+  NotLeaderError: status.FAILED_PRECONDITION,
+  /** A Campaign's wait ended before its candidate led; the message names the leader. */
+  NotElectedError: status.ABORTED,
   /** Another precondition (a capability the backend lacks, a semaphore limit not in force). */
   FailedPreconditionError: status.FAILED_PRECONDITION,
   /** The backend (etcd, memcached, the lock directory) cannot be reached. */
@@ -39,7 +43,7 @@ export const ERROR_REASONS = {
   ShuttingDownError: status.UNAVAILABLE,
   /** The call was cancelled: its caller went away, or its deadline passed. */
   CancelledError: status.CANCELLED,
-  /** The caller's token may not use this lock name or cache key. */
+  /** The caller's token may not use this lock name, cache key or election name. */
   PermissionDeniedError: status.PERMISSION_DENIED,
   /** A configured limit was reached; the message names it. */
   ResourceExhaustedError: status.RESOURCE_EXHAUSTED,

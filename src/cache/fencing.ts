@@ -25,8 +25,13 @@ import type { Item } from './store.js';
 
 export const FENCED_FLAGS = 0x4c4b4631;
 const MAGIC = Buffer.from('LKF1');
-/** Largest envelope header: magic, kind, token, backend (≤ 255), lock (≤ 250). */
-export const MAX_ENVELOPE_OVERHEAD = 4 + 1 + 8 + 1 + 255 + 2 + 250;
+/**
+ * An election's fence names it after this prefix in the envelope's lock field: no lock name
+ * holds a space, so election "x" and lock "x" stay two fences.
+ */
+const ELECTION_FENCE = 'election ';
+/** Largest envelope header: magic, kind, token, backend (≤ 255), lock (≤ 250, or an election fence). */
+export const MAX_ENVELOPE_OVERHEAD = 4 + 1 + 8 + 1 + 255 + 2 + ELECTION_FENCE.length + 250;
 /** Where the tombstone of a key lives: a fixed prefix and the SHA-256 of the key's UTF-8, in hex. */
 export const TOMBSTONE_PREFIX = 'latchkey:tombstone:';
 
@@ -54,6 +59,18 @@ export function tombstoneKey(key: string): string {
 /** A lease item's bytes (its flags are FENCED_FLAGS): it runs out at untilMs. */
 export function encodeLease(untilMs: number): Buffer {
   return encode({ backend: '', lock: '', token: BigInt(untilMs) }, 'lease');
+}
+
+/** The fence of a leadership of `election`: a leader fences its writes as a lock holder does. */
+export function electionFence(backend: string, election: string, token: bigint): Fence {
+  return { backend, lock: ELECTION_FENCE + election, token };
+}
+
+/** A fence's lock or election, as messages name it. */
+function fenceText(fence: Fence): string {
+  return fence.lock.startsWith(ELECTION_FENCE)
+    ? `election "${fence.lock.slice(ELECTION_FENCE.length)}"`
+    : `lock "${fence.lock}"`;
 }
 
 export function encode(fence: Fence, kind: EnvelopeKind, value?: Buffer): Buffer {
@@ -97,12 +114,12 @@ export function checkFence(key: string, last: Fence | undefined, fence: Fence): 
   if (last === undefined) return;
   if (last.lock !== fence.lock || last.backend !== fence.backend) {
     throw new FencedOutError(
-      `fenced write to key "${key}" refused: the key is fenced by lock "${last.lock}" (backend ${last.backend}), not "${fence.lock}" (backend ${fence.backend}); fence with that lock, or delete the key without a fence to reset it`,
+      `fenced write to key "${key}" refused: the key is fenced by ${fenceText(last)} (backend ${last.backend}), not ${fenceText(fence)} (backend ${fence.backend}); fence with that one, or delete the key without a fence to reset it`,
     );
   }
   if (fence.token < last.token) {
     throw new FencedOutError(
-      `fenced write to key "${key}" refused: it was last written under lock "${fence.lock}" with fencing token ${last.token}, and this write carries ${fence.token}; a newer holder has written, so this holder's lock is stale`,
+      `fenced write to key "${key}" refused: it was last written under ${fenceText(fence)} with fencing token ${last.token}, and this write carries ${fence.token}; a newer holder has written, so this holder's ${fence.lock.startsWith(ELECTION_FENCE) ? 'leadership' : 'lock'} is stale`,
     );
   }
 }

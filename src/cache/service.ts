@@ -26,7 +26,7 @@ import { InvalidArgumentError, ResourceExhaustedError, toOpError, type Logger } 
 import type { CallContext } from '../call-context.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Cache } from './cache.js';
-import type { Fence } from './fencing.js';
+import { electionFence, type Fence } from './fencing.js';
 import { MAX_LEASE_MS } from './leases.js';
 
 /** What an unfenced operation of an in-process store gets instead of the call's signal: it never aborts. */
@@ -95,14 +95,24 @@ export function createCacheService(
   function fence(message: Fence__Output | null): Fence | undefined {
     if (message === null) return undefined;
     if (message.token === '0')
-      throw new InvalidArgumentError('fence.token is required: send the fencing_token of the lease you hold');
+      throw new InvalidArgumentError(
+        'fence.token is required: send the fencing_token of the lease (or leadership) you hold',
+      );
     const backend = checkText('fence.backend', message.backend, 255) || config.backend;
     if (!lockBackends.includes(backend)) {
       throw new InvalidArgumentError(
-        `fence.backend ${quoted(backend)} is not enabled on this server; use one of: ${lockBackends.join(', ')} (or leave it empty for ${config.backend}), the backend of the lock whose token this is`,
+        `fence.backend ${quoted(backend)} is not enabled on this server; use one of: ${lockBackends.join(', ')} (or leave it empty for ${config.backend}), the backend of the lock or election whose token this is`,
       );
     }
-    return { lock: checkName('fence.lock', message.lock), backend, token: BigInt(message.token) };
+    const token = BigInt(message.token);
+    if (message.election !== '') {
+      if (message.lock !== '')
+        throw new InvalidArgumentError(
+          'fence has both lock and election: set lock for a Lease, election for a Leadership',
+        );
+      return electionFence(backend, checkName('fence.election', message.election), token);
+    }
+    return { lock: checkName('fence.lock', message.lock), backend, token };
   }
   function bigint(field: string, raw: string, min: bigint, max: bigint): bigint {
     const n = BigInt(raw);

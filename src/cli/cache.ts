@@ -23,6 +23,18 @@ export const LOCK_ENV = {
   address: 'LATCHKEY_ADDRESS',
 } as const;
 
+/**
+ * Environment variables `latchkey elect NAME -- CMD` gives CMD; --fenced reads them back (the
+ * fencing token and the address are LOCK_ENV's variables).
+ */
+export const ELECTION_ENV = {
+  name: 'LATCHKEY_ELECTION',
+  backend: 'LATCHKEY_ELECTION_BACKEND',
+  value: 'LATCHKEY_ELECTION_VALUE',
+  fencingToken: LOCK_ENV.fencingToken,
+  address: LOCK_ENV.address,
+} as const;
+
 const STORE = { store: 'string' } as const;
 const TTL = { 'ttl-ms': 'string' } as const;
 const FENCED = { fenced: 'boolean' } as const;
@@ -58,7 +70,8 @@ const TTL_HELP = '  --ttl-ms N             expire the key N ms from now (default
 const FENCED_HELP = `  --fenced               a fenced write: refused (exit 8) if a newer holder of the lock has
                          written the key. The lock is the one \`latchkey lock NAME -- CMD\` holds
                          for CMD, read from ${LOCK_ENV.name}, ${LOCK_ENV.fencingToken}
-                         and ${LOCK_ENV.backend}`;
+                         and ${LOCK_ENV.backend}; or the leadership \`latchkey elect NAME -- CMD\`
+                         holds, from ${ELECTION_ENV.name} and ${LOCK_ENV.fencingToken}`;
 const STORE_HELP = '  --store NAME           cache store ("lru", "memcached"); default the server\'s --store';
 
 function ttlOf(values: { 'ttl-ms'?: string | undefined }): number | undefined {
@@ -80,13 +93,17 @@ function casOf(raw: string | undefined, required: boolean): bigint | undefined {
 function fenceOf(values: { fenced?: boolean | undefined }, env: NodeJS.ProcessEnv): Fence | undefined {
   if (values.fenced !== true) return undefined;
   const name = env[LOCK_ENV.name];
+  const election = env[ELECTION_ENV.name];
   const token = env[LOCK_ENV.fencingToken];
-  if (!name || !token) {
+  if ((!name && !election) || !token) {
     throw new UsageError(
-      `--fenced needs ${LOCK_ENV.name} and ${LOCK_ENV.fencingToken} in the environment; \`latchkey lock NAME -- CMD\` sets them for CMD`,
+      `--fenced needs ${LOCK_ENV.name} (or ${ELECTION_ENV.name}) and ${LOCK_ENV.fencingToken} in the environment; \`latchkey lock NAME -- CMD\` and \`latchkey elect NAME -- CMD\` set them for CMD`,
     );
   }
-  return { name, backend: env[LOCK_ENV.backend] ?? '', fencingToken: uint64Arg(LOCK_ENV.fencingToken, token) };
+  const fencingToken = uint64Arg(LOCK_ENV.fencingToken, token);
+  // Each guard's command clears the other's variables for its CMD: at most one is set.
+  if (name) return { name, backend: env[LOCK_ENV.backend] ?? '', fencingToken };
+  return { election: election!, backend: env[ELECTION_ENV.backend] ?? '', fencingToken };
 }
 
 /** VALUE from the argument, or stdin's raw bytes for "-" or no argument (see VALUE_HELP). */

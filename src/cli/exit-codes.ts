@@ -7,6 +7,7 @@ import {
   InvalidArgumentError,
   LeaseLostError,
   LockBusyError,
+  NotElectedError,
   PermissionDeniedError,
   UnauthenticatedError,
   UnavailableError,
@@ -38,8 +39,14 @@ export const EXIT_CODES: readonly ExitCodeDoc[] = [
   { code: EXIT.usage, meaning: 'usage error: bad option or argument, or the server said INVALID_ARGUMENT' },
   { code: EXIT.notFound, meaning: 'not found: cache get missed; cas, delete or touch found no such key' },
   { code: EXIT.exists, meaning: 'exists or changed: add found the key; cas or delete --cas saw another cas' },
-  { code: EXIT.lockBusy, meaning: 'lock not obtained within --wait-ms (the message names the holder)' },
-  { code: EXIT.leaseLost, meaning: 'lease lost while CMD ran (CMD was sent SIGTERM), or before CMD started' },
+  {
+    code: EXIT.lockBusy,
+    meaning: 'lock not obtained, or not elected, within --wait-ms (the message names the holder or the leader)',
+  },
+  {
+    code: EXIT.leaseLost,
+    meaning: 'lease or leadership lost while CMD ran (CMD was sent SIGTERM), or before CMD started',
+  },
   {
     code: EXIT.unavailable,
     meaning: 'server unreachable or unavailable, a failed TLS handshake, or --deadline-ms passed',
@@ -56,7 +63,7 @@ export const EXIT_CODES: readonly ExitCodeDoc[] = [
   },
 ];
 
-/** Codes of `latchkey lock NAME -- CMD` besides the table: they come from CMD, not latchkey. */
+/** Codes of `latchkey lock NAME -- CMD` (and `latchkey elect NAME -- CMD`) besides the table: they come from CMD, not latchkey. */
 export const CMD_EXIT_NOTES = [
   'CMD ran: latchkey exits with its status, or 128+N if signal N ended it (as sh does).',
   'CMD could not be run: 127 if it was not found, 126 if it is not executable.',
@@ -101,7 +108,7 @@ export class UsageError extends Error {
  */
 export function exitCodeOf(err: unknown): ExitCode {
   if (err instanceof UsageError || err instanceof InvalidArgumentError) return EXIT.usage;
-  if (err instanceof LockBusyError) return EXIT.lockBusy;
+  if (err instanceof LockBusyError || err instanceof NotElectedError) return EXIT.lockBusy;
   if (err instanceof LeaseLostError) return EXIT.leaseLost;
   if (err instanceof FailedPreconditionError) return EXIT.precondition;
   if (err instanceof UnavailableError || err instanceof DeadlineExceededError) return EXIT.unavailable;

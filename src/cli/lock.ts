@@ -3,8 +3,7 @@
 // watch NAME`. The SDK's LockHandle does the lease work (refreshes, loss detection); this
 // module ties CMD's life to it: CMD starts only once the lock is held, is stopped if the
 // lease is lost, and the lock is released only after CMD has exited.
-import { spawn } from 'node:child_process';
-import { constants as osConstants, hostname, userInfo } from 'node:os';
+import { hostname, userInfo } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   InvalidArgumentError,
@@ -20,6 +19,7 @@ import { LOCK_ENV } from './cache.js';
 import { clientCommand } from './client-command.js';
 import { EXIT, exitCodesHelp, UsageError } from './exit-codes.js';
 import type { Output } from './output.js';
+import { FORWARDED, signalNumber, superviseCommand, withoutGuardEnv } from './supervise.js';
 
 export const DEFAULT_KILL_GRACE_MS = 5_000;
 
@@ -33,8 +33,6 @@ const WAIT_ROUND_MS = 3_600_000;
 /** Between try-once rounds when a server allows no waiting at all (--max-wait-ms 0). */
 const POLL_MS = 1_000;
 
-/** Signals forwarded to CMD; each otherwise stops latchkey without releasing anything. */
-const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 /** Signals that end `latchkey lock watch` (exit 0). */
 const WATCH_STOP: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
@@ -137,7 +135,7 @@ the order they will be served, the semaphore limit, and what its backend guarant
 whether the lock is held or not. With --json: {"name","backend","held","owner",
 "fencingToken","expiresAt","waiters","holders":[{"owner","fencingToken","expiresAt","mode"}],
 "queue":[{"owner","mode"}],"limit","capabilities":{"acrossHosts","fencing","fifo",
-"autoRelease","semaphore","shared","watch"}}: owner, fencingToken and expiresAt are the first
+"autoRelease","semaphore","shared","watch","sessions","elections"}}: owner, fencingToken and expiresAt are the first
 holder's; fencing tokens are decimal strings, times ISO 8601 (expiresAt null when free);
 limit is 1 for a plain lock and 0 when nobody holds or waits.
 
@@ -173,7 +171,7 @@ examples:
 
 ${exitCodesHelp()}`;
 
-function defaultOwner(): string {
+export function defaultOwner(): string {
   let user = process.env.USER ?? '';
   try {
     user = userInfo().username;
@@ -181,10 +179,6 @@ function defaultOwner(): string {
     // No passwd entry for this uid (common in containers): the env's USER, if any.
   }
   return `${user === '' ? '' : `${user}@`}${hostname()} (pid ${process.pid})`;
-}
-
-function signalNumber(signal: NodeJS.Signals): number {
-  return osConstants.signals[signal] ?? 0;
 }
 
 interface RunOptions {
@@ -227,10 +221,6 @@ async function acquire(client: LatchkeyClient, o: RunOptions, signal: AbortSigna
   }
 }
 
-type ChildEnd =
-  | { readonly code: number | null; readonly signal: NodeJS.Signals | null }
-  | { readonly error: NodeJS.ErrnoException };
-
 async function runLocked(client: LatchkeyClient, o: RunOptions, out: Output): Promise<number> {
   const giveUp = new AbortController();
   let received: NodeJS.Signals | undefined;
@@ -254,11 +244,10 @@ async function runLocked(client: LatchkeyClient, o: RunOptions, out: Output): Pr
       await handle.release();
       return 128 + signalNumber(received);
     }
-    const [file, ...args] = o.command;
-    const child = spawn(file!, args, {
-      stdio: 'inherit',
+    return await superviseCommand({
+      command: o.command,
       env: {
-        ...process.env,
+        ...withoutGuardEnv(process.env),
         ...o.childEnv,
         [LOCK_ENV.name]: handle.name,
         [LOCK_ENV.backend]: handle.backend,
@@ -266,56 +255,19 @@ async function runLocked(client: LatchkeyClient, o: RunOptions, out: Output): Pr
         [LOCK_ENV.leaseId]: handle.leaseId,
         [LOCK_ENV.address]: o.address,
       },
+      killGraceMs: o.killGraceMs,
+      guard: handle,
+      out,
+      onForward: (fn) => (forward = fn),
+      messages: {
+        lost: (reason, pid, graceMs) =>
+          `lease on lock "${o.name}" lost while CMD ran: ${reason}; sending CMD (pid ${pid}) SIGTERM, SIGKILL after ${graceMs} ms`,
+        lostAfter: (status, reason) =>
+          `lease on lock "${o.name}" was found lost when releasing it after CMD exited with status ${status}: ${reason}; CMD may not have held the lock all along`,
+        releaseFailed: (status, reason) =>
+          `CMD exited with status ${status}, but releasing lock "${o.name}" failed (${reason}); the server frees it when its lease expires`,
+      },
     });
-    const ended = new Promise<ChildEnd>((resolve) => {
-      child.once('error', (error) => resolve({ error }));
-      child.once('exit', (code, signal) => resolve({ code, signal }));
-    });
-    // From here on a signal is CMD's (no await since the check above, so none slipped by).
-    forward = (signal) => child.kill(signal);
-
-    let lost = false;
-    let killTimer: NodeJS.Timeout | undefined;
-    const onLost = () => {
-      if (handle.state !== 'lost') return; // released: CMD has already exited
-      lost = true;
-      const reason = handle.error?.message ?? 'lease lost';
-      out.fail(
-        EXIT.leaseLost,
-        'LeaseLostError',
-        `lease on lock "${o.name}" lost while CMD ran: ${reason}; sending CMD (pid ${child.pid}) SIGTERM, SIGKILL after ${o.killGraceMs} ms`,
-      );
-      child.kill('SIGTERM');
-      killTimer = setTimeout(() => {
-        out.warn(`CMD (pid ${child.pid}) still running ${o.killGraceMs} ms after SIGTERM; sending SIGKILL`);
-        child.kill('SIGKILL');
-      }, o.killGraceMs);
-    };
-    handle.signal.addEventListener('abort', onLost, { once: true });
-    if (handle.signal.aborted) onLost();
-    const end = await ended;
-    clearTimeout(killTimer);
-    handle.signal.removeEventListener('abort', onLost);
-    const state = await handle.release();
-
-    if ('error' in end) {
-      const code = end.error.code === 'ENOENT' ? 127 : end.error.code === 'EACCES' ? 126 : EXIT.error;
-      return out.fail(code, 'SpawnError', `cannot run ${JSON.stringify(file)}: ${end.error.message}`);
-    }
-    const status = end.code ?? 128 + signalNumber(end.signal!);
-    if (lost) return EXIT.leaseLost;
-    if (state === 'lost') {
-      return out.fail(
-        EXIT.leaseLost,
-        'LeaseLostError',
-        `lease on lock "${o.name}" was found lost when releasing it after CMD exited with status ${status}: ${handle.error?.message ?? ''}; CMD may not have held the lock all along`,
-      );
-    }
-    if (state === 'release-failed')
-      out.warn(
-        `CMD exited with status ${status}, but releasing lock "${o.name}" failed (${handle.error?.message}); the server frees it when its lease expires`,
-      );
-    return status;
   } finally {
     for (const s of FORWARDED) process.off(s, onSignal);
   }

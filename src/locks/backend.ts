@@ -1,5 +1,6 @@
 // The lock backend interface. Every backend (memory.ts, file.ts, etcd/) implements it and
 // passes the same contract suite (test/locks/contract.ts).
+import type { ElectionBackend } from './election.js';
 
 /**
  * What a backend guarantees, declared rather than inferred. Describe returns it, the
@@ -29,6 +30,11 @@ export interface Capabilities {
    * ServerOptions.lockBackends may leave it out.
    */
   readonly sessions?: boolean;
+  /**
+   * `elections` (election.ts): leader election on the backend's sessions, FIFO among
+   * candidates, fenced like locks. A backend declaring it has `elections`.
+   */
+  readonly elections: boolean;
 }
 
 export type LockMode = 'EXCLUSIVE' | 'SHARED';
@@ -216,6 +222,8 @@ export interface LockBackend {
    * that is gone or that this server cannot resume.
    */
   resumeSession?(id: string, signal: AbortSignal): Promise<LockSession>;
+  /** Leader election on this backend. Only for backends that declare `elections`. */
+  readonly elections?: ElectionBackend;
   /** Fails every waiter with ShuttingDownError and frees the backend's resources. */
   close(): Promise<void>;
 }

@@ -71,6 +71,7 @@ export const fileCapabilities: Capabilities = {
   shared: false,
   watch: false,
   sessions: true,
+  elections: false,
 };
 
 /**

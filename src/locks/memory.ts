@@ -1,6 +1,7 @@
 // In-process lock backend: exact FIFO hand-off, TTL leases, fencing tokens from one
 // process-wide counter, semaphores (limit > 1), shared (read) locks, and watch streams.
 // Lock sessions: one lease record and one timer per session, however many locks it holds.
+// Leader election on those sessions (memory-election.ts).
 // Locks and sessions live and die with this server process.
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import {
@@ -38,6 +39,7 @@ import {
   notGrantedInTime,
   notHolder,
 } from './refusals.js';
+import { MemoryElections } from './memory-election.js';
 import { SessionLease, SessionRegistry } from './session-lease.js';
 
 export const memoryCapabilities: Capabilities = {
@@ -49,6 +51,7 @@ export const memoryCapabilities: Capabilities = {
   shared: true,
   watch: true,
   sessions: true,
+  elections: true,
 };
 
 interface Holder {
@@ -105,6 +108,7 @@ export class MemoryLockBackend implements LockBackend {
   readonly #sessions = new SessionRegistry<MemorySession>('memory');
   readonly #watchers = new Map<string, Set<(event: LockEvent) => void>>();
   readonly #closing = new AbortController();
+  readonly elections: MemoryElections;
   // NOTE: one counter for every name. Per-name counters would restart at 1 when an idle
   // name's entry is dropped, reusing tokens; a process-wide counter is strictly increasing
   // per name for the life of the process without keeping idle entries.
@@ -114,6 +118,12 @@ export class MemoryLockBackend implements LockBackend {
     this.#clock = options.clock ?? systemClock;
     this.#ended = new EndedLeases(options.onExpire);
     this.#onSessionExpire = options.onSessionExpire;
+    this.elections = new MemoryElections({
+      clock: this.#clock,
+      openSession: (o) => this.openSession(o),
+      findSession: (id, signal) => this.resumeSession(id, signal),
+      closing: this.#closing.signal,
+    });
   }
 
   acquire(options: AcquireOptions): Promise<Lease> {

@@ -17,9 +17,11 @@
 // from the answers, ended when a session's state becomes `ended` (its clean end, shutdown,
 // or, on etcd, another server serving it now), expired from the backend's own report
 // (sessionExpiryListener), since a session can expire with nobody calling it.
+import type { ElectionBackend } from './election.js';
 import type { Logger } from '../log.js';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
-import type { LockMeter, SessionMeter, WaitOutcome } from '../metrics.js';
+import type { ElectionMeter, LockMeter, SessionMeter, WaitOutcome } from '../metrics.js';
+import { meteredElections } from './metered-election.js';
 import type {
   AcquireOptions,
   ExpiryListener,
@@ -56,16 +58,18 @@ function leaseFields(backend: string, lease: Lease) {
 
 /**
  * `backend`, counting grants, waits (with their duration and how they ended), releases by
- * outcome and backend failures on `meter`, and, for a backend that declares sessions, its
- * sessions on `sessions` (see the README's Metrics section).
+ * outcome and backend failures on `meter`, for a backend that declares sessions, its
+ * sessions on `sessions`, and for one that declares elections, its campaigns and resigns on
+ * `elections` (see the README's Metrics section).
  */
 export function meteredBackend(
   backend: LockBackend,
   meter: LockMeter,
   log: Logger,
   sessions?: SessionMeter,
+  elections?: ElectionMeter,
 ): LockBackend {
-  return new MeteredLockBackend(backend, meter, log, sessions);
+  return new MeteredLockBackend(backend, meter, log, sessions, elections);
 }
 
 /**
@@ -113,6 +117,7 @@ class MeteredLockBackend implements LockBackend {
   readonly watch?: (name: string, signal: AbortSignal) => AsyncIterable<LockEvent>;
   readonly openSession?: (options: SessionOptions) => Promise<LockSession>;
   readonly resumeSession?: (id: string, signal: AbortSignal) => Promise<LockSession>;
+  readonly elections?: ElectionBackend;
   readonly #backend: LockBackend;
   readonly #meter: LockMeter;
   readonly #log: Logger;
@@ -120,7 +125,13 @@ class MeteredLockBackend implements LockBackend {
   /** The wrapper of each session object handed out, so a resume returns the same one. */
   readonly #wrapped = new WeakMap<LockSession, MeteredSession>();
 
-  constructor(backend: LockBackend, meter: LockMeter, log: Logger, sessions: SessionMeter | undefined) {
+  constructor(
+    backend: LockBackend,
+    meter: LockMeter,
+    log: Logger,
+    sessions: SessionMeter | undefined,
+    elections: ElectionMeter | undefined,
+  ) {
     this.kind = backend.kind;
     this.capabilities = backend.capabilities;
     if (backend.location !== undefined) this.location = backend.location;
@@ -130,6 +141,11 @@ class MeteredLockBackend implements LockBackend {
     this.#sessionMeter = sessions;
     // A watch is a stream, not an operation: nothing of it is counted here.
     if (backend.watch !== undefined) this.watch = backend.watch.bind(backend);
+    // Elections are metered by their own decorator (metered-election.ts). NOTE: a candidacy's
+    // session is the backend's own object (etcd finds its lease by it), never a metered
+    // session wrapper: the decorator passes sessions through.
+    if (backend.elections !== undefined)
+      this.elections = elections === undefined ? backend.elections : meteredElections(backend.elections, elections);
     if (backend.openSession !== undefined) this.openSession = (options) => this.#openSession(options);
     if (backend.resumeSession !== undefined) this.resumeSession = (id, signal) => this.#resumeSession(id, signal);
   }

@@ -120,6 +120,7 @@ function stateMessage(name: string, backend: LockBackend, state: LockState): Loc
       shared: c.shared,
       watch: c.watch,
       sessions: c.sessions ?? false,
+      elections: c.elections,
     },
     holders: state.holders.map((h) => ({
       owner: h.owner,

@@ -12,7 +12,9 @@
 // it returned before): its acquire and release are spans as Acquire's and Release's are (no
 // ttl_ms: the session's lease is the lock's), under the span of the session op that asked
 // (session-service.ts); its keepalive and end pass through, their etcd requests under the
-// keepalive op's span and the Session call's.
+// keepalive op's span and the Session call's. Elections: traced-election.ts.
+import type { ElectionBackend } from './election.js';
+import { tracedElections } from './traced-election.js';
 import type { Attributes } from '@opentelemetry/api';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
 import { inSpan } from '../tracing.js';
@@ -56,6 +58,7 @@ class TracedLockBackend implements LockBackend {
   readonly watch?: (name: string, signal: AbortSignal) => AsyncIterable<LockEvent>;
   readonly openSession?: (options: SessionOptions) => Promise<LockSession>;
   readonly resumeSession?: (id: string, signal: AbortSignal) => Promise<LockSession>;
+  readonly elections?: ElectionBackend;
   readonly #backend: LockBackend;
   /** The wrapper of each session object handed out, so a resume returns the same one. */
   readonly #wrapped = new WeakMap<LockSession, TracedSession>();
@@ -66,6 +69,8 @@ class TracedLockBackend implements LockBackend {
     if (backend.location !== undefined) this.location = backend.location;
     this.#backend = backend;
     if (backend.watch !== undefined) this.watch = backend.watch.bind(backend);
+    // A span per election operation too (traced-election.ts).
+    if (backend.elections !== undefined) this.elections = tracedElections(backend.elections, backend.kind);
     if (backend.openSession !== undefined) {
       const open = backend.openSession.bind(backend);
       this.openSession = async (options) => this.#wrap(await open(options));

@@ -187,7 +187,11 @@ describe('latchkey cache', () => {
     assert.ok(isOneLine(set.stderr), set.stderr);
     expectExit(del, EXIT.precondition);
     assert.equal((JSON.parse(del.stderr) as { error: string }).error, 'FencedOutError');
-    expectExit(noEnv, EXIT.usage, /--fenced needs LATCHKEY_LOCK_NAME and LATCHKEY_FENCING_TOKEN/);
+    expectExit(
+      noEnv,
+      EXIT.usage,
+      /--fenced needs LATCHKEY_LOCK_NAME \(or LATCHKEY_ELECTION\) and LATCHKEY_FENCING_TOKEN/,
+    );
     assert.equal((await client.cache().get('fenced'))!.value.toString(), 'new');
   });
 

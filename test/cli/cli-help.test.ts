@@ -20,6 +20,9 @@ const HELPS: readonly (readonly string[])[] = [
   ['lock', 'watch', '--help'],
   ['cache', '--help'],
   ...CACHE_SUBCOMMANDS.map((sub) => ['cache', sub, '--help']),
+  ['elect', '--help'],
+  ['elect', 'observe', '--help'],
+  ['elect', 'leader', '--help'],
 ];
 
 /** Runs at most `width` at a time: each child compiles TypeScript on start. */
@@ -89,15 +92,28 @@ describe('latchkey --help', () => {
     assert.match(examples(watch!), /latchkey lock watch /);
     assert.match(top!, /LATCHKEY_CLIENT_TLS_CA/);
     assert.match(top!, /no --token option/);
+    const help = (...args: string[]) => results[HELPS.findIndex((h) => h.join(' ') === `${args.join(' ')} --help`)]!;
+    const elect = help('elect').stdout.toString();
+    for (const args of [['elect'], ['elect', 'observe'], ['elect', 'leader']])
+      assert.ok(hasExitTable(help(...args).stdout.toString()), `${args.join(' ')} --help lacks the exit-code table`);
+    assert.match(elect, /128\+N/);
+    assert.match(elect, /LATCHKEY_ELECTION +the election's name/);
+    assert.match(elect, /\n {2}--value TEXT\b/);
+    assert.match(examples(top!), /latchkey elect /);
   });
 
-  test('-h works on subcommands; bare `latchkey cache` and `latchkey lock` print usage and exit 2', async () => {
-    const [h, cache, lock] = await Promise.all([runCli(['cache', 'incr', '-h']), runCli(['cache']), runCli(['lock'])]);
+  test('-h works on subcommands; bare `latchkey cache`, `latchkey lock` and `latchkey elect` print usage and exit 2', async () => {
+    const [h, cache, lock, elect] = await Promise.all([
+      runCli(['cache', 'incr', '-h']),
+      runCli(['cache']),
+      runCli(['lock']),
+      runCli(['elect']),
+    ]);
     assert.equal(h.code, 0);
     assert.match(h.stdout.toString(), /^usage: latchkey cache incr KEY DELTA/);
-    for (const r of [cache, lock]) {
+    for (const r of [cache, lock, elect]) {
       assert.equal(r.code, EXIT.usage);
-      assert.match(r.stdout.toString(), /^usage: latchkey (cache|lock)/);
+      assert.match(r.stdout.toString(), /^usage: latchkey (cache|lock|elect)/);
     }
   });
 

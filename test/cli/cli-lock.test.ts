@@ -21,6 +21,7 @@ const CAPABILITIES = {
   shared: true,
   watch: true,
   sessions: true,
+  elections: true,
 };
 
 let server: TestServer;
@@ -372,7 +373,7 @@ describe('latchkey lock describe', () => {
     assert.match(text, /waiters +0\n/);
     assert.match(
       text,
-      /capabilities +acrossHosts=no fencing=yes fifo=yes autoRelease=yes semaphore=yes shared=yes watch=yes sessions=yes\n/,
+      /capabilities +acrossHosts=no fencing=yes fifo=yes autoRelease=yes semaphore=yes shared=yes watch=yes sessions=yes elections=yes\n/,
     );
 
     for (const r of [json, leading]) {

@@ -129,6 +129,7 @@ function runContract(target: LockContractTarget, path: LockPath): void {
         shared: capabilities.shared,
         watch: capabilities.watch,
         sessions: capabilities.sessions ?? false,
+        elections: capabilities.elections,
       });
     });
 

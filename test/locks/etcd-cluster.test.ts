@@ -13,7 +13,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { etcdctl, etcdMissing, startEtcdCluster, type EtcdCluster, type EtcdMember } from '../support/etcd.js';
+import { etcdMissing, findLeader, startEtcdCluster, type EtcdCluster, type EtcdMember } from '../support/etcd.js';
 import { checkLocks, formatViolations, type LockInput, type LockOp, type LockOutput } from '../support/checker.js';
 import { opsFromJson } from '../support/history.js';
 import type { WorkerConfig, WorkerReport } from '../support/lock-worker.js';
@@ -26,7 +26,6 @@ const PREFIX = `latchkey-cluster-test-${process.pid}/`;
 const WORKER_SCRIPT = join('test', 'support', 'lock-worker.ts');
 /** A bound on one whole run, far above what it takes (seconds), so a stuck run fails, not hangs. */
 const RUN_BUDGET_MS = 90_000;
-const LEADER_SEARCH_MS = 5_000;
 /** Cycles per worker: 300 in all, in each run. */
 const CYCLES_EACH = 50;
 
@@ -57,37 +56,6 @@ async function readGrants(logFile: string): Promise<Grant[]> {
       const [token, atMs, worker] = line.split(' ');
       return { token: BigInt(token!), atMs: Number(atMs), worker: Number(worker) };
     });
-}
-
-/**
- * The member etcd's `endpoint status` names as leader. An election can be under way (no
- * leader yet, a member slow to answer), so it asks again for up to LEADER_SEARCH_MS; then it
- * settles for a follower, and says so.
- */
-async function findLeader(cluster: EtcdCluster): Promise<{ member: EtcdMember; isLeader: boolean; note: string }> {
-  const deadline = Date.now() + LEADER_SEARCH_MS;
-  let last = '';
-  while (Date.now() < deadline) {
-    try {
-      last = await etcdctl(cluster.endpoints, ['endpoint', 'status', '-w', 'json'], { timeoutMs: 3_000 });
-      // NOTE: member ids are uint64 and lose precision as JSON numbers; compare them as strings.
-      const statuses = JSON.parse(last.replace(/:\s*(\d{16,})/g, ':"$1"')) as {
-        Endpoint: string;
-        Status: { header: { member_id: unknown }; leader: unknown };
-      }[];
-      const leader = statuses.find((s) => String(s.Status.header.member_id) === String(s.Status.leader));
-      const member = cluster.members.find((m) => leader?.Endpoint.replace(/^https?:\/\//, '') === m.endpoint);
-      if (member !== undefined) return { member, isLeader: true, note: '' };
-    } catch (err) {
-      last = String(err);
-    }
-    await sleep(100);
-  }
-  return {
-    member: cluster.members[0]!,
-    isLeader: false,
-    note: `no leader found in ${LEADER_SEARCH_MS} ms (last answer: ${last})`,
-  };
 }
 
 /** LeaseGrant calls the live members of the cluster have handled (etcd's grpc_server_handled_total, every code). */

@@ -89,6 +89,7 @@ for (const sessions of [true, false]) {
         shared: true,
         watch: true,
         sessions: true,
+        elections: true,
       });
       // The first holder's fields stay where a plain lock's are.
       assert.equal(state.owner, 'a');

@@ -280,6 +280,7 @@ for (const sessions of [true, false]) {
         shared: true,
         watch: true,
         sessions: true,
+        elections: true,
       });
 
       await using lock = await client.lock('described', { ttlMs: 5_000, owner: 'me' });

@@ -40,6 +40,8 @@ const SDK_CLASS_OF: Record<string, typeof sdk.LatchkeyError> = {
   NotHolderError: sdk.NotHolderError,
   LeaseExpiredError: sdk.NotHolderError,
   SessionExpiredError: sdk.NotHolderError,
+  NotLeaderError: sdk.NotLeaderError,
+  NotElectedError: sdk.NotElectedError,
   AbortedError: sdk.LatchkeyError,
   FailedPreconditionError: sdk.FailedPreconditionError,
   FencedOutError: sdk.FencedOutError,

@@ -177,6 +177,19 @@ describe('parseConfig', () => {
     }
   });
 
+  test('--etcd-election-prefix and --etcd-prefix must not overlap: elections and locks would share keys', () => {
+    assert.equal(parseConfig(['--etcd-election-prefix', 'e/'], {}).etcdElectionPrefix, 'e/');
+    for (const [locks, elections] of [
+      ['a/', 'a/'],
+      ['a/', 'a/elections/'],
+      ['x/locks/', 'x/'],
+    ])
+      configError(
+        () => parseConfig(['--etcd-prefix', locks!, '--etcd-election-prefix', elections!], {}),
+        /^--etcd-election-prefix ".*" and --etcd-prefix ".*" overlap \(one begins the other\)/,
+      );
+  });
+
   test('--listen must be host:port', () => {
     for (const good of ['127.0.0.1:0', '0.0.0.0:50051', 'localhost:1', '[::1]:50051', '[::]:0']) {
       assert.equal(parseConfig(['--listen', good, '--insecure'], {}).listen, good);

@@ -66,7 +66,7 @@ describe('grpc.health.v1.Health', () => {
     await using s = await startServer();
     const health = healthClient(s.address);
     try {
-      for (const service of ['', 'latchkey.v1.Locks', 'latchkey.v1.Cache']) {
+      for (const service of ['', 'latchkey.v1.Locks', 'latchkey.v1.Cache', 'latchkey.v1.Elections']) {
         const reply = await s.call<{ status: ServingStatus }>(health, 'Check', { service }, deadline());
         assert.equal(reply.status, 'SERVING', `Check("${service}")`);
       }
@@ -90,7 +90,7 @@ describe('grpc.health.v1.Health', () => {
     }
   });
 
-  test('List names exactly the server and its two services, all SERVING', async () => {
+  test('List names exactly the server and its three services, all SERVING', async () => {
     await using s = await startServer();
     const health = healthClient(s.address);
     try {
@@ -101,7 +101,12 @@ describe('grpc.health.v1.Health', () => {
         deadline(),
       );
       const statuses = Object.fromEntries(Object.entries(reply.statuses).map(([name, v]) => [name, v.status]));
-      assert.deepEqual(statuses, { '': 'SERVING', 'latchkey.v1.Locks': 'SERVING', 'latchkey.v1.Cache': 'SERVING' });
+      assert.deepEqual(statuses, {
+        '': 'SERVING',
+        'latchkey.v1.Locks': 'SERVING',
+        'latchkey.v1.Cache': 'SERVING',
+        'latchkey.v1.Elections': 'SERVING',
+      });
     } finally {
       health.close();
     }
@@ -123,7 +128,7 @@ describe('grpc.health.v1.Health', () => {
     await using s = await startServer();
     const health = healthClient(s.address);
     try {
-      const watches = ['', 'latchkey.v1.Locks', 'latchkey.v1.Cache'].map((service) => ({
+      const watches = ['', 'latchkey.v1.Locks', 'latchkey.v1.Cache', 'latchkey.v1.Elections'].map((service) => ({
         service,
         w: watch(health, service),
       }));

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import type { Lease__Output } from '../../client/common/index.js';
+import type { Lease__Output, Leadership__Output } from '../../client/common/index.js';
 import type { CacheStore } from '../../src/cache/store.js';
 import { ConfigError, parseConfig } from '../../src/config.js';
 import { BackendUnavailableError } from '../../src/errors.js';
@@ -16,6 +16,7 @@ import { scrape, type Scrape } from '../support/metrics.js';
 import { PipelineCaller } from '../support/pipeline.js';
 import { README } from '../support/readme.js';
 import { startServer, type TestServer } from '../support/server.js';
+import { SessionStream } from '../support/session-stream.js';
 
 const METRICS = { metricsListen: '127.0.0.1:0' } as const;
 
@@ -122,6 +123,55 @@ describe('GET /metrics', () => {
     assert.ok(!m.has('latchkey_backend_errors_total'), 'answers are not backend failures');
     // No label carries a lock name.
     assert.doesNotMatch(m.text, /m\/a|m\/b/);
+  });
+
+  test('campaigns by outcome and resigns by outcome are counted, whether unary or in a lock session', async () => {
+    await using s = await startServer(METRICS);
+    const memory = { backend: 'memory' };
+    const before = await scrape(s.server.metricsAddress!);
+    assert.equal(before.value('latchkey_election_campaigns_total', { ...memory, outcome: 'elected' }), 0);
+    assert.equal(before.value('latchkey_election_resigns_total', { ...memory, outcome: 'not_leader' }), 0);
+
+    const won = await s.call<Leadership__Output>(s.elections, 'Campaign', { name: 'e/a', value: 'a', ttl_ms: 10_000 });
+    // Not leading within wait_ms: not elected.
+    const late = await rejection(s.call(s.elections, 'Campaign', { name: 'e/a', value: 'b', wait_ms: 50 }));
+    assert.equal(late.code, grpc.status.ABORTED);
+    // Withdrawn by its caller: cancelled.
+    const call = s.elections.Campaign({ name: 'e/a', value: 'c' }, () => {});
+    await eventually(
+      s,
+      (x) => x.value('latchkey_inflight_calls', { service: 'latchkey.v1.Elections', method: 'Campaign' }) === 1,
+      'the waiting campaign in flight',
+    );
+    call.cancel();
+    await eventually(
+      s,
+      (x) => x.value('latchkey_election_campaigns_total', { ...memory, outcome: 'cancelled' }) === 1,
+      'the cancelled campaign',
+    );
+    await s.call(s.elections, 'Resign', { leadership: won });
+    // Its second resign is refused: not the leader.
+    assert.equal(
+      (await rejection(s.call(s.elections, 'Resign', { leadership: won }))).code,
+      grpc.status.FAILED_PRECONDITION,
+    );
+    // A campaign in a lock session counts the same.
+    const stream = await SessionStream.open(s.locks, { backend: 'memory', ttl_ms: 10_000 });
+    try {
+      await s.call(s.elections, 'Campaign', { name: 'e/b', value: 's', session_id: stream.opened.session_id });
+    } finally {
+      await stream.close();
+    }
+
+    const m = await scrape(s.server.metricsAddress!);
+    assert.equal(m.value('latchkey_election_campaigns_total', { ...memory, outcome: 'elected' }), 2);
+    assert.equal(m.value('latchkey_election_campaigns_total', { ...memory, outcome: 'not_elected' }), 1);
+    assert.equal(m.value('latchkey_election_campaigns_total', { ...memory, outcome: 'cancelled' }), 1);
+    assert.equal(m.value('latchkey_election_campaigns_total', { ...memory, outcome: 'error' }), 0);
+    assert.equal(m.value('latchkey_election_resigns_total', { ...memory, outcome: 'resigned' }), 1);
+    assert.equal(m.value('latchkey_election_resigns_total', { ...memory, outcome: 'not_leader' }), 1);
+    assert.ok(!m.has('latchkey_backend_errors_total'), 'answers are not backend failures');
+    assert.doesNotMatch(m.text, /e\/a|e\/b/);
   });
 
   test('a waiter whose caller cancels ends as a cancelled wait', async () => {

@@ -63,7 +63,11 @@ test('the grpcurl examples run verbatim', async () => {
     }).catch((err: { stdout: string; stderr: string; message: string }) => {
       assert.fail(`the grpcurl examples failed: ${err.message}\n${err.stdout}\n${err.stderr}`);
     });
-    assert.match(stdout, /^latchkey\.v1\.Cache\nlatchkey\.v1\.Locks$/m, 'list shows both services');
+    assert.match(
+      stdout,
+      /^latchkey\.v1\.Cache\nlatchkey\.v1\.Elections\nlatchkey\.v1\.Locks$/m,
+      'list shows every service',
+    );
     assert.match(stdout, /rpc Acquire \( \.latchkey\.v1\.AcquireRequest \) returns \( \.latchkey\.v1\.Lease \)/);
     // The .proto's own comments, as reflection serves them (source info).
     assert.match(stdout, /^ {2}\/\/ Acquire a lock\. wait_ms = 0 tries once;/m);
@@ -85,6 +89,10 @@ test('the grpcurl examples run verbatim', async () => {
     assert.match(stdout, /"key": "nothing-here"/);
     assert.match(stdout, /"limit": 2/);
     assert.match(stdout, /"mode": "SHARED"/);
+    assert.match(stdout, /"sessionId": "memory\.[0-9a-f.]+"/);
+    assert.match(stdout, /"value": "10\.0\.0\.7:9090"/);
+    assert.match(stdout, /"elected": true/);
+    assert.match(stdout, /"resigned": true/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -113,6 +121,14 @@ test('the SDK example of semaphores, shared locks and watch runs verbatim', asyn
   assert.deepEqual(events.slice(0, 1), ['STATE ']);
   assert.deepEqual(events.slice(1, 3).sort(), ['ACQUIRED a', 'ACQUIRED b']);
   assert.deepEqual(events.slice(3), ['WAITER_ADDED c', 'RELEASED a', 'ACQUIRED c', 'RELEASED c']);
+});
+
+test('the SDK example of leader election runs verbatim', async () => {
+  const stdout = await runSdkExample('sdk-elections');
+  assert.match(stdout, /^leader 10\.0\.0\.7:8080 \(token \d+\)$/m);
+  assert.match(stdout, /^leader 10\.0\.0\.7:9090 \(token \d+\)$/m);
+  assert.match(stdout, /^now: 10\.0\.0\.7:9090, signal aborted: false$/m);
+  assert.match(stdout, /no leader\n$/);
 });
 
 test('the SDK example runs verbatim', async () => {

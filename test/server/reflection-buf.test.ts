@@ -83,6 +83,7 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
       assert.deepEqual(services.stdout.trim().split('\n'), [
         'grpc.health.v1.Health',
         'latchkey.v1.Cache',
+        'latchkey.v1.Elections',
         'latchkey.v1.Locks',
       ]);
       // Listing methods makes buf build every service's file: the whole schema must pass protodesc.
@@ -92,7 +93,7 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
     });
 
     test(`${protocol}: grpc.health.v1.Health/Check answers SERVING for the server and each latchkey service`, async () => {
-      for (const service of ['', 'latchkey.v1.Locks', 'latchkey.v1.Cache']) {
+      for (const service of ['', 'latchkey.v1.Locks', 'latchkey.v1.Cache', 'latchkey.v1.Elections']) {
         const r = await bufCurl(s.address, '/grpc.health.v1.Health/Check', [
           '--reflect-protocol',
           protocol,
@@ -122,6 +123,7 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
     const watches = Promise.all([
       stream('latchkey.v1.Locks/Watch', { name: 'buf/walk' }),
       stream('grpc.health.v1.Health/Watch', { service: 'latchkey.v1.Locks' }),
+      stream('latchkey.v1.Elections/Observe', { name: 'buf/elect' }),
     ]);
 
     const [lease] = await call('latchkey.v1.Locks/Acquire', { name: 'buf/walk', ttl_ms: 30_000, owner: 'buf' }, 0);
@@ -140,6 +142,28 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
       { released: true },
     ]);
     await call('latchkey.v1.Locks/Acquire', { name: '' }, status.INVALID_ARGUMENT);
+
+    const [leadership] = await call(
+      'latchkey.v1.Elections/Campaign',
+      { name: 'buf/elect', value: 'buf-1', ttl_ms: 30_000 },
+      0,
+    );
+    assert.equal(leadership!.value, 'buf-1');
+    assert.match(String(leadership!.fencingToken), /^[1-9]\d*$/);
+    const ref = {
+      name: 'buf/elect',
+      backend: leadership!.backend,
+      session_id: leadership!.sessionId,
+      fencing_token: leadership!.fencingToken,
+    };
+    const [proclaimed] = await call('latchkey.v1.Elections/Proclaim', { leadership: ref, value: 'buf-2' }, 0);
+    assert.equal(proclaimed!.value, 'buf-2');
+    const [kept] = await call('latchkey.v1.Elections/KeepAlive', { leadership: ref }, 0);
+    assert.equal(kept!.fencingToken, leadership!.fencingToken);
+    const [leader] = await call('latchkey.v1.Elections/Leader', { name: 'buf/elect' }, 0);
+    assert.deepEqual([leader!.elected, leader!.value], [true, 'buf-2']);
+    assert.deepEqual(await call('latchkey.v1.Elections/Resign', { leadership: ref }, 0), [{ resigned: true }]);
+    await call('latchkey.v1.Elections/Proclaim', { leadership: ref, value: 'buf-3' }, status.FAILED_PRECONDITION);
 
     const [set] = await call('latchkey.v1.Cache/Set', { key: 'buf/k', value: 'aGk=' }, 0);
     assert.match(String(set!.cas), /^[1-9]\d*$/);
@@ -177,9 +201,20 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
     const [check] = await call('grpc.health.v1.Health/Check', {}, 0);
     assert.deepEqual(check, { status: 'SERVING' });
     const [list] = await call('grpc.health.v1.Health/List', {}, 0);
-    assert.deepEqual(Object.keys(list!.statuses as Json).sort(), ['', 'latchkey.v1.Cache', 'latchkey.v1.Locks']);
+    assert.deepEqual(Object.keys(list!.statuses as Json).sort(), [
+      '',
+      'latchkey.v1.Cache',
+      'latchkey.v1.Elections',
+      'latchkey.v1.Locks',
+    ]);
 
-    const [lockEvents, healthEvents] = await watches;
+    const [lockEvents, healthEvents, leaders] = await watches;
+    // The stream began before the campaign or during it; either way it ends with nobody leading.
+    assert.equal(leaders!.at(-1)!.elected ?? false, false, JSON.stringify(leaders));
+    assert.ok(
+      leaders!.every((l) => l.name === 'buf/elect'),
+      JSON.stringify(leaders),
+    );
     assert.equal(lockEvents![0]!.type, 'STATE', JSON.stringify(lockEvents));
     assert.deepEqual(healthEvents![0], { status: 'SERVING' });
 
@@ -199,8 +234,8 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
     before(async () => {
       // buf curl speaks the reflection protocol itself here (its schema from @grpc/reflection's
       // reflection.proto); the files it is sent are written out as a FileDescriptorSet.
-      const requests = ['latchkey.v1.Locks', 'latchkey.v1.Cache', 'grpc.health.v1.Health'].map((symbol) =>
-        JSON.stringify({ file_containing_symbol: symbol }),
+      const requests = ['latchkey.v1.Locks', 'latchkey.v1.Cache', 'latchkey.v1.Elections', 'grpc.health.v1.Health'].map(
+        (symbol) => JSON.stringify({ file_containing_symbol: symbol }),
       );
       const r = await bufCurl(s.address, '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', [
         '--schema',
@@ -229,6 +264,7 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
       assert.deepEqual(files.map((f) => f.name).sort(), [
         'grpc/health/v1/health.proto',
         'latchkey/v1/cache.proto',
+        'latchkey/v1/elections.proto',
         'latchkey/v1/locks.proto',
       ]);
     });
@@ -277,6 +313,8 @@ describe('server reflection, as buf curl (protobuf-go) uses it', () => {
       assert.deepEqual(levels.sort(), [
         'Cache/Get NO_SIDE_EFFECTS',
         'Cache/GetMany NO_SIDE_EFFECTS',
+        'Elections/KeepAlive IDEMPOTENT',
+        'Elections/Leader NO_SIDE_EFFECTS',
         'Locks/Describe NO_SIDE_EFFECTS',
         'Locks/Refresh IDEMPOTENT',
       ]);

@@ -497,6 +497,7 @@ describe('server reflection, as grpcurl uses it', () => {
     const v1 = walks.get('v1')!;
     assert.ok(v1.services.includes('latchkey.v1.Locks'), v1.services.join(', '));
     assert.ok(v1.services.includes('latchkey.v1.Cache'), v1.services.join(', '));
+    assert.ok(v1.services.includes('latchkey.v1.Elections'), v1.services.join(', '));
     assert.deepEqual(walks.get('v1alpha')!.services, v1.services);
     t.diagnostic(`services: ${v1.services.join(', ')}`);
     t.diagnostic(
@@ -785,6 +786,7 @@ describe('server reflection, as grpcurl uses it', () => {
         shared: true,
         watch: true,
         sessions: true,
+        elections: true,
       });
       await invoke('latchkey.v1.Locks', 'Refresh', { name: 'refl-snake', lease_id: lease.leaseId, ttl_ms: 40_000 });
       assert.deepEqual(await invoke('latchkey.v1.Locks', 'Release', { name: 'refl-snake', lease_id: lease.leaseId }), {

@@ -156,6 +156,10 @@ describe('OpenTelemetry traces through the SDK, the server, etcd and memcached',
         }
         await client.cache().set(`${order}/status`, SECRET, { fence: lock });
       }
+      if (!sessions) {
+        // A unary Campaign and, at the end of the block, its Resign.
+        await using _leadership = await client.campaign('orders/dispatcher', 'shop-1', { ttlMs: 5_000 });
+      }
       span.end();
       return span.spanContext();
     });
@@ -393,6 +397,26 @@ describe('OpenTelemetry traces through the SDK, the server, etcd and memcached',
     assertEtcd(spans, assertLockSpan(spans, release, 'lock release', order, 'released'), []);
     assert.ok(descendants(spans, release).some((s) => s.name.startsWith('etcdserverpb.')));
     assert.equal(seen.serverSpans.filter((s) => s.name.startsWith('latchkey.v1.Locks/Session')).length, 0);
+
+    // The election: one backend span under each of its RPCs, etcd requests under those.
+    const campaign = one(inCheckout, 'Campaign', (s) => s.name === 'latchkey.v1.Elections/Campaign');
+    const resign = one(inCheckout, 'Resign', (s) => s.name === 'latchkey.v1.Elections/Resign');
+    for (const rpc of [campaign, resign]) assert.equal(rpc.parentSpanId, root.spanId, rpc.name);
+    const electionCampaign = one(
+      descendants(spans, campaign),
+      'election campaign',
+      (s) => s.name === 'election campaign',
+    );
+    assert.equal(electionCampaign.parentSpanId, campaign.spanId);
+    assert.equal(electionCampaign.attributes['latchkey.election.name'], 'orders/dispatcher');
+    assert.equal(electionCampaign.attributes['latchkey.election.backend'], 'etcd');
+    assert.equal(electionCampaign.attributes['latchkey.outcome'], 'elected');
+    assert.ok(
+      descendants(spans, electionCampaign).some((s) => s.name === 'etcdserverpb.KV/Txn'),
+      `the campaign's etcd requests: ${names(descendants(spans, electionCampaign))}`,
+    );
+    const electionResign = one(descendants(spans, resign), 'election resign', (s) => s.name === 'election resign');
+    assert.equal(electionResign.attributes['latchkey.outcome'], 'resigned');
 
     assertPipeline(seen);
     assertNothingSecret(seen.serverSpans);

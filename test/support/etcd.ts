@@ -407,3 +407,139 @@ export function etcdctlLock(endpoints: string, lockName: string, options: { ttlS
     [Symbol.asyncDispose]: stop,
   };
 }
+
+export interface EtcdctlElect extends AsyncDisposable {
+  readonly pid: number;
+  /** Resolves with the key once etcdctl leads (it prints its key and proposal), bounded. */
+  leads(timeoutMs?: number): Promise<string>;
+  /** Whether it leads now. */
+  leading(): boolean;
+  /** SIGTERM (etcdctl then resigns) and wait for the exit, bounded. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `etcdctl elect <election> <proposal>`: campaigns, prints its key and proposal once it leads,
+ * and leads until it is signalled (then it resigns) or its session (60 s) expires.
+ */
+export function etcdctlElect(endpoints: string, election: string, proposal: string): EtcdctlElect {
+  const proc = spawn('etcdctl', [`--endpoints=${endpoints}`, 'elect', election, proposal], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ETCDCTL_API: '3' },
+  });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (c) => (out += c));
+  proc.stderr.on('data', (c) => (err += c));
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid!, 'SIGTERM');
+    if (!(await exitedWithin(proc, STOP_TIMEOUT_MS))) process.kill(proc.pid!, 'SIGKILL');
+    await exited(proc);
+  };
+  return {
+    pid: proc.pid!,
+    leading: () => out.includes('\n') && proc.exitCode === null,
+    async leads(timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!out.includes('\n')) {
+        if (proc.exitCode !== null)
+          throw new Error(`etcdctl elect ${election} exited (${proc.exitCode}) without leading: ${err}`);
+        if (Date.now() > deadline)
+          throw new Error(`etcdctl elect ${election} did not lead within ${timeoutMs} ms: ${err}`);
+        await sleep(20);
+      }
+      return out.split('\n')[0]!.trim();
+    },
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+export interface EtcdctlObserve extends AsyncDisposable {
+  /** The (key, value) pairs printed so far: one per leader and per proclaimed value. */
+  seen(): readonly { key: string; value: string }[];
+  /** Waits until `count` pairs have been printed, bounded; returns them. */
+  until(count: number, timeoutMs?: number): Promise<readonly { key: string; value: string }[]>;
+  stop(): Promise<void>;
+}
+
+/** `etcdctl elect -l <election>`: prints the leader's key and value, then each change. */
+export function etcdctlObserve(endpoints: string, election: string): EtcdctlObserve {
+  const proc = spawn('etcdctl', [`--endpoints=${endpoints}`, 'elect', '-l', election], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ETCDCTL_API: '3' },
+  });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (c) => (out += c));
+  proc.stderr.on('data', (c) => (err += c));
+  const seen = () => {
+    // Whole lines only: the last piece is a line still being written (or '').
+    const lines = out.split('\n').slice(0, -1);
+    const pairs: { key: string; value: string }[] = [];
+    for (let i = 0; i + 1 < lines.length; i += 2) pairs.push({ key: lines[i]!, value: lines[i + 1]! });
+    return pairs;
+  };
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid!, 'SIGTERM');
+    if (!(await exitedWithin(proc, STOP_TIMEOUT_MS))) process.kill(proc.pid!, 'SIGKILL');
+    await exited(proc);
+  };
+  return {
+    seen,
+    async until(count, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (seen().length < count) {
+        if (proc.exitCode !== null) throw new Error(`etcdctl elect -l ${election} exited (${proc.exitCode}): ${err}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `etcdctl elect -l ${election} printed ${seen().length} of ${count} leaders within ${timeoutMs} ms:\n${out}${err}`,
+          );
+        await sleep(20);
+      }
+      return seen();
+    },
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+/** How long findLeader() asks before it settles for a follower. */
+const LEADER_SEARCH_MS = 5_000;
+
+/**
+ * The member etcd's `endpoint status` names as leader. An election can be under way (no
+ * leader yet, a member slow to answer), so it asks again for up to LEADER_SEARCH_MS; then it
+ * settles for a follower, and says so.
+ */
+export async function findLeader(
+  cluster: EtcdCluster,
+): Promise<{ member: EtcdMember; isLeader: boolean; note: string }> {
+  const deadline = Date.now() + LEADER_SEARCH_MS;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      last = await etcdctl(cluster.endpoints, ['endpoint', 'status', '-w', 'json'], { timeoutMs: 3_000 });
+      // NOTE: member ids are uint64 and lose precision as JSON numbers; compare them as strings.
+      const statuses = JSON.parse(last.replace(/:\s*(\d{16,})/g, ':"$1"')) as {
+        Endpoint: string;
+        Status: { header: { member_id: unknown }; leader: unknown };
+      }[];
+      const leader = statuses.find((s) => String(s.Status.header.member_id) === String(s.Status.leader));
+      const member = cluster.members.find((m) => leader?.Endpoint.replace(/^https?:\/\//, '') === m.endpoint);
+      if (member !== undefined) return { member, isLeader: true, note: '' };
+    } catch (err) {
+      last = String(err);
+    }
+    await sleep(100);
+  }
+  return {
+    member: cluster.members[0]!,
+    isLeader: false,
+    note: `no leader found in ${LEADER_SEARCH_MS} ms (last answer: ${last})`,
+  };
+}

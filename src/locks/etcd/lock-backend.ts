@@ -16,6 +16,8 @@
 //   lock-session.ts    a lock session: many locks on one client session
 //   lock-session-open.ts    opening one, and resuming it with its locks read back
 //   watch.ts           Watch: a snapshot, then the queue's changes as events
+//   election.ts        leader election (election.go) in election-layout.ts's layout, followed
+//                      by Observe through prefix-watch.ts
 // This file maps the LockBackend interface onto them: it routes each request (a unary lock's,
 // or a session lock's, as lease-holder.ts tells them apart), keeps the sessions this server
 // serves, and closes. A lock session is one grant (and its mark) at open, one transaction per
@@ -43,6 +45,7 @@ import type { EtcdLockSession, SessionHost } from './lock-session.js';
 import { openLockSession, resumeLockSession } from './lock-session-open.js';
 import { LockQueue } from './queue.js';
 import { acquireUnary, refreshUnary, releaseUnary, type UnaryLockHost } from './unary-lock.js';
+import { EtcdElections } from './election.js';
 import { watchQueue } from './watch.js';
 
 export const etcdCapabilities: Capabilities = {
@@ -54,6 +57,7 @@ export const etcdCapabilities: Capabilities = {
   shared: true,
   watch: true,
   sessions: true,
+  elections: true,
 };
 
 export interface EtcdLockBackendOptions {
@@ -67,6 +71,11 @@ export interface EtcdLockBackendOptions {
    * hanging the caller; waits for a lock are bounded by wait_ms, not by this.
    */
   readonly opTimeoutMs?: number;
+  /**
+   * Prefix of every election key: election `name` lives under prefix + name + '/', and is
+   * the election `etcdctl elect <prefix><name>` takes part in. Default `latchkey/elections/`.
+   */
+  readonly electionPrefix?: string;
   /**
    * Time source for wait_ms, lease expiry estimates and every timer of the backend; default
    * the system clock. etcd counts its TTLs in real time, so a clock given here must keep
@@ -98,6 +107,7 @@ export class EtcdLockBackend implements LockBackend {
   readonly #sessions = new Map<string, EtcdLockSession>();
   readonly #sessionHost: SessionHost;
   readonly #unaryHost: UnaryLockHost;
+  readonly elections: EtcdElections;
 
   constructor(options: EtcdLockBackendOptions) {
     this.#conn = new EtcdConnection({
@@ -124,6 +134,12 @@ export class EtcdLockBackend implements LockBackend {
         void cleanup.then(() => this.#inflight.delete(cleanup));
       },
     };
+    this.elections = new EtcdElections({
+      conn: this.#conn,
+      prefix: options.electionPrefix ?? 'latchkey/elections/',
+      track: (work) => this.#track(() => work),
+      findSession: (id, signal) => this.resumeSession(id, signal),
+    });
   }
 
   acquire(options: AcquireOptions): Promise<Lease> {

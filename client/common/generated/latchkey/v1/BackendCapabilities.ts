@@ -34,6 +34,10 @@ export interface BackendCapabilities {
    * The Session RPC: many locks on one session lease.
    */
   'sessions'?: (boolean);
+  /**
+   * The Elections service (elections.proto): leader election on the backend's sessions.
+   */
+  'elections'?: (boolean);
 }
 
 export interface BackendCapabilities__Output {
@@ -69,4 +73,8 @@ export interface BackendCapabilities__Output {
    * The Session RPC: many locks on one session lease.
    */
   'sessions': (boolean);
+  /**
+   * The Elections service (elections.proto): leader election on the backend's sessions.
+   */
+  'elections': (boolean);
 }

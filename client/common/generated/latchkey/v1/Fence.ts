@@ -19,18 +19,24 @@ import type { Long } from '@grpc/proto-loader';
  */
 export interface Fence {
   /**
-   * The lock name the token came from.
+   * The lock name the token came from (a Lease's); or set `election` instead.
    */
   'lock'?: (string);
   /**
-   * The lock's backend, one this server serves (else INVALID_ARGUMENT naming them); empty =
-   * the server's default lock backend.
+   * The lock's (or election's) backend, one this server serves (else INVALID_ARGUMENT naming
+   * them); empty = the server's default lock backend.
    */
   'backend'?: (string);
   /**
-   * The Lease's fencing_token; must be non-zero.
+   * The Lease's (or Leadership's) fencing_token; must be non-zero.
    */
   'token'?: (number | string | Long);
+  /**
+   * The election the token came from (a Leadership's), instead of `lock`: a leader fences
+   * its writes as a lock holder does, and a deposed leader's are refused once a newer leader
+   * has written. Election "x" and lock "x" are different fences.
+   */
+  'election'?: (string);
 }
 
 /**
@@ -50,16 +56,22 @@ export interface Fence {
  */
 export interface Fence__Output {
   /**
-   * The lock name the token came from.
+   * The lock name the token came from (a Lease's); or set `election` instead.
    */
   'lock': (string);
   /**
-   * The lock's backend, one this server serves (else INVALID_ARGUMENT naming them); empty =
-   * the server's default lock backend.
+   * The lock's (or election's) backend, one this server serves (else INVALID_ARGUMENT naming
+   * them); empty = the server's default lock backend.
    */
   'backend': (string);
   /**
-   * The Lease's fencing_token; must be non-zero.
+   * The Lease's (or Leadership's) fencing_token; must be non-zero.
    */
   'token': (string);
+  /**
+   * The election the token came from (a Leadership's), instead of `lock`: a leader fences
+   * its writes as a lock holder does, and a deposed leader's are refused once a newer leader
+   * has written. Election "x" and lock "x" are different fences.
+   */
+  'election': (string);
 }

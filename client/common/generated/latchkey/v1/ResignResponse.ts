@@ -1,0 +1,10 @@
+// Original file: proto/latchkey/v1/elections.proto
+
+
+export interface ResignResponse {
+  'resigned'?: (boolean);
+}
+
+export interface ResignResponse__Output {
+  'resigned': (boolean);
+}
