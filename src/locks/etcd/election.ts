@@ -7,24 +7,13 @@
 // No server keeps state about a campaign it answered: the session id and the election name
 // find the key, so Proclaim, KeepAlive and Resign work through any server on the same etcd.
 //
-// A candidate's lease is its session's: a campaign session's own (a unary Campaign, one etcd
-// lease revoked on resign), or a client's lock session's (lock-session.ts), the lease every
-// lock of that session lives on, as etcd's concurrency.Session carries mutexes and elections
-// alike. Resigning from a lock session deletes the key only; the session goes on.
-import { setMaxListeners } from 'node:events';
-import {
-  AbortedError,
-  BackendUnavailableError,
-  CancelledError,
-  FailedPreconditionError,
-  type LatchkeyError,
-  LeaseExpiredError,
-  NotLeaderError,
-  SessionExpiredError,
-  throwIfAborted,
-} from '../../errors.js';
+// A candidate's lease is its session's (election-session.ts): a campaign session's own (a
+// unary Campaign, one etcd lease revoked on resign), or a client's lock session's. Resigning
+// from a lock session deletes the key only; the session goes on. The campaign itself (the put
+// and the wait for one's turn) is election-campaign.ts.
+import { FailedPreconditionError, LeaseExpiredError, NotLeaderError, throwIfAborted } from '../../errors.js';
 import { quoted } from '../../validate.js';
-import type { SessionOptions, SessionState } from '../backend.js';
+import type { SessionOptions } from '../backend.js';
 import type {
   CampaignOptions,
   CandidateSession,
@@ -34,88 +23,18 @@ import type {
   LeadershipRef,
 } from '../election.js';
 import { sessionRef } from '../session-lease.js';
-import { type EtcdConnection, raceStop, RETRY_MS } from './connection.js';
-import {
-  type CandidateKey,
-  campaignSessionId,
-  candidatesOf,
-  ElectionMirror,
-  type KeyChange,
-  leaderOf,
-  leaseOfSessionId,
-} from './election-layout.js';
-import { leaseIdToDec, parseSessionId, type QueueKey } from './layout.js';
+import type { EtcdConnection } from './connection.js';
+import { type CandidateKey, candidatesOf, ElectionMirror, type KeyChange, leaderOf } from './election-layout.js';
+import { leaseIdToDec } from './layout.js';
 import { EtcdLockSession } from './lock-session.js';
-import { mutexRecipe } from './mutex.js';
 import { watchPrefix } from './prefix-watch.js';
 import { LockQueue } from './queue.js';
 import { EtcdSession } from './session.js';
+import { campaign } from './election-campaign.js';
+import { CampaignSession, candidateLeaseOf, leaseOfSession } from './election-session.js';
 
 const leaderText = (state: LeaderState) =>
   state.elected ? `it is led by ${quoted(state.value)} (fencing token ${state.fencingToken})` : 'nobody leads it';
-
-/** A campaign's own session: one etcd lease, as a CandidateSession. */
-class CampaignSession implements CandidateSession {
-  readonly id: string;
-  readonly ref: string;
-  readonly etcd: EtcdSession;
-
-  constructor(etcd: EtcdSession) {
-    this.etcd = etcd;
-    this.id = campaignSessionId(etcd.leaseId);
-    this.ref = sessionRef(this.id);
-  }
-
-  get ttlMs(): number {
-    return this.etcd.ttlMs;
-  }
-
-  get expiresAtMs(): number {
-    return this.etcd.expiresAtMs;
-  }
-
-  get state(): SessionState {
-    return this.etcd.signal.aborted ? 'expired' : 'live';
-  }
-
-  get signal(): AbortSignal {
-    return this.etcd.signal;
-  }
-
-  async keepAlive(signal: AbortSignal) {
-    const expiresAtMs = await this.etcd.renew({ signal });
-    return { ttlMs: this.etcd.ttlMs, expiresAtMs };
-  }
-
-  async end(): Promise<void> {
-    await this.etcd.revoke();
-  }
-}
-
-/** What a candidacy needs of its session: the etcd lease its key lives on, and the session's end. */
-interface CandidateLease {
-  readonly leaseId: string;
-  readonly leaseDec: string;
-  readonly ttlMs: number;
-  readonly expiresAtMs: number;
-  /** Aborted when the session stops being live: a waiting campaign ends with it. */
-  readonly signal: AbortSignal;
-}
-
-/** Where a leadership's key lives: which session kind, and its lease. */
-interface SessionLeaseOf {
-  readonly leaseId: string;
-  /** A campaign session is the campaign's alone: resign revokes it. */
-  readonly campaignOnly: boolean;
-}
-
-/** The lease a session id names: a campaign session's or a lock session's; undefined if neither. */
-function leaseOfSession(sessionId: string): SessionLeaseOf | undefined {
-  const campaign = leaseOfSessionId(sessionId);
-  if (campaign !== undefined) return { leaseId: campaign, campaignOnly: true };
-  const lock = parseSessionId(sessionId);
-  return lock === undefined ? undefined : { leaseId: lock.leaseId, campaignOnly: false };
-}
 
 export interface EtcdElectionsOptions {
   readonly conn: EtcdConnection;
@@ -162,7 +81,7 @@ export class EtcdElections implements ElectionBackend {
   campaign(session: CandidateSession, options: CampaignOptions): Promise<Leadership> {
     throwIfAborted(options.signal);
     this.#conn.throwIfClosed();
-    return this.#track(this.#campaign(this.#etcdOf(session), session.id, options));
+    return this.#track(campaign(this.#conn, this.#queue(options.name), candidateLeaseOf(session), session.id, options));
   }
 
   async proclaim(ref: LeadershipRef, value: string): Promise<Leadership> {
@@ -267,33 +186,6 @@ export class EtcdElections implements ElectionBackend {
     return { keys: candidatesOf(queue.keyPrefix, all.kvs), revision: BigInt(all.header.revision) };
   }
 
-  #etcdOf(session: CandidateSession): CandidateLease {
-    if (session instanceof CampaignSession) return session.etcd;
-    if (session instanceof EtcdLockSession) {
-      // NOTE: this server's copy of a session served by a stream elsewhere may step aside
-      // (AbortedError: another server serves it) while the session lives on: that must not
-      // end a campaign still waiting through this server. The session's real end still does:
-      // etcd deletes the candidate's key with its lease, which the wait's check finds
-      // (ownKeyExists).
-      const ended = new AbortController();
-      const onEnd = () => {
-        if (!(session.signal.reason instanceof AbortedError)) ended.abort(session.signal.reason);
-      };
-      if (session.signal.aborted) onEnd();
-      else session.signal.addEventListener('abort', onEnd, { once: true });
-      return {
-        leaseId: session.leaseId,
-        leaseDec: leaseIdToDec(session.leaseId),
-        ttlMs: session.ttlMs,
-        expiresAtMs: session.expiresAtMs,
-        signal: ended.signal,
-      };
-    }
-    throw new FailedPreconditionError(
-      `session ${session.ref} is not a session of the etcd backend: campaign in a Locks/Session session of it, or without session_id, with ttl_ms`,
-    );
-  }
-
   /** The key a leadership names, from its session id. */
   #refKey(ref: LeadershipRef): { queue: LockQueue; key: Buffer; leaseId: string; campaignOnly: boolean } {
     throwIfAborted(ref.signal);
@@ -319,122 +211,5 @@ export class EtcdElections implements ElectionBackend {
 
   #leadership(ref: LeadershipRef, value: string, ttlMs: number, expiresAtMs: number): Leadership {
     return { name: ref.name, value, fencingToken: ref.fencingToken, sessionId: ref.sessionId, ttlMs, expiresAtMs };
-  }
-
-  async #campaign(
-    session: CandidateLease,
-    sessionId: string,
-    { name, value, signal }: CampaignOptions,
-  ): Promise<Leadership> {
-    const queue = this.#queue(name);
-    const key = Buffer.from(queue.ownKey(session.leaseId));
-    // election.go Campaign: put our key only if it does not exist yet, on the session's lease.
-    // NOTE: not raced against the signal: abandoning a write mid-flight could leave a key
-    // behind that we do not know about. It is bounded by opTimeoutMs.
-    const txn = await this.#conn
-      .call(`campaign in election "${name}"`, undefined, (client) =>
-        client.kv.txn({
-          compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
-          success: [{ request_put: { key, value: Buffer.from(value), lease: session.leaseDec } }],
-        }),
-      )
-      .catch((err: unknown) => {
-        if (err instanceof LeaseExpiredError)
-          throw new SessionExpiredError(
-            `campaign in election "${name}" failed: its ${session.ttlMs / 1000} s etcd lease expired before etcd took the candidate; campaign again, or with a longer ttl_ms`,
-          );
-        throw err;
-      });
-    if (!txn.succeeded)
-      throw new FailedPreconditionError(
-        `this session already campaigns for election "${name}"; a session campaigns for an election at most once: resign first, or campaign in another session`,
-      );
-    const createRevision = BigInt(txn.header.revision);
-    const own: QueueKey = {
-      key: queue.ownKey(session.leaseId),
-      leaseDec: session.leaseDec,
-      createRevision,
-      owner: value,
-      mode: 'EXCLUSIVE',
-      limit: 1,
-    };
-    let won = false;
-    try {
-      await this.#waitForTurn(session, queue, own, signal);
-      won = true;
-    } finally {
-      if (!won) {
-        // Withdrawn (cancelled, lost, closing, failed): our key leaves at once, so nobody
-        // waits behind a candidate whose caller is gone (election.go resigns likewise).
-        await this.#conn
-          .call('withdraw the candidate', undefined, (client) =>
-            client.kv.txn({
-              compare: [{ key, target: 'Create', result: 'Equal', create_revision: createRevision.toString() }],
-              success: [{ request_delete_range: { key } }],
-            }),
-          )
-          .catch(() => {});
-      }
-    }
-    return {
-      name,
-      value,
-      fencingToken: createRevision,
-      sessionId,
-      ttlMs: session.ttlMs,
-      expiresAtMs: session.expiresAtMs,
-    };
-  }
-
-  /**
-   * election.go waitDeletes: until no candidate key created before ours is left, waiting each
-   * time for the one just before ours to go (one deletion wakes one candidate).
-   */
-  async #waitForTurn(session: CandidateLease, queue: LockQueue, own: QueueKey, signal: AbortSignal): Promise<void> {
-    const conn = this.#conn;
-    const stop = new AbortController();
-    setMaxListeners(0, stop.signal);
-    const onAbort = () => stop.abort(new CancelledError(`campaign for election "${queue.name}" cancelled`));
-    const onClose = () => stop.abort(conn.closing.reason);
-    const onLost = () =>
-      stop.abort(
-        new SessionExpiredError(
-          `campaign for election "${queue.name}" ended: the candidate's ${(session.signal.reason as LatchkeyError).message}; campaign again`,
-        ),
-      );
-    signal.addEventListener('abort', onAbort, { once: true });
-    conn.closing.addEventListener('abort', onClose, { once: true });
-    session.signal.addEventListener('abort', onLost, { once: true });
-    if (signal.aborted) onAbort();
-    if (conn.closing.aborted) onClose();
-    if (session.signal.aborted) onLost();
-    try {
-      for (;;) {
-        if (stop.signal.aborted) throw stop.signal.reason;
-        let check: Awaited<ReturnType<typeof mutexRecipe.check>>;
-        try {
-          check = await raceStop(mutexRecipe.check(queue, own), stop.signal);
-        } catch (err) {
-          if (stop.signal.aborted) throw stop.signal.reason;
-          if (!(err instanceof BackendUnavailableError)) throw err;
-          // etcd unreachable: try again soon; hold() keeps the lease alive meanwhile, and its
-          // loss (signal) ends the wait.
-          await conn.sleep(RETRY_MS, stop.signal);
-          continue;
-        }
-        if (!check.ownKeyExists)
-          throw new SessionExpiredError(
-            `campaign for election "${queue.name}" ended: the candidate's etcd lease ${session.leaseId} or its key was removed while it waited; campaign again`,
-          );
-        // The service restarts a campaign session's TTL at the win (one keepalive).
-        if (check.holds) return;
-        await check.waitForChange(stop.signal);
-      }
-    } finally {
-      if (!stop.signal.aborted) stop.abort(null);
-      signal.removeEventListener('abort', onAbort);
-      conn.closing.removeEventListener('abort', onClose);
-      session.signal.removeEventListener('abort', onLost);
-    }
   }
 }

@@ -18,6 +18,8 @@
 //   watch.ts           Watch: a snapshot, then the queue's changes as events
 //   election.ts        leader election (election.go) in election-layout.ts's layout, followed
 //                      by Observe through prefix-watch.ts
+//   election-session.ts  the sessions a candidate campaigns in (its own, or a lock session)
+//   election-campaign.ts Campaign: the candidate's key, then the wait for its turn
 // This file maps the LockBackend interface onto them: it routes each request (a unary lock's,
 // or a session lock's, as lease-holder.ts tells them apart), keeps the sessions this server
 // serves, and closes. A lock session is one grant (and its mark) at open, one transaction per
