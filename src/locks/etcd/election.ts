@@ -97,7 +97,13 @@ interface CandidateLease {
   readonly leaseId: string;
   readonly leaseDec: string;
   readonly ttlMs: number;
+  /** The session's expiry as this server last saw it stated (read at each use: it moves). */
   readonly expiresAtMs: number;
+  /**
+   * A lock session: its client renews it with its own keepalives, maybe through another
+   * server, so this server's view of its expiry can lag (see #campaign).
+   */
+  readonly keptByClient: boolean;
   /** Aborted when the session stops being live: a waiting campaign ends with it. */
   readonly signal: AbortSignal;
 }
@@ -268,7 +274,19 @@ export class EtcdElections implements ElectionBackend {
   }
 
   #etcdOf(session: CandidateSession): CandidateLease {
-    if (session instanceof CampaignSession) return session.etcd;
+    if (session instanceof CampaignSession) {
+      const { etcd } = session;
+      return {
+        leaseId: etcd.leaseId,
+        leaseDec: etcd.leaseDec,
+        ttlMs: etcd.ttlMs,
+        get expiresAtMs() {
+          return etcd.expiresAtMs;
+        },
+        keptByClient: false,
+        signal: etcd.signal,
+      };
+    }
     if (session instanceof EtcdLockSession) {
       // NOTE: this server's copy of a session served by a stream elsewhere may step aside
       // (AbortedError: another server serves it) while the session lives on: that must not
@@ -285,7 +303,11 @@ export class EtcdElections implements ElectionBackend {
         leaseId: session.leaseId,
         leaseDec: leaseIdToDec(session.leaseId),
         ttlMs: session.ttlMs,
-        expiresAtMs: session.expiresAtMs,
+        // NOTE: a getter, not a copy: a campaign waits while the session's keepalives move it.
+        get expiresAtMs() {
+          return session.expiresAtMs;
+        },
+        keptByClient: true,
         signal: ended.signal,
       };
     }
@@ -382,8 +404,29 @@ export class EtcdElections implements ElectionBackend {
       fencingToken: createRevision,
       sessionId,
       ttlMs: session.ttlMs,
-      expiresAtMs: session.expiresAtMs,
+      expiresAtMs: session.keptByClient ? await this.#expiryOf(session, name) : session.expiresAtMs,
     };
+  }
+
+  /**
+   * The expiry to state with a win in a lock session: the later of this server's view and
+   * etcd's (whole seconds left, rounded down: the earliest the lease can expire). Both are
+   * lower bounds of the real expiry.
+   * NOTE: the session's keepalives renewed it while the campaign waited, and when they go
+   * through another server (the client's stream is there) this server's copy never sees
+   * them: its expiry is then the one of when the campaign began, long past after a wait.
+   * A leadership answered with an expiry already gone tells its holder it may have lost it.
+   */
+  async #expiryOf(session: CandidateLease, name: string): Promise<number> {
+    const known = session.expiresAtMs;
+    try {
+      const info = await this.#conn.timeToLive(`read the lease of the leader of election "${name}"`, session.leaseDec);
+      return Math.max(known, this.#conn.clock.now() + Math.max(0, Number(info.TTL)) * 1000);
+    } catch {
+      // Unreadable now: the win stands, with what this server knows; the leader's first
+      // KeepAlive states the expiry anew.
+      return known;
+    }
   }
 
   /**
