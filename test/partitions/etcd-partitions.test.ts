@@ -589,6 +589,24 @@ describe('partitions under the etcd backend: 3 members, servers a and b, clients
       assert.ok(monotonicMs() < by, `no candidate led within ${ms(by - cutMs)} of the cut`);
       await sleep(20);
     }
+    // And has written with its token, so that the old leader's late write has a newer one to meet.
+    const newerStored = () =>
+      [p, q].some((c) =>
+        c
+          .ops()
+          .some(
+            (op) =>
+              op.input.op === 'fenced-write' &&
+              op.input.token > BigInt(ready.token as string) &&
+              op.outcome?.status === 'ok' &&
+              op.outcome.value.op === 'fenced-write' &&
+              op.outcome.value.stored,
+          ),
+      );
+    while (!newerStored()) {
+      assert.ok(monotonicMs() < by + 2_000, 'the new leader stored no fenced write');
+      await sleep(20);
+    }
     await world.net.heal();
     const healMs = monotonicMs();
     leader.script.send('late');
