@@ -98,6 +98,27 @@ function sessionTests(backend: 'memory' | 'etcd', server: () => TestServer, etcd
     assert.ok(tookMs < 3_000, `the next candidate led ${tookMs.toFixed(0)} ms after the close`);
   });
 
+  test(`${backend}: a campaign in a lock session that waited past the TTL is answered with the session's expiry as it is at the win`, async () => {
+    const name = `late-expiry-${backend}-${process.pid}`;
+    await using first = connect(server().address);
+    const leadership = await first.campaign(name, 'first', { backend, ttlMs: 10_000 });
+    const { options, won } = capturing();
+    await using second = connect(server().address, options);
+    const next = second.campaign(name, 'second', { backend, ttlMs: 1_000 });
+    await until('the second candidate to queue', async () => (await second.leader(name, { backend })).candidates === 2);
+    // Three TTLs of waiting, the session kept alive by the client's keepalives meanwhile.
+    await sleep(3_000);
+    await leadership.resign();
+    await using led = await next;
+    const answeredAt = Date.now();
+    const stated = Number(won[0]!.expires_at_ms);
+    assert.ok(
+      stated > answeredAt,
+      `the win stated an expiry ${answeredAt - stated} ms in the past: the session's when the campaign began`,
+    );
+    assert.ok(led.expiresAt.getTime() > answeredAt);
+  });
+
   test(`${backend}: two campaigns of one client for one election go through two sessions, and lead in turn`, async () => {
     await using client = connect(server().address);
     const name = `twice-${backend}-${process.pid}`;
@@ -170,14 +191,19 @@ describe('candidacies in lock sessions, etcd backend', { skip: etcdMissing() }, 
       waiting.catch(() => {});
       // The session's own stream (on the first server) keeps it alive for three of its TTLs,
       // while the second server's copy, unrenewed there, steps aside.
+      let keptUntil = 0;
       for (let i = 0; i < 9; i++) {
-        await stream.op({ keepalive: {} });
+        keptUntil = Number((await stream.op<{ expires_at_ms: string }>({ keepalive: {} })).expires_at_ms);
         await sleep(330);
       }
       await server.call(server.elections, 'Resign', { leadership: leader });
       const won = await waiting;
       assert.equal(won.value, 'in-session');
       assert.equal(won.session_id, stream.opened.session_id);
+      // Stated from etcd, whose whole seconds left are rounded down: the other server's copy of
+      // the session never saw its keepalives.
+      const early = keptUntil - Number(won.expires_at_ms);
+      assert.ok(early <= 1_000, `the win stated an expiry ${early} ms before the last keepalive's`);
       await other.call(other.elections, 'Resign', { leadership: won });
     } finally {
       await stream.close();

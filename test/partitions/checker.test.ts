@@ -6,6 +6,7 @@
 // without cause — are rejected.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { connect } from '../../client/index.js';
 import { ACQUIRE_ANSWER_MARGIN_MS } from '../../src/locks/service.js';
 import {
   checkCache,
@@ -19,6 +20,7 @@ import {
   type LockOp,
   type LockOutput,
 } from '../support/checker.js';
+import { runCandidate } from '../support/election-workload.js';
 import { History, type Outcome } from '../support/history.js';
 import { lostWrite, overlappingHolders, refusedWithoutCause, staleRead, swappedTokens } from '../support/mutations.js';
 import { startServer } from '../support/server.js';
@@ -246,10 +248,94 @@ describe('lock checker: hand-made histories', () => {
     });
 });
 
+const campaign = (election: string) => ({ op: 'campaign', election, ttlMs: 1_000, via: 'a' }) as const;
+const won = (sessionId: string, token: bigint, validUntilMs: number) =>
+  ok<LockOutput>({ op: 'campaign', sessionId, token, validUntilMs });
+const resign = (election: string, sessionId: string, token: bigint) =>
+  ({ op: 'resign', election, sessionId, token, via: 'a' }) as const;
+const resigned = ok<LockOutput>({ op: 'resign' });
+const leaderWrite = (key: string, token: bigint) =>
+  ({ op: 'fenced-write', key, election: 'e', token, value: `v${token}`, via: 'a' }) as const;
+
+describe('election checker: hand-made histories', () => {
+  test('legal: leaders in turn, a session leading twice, a handover at expiry, a deposed leader refused; a lock of the same name apart', () => {
+    const ops = [
+      l('p', campaign('e'), 0, 1, won('s1', 10n, 1_001)),
+      l('p', leaderWrite('fe', 10n), 2, 3, stored(true)),
+      l('p', resign('e', 's1', 10n), 4, 5, resigned),
+      // q waited through p's term, and led once p resigned.
+      l('q', campaign('e'), 0.5, 6, won('s2', 11n, 1_006)),
+      l('q', leaderWrite('fe', 11n), 7, 8, stored(true)),
+      // p's late write with its old token is refused: q wrote with a newer one.
+      l('p', leaderWrite('fe', 10n), 9, 10, stored(false)),
+      // p campaigns again in the same session; q's session expires, and p leads after it.
+      l('p', campaign('e'), 11, 1_010, won('s1', 12n, 2_010)),
+      l('p', resign('e', 's1', 12n), 1_011, 1_012, resigned),
+      // A lock "e" is another thing: held at the same time as the leadership.
+      l('r', acquire('e'), 2, 3, grant('1', 5n, 1_003)),
+      // A campaign that was withdrawn leads nothing.
+      l('s', campaign('e'), 1_020, 1_040, { status: 'unknown', code: 'CANCELLED', message: 'withdrawn' }),
+    ];
+    const { violations, stats } = checkLocks(ops);
+    assert.deepEqual(violations, [], formatViolations(violations));
+    assert.deepEqual([stats.campaigns, stats.elected, stats.resigns, stats.grants], [4, 3, 2, 1]);
+  });
+
+  const illegal: Record<string, [string, LockOp[]]> = {
+    'two leaders at once': [
+      'overlap',
+      [
+        l('p', campaign('e'), 0, 1, won('s1', 10n, 1_001)),
+        l('q', campaign('e'), 0.5, 3, won('s2', 11n, 1_003)),
+        l('p', resign('e', 's1', 10n), 4, 5, resigned),
+      ],
+    ],
+    "a new leader while the old one's session was still valid": [
+      'overlap',
+      [l('p', campaign('e'), 0, 1, won('s1', 10n, 1_001)), l('q', campaign('e'), 0.5, 900, won('s2', 11n, 1_900))],
+    ],
+    'a new leader with a lower token': [
+      'token order',
+      [
+        l('p', campaign('e'), 0, 1, won('s1', 11n, 1_001)),
+        l('p', resign('e', 's1', 11n), 2, 3, resigned),
+        l('q', campaign('e'), 4, 5, won('s2', 10n, 1_005)),
+      ],
+    ],
+    "a Resign refused before the session's stated expiry": [
+      'lease lost',
+      [
+        l('p', campaign('e'), 0, 1, won('s1', 10n, 1_001)),
+        l('p', resign('e', 's1', 10n), 100, 101, {
+          status: 'fail',
+          code: 'FAILED_PRECONDITION',
+          message: 'not leader',
+        }),
+      ],
+    ],
+    "a leader's fenced write refused with no newer token written": [
+      'fencing',
+      [l('p', leaderWrite('fe', 10n), 0, 1, stored(true)), l('q', leaderWrite('fe', 11n), 2, 3, stored(false))],
+    ],
+  };
+  for (const [name, [rule, ops]] of Object.entries(illegal))
+    test(`illegal: ${name}`, () => {
+      const { violations } = checkLocks(ops);
+      assert.ok(
+        violations.some((v) => v.rule === rule && v.message.startsWith(rule === 'fencing' ? 'key' : 'election "e"')),
+        `not rejected for ${rule}: ${formatViolations(violations)}`,
+      );
+    });
+});
+
 describe('histories recorded from a real server pass, and their mutated copies do not', () => {
-  let recorded: { locks: LockOp[]; cache: CacheOp[] } | undefined;
-  /** One recording for the tests below: a short run of both workloads on memory locks and the LRU store. */
-  async function record(): Promise<{ locks: LockOp[]; cache: CacheOp[] }> {
+  type Recorded = { locks: LockOp[]; cache: CacheOp[]; elections: LockOp[] };
+  let recorded: Recorded | undefined;
+  /**
+   * One recording for the tests below: a short run of the lock, cache and election workloads
+   * on memory locks and the LRU store (the candidates through the SDK, in lock sessions).
+   */
+  async function record(): Promise<Recorded> {
     if (recorded !== undefined) return recorded;
     await using server = await startServer({ backend: 'memory', store: 'lru' });
     const endpoint: Endpoint = { name: 'a', locks: server.locks, cache: server.cache };
@@ -257,7 +343,27 @@ describe('histories recorded from a real server pass, and their mutated copies d
     const cacheHistory = new History<CacheInput, CacheOutput>();
     const stop = new AbortController();
     const timer = setTimeout(() => stop.abort(), 1_500);
+    const electionOps: Omit<LockOp, 'id'>[] = [];
+    const candidates = ['p', 'q', 'r'].map(() => connect(server.address, { deadlineMs: 1_000 }));
     await Promise.all([
+      ...candidates.map((client, i) =>
+        runCandidate({
+          client,
+          cache: client.cache(),
+          name: `candidate-${i}`,
+          election: 'e',
+          backend: 'memory',
+          ttlMs: 3_000,
+          via: 'session',
+          fencedVia: 'a',
+          key: 'fe',
+          leadMs: 30,
+          writeEveryMs: 5,
+          deadlineMs: 1_000,
+          record: (op) => electionOps.push(op),
+          signal: stop.signal,
+        }),
+      ),
       runLockWorkload({
         history: lockHistory,
         clients: ['p', 'q', 'r', 's'].map((name) => ({ name, endpoints: [endpoint] })),
@@ -285,32 +391,37 @@ describe('histories recorded from a real server pass, and their mutated copies d
       }),
     ]);
     clearTimeout(timer);
-    recorded = { locks: lockHistory.completed(), cache: cacheHistory.completed() };
+    await Promise.all(candidates.map((client) => client.close()));
+    const elections = electionOps.sort((x, y) => x.invokeMs - y.invokeMs).map((op, id) => ({ ...op, id }));
+    recorded = { locks: lockHistory.completed(), cache: cacheHistory.completed(), elections };
     return recorded;
   }
 
   test('the recorded histories pass', { timeout: 30_000 }, async (t) => {
-    const { locks, cache } = await record();
+    const { locks, cache, elections } = await record();
     const lockCheck = checkLocks(locks);
     assert.deepEqual(lockCheck.violations, [], formatViolations(lockCheck.violations));
+    const electionCheck = checkLocks(elections);
+    assert.deepEqual(electionCheck.violations, [], formatViolations(electionCheck.violations));
+    assert.ok(electionCheck.stats.elected > 5, `only ${electionCheck.stats.elected} leaderships`);
+    assert.ok(electionCheck.stats.fencedStored > 5, `only ${electionCheck.stats.fencedStored} fenced writes stored`);
     const cacheCheck = checkCache(cache);
     assert.deepEqual(cacheCheck.violations, [], formatViolations(cacheCheck.violations));
     assert.ok(lockCheck.stats.grants > 20, `only ${lockCheck.stats.grants} grants`);
     assert.ok(lockCheck.stats.fencedRefused > 0, 'no fenced write refused: the run did not test refusals');
     assert.ok(cacheCheck.stats.unknown > 0, 'no call of unknown outcome: the run did not test them');
-    t.diagnostic(`locks: ${JSON.stringify(lockCheck.stats)}; cache: ${JSON.stringify(cacheCheck.stats)}`);
+    t.diagnostic(
+      `locks: ${JSON.stringify(lockCheck.stats)}; elections: ${JSON.stringify(electionCheck.stats)}; cache: ${JSON.stringify(cacheCheck.stats)}`,
+    );
   });
 
-  const mutations: [
-    string,
-    string,
-    (h: { locks: LockOp[]; cache: CacheOp[] }) => unknown[] | undefined,
-    'locks' | 'cache',
-  ][] = [
+  const mutations: [string, string, (h: Recorded) => unknown[] | undefined, 'locks' | 'cache'][] = [
     ['a stale read', 'linearizable', (h) => staleRead(h.cache), 'cache'],
     ['a lost write', 'linearizable', (h) => lostWrite(h.cache), 'cache'],
     ['two overlapping holders', 'overlap', (h) => overlappingHolders(h.locks), 'locks'],
     ['swapped tokens', 'token order', (h) => swappedTokens(h.locks), 'locks'],
+    ['two overlapping leaders', 'overlap', (h) => overlappingHolders(h.elections, 'election'), 'locks'],
+    ["swapped leaders' tokens", 'token order', (h) => swappedTokens(h.elections, 'election'), 'locks'],
     ['a fenced write refused without cause', 'fencing', (h) => refusedWithoutCause(h.locks), 'locks'],
   ];
   for (const [name, rule, mutate, kind] of mutations)

@@ -19,6 +19,14 @@
 // are refused, and it locks again once healed). Its history, on the same clock, joins theirs;
 // its own calls must answer within their deadlines (the SDK's bound: a call queued while its
 // session resumes waits for the resume, past wait_ms + margin when that takes a while).
+// The election scenario puts a leader on c2 (test/support/election-client.ts: it campaigns in
+// its lock session, holds a lock in the same session to see the session's stated expiry, and
+// makes fenced writes with its leadership's token) and two candidates on c1 that queue behind
+// it and, once they lead, take turns (300 ms terms, fenced writes, Resign). c2 is cut off from
+// both servers until a candidate leads, then healed: the leader's signals abort before its
+// session's last stated expiry, the first new leader is elected at or after it (and soon
+// after), and the old leader's late fenced write, after the heal, is refused; the merged
+// history passes the checker's election rules, and mutated copies of it do not.
 // Skips where network namespaces or etcd are missing (fails under LATCHKEY_REQUIRE_ALL_SUITES).
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -43,6 +51,7 @@ import {
   type ScenarioTimes,
 } from '../support/scenario.js';
 import { runScript } from '../support/script.js';
+import type { ElectionClientConfig, ElectionClientReport } from '../support/election-client.js';
 import type { SessionClientConfig, SessionClientReport } from '../support/session-client.js';
 import { recordAcquire, runLockWorkload, tallyOutcomes, type Endpoint } from '../support/workloads.js';
 
@@ -64,6 +73,9 @@ const CONTEND_WAIT_MS = 2_000;
  */
 const GRANT_AFTER_TTL_MS = 2_000;
 const SESSION_CLIENT = join('test', 'support', 'session-client.ts');
+const ELECTION_CLIENT = join('test', 'support', 'election-client.ts');
+/** A candidate's term in the election scenario, before it resigns: the candidates take turns. */
+const ELECTION_TERM_MS = 300;
 
 describe('partitions under the etcd backend: 3 members, servers a and b, clients on c1 and c2', { skip }, () => {
   let world: World;
@@ -498,13 +510,213 @@ describe('partitions under the etcd backend: 3 members, servers a and b, clients
     );
   });
 
-  // Next, once elections are served (the harness has what they need): a campaign is an
-  // Acquire of the election's name and leadership a hold, so checkLocks' overlap and token
-  // rules are "one leader at a time, terms in order"; the leader's host is cut off
-  // (world.net.partition([itsHost], others)); a new leader only after the old one's session
-  // expired; the old leader's fenced writes are refused (checkLocks' fencing rule on its late
-  // writes).
-  test.todo("elections: the leader's host cut off");
+  /**
+   * An election client (test/support/election-client.ts) on host `host`: the leader, or a
+   * candidate; sessions on, both servers' addresses, fenced writes through b.
+   */
+  function startElectionClient(role: ElectionClientConfig['role'], name: string, host: string, election: string) {
+    const dir = mkdtempSync(join(tmpdir(), 'latchkey-election-partition-'));
+    const config: ElectionClientConfig = {
+      role,
+      client: name,
+      addresses: [world.servers.get('a')!.address, world.servers.get('b')!.address],
+      fencedAddress: world.servers.get('b')!.address,
+      fencedVia: 'b',
+      election,
+      key: `fenced-${election}`,
+      witness: `${election}-witness`,
+      ttlMs: SESSION_TTL_MS,
+      deadlineMs: SESSION_CALL_DEADLINE_MS,
+      writeEveryMs: 50,
+      leadMs: ELECTION_TERM_MS,
+      historyFile: join(dir, 'history.jsonl'),
+    };
+    const script = runScript(ELECTION_CLIENT, [JSON.stringify(config)], world.net.host(host).launch);
+    const ops = (): LockOp[] =>
+      existsSync(config.historyFile)
+        ? opsFromJson<LockInput, LockOutput>(readFileSync(config.historyFile, 'utf8'))
+        : [];
+    const stop = async (): Promise<ElectionClientReport> => {
+      script.send('stop');
+      const report = (await script.waitFor(
+        (m) => m.done === true,
+        `${name} to stop`,
+        10_000,
+      )) as unknown as ElectionClientReport;
+      await script.exited();
+      return report;
+    };
+    return {
+      config,
+      script,
+      ops,
+      stop,
+      [Symbol.asyncDispose]: async () => {
+        await script[Symbol.asyncDispose]();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  test("elections: the leader's host cut off from both servers: its signals abort before its session's stated expiry, a new leader only at or after it, the old leader's late fenced writes refused", {
+    timeout: 90_000,
+  }, async (t) => {
+    const election = 'elect';
+    // All three start at once (tsx compiles each on start); the leader campaigns first.
+    await using leader = startElectionClient('leader', 'L', 'c2', election);
+    await using p = startElectionClient('candidate', 'p', 'c1', election);
+    await using q = startElectionClient('candidate', 'q', 'c1', election);
+    const ready = await leader.script.waitFor((m) => m.ready === true, 'the leader to lead');
+    for (const c of [p, q]) await c.script.waitFor((m) => m.ready === true, `candidate ${c.config.client} to start`);
+    for (const c of [p, q]) c.script.send('campaign');
+    const startMs = monotonicMs();
+    // The candidates queue behind the leader, and the leader's fenced writes are stored meanwhile.
+    await sleep(1_000);
+    const wins = () =>
+      [p, q].flatMap((c) =>
+        c.script
+          .messages()
+          .filter((m) => typeof m.leading === 'string')
+          .map((m) => ({ client: c.config.client, token: BigInt(m.leading as string), atMs: m.atMs as number })),
+      );
+    assert.deepEqual(wins(), [], 'a candidate led while the leader was reachable');
+
+    await world.net.partition(['c2'], ['la', 'lb']);
+    const cutMs = monotonicMs();
+    // Until another leads (after the old leader's session expired), bounded.
+    const by = cutMs + SESSION_TTL_MS + GRANT_AFTER_TTL_MS + 2_000;
+    while (wins().length === 0) {
+      assert.ok(monotonicMs() < by, `no candidate led within ${ms(by - cutMs)} of the cut`);
+      await sleep(20);
+    }
+    // And has written with its token, so that the old leader's late write has a newer one to meet.
+    const newerStored = () =>
+      [p, q].some((c) =>
+        c
+          .ops()
+          .some(
+            (op) =>
+              op.input.op === 'fenced-write' &&
+              op.input.token > BigInt(ready.token as string) &&
+              op.outcome?.status === 'ok' &&
+              op.outcome.value.op === 'fenced-write' &&
+              op.outcome.value.stored,
+          ),
+      );
+    while (!newerStored()) {
+      assert.ok(monotonicMs() < by + 2_000, 'the new leader stored no fenced write');
+      await sleep(20);
+    }
+    await world.net.heal();
+    const healMs = monotonicMs();
+    leader.script.send('late');
+    const late = (await leader.script.waitFor((m) => Array.isArray(m.late), 'the late writes', 20_000)).late;
+    const lateMs = monotonicMs();
+    // The candidates go on taking turns a while after the heal.
+    await sleep(1_000);
+    const report = await leader.stop();
+    for (const c of [p, q]) await c.stop();
+    const endMs = monotonicMs();
+
+    const ops = [...leader.ops(), ...p.ops(), ...q.ops()]
+      .sort((x, y) => x.invokeMs - y.invokeMs)
+      .map((op, id) => ({ ...op, id }));
+    const { violations, stats } = checkLocks(ops);
+    assert.deepEqual(violations, [], formatViolations(violations));
+    // Every leadership was answered with an expiry still ahead: else its hold is empty, and
+    // the checker's overlap rule has nothing to hold it to.
+    const stale = ops.filter(
+      (op) =>
+        op.input.op === 'campaign' &&
+        op.outcome?.status === 'ok' &&
+        op.outcome.value.op === 'campaign' &&
+        op.outcome.value.validUntilMs <= op.returnMs!,
+    );
+    assert.deepEqual(
+      stale.map((op) => op.client),
+      [],
+      'leaderships won with an expiry already past',
+    );
+    // The checker bites on this very history: two leaders at once, terms out of order.
+    for (const [what, mutate, rule] of [
+      ['overlapping leaders', overlappingHolders, 'overlap'],
+      ['swapped tokens', swappedTokens, 'token order'],
+    ] as const) {
+      const mutated = mutate(ops, 'election');
+      assert.ok(mutated !== undefined, `no spot for ${what} in the history`);
+      assert.ok(
+        checkLocks(mutated).violations.some((v) => v.rule === rule && v.message.startsWith(`election "${election}"`)),
+        `${what} accepted`,
+      );
+    }
+
+    // The session's end: its expiry as last stated before the cut; none stated after it.
+    const ttlEndMs = Math.max(...report.expiries.filter((e) => e.atMs <= cutMs).map((e) => e.expiresAtMs));
+    assert.ok(
+      report.expiries.every((e) => e.atMs <= cutMs + 50),
+      `the session was confirmed after the cut: ${JSON.stringify(report.expiries.filter((e) => e.atMs > cutMs))}`,
+    );
+    // The leadership's and the witness lock's signals aborted, with LeaseLostError, before it.
+    assert.deepEqual(report.aborts.map((x) => x.name).sort(), ['leadership', 'witness'], 'not every handle aborted');
+    for (const abort of report.aborts) {
+      assert.match(abort.reason, /^LeaseLostError/);
+      assert.ok(abort.atMs > cutMs, `the ${abort.name} handle aborted before the cut: ${abort.reason}`);
+      assert.ok(
+        abort.atMs < ttlEndMs,
+        `the ${abort.name} handle aborted ${ms(abort.atMs - ttlEndMs)} after the session's stated expiry`,
+      );
+    }
+    // The new leader: elected at or after that expiry, with a newer token, and soon after it.
+    const first = wins().sort((x, y) => x.atMs - y.atMs)[0]!;
+    assert.ok(
+      first.atMs >= ttlEndMs,
+      `${first.client} led ${ms(ttlEndMs - first.atMs)} before the old leader's session expired`,
+    );
+    assert.ok(
+      first.atMs < ttlEndMs + GRANT_AFTER_TTL_MS,
+      `${first.client} led only ${ms(first.atMs - ttlEndMs)} after the old leader's session expired: something kept it alive`,
+    );
+    assert.ok(first.token > BigInt(ready.token as string), `the new leader's token ${first.token} is not newer`);
+    // The old leader's late write, answered after the heal: refused (the candidates wrote with newer tokens).
+    assert.deepEqual(late, ['ok']);
+    const lateWrites = leader
+      .ops()
+      .filter((op) => op.input.op === 'fenced-write' && op.input.value.includes('late') && op.invokeMs >= healMs);
+    const answered = lateWrites.filter((op) => op.outcome?.status === 'ok');
+    assert.equal(answered.length, 1);
+    assert.deepEqual(answered[0]!.outcome, { status: 'ok', value: { op: 'fenced-write', stored: false } });
+    // And the leader's writes while it led were stored.
+    const stored = leader
+      .ops()
+      .filter(
+        (op) =>
+          op.input.op === 'fenced-write' &&
+          op.outcome?.status === 'ok' &&
+          op.outcome.value.op === 'fenced-write' &&
+          op.outcome.value.stored,
+      );
+    assert.ok(stored.length > 0, 'no fenced write of the leader was stored while it led');
+    const terms = ops.filter((op) => op.input.op === 'campaign' && op.outcome?.status === 'ok').length;
+    // The leader's writes made while cut off, before its signals aborted: unknown, or, when
+    // the partition held them until after a new leader wrote, refused by the fence.
+    const inFlight = leader
+      .ops()
+      .filter((op) => op.input.op === 'fenced-write' && op.invokeMs >= cutMs && op.invokeMs < healMs);
+    t.diagnostic(
+      `checked: ${JSON.stringify(stats)}; leaderships ${terms}; the leader's writes made while cut off: ${inFlight
+        .map((op) =>
+          op.outcome?.status === 'ok' && op.outcome.value.op === 'fenced-write'
+            ? op.outcome.value.stored
+              ? 'stored'
+              : `refused ${ms(op.returnMs! - healMs)} after the heal`
+            : `${op.outcome?.status} ${op.outcome?.status === 'ok' ? '' : op.outcome?.code}`,
+        )
+        .join(', ')}`,
+    );
+    t.diagnostic(
+      `cut c2 from la and lb; the session's stated expiry ${ms(ttlEndMs - cutMs)} after the cut (TTL ${SESSION_TTL_MS} ms); signals aborted ${report.aborts.map((x) => `${x.name} ${ms(ttlEndMs - x.atMs)}`).join(', ')} before it; ${first.client} led ${ms(first.atMs - ttlEndMs)} after it (token ${ready.token as string} → ${first.token}); healed ${ms(healMs - cutMs)} after the cut; the late fenced write refused ${ms(answered[0]!.returnMs! - healMs)} after the heal (attempts ${lateWrites.length}, ${ms(lateMs - healMs)}); run ${ms(endMs - startMs)}`,
+    );
+  });
 
   test('etcd answers to server a delayed past the answer margin: a grant that lands after the answer is released, long before its TTL', {
     timeout: 90_000,

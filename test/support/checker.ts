@@ -1,17 +1,21 @@
 // Checkers of recorded histories (history.ts), decided from outside the system, Jepsen style.
 //
-// Locks (checkLocks): per lock name, from the clients' side of each call:
-//   - overlap:     no two holders with valid leases at once. A grant is held from its
-//                  Acquire's return until the holder invokes its Release or the lease's expiry
-//                  as the server stated it (expires_at_ms: the earliest the lease can run out),
-//                  whichever is first; two such intervals of one name must not intersect.
-//   - token order: fencing tokens strictly increase in grant order. A grant whose Acquire
+// Locks and elections (checkLocks): per lock name, and per election name (a leadership is
+// held as a lock is: a Campaign's win is a grant, a Resign its Release, and the session the
+// leadership lives in its lease; lock "x" and election "x" are two things), from the clients'
+// side of each call:
+//   - overlap:     no two holders (leaders) with valid leases (sessions) at once. A grant is
+//                  held from its Acquire's (Campaign's) return until the holder invokes its
+//                  Release (Resign) or the lease's expiry as the server last stated it
+//                  (expires_at_ms: the earliest the lease can run out), whichever is first;
+//                  two such intervals of one name must not intersect.
+//   - token order: fencing tokens strictly increase in grant order (with every new leader). A grant whose Acquire
 //                  returned before another's was invoked came first; so did the earlier of two
 //                  grants with non-empty hold intervals (holds do not overlap, so grant order is
 //                  hold order). Two leases never share a token.
-//   - lease lost:  a Release answered "not holder / expired" before the lease's stated expiry,
-//                  with no earlier Release of it that may have landed, means the lock was
-//                  taken away from a holder that could not know.
+//   - lease lost:  a Release (Resign) answered "not holder / expired" before the lease's stated
+//                  expiry, with no earlier Release of it that may have landed, means the lock
+//                  (leadership) was taken away from a holder that could not know.
 //   - fencing:     a fenced write refused must have carried an older token than one written
 //                  (or possibly written) to its key before the refusal; a fenced write stored
 //                  must not follow, in real time, a stored write with a newer token.
@@ -48,10 +52,21 @@ export type LockInput =
       readonly via: string;
     }
   | { readonly op: 'release'; readonly name: string; readonly leaseId: string; readonly via: string }
+  | { readonly op: 'campaign'; readonly election: string; readonly ttlMs: number; readonly via: string }
+  /** A leadership is named by its session and its token (a session may lead an election again). */
+  | {
+      readonly op: 'resign';
+      readonly election: string;
+      readonly sessionId: string;
+      readonly token: bigint;
+      readonly via: string;
+    }
   | {
       readonly op: 'fenced-write';
       readonly key: string;
-      readonly lock: string;
+      /** The fence: a lock's token, or (`election` instead) a leadership's. */
+      readonly lock?: string;
+      readonly election?: string;
       readonly token: bigint;
       readonly value: string;
       readonly via: string;
@@ -66,6 +81,14 @@ export type LockOutput =
       readonly validUntilMs: number;
     }
   | { readonly op: 'release' }
+  | {
+      readonly op: 'campaign';
+      readonly sessionId: string;
+      readonly token: bigint;
+      /** The session's stated expiry (expires_at_ms) on the history's clock, the last one before the hold ended. */
+      readonly validUntilMs: number;
+    }
+  | { readonly op: 'resign' }
   | { readonly op: 'fenced-write'; readonly stored: boolean };
 
 export type LockOp = Op<LockInput, LockOutput>;
@@ -78,6 +101,10 @@ export interface LockStats {
   /** Acquires whose outcome is unknown. */
   readonly unknownAcquires: number;
   readonly releases: number;
+  readonly campaigns: number;
+  /** Campaigns won: leaderships. */
+  readonly elected: number;
+  readonly resigns: number;
   readonly fencedStored: number;
   readonly fencedRefused: number;
   readonly fencedUnknown: number;
@@ -89,6 +116,40 @@ interface Hold {
   readonly leaseId: string;
   readonly fromMs: number;
   readonly untilMs: number;
+}
+
+/** What a grant holds, for messages and grouping: 'lock "x"' or 'election "x"'. */
+const subjectOf = (input: LockInput): string | undefined =>
+  input.op === 'acquire' || input.op === 'release'
+    ? `lock "${input.name}"`
+    : input.op === 'campaign' || input.op === 'resign'
+      ? `election "${input.election}"`
+      : undefined;
+
+/**
+ * An Acquire's or a Campaign's grant: what it holds, the id its Release (Resign) names, its
+ * token and stated expiry; undefined for anything else, or a grant not known to be made.
+ */
+export function grantOf(op: LockOp): { subject: string; id: string; token: bigint; validUntilMs: number } | undefined {
+  if (op.outcome?.status !== 'ok') return undefined;
+  const value = op.outcome.value;
+  if (op.input.op === 'acquire' && value.op === 'acquire')
+    return { subject: subjectOf(op.input)!, id: value.leaseId, token: value.token, validUntilMs: value.validUntilMs };
+  if (op.input.op === 'campaign' && value.op === 'campaign')
+    return {
+      subject: subjectOf(op.input)!,
+      id: `${value.sessionId}#${value.token}`,
+      token: value.token,
+      validUntilMs: value.validUntilMs,
+    };
+  return undefined;
+}
+
+/** The grant a Release or a Resign ends, as grantOf names it; undefined for anything else. */
+export function endOf(op: LockOp): { subject: string; id: string } | undefined {
+  if (op.input.op === 'release') return { subject: subjectOf(op.input)!, id: op.input.leaseId };
+  if (op.input.op === 'resign') return { subject: subjectOf(op.input)!, id: `${op.input.sessionId}#${op.input.token}` };
+  return undefined;
 }
 
 const describeOp = (op: LockOp | CacheOp): string => {
@@ -107,46 +168,49 @@ export function checkLocks(ops: readonly LockOp[]): { violations: Violation[]; s
   const done = ops.filter((op) => op.outcome !== undefined);
   const acquires = done.filter((op) => op.input.op === 'acquire');
   const releases = done.filter((op) => op.input.op === 'release');
+  const campaigns = done.filter((op) => op.input.op === 'campaign');
+  const resigns = done.filter((op) => op.input.op === 'resign');
   const writes = done.filter((op) => op.input.op === 'fenced-write');
 
-  // Releases of each lease, in invoke order.
-  const releasesOf = new Map<string, LockOp[]>();
-  for (const op of [...releases].sort((a, b) => a.invokeMs - b.invokeMs)) {
-    const input = op.input as Extract<LockInput, { op: 'release' }>;
-    const key = `${input.name}\u0000${input.leaseId}`;
-    releasesOf.set(key, [...(releasesOf.get(key) ?? []), op]);
+  // Releases (Resigns) of each grant, in invoke order.
+  const endsOf = new Map<string, LockOp[]>();
+  for (const op of [...releases, ...resigns].sort((a, b) => a.invokeMs - b.invokeMs)) {
+    const end = endOf(op)!;
+    const key = `${end.subject}\u0000${end.id}`;
+    endsOf.set(key, [...(endsOf.get(key) ?? []), op]);
   }
 
-  const holdsByName = new Map<string, Hold[]>();
-  for (const op of acquires) {
-    if (op.outcome!.status !== 'ok') continue;
-    const value = op.outcome!.value as Extract<LockOutput, { op: 'acquire' }>;
-    const name = (op.input as Extract<LockInput, { op: 'acquire' }>).name;
-    const mine = releasesOf.get(`${name}\u0000${value.leaseId}`) ?? [];
+  const holdsBySubject = new Map<string, Hold[]>();
+  for (const op of [...acquires, ...campaigns]) {
+    const grant = grantOf(op);
+    if (grant === undefined) continue;
+    const { subject } = grant;
+    const mine = endsOf.get(`${subject}\u0000${grant.id}`) ?? [];
     const released = mine[0]?.invokeMs ?? Infinity;
     const hold: Hold = {
       acquire: op,
-      token: value.token,
-      leaseId: value.leaseId,
+      token: grant.token,
+      leaseId: grant.id,
       fromMs: op.returnMs!,
-      untilMs: Math.min(released, value.validUntilMs),
+      untilMs: Math.min(released, grant.validUntilMs),
     };
-    holdsByName.set(name, [...(holdsByName.get(name) ?? []), hold]);
+    holdsBySubject.set(subject, [...(holdsBySubject.get(subject) ?? []), hold]);
 
-    // A first Release that says the lease is gone, answered while the lease was still valid.
+    // A first Release (Resign) that says the lease is gone, answered while it was still valid.
     const first = mine[0];
     if (
       first?.outcome?.status === 'fail' &&
       first.outcome.code === 'FAILED_PRECONDITION' &&
-      first.returnMs! < value.validUntilMs
+      first.returnMs! < grant.validUntilMs
     )
       violations.push({
         rule: 'lease lost',
-        message: `lock "${name}": lease ${value.leaseId} (token ${value.token}) was refused as ${first.outcome.message} ${(value.validUntilMs - first.returnMs!).toFixed(0)} ms before its stated expiry: ${describeOp(first)}`,
+        message: `${subject}: ${op.input.op === 'campaign' ? 'the leadership' : 'lease'} ${grant.id} (token ${grant.token}) was refused as ${first.outcome.message} ${(grant.validUntilMs - first.returnMs!).toFixed(0)} ms before its stated expiry: ${describeOp(first)}`,
       });
   }
 
-  for (const [name, holds] of holdsByName) {
+  for (const [subject, holds] of holdsBySubject) {
+    const holders = subject.startsWith('election') ? 'leaders' : 'holders';
     // Overlap: sweep the non-empty holds by start.
     const nonEmpty = holds.filter((h) => h.untilMs > h.fromMs).sort((a, b) => a.fromMs - b.fromMs);
     let widest: Hold | undefined;
@@ -154,7 +218,7 @@ export function checkLocks(ops: readonly LockOp[]): { violations: Violation[]; s
       if (widest !== undefined && hold.fromMs < widest.untilMs)
         violations.push({
           rule: 'overlap',
-          message: `lock "${name}": two holders at once for ${(Math.min(widest.untilMs, hold.untilMs) - hold.fromMs).toFixed(1)} ms: ${describeOp(widest.acquire)} held until ${widest.untilMs.toFixed(1)}, and ${describeOp(hold.acquire)} from ${hold.fromMs.toFixed(1)}`,
+          message: `${subject}: two ${holders} at once for ${(Math.min(widest.untilMs, hold.untilMs) - hold.fromMs).toFixed(1)} ms: ${describeOp(widest.acquire)} held until ${widest.untilMs.toFixed(1)}, and ${describeOp(hold.acquire)} from ${hold.fromMs.toFixed(1)}`,
         });
       if (widest === undefined || hold.untilMs > widest.untilMs) widest = hold;
     }
@@ -164,7 +228,7 @@ export function checkLocks(ops: readonly LockOp[]): { violations: Violation[]; s
       if (a.token >= b.token)
         violations.push({
           rule: 'token order',
-          message: `lock "${name}": token ${b.token} held after token ${a.token}: ${describeOp(a.acquire)} then ${describeOp(b.acquire)}`,
+          message: `${subject}: token ${b.token} held after token ${a.token}: ${describeOp(a.acquire)} then ${describeOp(b.acquire)}`,
         });
     }
     // Token order in real time: the largest token of the grants returned before each invoke.
@@ -180,7 +244,7 @@ export function checkLocks(ops: readonly LockOp[]): { violations: Violation[]; s
       if (largest !== undefined && largest.token >= hold.token)
         violations.push({
           rule: 'token order',
-          message: `lock "${name}": token ${hold.token} granted after token ${largest.token} had been: ${describeOp(largest.acquire)} returned before ${describeOp(hold.acquire)} was invoked`,
+          message: `${subject}: token ${hold.token} granted after token ${largest.token} had been: ${describeOp(largest.acquire)} returned before ${describeOp(hold.acquire)} was invoked`,
         });
     }
     // No token twice.
@@ -190,7 +254,7 @@ export function checkLocks(ops: readonly LockOp[]): { violations: Violation[]; s
       if (other !== undefined && other.leaseId !== hold.leaseId)
         violations.push({
           rule: 'token reuse',
-          message: `lock "${name}": token ${hold.token} granted twice: ${describeOp(other.acquire)} and ${describeOp(hold.acquire)}`,
+          message: `${subject}: token ${hold.token} granted twice: ${describeOp(other.acquire)} and ${describeOp(hold.acquire)}`,
         });
       seen.set(hold.token, hold);
     }
@@ -242,6 +306,9 @@ export function checkLocks(ops: readonly LockOp[]): { violations: Violation[]; s
       refused: count(acquires, (op) => op.outcome!.status === 'fail'),
       unknownAcquires: count(acquires, (op) => op.outcome!.status === 'unknown'),
       releases: releases.length,
+      campaigns: campaigns.length,
+      elected: count(campaigns, (op) => op.outcome!.status === 'ok'),
+      resigns: resigns.length,
       fencedStored: count(writes, stored),
       fencedRefused: count(writes, refused),
       fencedUnknown: count(writes, (op) => op.outcome!.status === 'unknown'),

@@ -1,10 +1,10 @@
 // Mutated copies of recorded histories, each with one defect the checkers (checker.ts) must
-// reject: a stale read, a lost write, two overlapping holders, swapped tokens, a fenced write
-// refused without cause. Each finds a spot in the history where the defect is certain to be
-// illegal (not merely odd), or returns undefined when the history has none.
-import type { CacheOp, LockOp, LockOutput } from './checker.js';
+// reject: a stale read, a lost write, two overlapping holders (or leaders), swapped tokens, a
+// fenced write refused without cause. Each finds a spot in the history where the defect is
+// certain to be illegal (not merely odd), or returns undefined when the history has none.
+import { endOf, grantOf, type CacheOp, type LockInput, type LockOp, type LockOutput } from './checker.js';
 
-type AcquireOut = Extract<LockOutput, { op: 'acquire' }>;
+type GrantOut = Extract<LockOutput, { op: 'acquire' | 'campaign' }>;
 
 const copy = <T extends LockOp | CacheOp>(ops: readonly T[]): T[] =>
   ops.map((op) => ({ ...op, outcome: op.outcome === undefined ? undefined : { ...op.outcome } }) as T);
@@ -77,50 +77,72 @@ export function lostWrite(ops: readonly CacheOp[]): CacheOp[] | undefined {
   return undefined;
 }
 
-/** Holds of one name, in order, whose intervals do not touch (as a correct history has). */
-function sequentialGrants(ops: readonly LockOp[]) {
-  const grants = ops.filter((op) => op.input.op === 'acquire' && ok(op));
+/** What a mutation of grants looks at: locks, leaderships of elections, or both. */
+export type GrantKind = 'lock' | 'election';
+
+/**
+ * Two grants of one lock (or election), in order, whose holds do not touch (as a correct
+ * history has): `a` returned before `b` was invoked, and was released (resigned) before `b`
+ * returned.
+ */
+function sequentialGrants(ops: readonly LockOp[], kind: GrantKind | undefined) {
+  const grants = ops.filter((op) => {
+    const grant = grantOf(op);
+    return grant !== undefined && (kind === undefined || grant.subject.startsWith(kind));
+  });
   for (const a of grants)
     for (const b of grants) {
-      if (a === b || a.input.op !== 'acquire' || b.input.op !== 'acquire' || a.input.name !== b.input.name) continue;
-      if (!before(a, b)) continue;
-      const out = (a.outcome as { value: AcquireOut }).value;
-      const release = ops.find(
-        (op) => op.input.op === 'release' && op.input.leaseId === out.leaseId && op.invokeMs < b.returnMs!,
-      );
+      const [ga, gb] = [grantOf(a)!, grantOf(b)!];
+      if (a === b || ga.subject !== gb.subject || !before(a, b)) continue;
+      const release = ops.find((op) => {
+        const end = endOf(op);
+        return end?.subject === ga.subject && end.id === ga.id && op.invokeMs < b.returnMs!;
+      });
       if (release !== undefined) return { a, b, release };
     }
   return undefined;
 }
 
 /**
- * Two overlapping holders: the first of two grants of one name releases only after the second
- * was granted, with a lease still valid then.
+ * Two overlapping holders (leaders): the first of two grants of one name releases (resigns)
+ * only after the second was granted, with a lease (session) still valid then.
  */
-export function overlappingHolders(ops: readonly LockOp[]): LockOp[] | undefined {
+export function overlappingHolders(ops: readonly LockOp[], kind?: GrantKind): LockOp[] | undefined {
   const mutated = copy(ops);
-  const found = sequentialGrants(mutated);
+  const found = sequentialGrants(mutated, kind);
   if (found === undefined) return undefined;
   const { a, b, release } = found;
   const shift = b.returnMs! + 5 - release.invokeMs;
-  const leaseId = (a.outcome as { value: AcquireOut }).value.leaseId;
-  for (const op of mutated)
-    if (op.input.op === 'release' && op.input.leaseId === leaseId) {
+  const grant = grantOf(a)!;
+  for (const op of mutated) {
+    const end = endOf(op);
+    if (end?.subject === grant.subject && end.id === grant.id) {
       (op as { invokeMs: number }).invokeMs += shift;
       op.returnMs = (op.returnMs ?? op.invokeMs) + shift;
     }
-  const out = (a.outcome as { value: AcquireOut }).value;
+  }
+  const out = (a.outcome as { value: GrantOut }).value;
   a.outcome = { status: 'ok', value: { ...out, validUntilMs: Math.max(out.validUntilMs, b.returnMs! + 1_000) } };
   return mutated;
 }
 
-/** Swapped tokens: two grants of one name, one before the other, exchange their fencing tokens. */
-export function swappedTokens(ops: readonly LockOp[]): LockOp[] | undefined {
+/**
+ * Swapped tokens: two grants of one name, one before the other, exchange their fencing tokens
+ * (and a leadership's Resign names it by the token it now has).
+ */
+export function swappedTokens(ops: readonly LockOp[], kind?: GrantKind): LockOp[] | undefined {
   const mutated = copy(ops);
-  const found = sequentialGrants(mutated);
+  const found = sequentialGrants(mutated, kind);
   if (found === undefined) return undefined;
   const { a, b } = found;
-  const [outA, outB] = [(a.outcome as { value: AcquireOut }).value, (b.outcome as { value: AcquireOut }).value];
+  const [ga, gb] = [grantOf(a)!, grantOf(b)!];
+  const [outA, outB] = [(a.outcome as { value: GrantOut }).value, (b.outcome as { value: GrantOut }).value];
+  for (const op of mutated) {
+    const end = endOf(op);
+    if (op.input.op !== 'resign' || end?.subject !== ga.subject) continue;
+    if (end.id === ga.id) (op as { input: LockInput }).input = { ...op.input, token: gb.token };
+    else if (end.id === gb.id) (op as { input: LockInput }).input = { ...op.input, token: ga.token };
+  }
   a.outcome = { status: 'ok', value: { ...outA, token: outB.token } };
   b.outcome = { status: 'ok', value: { ...outB, token: outA.token } };
   return mutated;

@@ -16,7 +16,7 @@
 // with runScript(script, args, world.net.host(name).launch) and recording their operations
 // as JSON lines (history.ts opToJson, on the clock this process shares), and their own
 // workloads and checker rules; the network, the servers and the histories stay as they are
-// (see the todo tests in test/partitions/etcd-partitions.test.ts).
+// (session-client.ts, election-client.ts).
 import * as grpc from '@grpc/grpc-js';
 import { connect } from 'node:net';
 import type { CacheClient, LocksClient } from '../../client/common/index.js';

@@ -81,8 +81,29 @@ export async function campaign(
     fencingToken: createRevision,
     sessionId,
     ttlMs: session.ttlMs,
-    expiresAtMs: session.expiresAtMs,
+    expiresAtMs: session.keptByClient ? await expiryOf(conn, session, name) : session.expiresAtMs,
   };
+}
+
+/**
+ * The expiry to state with a win in a lock session: the later of this server's view and
+ * etcd's (whole seconds left, rounded down: the earliest the lease can expire). Both are
+ * lower bounds of the real expiry.
+ * NOTE: the session's keepalives renewed it while the campaign waited, and when they go
+ * through another server (the client's stream is there) this server's copy never sees
+ * them: its expiry is then the one of when the campaign began, long past after a wait.
+ * A leadership answered with an expiry already gone tells its holder it may have lost it.
+ */
+async function expiryOf(conn: EtcdConnection, session: CandidateLease, name: string): Promise<number> {
+  const known = session.expiresAtMs;
+  try {
+    const info = await conn.timeToLive(`read the lease of the leader of election "${name}"`, session.leaseDec);
+    return Math.max(known, conn.clock.now() + Math.max(0, Number(info.TTL)) * 1000);
+  } catch {
+    // Unreadable now: the win stands, with what this server knows; the leader's first
+    // KeepAlive states the expiry anew.
+    return known;
+  }
 }
 
 /**

@@ -54,7 +54,13 @@ export interface CandidateLease {
   readonly leaseId: string;
   readonly leaseDec: string;
   readonly ttlMs: number;
+  /** The session's expiry as this server last saw it stated (read at each use: it moves). */
   readonly expiresAtMs: number;
+  /**
+   * A lock session: its client renews it with its own keepalives, maybe through another
+   * server, so this server's view of its expiry can lag (see election-campaign.ts expiryOf).
+   */
+  readonly keptByClient: boolean;
   /** Aborted when the session stops being live: a waiting campaign ends with it. */
   readonly signal: AbortSignal;
 }
@@ -76,7 +82,19 @@ export function leaseOfSession(sessionId: string): SessionLeaseOf | undefined {
 
 /** The lease a session's candidacy lives on, and the signal that ends a campaign waiting in it. */
 export function candidateLeaseOf(session: CandidateSession): CandidateLease {
-  if (session instanceof CampaignSession) return session.etcd;
+  if (session instanceof CampaignSession) {
+    const { etcd } = session;
+    return {
+      leaseId: etcd.leaseId,
+      leaseDec: etcd.leaseDec,
+      ttlMs: etcd.ttlMs,
+      get expiresAtMs() {
+        return etcd.expiresAtMs;
+      },
+      keptByClient: false,
+      signal: etcd.signal,
+    };
+  }
   if (session instanceof EtcdLockSession) {
     // NOTE: this server's copy of a session served by a stream elsewhere may step aside
     // (AbortedError: another server serves it) while the session lives on: that must not
@@ -93,7 +111,11 @@ export function candidateLeaseOf(session: CandidateSession): CandidateLease {
       leaseId: session.leaseId,
       leaseDec: leaseIdToDec(session.leaseId),
       ttlMs: session.ttlMs,
-      expiresAtMs: session.expiresAtMs,
+      // NOTE: a getter, not a copy: a campaign waits while the session's keepalives move it.
+      get expiresAtMs() {
+        return session.expiresAtMs;
+      },
+      keptByClient: true,
       signal: ended.signal,
     };
   }
