@@ -230,14 +230,26 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     // than that, the deadline itself ends the call.
     if (backend.location === undefined) return acquireInProcess(boundedWait, ctx, acquire, release, leave);
     const dueMs = Math.min(boundedWait + ACQUIRE_ANSWER_MARGIN_MS, ctx.remainingMs() - ANSWER_BEFORE_DEADLINE_MS);
-    const late = new AbortController();
-    const signal = AbortSignal.any([ctx.signal, late.signal]);
-    const attempt = acquire(boundedWait, signal);
+    // The backend's signal: aborts with the caller's, or when the answer is overdue.
+    // NOTE: not AbortSignal.any([ctx.signal, ...]). On Node 20 it adds a WeakRef to
+    // ctx.signal's set of dependants that nothing ever removes, and a session stream's
+    // try-once acquires all run on the stream's signal: each one left an entry behind for
+    // as long as the stream lived (memory and GC work growing with every acquire of a
+    // long-lived session). A listener removed once the backend is done leaves nothing.
+    // It is one more listener on that signal per try-once acquire in flight (waiting
+    // acquires have signals of their own, see session-service.ts).
+    const stop = new AbortController();
+    const onCaller = () => stop.abort(ctx.signal.reason);
+    if (ctx.signal.aborted) onCaller();
+    else ctx.signal.addEventListener('abort', onCaller, { once: true });
+    const attempt = acquire(boundedWait, stop.signal);
     // A waiter counts until the backend is done with it, answered or not.
-    void attempt.then(
-      () => leave?.(),
-      () => leave?.(),
-    );
+    const settled = () => {
+      ctx.signal.removeEventListener('abort', onCaller);
+      leave?.();
+    };
+    void attempt.then(settled, settled);
+    let late = false;
     let timer: NodeJS.Timeout | undefined;
     const overdue = new Promise<never>((_, reject) => {
       if (dueMs <= 0) return;
@@ -245,7 +257,8 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
         const err = new BackendUnavailableError(
           `lock "${name}" not acquired: the ${backend.kind} backend${backend.location === undefined ? '' : ` (${backend.location})`} did not answer within ${Math.round(dueMs)} ms (wait_ms ${waitMs} + at most ${ACQUIRE_ANSWER_MARGIN_MS} ms); it may be unreachable from this server: retry, or use another server`,
         );
-        late.abort(err);
+        late = true;
+        stop.abort(err);
         reject(err);
       }, dueMs);
     });
@@ -255,7 +268,7 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     } catch (err) {
       // NOTE: answered while the backend still works on the request: it stops at its next
       // step (the signal), leaves the queue, and a grant that lands even so is released.
-      if (late.signal.aborted)
+      if (late)
         void attempt.then(
           (granted) => rollback(release, granted),
           () => {},
