@@ -1,8 +1,9 @@
 // Following every change under one key prefix from a revision on, without a gap: one etcd
 // watch stream of our own, reopened from the next revision when it breaks, with what a
 // reopened stream repeats skipped. Changes come one revision at a time (a transaction, or a
-// revoked lease's keys, is one revision with several events). Election Observe reads it; the
-// reasons for one stream per follower rather than etcd3's Watcher are those of watch.ts.
+// revoked lease's keys, is one revision with several events). Lock Watch (watch.ts) and
+// election Observe read it; the reasons for one stream per follower rather than etcd3's
+// Watcher are given at the top of watch.ts.
 import type { IEvent, IWatchCreateRequest, IWatchResponse } from 'etcd3';
 import { BackendUnavailableError } from '../../errors.js';
 import { type EtcdConnection, RETRY_MS } from './connection.js';
@@ -19,7 +20,8 @@ export interface RevisionChanges {
 /**
  * The changes under `keyPrefix` from revision `from` on, until `stop` aborts or the
  * connection closes (the iteration then ends). Throws BackendUnavailableError if etcd has
- * compacted `from` away (the caller reads a fresh snapshot and follows again), naming `what`.
+ * compacted `from` away (the caller reads a fresh snapshot and follows again), naming `what`
+ * and saying to `retry` ("watch again").
  */
 export async function* watchPrefix(
   conn: EtcdConnection,
@@ -27,6 +29,7 @@ export async function* watchPrefix(
   from: bigint,
   stop: AbortSignal,
   what: string,
+  retry = 'follow again',
 ): AsyncIterable<RevisionChanges> {
   const ended = new AbortController();
   const onStop = () => ended.abort();
@@ -47,7 +50,8 @@ export async function* watchPrefix(
     const current = stream;
     stream = undefined;
     if (current === undefined) return;
-    // NOTE: end() before cancel(): see watch.ts (etcd3 counts an error on a writable stream as a host failure).
+    // NOTE: end() before cancel(). etcd3 reports an error on a still-writable stream as a
+    // host failure (it resets all of that host's connections); our own CANCELLED is not one.
     current.end();
     current.cancel();
   };
@@ -68,9 +72,11 @@ export async function* watchPrefix(
       const res = responses.shift();
       if (res !== undefined) {
         if (res.canceled) {
+          // NOTE: a compacted start revision cannot be resumed without a gap; the caller
+          // starts again from a fresh snapshot. Any other cancel is resumed below.
           if (res.compact_revision !== undefined && BigInt(res.compact_revision) > 0n)
             throw new BackendUnavailableError(
-              `${what} fell behind: etcd compacted its history up to revision ${res.compact_revision}; follow again for a fresh state`,
+              `${what} fell behind: etcd compacted its history up to revision ${res.compact_revision}; ${retry} for a fresh state`,
             );
           broken = true;
           continue;

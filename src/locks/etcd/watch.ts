@@ -12,14 +12,13 @@
 // on a response it cannot match to a watcher (a race with detach), which here would be an
 // uncaught exception in the server; (2) on a stream error it cancel()s a still-writable
 // stream, which etcd3 counts as a host failure and answers by resetting every connection to
-// that host (see the end()-before-cancel() NOTE below); (3) it multiplexes every watcher on
+// that host (see the end()-before-cancel() NOTE in prefix-watch.ts); (3) it multiplexes every watcher on
 // one stream, so one stalled member stalls every Watch and waiter; (4) its reconnects follow
-// its own backoff, not the caller's signal. One stream per Watch, reopened here, has none of that.
-import type { IWatchCreateRequest, IWatchResponse } from 'etcd3';
+// its own backoff, not the caller's signal. One stream per Watch, reopened by prefix-watch.ts,
+// has none of that.
 import type { LockEvent, LockEventType, LockState } from '../backend.js';
-import { BackendUnavailableError } from '../../errors.js';
-import { type EtcdConnection, RETRY_MS } from './connection.js';
-import { grantedCount, prefixEnd, type QueueKey } from './layout.js';
+import { grantedCount, type QueueKey } from './layout.js';
+import { watchPrefix } from './prefix-watch.js';
 import type { LockQueue } from './queue.js';
 
 type QueueChange = readonly [LockEventType, QueueKey];
@@ -80,143 +79,41 @@ export class QueueMirror {
   }
 }
 
-type WatchStream = Awaited<ReturnType<EtcdConnection['client']['watchClient']['watch']>>;
-
 /** The events of lock `queue.name` from now on, until signal aborts or the connection closes. */
 export async function* watchQueue(queue: LockQueue, signal: AbortSignal): AsyncIterable<LockEvent> {
   const { conn, name } = queue;
-  // Ends the iteration: the caller went away, or close() was called.
-  const stop = new AbortController();
-  const onStop = () => stop.abort();
-  signal.addEventListener('abort', onStop, { once: true });
-  conn.closing.addEventListener('abort', onStop, { once: true });
-  if (signal.aborted || conn.closing.aborted) stop.abort();
-
-  const responses: IWatchResponse[] = [];
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    const resolve = wake;
-    wake = undefined;
-    resolve?.();
-  };
-  let stream: WatchStream | undefined;
-  /** The current stream broke: reopen it from `next`. */
-  let broken = true;
-  const closeStream = () => {
-    const current = stream;
-    stream = undefined;
-    if (current === undefined) return;
-    // NOTE: end() before cancel(). etcd3 reports an error on a still-writable stream as a
-    // host failure (it resets all of that host's connections); our own CANCELLED is not one.
-    current.end();
-    current.cancel();
-  };
-  stop.signal.addEventListener(
-    'abort',
-    () => {
-      closeStream();
-      notify();
-    },
-    { once: true },
-  );
-
+  let snapshot: { keys: QueueKey[]; revision: bigint };
+  let state: LockState;
   try {
-    let snapshot: { keys: QueueKey[]; revision: bigint };
-    let state: LockState;
-    try {
-      snapshot = await queue.readAll(`watch lock "${name}"`, stop.signal);
-      state = await queue.stateOf(snapshot.keys, stop.signal);
-    } catch (err) {
-      if (stop.signal.aborted) return;
-      throw err;
-    }
-    const mirror = new QueueMirror(snapshot.keys);
-    /** The first revision not yet translated: the snapshot's revision + 1, then past each event. */
-    let next = snapshot.revision + 1n;
-    yield { type: 'STATE', name, owner: '', fencingToken: 0n, mode: 'EXCLUSIVE', atMs: conn.clock.now(), state };
-
-    let opened = false;
-    while (!stop.signal.aborted) {
-      const res = responses.shift();
-      if (res !== undefined) {
-        if (res.canceled) {
-          // NOTE: a compacted start revision cannot be resumed without a gap; the caller
-          // watches again and gets a fresh STATE. Any other cancel is resumed below.
-          if (res.compact_revision !== undefined && BigInt(res.compact_revision) > 0n) {
-            throw new BackendUnavailableError(
-              `watch of lock "${name}" fell behind: etcd compacted its history up to revision ${res.compact_revision}; watch again for a fresh state`,
-            );
-          }
-          broken = true;
-          continue;
-        }
-        // A resumed stream may repeat what the broken one already delivered. NOTE: one
-        // revision can hold several events (a txn, a revoked lease's keys): all pass here.
-        const seen = next;
-        for (const event of res.events) {
-          const revision = BigInt(event.kv.mod_revision);
-          if (revision < seen) continue;
-          const changes =
-            event.type === 'Delete'
-              ? mirror.delete(event.kv.key.toString())
-              : queue.keysOf({ kvs: [event.kv] }).flatMap((k) => mirror.put(k));
-          const atMs = conn.clock.now();
-          for (const [type, k] of changes) {
-            const token = type === 'WAITER_ADDED' || type === 'WAITER_LEFT' ? 0n : k.createRevision;
-            yield { type, name, owner: k.owner, fencingToken: token, mode: k.mode, atMs };
-          }
-          // etcd sends a revision's events in one response (unless it fragments huge ones,
-          // which we do not ask for), so a resume from here misses none of them.
-          next = revision + 1n;
-        }
-        continue;
+    snapshot = await queue.readAll(`watch lock "${name}"`, signal);
+    state = await queue.stateOf(snapshot.keys, signal);
+  } catch (err) {
+    // The caller went away, or close() was called: the iteration just ends.
+    if (signal.aborted || conn.closing.aborted) return;
+    throw err;
+  }
+  const mirror = new QueueMirror(snapshot.keys);
+  yield { type: 'STATE', name, owner: '', fencingToken: 0n, mode: 'EXCLUSIVE', atMs: conn.clock.now(), state };
+  // From the snapshot's revision on, without a gap (a compacted one ends the watch: the
+  // caller watches again and gets a fresh STATE).
+  for await (const { events } of watchPrefix(
+    conn,
+    queue.keyPrefix,
+    snapshot.revision + 1n,
+    signal,
+    `watch of lock "${name}"`,
+    'watch again',
+  )) {
+    for (const event of events) {
+      const changes =
+        event.type === 'Delete'
+          ? mirror.delete(event.kv.key.toString())
+          : queue.keysOf({ kvs: [event.kv] }).flatMap((k) => mirror.put(k));
+      const atMs = conn.clock.now();
+      for (const [type, k] of changes) {
+        const token = type === 'WAITER_ADDED' || type === 'WAITER_LEFT' ? 0n : k.createRevision;
+        yield { type, name, owner: k.owner, fencingToken: token, mode: k.mode, atMs };
       }
-      if (broken) {
-        closeStream();
-        // A stream that broke again right away (etcd unreachable): not a busy loop.
-        if (opened) await conn.sleep(RETRY_MS, stop.signal);
-        if (stop.signal.aborted) break;
-        opened = true;
-        broken = false;
-        try {
-          const opening = await conn.client.watchClient.watch();
-          if (stop.signal.aborted) {
-            opening.end();
-            opening.cancel();
-            break;
-          }
-          stream = opening;
-          opening.on('data', (response: IWatchResponse) => {
-            if (stream !== opening) return;
-            responses.push(response);
-            notify();
-          });
-          // The error listener stays for the stream's life: cancel() itself emits CANCELLED.
-          const fail = () => {
-            if (stream !== opening) return;
-            broken = true;
-            notify();
-          };
-          opening.on('error', fail);
-          opening.on('end', fail);
-          const keyPrefix = Buffer.from(queue.keyPrefix);
-          const create: IWatchCreateRequest = {
-            key: keyPrefix,
-            range_end: prefixEnd(keyPrefix),
-            start_revision: next.toString(),
-          };
-          opening.write({ create_request: create });
-        } catch {
-          broken = true;
-        }
-        continue;
-      }
-      await new Promise<void>((resolve) => (wake = resolve));
     }
-  } finally {
-    signal.removeEventListener('abort', onStop);
-    conn.closing.removeEventListener('abort', onStop);
-    if (!stop.signal.aborted) stop.abort();
-    closeStream();
   }
 }
