@@ -21,6 +21,7 @@ import type { ElectionBackend } from './election.js';
 import type { Logger } from '../log.js';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
 import type { ElectionMeter, LockMeter, SessionMeter, WaitOutcome } from '../metrics.js';
+import { ForwardingSession } from './forwarding-session.js';
 import { meteredElections } from './metered-election.js';
 import type {
   AcquireOptions,
@@ -286,58 +287,27 @@ interface SessionCounting {
 }
 
 /** A LockSession whose acquires and releases count as Acquire and Release do. */
-class MeteredSession implements LockSession {
-  readonly #session: LockSession;
+class MeteredSession extends ForwardingSession {
   readonly #count: SessionCounting;
 
   constructor(session: LockSession, count: SessionCounting) {
-    this.#session = session;
+    super(session);
     this.#count = count;
   }
 
-  get id(): string {
-    return this.#session.id;
-  }
-  get ref(): string {
-    return this.#session.ref;
-  }
-  get ttlMs(): number {
-    return this.#session.ttlMs;
-  }
-  get expiresAtMs(): number {
-    return this.#session.expiresAtMs;
-  }
-  get state(): LockSession['state'] {
-    return this.#session.state;
-  }
-  get signal(): AbortSignal {
-    return this.#session.signal;
-  }
-  get lockCount(): number {
-    return this.#session.lockCount;
+  override acquire(options: SessionAcquireOptions): Promise<Lease> {
+    return this.#count.acquired(options, () => this.inner.acquire(options));
   }
 
-  acquire(options: SessionAcquireOptions): Promise<Lease> {
-    return this.#count.acquired(options, () => this.#session.acquire(options));
+  override release(ref: LeaseRef): Promise<void> {
+    return this.#count.released(() => this.inner.release(ref));
   }
 
-  release(ref: LeaseRef): Promise<void> {
-    return this.#count.released(() => this.#session.release(ref));
+  override keepAlive(signal: AbortSignal): Promise<SessionLeaseInfo> {
+    return this.#count.answered(this.inner.keepAlive(signal));
   }
 
-  keepAlive(signal: AbortSignal): Promise<SessionLeaseInfo> {
-    return this.#count.answered(this.#session.keepAlive(signal));
-  }
-
-  end(): Promise<void> {
+  override end(): Promise<void> {
     return this.#count.ended();
-  }
-
-  leases(): readonly Lease[] {
-    return this.#session.leases();
-  }
-
-  detach(): void {
-    this.#session.detach?.();
   }
 }

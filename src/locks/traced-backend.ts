@@ -15,6 +15,7 @@
 // keepalive op's span and the Session call's. Elections: traced-election.ts.
 import type { ElectionBackend } from './election.js';
 import { tracedElections } from './traced-election.js';
+import { ForwardingSession } from './forwarding-session.js';
 import type { Attributes } from '@opentelemetry/api';
 import { CancelledError, LeaseExpiredError, LockBusyError, NotHolderError, ShuttingDownError } from '../errors.js';
 import { inSpan } from '../tracing.js';
@@ -27,7 +28,6 @@ import type {
   LockSession,
   LockState,
   SessionAcquireOptions,
-  SessionLeaseInfo,
   SessionOptions,
 } from './backend.js';
 
@@ -169,58 +169,19 @@ interface SessionTracing {
 }
 
 /** A LockSession whose acquires and releases are spans as Acquire's and Release's are. */
-class TracedSession implements LockSession {
-  readonly #session: LockSession;
+class TracedSession extends ForwardingSession {
   readonly #trace: SessionTracing;
 
   constructor(session: LockSession, trace: SessionTracing) {
-    this.#session = session;
+    super(session);
     this.#trace = trace;
   }
 
-  get id(): string {
-    return this.#session.id;
-  }
-  get ref(): string {
-    return this.#session.ref;
-  }
-  get ttlMs(): number {
-    return this.#session.ttlMs;
-  }
-  get expiresAtMs(): number {
-    return this.#session.expiresAtMs;
-  }
-  get state(): LockSession['state'] {
-    return this.#session.state;
-  }
-  get signal(): AbortSignal {
-    return this.#session.signal;
-  }
-  get lockCount(): number {
-    return this.#session.lockCount;
+  override acquire(options: SessionAcquireOptions): Promise<Lease> {
+    return this.#trace.acquired(options, () => this.inner.acquire(options));
   }
 
-  acquire(options: SessionAcquireOptions): Promise<Lease> {
-    return this.#trace.acquired(options, () => this.#session.acquire(options));
-  }
-
-  release(ref: LeaseRef): Promise<void> {
-    return this.#trace.released(ref.name, () => this.#session.release(ref));
-  }
-
-  keepAlive(signal: AbortSignal): Promise<SessionLeaseInfo> {
-    return this.#session.keepAlive(signal);
-  }
-
-  end(): Promise<void> {
-    return this.#session.end();
-  }
-
-  leases(): readonly Lease[] {
-    return this.#session.leases();
-  }
-
-  detach(): void {
-    this.#session.detach?.();
+  override release(ref: LeaseRef): Promise<void> {
+    return this.#trace.released(ref.name, () => this.inner.release(ref));
   }
 }
