@@ -24,7 +24,7 @@ import { ELECTION_ENV } from './cache.js';
 import { EXIT, exitCodesHelp, UsageError } from './exit-codes.js';
 import { DEFAULT_KILL_GRACE_MS, defaultOwner } from './lock.js';
 import { Output } from './output.js';
-import { FORWARDED, signalNumber, superviseCommand, withoutGuardEnv } from './supervise.js';
+import { superviseCommand } from './supervise.js';
 
 /** Signals that end `latchkey elect observe` (exit 0). */
 const OBSERVE_STOP: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
@@ -180,64 +180,38 @@ async function campaign(client: LatchkeyClient, o: RunOptions, signal: AbortSign
 
 async function runElected(o: RunOptions, out: Output): Promise<number> {
   await using client = connect(o.address, o.connect);
-  const giveUp = new AbortController();
-  let received: NodeJS.Signals | undefined;
-  let forward: ((signal: NodeJS.Signals) => void) | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    received = signal;
-    if (forward !== undefined) forward(signal);
-    else giveUp.abort();
-  };
-  for (const s of FORWARDED) process.on(s, onSignal);
-  try {
-    let leadership: Leadership;
-    try {
-      leadership = await campaign(client, o, giveUp.signal);
-    } catch (err) {
-      if (received !== undefined) return 128 + signalNumber(received);
-      throw err;
-    }
-    // The win crossed the signal: the caller asked to stop before CMD ever started.
-    if (received !== undefined) {
-      await leadership.resign();
-      return 128 + signalNumber(received);
-    }
-    return await superviseCommand({
-      command: o.command,
-      env: {
-        ...withoutGuardEnv(process.env),
-        ...o.childEnv,
-        [ELECTION_ENV.name]: leadership.election,
-        [ELECTION_ENV.backend]: leadership.backend,
-        [ELECTION_ENV.value]: leadership.value,
-        [ELECTION_ENV.fencingToken]: leadership.fencingToken.toString(),
-        [ELECTION_ENV.address]: o.address,
+  return await superviseCommand<Leadership>({
+    command: o.command,
+    take: (signal) => campaign(client, o, signal),
+    guardOf: (leadership) => ({
+      signal: leadership.signal,
+      get state() {
+        return leadership.state;
       },
-      killGraceMs: o.killGraceMs,
-      guard: {
-        signal: leadership.signal,
-        get state() {
-          return leadership.state;
-        },
-        get error() {
-          return leadership.error;
-        },
-        release: () => leadership.resign(),
+      get error() {
+        return leadership.error;
       },
-      out,
-      onForward: (fn) => (forward = fn),
-      messages: {
-        lost: (reason, pid, graceMs) =>
-          `leadership of election "${o.name}" lost while CMD ran: ${reason}; sending CMD (pid ${pid}) SIGTERM, SIGKILL after ${graceMs} ms`,
-        lostAfter: (status, reason) =>
-          `leadership of election "${o.name}" was found lost when resigning after CMD exited with status ${status}: ${reason}; CMD may not have led all along`,
-        releaseFailed: (status, reason) =>
-          `CMD exited with status ${status}, but resigning from election "${o.name}" failed (${reason}); the next candidate leads when the session expires`,
-      },
-    });
-  } finally {
-    for (const s of FORWARDED) process.off(s, onSignal);
-  }
+      release: () => leadership.resign(),
+    }),
+    envOf: (leadership) => ({
+      ...o.childEnv,
+      [ELECTION_ENV.name]: leadership.election,
+      [ELECTION_ENV.backend]: leadership.backend,
+      [ELECTION_ENV.value]: leadership.value,
+      [ELECTION_ENV.fencingToken]: leadership.fencingToken.toString(),
+      [ELECTION_ENV.address]: o.address,
+    }),
+    killGraceMs: o.killGraceMs,
+    out,
+    messages: {
+      lost: (reason, pid, graceMs) =>
+        `leadership of election "${o.name}" lost while CMD ran: ${reason}; sending CMD (pid ${pid}) SIGTERM, SIGKILL after ${graceMs} ms`,
+      lostAfter: (status, reason) =>
+        `leadership of election "${o.name}" was found lost when resigning after CMD exited with status ${status}: ${reason}; CMD may not have led all along`,
+      releaseFailed: (status, reason) =>
+        `CMD exited with status ${status}, but resigning from election "${o.name}" failed (${reason}); the next candidate leads when the session expires`,
+    },
+  });
 }
 
 const leaderJson = (l: Leader) => ({ ...l });

@@ -19,7 +19,7 @@ import { LOCK_ENV } from './cache.js';
 import { clientCommand } from './client-command.js';
 import { EXIT, exitCodesHelp, UsageError } from './exit-codes.js';
 import type { Output } from './output.js';
-import { FORWARDED, signalNumber, superviseCommand, withoutGuardEnv } from './supervise.js';
+import { superviseCommand } from './supervise.js';
 
 export const DEFAULT_KILL_GRACE_MS = 5_000;
 
@@ -221,56 +221,30 @@ async function acquire(client: LatchkeyClient, o: RunOptions, signal: AbortSigna
   }
 }
 
-async function runLocked(client: LatchkeyClient, o: RunOptions, out: Output): Promise<number> {
-  const giveUp = new AbortController();
-  let received: NodeJS.Signals | undefined;
-  let forward: ((signal: NodeJS.Signals) => void) | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    received = signal;
-    if (forward !== undefined) forward(signal);
-    else giveUp.abort();
-  };
-  for (const s of FORWARDED) process.on(s, onSignal);
-  try {
-    let handle: LockHandle;
-    try {
-      handle = await acquire(client, o, giveUp.signal);
-    } catch (err) {
-      if (received !== undefined) return 128 + signalNumber(received);
-      throw err;
-    }
-    // The grant crossed the signal: the caller asked to stop before CMD ever started.
-    if (received !== undefined) {
-      await handle.release();
-      return 128 + signalNumber(received);
-    }
-    return await superviseCommand({
-      command: o.command,
-      env: {
-        ...withoutGuardEnv(process.env),
-        ...o.childEnv,
-        [LOCK_ENV.name]: handle.name,
-        [LOCK_ENV.backend]: handle.backend,
-        [LOCK_ENV.fencingToken]: handle.fencingToken.toString(),
-        [LOCK_ENV.leaseId]: handle.leaseId,
-        [LOCK_ENV.address]: o.address,
-      },
-      killGraceMs: o.killGraceMs,
-      guard: handle,
-      out,
-      onForward: (fn) => (forward = fn),
-      messages: {
-        lost: (reason, pid, graceMs) =>
-          `lease on lock "${o.name}" lost while CMD ran: ${reason}; sending CMD (pid ${pid}) SIGTERM, SIGKILL after ${graceMs} ms`,
-        lostAfter: (status, reason) =>
-          `lease on lock "${o.name}" was found lost when releasing it after CMD exited with status ${status}: ${reason}; CMD may not have held the lock all along`,
-        releaseFailed: (status, reason) =>
-          `CMD exited with status ${status}, but releasing lock "${o.name}" failed (${reason}); the server frees it when its lease expires`,
-      },
-    });
-  } finally {
-    for (const s of FORWARDED) process.off(s, onSignal);
-  }
+function runLocked(client: LatchkeyClient, o: RunOptions, out: Output): Promise<number> {
+  return superviseCommand<LockHandle>({
+    command: o.command,
+    take: (signal) => acquire(client, o, signal),
+    guardOf: (handle) => handle,
+    envOf: (handle) => ({
+      ...o.childEnv,
+      [LOCK_ENV.name]: handle.name,
+      [LOCK_ENV.backend]: handle.backend,
+      [LOCK_ENV.fencingToken]: handle.fencingToken.toString(),
+      [LOCK_ENV.leaseId]: handle.leaseId,
+      [LOCK_ENV.address]: o.address,
+    }),
+    killGraceMs: o.killGraceMs,
+    out,
+    messages: {
+      lost: (reason, pid, graceMs) =>
+        `lease on lock "${o.name}" lost while CMD ran: ${reason}; sending CMD (pid ${pid}) SIGTERM, SIGKILL after ${graceMs} ms`,
+      lostAfter: (status, reason) =>
+        `lease on lock "${o.name}" was found lost when releasing it after CMD exited with status ${status}: ${reason}; CMD may not have held the lock all along`,
+      releaseFailed: (status, reason) =>
+        `CMD exited with status ${status}, but releasing lock "${o.name}" failed (${reason}); the server frees it when its lease expires`,
+    },
+  });
 }
 
 const iso = (date: Date | undefined) => date?.toISOString() ?? null;

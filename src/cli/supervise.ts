@@ -11,9 +11,9 @@ import { EXIT } from './exit-codes.js';
 import type { Output } from './output.js';
 
 /** Signals forwarded to CMD; each otherwise stops latchkey without letting go of anything. */
-export const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
-export function signalNumber(signal: NodeJS.Signals): number {
+function signalNumber(signal: NodeJS.Signals): number {
   return osConstants.signals[signal] ?? 0;
 }
 
@@ -22,7 +22,7 @@ export function signalNumber(signal: NodeJS.Signals): number {
  * runs `latchkey cache ... --fenced` fences with the innermost guard (a lock taken inside
  * an election's CMD, or the reverse), never with a mix of both.
  */
-export function withoutGuardEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+function withoutGuardEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const rest = { ...env };
   for (const name of [...Object.values(LOCK_ENV), ...Object.values(ELECTION_ENV)])
     if (name !== LOCK_ENV.address) delete rest[name];
@@ -51,32 +51,78 @@ export interface GuardMessages {
   releaseFailed(status: number, reason: string): string;
 }
 
-export interface SuperviseOptions {
+export interface SuperviseOptions<Taken> {
   readonly command: readonly string[];
-  readonly env: NodeJS.ProcessEnv;
   readonly killGraceMs: number;
-  readonly guard: Guard;
   readonly messages: GuardMessages;
   readonly out: Output;
-  /** Called once CMD runs with how to pass it a signal: from then on signals are CMD's. */
-  readonly onForward: (forward: (signal: NodeJS.Signals) => void) => void;
+  /**
+   * Takes the guard (acquires the lock, wins the election). `signal` aborts if latchkey gets
+   * a signal first: the take is given up, and latchkey exits 128 + the signal's number.
+   */
+  take(signal: AbortSignal): Promise<Taken>;
+  /** What was taken, as supervision sees it. */
+  guardOf(taken: Taken): Guard;
+  /** CMD's own variables for what was taken (on top of latchkey's environment, less any guard's). */
+  envOf(taken: Taken): NodeJS.ProcessEnv;
 }
 
 type ChildEnd =
   | { readonly code: number | null; readonly signal: NodeJS.Signals | null }
   | { readonly error: NodeJS.ErrnoException };
 
-/** Runs CMD under the guard and resolves with latchkey's exit code. */
-export async function superviseCommand(o: SuperviseOptions): Promise<number> {
-  const { guard, out, messages } = o;
+/**
+ * Takes the guard, runs CMD under it, and resolves with latchkey's exit code. A signal that
+ * comes while the guard is being taken gives the take up; one that comes once CMD runs is
+ * passed on to CMD.
+ */
+export async function superviseCommand<Taken>(o: SuperviseOptions<Taken>): Promise<number> {
+  const giveUp = new AbortController();
+  let received: NodeJS.Signals | undefined;
+  let forward: ((signal: NodeJS.Signals) => void) | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    received = signal;
+    if (forward !== undefined) forward(signal);
+    else giveUp.abort();
+  };
+  for (const s of FORWARDED) process.on(s, onSignal);
+  try {
+    let taken: Taken;
+    try {
+      taken = await o.take(giveUp.signal);
+    } catch (err) {
+      if (received !== undefined) return 128 + signalNumber(received);
+      throw err;
+    }
+    const guard = o.guardOf(taken);
+    // The take crossed the signal: the caller asked to stop before CMD ever started.
+    if (received !== undefined) {
+      await guard.release();
+      return 128 + signalNumber(received);
+    }
+    const env = { ...withoutGuardEnv(process.env), ...o.envOf(taken) };
+    return await runUnder(guard, env, o, (fn) => (forward = fn));
+  } finally {
+    for (const s of FORWARDED) process.off(s, onSignal);
+  }
+}
+
+/** Runs CMD under a guard held already; `onForward` gets how to pass CMD a signal. */
+async function runUnder(
+  guard: Guard,
+  env: NodeJS.ProcessEnv,
+  o: Pick<SuperviseOptions<unknown>, 'command' | 'killGraceMs' | 'messages' | 'out'>,
+  onForward: (forward: (signal: NodeJS.Signals) => void) => void,
+): Promise<number> {
+  const { out, messages } = o;
   const [file, ...args] = o.command;
-  const child = spawn(file!, args, { stdio: 'inherit', env: o.env });
+  const child = spawn(file!, args, { stdio: 'inherit', env });
   const ended = new Promise<ChildEnd>((resolve) => {
     child.once('error', (error) => resolve({ error }));
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
-  // From here on a signal is CMD's (the caller checked for one just before).
-  o.onForward((signal) => child.kill(signal));
+  // From here on a signal is CMD's (superviseCommand checked for one just before).
+  onForward((signal) => child.kill(signal));
 
   let lost = false;
   let killTimer: NodeJS.Timeout | undefined;
