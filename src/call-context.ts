@@ -194,7 +194,8 @@ class Scope implements CallScope, CallContext {
     this.#options = options;
     this.#deadline = deadlineOf(call);
     this.#path = call.getPath();
-    this.#span = callSpan(this.#path, call.metadata, this.peer);
+    // The peer is read only for a span that records (see `peer`).
+    this.#span = callSpan(this.#path, call.metadata, () => this.peer);
     this.trace = this.#span.context;
     this.authorize = authorizer(env, call.metadata);
     env.inflight.add(this);
@@ -289,7 +290,7 @@ export function withSignal(ctx: CallContext, signal: AbortSignal): CallContext {
 export function refuseStream(call: ServerCall, err: LatchkeyError, env: RpcEnv, meter: CallMeter): void {
   call.emit('error', Object.assign(new Error(err.message), toStatus(err, env.log)));
   meter.answered(err.code);
-  callSpan(call.getPath(), call.metadata, call.getPeer()).end(err.code);
+  callSpan(call.getPath(), call.metadata, () => call.getPeer()).end(err.code);
 }
 
 /** What InflightCalls holds of a call: how to abort it at the cut-off (a call's scope, an AbortController). */

@@ -124,11 +124,11 @@ function rpcScope(span: Span, parent: Context): SpanScope {
  * of the trace context in the call's metadata (W3C traceparent, or whatever propagator the
  * SDK was set up with), else a new trace.
  */
-export function callSpan(path: string, metadata: grpc.Metadata, peer: string): SpanScope {
+export function callSpan(path: string, metadata: grpc.Metadata, peer: () => string): SpanScope {
   const parent = propagation.extract(ROOT_CONTEXT, metadata, METADATA_GETTER);
   const span = tracer.startSpan(path.slice(1), { kind: SpanKind.SERVER }, parent);
   if (!span.isRecording()) return quietScope(parent);
-  span.setAttributes({ ...rpcAttributes(path), ...peerAttributes(peer) });
+  span.setAttributes({ ...rpcAttributes(path), ...peerAttributes(peer()) });
   return rpcScope(span, parent);
 }
 
