@@ -1,5 +1,6 @@
 // `latchkey serve`: flags and env → Config → createServer → listen, until SIGINT/SIGTERM.
 import * as grpc from '@grpc/grpc-js';
+import { setFlagsFromString } from 'node:v8';
 import { configHelp, ConfigError, parseConfig, type Config } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
 import { createServer, type LatchkeyServer } from '../server.js';
@@ -61,6 +62,17 @@ export async function serve(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${SERVE_HELP}\n`);
     return 0;
   }
+  // NOTE: V8's allocation-site pretenuring guesses wrong for this server. A bulk load (SetMany
+  // of a million entries) keeps request objects alive long enough that V8 marks the sites
+  // that decode and answer every request as making long-lived objects, and from then on
+  // allocates them in old space. Each request then costs more: scavenges promote ~7 KB per
+  // request and take 4x longer, a mark-compact runs every ~0.6 s, and old-space pages are
+  // mapped and faulted in anew. Nothing per request lives long here (the LRU keeps its
+  // entries in typed arrays, outside the JS heap), so the guess is never right. With it off,
+  // a random Get on 1 M entries costs what it costs on 1 k (the bench's lru.get.1m at c=1:
+  // server CPU per op 0.81x that of lru.get.1k before, 0.97x after). Set here, as this
+  // command owns the process; createServer leaves V8 alone.
+  setFlagsFromString('--no-allocation-site-pretenuring');
   let config: Config;
   let server: LatchkeyServer;
   let address: string;
