@@ -103,6 +103,9 @@ const METHOD: Record<Kind, string> = {
 /** Field headers and the integer fields of one operation, generously. */
 const OP_OVERHEAD_BYTES = 64;
 
+/** An answer frame with at least this many results may be settled in two turns (see #onData). */
+const SPLIT_MIN_RESULTS = 8;
+
 /** One operation on its way through the session. It is its own abort listener (handleEvent). */
 class Op {
   tag = 0;
@@ -293,6 +296,8 @@ export class LockSession {
   #openSentAt = 0;
   #waitingForDrain = false;
   #flushScheduled = false;
+  /** The second half of an answer frame, settled on the next turn (see #onData). */
+  #deferred: { stream: Stream; results: SessionResult__Output[]; from: number } | undefined;
 
   /** Ops not yet written; settled ones are skipped. */
   #queue: Op[] = [];
@@ -681,9 +686,17 @@ export class LockSession {
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    // After this turn's I/O callbacks, so every op made in the turn shares the frame.
-    setImmediate(this.#flush);
+    // Once the code running now and the promise reactions it set off are done, so every op
+    // they make shares the frame. NOTE: not a turn later (setImmediate): written inside the
+    // callback that read an answer, the frame leaves at the end of that read, while the server
+    // may still be busy, rather than after everything else the turn does (see #onData).
+    queueMicrotask(this.#flushAfterMicrotasks);
   }
+
+  /** A tick queued from a microtask runs once the microtask queue is empty. */
+  readonly #flushAfterMicrotasks = (): void => {
+    process.nextTick(this.#flush);
+  };
 
   readonly #flush = (): void => {
     this.#flushScheduled = false;
@@ -819,11 +832,45 @@ export class LockSession {
     // A stalled process (a long pause, SIGSTOP) may read answers only after its session
     // could have expired: it must not trust the session, whatever they say.
     if (this.#id !== '' && this.#checkExpired()) return;
+    // Answers are settled in the order they came.
+    this.#settleDeferred();
     if (response.opened !== null) this.#onOpened(response.opened);
-    for (const result of response.results) this.#onResult(result);
+    const { results } = response;
+    // NOTE: pipelining. Callers that each take a lock, release it and take the next, as many
+    // workers of one process do, fall into step: one frame of all their ops goes out, one
+    // frame of all the answers comes back, and client and server take turns, each idle while
+    // the other works. A frame that answers more than half of the ops in flight is the sign:
+    // half of it is settled now, and the ops that half makes leave at once (#scheduleFlush)
+    // for the server to work on while the other half is settled a turn later. Two frames then
+    // stay in flight, and both processes work at once (c=64 memory lock cycles: 37k -> 52k/s).
+    let now = results.length;
+    if (now >= SPLIT_MIN_RESULTS && now * 2 > this.#sent.size) now = Math.ceil(now / 2);
+    for (let i = 0; i < now; i++) this.#onResult(results[i]!);
+    if (now < results.length) {
+      this.#deferred = { stream, results, from: now };
+      setImmediate(this.#settleDeferredLater);
+    }
     if (this.#queueHead < this.#queue.length) this.#scheduleFlush();
     this.#maybeIdle();
   }
+
+  /** Settles the rest of the last answer frame, if it came on the current stream. */
+  #settleDeferred(): void {
+    const deferred = this.#deferred;
+    if (deferred === undefined) return;
+    this.#deferred = undefined;
+    if (deferred.stream !== this.#stream) return; // that stream was given up with its ops
+    const { results, from } = deferred;
+    for (let i = from; i < results.length; i++) this.#onResult(results[i]!);
+  }
+
+  readonly #settleDeferredLater = (): void => {
+    if (this.#deferred === undefined || this.#deferred.stream !== this.#stream) return;
+    if (this.#id !== '' && this.#checkExpired()) return;
+    this.#settleDeferred();
+    if (this.#queueHead < this.#queue.length) this.#scheduleFlush();
+    this.#maybeIdle();
+  };
 
   #onOpened(opened: SessionOpened__Output): void {
     if (this.#phase !== 'opening' && this.#phase !== 'ending') return;
@@ -980,6 +1027,8 @@ export class LockSession {
 
   #onStatus(stream: Stream, status: grpc.StatusObject, server: Server): void {
     if (stream !== this.#stream) return; // ended when the session went idle or was given up
+    // Answers read before the status count: their ops must not be sent again.
+    this.#settleDeferred();
     clearTimeout(this.#openTimer);
     this.#stream = undefined;
     this.#server = undefined;

@@ -239,10 +239,18 @@ export function sessionHandler(
       write({ opened, results: frame });
     };
 
+    const flushAfterMicrotasks = () => process.nextTick(flush);
     const scheduleFlush = () => {
       if (flushScheduled) return;
       flushScheduled = true;
-      setImmediate(flush);
+      // NOTE: on a backend in this process (memory), a frame's ops are answered by the time
+      // the promise reactions they set off are done: the answers leave then (a tick queued
+      // from a microtask runs once the microtask queue is empty), before the next frame read
+      // is worked on, so the client works on them while this server works on that frame.
+      // On a backend that waits on I/O (etcd, lock files), answers come in one by one as
+      // its replies are read: those read in the same turn share a frame (setImmediate).
+      if (open?.backend.location === undefined) queueMicrotask(flushAfterMicrotasks);
+      else setImmediate(flush);
     };
 
     /** Ends the stream once nothing runs any more (see `stopping`). */
