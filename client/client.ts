@@ -8,6 +8,7 @@
 // the same guarantees, or makes them unary; watch() reads a Locks/Watch stream. TLS and the
 // bearer token (credentials.ts) apply to all of them.
 import * as grpc from '@grpc/grpc-js';
+import type { PackageDefinition, ServiceDefinition } from '@grpc/proto-loader';
 import { createCacheClient, type Flights, type CacheClient } from './cache.js';
 import { createCacheTransport, type CacheTransport } from './cache-transport.js';
 import {
@@ -29,6 +30,7 @@ import {
   type LocksClient as LocksStub,
   type ReleaseResponse__Output,
   type LocksProto,
+  type SessionResponse__Output,
   loadPackageDefinition,
 } from './common/index.js';
 import {
@@ -43,6 +45,7 @@ import { createLockHandle, openLockHandle, type LeaseCalls, type LeaseKeeper, ty
 import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js';
 import { parseAddresses, type Server, ServerList } from './servers.js';
 import { DEFAULT_SESSIONS, type SessionOptions } from './session.js';
+import { sessionResponseDecoder } from './session-decode.js';
 import { SessionPool, sessionAcquire } from './session-pool.js';
 import { neverSent, serverGone, unanswered } from './streams.js';
 import { traceContextInterceptor } from './tracing.js';
@@ -367,9 +370,30 @@ export const DEFAULT_RETRY: RetryOptions = { attempts: 3, baseDelayMs: 100, maxD
 let proto: (LocksProto & CacheProto & ElectionsProto)['latchkey']['v1'] | undefined;
 
 function services() {
-  proto ??= (grpc.loadPackageDefinition(loadPackageDefinition()) as unknown as LocksProto & CacheProto & ElectionsProto)
-    .latchkey.v1;
+  proto ??= (
+    grpc.loadPackageDefinition(withSessionDecoder(loadPackageDefinition())) as unknown as LocksProto &
+      CacheProto &
+      ElectionsProto
+  ).latchkey.v1;
   return proto;
+}
+
+/** The package definition with Locks/Session's answers read by session-decode.ts; a copy, as the loader's is shared. */
+function withSessionDecoder(definition: PackageDefinition): PackageDefinition {
+  const locks = definition['latchkey.v1.Locks'] as ServiceDefinition;
+  const session = locks.Session!;
+  return {
+    ...definition,
+    'latchkey.v1.Locks': {
+      ...locks,
+      Session: {
+        ...session,
+        responseDeserialize: sessionResponseDecoder(
+          session.responseDeserialize as (buf: Buffer) => SessionResponse__Output,
+        ),
+      },
+    },
+  };
 }
 
 const LOCK_MODES: ReadonlySet<string> = new Set<LockMode>(['EXCLUSIVE', 'SHARED']);

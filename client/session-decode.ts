@@ -1,0 +1,262 @@
+// A hand-written decoder for the answers of a Locks/Session stream, the messages an SDK reads
+// most: a lock cycle through a session reads two results. protobuf.js decodes each uint64 into
+// a Long and the loader's `longs: String` then turns it into a decimal string by long division
+// (four of them per lease), and builds every message twice (decode, then toObject): a sixth
+// of the SDK's CPU in a lock cycle. This reads the wire format straight into the shapes
+// client/common/generated/ declares (SessionResponse__Output, with the loader's defaults).
+//
+// Only frames of lease, released, kept_alive and error results take this path. A frame with
+// anything else (the session's `opened`, a Describe's LockState, a field this decoder does
+// not know) goes to protobuf.js whole, so this never has to keep up with the rest of the
+// protocol. test/sdk/session-decode.test.ts checks both give the same objects.
+import type {
+  Lease__Output,
+  LockMode__Output,
+  SessionResponse__Output,
+  SessionResult__Output,
+} from './common/index.js';
+
+/** Returned by the fast path for a frame it leaves to protobuf.js. */
+const FALLBACK = Symbol('fallback');
+type Fallback = typeof FALLBACK;
+
+const LOCK_MODES: readonly LockMode__Output[] = ['EXCLUSIVE', 'SHARED'];
+const TWO_32 = 2 ** 32;
+
+/** A cursor over one message's bytes. */
+class Reader {
+  pos: number;
+  constructor(
+    readonly buf: Buffer,
+    start: number,
+    readonly end: number,
+  ) {
+    this.pos = start;
+  }
+
+  /** A varint of up to 32 bits (tags, lengths, enums, uint32, bool). */
+  uint32(): number {
+    let value = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      if (this.pos >= this.end) throw new RangeError('truncated varint');
+      const byte = this.buf[this.pos++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) return value >>> 0;
+    }
+    // A longer varint (a negative int32 sign-extended to 10 bytes): keep its low 32 bits.
+    this.skipVarint();
+    return value >>> 0;
+  }
+
+  /** A uint64 varint as the loader's decimal string. */
+  uint64(): string {
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new RangeError('truncated varint');
+      const byte = this.buf[this.pos++]!;
+      const bits = byte & 0x7f;
+      if (i < 4) lo += bits * 2 ** (7 * i);
+      else if (i === 4) {
+        lo += (bits & 0x0f) * 2 ** 28;
+        hi += bits >>> 4;
+      } else hi += bits * 2 ** (7 * i - 32);
+      if (byte < 0x80) {
+        hi %= TWO_32;
+        // Below 2^53 a double is exact; above, BigInt.
+        return hi < 2 ** 21 ? String(hi * TWO_32 + lo) : ((BigInt(hi) << 32n) | BigInt(lo)).toString();
+      }
+    }
+    throw new RangeError('varint longer than 10 bytes');
+  }
+
+  /** The bounds of a length-delimited field's payload; the cursor moves past it. */
+  bytes(): number {
+    const length = this.uint32();
+    const start = this.pos;
+    if (start + length > this.end) throw new RangeError('truncated length-delimited field');
+    this.pos = start + length;
+    return start;
+  }
+
+  string(): string {
+    const start = this.bytes();
+    return this.buf.toString('utf8', start, this.pos);
+  }
+
+  skipVarint(): void {
+    while (this.pos < this.end && this.buf[this.pos++]! >= 0x80);
+  }
+
+  /** Skips a field of an unknown number; false for a wire type this decoder does not take. */
+  skip(wireType: number): boolean {
+    switch (wireType) {
+      case 0:
+        this.skipVarint();
+        return true;
+      case 1:
+        this.pos += 8;
+        return this.pos <= this.end;
+      case 2:
+        this.bytes();
+        return true;
+      case 5:
+        this.pos += 4;
+        return this.pos <= this.end;
+      default:
+        return false; // groups (3, 4) are not proto3
+    }
+  }
+}
+
+function lease(r: Reader): Lease__Output {
+  const out: Lease__Output = {
+    name: '',
+    backend: '',
+    lease_id: '',
+    fencing_token: '0',
+    expires_at_ms: '0',
+    owner: '',
+    ttl_ms: '0',
+    mode: 'EXCLUSIVE',
+    limit: 0,
+  };
+  while (r.pos < r.end) {
+    const key = r.uint32();
+    switch (key) {
+      case (1 << 3) | 2:
+        out.name = r.string();
+        break;
+      case (2 << 3) | 2:
+        out.backend = r.string();
+        break;
+      case (3 << 3) | 2:
+        out.lease_id = r.string();
+        break;
+      case 4 << 3:
+        out.fencing_token = r.uint64();
+        break;
+      case 5 << 3:
+        out.expires_at_ms = r.uint64();
+        break;
+      case (6 << 3) | 2:
+        out.owner = r.string();
+        break;
+      case 7 << 3:
+        out.ttl_ms = r.uint64();
+        break;
+      case 8 << 3: {
+        const mode = r.uint32() | 0;
+        // As protobuf.js: a value the enum does not name stays a number.
+        out.mode = LOCK_MODES[mode] ?? (mode as unknown as LockMode__Output);
+        break;
+      }
+      case 9 << 3:
+        out.limit = r.uint32();
+        break;
+      default:
+        if (!r.skip(key & 7)) throw new RangeError(`wire type ${key & 7} in Lease`);
+    }
+  }
+  return out;
+}
+
+/** One SessionResult, or FALLBACK for a result this decoder leaves to protobuf.js. */
+function result(r: Reader): SessionResult__Output | Fallback {
+  let tag = '0';
+  let out: SessionResult__Output | undefined;
+  while (r.pos < r.end) {
+    const key = r.uint32();
+    if (key === 1 << 3) {
+      tag = r.uint64();
+      continue;
+    }
+    if ((key & 7) !== 2) {
+      if (key >>> 3 <= 6 || !r.skip(key & 7)) return FALLBACK;
+      continue;
+    }
+    const start = r.bytes();
+    const inner = new Reader(r.buf, start, r.pos);
+    // NOTE: as protobuf.js: a oneof member seen later replaces one seen earlier.
+    switch (key >>> 3) {
+      case 2:
+        out = { tag, lease: lease(inner), result: 'lease' };
+        break;
+      case 3: {
+        let released = false;
+        while (inner.pos < inner.end) {
+          const k = inner.uint32();
+          if (k === 1 << 3) released = inner.uint32() !== 0;
+          else if (!inner.skip(k & 7)) return FALLBACK;
+        }
+        out = { tag, released: { released }, result: 'released' };
+        break;
+      }
+      case 5: {
+        const kept_alive = { expires_at_ms: '0', ttl_ms: '0' };
+        while (inner.pos < inner.end) {
+          const k = inner.uint32();
+          if (k === 1 << 3) kept_alive.expires_at_ms = inner.uint64();
+          else if (k === 2 << 3) kept_alive.ttl_ms = inner.uint64();
+          else if (!inner.skip(k & 7)) return FALLBACK;
+        }
+        out = { tag, kept_alive, result: 'kept_alive' };
+        break;
+      }
+      case 6: {
+        const error = { code: 0, message: '', reason: '' };
+        while (inner.pos < inner.end) {
+          const k = inner.uint32();
+          if (k === 1 << 3) error.code = inner.uint32();
+          else if (k === ((2 << 3) | 2)) error.message = inner.string();
+          else if (k === ((3 << 3) | 2)) error.reason = inner.string();
+          else if (!inner.skip(k & 7)) return FALLBACK;
+        }
+        out = { tag, error, result: 'error' };
+        break;
+      }
+      case 4: // a LockState (Describe)
+        return FALLBACK;
+      default:
+        if (key >>> 3 <= 6) return FALLBACK;
+      // an unknown field: skipped (r.bytes() moved past it)
+    }
+  }
+  if (out === undefined) return { tag }; // no result set
+  out.tag = tag;
+  return out;
+}
+
+function fast(buf: Buffer): SessionResponse__Output | Fallback {
+  const r = new Reader(buf, 0, buf.length);
+  const results: SessionResult__Output[] = [];
+  while (r.pos < r.end) {
+    const key = r.uint32();
+    if (key === ((2 << 3) | 2)) {
+      const start = r.bytes();
+      const decoded = result(new Reader(buf, start, r.pos));
+      if (decoded === FALLBACK) return FALLBACK;
+      results.push(decoded);
+    } else if (key >>> 3 === 1 || !r.skip(key & 7)) return FALLBACK; // `opened`, or a malformed frame
+  }
+  return { opened: null, results };
+}
+
+/**
+ * Wraps the loader's deserializer of SessionResponse: the fast path where it applies, the
+ * loader's otherwise (and for anything the fast path finds malformed, so that the error, if
+ * any, is the loader's).
+ */
+export function sessionResponseDecoder(
+  loader: (buf: Buffer) => SessionResponse__Output,
+): (buf: Buffer) => SessionResponse__Output {
+  return (buf) => {
+    let decoded: SessionResponse__Output | Fallback;
+    try {
+      decoded = fast(buf);
+    } catch {
+      decoded = FALLBACK;
+    }
+    return decoded === FALLBACK ? loader(buf) : decoded;
+  };
+}
