@@ -30,6 +30,7 @@ import {
   type LocksClient as LocksStub,
   type ReleaseResponse__Output,
   type LocksProto,
+  type SessionRequest,
   type SessionResponse__Output,
   loadPackageDefinition,
 } from './common/index.js';
@@ -46,6 +47,7 @@ import { DEFAULT_PIPELINE, type PipelineOptions } from './pipeline.js';
 import { parseAddresses, type Server, ServerList } from './servers.js';
 import { DEFAULT_SESSIONS, type SessionOptions } from './session.js';
 import { sessionResponseDecoder } from './session-decode.js';
+import { sessionRequestEncoder } from './session-encode.js';
 import { SessionPool, sessionAcquire } from './session-pool.js';
 import { neverSent, serverGone, unanswered } from './streams.js';
 import { traceContextInterceptor } from './tracing.js';
@@ -371,15 +373,18 @@ let proto: (LocksProto & CacheProto & ElectionsProto)['latchkey']['v1'] | undefi
 
 function services() {
   proto ??= (
-    grpc.loadPackageDefinition(withSessionDecoder(loadPackageDefinition())) as unknown as LocksProto &
+    grpc.loadPackageDefinition(withSessionCodec(loadPackageDefinition())) as unknown as LocksProto &
       CacheProto &
       ElectionsProto
   ).latchkey.v1;
   return proto;
 }
 
-/** The package definition with Locks/Session's answers read by session-decode.ts; a copy, as the loader's is shared. */
-function withSessionDecoder(definition: PackageDefinition): PackageDefinition {
+/**
+ * The package definition with Locks/Session's frames written by session-encode.ts and its
+ * answers read by session-decode.ts; a copy, as the loader's is shared.
+ */
+function withSessionCodec(definition: PackageDefinition): PackageDefinition {
   const locks = definition['latchkey.v1.Locks'] as ServiceDefinition;
   const session = locks.Session!;
   return {
@@ -388,6 +393,7 @@ function withSessionDecoder(definition: PackageDefinition): PackageDefinition {
       ...locks,
       Session: {
         ...session,
+        requestSerialize: sessionRequestEncoder(session.requestSerialize as (value: SessionRequest) => Buffer),
         responseDeserialize: sessionResponseDecoder(
           session.responseDeserialize as (buf: Buffer) => SessionResponse__Output,
         ),
