@@ -5,10 +5,12 @@
 // of the SDK's CPU in a lock cycle. This reads the wire format straight into the shapes
 // client/common/generated/ declares (SessionResponse__Output, with the loader's defaults).
 //
-// Only frames of lease, released, kept_alive and error results take this path. A frame with
-// anything else (the session's `opened`, a Describe's LockState, a field this decoder does
-// not know) goes to protobuf.js whole, so this never has to keep up with the rest of the
-// protocol. test/sdk/session-decode.test.ts checks both give the same objects.
+// Only frames of lease, released, kept_alive and error results take this path (fields it
+// does not know are skipped, as protobuf.js skips them). A frame with anything else (the
+// session's `opened`, a Describe's LockState) or a malformed one goes to protobuf.js whole,
+// so this never has to keep up with the rest of the protocol.
+// test/sdk/session-decode.test.ts checks both give the same objects.
+import { WireReader as Reader } from './common/protowire.js';
 import type {
   Lease__Output,
   LockMode__Output,
@@ -21,93 +23,6 @@ const FALLBACK = Symbol('fallback');
 type Fallback = typeof FALLBACK;
 
 const LOCK_MODES: readonly LockMode__Output[] = ['EXCLUSIVE', 'SHARED'];
-const TWO_32 = 2 ** 32;
-
-/** A cursor over one message's bytes. */
-class Reader {
-  pos: number;
-  constructor(
-    readonly buf: Buffer,
-    start: number,
-    readonly end: number,
-  ) {
-    this.pos = start;
-  }
-
-  /** A varint of up to 32 bits (tags, lengths, enums, uint32, bool). */
-  uint32(): number {
-    let value = 0;
-    for (let shift = 0; shift < 35; shift += 7) {
-      if (this.pos >= this.end) throw new RangeError('truncated varint');
-      const byte = this.buf[this.pos++]!;
-      value += (byte & 0x7f) * 2 ** shift;
-      if (byte < 0x80) return value >>> 0;
-    }
-    // A longer varint (a negative int32 sign-extended to 10 bytes): keep its low 32 bits.
-    this.skipVarint();
-    return value >>> 0;
-  }
-
-  /** A uint64 varint as the loader's decimal string. */
-  uint64(): string {
-    let lo = 0;
-    let hi = 0;
-    for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) throw new RangeError('truncated varint');
-      const byte = this.buf[this.pos++]!;
-      const bits = byte & 0x7f;
-      if (i < 4) lo += bits * 2 ** (7 * i);
-      else if (i === 4) {
-        lo += (bits & 0x0f) * 2 ** 28;
-        hi += bits >>> 4;
-      } else hi += bits * 2 ** (7 * i - 32);
-      if (byte < 0x80) {
-        hi %= TWO_32;
-        // Below 2^53 a double is exact; above, BigInt.
-        return hi < 2 ** 21 ? String(hi * TWO_32 + lo) : ((BigInt(hi) << 32n) | BigInt(lo)).toString();
-      }
-    }
-    throw new RangeError('varint longer than 10 bytes');
-  }
-
-  /** The bounds of a length-delimited field's payload; the cursor moves past it. */
-  bytes(): number {
-    const length = this.uint32();
-    const start = this.pos;
-    if (start + length > this.end) throw new RangeError('truncated length-delimited field');
-    this.pos = start + length;
-    return start;
-  }
-
-  string(): string {
-    const start = this.bytes();
-    return this.buf.toString('utf8', start, this.pos);
-  }
-
-  skipVarint(): void {
-    while (this.pos < this.end && this.buf[this.pos++]! >= 0x80);
-  }
-
-  /** Skips a field of an unknown number; false for a wire type this decoder does not take. */
-  skip(wireType: number): boolean {
-    switch (wireType) {
-      case 0:
-        this.skipVarint();
-        return true;
-      case 1:
-        this.pos += 8;
-        return this.pos <= this.end;
-      case 2:
-        this.bytes();
-        return true;
-      case 5:
-        this.pos += 4;
-        return this.pos <= this.end;
-      default:
-        return false; // groups (3, 4) are not proto3
-    }
-  }
-}
 
 function lease(r: Reader): Lease__Output {
   const out: Lease__Output = {
@@ -175,8 +90,7 @@ function result(r: Reader): SessionResult__Output | Fallback {
       if (key >>> 3 <= 6 || !r.skip(key & 7)) return FALLBACK;
       continue;
     }
-    const start = r.bytes();
-    const inner = new Reader(r.buf, start, r.pos);
+    const inner = r.message();
     // NOTE: as protobuf.js: a oneof member seen later replaces one seen earlier.
     switch (key >>> 3) {
       case 2:
@@ -233,8 +147,7 @@ function fast(buf: Buffer): SessionResponse__Output | Fallback {
   while (r.pos < r.end) {
     const key = r.uint32();
     if (key === ((2 << 3) | 2)) {
-      const start = r.bytes();
-      const decoded = result(new Reader(buf, start, r.pos));
+      const decoded = result(r.message());
       if (decoded === FALLBACK) return FALLBACK;
       results.push(decoded);
     } else if (key >>> 3 === 1 || !r.skip(key & 7)) return FALLBACK; // `opened`, or a malformed frame
