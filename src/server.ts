@@ -22,6 +22,7 @@ import { MemoryLockBackend } from './locks/memory.js';
 import { createElectionService } from './locks/election-service.js';
 import { expiryListener, meteredBackend, sessionExpiryListener } from './locks/metered-backend.js';
 import { createLockService } from './locks/service.js';
+import { withSessionCodec } from './locks/session-codec.js';
 import { sessionHandler } from './locks/session-service.js';
 import { tracedBackend } from './locks/traced-backend.js';
 import { loadProto, reflectionDefinition } from './proto.js';
@@ -220,7 +221,7 @@ export function createServer(overrides: Partial<Config> = {}, options: ServerOpt
   const cacheCall = h('latchkey.v1.Cache');
   const electionCall = h('latchkey.v1.Elections');
 
-  server.addService(proto.latchkey.v1.Locks.service, {
+  server.addService(withSessionCodec(proto.latchkey.v1.Locks.service), {
     Acquire: lockCall('Acquire', locks.acquire),
     Refresh: lockCall('Refresh', locks.refresh),
     Release: lockCall('Release', locks.release),
