@@ -4,7 +4,8 @@
 // - the wire types generated from proto/ (./generated, by `npm run gen`);
 // - the one loader of the .proto files, and the retry policy they declare;
 // - the compiled descriptors server reflection serves;
-// - the table of error reasons.
+// - the table of error reasons;
+// - the protocol-buffer wire primitives of the session codecs.
 export type * from './generated/index.js';
 export { fileDescriptorProtos } from './descriptors.js';
 export {
@@ -16,3 +17,17 @@ export {
   type ServiceName,
 } from './proto.js';
 export { ERROR_REASONS, ERROR_TRAILER, isErrorReason, type ErrorReason } from './reasons.js';
+export {
+  key,
+  LEN,
+  messageFieldSize,
+  stringFieldSize,
+  uint64FieldSize,
+  uint64Size,
+  uint64Value,
+  VARINT,
+  varintFieldSize,
+  varintSize,
+  WireReader,
+  WireWriter,
+} from './protowire.js';

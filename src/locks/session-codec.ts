@@ -33,7 +33,7 @@ import {
   varintFieldSize,
   WireReader,
   WireWriter,
-} from '../../client/common/protowire.js';
+} from '../../client/common/index.js';
 
 const FALLBACK = Symbol('fallback');
 type Fallback = typeof FALLBACK;
