@@ -298,6 +298,12 @@ export class MemcachedStore implements CacheStore {
         // socket memjs timed out waiting for answers is only end()ed too: its late answers
         // would still be parsed, in the buffer a newer socket's answers go to. Every request
         // of the server has failed with this one, so its sockets carry nothing we still want.
+        // NOTE: memjs's 'close' handler (its only one on the socket) acts on the server's
+        // *current* socket: it cancels that socket's connect timeout and forgets it. Left on
+        // this one, its close would come a tick later, after the retry below opened a new
+        // socket, and leave the retry waiting on a connection with no timer, for ever
+        // (test/cache/memcached-connect.test.ts).
+        carrier?.removeAllListeners('close');
         carrier?.destroy();
         if (attempt < 2 && (!written || request.readOnly) && !request.signal.aborted) continue;
         const reason = (err as Error).message;
