@@ -40,6 +40,25 @@ export class WireReader {
 
   /** A uint64 varint as the loader's decimal string. */
   uint64(): string {
+    // Up to 7 bytes (49 bits: tags, ms timestamps, revisions), a double sums them exactly.
+    const { buf, end } = this;
+    let pos = this.pos;
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 7 && pos < end; i++) {
+      const byte = buf[pos++]!;
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) {
+        this.pos = pos;
+        return String(value);
+      }
+      scale *= 128;
+    }
+    return this.#uint64Wide();
+  }
+
+  /** uint64() past 7 bytes, from the start of the varint: 32-bit halves, BigInt above 2^53. */
+  #uint64Wide(): string {
     let lo = 0;
     let hi = 0;
     for (let i = 0; i < 10; i++) {
