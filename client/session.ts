@@ -58,6 +58,7 @@ import {
   serverGone,
   statusCause,
 } from './streams.js';
+import { type DeadlineEntry, type DeadlineList, Deadlines } from './deadlines.js';
 import { traceCarrier, tracedContext } from './tracing.js';
 import { abortError } from './unary-call.js';
 
@@ -107,7 +108,7 @@ const OP_OVERHEAD_BYTES = 64;
 const SPLIT_MIN_RESULTS = 8;
 
 /** One operation on its way through the session. It is its own abort listener (handleEvent). */
-class Op {
+class Op implements DeadlineEntry {
   tag = 0;
   /** Written to the current stream (and in `#sent`), or left unanswered by a broken one. */
   sent = false;
@@ -115,7 +116,11 @@ class Op {
   settled = false;
   /** performance.now() when written: a keepalive's answer confirms the session from then. */
   sentAt = 0;
-  timer: NodeJS.Timeout | undefined = undefined;
+  // Its deadline, in DEADLINES (deadlines.ts).
+  dueAt = 0;
+  deadlineNext: Op | undefined = undefined;
+  deadlinePrev: Op | undefined = undefined;
+  deadlineList: DeadlineList | undefined = undefined;
   /**
    * The caller's context when it has a trace to continue (tracing.ts): the op carries it as
    * its trace_context, the stream's metadata being that of whoever opened it. Undefined for
@@ -469,7 +474,8 @@ export class LockSession {
     const method = METHOD[kind];
     if (signal?.aborted) return { op: undefined, promise: Promise.reject(abortError(method, signal)) };
     if (!(deadlineMs > 0)) return { op: undefined, promise: Promise.reject(deadlineError(method, deadlineMs)) };
-    const op = new Op(this, kind, request, lease, undefined, deadlineMs, signal, performance.now(), waitMs);
+    const now = performance.now();
+    const op = new Op(this, kind, request, lease, undefined, deadlineMs, signal, now, waitMs);
     op.trace = tracedContext();
     const promise = new Promise<unknown>((resolve, reject) => {
       op.resolve = resolve as (value: never) => void;
@@ -477,7 +483,7 @@ export class LockSession {
     });
     // NOTE: not unref'd: a caller waits for this op, and while the session reconnects no
     // stream keeps the process alive for it (the session's own timers are unref'd).
-    if (deadlineMs !== Infinity) op.timer = setTimeout(expire, deadlineMs, op);
+    if (deadlineMs !== Infinity) DEADLINES.add(op, deadlineMs, now);
     signal?.addEventListener('abort', op, { once: true });
     this.#enqueue(op);
     return { op, promise };
@@ -602,7 +608,7 @@ export class LockSession {
 
   #settle(op: Op): void {
     op.settled = true;
-    if (op.timer !== undefined) clearTimeout(op.timer);
+    DEADLINES.remove(op);
     op.signal?.removeEventListener('abort', op);
   }
 
@@ -1336,9 +1342,8 @@ export function sessionKey(backend: string, ttlMs: number): string {
   return `${ttlMs}/${backend}`;
 }
 
-function expire(op: Op): void {
-  op.session.expire(op);
-}
+/** Every session's ops' deadlines. */
+const DEADLINES = new Deadlines<Op>((op) => op.session.expire(op));
 
 function opBytes(op: Op): number {
   const r = op.request as { name?: string; owner?: string; backend?: string } | undefined;
