@@ -10,7 +10,7 @@
 // session's `opened`, a Describe's LockState) or a malformed one goes to protobuf.js whole,
 // so this never has to keep up with the rest of the protocol.
 // test/sdk/session-decode.test.ts checks both give the same objects.
-import { WireReader as Reader } from './common/protowire.js';
+import { FALLBACK, WireReader as Reader, withFallback } from './common/protowire.js';
 import type {
   Lease__Output,
   LockMode__Output,
@@ -18,8 +18,6 @@ import type {
   SessionResult__Output,
 } from './common/index.js';
 
-/** Returned by the fast path for a frame it leaves to protobuf.js. */
-const FALLBACK = Symbol('fallback');
 type Fallback = typeof FALLBACK;
 
 const LOCK_MODES: readonly LockMode__Output[] = ['EXCLUSIVE', 'SHARED'];
@@ -163,13 +161,5 @@ function fast(buf: Buffer): SessionResponse__Output | Fallback {
 export function sessionResponseDecoder(
   loader: (buf: Buffer) => SessionResponse__Output,
 ): (buf: Buffer) => SessionResponse__Output {
-  return (buf) => {
-    let decoded: SessionResponse__Output | Fallback;
-    try {
-      decoded = fast(buf);
-    } catch {
-      decoded = FALLBACK;
-    }
-    return decoded === FALLBACK ? loader(buf) : decoded;
-  };
+  return withFallback(fast, loader);
 }

@@ -18,6 +18,7 @@ export {
 } from './proto.js';
 export { ERROR_REASONS, ERROR_TRAILER, isErrorReason, type ErrorReason } from './reasons.js';
 export {
+  FALLBACK,
   key,
   LEN,
   messageFieldSize,
@@ -30,4 +31,5 @@ export {
   varintSize,
   WireReader,
   WireWriter,
+  withFallback,
 } from './protowire.js';

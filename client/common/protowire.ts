@@ -216,3 +216,25 @@ export class WireWriter {
     this.varint(value);
   }
 }
+
+/** What a fast path returns for a message it leaves to the loader. */
+export const FALLBACK: unique symbol = Symbol('fallback');
+
+/**
+ * A deserializer that tries `fast` first and takes the loader's answer where `fast` returns
+ * FALLBACK or throws (a malformed message: the error, if any, is then the loader's own).
+ */
+export function withFallback<T>(
+  fast: (buf: Buffer) => T | typeof FALLBACK,
+  loader: (buf: Buffer) => T,
+): (buf: Buffer) => T {
+  return (buf) => {
+    let decoded: T | typeof FALLBACK;
+    try {
+      decoded = fast(buf);
+    } catch {
+      decoded = FALLBACK;
+    }
+    return decoded === FALLBACK ? loader(buf) : decoded;
+  };
+}

@@ -25,6 +25,7 @@ import type {
   SessionResult,
 } from '../../client/common/index.js';
 import {
+  FALLBACK,
   LEN,
   messageFieldSize,
   stringFieldSize,
@@ -33,9 +34,9 @@ import {
   varintFieldSize,
   WireReader,
   WireWriter,
+  withFallback,
 } from '../../client/common/index.js';
 
-const FALLBACK = Symbol('fallback');
 type Fallback = typeof FALLBACK;
 
 const LOCK_MODES: readonly LockMode__Output[] = ['EXCLUSIVE', 'SHARED'];
@@ -168,15 +169,7 @@ function readRequest(buf: Buffer): SessionRequest__Output | Fallback {
 export function sessionRequestDecoder(
   loader: (buf: Buffer) => SessionRequest__Output,
 ): (buf: Buffer) => SessionRequest__Output {
-  return (buf) => {
-    let decoded: SessionRequest__Output | Fallback;
-    try {
-      decoded = readRequest(buf);
-    } catch {
-      decoded = FALLBACK;
-    }
-    return decoded === FALLBACK ? loader(buf) : decoded;
-  };
+  return withFallback(readRequest, loader);
 }
 
 // ---- writing results --------------------------------------------------------------------

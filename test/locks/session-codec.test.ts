@@ -4,13 +4,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MethodDefinition } from '@grpc/proto-loader';
-import {
-  loadPackageDefinition,
-  type SessionOp,
-  type SessionRequest,
-  type SessionResponse,
-} from '../../client/common/index.js';
+import { loadPackageDefinition, type SessionRequest, type SessionResponse } from '../../client/common/index.js';
 import { sessionRequestDecoder, sessionResponseEncoder } from '../../src/locks/session-codec.js';
+import { randomSessionRequest, randomSessionResponse } from '../support/session-frames.js';
 
 const method = (loadPackageDefinition()['latchkey.v1.Locks'] as Record<string, MethodDefinition<object, object>>)
   .Session!;
@@ -29,100 +25,11 @@ function counted() {
   return { decode, encode, calls: () => calls };
 }
 
-function random(seed: number) {
-  let x = seed;
-  const rand = (n: number) => {
-    x = (x * 1103515245 + 12345) % 2 ** 31;
-    return x % n;
-  };
-  const big = ['9007199254740993', '12345678901234567890', '18446744073709551615'];
-  const u64 = (): number | string =>
-    rand(4) === 0 ? big[rand(big.length)]! : [0, 1, 127, 128, 2 ** 32, 2 ** 53 - 1, rand(2 ** 30)][rand(7)]!;
-  const text = () => ['', 'a', 'orders/42', 'ключ', '鍵 🔑', 'x'.repeat(rand(300))][rand(6)]!;
-  return { rand, u64, text };
-}
-
-/** A random frame of the ops an SDK writes (through protobuf.js here: the server reads any client's). */
-function randomRequest(seed: number): SessionRequest {
-  const { rand, u64, text } = random(seed);
-  const ops: SessionOp[] = [];
-  for (let i = rand(12); i > 0; i--) {
-    const tag = u64();
-    switch (rand(5)) {
-      case 0:
-        ops.push({
-          tag,
-          acquire: {
-            name: text(),
-            backend: text(),
-            ttl_ms: u64(),
-            wait_ms: u64(),
-            owner: text(),
-            limit: [0, 1, 7, 2 ** 32 - 1][rand(4)]!,
-            mode: rand(2) === 0 ? 'EXCLUSIVE' : 'SHARED',
-          },
-        });
-        break;
-      case 1:
-        ops.push({ tag, release: { name: text(), backend: text(), lease_id: text() } });
-        break;
-      case 2:
-        ops.push({ tag, keepalive: {} });
-        break;
-      case 3:
-        ops.push({ tag: 0, cancel: { tag: u64() } });
-        break;
-      default:
-        ops.push({ tag });
-    }
-  }
-  return rand(5) === 0 ? { ops, end: true } : { ops };
-}
-
-/** A random frame of the results the service answers. */
-function randomResponse(seed: number): SessionResponse {
-  const { rand, u64, text } = random(seed);
-  const results: NonNullable<SessionResponse['results']> = [];
-  for (let i = rand(12); i > 0; i--) {
-    const tag = u64();
-    switch (rand(5)) {
-      case 0:
-        results.push({
-          tag,
-          lease: {
-            name: text(),
-            backend: ['memory', 'etcd'][rand(2)],
-            lease_id: text(),
-            fencing_token: u64(),
-            expires_at_ms: u64(),
-            owner: text(),
-            ttl_ms: u64(),
-            mode: rand(2) === 0 ? 'EXCLUSIVE' : 'SHARED',
-            limit: [0, 1, 7, 2 ** 32 - 1][rand(4)]!,
-          },
-        });
-        break;
-      case 1:
-        results.push({ tag, released: { released: rand(2) === 0 } });
-        break;
-      case 2:
-        results.push({ tag, kept_alive: { expires_at_ms: u64(), ttl_ms: u64() } });
-        break;
-      case 3:
-        results.push({ tag, error: { code: rand(17), message: text(), reason: text() } });
-        break;
-      default:
-        results.push({ tag });
-    }
-  }
-  return { results };
-}
-
 describe('server session codec', () => {
   it('reads 500 random frames of ops as protobuf.js reads them, without it', () => {
     const { decode, calls } = counted();
     for (let seed = 1; seed <= 500; seed++) {
-      const buf = method.requestSerialize(randomRequest(seed));
+      const buf = method.requestSerialize(randomSessionRequest(seed));
       assert.deepStrictEqual(decode(buf), method.requestDeserialize(buf), `frame ${seed}`);
     }
     assert.equal(calls(), 0);
@@ -131,7 +38,7 @@ describe('server session codec', () => {
   it('writes 500 random frames of results that protobuf.js reads back as its own bytes, without it', () => {
     const { encode, calls } = counted();
     for (let seed = 1; seed <= 500; seed++) {
-      const frame = randomResponse(seed);
+      const frame = randomSessionResponse(seed);
       assert.deepStrictEqual(
         method.responseDeserialize(encode(frame)),
         method.responseDeserialize(method.responseSerialize(frame)),

@@ -10,6 +10,8 @@ import {
   type SessionResponse__Output,
 } from '../../client/common/index.js';
 import { sessionResponseDecoder } from '../../client/session-decode.js';
+import { bytesField, key, varint } from '../support/protowire.js';
+import { randomSessionResponse, U64_EDGES } from '../support/session-frames.js';
 
 const method = (loadPackageDefinition()['latchkey.v1.Locks'] as Record<string, MethodDefinition<object, object>>)
   .Session!;
@@ -26,88 +28,16 @@ function counted() {
   return { decode, calls: () => loaderCalls };
 }
 
-/** A varint, for hand-made wire bytes. */
-function varint(value: bigint): Buffer {
-  const bytes: number[] = [];
-  let v = value;
-  do {
-    let byte = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v > 0n) byte |= 0x80;
-    bytes.push(byte);
-  } while (v > 0n);
-  return Buffer.from(bytes);
-}
 /** A length-delimited field. */
-const field = (number: number, payload: Buffer) =>
-  Buffer.concat([varint(BigInt((number << 3) | 2)), varint(BigInt(payload.length)), payload]);
-
-const U64 = [
-  '0',
-  '1',
-  '127',
-  '128',
-  '16383',
-  '16384',
-  '4294967295',
-  '4294967296',
-  '9007199254740991',
-  '9007199254740992',
-  '9007199254740993',
-  '12345678901234567890',
-  '18446744073709551615',
-];
-
-/** A random frame of the results the fast path takes. */
-function randomFrame(seed: number): SessionResponse {
-  let x = seed;
-  const rand = (n: number) => {
-    x = (x * 1103515245 + 12345) % 2 ** 31;
-    return x % n;
-  };
-  const u64 = () => (rand(3) === 0 ? U64[rand(U64.length)]! : String(rand(2 ** 30) * rand(2 ** 20)));
-  const text = () => ['', 'a', 'orders/42', 'ключ', '鍵 🔑', 'x'.repeat(rand(300))][rand(6)]!;
-  const results: NonNullable<SessionResponse['results']> = [];
-  for (let i = rand(12); i > 0; i--) {
-    const tag = u64();
-    switch (rand(5)) {
-      case 0:
-        results.push({
-          tag,
-          lease: {
-            name: text(),
-            backend: ['', 'memory', 'etcd'][rand(3)],
-            lease_id: text(),
-            fencing_token: u64(),
-            expires_at_ms: u64(),
-            owner: text(),
-            ttl_ms: u64(),
-            mode: rand(2) === 0 ? 'EXCLUSIVE' : 'SHARED',
-            limit: [0, 1, 7, 4294967295][rand(4)],
-          },
-        });
-        break;
-      case 1:
-        results.push({ tag, released: { released: rand(2) === 0 } });
-        break;
-      case 2:
-        results.push({ tag, kept_alive: { expires_at_ms: u64(), ttl_ms: u64() } });
-        break;
-      case 3:
-        results.push({ tag, error: { code: rand(17), message: text(), reason: text() } });
-        break;
-      default:
-        results.push({ tag });
-    }
-  }
-  return { results };
-}
+const field = bytesField;
+/** A field's key byte(s). */
+const k = (number: number, wire: 0 | 1 | 2 | 5) => key(number, wire);
 
 describe('SDK session answer decoder', () => {
   it('gives what protobuf.js gives, without it, for 500 random frames of leases, releases, keepalives and errors', () => {
     const { decode, calls } = counted();
     for (let seed = 1; seed <= 500; seed++) {
-      const buf = encode(randomFrame(seed));
+      const buf = encode(randomSessionResponse(seed));
       assert.deepStrictEqual(decode(buf), loader(buf), `frame ${seed}`);
     }
     assert.equal(calls(), 0);
@@ -115,7 +45,7 @@ describe('SDK session answer decoder', () => {
 
   it('reads 64-bit values exactly, above 2^53 too', () => {
     const { decode } = counted();
-    for (const value of U64) {
+    for (const value of U64_EDGES.map(String)) {
       const out = decode(encode({ results: [{ tag: value, kept_alive: { expires_at_ms: value, ttl_ms: value } }] }));
       assert.deepStrictEqual(out.results[0], {
         tag: value,
@@ -131,18 +61,18 @@ describe('SDK session answer decoder', () => {
     // (22) and a fixed32 (23); and a string (30) in the result after it.
     const lease = Buffer.concat([
       field(1, Buffer.from('n')),
-      varint(BigInt(20 << 3)),
+      k(20, 0),
       varint(300n),
       field(3, Buffer.from('l')),
-      varint(BigInt((21 << 3) | 1)),
+      k(21, 1),
       Buffer.alloc(8, 1),
       field(22, Buffer.from('extra')),
-      varint(BigInt(9 << 3)),
+      k(9, 0),
       varint(1n),
-      varint(BigInt((23 << 3) | 5)),
+      k(23, 5),
       Buffer.alloc(4, 2),
     ]);
-    const result = Buffer.concat([varint(1n << 3n), varint(3n), field(2, lease), field(30, Buffer.from('later'))]);
+    const result = Buffer.concat([k(1, 0), varint(3n), field(2, lease), field(30, Buffer.from('later'))]);
     const frame = field(2, result);
     assert.deepStrictEqual(decode(frame), loader(frame));
     assert.equal(decode(frame).results[0]!.lease!.lease_id, 'l');
@@ -150,8 +80,8 @@ describe('SDK session answer decoder', () => {
   });
 
   it('keeps a LockMode value the enum does not name as a number, as protobuf.js does', () => {
-    const lease = Buffer.concat([field(1, Buffer.from('n')), varint(BigInt(8 << 3)), varint(5n)]);
-    const frame = field(2, Buffer.concat([varint(1n << 3n), varint(1n), field(2, lease)]));
+    const lease = Buffer.concat([field(1, Buffer.from('n')), k(8, 0), varint(5n)]);
+    const frame = field(2, Buffer.concat([k(1, 0), varint(1n), field(2, lease)]));
     const { decode } = counted();
     assert.deepStrictEqual(decode(frame), loader(frame));
     assert.equal(decode(frame).results[0]!.lease!.mode as unknown, 5);

@@ -4,8 +4,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MethodDefinition } from '@grpc/proto-loader';
-import { loadPackageDefinition, type SessionOp, type SessionRequest } from '../../client/common/index.js';
+import { loadPackageDefinition, type SessionRequest } from '../../client/common/index.js';
 import { sessionRequestEncoder } from '../../client/session-encode.js';
+import { randomSessionRequest } from '../support/session-frames.js';
 
 const method = (loadPackageDefinition()['latchkey.v1.Locks'] as Record<string, MethodDefinition<object, object>>)
   .Session!;
@@ -22,60 +23,11 @@ function counted() {
   return { encode, calls: () => loaderCalls };
 }
 
-const U64 = [
-  0,
-  1,
-  127,
-  128,
-  16383,
-  16384,
-  2 ** 32 - 1,
-  2 ** 32,
-  2 ** 53 - 1,
-  '9007199254740993',
-  '18446744073709551615',
-];
-
-/** A random frame of the ops session.ts writes. */
-function randomFrame(seed: number): SessionRequest {
-  let x = seed;
-  const rand = (n: number) => {
-    x = (x * 1103515245 + 12345) % 2 ** 31;
-    return x % n;
-  };
-  const u64 = () => (rand(3) === 0 ? U64[rand(U64.length)]! : rand(2 ** 30));
-  const text = () => ['', 'a', 'orders/42', 'ключ', '鍵 🔑', 'x'.repeat(rand(300))][rand(6)]!;
-  const ops: SessionOp[] = [];
-  for (let i = rand(12); i > 0; i--) {
-    const tag = u64();
-    switch (rand(4)) {
-      case 0: {
-        const acquire: NonNullable<SessionOp['acquire']> = { name: text(), ttl_ms: u64(), wait_ms: u64() };
-        if (rand(2) === 0) acquire.backend = text();
-        if (rand(2) === 0) acquire.owner = text();
-        if (rand(2) === 0) acquire.limit = [0, 1, 7, 2 ** 32 - 1][rand(4)]!;
-        if (rand(2) === 0) acquire.mode = rand(2) === 0 ? 'EXCLUSIVE' : 'SHARED';
-        ops.push({ tag, acquire });
-        break;
-      }
-      case 1:
-        ops.push({ tag, release: { name: text(), backend: text(), lease_id: text() } });
-        break;
-      case 2:
-        ops.push({ tag, keepalive: {} });
-        break;
-      default:
-        ops.push({ tag: 0, cancel: { tag: u64() } });
-    }
-  }
-  return { ops };
-}
-
 describe('SDK session frame encoder', () => {
   it('writes what protobuf.js reads back as its own bytes, for 500 random frames of acquires, releases, keepalives and cancels', () => {
     const { encode, calls } = counted();
     for (let seed = 1; seed <= 500; seed++) {
-      const frame = randomFrame(seed);
+      const frame = randomSessionRequest(seed, { sdk: true });
       assert.deepStrictEqual(read(encode(frame)), read(loader(frame)), `frame ${seed}`);
     }
     assert.equal(calls(), 0);
