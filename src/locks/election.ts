@@ -3,7 +3,7 @@
 // that declare `elections` (memory-election.ts, etcd/election.ts). A candidacy lives in a
 // session, as a lock does: when the session ends or expires, the candidacy ends with it, and
 // only then does the next candidate lead.
-import { CancelledError } from '../errors.js';
+import { CancelledError, NotElectedError, SessionExpiredError, ShuttingDownError } from '../errors.js';
 import type { SessionLeaseInfo, SessionOptions, SessionState } from './backend.js';
 
 /**
@@ -127,6 +127,17 @@ export const CAMPAIGN_WAIT_ENDED = 'campaign wait ended';
 /** Whether a campaign that rejected with `err` under `signal` ran out of wait (see CAMPAIGN_WAIT_ENDED). */
 export const waitEnded = (signal: AbortSignal, err: unknown): boolean =>
   signal.reason === CAMPAIGN_WAIT_ENDED && err instanceof CancelledError;
+
+/** How a campaign that did not win ended, as its metric and its span name it. */
+export type CampaignFailure = 'not_elected' | 'expired' | 'cancelled' | 'error';
+
+/** How a campaign that rejected with `err` under `signal` ended. */
+export function campaignFailure(signal: AbortSignal, err: unknown): CampaignFailure {
+  if (waitEnded(signal, err) || err instanceof NotElectedError) return 'not_elected';
+  if (err instanceof SessionExpiredError) return 'expired';
+  if (err instanceof CancelledError || err instanceof ShuttingDownError) return 'cancelled';
+  return 'error';
+}
 
 export const noLeader = (name: string, candidates = 0): LeaderState => ({
   name,

@@ -4,8 +4,8 @@
 // whichever RPC asked (a unary Campaign, or one in a lock session).
 // Sessions, observe and the reads pass through: KeepAlive, Proclaim and Leader are counted
 // per method and code by the call context (latchkey_rpc_handled_total), Observe is a stream.
-import { CancelledError, NotElectedError, NotLeaderError, SessionExpiredError, ShuttingDownError } from '../errors.js';
-import type { CampaignOutcome, ElectionMeter } from '../metrics.js';
+import { NotLeaderError } from '../errors.js';
+import type { ElectionMeter } from '../metrics.js';
 import type { SessionOptions } from './backend.js';
 import {
   type CampaignOptions,
@@ -14,15 +14,8 @@ import {
   type LeaderState,
   type Leadership,
   type LeadershipRef,
-  waitEnded,
+  campaignFailure,
 } from './election.js';
-
-function campaignOutcome(signal: AbortSignal, err: unknown): CampaignOutcome {
-  if (waitEnded(signal, err) || err instanceof NotElectedError) return 'not_elected';
-  if (err instanceof SessionExpiredError) return 'expired';
-  if (err instanceof CancelledError || err instanceof ShuttingDownError) return 'cancelled';
-  return 'error';
-}
 
 /** `elections`, counting campaigns, resigns and failures on `meter`. */
 export function meteredElections(elections: ElectionBackend, meter: ElectionMeter): ElectionBackend {
@@ -56,7 +49,7 @@ class MeteredElections implements ElectionBackend {
       this.#meter.campaigned('elected');
       return leadership;
     } catch (err) {
-      this.#meter.campaigned(campaignOutcome(options.signal, err));
+      this.#meter.campaigned(campaignFailure(options.signal, err));
       this.#meter.failed(err);
       throw err;
     }

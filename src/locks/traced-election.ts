@@ -8,7 +8,7 @@
 // (hold) or by KeepAlive, which is a span; a lock session's keepalives are the Session
 // stream's. Observe is a stream: the Observe call's span covers it.
 import type { Attributes } from '@opentelemetry/api';
-import { CancelledError, NotElectedError, NotLeaderError, SessionExpiredError, ShuttingDownError } from '../errors.js';
+import { NotLeaderError } from '../errors.js';
 import { inSpan } from '../tracing.js';
 import type { SessionOptions } from './backend.js';
 import {
@@ -18,16 +18,8 @@ import {
   type LeaderState,
   type Leadership,
   type LeadershipRef,
-  waitEnded,
+  campaignFailure,
 } from './election.js';
-
-/** How a campaign ended, when it did not win. */
-function campaignFailure(signal: AbortSignal, err: unknown): string {
-  if (waitEnded(signal, err) || err instanceof NotElectedError) return 'not_elected';
-  if (err instanceof SessionExpiredError) return 'expired';
-  if (err instanceof CancelledError || err instanceof ShuttingDownError) return 'cancelled';
-  return 'error';
-}
 
 /** How an operation on a leadership ended, when it did not. */
 const leadershipFailure = (err: unknown): string => (err instanceof NotLeaderError ? 'not_leader' : 'error');
