@@ -131,6 +131,22 @@ export const CLIENT_ENV = {
   token: 'LATCHKEY_TOKEN',
 } as const;
 
+/**
+ * The help lines for the variables `latchkey lock` and `latchkey elect` set for CMD: the
+ * command's own `rows` ([name, text]; an empty name continues the line above), then the
+ * client's TLS and token variables they pass on, names padded to `width`.
+ */
+export function commandEnvHelp(rows: readonly (readonly [string, string])[], width: number): string {
+  return [
+    ...rows,
+    [`${CLIENT_ENV.tls}*`, "latchkey's own --tls, --tls-ca, --tls-cert, --tls-key (as absolute"],
+    [CLIENT_ENV.tokenFile, 'paths) and --token-file, when given, so that `latchkey` run by CMD'],
+    ['', `reaches the server the same way (${CLIENT_ENV.token} passes on as it is)`],
+  ]
+    .map(([name, text]) => `  ${name!.padEnd(width)}${text}`)
+    .join('\n');
+}
+
 export const CLIENT_OPTIONS = {
   address: 'string',
   json: 'boolean',

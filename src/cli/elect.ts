@@ -12,10 +12,10 @@ import {
   UnavailableError,
 } from '../../client/index.js';
 import {
-  CLIENT_ENV,
   CLIENT_OPTIONS,
   CLIENT_OPTIONS_HELP,
   clientOptions,
+  commandEnvHelp,
   expectPositionals,
   integerOption,
   parseArgs,
@@ -47,21 +47,19 @@ const ELECT_OPTIONS = {
 const OBSERVE_OPTIONS = { ...CLIENT_OPTIONS, backend: 'string' } as const;
 const LEADER_OPTIONS = OBSERVE_OPTIONS;
 
-const ENV_HELP = [
-  [ELECTION_ENV.name, "the election's name"],
-  [ELECTION_ENV.backend, 'the backend that holds it'],
-  [ELECTION_ENV.value, "this leader's value (--value)"],
-  [ELECTION_ENV.fencingToken, "the leadership's fencing token; strictly increases with every new"],
-  ['', 'leader: hand it to whatever only the leader may change, so it can'],
-  ['', 'refuse a leader that has been deposed'],
-  [ELECTION_ENV.address, "the server's address, so `latchkey cache ... --fenced` in CMD"],
-  ['', 'writes to the same server, fenced by this leadership'],
-  [`${CLIENT_ENV.tls}*`, "latchkey's own --tls, --tls-ca, --tls-cert, --tls-key (as absolute"],
-  [CLIENT_ENV.tokenFile, 'paths) and --token-file, when given, so that `latchkey` run by CMD'],
-  ['', `reaches the server the same way (${CLIENT_ENV.token} passes on as it is)`],
-]
-  .map(([name, text]) => `  ${name!.padEnd(26)}${text}`)
-  .join('\n');
+const ENV_HELP = commandEnvHelp(
+  [
+    [ELECTION_ENV.name, "the election's name"],
+    [ELECTION_ENV.backend, 'the backend that holds it'],
+    [ELECTION_ENV.value, "this leader's value (--value)"],
+    [ELECTION_ENV.fencingToken, "the leadership's fencing token; strictly increases with every new"],
+    ['', 'leader: hand it to whatever only the leader may change, so it can'],
+    ['', 'refuse a leader that has been deposed'],
+    [ELECTION_ENV.address, "the server's address, so `latchkey cache ... --fenced` in CMD"],
+    ['', 'writes to the same server, fenced by this leadership'],
+  ],
+  26,
+);
 
 export const ELECT_HELP = `usage: latchkey elect NAME [--value V] [options] -- CMD [ARGS...]
        latchkey elect observe NAME [--backend B] [client options]

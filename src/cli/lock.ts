@@ -14,7 +14,7 @@ import {
   type LockMode,
   type LockState,
 } from '../../client/index.js';
-import { CLIENT_ENV, CLIENT_OPTIONS_HELP, integerOption } from './args.js';
+import { CLIENT_OPTIONS_HELP, commandEnvHelp, integerOption } from './args.js';
 import { LOCK_ENV } from './cache.js';
 import { clientCommand } from './client-command.js';
 import { EXIT, exitCodesHelp, UsageError } from './exit-codes.js';
@@ -52,21 +52,19 @@ const LOCK_OPTIONS = {
 const DESCRIBE_OPTIONS = { backend: 'string' } as const;
 const WATCH_OPTIONS = DESCRIBE_OPTIONS;
 
-const ENV_HELP = [
-  [LOCK_ENV.name, "the lock's name"],
-  [LOCK_ENV.backend, 'the backend that granted it'],
-  [LOCK_ENV.fencingToken, "the lease's fencing token; strictly increases with every grant of"],
-  ['', 'the lock: hand it to whatever the lock protects, so it can refuse'],
-  ['', 'a holder whose lease ran out'],
-  [LOCK_ENV.leaseId, "the lease's id"],
-  [LOCK_ENV.address, "the server's address, so `latchkey cache ... --fenced` in CMD"],
-  ['', 'writes to the same server, fenced by this lock'],
-  [`${CLIENT_ENV.tls}*`, "latchkey's own --tls, --tls-ca, --tls-cert, --tls-key (as absolute"],
-  [CLIENT_ENV.tokenFile, 'paths) and --token-file, when given, so that `latchkey` run by CMD'],
-  ['', `reaches the server the same way (${CLIENT_ENV.token} passes on as it is)`],
-]
-  .map(([name, text]) => `  ${name!.padEnd(24)}${text}`)
-  .join('\n');
+const ENV_HELP = commandEnvHelp(
+  [
+    [LOCK_ENV.name, "the lock's name"],
+    [LOCK_ENV.backend, 'the backend that granted it'],
+    [LOCK_ENV.fencingToken, "the lease's fencing token; strictly increases with every grant of"],
+    ['', 'the lock: hand it to whatever the lock protects, so it can refuse'],
+    ['', 'a holder whose lease ran out'],
+    [LOCK_ENV.leaseId, "the lease's id"],
+    [LOCK_ENV.address, "the server's address, so `latchkey cache ... --fenced` in CMD"],
+    ['', 'writes to the same server, fenced by this lock'],
+  ],
+  24,
+);
 
 export const LOCK_HELP = `usage: latchkey lock NAME [options] -- CMD [ARGS...]
        latchkey lock describe NAME [--backend B] [client options]
