@@ -23,11 +23,11 @@ import {
   InvalidArgumentError,
   LatchkeyError,
   NotElectedError,
-  ResourceExhaustedError,
 } from '../errors.js';
 import type { Logger } from '../log.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { LockBackend } from './backend.js';
+import { WaiterLimits } from './waiter-limits.js';
 import {
   CAMPAIGN_WAIT_ENDED,
   type CandidateSession,
@@ -108,28 +108,13 @@ export function createElectionService(
   }
 
   // Campaigns waiting, per election name and in all, bounded by the limits waiting Acquires
-  // have: each holds a call, timers and backend resources.
-  const waiting = new Map<string, number>();
-  let waitingTotal = 0;
-  function admitCampaign(name: string): () => void {
-    const here = waiting.get(name) ?? 0;
-    if (here >= config.maxWaitersPerLock)
-      throw new ResourceExhaustedError(
-        `${here} campaigns already wait for election "${name}" through this server; the limit is ${config.maxWaitersPerLock} (--max-waiters-per-lock)`,
-      );
-    if (waitingTotal >= config.maxWaiters)
-      throw new ResourceExhaustedError(
-        `${waitingTotal} campaigns already wait through this server; the limit is ${config.maxWaiters} (--max-waiters)`,
-      );
-    waiting.set(name, here + 1);
-    waitingTotal++;
-    return () => {
-      waitingTotal--;
-      const left = waiting.get(name)! - 1;
-      if (left === 0) waiting.delete(name);
-      else waiting.set(name, left);
-    };
-  }
+  // have (waiter-limits.ts).
+  const campaigns = new WaiterLimits({
+    perName: config.maxWaitersPerLock,
+    total: config.maxWaiters,
+    forName: (n, name) => `${n} campaigns already wait for election "${name}"`,
+    inAll: (n) => `${n} campaigns already wait`,
+  });
 
   /** The session a Campaign's candidacy lives in: the one it names, or a new one of its own. */
   async function candidateSession(
@@ -205,7 +190,7 @@ export function createElectionService(
       // DEADLINE_EXCEEDED instead of the ABORTED that names the leader (see deadlineMarginMs).
       if (ctx.remainingMs() <= 0)
         throw new NotElectedError(`not elected in election "${name}": the call's deadline has already passed`);
-      const leave = admitCampaign(name);
+      const leave = campaigns.admit(name);
       const { session, own } = await candidateSession(request, backend, elections, ctx).catch((err: unknown) => {
         leave();
         throw err;

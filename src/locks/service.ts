@@ -28,6 +28,7 @@ import {
 } from '../errors.js';
 import type { CallContext } from '../call-context.js';
 import { uint64 } from '../uint64.js';
+import { WaiterLimits } from './waiter-limits.js';
 import { checkMs, checkName, checkText, quoted } from '../validate.js';
 import type { Capabilities, Lease, LockBackend, LockEvent, LockMode, LockSession, LockState } from './backend.js';
 
@@ -144,29 +145,13 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     return backend;
   }
 
-  // Acquire calls that may wait, per lock name and in all: each holds a call, timers and
-  // backend resources, so a flood of them is refused before it can exhaust the server.
-  const waiting = new Map<string, number>();
-  let waitingTotal = 0;
-  function admitWaiter(name: string): () => void {
-    const here = waiting.get(name) ?? 0;
-    if (here >= config.maxWaitersPerLock)
-      throw new ResourceExhaustedError(
-        `${here} callers already wait for lock "${name}" through this server; the limit is ${config.maxWaitersPerLock} (--max-waiters-per-lock)`,
-      );
-    if (waitingTotal >= config.maxWaiters)
-      throw new ResourceExhaustedError(
-        `${waitingTotal} callers already wait for locks through this server; the limit is ${config.maxWaiters} (--max-waiters)`,
-      );
-    waiting.set(name, here + 1);
-    waitingTotal++;
-    return () => {
-      waitingTotal--;
-      const left = waiting.get(name)! - 1;
-      if (left === 0) waiting.delete(name);
-      else waiting.set(name, left);
-    };
-  }
+  // Acquire calls that may wait, per lock name and in all (waiter-limits.ts).
+  const waiters = new WaiterLimits({
+    perName: config.maxWaitersPerLock,
+    total: config.maxWaiters,
+    forName: (n, name) => `${n} callers already wait for lock "${name}"`,
+    inAll: (n) => `${n} callers already wait for locks`,
+  });
 
   /** Refuses, naming the capability, what a backend does not declare. */
   function requireCapability(backend: LockBackend, capability: keyof typeof CAPABILITY_USE & keyof Capabilities): void {
@@ -224,7 +209,7 @@ export function createLockService(backends: ReadonlyMap<string, LockBackend>, co
     if (waitMs > 0 && ctx.remainingMs() <= 0)
       throw new LockBusyError(`lock "${name}" not acquired: the call's deadline has already passed`);
     const boundedWait = waitMs > 0 ? Math.max(1, Math.min(waitMs, ctx.answerWithinMs())) : waitMs;
-    const leave = boundedWait > 0 ? admitWaiter(name) : undefined;
+    const leave = boundedWait > 0 ? waiters.admit(name) : undefined;
     // The answer is due ACQUIRE_ANSWER_MARGIN_MS after the wait, and before the deadline
     // (at least 50 ms after the wait's end, see deadlineMarginMs). With less time left
     // than that, the deadline itself ends the call.
