@@ -69,8 +69,14 @@ function sizeOp(op: SessionOp): Sized | undefined {
   if (op.trace_context !== undefined && Object.keys(op.trace_context).length > 0) return undefined;
   const tag = op.tag === undefined ? 0 : uint64Value(op.tag);
   if (tag === undefined) return undefined;
-  const members = [op.acquire, op.release, op.describe, op.keepalive, op.cancel].filter((m) => m != null);
-  if (members.length !== 1) return undefined;
+  // Exactly one member of the oneof (counted without an array: this runs for every op).
+  const members =
+    (op.acquire != null ? 1 : 0) +
+    (op.release != null ? 1 : 0) +
+    (op.describe != null ? 1 : 0) +
+    (op.keepalive != null ? 1 : 0) +
+    (op.cancel != null ? 1 : 0);
+  if (members !== 1) return undefined;
   const tagSize = uint64FieldSize(tag);
   if (op.acquire != null) {
     const a = acquire(op.acquire);
