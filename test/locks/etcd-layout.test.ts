@@ -14,6 +14,7 @@ import {
   leaseIdFromDec,
   leaseIdToDec,
   lockNamesOnLease,
+  nameDigestOf,
   parseSessionId,
   parseSessionLockId,
   prefixEnd,
@@ -22,6 +23,7 @@ import {
   queueLimit,
   queuePrefixOf,
   sessionIdOf,
+  sessionLockIdMatches,
   sessionLockIdOf,
   sessionMarkOf,
   sessionMarkPrefixOf,
@@ -190,13 +192,42 @@ test("lock sessions: the id carries the lease id and the secret; the mark names 
   assert.deepEqual(queueKeysOf(queuePrefixOf('locks/', ''), [kv]), []);
 });
 
-test("lock sessions: a session lock's lease_id is the lease id and the key's create revision, never a bare lease id", () => {
-  const id = sessionLockIdOf('694d7f3a1b2c', 1234n);
-  assert.equal(id, '694d7f3a1b2c.1234');
-  assert.deepEqual(parseSessionLockId(id), { leaseId: '694d7f3a1b2c', createRevision: 1234n });
+test("lock sessions: a session lock's lease_id is the lease id, the key's create revision and the name's digest, never a bare lease id", () => {
+  const id = sessionLockIdOf('694d7f3a1b2c', 1234n, 'jobs/1');
+  assert.match(id, /^694d7f3a1b2c\.1234\.[0-9a-f]{8}$/);
+  assert.deepEqual(parseSessionLockId(id), {
+    leaseId: '694d7f3a1b2c',
+    createRevision: 1234n,
+    nameDigest: nameDigestOf('jobs/1'),
+  });
+  // Two locks of one lease put in one Txn share a create revision; their ids still differ.
+  assert.notEqual(id, sessionLockIdOf('694d7f3a1b2c', 1234n, 'jobs/2'));
   assert.equal(isLeaseId(id), false, 'a unary Release knows it for a session lock by its form');
-  for (const bad of ['694d7f3a1b2c', '694d7f3a1b2c.', '694d7f3a1b2c.0', '694d7f3a1b2c.01', 'x.12', '.12'])
-    assert.equal(parseSessionLockId(bad), undefined, bad);
+  // The form without a digest (servers before it) still parses, with nothing to check.
+  assert.deepEqual(parseSessionLockId('694d7f3a1b2c.1234'), { leaseId: '694d7f3a1b2c', createRevision: 1234n });
+  const bad = ['694d7f3a1b2c', '694d7f3a1b2c.', '694d7f3a1b2c.0', '694d7f3a1b2c.01', 'x.12', '.12'];
+  bad.push('694d7f3a1b2c.12.', '694d7f3a1b2c.12.abc', '694d7f3a1b2c.12.ABCDEF12', '694d7f3a1b2c.12.0123456789');
+  for (const text of bad) assert.equal(parseSessionLockId(text), undefined, text);
+});
+
+test('lock sessions: a lock id matches the grant of its create revision, and of its name when it carries a digest', () => {
+  const own = {
+    key: 'locks/jobs/1/694d',
+    leaseDec: '26957',
+    createRevision: 1234n,
+    owner: '',
+    mode: 'EXCLUSIVE',
+    limit: 1,
+  } as const;
+  const id = parseSessionLockId(sessionLockIdOf('694d', 1234n, 'jobs/1'))!;
+  assert.equal(sessionLockIdMatches(id, 'jobs/1', own), true);
+  assert.equal(
+    sessionLockIdMatches(id, 'jobs/2', { ...own, key: 'locks/jobs/2/694d' }),
+    false,
+    'another name, same Txn',
+  );
+  assert.equal(sessionLockIdMatches(id, 'jobs/1', { ...own, createRevision: 1300n }), false, 'a later grant');
+  assert.equal(sessionLockIdMatches(parseSessionLockId('694d.1234')!, 'jobs/1', own), true);
 });
 
 test("lock sessions: the lock names among a lease's keys are its own keys' (the mark and keys outside the prefix are not)", () => {

@@ -123,6 +123,65 @@ describe('lock sessions on etcd', { skip: etcdMissing() }, () => {
     assert.equal(perCycle(unaryCalls), 5, 'unary: grant, put, read the holder, delete, revoke');
   });
 
+  test("the own-key writes of one frame go to etcd as one Txn; each lock's id still names only its lock", async () => {
+    const stream = await open(a);
+    const names = Array.from({ length: 8 }, (_, i) => fresh(`batch-${i}`));
+    let leases: Lease[] = [];
+    const acquires = await callsDuring(etcd, async () => {
+      leases = await Promise.all(stream.ops<Lease>(names.map((name) => ({ acquire: { name } }))));
+    });
+    assert.deepEqual(acquires, { Txn: 1 }, '8 acquires, one transaction');
+    // One Txn writes at one revision: every key has the same create revision (the token).
+    assert.equal(new Set(leases.map((l) => l.fencing_token)).size, 1);
+    assert.equal(new Set(leases.map((l) => l.lease_id)).size, 8, 'eight distinct lock ids');
+    // The id of one lock of that Txn releases no other one.
+    const crossed = await rejection(stream.op({ release: { name: names[1]!, lease_id: leases[0]!.lease_id } }));
+    assert.equal(crossed.code, S.FAILED_PRECONDITION, crossed.details);
+    assert.match(crossed.details, /is not a lock of this session on lock/);
+    const unaryCrossed = await rejection(unary(b, 'Release', { name: names[1]!, lease_id: leases[0]!.lease_id }));
+    assert.equal(unaryCrossed.code, S.FAILED_PRECONDITION, unaryCrossed.details);
+    assert.equal((await describeLock(names[1]!)).held, true, 'the lock stayed held');
+
+    const releases = await callsDuring(etcd, async () => {
+      const answers = await Promise.all(
+        stream.ops(names.map((name, i) => ({ release: { name, lease_id: leases[i]!.lease_id } }))),
+      );
+      assert.deepEqual(
+        answers,
+        names.map(() => ({ released: true })),
+      );
+    });
+    assert.deepEqual(releases, { Txn: 1 }, '8 releases, one transaction');
+    const states = await Promise.all(names.map(describeLock));
+    assert.deepEqual(
+      states.map((st) => st.held),
+      names.map(() => false),
+    );
+    await stream.close();
+  });
+
+  test("a batch one member's compare fails is undone and every member runs alone, with what it would have met", async () => {
+    const stream = await open(a, { owner: 'batch' });
+    const leaseHex = stream.opened.session_id.split('.')[1]!;
+    const [plain, retried] = [fresh('undo-plain'), fresh('undo-retried')];
+    // The own key of `retried` exists already on the session's lease, as after a put whose
+    // answer was lost: its create == 0 compare fails, and with it the batch's.
+    await etcdctl(etcd.endpoint, ['put', `--lease=${leaseHex}`, `${PREFIX}${retried}/${leaseHex}`, 'batch']);
+    let leases: Lease[] = [];
+    const calls = await callsDuring(etcd, async () => {
+      leases = await Promise.all(stream.ops<Lease>([{ acquire: { name: plain } }, { acquire: { name: retried } }]));
+    });
+    assert.deepEqual(calls, { Txn: 3 }, 'the batch, then each member alone');
+    assert.deepEqual(
+      leases.map((l) => l.name),
+      [plain, retried],
+    );
+    // Alone, the retried put read its key back: granted on it (the key etcdctl put first).
+    assert.ok(BigInt(leases[1]!.fencing_token) < BigInt(leases[0]!.fencing_token));
+    for (const name of [plain, retried]) assert.equal((await describeLock(name)).held, true, name);
+    await stream.close();
+  });
+
   test('a clean end with 50 locks held is one LeaseRevoke: all 50 are free at once', async () => {
     await using client = connect(a.address);
     const options = { backend: 'etcd', ttlMs: 30_000 };

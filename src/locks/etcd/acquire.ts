@@ -15,7 +15,7 @@ import {
 } from '../../errors.js';
 import { busy, cancelledWhileWaiting, notGrantedInTime } from '../refusals.js';
 import { raceStop, RETRY_MS } from './connection.js';
-import { type Claim, describeHolders, encodeValue, type QueueKey } from './layout.js';
+import { type Claim, describeHolders, encodeValue, lockIdConflict, type QueueKey } from './layout.js';
 import type { LockQueue } from './queue.js';
 import { type LockRecipe, recipeFor } from './recipe.js';
 import type { EtcdSession } from './session.js';
@@ -94,12 +94,13 @@ export async function acquireOnSession(
  */
 export async function releaseOwnKey(queue: LockQueue, own: QueueKey, signal: AbortSignal): Promise<boolean> {
   const key = Buffer.from(own.key);
-  const txn = await queue.conn.call('release', signal, (client) =>
-    client.kv.txn({
+  const txn = await queue.conn.write('release', signal, {
+    request: {
       compare: [{ key, target: 'Create', result: 'Equal', create_revision: own.createRevision.toString() }],
       success: [{ request_delete_range: { key } }],
-    }),
-  );
+    },
+    conflicts: [queue.keyPrefix],
+  });
   return txn.succeeded;
 }
 
@@ -112,16 +113,18 @@ async function putOwnKey(session: EtcdSession, queue: LockQueue, key: string, cl
   const ownKey = Buffer.from(key);
   const page = recipe.putRange(queue);
   const txn = await queue.conn
-    .call(`acquire lock "${queue.name}"`, undefined, (client) =>
-      client.kv.txn({
+    .write(`acquire lock "${queue.name}"`, undefined, {
+      request: {
         compare: [{ key: ownKey, target: 'Create', result: 'Equal', create_revision: 0 }],
         success: [
           { request_put: { key: ownKey, value: encodeValue(claim), lease: session.leaseDec } },
           { request_range: page },
         ],
         failure: [{ request_range: { key: ownKey } }, { request_range: page }],
-      }),
-    )
+      },
+      // One put per queue in a Txn; two own keys of one lease in a Txn have distinct lock ids.
+      conflicts: [queue.keyPrefix, lockIdConflict(session.leaseId, queue.name)],
+    })
     .catch((err: unknown) => {
       // The put names a lease that is already gone: etcd took longer than the TTL.
       if (err instanceof LeaseExpiredError)

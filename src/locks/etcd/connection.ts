@@ -16,6 +16,7 @@ import {
   GRPCUnavailableError,
   type IOptions,
   isRecoverableError,
+  type ITxnResponse,
 } from 'etcd3';
 import type { Clock } from '../../clock.js';
 import {
@@ -26,6 +27,7 @@ import {
   ShuttingDownError,
 } from '../../errors.js';
 import { grpcClientSpans } from '../../tracing.js';
+import { type TxnMember, TxnBatcher } from './txn-batch.js';
 
 /** Backoff between retries while etcd is unreachable (a wait's re-checks, keepalives, Watch). */
 export const RETRY_MS = 250;
@@ -64,6 +66,8 @@ export class EtcdConnection {
   readonly clock: Clock;
   /** Stops every wait and Watch; close() aborts it with ShuttingDownError. */
   readonly #closing = new AbortController();
+  /** The lock path's own-key writes, one Txn per turn where they allow (txn-batch.ts). */
+  readonly #writes: TxnBatcher;
 
   constructor(options: EtcdConnectionOptions) {
     const hosts = (typeof options.endpoints === 'string' ? options.endpoints.split(',') : [...options.endpoints])
@@ -93,6 +97,8 @@ export class EtcdConnection {
         'grpc.max_reconnect_backoff_ms': 1_000,
       },
     });
+    const failsAll = (err: unknown) => err instanceof ClientClosedError || isTransportFailure(err);
+    this.#writes = new TxnBatcher((request) => this.client.kv.txn(request), failsAll);
   }
 
   /** Aborted (with ShuttingDownError) once close() began. */
@@ -124,6 +130,14 @@ export class EtcdConnection {
       }
     })();
     return signal === undefined ? result : raceStop(result, signal);
+  }
+
+  /**
+   * One Txn that puts or deletes own keys, sent together with the others of this turn
+   * (txn-batch.ts); errors translated as by call().
+   */
+  write(what: string, signal: AbortSignal | undefined, member: TxnMember): Promise<ITxnResponse> {
+    return this.call(what, signal, () => this.#writes.submit(member));
   }
 
   /**

@@ -42,9 +42,11 @@
 //                 (the id is then genuine and the lease a session's), and unary Refresh and
 //                 Release, finding it, refuse to touch a session's lease. NUL cannot occur in
 //                 a lock name, so the mark is in no lock's queue.
-//   lease_id of a session's lock = lease id (hex) + '.' + the own key's create revision:
-//                 unique per lock (one lease holds many), and not a bare lease id, so a unary
-//                 Release knows it for a session's without asking etcd.
+//   lease_id of a session's lock = lease id (hex) + '.' + the own key's create revision +
+//                 '.' + 8 hex digits of a digest of the name: unique per lock (one lease holds
+//                 many, and the locks of one lease put in one Txn share a create revision:
+//                 txn-batch.ts), and not a bare lease id, so a unary Release knows it for a
+//                 session's without asking etcd.
 import { createHash } from 'node:crypto';
 import type { LockMode } from '../backend.js';
 import { agreedLimit } from '../lock-state.js';
@@ -99,7 +101,7 @@ export const leaseIdFromDec = (leaseDec: string): string => BigInt(leaseDec).toS
 // ---- lock sessions -----------------------------------------------------------------------------
 
 const SESSION_ID = /^etcd\.((?:[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15}))\.([0-9a-f]{32})$/;
-const SESSION_LOCK_ID = /^((?:[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15}))\.([1-9][0-9]{0,18})$/;
+const SESSION_LOCK_ID = /^((?:[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15}))\.([1-9][0-9]{0,18})(?:\.([0-9a-f]{8}))?$/;
 
 /** A session id: the backend's name, the session's lease id and its secret (32 hex). */
 export const sessionIdOf = (leaseId: string, secret: string): string => `etcd.${leaseId}.${secret}`;
@@ -119,16 +121,47 @@ export function sessionMarkOf(prefix: string, leaseId: string, secret: string): 
   return sessionMarkPrefixOf(prefix, leaseId) + digest;
 }
 
-/** The lease_id of a session's lock: its session's lease id and its own key's create revision. */
-export const sessionLockIdOf = (leaseId: string, createRevision: bigint): string => `${leaseId}.${createRevision}`;
+/**
+ * 8 hex digits naming a lock name in its session's lock ids: FNV-1a (32 bits) over the name's
+ * UTF-16 code units. Two locks of one session put in one Txn share a create revision; this
+ * keeps their ids apart (txn-batch.ts never batches two of one lease whose digests are equal).
+ */
+export function nameDigestOf(name: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0');
+}
 
-/** The parts of a session lock's lease_id; undefined for anything else (a unary lease id included). */
+/** What no two own keys in one Txn may share: a lease and a name digest (one lock id). */
+export const lockIdConflict = (leaseId: string, name: string): string => `\u0000${leaseId}.${nameDigestOf(name)}`;
+
+/**
+ * The lease_id of a session's lock: its session's lease id, its own key's create revision
+ * and the digest of its name.
+ */
+export const sessionLockIdOf = (leaseId: string, createRevision: bigint, name: string): string =>
+  `${leaseId}.${createRevision}.${nameDigestOf(name)}`;
+
+/**
+ * The parts of a session lock's lease_id; undefined for anything else (a unary lease id
+ * included). An id without the digest (as servers before it answered) has none to check.
+ */
 export function parseSessionLockId(
   text: string,
-): { readonly leaseId: string; readonly createRevision: bigint } | undefined {
+): { readonly leaseId: string; readonly createRevision: bigint; readonly nameDigest?: string } | undefined {
   const m = SESSION_LOCK_ID.exec(text);
-  return m === null ? undefined : { leaseId: m[1]!, createRevision: BigInt(m[2]!) };
+  if (m === null) return undefined;
+  return m[3] === undefined
+    ? { leaseId: m[1]!, createRevision: BigInt(m[2]!) }
+    : { leaseId: m[1]!, createRevision: BigInt(m[2]!), nameDigest: m[3] };
 }
+
+/** Whether a parsed session lock id names this grant: its create revision, and its name if it says. */
+export const sessionLockIdMatches = (
+  id: { readonly createRevision: bigint; readonly nameDigest?: string },
+  name: string,
+  own: QueueKey,
+): boolean => id.createRevision === own.createRevision && (id.nameDigest ?? nameDigestOf(name)) === nameDigestOf(name);
 
 /**
  * The lock names among the keys of lease `leaseId` (LeaseTimeToLive lists them): own keys,

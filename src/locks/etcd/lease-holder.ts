@@ -16,6 +16,7 @@ import {
   parseSessionLockId,
   prefixEnd,
   type QueueKey,
+  sessionLockIdMatches,
   sessionMarkPrefixOf,
 } from './layout.js';
 import type { LockQueue } from './queue.js';
@@ -68,7 +69,10 @@ export async function findHolder(
   const found = queue.keysOf(pages[0]!)[0];
   const session = sessionLock !== undefined || Number(pages[2]!.count) > 0;
   // A session lock's lease_id names its key's create revision: a key made since is another grant's.
-  const own = sessionLock === undefined || found?.createRevision === sessionLock.createRevision ? found : undefined;
+  const own =
+    sessionLock === undefined || (found !== undefined && sessionLockIdMatches(sessionLock, name, found))
+      ? found
+      : undefined;
   let holders: readonly QueueKey[];
   if (own === undefined) {
     const head = await queue.first('Ascend', {}, pages[1]!);

@@ -36,6 +36,7 @@ import {
   grantedCount,
   parseSessionLockId,
   type QueueKey,
+  sessionLockIdMatches,
   sessionLockIdOf,
 } from './layout.js';
 import { LockQueue } from './queue.js';
@@ -60,6 +61,7 @@ export interface SessionHost {
  * const lock = await session.acquire({ name: 'jobs/1', waitMs: 0, owner, mode: 'EXCLUSIVE', limit: 1, signal });
  * await session.keepAlive(signal); // one LeaseKeepAlive renews jobs/1 and every other lock
  * await session.release({ name: 'jobs/1', leaseId: lock.leaseId, signal }); // one Txn: delete the own key
+ * // (the own-key writes of one turn go to etcd as one Txn: txn-batch.ts)
  * await session.end(); // one LeaseRevoke: every other lock at once
  */
 export class EtcdLockSession implements LockSession {
@@ -177,7 +179,7 @@ export class EtcdLockSession implements LockSession {
     const own = this.#held.get(name);
     const lock = parseSessionLockId(leaseId);
     const queue = new LockQueue(conn, prefix, name);
-    if (own === undefined || lock?.leaseId !== this.leaseId || lock.createRevision !== own.createRevision)
+    if (own === undefined || lock?.leaseId !== this.leaseId || !sessionLockIdMatches(lock, name, own))
       throw new NotHolderError(
         `lease ${leaseId || '(empty)'} is not a lock of this session on lock "${name}": ${await this.#holdersNow(queue, signal)}`,
       );
@@ -232,7 +234,7 @@ export class EtcdLockSession implements LockSession {
   #leaseOf(name: string, own: QueueKey, expiresAtMs: number): Lease {
     return {
       name,
-      leaseId: sessionLockIdOf(this.leaseId, own.createRevision),
+      leaseId: sessionLockIdOf(this.leaseId, own.createRevision, name),
       fencingToken: own.createRevision,
       expiresAtMs,
       ttlMs: this.ttlMs,
