@@ -3,13 +3,24 @@
 // transport (which members go together, how a failed batch is undone), then the rule that
 // keeps mutual exclusion, on a real etcd: two puts into one lock's queue never share a Txn.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { ITxnRequest, ITxnResponse } from 'etcd3';
-import { LockBusyError } from '../../src/errors.js';
+import { BackendUnavailableError, LockBusyError } from '../../src/errors.js';
 import type { LockSession } from '../../src/locks/backend.js';
 import { EtcdLockBackend } from '../../src/locks/etcd/lock-backend.js';
 import { TxnBatcher, type TxnMember } from '../../src/locks/etcd/txn-batch.js';
 import { etcdMissing, startEtcd, type EtcdMember } from '../support/etcd.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
 
 /** A member whose one compare holds when `holds`, with `ops` success ops that each answer their own tag. */
 const member = (tag: string, conflicts: string[], ops = 1, holds = true): TxnMember => ({
@@ -104,10 +115,11 @@ describe('TxnBatcher', () => {
     );
   });
 
-  test("a failure that is every member's rejects them all; any other is retried alone for each member's own answer", async () => {
+  test("a failure that may have been applied fails every member, unsent again; a refusal etcd applied nothing of is retried alone for each member's own answer", async () => {
     const down = new Error('unavailable');
+    const gone = new Error('lease not found');
     const { sent, send } = scripted(() => down);
-    const all = new TxnBatcher(send, (err) => err === down);
+    const all = new TxnBatcher(send, (err) => err === gone);
     const results = await Promise.allSettled([all.submit(member('a', ['qa'])), all.submit(member('b', ['qb']))]);
     assert.equal(sent.length, 1, 'not resent: the batch may have been applied');
     assert.deepEqual(
@@ -115,9 +127,8 @@ describe('TxnBatcher', () => {
       [down, down],
     );
 
-    const gone = new Error('lease not found');
     const one = scripted((r) => (r.compare!.some((c) => c.key!.toString() === 'b') ? gone : undefined));
-    const each = new TxnBatcher(one.send, () => false);
+    const each = new TxnBatcher(one.send, (err) => err === gone);
     const mixed = await Promise.allSettled([each.submit(member('a', ['qa'])), each.submit(member('b', ['qb']))]);
     assert.equal(one.sent.length, 3);
     assert.equal(mixed[0]!.status, 'fulfilled');
@@ -133,7 +144,11 @@ describe('group commit on etcd', { skip: etcdMissing() }, () => {
 
   before(async () => {
     etcd = await startEtcd();
-    backend = new EtcdLockBackend({ endpoints: etcd.endpoint, prefix: `latchkey-group-commit-${process.pid}/` });
+    backend = new EtcdLockBackend({
+      endpoints: etcd.endpoint,
+      prefix: `latchkey-group-commit-${process.pid}/`,
+      opTimeoutMs: 1_000,
+    });
   });
   after(async () => {
     await backend?.close();
@@ -162,5 +177,44 @@ describe('group commit on etcd', { skip: etcdMissing() }, () => {
       await sessions[results.indexOf(held[0]!)]!.release({ name, leaseId: lease.leaseId, signal });
     }
     await Promise.all(sessions.map((s) => s.end()));
+  });
+
+  test('a batch sent to an etcd that hangs (SIGSTOP): every member fails UNAVAILABLE in time, and the session takes the names again', async () => {
+    const session = await backend.openSession({ ttlMs: 30_000, signal });
+    const names = Array.from({ length: 8 }, () => `stalled-${seq++}`);
+    const pid = etcd.pid!;
+    process.kill(pid, 'SIGSTOP');
+    let results: PromiseSettledResult<unknown>[];
+    const started = Date.now();
+    try {
+      await until('etcd stopped', async () => /^\d+ \(.*\) [Tt] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')));
+      results = await Promise.allSettled(
+        names.map((name) =>
+          session.acquire({ name, waitMs: 0, owner: 'stalled', mode: 'EXCLUSIVE', limit: 1, signal }),
+        ),
+      );
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    const took = Date.now() - started;
+    for (const r of results)
+      assert.ok(
+        r.status === 'rejected' && r.reason instanceof BackendUnavailableError,
+        String((r as PromiseRejectedResult).reason),
+      );
+    assert.ok(took < 5_000, `answered after ${took} ms`);
+    await until('etcd answers again', () =>
+      backend.describe(names[0]!, signal).then(
+        () => true,
+        () => false,
+      ),
+    );
+    // The session goes on: the same names in one batch again. (etcd may have applied the
+    // stalled batch when it ran again: a key found is read back and granted, alone.)
+    const leases = await Promise.all(
+      names.map((name) => session.acquire({ name, waitMs: 0, owner: 'again', mode: 'EXCLUSIVE', limit: 1, signal })),
+    );
+    assert.equal(new Set(leases.map((l) => l.leaseId)).size, names.length);
+    await session.end();
   });
 });

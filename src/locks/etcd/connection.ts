@@ -13,6 +13,7 @@ import {
   ClientClosedError,
   Etcd3,
   EtcdLeaseInvalidError,
+  GRPCInvalidArgumentError,
   GRPCUnavailableError,
   type IOptions,
   isRecoverableError,
@@ -97,8 +98,10 @@ export class EtcdConnection {
         'grpc.max_reconnect_backoff_ms': 1_000,
       },
     });
-    const failsAll = (err: unknown) => err instanceof ClientClosedError || isTransportFailure(err);
-    this.#writes = new TxnBatcher((request) => this.client.kv.txn(request), failsAll);
+    // etcd checks a Txn's leases and arguments before applying any of it.
+    const refusedUnapplied = (err: unknown) =>
+      err instanceof EtcdLeaseInvalidError || err instanceof GRPCInvalidArgumentError;
+    this.#writes = new TxnBatcher((request) => this.client.kv.txn(request), refusedUnapplied);
   }
 
   /** Aborted (with ShuttingDownError) once close() began. */

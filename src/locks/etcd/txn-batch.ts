@@ -8,7 +8,8 @@
 // success ops; every member's compare guards only its own keys, so in the usual case (all
 // hold) the batch does exactly what the members would have done one by one. When any
 // compare fails, etcd applies nothing and each member runs again as its own Txn (with its
-// own failure branch), which is what it would have met alone.
+// own failure branch), which is what it would have met alone; so does each member of a
+// batch etcd refused unapplied for what may be one member's fault.
 //
 // NOTE: what must never share a batch, since one Txn writes at one revision:
 // - two writes to one lock's queue: two own keys put together would have one create
@@ -43,18 +44,21 @@ export type SendTxn = (request: ITxnRequest) => Promise<ITxnResponse>;
  * Gathers the Txns submitted in one turn and sends them as few Txns as the conflicts allow.
  *
  * @example
- * const batch = new TxnBatcher((req) => etcd.kv.txn(req), isRecoverableError);
+ * const batch = new TxnBatcher((req) => etcd.kv.txn(req), (err) => err instanceof EtcdLeaseInvalidError);
  * const [a, b] = await Promise.all([batch.submit(putA), batch.submit(putB)]); // one Txn
  */
 export class TxnBatcher {
   readonly #send: SendTxn;
-  /** Whether a batch's failure is every member's (etcd unreachable, the client closed). */
-  readonly #failsAll: (err: unknown) => boolean;
+  /**
+   * Whether etcd refused a batch without applying any of it, for what may be one member's
+   * fault (a lease gone, an argument it takes for invalid): each member then runs alone.
+   */
+  readonly #refusedUnapplied: (err: unknown) => boolean;
   #pending: Pending[] = [];
 
-  constructor(send: SendTxn, failsAll: (err: unknown) => boolean) {
+  constructor(send: SendTxn, refusedUnapplied: (err: unknown) => boolean) {
     this.#send = send;
-    this.#failsAll = failsAll;
+    this.#refusedUnapplied = refusedUnapplied;
   }
 
   submit(member: TxnMember): Promise<ITxnResponse> {
@@ -88,10 +92,11 @@ export class TxnBatcher {
         success: batch.flatMap((m) => m.request.success ?? []),
       });
     } catch (err) {
-      // Unreachable etcd or a closing server: each member alone would have met the same. Any
-      // other refusal (a lease gone, a limit) may be one member's: each runs alone for its own.
-      if (this.#failsAll(err)) for (const m of batch) m.reject(err);
-      else for (const m of batch) this.#alone(m);
+      // NOTE: anything else (etcd unreachable, a timeout, a lost leader) fails every member
+      // with it, never sent again: the batch may have been applied, and a release resent
+      // would find its key gone. A call alone answers such a failure the same way.
+      if (this.#refusedUnapplied(err)) for (const m of batch) this.#alone(m);
+      else for (const m of batch) m.reject(err);
       return;
     }
     if (!txn.succeeded) {
