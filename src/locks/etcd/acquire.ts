@@ -29,10 +29,11 @@ export interface LockRequest {
   /** Cancels the request (gRPC deadline, client gone); the key then leaves the queue. */
   readonly signal: AbortSignal;
   /**
-   * Not granted: given the key's leaving the queue, resolves when the answer may go. Default:
-   * once the key has left. The unary Acquire waits a bounded time (unary-lock.ts).
+   * Not granted: given the key's leaving the queue (true once etcd confirmed the key gone,
+   * false if that delete failed), resolves when the answer may go. Default: once the key has
+   * left. The unary Acquire waits a bounded time (unary-lock.ts).
    */
-  readonly settle?: (leaving: Promise<void>) => Promise<void>;
+  readonly settle?: (leaving: Promise<boolean>) => Promise<void>;
   /**
    * A waiter granted the lock restarts its lease's TTL, so the caller gets all of it (one
    * LeaseKeepAlive). Default true; false for a client session, whose client renews it.
@@ -140,13 +141,19 @@ async function putOwnKey(session: EtcdSession, queue: LockQueue, key: string, cl
   return { own, page: txn.responses[1]!.response_range };
 }
 
-/** Takes a key out of the queue (best effort: a failure leaves it to its lease's TTL). */
-async function leaveQueue(queue: LockQueue, key: string): Promise<void> {
+/**
+ * Takes a key out of the queue: true once etcd confirmed it gone. Best effort: a failure
+ * leaves the key, if a put whose answer was lost made it, to its lease (false).
+ */
+export async function leaveQueue(queue: LockQueue, key: string): Promise<boolean> {
   // Deleting the key is what frees the successor; revoking the lease would delete it too,
   // but the key goes first so that a failed revoke cannot leave it queued.
-  await queue.conn
+  return queue.conn
     .call('leave the queue', undefined, (client) => client.kv.deleteRange({ key: Buffer.from(key) }))
-    .catch(() => {});
+    .then(
+      () => true,
+      () => false,
+    );
 }
 
 /**

@@ -27,7 +27,7 @@ import type {
   SessionLeaseInfo,
   SessionState,
 } from '../backend.js';
-import { acquireOnSession, releaseOwnKey } from './acquire.js';
+import { acquireOnSession, leaveQueue, releaseOwnKey } from './acquire.js';
 import { ClientSession, type ClientSessionInit } from './client-session.js';
 import type { EtcdConnection } from './connection.js';
 import {
@@ -73,6 +73,16 @@ export class EtcdLockSession implements LockSession {
   #held: Map<string, QueueKey>;
   /** The names of acquires in flight. */
   readonly #waiting = new Set<string>();
+  /**
+   * Names whose own key may exist unknown to this copy: an acquire that failed could not
+   * confirm its key gone (etcd unreachable: a put whose answer was lost may still be applied).
+   * NOTE: such a key is a lock nobody knows the session holds, and the session's keepalives
+   * would keep it for as long as the session lives. Each keepalive that etcd answers deletes
+   * these keys (#sweep); an acquire of the name meanwhile finds its key and takes it.
+   */
+  readonly #doubtful = new Set<string>();
+  /** The deletes #sweep has in flight, by name: an acquire of the name waits for its own. */
+  readonly #sweeping = new Map<string, Promise<void>>();
 
   /** `held`: the locks it holds already (a resume), by name, oldest grant first. */
   constructor(host: SessionHost, init: ClientSessionInit, held?: ReadonlyMap<string, QueueKey>) {
@@ -84,10 +94,12 @@ export class EtcdLockSession implements LockSession {
       expired: () => {
         const locks = this.#held.size;
         this.#held.clear();
+        this.#doubtful.clear();
         host.expired(this, locks);
       },
       ended: () => {
         this.#held.clear();
+        this.#doubtful.clear();
         host.forget(this);
       },
       steppedAside: () => host.forget(this),
@@ -141,6 +153,8 @@ export class EtcdLockSession implements LockSession {
     signal.addEventListener('abort', onCaller, { once: true });
     this.signal.addEventListener('abort', onSession, { once: true });
     try {
+      // A delete of a doubtful key of this name (#sweep) must not pass the put.
+      await this.#sweeping.get(name);
       const queue = new LockQueue(conn, prefix, name);
       const held = await acquireOnSession(lease, queue, {
         claim: claimOf(owner, mode, limit),
@@ -149,7 +163,11 @@ export class EtcdLockSession implements LockSession {
         signal: both.signal,
         // The client's keepalives renew the session; a grant needs no renewal of its own.
         renewAtGrant: false,
+        settle: async (leaving) => {
+          if (!(await leaving)) this.#doubtful.add(name);
+        },
       });
+      this.#doubtful.delete(name);
       // Ended or expired while the put was in flight: its key went with the lease. Stepped
       // aside: whoever serves the session now finds the key on resume (and the client, not
       // knowing it, releases it there).
@@ -194,8 +212,23 @@ export class EtcdLockSession implements LockSession {
   }
 
   /** Renews the session, and with it every lock of it (ClientSession.keepAlive). */
-  keepAlive(signal: AbortSignal): Promise<SessionLeaseInfo> {
-    return this.#session.keepAlive(signal);
+  async keepAlive(signal: AbortSignal): Promise<SessionLeaseInfo> {
+    const renewed = await this.#session.keepAlive(signal);
+    this.#sweep();
+    return renewed;
+  }
+
+  /** Deletes the own keys of the doubtful names no acquire is using (see #doubtful). */
+  #sweep(): void {
+    for (const name of this.#doubtful) {
+      if (this.#held.has(name) || this.#waiting.has(name) || this.#sweeping.has(name)) continue;
+      const queue = new LockQueue(this.#host.conn, this.#host.prefix, name);
+      const sweeping = leaveQueue(queue, queue.ownKey(this.leaseId)).then((gone) => {
+        if (gone) this.#doubtful.delete(name);
+        this.#sweeping.delete(name);
+      });
+      this.#sweeping.set(name, sweeping);
+    }
   }
 
   /** Fails the acquires in flight, then releases every lock in one LeaseRevoke (ClientSession.end). */

@@ -48,7 +48,7 @@ export async function acquireUnary(
   // its calls is held for opTimeoutMs per endpoint, and the answer must not wait for them
   // (the key goes, or its lease runs out, after the answer; close() still waits for it).
   let ending: Promise<void> | undefined;
-  const settle = (leaving: Promise<void>) =>
+  const settle = (leaving: Promise<boolean>) =>
     briefly(host, (ending = leaving.then(() => session.revoke()).catch(() => {})));
   try {
     // Kept alive from the grant on, while this call runs; once granted, the holder's
