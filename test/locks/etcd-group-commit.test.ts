@@ -11,16 +11,7 @@ import type { LockSession } from '../../src/locks/backend.js';
 import { EtcdLockBackend } from '../../src/locks/etcd/lock-backend.js';
 import { TxnBatcher, type TxnMember } from '../../src/locks/etcd/txn-batch.js';
 import { etcdMissing, startEtcd, type EtcdMember } from '../support/etcd.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+import { until } from '../support/faults.js';
 
 /** A member whose one compare holds when `holds`, with `ops` success ops that each answer their own tag. */
 const member = (tag: string, conflicts: string[], ops = 1, holds = true): TxnMember => ({
@@ -187,7 +178,11 @@ describe('group commit on etcd', { skip: etcdMissing() }, () => {
     let results: PromiseSettledResult<unknown>[];
     const started = Date.now();
     try {
-      await until('etcd stopped', async () => /^\d+ \(.*\) [Tt] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')));
+      await until(
+        'etcd stopped',
+        10_000,
+        () => /^\d+ \(.*\) [Tt] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')) || undefined,
+      );
       results = await Promise.allSettled(
         names.map((name) =>
           session.acquire({ name, waitMs: 0, owner: 'stalled', mode: 'EXCLUSIVE', limit: 1, signal }),
@@ -206,15 +201,10 @@ describe('group commit on etcd', { skip: etcdMissing() }, () => {
     // etcd may apply the stalled batch when it runs again, after the deletes that were to
     // take its keys out of the queue: keys of locks the session does not know it holds, that
     // its keepalives would keep. The first keepalive etcd answers deletes them.
-    await until('etcd answers again', () =>
-      session.keepAlive(signal).then(
-        () => true,
-        () => false,
-      ),
-    );
-    await until('no key left queued', async () => {
+    await until('etcd answers again', 10_000, () => session.keepAlive(signal));
+    await until('no key left queued', 10_000, async () => {
       const states = await Promise.all(names.map((name) => backend.describe(name, signal)));
-      return states.every((st) => !st.held && st.waiters === 0);
+      return states.every((st) => !st.held && st.waiters === 0) || undefined;
     });
     // The session goes on: the same names in one batch again.
     const leases = await Promise.all(
