@@ -23,7 +23,11 @@
 // submit scheduled the flush.
 import type { ITxnRequest, ITxnResponse } from 'etcd3';
 
-/** etcd's --max-txn-ops default is 128 per branch; a batch stays well under it. */
+/**
+ * etcd's --max-txn-ops default is 128 per branch; a batch stays well under it. An etcd started
+ * with a lower limit refuses bigger batches (InvalidArgument): each member then runs alone,
+ * correct but a round trip slower.
+ */
 const MAX_OPS = 96;
 
 export interface TxnMember {
