@@ -96,9 +96,10 @@ export class TxnBatcher {
         success: batch.flatMap((m) => m.request.success ?? []),
       });
     } catch (err) {
-      // NOTE: anything else (etcd unreachable, a timeout, a lost leader) fails every member
-      // with it, never sent again: the batch may have been applied, and a release resent
-      // would find its key gone. A call alone answers such a failure the same way.
+      // A refusal that may be one member's fault, with nothing applied: each runs alone for
+      // its own answer. NOTE: any other failure (etcd unreachable, a timeout, a lost leader)
+      // fails every member with it, never sent again: the batch may have been applied, and a
+      // release sent again would find its key gone. A call alone answers such a failure so.
       if (this.#refusedUnapplied(err)) for (const m of batch) this.#alone(m);
       else for (const m of batch) m.reject(err);
       return;
