@@ -161,7 +161,8 @@ export const sessionLockIdMatches = (
   id: { readonly createRevision: bigint; readonly nameDigest?: string },
   name: string,
   own: QueueKey,
-): boolean => id.createRevision === own.createRevision && (id.nameDigest ?? nameDigestOf(name)) === nameDigestOf(name);
+): boolean =>
+  id.createRevision === own.createRevision && (id.nameDigest === undefined || id.nameDigest === nameDigestOf(name));
 
 /**
  * The lock names among the keys of lease `leaseId` (LeaseTimeToLive lists them): own keys,
