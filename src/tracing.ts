@@ -245,26 +245,40 @@ export function clientSpan(
 }
 
 /**
- * A grpc-js client interceptor that makes each call a CLIENT span (a child of the context the
- * call was made in) named after its method, "etcdserverpb.KV/Txn", with rpc.* and
- * `attributes`, ended by the call's status. For etcd (locks/etcd/connection.ts), whose client
- * takes call options per request.
+ * One gRPC call to a backend as a CLIENT span (a child of the active span) named after its
+ * method, "etcdserverpb.KV/Txn", with rpc.* and `attributes`: `end` it with the call's status.
+ */
+export function grpcClientSpan(
+  path: string,
+  attributes: Attributes,
+): { end(code: grpc.status, details: string): void } {
+  const span = tracer.startSpan(path.slice(1), { kind: SpanKind.CLIENT });
+  if (!span.isRecording()) return NOT_RECORDING;
+  span.setAttributes({ ...rpcAttributes(path), ...attributes });
+  return {
+    end(code, details) {
+      span.setAttribute('rpc.grpc.status_code', code);
+      if (code !== grpc.status.OK) span.setAttribute('error.type', grpc.status[code] ?? 'UNKNOWN');
+      if (SERVER_ERRORS.has(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: details });
+      span.end();
+    },
+  };
+}
+
+/**
+ * A grpc-js client interceptor that makes each call a grpcClientSpan, ended by the call's
+ * status. For etcd (locks/etcd/connection.ts), whose client takes call options per request.
  */
 export function grpcClientSpans(attributes: Attributes): grpc.Interceptor {
   return (options, nextCall) => {
-    const path = options.method_definition.path;
-    const span = tracer.startSpan(path.slice(1), { kind: SpanKind.CLIENT });
+    const span = grpcClientSpan(options.method_definition.path, attributes);
     // A call passed on untouched: what grpc-js's Interceptor type asks for.
-    if (!span.isRecording()) return new grpc.InterceptingCall(nextCall(options));
-    span.setAttributes({ ...rpcAttributes(path), ...attributes });
+    if (span === NOT_RECORDING) return new grpc.InterceptingCall(nextCall(options));
     return new grpc.InterceptingCall(nextCall(options), {
       start(metadata, _listener, next) {
         next(metadata, {
           onReceiveStatus(status, nextStatus) {
-            span.setAttribute('rpc.grpc.status_code', status.code);
-            if (status.code !== grpc.status.OK) span.setAttribute('error.type', grpc.status[status.code] ?? 'UNKNOWN');
-            if (SERVER_ERRORS.has(status.code)) span.setStatus({ code: SpanStatusCode.ERROR, message: status.details });
-            span.end();
+            span.end(status.code, status.details);
             nextStatus(status);
           },
         });

@@ -1,7 +1,9 @@
 // The etcd backend's edge: one etcd3 client with latchkey's fault policy, every etcd call run
 // through `call` (which translates etcd3's errors into ours), the lease calls the session and
 // Refresh share, and the backend's time. Only the files of src/locks/etcd/ import etcd3; they
-// reach etcd only through this connection.
+// reach etcd only through this connection. The lock path's own-key Txns (`write`) do not go
+// through etcd3 but straight onto HTTP/2 (txn-wire.ts), under the same host policy and with
+// the same errors.
 //
 // NOTE on time: the clock given (src/clock.ts) runs every timer of the backend and every
 // expiry it estimates or reports (wait_ms, keepalive cadence, lease expiry, backoffs, event
@@ -29,6 +31,7 @@ import {
 } from '../../errors.js';
 import { grpcClientSpans } from '../../tracing.js';
 import { type TxnMember, TxnBatcher } from './txn-batch.js';
+import { type Pauses, TxnWire } from './txn-wire.js';
 
 /** Backoff between retries while etcd is unreachable (a wait's re-checks, keepalives, Watch). */
 export const RETRY_MS = 250;
@@ -69,6 +72,8 @@ export class EtcdConnection {
   readonly #closing = new AbortController();
   /** The lock path's own-key writes, one Txn per turn where they allow (txn-batch.ts). */
   readonly #writes: TxnBatcher;
+  /** What sends those Txns, on HTTP/2 without etcd3 (txn-wire.ts says why). */
+  readonly #wire: TxnWire;
 
   constructor(options: EtcdConnectionOptions) {
     const hosts = (typeof options.endpoints === 'string' ? options.endpoints.split(',') : [...options.endpoints])
@@ -83,13 +88,14 @@ export class EtcdConnection {
     setMaxListeners(0, this.#closing.signal);
     const opTimeoutMs = this.opTimeoutMs;
     const pauses: Pauses = new Map();
+    const pauseMs = hosts.length > 1 ? HOST_PAUSE_MS : 0;
     this.client = new Etcd3({
       hosts,
       // Unary calls get a deadline; streams (watch, keepalive) are bounded where they are used.
       defaultCallOptions: (context) =>
         context.isStream ? {} : { deadline: Date.now() + opTimeoutMs, interceptors: ETCD_SPANS },
       faultHandling: {
-        host: (host) => pauseAfterFailure(host, hosts.length > 1 ? HOST_PAUSE_MS : 0, pauses, hosts.length),
+        host: (host) => pauseAfterFailure(host, pauseMs, pauses, hosts.length),
         global: tryHosts(hosts.length),
       },
       grpcOptions: {
@@ -101,7 +107,8 @@ export class EtcdConnection {
     // etcd checks a Txn's leases and arguments before applying any of it.
     const refusedUnapplied = (err: unknown) =>
       err instanceof EtcdLeaseInvalidError || err instanceof GRPCInvalidArgumentError;
-    this.#writes = new TxnBatcher((request) => this.client.kv.txn(request), refusedUnapplied);
+    this.#wire = new TxnWire({ hosts, opTimeoutMs, pauses, pauseMs });
+    this.#writes = new TxnBatcher((request) => this.#wire.txn(request), refusedUnapplied);
   }
 
   /** Aborted (with ShuttingDownError) once close() began. */
@@ -120,6 +127,7 @@ export class EtcdConnection {
 
   close(): void {
     this.beginClose();
+    this.#wire.close();
     this.client.close();
   }
 
@@ -299,9 +307,6 @@ function tryHosts(attempts: number): Policy {
     },
   } as unknown as Policy;
 }
-
-/** Until when each host is passed over; shared by the hosts of one client. */
-type Pauses = Map<string, number>;
 
 /**
  * The per-host policy: a host that just failed in transport is skipped for `pauseMs`, so the
