@@ -31,7 +31,7 @@ import {
 } from '../../errors.js';
 import { grpcClientSpans } from '../../tracing.js';
 import { type TxnMember, TxnBatcher } from './txn-batch.js';
-import { type Pauses, TxnWire } from './txn-wire.js';
+import { type Pauses, throwIfPassedOver, TxnWire } from './txn-wire.js';
 
 /** Backoff between retries while etcd is unreachable (a wait's re-checks, keepalives, Watch). */
 export const RETRY_MS = 250;
@@ -323,12 +323,7 @@ function pauseAfterFailure(endpoint: string, pauseMs: number, pauses: Pauses, ho
     onSuccess: noEvent,
     onFailure: noEvent,
     async execute<T>(fn: PolicyFn<T>, signal = NEVER_ABORTED): Promise<T> {
-      const now = Date.now();
-      if (now < (pauses.get(endpoint) ?? 0)) {
-        const pausedHosts = [...pauses.values()].filter((until) => now < until).length;
-        if (pausedHosts < hostCount)
-          throw new GRPCUnavailableError(`etcd endpoint ${endpoint} failed less than ${pauseMs} ms ago`);
-      }
+      throwIfPassedOver(pauses, endpoint, hostCount, pauseMs);
       try {
         const result = await fn({ signal });
         pauses.delete(endpoint);

@@ -53,6 +53,17 @@ const { HTTP2_HEADER_STATUS, NGHTTP2_CANCEL } = http2.constants;
 /** Until when each host is passed over (connection.ts pauseAfterFailure), keyed by endpoint. */
 export type Pauses = Map<string, number>;
 
+/**
+ * Refuses `host` (as a transport failure) while it is paused, unless every host is: during an
+ * election every member can fail at once, and then each is tried.
+ */
+export function throwIfPassedOver(pauses: Pauses, host: string, hostCount: number, pauseMs: number): void {
+  const now = Date.now();
+  if (now >= (pauses.get(host) ?? 0)) return;
+  const paused = [...pauses.values()].filter((until) => now < until).length;
+  if (paused < hostCount) throw new GRPCUnavailableError(`etcd endpoint ${host} failed less than ${pauseMs} ms ago`);
+}
+
 export interface TxnWireOptions {
   /** etcd endpoints as given: `host:port` or `http(s)://host:port`. */
   readonly hosts: readonly string[];
@@ -111,12 +122,7 @@ export class TxnWire {
 
   /** One try on one host: the answer's message bytes, or etcd3's error for what went wrong. */
   async #try(host: string, body: Buffer): Promise<Buffer> {
-    const now = Date.now();
-    if (now < (this.#pauses.get(host) ?? 0)) {
-      const paused = [...this.#pauses.values()].filter((until) => now < until).length;
-      if (paused < this.#hosts.length)
-        throw new GRPCUnavailableError(`etcd endpoint ${host} failed less than ${this.#pauseMs} ms ago`);
-    }
+    throwIfPassedOver(this.#pauses, host, this.#hosts.length, this.#pauseMs);
     const span = grpcClientSpan(TXN_PATH, SPAN_ATTRIBUTES);
     try {
       const answer = await this.#call(host, body);
