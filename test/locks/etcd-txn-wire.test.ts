@@ -155,6 +155,8 @@ describe('TxnWire on a real etcd', { skip: etcdMissing() }, () => {
     // One host only, and it is down: the call fails, as a transport failure, without waiting.
     const alone = await rejection(wire([dead]).txn(putIfAbsent('k')));
     assert.ok(alone.err instanceof GRPCUnavailableError, String(alone.err));
+    // The message says why: the connection was refused.
+    assert.match((alone.err as Error).message, new RegExp(`etcd at ${dead}: .*ECONNREFUSED`));
     assert.ok(alone.ms < 2_000, `ended after ${alone.ms.toFixed(0)} ms`);
   });
 

@@ -89,6 +89,8 @@ export class TxnWire {
   readonly #pauses: Pauses;
   readonly #pauseMs: number;
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
+  /** Why a connection failed, for the calls it fails. */
+  readonly #sessionErrors = new WeakMap<http2.ClientHttp2Session, Error>();
   #closed = false;
 
   constructor(options: TxnWireOptions) {
@@ -151,8 +153,9 @@ export class TxnWire {
     let session = this.#sessions.get(host);
     if (session !== undefined && !session.closed && !session.destroyed) return session;
     const created = http2.connect(/^https?:\/\//.test(host) ? host : `http://${host}`);
-    // A connection's failure reaches its streams, which report it; the server stays up.
-    created.on('error', () => {});
+    // A connection's failure reaches its streams, which report it (with this error, when
+    // there is one); the server stays up.
+    created.on('error', (err) => this.#sessionErrors.set(created, err));
     created.on('goaway', () => this.#sessions.get(host) === created && this.#sessions.delete(host));
     created.on('close', () => this.#sessions.get(host) === created && this.#sessions.delete(host));
     // Idle, it keeps no process alive (etcd3's channels do not either).
@@ -166,8 +169,9 @@ export class TxnWire {
   #call(host: string, body: Buffer): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
       let stream: http2.ClientHttp2Stream;
+      const session = this.#session(host);
       try {
-        stream = this.#session(host).request({
+        stream = session.request({
           ':method': 'POST',
           ':path': TXN_PATH,
           'content-type': 'application/grpc',
@@ -206,14 +210,17 @@ export class TxnWire {
       });
       stream.on('trailers', statusOf);
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('error', () => {});
+      let streamError: Error | undefined;
+      stream.on('error', (err) => (streamError = err));
       stream.on('close', () => {
         if (status === undefined) {
+          // No status: the connection or the stream failed, or etcd answered without gRPC.
+          const failure = this.#sessionErrors.get(session) ?? streamError;
           const why =
             httpStatus !== 0 && httpStatus !== 200
-              ? `HTTP status ${httpStatus}`
-              : `stream closed (code ${stream.rstCode})`;
-          return finish(statusError(grpc.status.UNAVAILABLE, `etcd at ${host}: ${why} before a gRPC status`));
+              ? `HTTP status ${httpStatus} and no gRPC status`
+              : (failure?.message ?? `stream closed (code ${stream.rstCode}) without a gRPC status`);
+          return finish(statusError(grpc.status.UNAVAILABLE, `etcd at ${host}: ${why}`));
         }
         if (status !== '0') return finish(statusError(Number(status), message ?? ''));
         const frame = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
