@@ -30,12 +30,16 @@ const putIfAbsent = (name: string, value = ''): ITxnRequest => ({
   failure: [{ request_range: { key: key(name) } }],
 });
 
-const wireOn = (hosts: string[], options: { opTimeoutMs?: number; pauses?: Pauses; pauseMs?: number } = {}) =>
+const wireOn = (
+  hosts: string[],
+  options: { opTimeoutMs?: number; pauses?: Pauses; pauseMs?: number; streamsPerConnection?: number } = {},
+) =>
   new TxnWire({
     hosts,
     opTimeoutMs: options.opTimeoutMs ?? 5_000,
     pauses: options.pauses ?? new Map(),
     pauseMs: options.pauseMs ?? 0,
+    streamsPerConnection: options.streamsPerConnection,
   });
 
 async function rejection(promise: Promise<unknown>): Promise<{ err: unknown; ms: number }> {
@@ -158,6 +162,22 @@ describe('TxnWire on a real etcd', { skip: etcdMissing() }, () => {
     // The message says why: the connection was refused.
     assert.match((alone.err as Error).message, new RegExp(`etcd at ${dead}: .*ECONNREFUSED`));
     assert.ok(alone.ms < 2_000, `ended after ${alone.ms.toFixed(0)} ms`);
+  });
+
+  test('a connection carries streamsPerConnection calls, then the next one takes over', async () => {
+    const w = wire([proxy.address], { streamsPerConnection: 2 });
+    const before = proxy.accepted;
+    for (let i = 0; i < 5; i++) assert.equal((await w.txn(putIfAbsent(`n${i}`))).succeeded, true);
+    assert.equal(proxy.accepted - before, 3, 'calls 1-2, 3-4 and 5 each on a connection of their own');
+    // Calls in flight on a connection that is handed over finish there: the first of these
+    // goes with call 5, the next two on a fourth connection (handed over while it connects),
+    // the last two on a fifth.
+    const txns = await Promise.all(Array.from({ length: 5 }, (_, i) => w.txn(putIfAbsent(`o${i}`))));
+    assert.deepEqual(
+      txns.map((t) => t.succeeded),
+      [true, true, true, true, true],
+    );
+    assert.equal(proxy.accepted - before, 5);
   });
 
   test('after close, calls throw ClientClosedError', async () => {
