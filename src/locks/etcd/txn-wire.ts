@@ -104,6 +104,8 @@ interface Link {
 export class TxnWire {
   readonly #hosts: readonly string[];
   readonly #opTimeoutMs: number;
+  /** Every call's request headers (http2 reads them, and takes :authority from the connection). */
+  readonly #headers: http2.OutgoingHttpHeaders;
   readonly #pauses: Pauses;
   readonly #pauseMs: number;
   readonly #streamsPerConnection: number;
@@ -113,6 +115,13 @@ export class TxnWire {
   constructor(options: TxnWireOptions) {
     this.#hosts = options.hosts;
     this.#opTimeoutMs = options.opTimeoutMs;
+    this.#headers = {
+      ':method': 'POST',
+      ':path': TXN_PATH,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'grpc-timeout': grpcTimeout(options.opTimeoutMs),
+    };
     this.#pauses = options.pauses;
     this.#pauseMs = options.pauseMs;
     this.#streamsPerConnection = options.streamsPerConnection ?? STREAMS_PER_CONNECTION;
@@ -207,13 +216,7 @@ export class TxnWire {
       let stream: http2.ClientHttp2Stream;
       const link = this.#link(host);
       try {
-        stream = link.session.request({
-          ':method': 'POST',
-          ':path': TXN_PATH,
-          'content-type': 'application/grpc',
-          te: 'trailers',
-          'grpc-timeout': grpcTimeout(this.#opTimeoutMs),
-        });
+        stream = link.session.request(this.#headers);
       } catch (err) {
         reject(statusError(grpc.status.UNAVAILABLE, `etcd at ${host}: ${(err as Error).message}`));
         return;
